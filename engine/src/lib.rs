@@ -1,0 +1,43 @@
+//! # engine
+//!
+//! The keyspace and the meaning of every command, with no sockets and no
+//! threads. The server crate owns the network and the thread-per-core
+//! runtime; it calls into this crate on the thread that owns a shard.
+//!
+//! Map of the crate:
+//! - [`resp`]: RESP2 request parser (resumable, zero-copy) and reply writers.
+//! - [`keyhash`]: the one key hash; picks the shard and the page.
+//! - [`pagetable`]: a database's keys in hash-range pages with snapshot epochs.
+//! - [`value`]: what a key holds.
+//! - [`shard`]: one shard (all databases' pages for its hash residue), its
+//!   clock, counters, lazy and active expiry; [`shard::ExecCtx`] is the
+//!   context commands run in.
+//! - [`command`]: the command table (arity, keys, flags, execution kind),
+//!   lookup, and the [`command::Cluster`] interface cross-shard commands use.
+//! - [`families`]: one module per command family, each with its table.
+//! - [`error`] / [`reply`]: error texts in one place; owned replies for
+//!   results merged across shards.
+//! - [`glob`]: Redis's glob matching (KEYS, SCAN MATCH, CONFIG GET).
+//! - [`testkit`]: an in-process cluster of shards for unit tests.
+
+#![deny(unsafe_code)]
+
+pub mod command;
+pub mod error;
+pub mod families;
+pub mod glob;
+pub mod keyhash;
+pub mod pagetable;
+pub mod reply;
+pub mod resp;
+pub mod shard;
+pub mod testkit;
+pub mod value;
+
+pub use command::{Args, Cluster, CommandSpec, Exec};
+pub use error::Error;
+pub use reply::Reply;
+pub use shard::{ExecCtx, Shard};
+
+/// The Redis version we report and whose behaviour we follow.
+pub const REDIS_VERSION: &str = "7.0.15";

@@ -1,0 +1,263 @@
+//! One shard: the part of every logical database whose keys hash to it,
+//! owned by exactly one worker thread. Nothing in here is shared or locked.
+
+use crate::keyhash::hash_key;
+use crate::pagetable::PageTable;
+use crate::value::{Entry, Value};
+
+/// Counters reported by INFO stats, per shard (summed by the server).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShardStats {
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    pub expired_keys: u64,
+    /// Changes since the last successful save (Redis's `server.dirty`).
+    pub dirty: u64,
+}
+
+/// How much active expiry may examine per cycle and database
+/// (Redis's ACTIVE_EXPIRE_CYCLE_KEYS_PER_LOOP is 20, repeated while more
+/// than a quarter of the sample was expired).
+pub const ACTIVE_EXPIRE_KEYS_PER_LOOP: usize = 20;
+/// Upper bound of loops per cycle and database, so a cycle stays short.
+pub const ACTIVE_EXPIRE_MAX_LOOPS: usize = 16;
+
+pub struct Shard {
+    id: usize,
+    shards: usize,
+    dbs: Vec<PageTable>,
+    /// The clock for this batch of commands, in Unix milliseconds. The
+    /// runtime sets it before executing; tests move it by hand.
+    now_ms: u64,
+    epoch: u64,
+    pub stats: ShardStats,
+    rng: u64,
+    expire_cursor: Vec<usize>,
+    expire_scratch: Vec<Box<[u8]>>,
+}
+
+impl Shard {
+    pub fn new(id: usize, shards: usize, databases: usize) -> Self {
+        let epoch = 1;
+        Shard {
+            id,
+            shards,
+            dbs: (0..databases).map(|_| PageTable::new(epoch)).collect(),
+            now_ms: 0,
+            epoch,
+            stats: ShardStats::default(),
+            rng: 0x9E37_79B9_7F4A_7C15 ^ ((id as u64 + 1) << 32),
+            expire_cursor: vec![0; databases],
+            expire_scratch: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards
+    }
+
+    pub fn databases(&self) -> usize {
+        self.dbs.len()
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    pub fn set_now_ms(&mut self, now: u64) {
+        self.now_ms = now;
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Starts a new snapshot epoch on every database's pages.
+    pub fn bump_epoch(&mut self) -> u64 {
+        self.epoch += 1;
+        for db in &mut self.dbs {
+            db.set_epoch(self.epoch);
+        }
+        self.epoch
+    }
+
+    pub fn db(&self, db: usize) -> &PageTable {
+        &self.dbs[db]
+    }
+
+    pub fn db_mut(&mut self, db: usize) -> &mut PageTable {
+        &mut self.dbs[db]
+    }
+
+    /// Exchanges the contents of two databases (this shard's part of SWAPDB).
+    /// Every page of both is marked modified: their identities now hold
+    /// other data.
+    pub fn swap_dbs(&mut self, a: usize, b: usize) {
+        self.dbs.swap(a, b);
+        for i in [a, b] {
+            let epoch = self.epoch;
+            let t = &mut self.dbs[i];
+            t.set_epoch(epoch);
+            t.mark_all_modified();
+        }
+    }
+
+    /// xorshift64*: cheap randomness for RANDOMKEY and sampling.
+    pub fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A command context on database `db`.
+    pub fn ctx(&mut self, db: usize) -> ExecCtx<'_> {
+        ExecCtx { shard: self, db }
+    }
+
+    /// One active-expiry cycle over every database, bounded like Redis's:
+    /// sample volatile keys, repeat while more than a quarter were expired.
+    /// Returns the number of keys removed.
+    pub fn active_expire_cycle(&mut self) -> usize {
+        let mut total = 0;
+        let now = self.now_ms;
+        for db in 0..self.dbs.len() {
+            if self.dbs[db].volatile_len() == 0 {
+                continue;
+            }
+            for _ in 0..ACTIVE_EXPIRE_MAX_LOOPS {
+                self.expire_scratch.clear();
+                let (cursor, examined) = self.dbs[db].expire_sample(
+                    self.expire_cursor[db],
+                    ACTIVE_EXPIRE_KEYS_PER_LOOP,
+                    now,
+                    &mut self.expire_scratch,
+                );
+                self.expire_cursor[db] = cursor;
+                let removed = self.expire_scratch.len();
+                total += removed;
+                self.stats.expired_keys += removed as u64;
+                if examined == 0 || removed * 4 <= examined {
+                    break;
+                }
+            }
+        }
+        total
+    }
+
+    /// Keys and keys-with-expiry per database (INFO keyspace, DBSIZE).
+    pub fn keyspace(&self) -> Vec<(usize, usize)> {
+        self.dbs
+            .iter()
+            .map(|t| (t.len(), t.volatile_len()))
+            .collect()
+    }
+}
+
+/// The context a command runs in: one shard, one selected database.
+/// Key lookups here apply lazy expiry and keep the hit/miss counters.
+pub struct ExecCtx<'a> {
+    pub shard: &'a mut Shard,
+    pub db: usize,
+}
+
+impl ExecCtx<'_> {
+    pub fn now_ms(&self) -> u64 {
+        self.shard.now_ms
+    }
+
+    pub fn table(&mut self) -> &mut PageTable {
+        &mut self.shard.dbs[self.db]
+    }
+
+    /// Counts one change for `rdb_changes_since_last_save`.
+    pub fn dirty(&mut self, n: u64) {
+        self.shard.stats.dirty += n;
+    }
+
+    /// Deletes `key` if it is logically expired; returns whether it did.
+    fn expire_if_needed(&mut self, hash: u64, key: &[u8]) -> bool {
+        let now = self.shard.now_ms;
+        let t = &mut self.shard.dbs[self.db];
+        match t.get(hash, key) {
+            Some(e) if e.is_expired(now) => {
+                t.remove(hash, key);
+                self.shard.stats.expired_keys += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Looks up a key for reading: expired keys are removed, hits and misses
+    /// are counted (Redis's lookupKeyRead).
+    pub fn lookup_read(&mut self, key: &[u8]) -> Option<&Entry> {
+        let hash = hash_key(key);
+        self.expire_if_needed(hash, key);
+        let Shard { dbs, stats, .. } = &mut *self.shard;
+        let found = dbs[self.db].get(hash, key);
+        if found.is_some() {
+            stats.keyspace_hits += 1;
+        } else {
+            stats.keyspace_misses += 1;
+        }
+        found
+    }
+
+    /// Looks up a key for writing: expired keys are removed, no hit/miss
+    /// counting (Redis's lookupKeyWrite).
+    pub fn lookup_write(&mut self, key: &[u8]) -> Option<&Entry> {
+        let hash = hash_key(key);
+        self.expire_if_needed(hash, key);
+        self.shard.dbs[self.db].get(hash, key)
+    }
+
+    /// Whether a key exists (after lazy expiry), without hit/miss counting.
+    pub fn exists(&mut self, key: &[u8]) -> bool {
+        self.lookup_write(key).is_some()
+    }
+
+    /// Mutable value of an existing, unexpired key. Marks its page modified.
+    pub fn value_mut(&mut self, key: &[u8]) -> Option<&mut Value> {
+        let hash = hash_key(key);
+        self.expire_if_needed(hash, key);
+        self.shard.dbs[self.db].get_value_mut(hash, key)
+    }
+
+    /// Sets a key to a value with an absolute expiry (0 = none).
+    pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64) -> Option<Entry> {
+        let hash = hash_key(key);
+        self.shard.dbs[self.db].insert(hash, key, value, expire_at)
+    }
+
+    /// Sets a key, keeping its current expiry if it has one.
+    pub fn set_keep_ttl(&mut self, key: &[u8], value: Value) -> Option<Entry> {
+        let hash = hash_key(key);
+        self.expire_if_needed(hash, key);
+        self.shard.dbs[self.db].insert_keep_ttl(hash, key, value)
+    }
+
+    /// Removes a key if present and not expired.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let hash = hash_key(key);
+        if self.expire_if_needed(hash, key) {
+            return None;
+        }
+        self.shard.dbs[self.db].remove(hash, key)
+    }
+
+    /// Sets the expiry of an existing key (0 clears it).
+    pub fn set_expire(&mut self, key: &[u8], expire_at: u64) -> bool {
+        let hash = hash_key(key);
+        if self.expire_if_needed(hash, key) {
+            return false;
+        }
+        self.shard.dbs[self.db].set_expire(hash, key, expire_at)
+    }
+}

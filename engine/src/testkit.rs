@@ -1,0 +1,98 @@
+//! An in-process cluster of shards for unit tests: commands are routed,
+//! arity-checked and executed exactly as the server does it, but every
+//! shard lives in this thread and the clock is set by the test.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::ops::Range;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use crate::command::{self, Args, Cluster, Exec, Job, LocalBoxFuture, Route};
+use crate::reply::Reply;
+use crate::shard::Shard;
+
+pub struct TestCluster {
+    shards: RefCell<Vec<Shard>>,
+}
+
+/// Polls a future whose every step is immediately ready.
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("test future was not immediately ready"),
+    }
+}
+
+impl TestCluster {
+    pub fn new(shards: usize) -> Self {
+        TestCluster {
+            shards: RefCell::new((0..shards).map(|i| Shard::new(i, shards, 16)).collect()),
+        }
+    }
+
+    /// Sets every shard's clock (Unix ms).
+    pub fn set_now(&self, ms: u64) {
+        for s in self.shards.borrow_mut().iter_mut() {
+            s.set_now_ms(ms);
+        }
+    }
+
+    pub fn with_shard<R>(&self, i: usize, f: impl FnOnce(&mut Shard) -> R) -> R {
+        f(&mut self.shards.borrow_mut()[i])
+    }
+
+    /// Runs one command on database `db` and returns the RESP reply bytes.
+    pub fn exec(&self, db: usize, args: &[&[u8]]) -> Vec<u8> {
+        let mut src = Vec::new();
+        let mut ranges: Vec<Range<usize>> = Vec::new();
+        for a in args {
+            let start = src.len();
+            src.extend_from_slice(a);
+            ranges.push(start..src.len());
+        }
+        let args = Args::new(&src, &ranges);
+        let mut out = Vec::new();
+        let Some(spec) = command::lookup(args.get(0)) else {
+            command::unknown_command_error(args).write_to(&mut out);
+            return out;
+        };
+        if !spec.arity_ok(args.len()) {
+            crate::Error::WrongArity(spec.name.to_string()).write_to(&mut out);
+            return out;
+        }
+        let n = self.shards.borrow().len();
+        match (command::route(spec, args, n, 0), spec.exec) {
+            (Route::Shard(s), Exec::Shard(f) | Exec::Keys { shard: f, .. }) => {
+                let mut shards = self.shards.borrow_mut();
+                let mut ctx = shards[s].ctx(db);
+                command::execute_shard(f, &mut ctx, args, &mut out);
+            }
+            (Route::CrossKeys, Exec::Keys { cross, .. })
+            | (Route::Global { .. }, Exec::Global { cross, .. }) => {
+                block_on(cross(self, db, args.to_vecs())).write_to(&mut out);
+            }
+            (route, _) => panic!("test cluster cannot run {} ({route:?})", spec.name),
+        }
+        out
+    }
+
+    /// `exec` with string arguments, reply as a string (for readable asserts).
+    pub fn cmd(&self, db: usize, line: &[&str]) -> String {
+        let args: Vec<&[u8]> = line.iter().map(|s| s.as_bytes()).collect();
+        String::from_utf8_lossy(&self.exec(db, &args)).into_owned()
+    }
+}
+
+impl Cluster for TestCluster {
+    fn shard_count(&self) -> usize {
+        self.shards.borrow().len()
+    }
+
+    fn run(&self, shard: usize, job: Job) -> LocalBoxFuture<'_, Reply> {
+        let r = job(&mut self.shards.borrow_mut()[shard]);
+        Box::pin(std::future::ready(r))
+    }
+}

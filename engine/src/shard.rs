@@ -31,6 +31,9 @@ pub struct Shard {
     now_ms: u64,
     epoch: u64,
     pub stats: ShardStats,
+    /// Largest string a command may build (`proto-max-bulk-len`); SETRANGE
+    /// and APPEND refuse to grow past it.
+    pub max_string_len: usize,
     rng: u64,
     expire_cursor: Vec<usize>,
     expire_scratch: Vec<Box<[u8]>>,
@@ -46,6 +49,7 @@ impl Shard {
             now_ms: 0,
             epoch,
             stats: ShardStats::default(),
+            max_string_len: 512 * 1024 * 1024,
             rng: 0x9E37_79B9_7F4A_7C15 ^ ((id as u64 + 1) << 32),
             expire_cursor: vec![0; databases],
             expire_scratch: Vec::new(),

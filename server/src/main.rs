@@ -1,1 +1,216 @@
-fn main() {}
+//! # kv-server
+//!
+//! A Redis-compatible server, thread per core. Map of the crate:
+//! - [`config`]: redis.conf syntax, `--name value` flags, CONFIG GET/SET/REWRITE.
+//! - [`runtime`]: the io_uring event loop (tokio-uring), behind one module.
+//! - [`worker`]: a worker thread = one shard + its mailbox and lock table.
+//! - [`conn`]: a client connection: read, parse, route, batch, reply.
+//! - [`tx`]: commands that span shards (lock, run, unlock).
+//! - [`admin`], [`info`]: connection and server commands the server answers.
+//! - [`shared`], [`clients`]: state shared by workers (never on the data path).
+//! - [`log`]: Redis-style log lines. [`alloc`]: mimalloc with a byte count.
+//! - [`sys`]: the few `unsafe` libc calls.
+
+#![deny(unsafe_code)]
+
+mod admin;
+mod alloc;
+mod clients;
+#[path = "config_tmp.rs"]
+mod config;
+mod conn;
+mod info;
+mod log;
+mod runtime;
+mod shared;
+mod sys;
+mod tx;
+mod worker;
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use engine::Shard;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::shared::Shared;
+use crate::worker::Worker;
+
+#[global_allocator]
+static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = match config::parse_command_line(&args) {
+        Ok(config::Cli::Run(cfg)) => *cfg,
+        Ok(config::Cli::Help) => {
+            println!("{}", config::usage());
+            return;
+        }
+        Ok(config::Cli::Version) => {
+            println!(
+                "kv-server v={} (Redis-compatible {})",
+                env!("CARGO_PKG_VERSION"),
+                engine::REDIS_VERSION
+            );
+            return;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    std::process::exit(run(cfg));
+}
+
+/// Binds one listening socket with SO_REUSEPORT, so every worker can have
+/// its own and the kernel spreads connections over them.
+fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())?;
+    sock.listen(backlog)?;
+    Ok(sock.into())
+}
+
+/// Resolves `bind` addresses and binds `workers` listeners on each.
+fn bind_all(cfg: &Config, workers: usize) -> Result<Vec<Vec<TcpListener>>, String> {
+    let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    for host in &cfg.bind {
+        let host = host.trim_start_matches('-');
+        let mut addr = (host, cfg.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| format!("Invalid bind address '{host}'"))?;
+        for listeners in per_worker.iter_mut() {
+            let l = bind(addr, cfg.tcp_backlog as i32).map_err(|e| {
+                format!(
+                    "Warning: Could not create server TCP listening socket {host}:{}: bind: {e}",
+                    cfg.port
+                )
+            })?;
+            // With port 0 the first bind picks the port; the others share it.
+            if addr.port() == 0 {
+                addr = l.local_addr().map_err(|e| e.to_string())?;
+            }
+            listeners.push(l);
+        }
+    }
+    Ok(per_worker)
+}
+
+fn run(cfg: Config) -> i32 {
+    if let Some(level) = log::parse_level(&cfg.loglevel) {
+        log::set_level(level);
+    }
+    if !cfg.logfile.is_empty() {
+        if let Err(e) = log::set_file(&cfg.logfile) {
+            eprintln!("Can't open the log file {}: {e}", cfg.logfile);
+            return 1;
+        }
+    }
+    let workers = if cfg.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        cfg.threads as usize
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    log::notice("oO0OoO0OoO0Oo kv-server is starting oO0OoO0OoO0Oo");
+    log::notice(&format!(
+        "kv-server version={}, Redis-compatible {}, bits=64, pid={}, just started",
+        env!("CARGO_PKG_VERSION"),
+        engine::REDIS_VERSION,
+        std::process::id()
+    ));
+    if let Err(e) = std::fs::create_dir_all(&cfg.dir) {
+        log::warning(&format!(
+            "Can't create data directory '{}': {e}",
+            cfg.dir.display()
+        ));
+        return 1;
+    }
+    let listeners = match bind_all(&cfg, workers) {
+        Ok(l) => l,
+        Err(e) => {
+            log::warning(&e);
+            log::warning(&format!(
+                "Failed listening on port {} (tcp), aborting.",
+                cfg.port
+            ));
+            return 1;
+        }
+    };
+    let port = listeners
+        .first()
+        .and_then(|l| l.first())
+        .and_then(|l| l.local_addr().ok())
+        .map_or(cfg.port, |a| a.port());
+
+    let databases = cfg.databases as usize;
+    let max_string = cfg.proto_max_bulk_len as usize;
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
+    let (shutdown_tx, shutdown_rx) = std::sync::mpsc::channel();
+    let shared = Shared::new(cfg, senders, shutdown_tx);
+
+    for (id, (rx, mine)) in receivers.into_iter().zip(listeners).enumerate() {
+        let shared = Arc::clone(&shared);
+        let started = runtime::start_thread(format!("worker-{id}"), move || async move {
+            if let Err(e) = sys::pin_to_cpu(id % cpus) {
+                log::verbose(&format!(
+                    "worker {id}: could not pin to CPU {}: {e}",
+                    id % cpus
+                ));
+            }
+            let mut shard = Shard::new(id, workers, databases);
+            shard.max_string_len = max_string;
+            let worker = Rc::new(Worker::new(id, shard, shared));
+            runtime::spawn(worker::mailbox_loop(worker.clone(), rx));
+            runtime::spawn(worker::expire_loop(worker.clone()));
+            let mut accepts = Vec::new();
+            for l in mine {
+                let local = l.local_addr().ok();
+                let listener = runtime::Listener::from_std(l);
+                let worker = worker.clone();
+                accepts.push(async move {
+                    loop {
+                        match listener.accept().await {
+                            Ok((stream, peer)) => {
+                                let local = local.unwrap_or(peer);
+                                runtime::spawn(conn::serve(worker.clone(), stream, peer, local));
+                            }
+                            Err(e) => {
+                                log::warning(&format!("Accepting client connection: {e}"));
+                                runtime::sleep(std::time::Duration::from_millis(10)).await;
+                            }
+                        }
+                    }
+                });
+            }
+            for a in accepts {
+                runtime::spawn(a);
+            }
+            // The worker lives until the process exits.
+            std::future::pending::<()>().await;
+        });
+        if let Err(e) = started {
+            log::warning(&format!("Can't start worker thread {id}: {e}"));
+            return 1;
+        }
+    }
+    log::notice(&format!(
+        "Server initialized: {workers} worker threads (one shard each), io_uring event loops"
+    ));
+    log::notice(&format!("Ready to accept connections tcp on port {port}"));
+    let _ = shutdown_rx.recv();
+    log::warning("kv-server is now ready to exit, bye bye...");
+    0
+}

@@ -1,0 +1,636 @@
+//! Connection and administration commands, which the server answers itself:
+//! PING, ECHO, QUIT, SELECT, AUTH, HELLO, RESET, CLIENT, COMMAND, CONFIG,
+//! INFO, TIME, SHUTDOWN. Their table entries are in the engine's
+//! `families::connection`; replies and errors follow Redis 7.
+
+use std::sync::atomic::Ordering;
+
+use engine::command::{self, flags, Args};
+use engine::resp::{self, parse_i64};
+use engine::{CommandSpec, Error, Reply};
+
+use crate::conn::Conn;
+use crate::{info, log};
+
+pub async fn execute(conn: &mut Conn, spec: &'static CommandSpec, args: Args<'_>) {
+    let r = match spec.name {
+        "ping" => ping(conn, args),
+        "echo" => {
+            resp::write_bulk(&mut conn.wbuf, args.get(1));
+            Ok(())
+        }
+        "quit" => {
+            resp::write_ok(&mut conn.wbuf);
+            conn.close = true;
+            Ok(())
+        }
+        "select" => select(conn, args),
+        "auth" => auth(conn, args),
+        "hello" => hello(conn, args),
+        "reset" => {
+            conn.db = 0;
+            conn.client.db.store(0, Ordering::Relaxed);
+            conn.client.set_name(b"");
+            conn.authenticated = !conn.worker.shared.requires_password();
+            resp::write_simple(&mut conn.wbuf, "RESET");
+            Ok(())
+        }
+        "client" => client(conn, args),
+        "command" => command_cmd(conn, args),
+        "config" => config(conn, args).await,
+        "info" => {
+            let text = info::render(conn, args).await;
+            resp::write_bulk(&mut conn.wbuf, text.as_bytes());
+            Ok(())
+        }
+        "time" => {
+            let us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros());
+            resp::write_array_len(&mut conn.wbuf, 2);
+            resp::write_bulk(&mut conn.wbuf, (us / 1_000_000).to_string().as_bytes());
+            resp::write_bulk(&mut conn.wbuf, (us % 1_000_000).to_string().as_bytes());
+            Ok(())
+        }
+        "shutdown" => shutdown(conn, args),
+        other => Err(Error::msg(format!(
+            "ERR command '{other}' is not available"
+        ))),
+    };
+    if let Err(e) = r {
+        conn.error(e);
+    }
+}
+
+fn ping(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+    match args.len() {
+        1 => resp::write_simple(&mut conn.wbuf, "PONG"),
+        2 => resp::write_bulk(&mut conn.wbuf, args.get(1)),
+        _ => return Err(Error::WrongArity("ping".into())),
+    }
+    Ok(())
+}
+
+fn select(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+    let db = parse_i64(args.get(1)).ok_or(Error::NotInteger)?;
+    let dbs = conn.worker.shard.borrow().databases();
+    if db < 0 || db as usize >= dbs {
+        return Err(Error::DbIndexOutOfRange);
+    }
+    conn.db = db as usize;
+    conn.client.db.store(conn.db, Ordering::Relaxed);
+    resp::write_ok(&mut conn.wbuf);
+    Ok(())
+}
+
+/// Checks a password for the default user.
+fn check_password(conn: &Conn, user: Option<&[u8]>, pass: &[u8]) -> Result<(), Error> {
+    let cfg = conn.worker.shared.config();
+    let wrongpass = || Error::msg("WRONGPASS invalid username-password pair or user is disabled.");
+    if user.is_some_and(|u| u != b"default") {
+        return Err(wrongpass());
+    }
+    if cfg.requirepass.is_empty() {
+        // Without a password every password is accepted only via HELLO AUTH;
+        // plain AUTH reports the misconfiguration, as Redis does.
+        return Ok(());
+    }
+    if cfg.requirepass.as_bytes() == pass {
+        Ok(())
+    } else {
+        Err(wrongpass())
+    }
+}
+
+fn auth(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+    if args.len() > 3 {
+        return Err(Error::Syntax);
+    }
+    if args.len() == 2 && !conn.worker.shared.requires_password() {
+        return Err(Error::msg(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ));
+    }
+    let (user, pass) = if args.len() == 3 {
+        (Some(args.get(1)), args.get(2))
+    } else {
+        (None, args.get(1))
+    };
+    match check_password(conn, user, pass) {
+        Ok(()) => {
+            conn.authenticated = true;
+            resp::write_ok(&mut conn.wbuf);
+            Ok(())
+        }
+        Err(e) => {
+            log::verbose("Client authentication failed");
+            Err(e)
+        }
+    }
+}
+
+fn hello(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+    let mut i = 1;
+    if args.len() >= 2 {
+        let ver = parse_i64(args.get(1))
+            .ok_or_else(|| Error::msg("ERR Protocol version is not an integer or out of range"))?;
+        if ver != 2 {
+            // RESP3 is not implemented yet.
+            return Err(Error::msg("NOPROTO unsupported protocol version"));
+        }
+        i = 2;
+    }
+    let mut setname: Option<&[u8]> = None;
+    let mut authed_now = false;
+    while i < args.len() {
+        let opt = args.get(i);
+        let more = args.len() - i - 1;
+        if opt.eq_ignore_ascii_case(b"auth") && more >= 2 {
+            check_password(conn, Some(args.get(i + 1)), args.get(i + 2))?;
+            authed_now = true;
+            i += 3;
+        } else if opt.eq_ignore_ascii_case(b"setname") && more >= 1 {
+            setname = Some(args.get(i + 1));
+            i += 2;
+        } else {
+            return Err(Error::msg(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(opt)
+            )));
+        }
+    }
+    if !conn.authenticated && !authed_now {
+        return Err(Error::msg(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        ));
+    }
+    if let Some(name) = setname {
+        validate_client_name(name)?;
+        conn.client.set_name(name);
+    }
+    if authed_now {
+        conn.authenticated = true;
+    }
+    let reply = Reply::Array(vec![
+        Reply::Bulk(b"server".to_vec()),
+        Reply::Bulk(b"redis".to_vec()),
+        Reply::Bulk(b"version".to_vec()),
+        Reply::Bulk(engine::REDIS_VERSION.as_bytes().to_vec()),
+        Reply::Bulk(b"proto".to_vec()),
+        Reply::Int(2),
+        Reply::Bulk(b"id".to_vec()),
+        Reply::Int(conn.client.id as i64),
+        Reply::Bulk(b"mode".to_vec()),
+        Reply::Bulk(b"standalone".to_vec()),
+        Reply::Bulk(b"role".to_vec()),
+        Reply::Bulk(b"master".to_vec()),
+        Reply::Bulk(b"modules".to_vec()),
+        Reply::Array(vec![]),
+    ]);
+    reply.write_to(&mut conn.wbuf);
+    Ok(())
+}
+
+fn validate_client_name(name: &[u8]) -> Result<(), Error> {
+    if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+        return Err(Error::msg(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    Ok(())
+}
+
+fn unknown_subcommand(cmd: &str, sub: &[u8]) -> Error {
+    Error::msg(format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        String::from_utf8_lossy(&sub[..sub.len().min(128)]),
+        cmd.to_ascii_uppercase()
+    ))
+}
+
+fn sub_arity(cmd: &str, sub: &[u8]) -> Error {
+    Error::WrongArity(format!(
+        "{}|{}",
+        cmd,
+        String::from_utf8_lossy(sub).to_ascii_lowercase()
+    ))
+}
+
+fn write_help(out: &mut Vec<u8>, cmd: &str, lines: &[&str]) {
+    resp::write_array_len(out, lines.len() + 3);
+    resp::write_simple(
+        out,
+        &format!(
+            "{} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            cmd.to_ascii_uppercase()
+        ),
+    );
+    for l in lines {
+        resp::write_simple(out, l);
+    }
+    resp::write_simple(out, "HELP");
+    resp::write_simple(out, "    Print this help.");
+}
+
+fn client(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+    let sub = args.get(1);
+    let is = |s: &str| sub.eq_ignore_ascii_case(s.as_bytes());
+    let n = args.len();
+    let shared = conn.worker.shared.clone();
+    if is("id") && n == 2 {
+        resp::write_int(&mut conn.wbuf, conn.client.id as i64);
+    } else if is("setname") && n == 3 {
+        validate_client_name(args.get(2))?;
+        conn.client.set_name(args.get(2));
+        resp::write_ok(&mut conn.wbuf);
+    } else if is("getname") && n == 2 {
+        let name = conn.client.name();
+        if name.is_empty() {
+            resp::write_null(&mut conn.wbuf);
+        } else {
+            resp::write_bulk(&mut conn.wbuf, &name);
+        }
+    } else if is("info") && n == 2 {
+        let mut line = conn.client.info_line();
+        line.push('\n');
+        resp::write_bulk(&mut conn.wbuf, line.as_bytes());
+    } else if is("list") {
+        let mut ids: Option<Vec<u64>> = None;
+        let mut i = 2;
+        while i < n {
+            let opt = args.get(i);
+            if opt.eq_ignore_ascii_case(b"type") && i + 1 < n {
+                let t = args.get(i + 1);
+                let known = [&b"normal"[..], b"master", b"replica", b"slave", b"pubsub"];
+                if !known.iter().any(|k| t.eq_ignore_ascii_case(k)) {
+                    return Err(Error::msg(format!(
+                        "ERR Unknown client type '{}'",
+                        String::from_utf8_lossy(t)
+                    )));
+                }
+                if !t.eq_ignore_ascii_case(b"normal") {
+                    ids = Some(Vec::new());
+                }
+                i += 2;
+            } else if opt.eq_ignore_ascii_case(b"id") && i + 1 < n {
+                let mut list = Vec::new();
+                for a in args.iter().skip(i + 1) {
+                    match parse_i64(a) {
+                        Some(v) if v > 0 => list.push(v as u64),
+                        _ => return Err(Error::msg("ERR Invalid client ID")),
+                    }
+                }
+                ids = Some(list);
+                i = n;
+            } else {
+                return Err(Error::Syntax);
+            }
+        }
+        let mut text = String::new();
+        for c in shared.clients.all() {
+            if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+                continue;
+            }
+            text.push_str(&c.info_line());
+            text.push('\n');
+        }
+        resp::write_bulk(&mut conn.wbuf, text.as_bytes());
+    } else if is("kill") && n >= 3 {
+        client_kill(conn, args)?;
+    } else if is("help") && n == 2 {
+        write_help(
+            &mut conn.wbuf,
+            "client",
+            &[
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "ID",
+                "    Return the ID of the current connection.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "KILL <ip:port>",
+                "    Kill connection made from <ip:port>.",
+                "KILL <option> <value> [<option> <value> [...]]",
+                "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>, SKIPME (YES|NO), USER <username>, TYPE (NORMAL|MASTER|REPLICA|PUBSUB).",
+                "LIST [options ...]",
+                "    Return information about client connections. Options: TYPE (NORMAL|MASTER|REPLICA|PUBSUB), ID <client-id> [<client-id> ...]",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+            ],
+        );
+    } else {
+        let known = ["id", "setname", "getname", "info", "list", "kill", "help"];
+        if known.iter().any(|k| is(k)) {
+            return Err(sub_arity("client", sub));
+        }
+        return Err(unknown_subcommand("client", sub));
+    }
+    Ok(())
+}
+
+fn client_kill(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+    let shared = conn.worker.shared.clone();
+    let me = conn.client.id;
+    if args.len() == 3 {
+        // Old form: CLIENT KILL addr:port -> OK or error.
+        let addr = String::from_utf8_lossy(args.get(2)).into_owned();
+        let n = shared.clients.kill(|c| c.addr.to_string() == addr);
+        if n == 0 {
+            return Err(Error::msg("ERR No such client"));
+        }
+        if conn.client.addr.to_string() == addr {
+            conn.close = true;
+        }
+        resp::write_ok(&mut conn.wbuf);
+        return Ok(());
+    }
+    let mut id: Option<u64> = None;
+    let mut addr: Option<String> = None;
+    let mut laddr: Option<String> = None;
+    let mut skipme = true;
+    let mut ty_normal = true;
+    let mut i = 2;
+    while i + 1 < args.len() {
+        let (opt, val) = (args.get(i), args.get(i + 1));
+        let val_s = String::from_utf8_lossy(val).into_owned();
+        if opt.eq_ignore_ascii_case(b"id") {
+            match parse_i64(val) {
+                Some(v) if v > 0 => id = Some(v as u64),
+                _ => return Err(Error::msg("ERR client-id should be greater than 0")),
+            }
+        } else if opt.eq_ignore_ascii_case(b"addr") {
+            addr = Some(val_s);
+        } else if opt.eq_ignore_ascii_case(b"laddr") {
+            laddr = Some(val_s);
+        } else if opt.eq_ignore_ascii_case(b"skipme") {
+            skipme = if val.eq_ignore_ascii_case(b"yes") {
+                true
+            } else if val.eq_ignore_ascii_case(b"no") {
+                false
+            } else {
+                return Err(Error::Syntax);
+            };
+        } else if opt.eq_ignore_ascii_case(b"type") {
+            let known = [&b"normal"[..], b"master", b"replica", b"slave", b"pubsub"];
+            if !known.iter().any(|k| val.eq_ignore_ascii_case(k)) {
+                return Err(Error::msg(format!("ERR Unknown client type '{val_s}'")));
+            }
+            ty_normal = val.eq_ignore_ascii_case(b"normal");
+        } else if opt.eq_ignore_ascii_case(b"user") {
+            if val != b"default" {
+                return Err(Error::msg(format!("ERR No such user '{val_s}'")));
+            }
+        } else {
+            return Err(Error::Syntax);
+        }
+        i += 2;
+    }
+    if i != args.len() {
+        return Err(Error::Syntax);
+    }
+    let n = shared.clients.kill(|c| {
+        ty_normal
+            && id.is_none_or(|id| c.id == id)
+            && addr.as_ref().is_none_or(|a| c.addr.to_string() == *a)
+            && laddr.as_ref().is_none_or(|a| c.laddr.to_string() == *a)
+            && !(skipme && c.id == me)
+    });
+    if !skipme && conn.client.killed.load(Ordering::Relaxed) {
+        conn.close = true;
+    }
+    resp::write_int(&mut conn.wbuf, n as i64);
+    Ok(())
+}
+
+fn command_info(spec: &CommandSpec) -> Reply {
+    let flags: Vec<Reply> = flags::NAMES
+        .iter()
+        .filter(|(f, _)| spec.flags & f != 0)
+        .map(|(_, n)| Reply::Simple((*n).to_string()))
+        .collect();
+    Reply::Array(vec![
+        Reply::Bulk(spec.name.as_bytes().to_vec()),
+        Reply::Int(i64::from(spec.arity)),
+        Reply::Array(flags),
+        Reply::Int(i64::from(spec.first_key)),
+        Reply::Int(i64::from(spec.last_key)),
+        Reply::Int(i64::from(spec.step)),
+        Reply::Array(vec![]),
+        Reply::Array(vec![]),
+        Reply::Array(vec![]),
+        Reply::Array(vec![]),
+    ])
+}
+
+fn command_docs(spec: &CommandSpec) -> Reply {
+    Reply::Array(vec![
+        Reply::Bulk(b"summary".to_vec()),
+        Reply::Bulk(spec.summary.as_bytes().to_vec()),
+        Reply::Bulk(b"since".to_vec()),
+        Reply::Bulk(b"1.0.0".to_vec()),
+        Reply::Bulk(b"group".to_vec()),
+        Reply::Bulk(spec.group.as_bytes().to_vec()),
+    ])
+}
+
+fn command_cmd(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+    let out = &mut conn.wbuf;
+    if args.len() == 1 {
+        let all: Vec<Reply> = command::all_commands().map(command_info).collect();
+        Reply::Array(all).write_to(out);
+        return Ok(());
+    }
+    let sub = args.get(1);
+    let is = |s: &str| sub.eq_ignore_ascii_case(s.as_bytes());
+    if is("count") && args.len() == 2 {
+        resp::write_int(out, command::all_commands().count() as i64);
+    } else if is("info") {
+        let items: Vec<Reply> = if args.len() == 2 {
+            command::all_commands().map(command_info).collect()
+        } else {
+            args.iter()
+                .skip(2)
+                .map(|n| command::lookup(n).map_or(Reply::Nil, command_info))
+                .collect()
+        };
+        // COMMAND INFO answers nil arrays for unknown names.
+        resp::write_array_len(out, items.len());
+        for it in items {
+            match it {
+                Reply::Nil => resp::write_null_array(out),
+                other => other.write_to(out),
+            }
+        }
+    } else if is("docs") {
+        let specs: Vec<&CommandSpec> = if args.len() == 2 {
+            command::all_commands().collect()
+        } else {
+            args.iter().skip(2).filter_map(command::lookup).collect()
+        };
+        resp::write_array_len(out, specs.len() * 2);
+        for s in specs {
+            resp::write_bulk(out, s.name.as_bytes());
+            command_docs(s).write_to(out);
+        }
+    } else if is("list") && args.len() == 2 {
+        let names: Vec<Reply> = command::all_commands()
+            .map(|c| Reply::Bulk(c.name.as_bytes().to_vec()))
+            .collect();
+        Reply::Array(names).write_to(out);
+    } else if is("help") && args.len() == 2 {
+        write_help(
+            out,
+            "command",
+            &[
+                "(no subcommand)",
+                "    Return details about all Redis commands.",
+                "COUNT",
+                "    Return the total number of commands in this Redis server.",
+                "LIST",
+                "    Return a list of all commands in this Redis server.",
+                "INFO [<command-name> ...]",
+                "    Return details about multiple Redis commands.",
+                "DOCS [<command-name> ...]",
+                "    Return documentation details about multiple Redis commands.",
+            ],
+        );
+    } else {
+        let known = ["count", "info", "docs", "list", "help"];
+        if known.iter().any(|k| is(k)) {
+            return Err(sub_arity("command", sub));
+        }
+        return Err(unknown_subcommand("command", sub));
+    }
+    Ok(())
+}
+
+async fn config(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+    let sub = args.get(1);
+    let is = |s: &str| sub.eq_ignore_ascii_case(s.as_bytes());
+    let shared = conn.worker.shared.clone();
+    if is("get") && args.len() >= 3 {
+        let cfg = shared.config();
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for pat in args.iter().skip(2) {
+            for (k, v) in cfg.get(pat) {
+                if !pairs.iter().any(|(seen, _)| *seen == k) {
+                    pairs.push((k, v));
+                }
+            }
+        }
+        resp::write_array_len(&mut conn.wbuf, pairs.len() * 2);
+        for (k, v) in pairs {
+            resp::write_bulk(&mut conn.wbuf, k.as_bytes());
+            resp::write_bulk(&mut conn.wbuf, v.as_bytes());
+        }
+    } else if is("set") && args.len() >= 4 && args.len() % 2 == 0 {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = (2..args.len())
+            .step_by(2)
+            .map(|i| (args.get(i).to_vec(), args.get(i + 1).to_vec()))
+            .collect();
+        let changed = {
+            let mut cfg = shared.config.write().unwrap_or_else(|e| e.into_inner());
+            cfg.set(&pairs).map_err(Error::msg)?
+        };
+        shared.refresh_hot();
+        apply_changes(conn, &changed).await;
+        resp::write_ok(&mut conn.wbuf);
+    } else if is("resetstat") && args.len() == 2 {
+        for s in &shared.stats {
+            for c in [
+                &s.commands,
+                &s.net_input,
+                &s.net_output,
+                &s.connections,
+                &s.rejected,
+                &s.error_replies,
+            ] {
+                c.store(0, Ordering::Relaxed);
+            }
+        }
+        conn.worker
+            .ask_all(|| {
+                Box::new(|sh| {
+                    let dirty = sh.stats.dirty;
+                    sh.stats = Default::default();
+                    sh.stats.dirty = dirty;
+                    Reply::Ok
+                })
+            })
+            .await;
+        resp::write_ok(&mut conn.wbuf);
+    } else if is("rewrite") && args.len() == 2 {
+        shared.config().rewrite().map_err(Error::msg)?;
+        log::notice("CONFIG REWRITE executed with success.");
+        resp::write_ok(&mut conn.wbuf);
+    } else if is("help") && args.len() == 2 {
+        write_help(
+            &mut conn.wbuf,
+            "config",
+            &[
+                "GET <pattern>",
+                "    Return parameters matching the glob-like <pattern> and their values.",
+                "SET <directive> <value>",
+                "    Set the configuration <directive> to <value>.",
+                "RESETSTAT",
+                "    Reset statistics reported by the INFO command.",
+                "REWRITE",
+                "    Rewrite the configuration file.",
+            ],
+        );
+    } else {
+        let known = ["get", "set", "resetstat", "rewrite", "help"];
+        if known.iter().any(|k| is(k)) {
+            return Err(sub_arity("config", sub));
+        }
+        return Err(unknown_subcommand("config", sub));
+    }
+    Ok(())
+}
+
+/// Applies changed settings that live outside the config struct.
+async fn apply_changes(conn: &Conn, changed: &[&str]) {
+    let shared = &conn.worker.shared;
+    if changed.contains(&"proto-max-bulk-len") {
+        let max = shared.proto_max_bulk_len().max(0) as usize;
+        conn.worker
+            .ask_all(move || {
+                Box::new(move |sh| {
+                    sh.max_string_len = max;
+                    Reply::Ok
+                })
+            })
+            .await;
+    }
+    if changed.contains(&"loglevel") {
+        if let Some(l) = log::parse_level(&shared.config().loglevel) {
+            log::set_level(l);
+        }
+    }
+}
+
+fn shutdown(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+    let mut save = false;
+    for a in args.iter().skip(1) {
+        if a.eq_ignore_ascii_case(b"nosave") {
+            save = false;
+        } else if a.eq_ignore_ascii_case(b"save") {
+            save = true;
+        } else if a.eq_ignore_ascii_case(b"now") || a.eq_ignore_ascii_case(b"force") {
+        } else if a.eq_ignore_ascii_case(b"abort") {
+            return Err(Error::msg("ERR No shutdown in progress."));
+        } else {
+            return Err(Error::Syntax);
+        }
+    }
+    if save {
+        // Snapshots arrive with M1.4; refusing is honest, exiting without
+        // the requested save would lose data the caller asked to keep.
+        log::warning("SHUTDOWN SAVE requested but this server has no snapshot support yet");
+        return Err(Error::msg("ERR Errors trying to SHUTDOWN. Check logs."));
+    }
+    log::warning("User requested shutdown...");
+    conn.worker.shared.request_shutdown();
+    conn.close = true;
+    Ok(())
+}

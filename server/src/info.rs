@@ -1,0 +1,242 @@
+//! INFO: Redis's sections and field names, filled from the shared counters
+//! and from every shard.
+
+use std::fmt::Write;
+
+use engine::command::Args;
+use engine::Reply;
+
+use crate::conn::Conn;
+use crate::shared::sum;
+
+const DEFAULT: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "cluster",
+    "keyspace",
+];
+
+/// Per-shard figures INFO needs, gathered by one job per shard.
+#[derive(Default)]
+struct ShardFigures {
+    hits: u64,
+    misses: u64,
+    expired: u64,
+    dirty: u64,
+    /// (keys, volatile) per database.
+    keyspace: Vec<(usize, usize)>,
+}
+
+async fn gather(conn: &Conn) -> ShardFigures {
+    let replies = conn
+        .worker
+        .ask_all(|| {
+            Box::new(|sh| {
+                let s = sh.stats;
+                let mut items = vec![
+                    Reply::Int(s.keyspace_hits as i64),
+                    Reply::Int(s.keyspace_misses as i64),
+                    Reply::Int(s.expired_keys as i64),
+                    Reply::Int(s.dirty as i64),
+                ];
+                for (keys, vol) in sh.keyspace() {
+                    items.push(Reply::Int(keys as i64));
+                    items.push(Reply::Int(vol as i64));
+                }
+                Reply::Array(items)
+            })
+        })
+        .await;
+    let mut f = ShardFigures::default();
+    for r in replies {
+        let Reply::Array(items) = r else { continue };
+        let v: Vec<u64> = items
+            .iter()
+            .map(|i| i.as_int().unwrap_or(0) as u64)
+            .collect();
+        if v.len() < 4 {
+            continue;
+        }
+        f.hits += v[0];
+        f.misses += v[1];
+        f.expired += v[2];
+        f.dirty += v[3];
+        let dbs = (v.len() - 4) / 2;
+        if f.keyspace.len() < dbs {
+            f.keyspace.resize(dbs, (0, 0));
+        }
+        for db in 0..dbs {
+            f.keyspace[db].0 += v[4 + 2 * db] as usize;
+            f.keyspace[db].1 += v[5 + 2 * db] as usize;
+        }
+    }
+    f
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b < 1024.0 {
+        format!("{bytes}B")
+    } else if b < 1024.0 * 1024.0 {
+        format!("{:.2}K", b / 1024.0)
+    } else if b < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2}M", b / (1024.0 * 1024.0))
+    } else {
+        format!("{:.2}G", b / (1024.0 * 1024.0 * 1024.0))
+    }
+}
+
+pub async fn render(conn: &Conn, args: Args<'_>) -> String {
+    let mut wanted: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    if wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| w == "default" || w == "all" || w == "everything")
+    {
+        wanted.extend(DEFAULT.iter().map(|s| s.to_string()));
+    }
+    let want = |s: &str| wanted.iter().any(|w| w == s);
+    let needs_shards = want("stats") || want("keyspace") || want("persistence");
+    let figures = if needs_shards {
+        gather(conn).await
+    } else {
+        ShardFigures::default()
+    };
+    let shared = &conn.worker.shared;
+    let cfg = shared.config();
+    let now_ms = crate::worker::now_ms();
+    let uptime = shared.started.elapsed().as_secs();
+    let mut out = String::new();
+    let section = |out: &mut String, name: &str| {
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        let _ = write!(out, "# {name}\r\n");
+    };
+
+    if want("server") {
+        section(&mut out, "Server");
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let config_file = cfg
+            .config_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "redis_version:{ver}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:{os} {arch}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:io_uring\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{pid}\r\nprocess_supervised:no\r\nrun_id:{run_id}\r\ntcp_port:{port}\r\nserver_time_usec:{usec}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{days}\r\nhz:{hz}\r\nconfigured_hz:{hz}\r\nlru_clock:{lru}\r\nexecutable:{exe}\r\nconfig_file:{config_file}\r\nio_threads_active:0\r\nserver_name:kv-server\r\nserver_version:{ours}\r\nthreads:{threads}\r\n",
+            ver = engine::REDIS_VERSION,
+            os = std::env::consts::OS,
+            arch = std::env::consts::ARCH,
+            pid = std::process::id(),
+            run_id = shared.run_id,
+            port = cfg.port,
+            usec = now_ms * 1000,
+            days = uptime / 86_400,
+            hz = shared.hz(),
+            lru = (now_ms / 1000) & ((1 << 24) - 1),
+            ours = env!("CARGO_PKG_VERSION"),
+            threads = conn.worker.shard_count(),
+        );
+    }
+    if want("clients") {
+        section(&mut out, "Clients");
+        let _ = write!(
+            out,
+            "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+            shared.clients.len(),
+            shared.maxclients(),
+        );
+    }
+    if want("memory") {
+        section(&mut out, "Memory");
+        let used = crate::alloc::used_memory();
+        let rss = crate::sys::rss_bytes();
+        let total = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024);
+        let frag = if used > 0 {
+            rss as f64 / used as f64
+        } else {
+            0.0
+        };
+        let _ = write!(
+            out,
+            "used_memory:{used}\r\nused_memory_human:{uh}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{rh}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{th}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{frag:.2}\r\nmem_allocator:mimalloc\r\n",
+            uh = human(used),
+            rh = human(rss),
+            th = human(total),
+        );
+    }
+    if want("persistence") {
+        section(&mut out, "Persistence");
+        let _ = write!(
+            out,
+            "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{dirty}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{start}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:ok\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+            dirty = figures.dirty,
+            start = shared.start_unix_ms / 1000,
+        );
+    }
+    if want("stats") {
+        section(&mut out, "Stats");
+        let st = &shared.stats;
+        let _ = write!(
+            out,
+            "total_connections_received:{conns}\r\ntotal_commands_processed:{cmds}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{inb}\r\ntotal_net_output_bytes:{outb}\r\nrejected_connections:{rej}\r\nexpired_keys:{exp}\r\nevicted_keys:0\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\npubsub_channels:0\r\npubsub_patterns:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\ntotal_error_replies:{errs}\r\n",
+            conns = sum(st, |s| &s.connections),
+            cmds = sum(st, |s| &s.commands),
+            inb = sum(st, |s| &s.net_input),
+            outb = sum(st, |s| &s.net_output),
+            rej = sum(st, |s| &s.rejected),
+            exp = figures.expired,
+            hits = figures.hits,
+            misses = figures.misses,
+            errs = sum(st, |s| &s.error_replies),
+        );
+    }
+    if want("replication") {
+        section(&mut out, "Replication");
+        let _ = write!(
+            out,
+            "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:{id}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n",
+            id = shared.run_id,
+        );
+    }
+    if want("cpu") {
+        section(&mut out, "CPU");
+        let (user, sys) = crate::sys::cpu_times();
+        let _ = write!(
+            out,
+            "used_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n",
+        );
+    }
+    if want("cluster") {
+        section(&mut out, "Cluster");
+        out.push_str("cluster_enabled:0\r\n");
+    }
+    if want("keyspace") {
+        section(&mut out, "Keyspace");
+        for (db, (keys, vol)) in figures.keyspace.iter().enumerate() {
+            if *keys > 0 {
+                let _ = write!(out, "db{db}:keys={keys},expires={vol},avg_ttl=0\r\n");
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,90 @@
+//! The event-loop runtime, behind one small module.
+//!
+//! Every worker thread runs its own tokio-uring loop (one io_uring per
+//! thread). tokio-uring is the runtime the product's owner named; it is
+//! unmaintained upstream (0.5.0, pinned to io-uring 0.6) and drives its ring
+//! through epoll, so nothing outside this module names it: connections,
+//! commands and storage see only [`Listener`], [`Stream`], [`spawn`] and
+//! [`sleep`], and the loop could move to another io_uring runtime by
+//! rewriting this file.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use tokio_uring::buf::BoundedBuf;
+
+/// Runs `main` on a new thread with its own io_uring event loop.
+pub fn start_thread<F, Fut>(name: String, main: F) -> io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    std::thread::Builder::new().name(name).spawn(move || {
+        tokio_uring::builder()
+            .entries(1024)
+            .start(async move { main().await });
+    })
+}
+
+/// Spawns a task on the current thread's loop.
+pub fn spawn<F: Future<Output = ()> + 'static>(f: F) {
+    tokio_uring::spawn(f);
+}
+
+pub async fn sleep(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+/// Waits for `f` at most `d`; None on timeout (the operation is cancelled).
+pub async fn timeout<F: Future>(d: Duration, f: F) -> Option<F::Output> {
+    tokio::time::timeout(d, f).await.ok()
+}
+
+/// A listening socket served by this thread's ring.
+pub struct Listener(tokio_uring::net::TcpListener);
+
+impl Listener {
+    /// Takes over a bound, listening std socket (created with SO_REUSEPORT
+    /// on the main thread so that bind errors are reported before start).
+    pub fn from_std(l: std::net::TcpListener) -> Self {
+        Listener(tokio_uring::net::TcpListener::from_std(l))
+    }
+
+    pub async fn accept(&self) -> io::Result<(Stream, SocketAddr)> {
+        let (s, addr) = self.0.accept().await?;
+        Ok((Stream(s), addr))
+    }
+}
+
+/// A connected TCP stream. Reads and writes move an owned buffer into the
+/// kernel operation and hand it back with the result.
+pub struct Stream(tokio_uring::net::TcpStream);
+
+impl Stream {
+    /// Reads into the spare capacity of `buf` (after its current length).
+    /// Returns the byte count (0 at end of stream) and the buffer.
+    pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let len = buf.len();
+        let cap = buf.capacity();
+        debug_assert!(cap > len, "read needs spare capacity");
+        let (res, slice) = self.0.read(buf.slice(len..cap)).await;
+        (res, slice.into_inner())
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let (res, buf) = self.0.write_all(buf).await;
+        (res, buf)
+    }
+
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        self.0.set_nodelay(true)
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}

@@ -1,0 +1,145 @@
+//! State shared by all worker threads: configuration, the client registry,
+//! counters. None of it is on the data path: commands never lock anything
+//! here. Values a connection reads often are mirrored in atomics.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use crate::clients::Clients;
+use crate::config::Config;
+use crate::worker::Mailbox;
+
+/// Per-worker counters, each on its own cache line.
+#[repr(align(128))]
+#[derive(Default)]
+pub struct WorkerStats {
+    pub commands: AtomicU64,
+    pub net_input: AtomicU64,
+    pub net_output: AtomicU64,
+    pub connections: AtomicU64,
+    pub rejected: AtomicU64,
+    pub error_replies: AtomicU64,
+}
+
+pub struct Shared {
+    pub config: RwLock<Config>,
+    pub mailboxes: Vec<Mailbox>,
+    pub clients: Clients,
+    pub stats: Vec<WorkerStats>,
+    pub started: Instant,
+    pub start_unix_ms: u64,
+    pub run_id: String,
+    /// Connections currently open (for `maxclients`).
+    pub connected: AtomicUsize,
+    maxclients: AtomicUsize,
+    proto_max_bulk_len: AtomicI64,
+    query_buffer_limit: AtomicU64,
+    hz: AtomicU64,
+    timeout_secs: AtomicU64,
+    pub has_password: std::sync::atomic::AtomicBool,
+    /// Set by SHUTDOWN; the main thread waits on it.
+    pub shutdown: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+/// Sums a counter over all workers.
+pub fn sum(stats: &[WorkerStats], f: impl Fn(&WorkerStats) -> &AtomicU64) -> u64 {
+    stats.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+}
+
+impl Shared {
+    pub fn new(
+        config: Config,
+        mailboxes: Vec<Mailbox>,
+        shutdown: std::sync::mpsc::Sender<()>,
+    ) -> Arc<Self> {
+        let workers = mailboxes.len();
+        let shared = Shared {
+            config: RwLock::new(config),
+            mailboxes,
+            clients: Clients::default(),
+            stats: (0..workers).map(|_| WorkerStats::default()).collect(),
+            started: Instant::now(),
+            start_unix_ms: crate::worker::now_ms(),
+            run_id: random_hex(40),
+            connected: AtomicUsize::new(0),
+            maxclients: AtomicUsize::new(0),
+            proto_max_bulk_len: AtomicI64::new(0),
+            query_buffer_limit: AtomicU64::new(0),
+            hz: AtomicU64::new(10),
+            timeout_secs: AtomicU64::new(0),
+            has_password: std::sync::atomic::AtomicBool::new(false),
+            shutdown: Mutex::new(Some(shutdown)),
+        };
+        shared.refresh_hot();
+        Arc::new(shared)
+    }
+
+    /// Copies the values connections read often from the config into atomics
+    /// (after start and after CONFIG SET).
+    pub fn refresh_hot(&self) {
+        let c = self.config.read().unwrap_or_else(|e| e.into_inner());
+        self.maxclients
+            .store(c.maxclients as usize, Ordering::Relaxed);
+        self.proto_max_bulk_len
+            .store(c.proto_max_bulk_len as i64, Ordering::Relaxed);
+        self.query_buffer_limit
+            .store(c.client_query_buffer_limit, Ordering::Relaxed);
+        self.hz.store(c.hz as u64, Ordering::Relaxed);
+        self.timeout_secs.store(c.timeout as u64, Ordering::Relaxed);
+        self.has_password
+            .store(!c.requirepass.is_empty(), Ordering::Relaxed);
+    }
+
+    pub fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
+        self.config.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn maxclients(&self) -> usize {
+        self.maxclients.load(Ordering::Relaxed)
+    }
+
+    pub fn proto_max_bulk_len(&self) -> i64 {
+        self.proto_max_bulk_len.load(Ordering::Relaxed)
+    }
+
+    pub fn query_buffer_limit(&self) -> u64 {
+        self.query_buffer_limit.load(Ordering::Relaxed)
+    }
+
+    pub fn hz(&self) -> u64 {
+        self.hz.load(Ordering::Relaxed)
+    }
+
+    pub fn timeout_secs(&self) -> u64 {
+        self.timeout_secs.load(Ordering::Relaxed)
+    }
+
+    pub fn requires_password(&self) -> bool {
+        self.has_password.load(Ordering::Relaxed)
+    }
+
+    /// Asks the main thread to exit the process.
+    pub fn request_shutdown(&self) {
+        if let Some(tx) = self
+            .shutdown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Hex digits from the OS's randomness (run_id, replication ids).
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n.div_ceil(2)];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    let mut s: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    s.truncate(n);
+    s
+}

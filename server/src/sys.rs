@@ -1,0 +1,59 @@
+//! The few calls into libc that need `unsafe`, each with its safety argument.
+//! Everything else in the server is `#![deny(unsafe_code)]`.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// Pins the calling thread to one CPU.
+pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; zeroed is its empty value, CPU_SET
+    // writes inside it (cpu is checked against its capacity first), and
+    // sched_setaffinity only reads it for the calling thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Shuts down both directions of a socket so that a pending read on it
+/// returns 0 (CLIENT KILL from another thread). The caller guarantees `fd`
+/// is still open and still the client's socket: the client registry calls
+/// this under the lock the connection takes to unregister before closing.
+pub fn shutdown_socket(fd: RawFd) {
+    // SAFETY: shutdown(2) only acts on the descriptor; an invalid fd yields
+    // EBADF, which we ignore. No memory is passed.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// (user, system) CPU seconds used by this process.
+pub fn cpu_times() -> (f64, f64) {
+    // SAFETY: getrusage fills the zeroed struct we own; RUSAGE_SELF is valid.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut ru) != 0 {
+            return (0.0, 0.0);
+        }
+        ru
+    };
+    let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    (secs(ru.ru_utime), secs(ru.ru_stime))
+}
+
+/// Resident set size in bytes, from /proc/self/statm.
+pub fn rss_bytes() -> u64 {
+    let page = 4096u64;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |p| p * page)
+}

@@ -1,0 +1,110 @@
+//! Running a command that spans shards: lock, run, unlock.
+//!
+//! The coordinator is the connection's own thread. It asks each involved
+//! shard, in ascending shard order, to lock the command's keys there (or the
+//! whole shard for keyspace-wide commands), runs the family's cross-shard
+//! function, whose jobs bypass the locks they own, and then unlocks. Other
+//! work that touches a locked key waits on its shard, so no client observes
+//! the command half done; the ascending order rules out deadlock.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use engine::command::{Args, Cluster, Exec, Job, LocalBoxFuture, Route};
+use engine::{CommandSpec, Error, Reply};
+use tokio::sync::oneshot;
+
+use crate::worker::{LockScope, Msg, Worker};
+
+struct TxCluster<'w> {
+    worker: &'w Worker,
+    tx: Option<u64>,
+}
+
+impl Cluster for TxCluster<'_> {
+    fn shard_count(&self) -> usize {
+        self.worker.shard_count()
+    }
+
+    fn run(&self, shard: usize, job: Job) -> LocalBoxFuture<'_, Reply> {
+        let (reply, rx) = oneshot::channel();
+        self.worker.send(
+            shard,
+            Msg::Job {
+                job,
+                tx: self.tx,
+                reply,
+            },
+        );
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Reply::Error(Error::msg("ERR shard unavailable")))
+        })
+    }
+}
+
+async fn lock(worker: &Worker, shard: usize, tx: u64, scope: LockScope) -> bool {
+    let (granted, rx) = oneshot::channel();
+    worker.send(shard, Msg::Lock { tx, scope, granted });
+    rx.await.is_ok()
+}
+
+/// Runs a cross-shard or keyspace-wide command and returns its reply.
+pub async fn run(
+    worker: &Rc<Worker>,
+    spec: &'static CommandSpec,
+    route: Route,
+    db: usize,
+    args: Args<'_>,
+) -> Reply {
+    let cross = match spec.exec {
+        Exec::Keys { cross, .. } | Exec::Global { cross, .. } => cross,
+        _ => return Reply::Error(Error::msg("ERR command cannot span shards")),
+    };
+    let shards = worker.shard_count();
+    let tx = worker.next_tx_id();
+    let mut locked: Vec<usize> = Vec::new();
+    let mut ok = true;
+    match route {
+        Route::CrossKeys => {
+            let mut by_shard: BTreeMap<usize, Vec<(usize, Vec<u8>)>> = BTreeMap::new();
+            for i in spec.key_indices(args.len()) {
+                let key = args.get(i);
+                by_shard
+                    .entry(engine::keyhash::shard_of(key, shards))
+                    .or_default()
+                    .push((db, key.to_vec()));
+            }
+            for (s, keys) in by_shard {
+                if !lock(worker, s, tx, LockScope::Keys(keys)).await {
+                    ok = false;
+                    break;
+                }
+                locked.push(s);
+            }
+        }
+        Route::Global { lock: true } => {
+            for s in 0..shards {
+                if !lock(worker, s, tx, LockScope::Whole).await {
+                    ok = false;
+                    break;
+                }
+                locked.push(s);
+            }
+        }
+        _ => {}
+    }
+    let reply = if ok {
+        let cluster = TxCluster {
+            worker,
+            tx: if locked.is_empty() { None } else { Some(tx) },
+        };
+        cross(&cluster, db, args.to_vecs()).await
+    } else {
+        Reply::Error(Error::msg("ERR shard unavailable"))
+    };
+    for s in locked {
+        worker.send(s, Msg::Unlock { tx });
+    }
+    reply
+}

@@ -1,0 +1,387 @@
+//! One worker thread: it owns one shard, runs its event loop, and executes
+//! every piece of work aimed at that shard, whether it comes from one of its
+//! own connections or hops over from another thread.
+//!
+//! Work arrives as [`Msg`]s. A pipelined batch from a connection is one
+//! message per shard ([`Batch`]); a command that spans shards sends lock
+//! requests, jobs and an unlock. The [`LockTable`] makes multi-shard
+//! commands atomic without any lock shared between threads: a shard holds
+//! back work that touches a key (or, for keyspace-wide commands, any key) a
+//! running multi-shard command has locked, and releases it in arrival order
+//! when the command unlocks. Coordinators take shard locks in ascending shard
+//! order, so waits never form a cycle.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use engine::command::{self, Args, Exec, Job};
+use engine::{CommandSpec, Reply, Shard};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::shared::Shared;
+
+pub type Mailbox = mpsc::UnboundedSender<Msg>;
+
+/// Wall-clock Unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Work for a shard.
+pub enum Msg {
+    /// Single-shard commands of one connection, in order.
+    Batch(Box<Batch>, oneshot::Sender<Box<Batch>>),
+    /// A job of a cross-shard command. With `tx`, the sender holds the
+    /// locks it needs, so the job never waits behind them.
+    Job {
+        job: Job,
+        tx: Option<u64>,
+        reply: oneshot::Sender<Reply>,
+    },
+    /// Lock keys (or the whole shard) for transaction `tx`; answer when granted.
+    Lock {
+        tx: u64,
+        scope: LockScope,
+        granted: oneshot::Sender<()>,
+    },
+    /// Release everything `tx` holds on this shard.
+    Unlock { tx: u64 },
+}
+
+pub enum LockScope {
+    /// (db, key) pairs.
+    Keys(Vec<(usize, Vec<u8>)>),
+    Whole,
+}
+
+/// Commands of one connection for one shard, with their argument bytes
+/// copied into one buffer, and room for the replies. Batches go back and
+/// forth between a connection and a shard and are reused.
+#[derive(Default)]
+pub struct Batch {
+    cmds: Vec<BatchCmd>,
+    data: Vec<u8>,
+    ranges: Vec<Range<usize>>,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+struct BatchCmd {
+    spec: &'static CommandSpec,
+    db: usize,
+    /// Indices into `ranges`.
+    args: Range<usize>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.cmds.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.cmds.clear();
+        self.data.clear();
+        self.ranges.clear();
+        self.out.clear();
+        self.ends.clear();
+    }
+
+    pub fn push(&mut self, spec: &'static CommandSpec, db: usize, args: Args<'_>) {
+        let first = self.ranges.len();
+        for a in args.iter() {
+            let start = self.data.len();
+            self.data.extend_from_slice(a);
+            self.ranges.push(start..self.data.len());
+        }
+        self.cmds.push(BatchCmd {
+            spec,
+            db,
+            args: first..self.ranges.len(),
+        });
+    }
+
+    /// The reply of command `i`, after execution.
+    pub fn reply(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.out[start..self.ends[i]]
+    }
+
+    fn execute(&mut self, shard: &mut Shard) {
+        self.out.clear();
+        self.ends.clear();
+        for c in &self.cmds {
+            let args = Args::new(&self.data, &self.ranges[c.args.clone()]);
+            execute(shard, c.spec, c.db, args, &mut self.out);
+            self.ends.push(self.out.len());
+        }
+    }
+
+    fn keys(&self) -> impl Iterator<Item = (usize, &[u8])> {
+        self.cmds.iter().flat_map(move |c| {
+            let ranges = &self.ranges[c.args.clone()];
+            c.spec
+                .key_indices(ranges.len())
+                .map(move |i| (c.db, &self.data[ranges[i].clone()]))
+        })
+    }
+}
+
+/// Runs one single-shard command on `shard` and writes its reply.
+pub fn execute(
+    shard: &mut Shard,
+    spec: &CommandSpec,
+    db: usize,
+    args: Args<'_>,
+    out: &mut Vec<u8>,
+) {
+    match spec.exec {
+        Exec::Shard(f) | Exec::Keys { shard: f, .. } => {
+            command::execute_shard(f, &mut shard.ctx(db), args, out)
+        }
+        // The connection routes other kinds elsewhere; answer rather than panic.
+        _ => engine::Error::msg("ERR command cannot run in a batch").write_to(out),
+    }
+}
+
+fn lock_key(db: usize, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 2);
+    k.extend_from_slice(&(db as u16).to_le_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// Locks held on this shard by multi-shard commands, and the work waiting
+/// for them.
+#[derive(Default)]
+pub struct LockTable {
+    keys: HashMap<Vec<u8>, u64>,
+    whole: Option<u64>,
+    queue: VecDeque<Msg>,
+}
+
+impl LockTable {
+    /// Nothing is locked or waiting: work may run at once.
+    pub fn idle(&self) -> bool {
+        self.whole.is_none() && self.keys.is_empty() && self.queue.is_empty()
+    }
+
+    fn key_locked(&self, db: usize, key: &[u8]) -> bool {
+        !self.keys.is_empty() && self.keys.contains_key(&lock_key(db, key))
+    }
+
+    fn conflicts(&self, msg: &Msg) -> bool {
+        match msg {
+            Msg::Batch(b, _) => {
+                self.whole.is_some()
+                    || (!self.keys.is_empty() && b.keys().any(|(db, k)| self.key_locked(db, k)))
+            }
+            Msg::Job { tx: Some(_), .. } | Msg::Unlock { .. } => false,
+            Msg::Job { tx: None, .. } => self.whole.is_some(),
+            Msg::Lock {
+                scope: LockScope::Whole,
+                ..
+            } => self.whole.is_some() || !self.keys.is_empty(),
+            Msg::Lock {
+                scope: LockScope::Keys(ks),
+                ..
+            } => self.whole.is_some() || ks.iter().any(|(db, k)| self.key_locked(*db, k)),
+        }
+    }
+
+    /// Jobs of a lock holder and unlocks never wait: the lock holder would
+    /// otherwise wait for itself.
+    fn bypasses_queue(msg: &Msg) -> bool {
+        matches!(msg, Msg::Job { tx: Some(_), .. } | Msg::Unlock { .. })
+    }
+}
+
+/// A worker thread's state. Lives in an `Rc` on its own thread.
+pub struct Worker {
+    pub id: usize,
+    pub shard: RefCell<Shard>,
+    pub locks: RefCell<LockTable>,
+    pub shared: Arc<Shared>,
+    next_tx: Cell<u64>,
+}
+
+impl Worker {
+    pub fn new(id: usize, shard: Shard, shared: Arc<Shared>) -> Self {
+        Worker {
+            id,
+            shard: RefCell::new(shard),
+            locks: RefCell::new(LockTable::default()),
+            shared,
+            next_tx: Cell::new(0),
+        }
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shared.mailboxes.len()
+    }
+
+    /// A transaction id unique across workers.
+    pub fn next_tx_id(&self) -> u64 {
+        let n = self.next_tx.get() + 1;
+        self.next_tx.set(n);
+        ((self.id as u64) << 48) | n
+    }
+
+    /// Whether work for this shard may run right now on this thread.
+    pub fn can_run_now(&self) -> bool {
+        self.locks.borrow().idle()
+    }
+
+    /// Runs a single-shard command here and now (the caller checked
+    /// `can_run_now`).
+    pub fn execute_local(&self, spec: &CommandSpec, db: usize, args: Args<'_>, out: &mut Vec<u8>) {
+        let mut shard = self.shard.borrow_mut();
+        shard.set_now_ms(now_ms());
+        execute(&mut shard, spec, db, args, out);
+    }
+
+    /// Sends work to shard `to`: delivered in place if it is this one.
+    pub fn send(&self, to: usize, msg: Msg) {
+        if to == self.id {
+            self.deliver(msg);
+        } else if let Err(mpsc::error::SendError(msg)) = self.shared.mailboxes[to].send(msg) {
+            // The target worker is gone (shutdown): drop the message, which
+            // closes its reply channel and lets the sender report an error.
+            drop(msg);
+        }
+    }
+
+    /// Accepts a message for this shard: runs it, or queues it behind locks.
+    pub fn deliver(&self, msg: Msg) {
+        {
+            let mut locks = self.locks.borrow_mut();
+            if !LockTable::bypasses_queue(&msg)
+                && (!locks.queue.is_empty() || locks.conflicts(&msg))
+            {
+                locks.queue.push_back(msg);
+                return;
+            }
+        }
+        self.handle(msg);
+    }
+
+    fn handle(&self, msg: Msg) {
+        match msg {
+            Msg::Batch(mut batch, reply) => {
+                {
+                    let mut shard = self.shard.borrow_mut();
+                    shard.set_now_ms(now_ms());
+                    batch.execute(&mut shard);
+                }
+                let _ = reply.send(batch);
+            }
+            Msg::Job { job, reply, .. } => {
+                let r = {
+                    let mut shard = self.shard.borrow_mut();
+                    shard.set_now_ms(now_ms());
+                    job(&mut shard)
+                };
+                let _ = reply.send(r);
+            }
+            Msg::Lock { tx, scope, granted } => {
+                let mut locks = self.locks.borrow_mut();
+                match scope {
+                    LockScope::Whole => locks.whole = Some(tx),
+                    LockScope::Keys(keys) => {
+                        for (db, k) in keys {
+                            locks.keys.insert(lock_key(db, &k), tx);
+                        }
+                    }
+                }
+                drop(locks);
+                if granted.send(()).is_err() {
+                    // The coordinator is gone; do not hold its locks forever.
+                    self.release(tx);
+                }
+            }
+            Msg::Unlock { tx } => self.release(tx),
+        }
+    }
+
+    fn release(&self, tx: u64) {
+        {
+            let mut locks = self.locks.borrow_mut();
+            if locks.whole == Some(tx) {
+                locks.whole = None;
+            }
+            if !locks.keys.is_empty() {
+                locks.keys.retain(|_, owner| *owner != tx);
+            }
+        }
+        // Run what waited, in arrival order, until something must wait again.
+        loop {
+            let next = {
+                let mut locks = self.locks.borrow_mut();
+                match locks.queue.front() {
+                    Some(m) if !locks.conflicts(m) => locks.queue.pop_front(),
+                    _ => None,
+                }
+            };
+            match next {
+                Some(m) => self.handle(m),
+                None => break,
+            }
+        }
+    }
+
+    /// Runs `job` on every shard without locks and collects the replies in
+    /// shard order (INFO, CONFIG SET propagation).
+    pub async fn ask_all(&self, job: impl Fn() -> Job) -> Vec<Reply> {
+        let mut rxs = Vec::new();
+        for s in 0..self.shard_count() {
+            let (tx, rx) = oneshot::channel();
+            self.send(
+                s,
+                Msg::Job {
+                    job: job(),
+                    tx: None,
+                    reply: tx,
+                },
+            );
+            rxs.push(rx);
+        }
+        let mut out = Vec::with_capacity(rxs.len());
+        for rx in rxs {
+            out.push(rx.await.unwrap_or(Reply::Nil));
+        }
+        out
+    }
+}
+
+/// The loop that takes messages for this shard from other threads.
+pub async fn mailbox_loop(worker: std::rc::Rc<Worker>, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    while let Some(msg) = rx.recv().await {
+        worker.deliver(msg);
+        // Drain what else arrived meanwhile before yielding to the loop.
+        while let Ok(msg) = rx.try_recv() {
+            worker.deliver(msg);
+        }
+    }
+}
+
+/// Active expiry: `hz` times a second, a bounded sample per database.
+pub async fn expire_loop(worker: std::rc::Rc<Worker>) {
+    loop {
+        let hz = worker.shared.hz().clamp(1, 500);
+        crate::runtime::sleep(Duration::from_millis(1000 / hz)).await;
+        if !worker.can_run_now() {
+            continue;
+        }
+        let mut shard = worker.shard.borrow_mut();
+        shard.set_now_ms(now_ms());
+        shard.active_expire_cycle();
+    }
+}

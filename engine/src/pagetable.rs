@@ -191,9 +191,7 @@ impl PageTable {
     /// Use only when the value will change.
     pub fn get_value_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Value> {
         let idx = self.page_index(hash);
-        if self.pages[idx].find(hash, key).is_none() {
-            return None;
-        }
+        self.pages[idx].find(hash, key)?;
         let page = self.page_for_write(idx);
         page.entries
             .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key)
@@ -265,9 +263,7 @@ impl PageTable {
 
     pub fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
         let idx = self.page_index(hash);
-        if self.pages[idx].find(hash, key).is_none() {
-            return None;
-        }
+        self.pages[idx].find(hash, key)?;
         let page = self.page_for_write(idx);
         let entry = page
             .entries

@@ -603,7 +603,7 @@ async fn apply_changes(conn: &Conn, changed: &[&str]) {
             .await;
     }
     if changed.contains(&"loglevel") {
-        if let Some(l) = log::parse_level(&shared.config().loglevel) {
+        if let Some(l) = log::parse_level(shared.config().loglevel.name()) {
             log::set_level(l);
         }
     }

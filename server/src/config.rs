@@ -22,7 +22,7 @@
 //! refused as "Bad directive" instead of being silently half-honoured.
 
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -864,7 +864,7 @@ impl Config {
 
         let mut cfg = Config::default();
         let mut text = Vec::new();
-        let mut rest = &args[..];
+        let mut rest = args.as_slice();
         if first.first() != Some(&b'-') {
             let path =
                 std::path::absolute(OsStr::from_bytes(first)).map_err(|e| ConfigError::Open {
@@ -876,7 +876,7 @@ impl Config {
                 reason: os_reason(&e),
             })?;
             cfg.config_file = Some(path);
-            rest = &args[1..];
+            rest = args.get(1..).unwrap_or_default();
         }
         let (options, from_stdin) = options_text(rest, args.len());
         if from_stdin {
@@ -917,7 +917,8 @@ fn usage(program: &str) -> String {
 /// complete line. `argc` is the number of arguments after the program name;
 /// returns the text and whether a `-` asked for stdin.
 fn options_text(args: &[&[u8]], argc: usize) -> (Vec<u8>, bool) {
-    let first_index = argc - args.len(); // 0 or 1: position in argv[1..]
+    // Position of args[0] among all arguments: 1 when a file came first.
+    let first_index = argc.saturating_sub(args.len());
     let mut out = Vec::new();
     let mut from_stdin = false;
     let mut value_seen = true;
@@ -1289,6 +1290,7 @@ fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
 
     /// A fresh directory under the system temp dir, removed on drop.
     struct TempDir(PathBuf);
@@ -1797,7 +1799,8 @@ mod tests {
         );
 
         let before = cfg.clone();
-        let cases: [(&[(Vec<u8>, Vec<u8>)], &str); 6] = [
+        type Pairs = [(Vec<u8>, Vec<u8>)];
+        let cases: [(&Pairs, &str); 6] = [
             (
                 &[pair("hz", "60"), pair("maxclients", "abc")],
                 "ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument couldn't be parsed into an integer",

@@ -16,7 +16,7 @@
 mod admin;
 mod alloc;
 mod clients;
-#[path = "config_tmp.rs"]
+
 mod config;
 mod conn;
 mod info;
@@ -42,14 +42,14 @@ use crate::worker::Worker;
 static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let cfg = match config::parse_command_line(&args) {
-        Ok(config::Cli::Run(cfg)) => *cfg,
-        Ok(config::Cli::Help) => {
-            println!("{}", config::usage());
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let cfg = match Config::from_args(&args) {
+        Ok(config::Startup::Run(cfg)) => *cfg,
+        Ok(config::Startup::Help(usage)) => {
+            println!("{usage}");
             return;
         }
-        Ok(config::Cli::Version) => {
+        Ok(config::Startup::Version) => {
             println!(
                 "kv-server v={} (Redis-compatible {})",
                 env!("CARGO_PKG_VERSION"),
@@ -58,7 +58,7 @@ fn main() {
             return;
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("\n{e}");
             std::process::exit(1);
         }
     };
@@ -108,7 +108,7 @@ fn bind_all(cfg: &Config, workers: usize) -> Result<Vec<Vec<TcpListener>>, Strin
 }
 
 fn run(cfg: Config) -> i32 {
-    if let Some(level) = log::parse_level(&cfg.loglevel) {
+    if let Some(level) = log::parse_level(cfg.loglevel.name()) {
         log::set_level(level);
     }
     if !cfg.logfile.is_empty() {
@@ -120,7 +120,7 @@ fn run(cfg: Config) -> i32 {
     let workers = if cfg.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
-        cfg.threads as usize
+        cfg.threads
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     log::notice("oO0OoO0OoO0Oo kv-server is starting oO0OoO0OoO0Oo");

@@ -4,6 +4,7 @@ use crate::command::flags::*;
 use crate::command::{join_all, Cluster, CommandSpec, Exec, Job, LocalBoxFuture};
 use crate::error::Error;
 use crate::reply::Reply;
+use crate::resp::parse_i64;
 
 const fn global(
     name: &'static str,
@@ -50,6 +51,14 @@ pub static COMMANDS: &[CommandSpec] = &[
         "server",
         "Removes all keys from all databases.",
         flushall,
+    ),
+    global(
+        "swapdb",
+        3,
+        WRITE | FAST,
+        "server",
+        "Swaps two Redis databases.",
+        swapdb,
     ),
 ];
 
@@ -114,6 +123,55 @@ fn flushall(c: &dyn Cluster, _db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'
     flush(c, None)
 }
 
+/// A database index argument: an integer that fits in 32 bits, else
+/// `ERR <what>` (Redis's getIntFromObjectOrReply with a message).
+fn db_index(arg: &[u8], what: &str) -> Result<i64, Error> {
+    parse_i64(arg)
+        .filter(|v| i32::try_from(*v).is_ok())
+        .ok_or_else(|| Error::msg(format!("ERR {what}")))
+}
+
+/// SWAPDB: every shard exchanges its part of the two databases, under locks
+/// on every shard, so no client sees one shard swapped and another not.
+fn swapdb(c: &dyn Cluster, _db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_, Reply> {
+    let parsed = match (args.get(1), args.get(2)) {
+        (Some(a), Some(b)) => db_index(a, "invalid first DB index")
+            .and_then(|a| Ok((a, db_index(b, "invalid second DB index")?))),
+        _ => Err(Error::WrongArity("swapdb".into())),
+    };
+    let (a, b) = match parsed {
+        Ok(ab) => ab,
+        Err(e) => return Box::pin(std::future::ready(Reply::Error(e))),
+    };
+    Box::pin(async move {
+        let parts = on_every_shard(c, || {
+            Box::new(move |sh| {
+                let n = sh.databases();
+                let (Ok(a), Ok(b)) = (usize::try_from(a), usize::try_from(b)) else {
+                    return Reply::Error(Error::DbIndexOutOfRange);
+                };
+                if a >= n || b >= n {
+                    return Reply::Error(Error::DbIndexOutOfRange);
+                }
+                if a != b {
+                    sh.swap_dbs(a, b);
+                }
+                // One change for the whole command (Redis counts SWAPDB once).
+                if sh.id() == 0 {
+                    sh.stats.dirty += 1;
+                }
+                Reply::Ok
+            })
+        })
+        .await;
+        // Every shard has the same databases, so all agree.
+        parts
+            .into_iter()
+            .find(|r| matches!(r, Reply::Error(_)))
+            .unwrap_or(Reply::Ok)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::testkit::TestCluster;
@@ -132,5 +190,66 @@ mod tests {
         assert_eq!(c.cmd(0, &["FLUSHALL", "bogus"]), "-ERR syntax error\r\n");
         assert_eq!(c.cmd(0, &["FLUSHALL", "ASYNC"]), "+OK\r\n");
         assert_eq!(c.cmd(1, &["DBSIZE"]), ":0\r\n");
+    }
+
+    #[test]
+    fn swapdb_exchanges_databases_on_every_shard() {
+        let c = TestCluster::new(4);
+        c.set_now(1_000_000);
+        for i in 0..100 {
+            c.cmd(0, &["SET", &format!("a{i}"), "zero"]);
+        }
+        for i in 0..30 {
+            c.cmd(1, &["SET", &format!("b{i}"), "one"]);
+        }
+        c.cmd(0, &["SET", "t", "v", "PX", "5000"]);
+        let dirty =
+            |c: &TestCluster| -> u64 { (0..4).map(|s| c.with_shard(s, |sh| sh.stats.dirty)).sum() };
+        let before = dirty(&c);
+        assert_eq!(c.cmd(0, &["SWAPDB", "0", "1"]), "+OK\r\n");
+        assert_eq!(dirty(&c), before + 1);
+        assert_eq!(c.cmd(0, &["DBSIZE"]), ":30\r\n");
+        assert_eq!(c.cmd(1, &["DBSIZE"]), ":101\r\n");
+        assert_eq!(c.cmd(0, &["GET", "b7"]), "$3\r\none\r\n");
+        assert_eq!(c.cmd(1, &["GET", "a42"]), "$4\r\nzero\r\n");
+        assert_eq!(c.cmd(0, &["EXISTS", "a42"]), ":0\r\n");
+        assert_eq!(c.cmd(1, &["PTTL", "t"]), ":5000\r\n");
+        // Every page of both databases counts as changed.
+        c.with_shard(0, |sh| {
+            let epoch = sh.epoch();
+            assert!(sh.db(0).pages().iter().all(|p| p.modified_epoch == epoch));
+        });
+        // The same index twice is fine and changes nothing.
+        assert_eq!(c.cmd(0, &["SWAPDB", "1", "1"]), "+OK\r\n");
+        assert_eq!(c.cmd(1, &["DBSIZE"]), ":101\r\n");
+        assert_eq!(c.cmd(0, &["SWAPDB", "15", "0"]), "+OK\r\n");
+        assert_eq!(c.cmd(15, &["DBSIZE"]), ":30\r\n");
+        assert_eq!(c.cmd(0, &["DBSIZE"]), ":0\r\n");
+    }
+
+    #[test]
+    fn swapdb_errors() {
+        let c = TestCluster::new(2);
+        c.cmd(0, &["SET", "k", "v"]);
+        let cases = [
+            (["x", "1"], "-ERR invalid first DB index\r\n"),
+            (["1.5", "1"], "-ERR invalid first DB index\r\n"),
+            (["2147483648", "1"], "-ERR invalid first DB index\r\n"),
+            (["0", "y"], "-ERR invalid second DB index\r\n"),
+            (["x", "y"], "-ERR invalid first DB index\r\n"),
+            (["0", "-2147483649"], "-ERR invalid second DB index\r\n"),
+            (["0", "16"], "-ERR DB index is out of range\r\n"),
+            (["-1", "0"], "-ERR DB index is out of range\r\n"),
+            (["2147483647", "0"], "-ERR DB index is out of range\r\n"),
+        ];
+        for ([a, b], want) in cases {
+            assert_eq!(c.cmd(0, &["SWAPDB", a, b]), want, "SWAPDB {a} {b}");
+        }
+        assert_eq!(
+            c.cmd(0, &["SWAPDB", "0"]),
+            "-ERR wrong number of arguments for 'swapdb' command\r\n"
+        );
+        // Nothing moved.
+        assert_eq!(c.cmd(0, &["GET", "k"]), "$1\r\nv\r\n");
     }
 }

@@ -1,4 +1,12 @@
-//! String commands: GET, SET and friends.
+//! String commands: GET, SET and their variants, the multi-key MGET, MSET and
+//! MSETNX, counters (INCR, INCRBYFLOAT, ...), and APPEND, STRLEN, GETRANGE,
+//! SETRANGE. Behaviour, reply formats and error texts follow Redis 7.0's
+//! `t_string.c`.
+//!
+//! TTL rules, as in Redis: commands that set a whole new value (SET without
+//! KEEPTTL, SETNX, SETEX, GETSET, MSET, MSETNX) drop any expiry; commands
+//! that change a value in place (INCR and friends, INCRBYFLOAT, APPEND,
+//! SETRANGE) keep it.
 
 use crate::command::flags::*;
 use crate::command::{group_by_shard, join_all, Args, Cluster, CommandSpec, Exec, LocalBoxFuture};
@@ -29,23 +37,78 @@ const fn cmd(
     }
 }
 
+/// Arity, flags and key positions are Redis 7.0's (`src/commands/*.json`).
 pub static COMMANDS: &[CommandSpec] = &[
     cmd("get", 2, READONLY | FAST, (1, 1, 1), "Returns the string value of a key.", Exec::Shard(get)),
     cmd("set", -3, WRITE | DENYOOM, (1, 1, 1), "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.", Exec::Shard(set)),
+    cmd("setnx", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "Set the string value of a key only when the key doesn't exist.", Exec::Shard(setnx)),
+    cmd("setex", 4, WRITE | DENYOOM, (1, 1, 1), "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", Exec::Shard(setex)),
+    cmd("psetex", 4, WRITE | DENYOOM, (1, 1, 1), "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.", Exec::Shard(psetex)),
+    cmd("getset", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "Returns the previous string value of a key after setting it to a new value.", Exec::Shard(getset)),
+    cmd("getdel", 2, WRITE | FAST, (1, 1, 1), "Returns the string value of a key after deleting the key.", Exec::Shard(getdel)),
+    cmd("getex", -2, WRITE | FAST, (1, 1, 1), "Returns the string value of a key after setting its expiration time.", Exec::Shard(getex)),
     cmd("mget", -2, READONLY | FAST, (1, -1, 1), "Atomically returns the string values of one or more keys.", Exec::Keys { shard: mget, cross: mget_cross }),
     cmd("mset", -3, WRITE | DENYOOM, (1, -1, 2), "Atomically creates or modifies the string values of one or more keys.", Exec::Keys { shard: mset, cross: mset_cross }),
+    cmd("msetnx", -3, WRITE | DENYOOM, (1, -1, 2), "Atomically modifies the string values of one or more keys only when all keys don't exist.", Exec::Keys { shard: msetnx, cross: msetnx_cross }),
+    cmd("incr", 2, WRITE | DENYOOM | FAST, (1, 1, 1), "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", Exec::Shard(incr)),
+    cmd("decr", 2, WRITE | DENYOOM | FAST, (1, 1, 1), "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", Exec::Shard(decr)),
+    cmd("incrby", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", Exec::Shard(incrby)),
+    cmd("decrby", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", Exec::Shard(decrby)),
+    cmd("incrbyfloat", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.", Exec::Shard(incrbyfloat)),
+    cmd("append", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "Appends a string to the value of a key. Creates the key if it doesn't exist.", Exec::Shard(append)),
+    cmd("strlen", 2, READONLY | FAST, (1, 1, 1), "Returns the length of a string value.", Exec::Shard(strlen)),
+    cmd("getrange", 4, READONLY, (1, 1, 1), "Returns a substring of the string stored at a key.", Exec::Shard(getrange)),
+    cmd("substr", 4, READONLY, (1, 1, 1), "Returns a substring from a string value.", Exec::Shard(getrange)),
+    cmd("setrange", 4, WRITE | DENYOOM, (1, 1, 1), "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", Exec::Shard(setrange)),
 ];
+
+// ---------------------------------------------------------------------------
+// Lookups and argument parsing shared by the commands below.
+
+/// The bytes of a string value, WRONGTYPE for any other type.
+fn str_of(value: &Value) -> Result<&[u8], Error> {
+    match value {
+        Value::Str(s) => Ok(s),
+        #[allow(unreachable_patterns)]
+        _ => Err(Error::WrongType),
+    }
+}
 
 /// The string value of a key for reading: None if absent, WRONGTYPE if the
 /// key holds another type.
 pub fn read_str<'c>(ctx: &'c mut ExecCtx<'_>, key: &[u8]) -> Result<Option<&'c [u8]>, Error> {
-    match ctx.lookup_read(key) {
-        None => Ok(None),
-        Some(e) => match &e.value {
-            Value::Str(s) => Ok(Some(s)),
-            #[allow(unreachable_patterns)]
-            _ => Err(Error::WrongType),
-        },
+    ctx.lookup_read(key).map(|e| str_of(&e.value)).transpose()
+}
+
+/// The string value of a key about to be written (Redis's lookupKeyWrite:
+/// no hit/miss counting): None if absent, WRONGTYPE for another type.
+fn write_lookup_str<'c>(ctx: &'c mut ExecCtx<'_>, key: &[u8]) -> Result<Option<&'c [u8]>, Error> {
+    ctx.lookup_write(key).map(|e| str_of(&e.value)).transpose()
+}
+
+/// The bytes of a string key, to change in place; marks its page modified.
+/// Call only for a key already known to hold a string, and only when the
+/// value will change.
+fn str_mut<'c>(ctx: &'c mut ExecCtx<'_>, key: &[u8]) -> Option<&'c mut Vec<u8>> {
+    match ctx.value_mut(key) {
+        Some(Value::Str(s)) => Some(s),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// Gives a string key new contents: in place, keeping its TTL, if it holds
+/// a string; as a new key without TTL if it is absent. Callers have checked
+/// the type.
+fn replace_str(ctx: &mut ExecCtx<'_>, key: &[u8], contents: &[u8]) {
+    match str_mut(ctx, key) {
+        Some(s) => {
+            s.clear();
+            s.extend_from_slice(contents);
+        }
+        None => {
+            ctx.set(key, Value::Str(contents.to_vec()), 0);
+        }
     }
 }
 
@@ -54,13 +117,72 @@ pub fn arg_i64(a: &[u8]) -> Result<i64, Error> {
     parse_i64(a).ok_or(Error::NotInteger)
 }
 
+/// Redis refuses to parse a float from a string this long or longer
+/// (MAX_LONG_DOUBLE_CHARS).
+const MAX_FLOAT_CHARS: usize = 5 * 1024;
+
+/// Parses a float the way Redis's `string2ld` accepts one: the whole text,
+/// no surrounding spaces, `inf`/`infinity` allowed, NaN and out-of-range
+/// values refused. Redis parses into a `long double`; this parses into an
+/// `f64`, so a finite literal beyond the `f64` range (`1e400`) is refused.
+pub fn parse_f64(s: &[u8]) -> Option<f64> {
+    if s.is_empty() || s.len() >= MAX_FLOAT_CHARS {
+        return None;
+    }
+    let text = std::str::from_utf8(s).ok()?;
+    let v: f64 = text.parse().ok()?;
+    if v.is_nan() {
+        return None;
+    }
+    if v.is_infinite() {
+        let word = text.trim_start_matches(['+', '-']);
+        if !word.eq_ignore_ascii_case("inf") && !word.eq_ignore_ascii_case("infinity") {
+            return None;
+        }
+    }
+    Some(v)
+}
+
+/// Formats a float as INCRBYFLOAT replies and stores it (Redis's
+/// `ld2string` in human mode): plain decimal, never an exponent, at most 17
+/// digits after the point with trailing zeros cut, and never `-0`. Within
+/// that, the shortest text that reads back as the same `f64`
+/// (10.5 + 0.1 -> `10.6`, 3.0e3 -> `3000`).
+pub fn float_to_human(v: f64) -> String {
+    // Rust's `Display` for f64 is the shortest round-trip text, without an
+    // exponent.
+    let mut s = format!("{v}");
+    let decimals = s.find('.').map_or(0, |dot| s.len() - dot - 1);
+    if decimals > 17 {
+        s = format!("{v:.17}");
+        while s.ends_with('0') {
+            s.pop();
+        }
+        if s.ends_with('.') {
+            s.pop();
+        }
+    }
+    if s == "-0" {
+        s = "0".to_string();
+    }
+    s
+}
+
 fn get(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
-    match read_str(ctx, args.get(1))? {
+    write_value(ctx, args.get(1), out)
+}
+
+/// Replies with a key's string value or nil (Redis's getGenericCommand).
+fn write_value(ctx: &mut ExecCtx<'_>, key: &[u8], out: &mut Vec<u8>) -> CmdResult {
+    match read_str(ctx, key)? {
         Some(v) => resp::write_bulk(out, v),
         None => resp::write_null(out),
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Expiry options (SET, GETEX, SETEX, PSETEX).
 
 /// Expiry options shared by SET and GETEX.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -96,66 +218,130 @@ pub fn expire_arg(
     Ok(ms as u64)
 }
 
-fn set(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
-    let (mut nx, mut xx, mut want_get) = (false, false, false);
-    let mut expire = ExpireOpt::None;
-    // (argument index, seconds?, relative?) of the expiry value.
-    let mut expire_arg_at: Option<(usize, bool, bool)> = None;
-    let mut keepttl = false;
-    let mut i = 3;
+/// Which of EX, PX, EXAT, PXAT gave an expiry.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ExpireUnit {
+    Ex,
+    Px,
+    ExAt,
+    PxAt,
+}
+
+impl ExpireUnit {
+    fn parse(opt: &[u8]) -> Option<Self> {
+        [
+            (&b"ex"[..], ExpireUnit::Ex),
+            (b"px", ExpireUnit::Px),
+            (b"exat", ExpireUnit::ExAt),
+            (b"pxat", ExpireUnit::PxAt),
+        ]
+        .into_iter()
+        .find(|(name, _)| opt.eq_ignore_ascii_case(name))
+        .map(|(_, unit)| unit)
+    }
+
+    fn seconds(self) -> bool {
+        matches!(self, ExpireUnit::Ex | ExpireUnit::ExAt)
+    }
+
+    fn relative(self) -> bool {
+        matches!(self, ExpireUnit::Ex | ExpireUnit::Px)
+    }
+}
+
+/// Which command's options [`parse_extended`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OptionsOf {
+    Set,
+    GetEx,
+}
+
+/// The options of SET (NX, XX, GET, KEEPTTL) or GETEX (PERSIST) and the
+/// expiry options both take.
+#[derive(Default, Debug)]
+struct Extended {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    persist: bool,
+    /// The expiry option and the index of its value argument.
+    expire: Option<(ExpireUnit, usize)>,
+}
+
+/// Parses SET's or GETEX's options with the rules of Redis's
+/// parseExtendedStringArgumentsOrReply: NX excludes XX; KEEPTTL, PERSIST and
+/// the four expiry options exclude each other, except that one expiry option
+/// may repeat (the last value wins); an expiry option without a value, or
+/// any option the command does not take, is a syntax error. Only the syntax
+/// is checked here: the expiry value is checked later, as Redis does.
+fn parse_extended(args: Args<'_>, of: OptionsOf) -> Result<Extended, Error> {
+    let set = of == OptionsOf::Set;
+    let mut x = Extended::default();
+    let mut i = if set { 3 } else { 2 };
     while i < args.len() {
         let opt = args.get(i);
-        let has_next = i + 1 < args.len();
-        let unit = |o: &[u8]| -> Option<(bool, bool)> {
-            if o.eq_ignore_ascii_case(b"ex") {
-                Some((true, true))
-            } else if o.eq_ignore_ascii_case(b"px") {
-                Some((false, true))
-            } else if o.eq_ignore_ascii_case(b"exat") {
-                Some((true, false))
-            } else if o.eq_ignore_ascii_case(b"pxat") {
-                Some((false, false))
-            } else {
-                None
-            }
-        };
-        if opt.eq_ignore_ascii_case(b"nx") && !xx {
-            nx = true;
-        } else if opt.eq_ignore_ascii_case(b"xx") && !nx {
-            xx = true;
-        } else if opt.eq_ignore_ascii_case(b"get") {
-            want_get = true;
-        } else if opt.eq_ignore_ascii_case(b"keepttl") && expire_arg_at.is_none() {
-            keepttl = true;
-        } else if let (Some((secs, rel)), true) = (unit(opt), has_next) {
-            // A second expiry option of a different unit is a syntax error;
-            // the same one repeated is accepted (the last wins), as in Redis.
-            if keepttl || expire_arg_at.is_some_and(|(_, s, r)| (s, r) != (secs, rel)) {
-                return Err(Error::Syntax);
-            }
-            expire_arg_at = Some((i + 1, secs, rel));
+        let is = |name: &[u8]| opt.eq_ignore_ascii_case(name);
+        let has_value = i + 1 < args.len();
+        if set && is(b"nx") && !x.xx {
+            x.nx = true;
+        } else if set && is(b"xx") && !x.nx {
+            x.xx = true;
+        } else if set && is(b"get") {
+            x.get = true;
+        } else if set && is(b"keepttl") && !x.persist && x.expire.is_none() {
+            x.keepttl = true;
+        } else if !set && is(b"persist") && !x.keepttl && x.expire.is_none() {
+            x.persist = true;
+        } else if let Some(unit) = ExpireUnit::parse(opt).filter(|&unit| {
+            has_value && !x.keepttl && !x.persist && x.expire.is_none_or(|(prev, _)| prev == unit)
+        }) {
+            x.expire = Some((unit, i + 1));
             i += 1;
         } else {
             return Err(Error::Syntax);
         }
         i += 1;
     }
-    if let Some((at, secs, rel)) = expire_arg_at {
-        expire = ExpireOpt::At(expire_arg(args.get(at), secs, rel, ctx.now_ms(), "set")?);
-    } else if keepttl {
-        expire = ExpireOpt::KeepTtl;
+    Ok(x)
+}
+
+impl Extended {
+    /// The absolute expiry the options ask for, checked and converted like
+    /// Redis's getExpireMillisecondsOrReply; None without an expiry option.
+    fn expire_at(
+        &self,
+        args: Args<'_>,
+        now_ms: u64,
+        cmd: &'static str,
+    ) -> Result<Option<u64>, Error> {
+        self.expire
+            .map(|(unit, at)| {
+                expire_arg(args.get(at), unit.seconds(), unit.relative(), now_ms, cmd)
+            })
+            .transpose()
     }
+}
+
+// ---------------------------------------------------------------------------
+// SET and its variants.
+
+fn set(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    let x = parse_extended(args, OptionsOf::Set)?;
+    // An invalid expiry fails the command before anything is read or written.
+    let expire = match x.expire_at(args, ctx.now_ms(), "set")? {
+        Some(at) => ExpireOpt::At(at),
+        None if x.keepttl => ExpireOpt::KeepTtl,
+        None => ExpireOpt::None,
+    };
     let key = args.get(1);
     let mark = out.len();
-    if want_get {
-        match read_str(ctx, key)? {
-            Some(v) => resp::write_bulk(out, v),
-            None => resp::write_null(out),
-        }
+    if x.get {
+        write_value(ctx, key, out)?;
     }
     let found = ctx.exists(key);
-    if (nx && found) || (xx && !found) {
-        if !want_get {
+    if (x.nx && found) || (x.xx && !found) {
+        if !x.get {
             resp::write_null(out);
         }
         return Ok(());
@@ -173,12 +359,117 @@ fn set(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
         }
     }
     ctx.dirty(1);
-    if !want_get {
+    if !x.get {
         debug_assert_eq!(out.len(), mark);
         resp::write_ok(out);
     }
     Ok(())
 }
+
+/// SETNX key value: `:1` if it set the key, `:0` if the key existed.
+fn setnx(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    let key = args.get(1);
+    if ctx.exists(key) {
+        resp::write_int(out, 0);
+        return Ok(());
+    }
+    ctx.set(key, Value::Str(args.get(2).to_vec()), 0);
+    ctx.dirty(1);
+    resp::write_int(out, 1);
+    Ok(())
+}
+
+/// SETEX key seconds value.
+fn setex(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    set_with_ttl(ctx, args, out, true, "setex")
+}
+
+/// PSETEX key milliseconds value.
+fn psetex(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    set_with_ttl(ctx, args, out, false, "psetex")
+}
+
+fn set_with_ttl(
+    ctx: &mut ExecCtx<'_>,
+    args: Args<'_>,
+    out: &mut Vec<u8>,
+    seconds: bool,
+    cmd: &'static str,
+) -> CmdResult {
+    let at = expire_arg(args.get(2), seconds, true, ctx.now_ms(), cmd)?;
+    ctx.set(args.get(1), Value::Str(args.get(3).to_vec()), at);
+    ctx.dirty(1);
+    resp::write_ok(out);
+    Ok(())
+}
+
+/// GETSET key value: the old value (or nil); the new one has no TTL.
+fn getset(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    let key = args.get(1);
+    write_value(ctx, key, out)?;
+    ctx.set(key, Value::Str(args.get(2).to_vec()), 0);
+    ctx.dirty(1);
+    Ok(())
+}
+
+/// GETDEL key: the value (or nil), and the key is gone.
+fn getdel(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    let key = args.get(1);
+    let found = read_str(ctx, key)?
+        .map(|v| resp::write_bulk(out, v))
+        .is_some();
+    if !found {
+        resp::write_null(out);
+        return Ok(());
+    }
+    if ctx.remove(key).is_some() {
+        ctx.dirty(1);
+    }
+    Ok(())
+}
+
+/// GETEX key [EX s | PX ms | EXAT ts | PXAT ms-ts | PERSIST]: the value,
+/// and the TTL changed as asked. Without options it is a plain GET.
+fn getex(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    let x = parse_extended(args, OptionsOf::GetEx)?;
+    let key = args.get(1);
+    let now = ctx.now_ms();
+    // As in Redis, the key is looked up (and its type checked) before the
+    // expiry value: a missing key answers nil even with a bad expiry.
+    let Some(entry) = ctx.lookup_read(key) else {
+        resp::write_null(out);
+        return Ok(());
+    };
+    let had_ttl = entry.is_volatile();
+    let value = str_of(&entry.value)?;
+    let expire = match x.expire_at(args, now, "getex")? {
+        Some(at) => ExpireOpt::At(at),
+        None if x.persist => ExpireOpt::Persist,
+        None => ExpireOpt::None,
+    };
+    resp::write_bulk(out, value);
+    match expire {
+        // Only EXAT/PXAT can name a time already past (EX/PX values are at
+        // least 1): the key expires at once.
+        ExpireOpt::At(at) if at <= now => {
+            ctx.remove(key);
+            ctx.dirty(1);
+        }
+        ExpireOpt::At(at) => {
+            ctx.set_expire(key, at);
+            ctx.dirty(1);
+        }
+        ExpireOpt::Persist if had_ttl => {
+            ctx.set_expire(key, 0);
+            ctx.dirty(1);
+        }
+        ExpireOpt::Persist | ExpireOpt::None | ExpireOpt::KeepTtl => {}
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Multi-key commands.
 
 fn mget(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
     resp::write_array_len(out, args.len() - 1);
@@ -228,7 +519,7 @@ fn mget_cross(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<
 }
 
 fn mset(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return Err(Error::WrongArity("mset".into()));
     }
     for i in (1..args.len()).step_by(2) {
@@ -239,9 +530,12 @@ fn mset(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
     Ok(())
 }
 
+/// Key/value pairs, in argument order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Splits key/value pairs by shard: (shard, [(key, value)]).
-pub fn pairs_by_shard(shards: usize, args: Vec<Vec<u8>>) -> Vec<(usize, Vec<(Vec<u8>, Vec<u8>)>)> {
-    let mut groups: Vec<(usize, Vec<(Vec<u8>, Vec<u8>)>)> = Vec::new();
+pub fn pairs_by_shard(shards: usize, args: Vec<Vec<u8>>) -> Vec<(usize, Pairs)> {
+    let mut groups: Vec<(usize, Pairs)> = Vec::new();
     let mut it = args.into_iter().skip(1);
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         let s = crate::keyhash::shard_of(&k, shards);
@@ -255,29 +549,269 @@ pub fn pairs_by_shard(shards: usize, args: Vec<Vec<u8>>) -> Vec<(usize, Vec<(Vec
 
 fn mset_cross(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_, Reply> {
     Box::pin(async move {
-        if args.len() % 2 == 0 {
+        if args.len().is_multiple_of(2) {
             return Reply::Error(Error::WrongArity("mset".into()));
         }
         let futs = pairs_by_shard(c.shard_count(), args)
             .into_iter()
             .map(|(shard, pairs)| {
-                c.run(
-                    shard,
-                    Box::new(move |sh| {
-                        let mut ctx = sh.ctx(db);
-                        let n = pairs.len() as u64;
-                        for (k, v) in pairs {
-                            ctx.set(&k, Value::Str(v), 0);
-                        }
-                        ctx.dirty(n);
-                        Reply::Ok
-                    }),
-                )
+                c.run(shard, Box::new(move |sh| set_pairs(&mut sh.ctx(db), pairs)))
             })
             .collect();
         join_all(futs).await;
         Reply::Ok
     })
+}
+
+/// Sets key/value pairs without TTL (one shard's part of MSET / MSETNX).
+fn set_pairs(ctx: &mut ExecCtx<'_>, pairs: Pairs) -> Reply {
+    let n = pairs.len() as u64;
+    for (k, v) in pairs {
+        ctx.set(&k, Value::Str(v), 0);
+    }
+    ctx.dirty(n);
+    Reply::Ok
+}
+
+/// MSETNX on one shard: `:0` and nothing set if any key exists, else all
+/// set and `:1`.
+fn msetnx(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    if args.len().is_multiple_of(2) {
+        return Err(Error::WrongArity("msetnx".into()));
+    }
+    if (1..args.len()).step_by(2).any(|i| ctx.exists(args.get(i))) {
+        resp::write_int(out, 0);
+        return Ok(());
+    }
+    for i in (1..args.len()).step_by(2) {
+        ctx.set(args.get(i), Value::Str(args.get(i + 1).to_vec()), 0);
+    }
+    ctx.dirty(((args.len() - 1) / 2) as u64);
+    resp::write_int(out, 1);
+    Ok(())
+}
+
+/// MSETNX across shards, in two rounds under the key locks: first every
+/// shard counts which of its keys exist; only if none does anywhere, every
+/// shard sets its pairs. So it sets all keys or none.
+fn msetnx_cross(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_, Reply> {
+    Box::pin(async move {
+        if args.len().is_multiple_of(2) {
+            return Reply::Error(Error::WrongArity("msetnx".into()));
+        }
+        let groups = pairs_by_shard(c.shard_count(), args);
+        let checks = groups
+            .iter()
+            .map(|(shard, pairs)| {
+                let keys: Vec<Vec<u8>> = pairs.iter().map(|(k, _)| k.clone()).collect();
+                c.run(
+                    *shard,
+                    Box::new(move |sh| {
+                        let mut ctx = sh.ctx(db);
+                        Reply::Int(keys.iter().filter(|k| ctx.exists(k)).count() as i64)
+                    }),
+                )
+            })
+            .collect();
+        for r in join_all(checks).await {
+            match r {
+                Reply::Int(0) => {}
+                Reply::Int(_) => return Reply::Int(0),
+                // A shard that could not answer: set nothing.
+                other => return other,
+            }
+        }
+        let sets = groups
+            .into_iter()
+            .map(|(shard, pairs)| {
+                c.run(shard, Box::new(move |sh| set_pairs(&mut sh.ctx(db), pairs)))
+            })
+            .collect();
+        for r in join_all(sets).await {
+            if let Reply::Error(_) = r {
+                return r;
+            }
+        }
+        Reply::Int(1)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Counters. They change the value in place, so a TTL stays.
+
+fn incr(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    incr_by(ctx, args.get(1), 1, out)
+}
+
+fn decr(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    incr_by(ctx, args.get(1), -1, out)
+}
+
+fn incrby(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    let by = arg_i64(args.get(2))?;
+    incr_by(ctx, args.get(1), by, out)
+}
+
+fn decrby(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    let by = arg_i64(args.get(2))?;
+    // -i64::MIN does not exist.
+    let by = by
+        .checked_neg()
+        .ok_or_else(|| Error::msg("ERR decrement would overflow"))?;
+    incr_by(ctx, args.get(1), by, out)
+}
+
+/// Adds `by` to the integer in a string key (0 if absent) and replies with
+/// the sum (Redis's incrDecrCommand).
+fn incr_by(ctx: &mut ExecCtx<'_>, key: &[u8], by: i64, out: &mut Vec<u8>) -> CmdResult {
+    let old = match write_lookup_str(ctx, key)? {
+        Some(s) => parse_i64(s).ok_or(Error::NotInteger)?,
+        None => 0,
+    };
+    let new = old.checked_add(by).ok_or(Error::Overflow)?;
+    replace_str(ctx, key, itoa::Buffer::new().format(new).as_bytes());
+    ctx.dirty(1);
+    resp::write_int(out, new);
+    Ok(())
+}
+
+/// INCRBYFLOAT key increment: the sum as a bulk string, formatted by
+/// [`float_to_human`], which is also what is stored.
+fn incrbyfloat(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    let key = args.get(1);
+    // Redis checks the stored value before the increment.
+    let old = match write_lookup_str(ctx, key)? {
+        Some(s) => parse_f64(s).ok_or(Error::NotFloat)?,
+        None => 0.0,
+    };
+    let by = parse_f64(args.get(2)).ok_or(Error::NotFloat)?;
+    let new = old + by;
+    if !new.is_finite() {
+        return Err(Error::NanOrInfinity);
+    }
+    let text = float_to_human(new);
+    replace_str(ctx, key, text.as_bytes());
+    ctx.dirty(1);
+    resp::write_bulk(out, text.as_bytes());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Partial reads and writes.
+
+/// APPEND key value: the new length. An existing string grows in place (its
+/// TTL stays) up to `max_string_len`.
+fn append(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    let (key, tail) = (args.get(1), args.get(2));
+    let len = match write_lookup_str(ctx, key)?.map(<[u8]>::len) {
+        None => {
+            // A new key is the argument itself, which the protocol limit
+            // already bounds; Redis checks no length here.
+            ctx.set(key, Value::Str(tail.to_vec()), 0);
+            tail.len()
+        }
+        Some(old_len) => {
+            let total = old_len.saturating_add(tail.len());
+            if total > ctx.shard.max_string_len {
+                return Err(Error::StringTooLong);
+            }
+            if !tail.is_empty() {
+                if let Some(s) = str_mut(ctx, key) {
+                    s.extend_from_slice(tail);
+                }
+            }
+            total
+        }
+    };
+    ctx.dirty(1);
+    resp::write_int(out, len as i64);
+    Ok(())
+}
+
+/// STRLEN key: the length, 0 for a missing key.
+fn strlen(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    let len = read_str(ctx, args.get(1))?.map_or(0, <[u8]>::len);
+    resp::write_int(out, len as i64);
+    Ok(())
+}
+
+/// The byte range GETRANGE returns for `start..=end` (negative counts from
+/// the end) of a string of `len` bytes, with Redis 7.0's clamping; None when
+/// it is empty.
+fn getrange_bounds(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = i64::try_from(len).ok()?;
+    if start < 0 && end < 0 && start > end {
+        return None;
+    }
+    let start = if start < 0 { start + len } else { start }.max(0);
+    let end = if end < 0 { end + len } else { end }.max(0).min(len - 1);
+    if len == 0 || start > end {
+        return None;
+    }
+    Some((start as usize, end as usize))
+}
+
+/// GETRANGE (and SUBSTR) key start end: an empty string for a missing key or
+/// an empty range.
+fn getrange(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    let start = arg_i64(args.get(2))?;
+    let end = arg_i64(args.get(3))?;
+    let s = read_str(ctx, args.get(1))?.unwrap_or_default();
+    let part = getrange_bounds(start, end, s.len())
+        .and_then(|(from, to)| s.get(from..=to))
+        .unwrap_or_default();
+    resp::write_bulk(out, part);
+    Ok(())
+}
+
+/// SETRANGE key offset value: the new length. Zero bytes pad the gap past
+/// the end; the result may not exceed `max_string_len`. An empty value
+/// changes nothing (and does not create the key).
+fn setrange(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    let key = args.get(1);
+    let offset = arg_i64(args.get(2))?;
+    if offset < 0 {
+        return Err(Error::OffsetOutOfRange);
+    }
+    let patch = args.get(3);
+    let max = ctx.shard.max_string_len;
+    let end = (offset as u64).saturating_add(patch.len() as u64);
+    let too_long = end > max as u64;
+    let old_len = write_lookup_str(ctx, key)?.map(<[u8]>::len);
+    if patch.is_empty() {
+        resp::write_int(out, old_len.unwrap_or(0) as i64);
+        return Ok(());
+    }
+    if too_long {
+        return Err(Error::StringTooLong);
+    }
+    // Both fit in usize: end <= max_string_len.
+    let (offset, end) = (offset as usize, end as usize);
+    let new_len = match old_len {
+        None => {
+            let mut s = vec![0u8; end];
+            if let Some(dst) = s.get_mut(offset..end) {
+                dst.copy_from_slice(patch);
+            }
+            ctx.set(key, Value::Str(s), 0);
+            end
+        }
+        Some(_) => match str_mut(ctx, key) {
+            Some(s) => {
+                if s.len() < end {
+                    s.resize(end, 0);
+                }
+                if let Some(dst) = s.get_mut(offset..end) {
+                    dst.copy_from_slice(patch);
+                }
+                s.len()
+            }
+            None => 0,
+        },
+    };
+    ctx.dirty(1);
+    resp::write_int(out, new_len as i64);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -364,5 +898,612 @@ mod tests {
             c.cmd(0, &["MSET", "a", "1", "b"]),
             "-ERR wrong number of arguments for 'mset' command\r\n"
         );
+    }
+
+    /// The absolute expiry of `key` in db 0 (None: no such key, Some(0): no
+    /// TTL), read straight from the shard that owns it.
+    fn expire_at(c: &TestCluster, key: &str) -> Option<u64> {
+        let n = crate::Cluster::shard_count(c);
+        let hash = crate::keyhash::hash_key(key.as_bytes());
+        let shard = crate::keyhash::shard_of_hash(hash, n);
+        c.with_shard(shard, |s| {
+            s.db(0).get(hash, key.as_bytes()).map(|e| e.expire_at)
+        })
+    }
+
+    fn dirty(c: &TestCluster) -> u64 {
+        (0..crate::Cluster::shard_count(c))
+            .map(|i| c.with_shard(i, |s| s.stats.dirty))
+            .sum()
+    }
+
+    #[test]
+    fn table_matches_redis() {
+        use crate::command::flags::*;
+        /// Name, arity, flags, (first key, last key, step).
+        type Row = (&'static str, i32, u32, (i32, i32, i32));
+        let want: &[Row] = &[
+            ("setnx", 3, WRITE | DENYOOM | FAST, (1, 1, 1)),
+            ("setex", 4, WRITE | DENYOOM, (1, 1, 1)),
+            ("psetex", 4, WRITE | DENYOOM, (1, 1, 1)),
+            ("getset", 3, WRITE | DENYOOM | FAST, (1, 1, 1)),
+            ("getdel", 2, WRITE | FAST, (1, 1, 1)),
+            ("getex", -2, WRITE | FAST, (1, 1, 1)),
+            ("msetnx", -3, WRITE | DENYOOM, (1, -1, 2)),
+            ("incr", 2, WRITE | DENYOOM | FAST, (1, 1, 1)),
+            ("decr", 2, WRITE | DENYOOM | FAST, (1, 1, 1)),
+            ("incrby", 3, WRITE | DENYOOM | FAST, (1, 1, 1)),
+            ("decrby", 3, WRITE | DENYOOM | FAST, (1, 1, 1)),
+            ("incrbyfloat", 3, WRITE | DENYOOM | FAST, (1, 1, 1)),
+            ("append", 3, WRITE | DENYOOM | FAST, (1, 1, 1)),
+            ("strlen", 2, READONLY | FAST, (1, 1, 1)),
+            ("getrange", 4, READONLY, (1, 1, 1)),
+            ("substr", 4, READONLY, (1, 1, 1)),
+            ("setrange", 4, WRITE | DENYOOM, (1, 1, 1)),
+        ];
+        for &(name, arity, flags, keys) in want {
+            let spec = crate::command::lookup(name.as_bytes()).expect(name);
+            assert_eq!(spec.arity, arity, "{name}");
+            assert_eq!(spec.flags, flags, "{name}");
+            assert_eq!((spec.first_key, spec.last_key, spec.step), keys, "{name}");
+            assert_eq!(spec.group, "string", "{name}");
+        }
+        let c = TestCluster::new(1);
+        assert_eq!(
+            c.cmd(0, &["INCRBY", "a"]),
+            "-ERR wrong number of arguments for 'incrby' command\r\n"
+        );
+        assert_eq!(
+            c.cmd(0, &["SETEX", "a", "1"]),
+            "-ERR wrong number of arguments for 'setex' command\r\n"
+        );
+        assert_eq!(
+            c.cmd(0, &["GETEX"]),
+            "-ERR wrong number of arguments for 'getex' command\r\n"
+        );
+    }
+
+    #[test]
+    fn setnx_sets_only_a_missing_key() {
+        let c = TestCluster::new(1);
+        c.set_now(1_000);
+        assert_eq!(c.cmd(0, &["SETNX", "a", "1"]), ":1\r\n");
+        assert_eq!(c.cmd(0, &["SETNX", "a", "2"]), ":0\r\n");
+        assert_eq!(c.cmd(0, &["GET", "a"]), "$1\r\n1\r\n");
+        // An expired key counts as missing.
+        assert_eq!(c.cmd(0, &["SET", "t", "old", "PX", "10"]), "+OK\r\n");
+        c.set_now(1_010);
+        assert_eq!(c.cmd(0, &["SETNX", "t", "new"]), ":1\r\n");
+        assert_eq!(expire_at(&c, "t"), Some(0));
+        assert_eq!(c.cmd(0, &["GET", "t"]), "$3\r\nnew\r\n");
+        assert_eq!(dirty(&c), 3);
+    }
+
+    #[test]
+    fn setex_and_psetex() {
+        let c = TestCluster::new(1);
+        c.set_now(1_000_000);
+        assert_eq!(c.cmd(0, &["SETEX", "a", "10", "v"]), "+OK\r\n");
+        assert_eq!(expire_at(&c, "a"), Some(1_010_000));
+        assert_eq!(c.cmd(0, &["PSETEX", "b", "1500", "w"]), "+OK\r\n");
+        assert_eq!(expire_at(&c, "b"), Some(1_001_500));
+        c.set_now(1_001_499);
+        assert_eq!(c.cmd(0, &["GET", "b"]), "$1\r\nw\r\n");
+        c.set_now(1_001_500);
+        assert_eq!(c.cmd(0, &["GET", "b"]), "$-1\r\n");
+        assert_eq!(c.cmd(0, &["GET", "a"]), "$1\r\nv\r\n");
+        // A plain SET drops the TTL that SETEX gave.
+        assert_eq!(c.cmd(0, &["SET", "a", "x"]), "+OK\r\n");
+        assert_eq!(expire_at(&c, "a"), Some(0));
+        for (line, want) in [
+            (
+                ["SETEX", "a", "0", "v"],
+                "-ERR invalid expire time in 'setex' command\r\n",
+            ),
+            (
+                ["SETEX", "a", "-5", "v"],
+                "-ERR invalid expire time in 'setex' command\r\n",
+            ),
+            (
+                ["SETEX", "a", "9223372036854775807", "v"],
+                "-ERR invalid expire time in 'setex' command\r\n",
+            ),
+            (
+                ["PSETEX", "a", "0", "v"],
+                "-ERR invalid expire time in 'psetex' command\r\n",
+            ),
+            (
+                ["PSETEX", "a", "9223372036854775807", "v"],
+                "-ERR invalid expire time in 'psetex' command\r\n",
+            ),
+            (
+                ["SETEX", "a", "1.5", "v"],
+                "-ERR value is not an integer or out of range\r\n",
+            ),
+            (
+                ["PSETEX", "a", "x", "v"],
+                "-ERR value is not an integer or out of range\r\n",
+            ),
+        ] {
+            assert_eq!(c.cmd(0, &line), want, "{line:?}");
+        }
+        // The failed commands changed nothing.
+        assert_eq!(c.cmd(0, &["GET", "a"]), "$1\r\nx\r\n");
+        assert_eq!(expire_at(&c, "a"), Some(0));
+    }
+
+    #[test]
+    fn getset_and_getdel() {
+        let c = TestCluster::new(1);
+        c.set_now(5_000);
+        assert_eq!(c.cmd(0, &["GETSET", "a", "1"]), "$-1\r\n");
+        assert_eq!(c.cmd(0, &["GETSET", "a", "22"]), "$1\r\n1\r\n");
+        assert_eq!(c.cmd(0, &["GET", "a"]), "$2\r\n22\r\n");
+        // GETSET drops the TTL.
+        assert_eq!(c.cmd(0, &["SETEX", "t", "100", "v"]), "+OK\r\n");
+        assert_eq!(c.cmd(0, &["GETSET", "t", "w"]), "$1\r\nv\r\n");
+        assert_eq!(expire_at(&c, "t"), Some(0));
+
+        let before = dirty(&c);
+        assert_eq!(c.cmd(0, &["GETDEL", "a"]), "$2\r\n22\r\n");
+        assert_eq!(c.cmd(0, &["GETDEL", "a"]), "$-1\r\n");
+        assert_eq!(c.cmd(0, &["GET", "a"]), "$-1\r\n");
+        assert_eq!(dirty(&c), before + 1);
+        // An expired key is not returned by GETDEL.
+        assert_eq!(c.cmd(0, &["PSETEX", "e", "1", "v"]), "+OK\r\n");
+        c.set_now(5_001);
+        assert_eq!(c.cmd(0, &["GETDEL", "e"]), "$-1\r\n");
+    }
+
+    #[test]
+    fn getex_options() {
+        let c = TestCluster::new(1);
+        c.set_now(1_000_000);
+        assert_eq!(c.cmd(0, &["GETEX", "missing"]), "$-1\r\n");
+        assert_eq!(c.cmd(0, &["SET", "k", "v", "EX", "100"]), "+OK\r\n");
+        let before = dirty(&c);
+        // No options: a plain GET that keeps the TTL and changes nothing.
+        assert_eq!(c.cmd(0, &["GETEX", "k"]), "$1\r\nv\r\n");
+        assert_eq!(expire_at(&c, "k"), Some(1_100_000));
+        assert_eq!(dirty(&c), before);
+
+        assert_eq!(c.cmd(0, &["GETEX", "k", "EX", "5"]), "$1\r\nv\r\n");
+        assert_eq!(expire_at(&c, "k"), Some(1_005_000));
+        assert_eq!(c.cmd(0, &["GETEX", "k", "px", "250"]), "$1\r\nv\r\n");
+        assert_eq!(expire_at(&c, "k"), Some(1_000_250));
+        assert_eq!(c.cmd(0, &["GETEX", "k", "EXAT", "2000"]), "$1\r\nv\r\n");
+        assert_eq!(expire_at(&c, "k"), Some(2_000_000));
+        assert_eq!(c.cmd(0, &["GETEX", "k", "PXAT", "3000000"]), "$1\r\nv\r\n");
+        assert_eq!(expire_at(&c, "k"), Some(3_000_000));
+        // The same option twice: the last value wins.
+        assert_eq!(
+            c.cmd(0, &["GETEX", "k", "EX", "1", "EX", "2"]),
+            "$1\r\nv\r\n"
+        );
+        assert_eq!(expire_at(&c, "k"), Some(1_002_000));
+        assert_eq!(dirty(&c), before + 5);
+
+        // PERSIST removes the TTL; on a key without one it changes nothing.
+        assert_eq!(c.cmd(0, &["GETEX", "k", "PERSIST"]), "$1\r\nv\r\n");
+        assert_eq!(expire_at(&c, "k"), Some(0));
+        assert_eq!(c.cmd(0, &["GETEX", "k", "persist"]), "$1\r\nv\r\n");
+        assert_eq!(dirty(&c), before + 6);
+        c.set_now(9_000_000);
+        assert_eq!(c.cmd(0, &["GET", "k"]), "$1\r\nv\r\n");
+
+        // An absolute time already past: the value is returned, the key goes.
+        assert_eq!(c.cmd(0, &["GETEX", "k", "PXAT", "9000000"]), "$1\r\nv\r\n");
+        assert_eq!(expire_at(&c, "k"), None);
+        assert_eq!(c.cmd(0, &["GET", "k"]), "$-1\r\n");
+        assert_eq!(c.cmd(0, &["SET", "k", "v"]), "+OK\r\n");
+        assert_eq!(c.cmd(0, &["GETEX", "k", "EXAT", "1"]), "$1\r\nv\r\n");
+        assert_eq!(c.cmd(0, &["GET", "k"]), "$-1\r\n");
+
+        assert_eq!(c.cmd(0, &["SET", "k", "v", "PX", "100"]), "+OK\r\n");
+        for line in [
+            &["GETEX", "k", "EX"][..],
+            &["GETEX", "k", "NX"],
+            &["GETEX", "k", "KEEPTTL"],
+            &["GETEX", "k", "GET"],
+            &["GETEX", "k", "EX", "1", "PX", "1"],
+            &["GETEX", "k", "PXAT", "1", "EXAT", "1"],
+            &["GETEX", "k", "EX", "1", "PERSIST"],
+            &["GETEX", "k", "PERSIST", "EX", "1"],
+            &["GETEX", "k", "foo"],
+            // Options are checked before the key is looked up.
+            &["GETEX", "missing", "bar"],
+        ] {
+            assert_eq!(c.cmd(0, line), "-ERR syntax error\r\n", "{line:?}");
+        }
+        for line in [
+            &["GETEX", "k", "EX", "0"][..],
+            &["GETEX", "k", "PX", "-1"],
+            &["GETEX", "k", "EXAT", "0"],
+            &["GETEX", "k", "EX", "9223372036854775807"],
+            &["GETEX", "k", "PX", "9223372036854775807"],
+        ] {
+            assert_eq!(
+                c.cmd(0, line),
+                "-ERR invalid expire time in 'getex' command\r\n",
+                "{line:?}"
+            );
+        }
+        assert_eq!(
+            c.cmd(0, &["GETEX", "k", "EX", "soon"]),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        // The failed commands left the TTL alone.
+        assert_eq!(expire_at(&c, "k"), Some(9_000_100));
+        // The expiry value is only checked for an existing key, as in Redis.
+        assert_eq!(c.cmd(0, &["GETEX", "missing", "EX", "0"]), "$-1\r\n");
+        assert_eq!(c.cmd(0, &["GETEX", "missing", "EX", "x"]), "$-1\r\n");
+    }
+
+    #[test]
+    fn set_option_rules() {
+        let c = TestCluster::new(1);
+        c.set_now(1_000);
+        for line in [
+            &["SET", "a", "1", "PERSIST"][..],
+            &["SET", "a", "1", "KEEPTTL", "EX", "1"],
+            &["SET", "a", "1", "XX", "NX"],
+            &["SET", "a", "1", "PX", "1", "EXAT", "5"],
+        ] {
+            assert_eq!(c.cmd(0, line), "-ERR syntax error\r\n", "{line:?}");
+        }
+        assert_eq!(c.cmd(0, &["SET", "a", "1", "NX", "NX", "GET"]), "$-1\r\n");
+        assert_eq!(
+            c.cmd(0, &["SET", "a", "2", "PX", "5", "PX", "7", "GET"]),
+            "$1\r\n1\r\n"
+        );
+        assert_eq!(expire_at(&c, "a"), Some(1_007));
+        assert_eq!(c.cmd(0, &["SET", "a", "3", "PXAT", "5000"]), "+OK\r\n");
+        assert_eq!(expire_at(&c, "a"), Some(5_000));
+        // The expiry is checked before GET replies.
+        assert_eq!(
+            c.cmd(0, &["SET", "a", "4", "GET", "EX", "0"]),
+            "-ERR invalid expire time in 'set' command\r\n"
+        );
+        assert_eq!(c.cmd(0, &["GET", "a"]), "$1\r\n3\r\n");
+    }
+
+    #[test]
+    fn msetnx_on_one_shard() {
+        let c = TestCluster::new(1);
+        assert_eq!(c.cmd(0, &["MSETNX", "a", "1", "b", "2"]), ":1\r\n");
+        assert_eq!(c.cmd(0, &["MSETNX", "c", "3", "a", "9"]), ":0\r\n");
+        assert_eq!(c.cmd(0, &["GET", "c"]), "$-1\r\n");
+        assert_eq!(c.cmd(0, &["GET", "a"]), "$1\r\n1\r\n");
+        // A key named twice: the last value wins.
+        assert_eq!(c.cmd(0, &["MSETNX", "d", "1", "d", "2"]), ":1\r\n");
+        assert_eq!(c.cmd(0, &["GET", "d"]), "$1\r\n2\r\n");
+        assert_eq!(dirty(&c), 4);
+        assert_eq!(
+            c.cmd(0, &["MSETNX", "x", "1", "y"]),
+            "-ERR wrong number of arguments for 'msetnx' command\r\n"
+        );
+        assert_eq!(c.cmd(0, &["GET", "x"]), "$-1\r\n");
+    }
+
+    #[test]
+    fn msetnx_across_shards_is_all_or_nothing() {
+        let c = TestCluster::new(4);
+        c.set_now(1_000);
+        let keys: Vec<String> = (0..16).map(|i| format!("key:{i}")).collect();
+        let shards: std::collections::HashSet<usize> = keys
+            .iter()
+            .map(|k| crate::keyhash::shard_of(k.as_bytes(), 4))
+            .collect();
+        assert!(shards.len() > 1, "the keys must span shards");
+        let mut line = vec!["MSETNX"];
+        for k in &keys {
+            line.push(k);
+            line.push("v");
+        }
+        // One key, on whatever shard owns it, already exists: nothing is set.
+        let last = keys.last().map(String::as_str).unwrap_or_default();
+        assert_eq!(c.cmd(0, &["SET", last, "old"]), "+OK\r\n");
+        let before = dirty(&c);
+        assert_eq!(c.cmd(0, &line), ":0\r\n");
+        assert_eq!(dirty(&c), before);
+        for k in &keys[..keys.len() - 1] {
+            assert_eq!(c.cmd(0, &["GET", k]), "$-1\r\n", "{k} was set");
+        }
+        assert_eq!(c.cmd(0, &["GET", last]), "$3\r\nold\r\n");
+
+        // Once that key has expired, every key is set, without TTL.
+        assert_eq!(c.cmd(0, &["PSETEX", last, "10", "old"]), "+OK\r\n");
+        c.set_now(1_010);
+        let before = dirty(&c);
+        assert_eq!(c.cmd(0, &line), ":1\r\n");
+        assert_eq!(dirty(&c), before + keys.len() as u64);
+        for k in &keys {
+            assert_eq!(c.cmd(0, &["GET", k]), "$1\r\nv\r\n");
+            assert_eq!(expire_at(&c, k), Some(0));
+        }
+        assert_eq!(c.cmd(0, &line), ":0\r\n");
+        assert_eq!(
+            c.cmd(0, &["MSETNX", "key:0", "1", "key:1"]),
+            "-ERR wrong number of arguments for 'msetnx' command\r\n"
+        );
+    }
+
+    #[test]
+    fn incr_family() {
+        let c = TestCluster::new(1);
+        assert_eq!(c.cmd(0, &["INCR", "n"]), ":1\r\n");
+        assert_eq!(c.cmd(0, &["INCRBY", "n", "41"]), ":42\r\n");
+        assert_eq!(c.cmd(0, &["DECR", "n"]), ":41\r\n");
+        assert_eq!(c.cmd(0, &["DECRBY", "n", "50"]), ":-9\r\n");
+        assert_eq!(c.cmd(0, &["GET", "n"]), "$2\r\n-9\r\n");
+        assert_eq!(c.cmd(0, &["DECR", "m"]), ":-1\r\n");
+        assert_eq!(c.cmd(0, &["DECRBY", "m2", "-5"]), ":5\r\n");
+        assert_eq!(c.cmd(0, &["INCRBY", "n", "-1"]), ":-10\r\n");
+
+        assert_eq!(c.cmd(0, &["SET", "max", "9223372036854775807"]), "+OK\r\n");
+        assert_eq!(
+            c.cmd(0, &["INCR", "max"]),
+            "-ERR increment or decrement would overflow\r\n"
+        );
+        assert_eq!(c.cmd(0, &["SET", "min", "-9223372036854775808"]), "+OK\r\n");
+        assert_eq!(
+            c.cmd(0, &["DECR", "min"]),
+            "-ERR increment or decrement would overflow\r\n"
+        );
+        assert_eq!(
+            c.cmd(0, &["INCRBY", "min", "-1"]),
+            "-ERR increment or decrement would overflow\r\n"
+        );
+        assert_eq!(
+            c.cmd(0, &["INCRBY", "min", "9223372036854775807"]),
+            ":-1\r\n"
+        );
+        assert_eq!(
+            c.cmd(0, &["DECRBY", "n", "-9223372036854775808"]),
+            "-ERR decrement would overflow\r\n"
+        );
+        assert_eq!(c.cmd(0, &["GET", "max"]), "$19\r\n9223372036854775807\r\n");
+
+        for v in [
+            "abc",
+            " 1",
+            "1 ",
+            "01",
+            "1.5",
+            "",
+            "+1",
+            "-0",
+            "9223372036854775808",
+        ] {
+            assert_eq!(c.cmd(0, &["SET", "bad", v]), "+OK\r\n");
+            assert_eq!(
+                c.cmd(0, &["INCR", "bad"]),
+                "-ERR value is not an integer or out of range\r\n",
+                "{v:?}"
+            );
+            assert_eq!(
+                c.cmd(0, &["GET", "bad"]),
+                format!("${}\r\n{v}\r\n", v.len())
+            );
+        }
+        for by in ["x", "1.0", "9223372036854775808", ""] {
+            assert_eq!(
+                c.cmd(0, &["INCRBY", "n", by]),
+                "-ERR value is not an integer or out of range\r\n",
+                "{by:?}"
+            );
+            assert_eq!(
+                c.cmd(0, &["DECRBY", "n", by]),
+                "-ERR value is not an integer or out of range\r\n",
+                "{by:?}"
+            );
+        }
+        assert_eq!(c.cmd(0, &["GET", "n"]), "$3\r\n-10\r\n");
+    }
+
+    #[test]
+    fn counters_keep_the_ttl() {
+        let c = TestCluster::new(1);
+        c.set_now(1_000);
+        assert_eq!(c.cmd(0, &["SET", "n", "10", "PX", "100"]), "+OK\r\n");
+        assert_eq!(c.cmd(0, &["INCR", "n"]), ":11\r\n");
+        assert_eq!(c.cmd(0, &["DECRBY", "n", "2"]), ":9\r\n");
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "n", "0.5"]), "$3\r\n9.5\r\n");
+        assert_eq!(c.cmd(0, &["APPEND", "n", "1"]), ":4\r\n");
+        assert_eq!(c.cmd(0, &["SETRANGE", "n", "0", "8"]), ":4\r\n");
+        assert_eq!(expire_at(&c, "n"), Some(1_100));
+        c.set_now(1_099);
+        assert_eq!(c.cmd(0, &["GET", "n"]), "$4\r\n8.51\r\n");
+        c.set_now(1_100);
+        assert_eq!(c.cmd(0, &["GET", "n"]), "$-1\r\n");
+        // An expired counter starts again from 0, without TTL.
+        assert_eq!(c.cmd(0, &["INCR", "n"]), ":1\r\n");
+        assert_eq!(expire_at(&c, "n"), Some(0));
+    }
+
+    #[test]
+    fn incrbyfloat_values_and_format() {
+        let c = TestCluster::new(1);
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "f", "10.5"]), "$4\r\n10.5\r\n");
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "f", "0.1"]), "$4\r\n10.6\r\n");
+        assert_eq!(c.cmd(0, &["GET", "f"]), "$4\r\n10.6\r\n");
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "f", "-10.6"]), "$1\r\n0\r\n");
+        assert_eq!(c.cmd(0, &["SET", "g", "5.0e3"]), "+OK\r\n");
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "g", "-2.0e3"]), "$4\r\n3000\r\n");
+        assert_eq!(c.cmd(0, &["SET", "i", "17179869184"]), "+OK\r\n");
+        assert_eq!(
+            c.cmd(0, &["INCRBYFLOAT", "i", "1.5"]),
+            "$13\r\n17179869185.5\r\n"
+        );
+        assert_eq!(
+            c.cmd(0, &["INCRBYFLOAT", "big", "1e20"]),
+            "$21\r\n100000000000000000000\r\n"
+        );
+        assert_eq!(
+            c.cmd(0, &["INCRBYFLOAT", "small", "1.5e-7"]),
+            "$10\r\n0.00000015\r\n"
+        );
+        // Beyond 17 decimals Redis rounds; no negative zero.
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "tiny", "1e-20"]), "$1\r\n0\r\n");
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "neg", "-1e-20"]), "$1\r\n0\r\n");
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "z", "-0"]), "$1\r\n0\r\n");
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "p", "+.5"]), "$3\r\n0.5\r\n");
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "p", "-3"]), "$4\r\n-2.5\r\n");
+
+        let nan_inf = "-ERR increment would produce NaN or Infinity\r\n";
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "f", "inf"]), nan_inf);
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "f", "-Infinity"]), nan_inf);
+        assert_eq!(
+            c.cmd(0, &["SET", "max", "1.7976931348623157e308"]),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            c.cmd(0, &["INCRBYFLOAT", "max", "1.7976931348623157e308"]),
+            nan_inf
+        );
+        assert_eq!(c.cmd(0, &["SET", "inf", "inf"]), "+OK\r\n");
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "inf", "-inf"]), nan_inf);
+        assert_eq!(c.cmd(0, &["GET", "inf"]), "$3\r\ninf\r\n");
+
+        let not_float = "-ERR value is not a valid float\r\n";
+        for by in ["abc", "nan", "", " 1", "1 ", "1e400", "1,5", "0x10"] {
+            assert_eq!(c.cmd(0, &["INCRBYFLOAT", "f", by]), not_float, "{by:?}");
+        }
+        assert_eq!(c.cmd(0, &["GET", "f"]), "$1\r\n0\r\n");
+        assert_eq!(c.exec(0, &[b"SET", b"bad", b"1\x002"]), b"+OK\r\n");
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "bad", "1"]), not_float);
+        // The stored value is checked before the increment.
+        assert_eq!(c.cmd(0, &["SET", "word", "abc"]), "+OK\r\n");
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "word", "x"]), not_float);
+    }
+
+    #[test]
+    fn float_text() {
+        use super::{float_to_human, parse_f64};
+        assert_eq!(float_to_human(10.5 + 0.1), "10.6");
+        assert_eq!(float_to_human(3.0e3), "3000");
+        assert_eq!(float_to_human(-0.0), "0");
+        assert_eq!(float_to_human(1.0 / 3.0), "0.3333333333333333");
+        assert_eq!(float_to_human(1.0e-17), "0.00000000000000001");
+        assert_eq!(float_to_human(1.23456789e-15), "0.00000000000000123");
+        assert_eq!(float_to_human(-2.5e-18), "0");
+        assert_eq!(parse_f64(b"1.5"), Some(1.5));
+        assert_eq!(parse_f64(b"5."), Some(5.0));
+        assert_eq!(parse_f64(b"-INF"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_f64(b"NaN"), None);
+        assert_eq!(parse_f64(b"1e309"), None);
+        assert_eq!(parse_f64(&[b'1'; 5120]), None);
+        assert_eq!(parse_f64(b"\xff"), None);
+    }
+
+    #[test]
+    fn append_and_strlen() {
+        let c = TestCluster::new(1);
+        assert_eq!(c.cmd(0, &["STRLEN", "a"]), ":0\r\n");
+        assert_eq!(c.cmd(0, &["APPEND", "a", "Hello"]), ":5\r\n");
+        assert_eq!(c.cmd(0, &["APPEND", "a", " World"]), ":11\r\n");
+        assert_eq!(c.cmd(0, &["APPEND", "a", ""]), ":11\r\n");
+        assert_eq!(c.cmd(0, &["GET", "a"]), "$11\r\nHello World\r\n");
+        assert_eq!(c.cmd(0, &["STRLEN", "a"]), ":11\r\n");
+        assert_eq!(c.cmd(0, &["APPEND", "e", ""]), ":0\r\n");
+        assert_eq!(c.cmd(0, &["GET", "e"]), "$0\r\n\r\n");
+        assert_eq!(dirty(&c), 4);
+
+        c.with_shard(0, |s| s.max_string_len = 13);
+        assert_eq!(c.cmd(0, &["APPEND", "a", "!!"]), ":13\r\n");
+        assert_eq!(
+            c.cmd(0, &["APPEND", "a", "!"]),
+            "-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n"
+        );
+        assert_eq!(c.cmd(0, &["STRLEN", "a"]), ":13\r\n");
+    }
+
+    #[test]
+    fn getrange_indices() {
+        let c = TestCluster::new(1);
+        assert_eq!(c.cmd(0, &["GETRANGE", "missing", "0", "-1"]), "$0\r\n\r\n");
+        assert_eq!(c.cmd(0, &["SET", "s", "This is a string"]), "+OK\r\n");
+        for (start, end, want) in [
+            ("0", "3", "This"),
+            ("-3", "-1", "ing"),
+            ("0", "-1", "This is a string"),
+            ("10", "100", "string"),
+            ("5", "3", ""),
+            ("-1", "-5", ""),
+            ("16", "20", ""),
+            // Both far before the start clamp to the first byte (Redis 7.0).
+            ("-100", "-50", "T"),
+            ("-100", "2", "Thi"),
+            ("0", "-100", "T"),
+            (
+                "-9223372036854775808",
+                "9223372036854775807",
+                "This is a string",
+            ),
+        ] {
+            assert_eq!(
+                c.cmd(0, &["GETRANGE", "s", start, end]),
+                format!("${}\r\n{want}\r\n", want.len()),
+                "{start} {end}"
+            );
+        }
+        assert_eq!(c.cmd(0, &["SUBSTR", "s", "5", "6"]), "$2\r\nis\r\n");
+        assert_eq!(
+            c.cmd(0, &["GETRANGE", "s", "a", "1"]),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        assert_eq!(
+            c.cmd(0, &["GETRANGE", "missing", "0", "x"]),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        assert_eq!(c.cmd(0, &["SET", "empty", ""]), "+OK\r\n");
+        assert_eq!(c.cmd(0, &["GETRANGE", "empty", "0", "-1"]), "$0\r\n\r\n");
+    }
+
+    #[test]
+    fn setrange_writes_and_pads() {
+        let c = TestCluster::new(1);
+        assert_eq!(c.cmd(0, &["SET", "s", "Hello World"]), "+OK\r\n");
+        assert_eq!(c.cmd(0, &["SETRANGE", "s", "6", "Redis"]), ":11\r\n");
+        assert_eq!(c.cmd(0, &["GET", "s"]), "$11\r\nHello Redis\r\n");
+        assert_eq!(c.cmd(0, &["SETRANGE", "s", "11", "!"]), ":12\r\n");
+        assert_eq!(c.cmd(0, &["SETRANGE", "s", "0", ""]), ":12\r\n");
+        assert_eq!(c.cmd(0, &["GET", "s"]), "$12\r\nHello Redis!\r\n");
+        assert_eq!(c.cmd(0, &["SETRANGE", "p", "3", "ab"]), ":5\r\n");
+        assert_eq!(c.exec(0, &[b"GET", b"p"]), b"$5\r\n\0\0\0ab\r\n");
+        assert_eq!(c.cmd(0, &["SETRANGE", "s", "14", "x"]), ":15\r\n");
+        assert_eq!(c.exec(0, &[b"GET", b"s"]), b"$15\r\nHello Redis!\0\0x\r\n");
+
+        // An empty value on a missing key creates nothing, whatever the offset.
+        let before = dirty(&c);
+        assert_eq!(c.cmd(0, &["SETRANGE", "none", "0", ""]), ":0\r\n");
+        assert_eq!(
+            c.cmd(0, &["SETRANGE", "none", "9999999999999", ""]),
+            ":0\r\n"
+        );
+        assert_eq!(c.cmd(0, &["GET", "none"]), "$-1\r\n");
+        assert_eq!(dirty(&c), before);
+
+        assert_eq!(
+            c.cmd(0, &["SETRANGE", "s", "-1", "x"]),
+            "-ERR offset is out of range\r\n"
+        );
+        assert_eq!(
+            c.cmd(0, &["SETRANGE", "s", "x", "x"]),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        let too_long = "-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n";
+        assert_eq!(c.cmd(0, &["SETRANGE", "s", "536870911", "ab"]), too_long);
+        assert_eq!(
+            c.cmd(0, &["SETRANGE", "n", "9223372036854775807", "ab"]),
+            too_long
+        );
+        assert_eq!(c.cmd(0, &["GET", "n"]), "$-1\r\n");
+        c.with_shard(0, |s| s.max_string_len = 16);
+        assert_eq!(c.cmd(0, &["SETRANGE", "s", "15", "y"]), ":16\r\n");
+        assert_eq!(c.cmd(0, &["SETRANGE", "s", "15", "yz"]), too_long);
+        assert_eq!(c.cmd(0, &["SETRANGE", "q", "16", "z"]), too_long);
+        assert_eq!(c.cmd(0, &["SETRANGE", "q", "15", "z"]), ":16\r\n");
+        assert_eq!(c.cmd(0, &["STRLEN", "s"]), ":16\r\n");
     }
 }

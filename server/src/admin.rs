@@ -523,7 +523,7 @@ async fn config(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
             resp::write_bulk(&mut conn.wbuf, k.as_bytes());
             resp::write_bulk(&mut conn.wbuf, v.as_bytes());
         }
-    } else if is("set") && args.len() >= 4 && args.len() % 2 == 0 {
+    } else if is("set") && args.len() >= 4 && args.len().is_multiple_of(2) {
         let pairs: Vec<(Vec<u8>, Vec<u8>)> = (2..args.len())
             .step_by(2)
             .map(|i| (args.get(i).to_vec(), args.get(i + 1).to_vec()))

@@ -275,7 +275,14 @@ impl Conn {
                 continue;
             };
             let (tx, rx) = oneshot::channel();
-            self.worker.send(s, Msg::Batch(batch, tx));
+            self.worker.send(
+                s,
+                Msg::Batch {
+                    batch,
+                    from: self.worker.id,
+                    reply: tx,
+                },
+            );
             waiting.push((s, rx));
         }
         for (s, rx) in waiting {

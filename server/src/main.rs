@@ -174,6 +174,7 @@ fn run(cfg: Config) -> i32 {
             shard.max_string_len = max_string;
             let worker = Rc::new(Worker::new(id, shard, shared));
             runtime::spawn(worker::mailbox_loop(worker.clone(), rx));
+            runtime::spawn(worker::outbox_loop(worker.clone()));
             runtime::spawn(worker::expire_loop(worker.clone()));
             let mut accepts = Vec::new();
             for l in mine {

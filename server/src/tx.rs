@@ -33,6 +33,7 @@ impl Cluster for TxCluster<'_> {
             Msg::Job {
                 job,
                 tx: self.tx,
+                from: self.worker.id,
                 reply,
             },
         );
@@ -45,7 +46,15 @@ impl Cluster for TxCluster<'_> {
 
 async fn lock(worker: &Worker, shard: usize, tx: u64, scope: LockScope) -> bool {
     let (granted, rx) = oneshot::channel();
-    worker.send(shard, Msg::Lock { tx, scope, granted });
+    worker.send(
+        shard,
+        Msg::Lock {
+            tx,
+            scope,
+            from: worker.id,
+            granted,
+        },
+    );
     rx.await.is_ok()
 }
 

@@ -34,23 +34,35 @@ pub fn now_ms() -> u64 {
 
 /// Work for a shard.
 pub enum Msg {
-    /// Single-shard commands of one connection, in order.
-    Batch(Box<Batch>, oneshot::Sender<Box<Batch>>),
+    /// Single-shard commands of one connection, in order; `from` is the
+    /// connection's worker, where the reply is completed.
+    Batch {
+        batch: Box<Batch>,
+        from: usize,
+        reply: oneshot::Sender<Box<Batch>>,
+    },
     /// A job of a cross-shard command. With `tx`, the sender holds the
     /// locks it needs, so the job never waits behind them.
     Job {
         job: Job,
         tx: Option<u64>,
+        from: usize,
         reply: oneshot::Sender<Reply>,
     },
     /// Lock keys (or the whole shard) for transaction `tx`; answer when granted.
     Lock {
         tx: u64,
         scope: LockScope,
+        from: usize,
         granted: oneshot::Sender<()>,
     },
     /// Release everything `tx` holds on this shard.
     Unlock { tx: u64 },
+    /// Runs on the receiving thread: hands a reply to the task waiting for
+    /// it there, so that the wake-up is a local one.
+    Complete(Box<dyn FnOnce() + Send>),
+    /// Several messages sent in one event-loop tick, in order.
+    Many(Vec<Msg>),
 }
 
 pub enum LockScope {
@@ -180,11 +192,13 @@ impl LockTable {
 
     fn conflicts(&self, msg: &Msg) -> bool {
         match msg {
-            Msg::Batch(b, _) => {
+            Msg::Batch { batch: b, .. } => {
                 self.whole.is_some()
                     || (!self.keys.is_empty() && b.keys().any(|(db, k)| self.key_locked(db, k)))
             }
-            Msg::Job { tx: Some(_), .. } | Msg::Unlock { .. } => false,
+            Msg::Job { tx: Some(_), .. } | Msg::Unlock { .. } | Msg::Complete(_) | Msg::Many(_) => {
+                false
+            }
             Msg::Job { tx: None, .. } => self.whole.is_some(),
             Msg::Lock {
                 scope: LockScope::Whole,
@@ -200,7 +214,10 @@ impl LockTable {
     /// Jobs of a lock holder and unlocks never wait: the lock holder would
     /// otherwise wait for itself.
     fn bypasses_queue(msg: &Msg) -> bool {
-        matches!(msg, Msg::Job { tx: Some(_), .. } | Msg::Unlock { .. })
+        matches!(
+            msg,
+            Msg::Job { tx: Some(_), .. } | Msg::Unlock { .. } | Msg::Complete(_) | Msg::Many(_)
+        )
     }
 }
 
@@ -211,6 +228,10 @@ pub struct Worker {
     pub locks: RefCell<LockTable>,
     pub shared: Arc<Shared>,
     next_tx: Cell<u64>,
+    /// Messages for other workers collected during this event-loop tick.
+    outbox: RefCell<Vec<Vec<Msg>>>,
+    outbox_pending: Cell<bool>,
+    outbox_ready: tokio::sync::Notify,
 }
 
 impl Worker {
@@ -219,8 +240,11 @@ impl Worker {
             id,
             shard: RefCell::new(shard),
             locks: RefCell::new(LockTable::default()),
+            outbox: RefCell::new((0..shared.mailboxes.len()).map(|_| Vec::new()).collect()),
             shared,
             next_tx: Cell::new(0),
+            outbox_pending: Cell::new(false),
+            outbox_ready: tokio::sync::Notify::new(),
         }
     }
 
@@ -248,14 +272,48 @@ impl Worker {
         execute(&mut shard, spec, db, args, out);
     }
 
-    /// Sends work to shard `to`: delivered in place if it is this one.
+    /// Sends a message to worker `to`: delivered in place if it is this one,
+    /// otherwise collected and sent with everything else for `to` from this
+    /// tick as one message (one cross-thread wake-up per tick and peer,
+    /// rather than one per connection).
     pub fn send(&self, to: usize, msg: Msg) {
         if to == self.id {
             self.deliver(msg);
-        } else if let Err(mpsc::error::SendError(msg)) = self.shared.mailboxes[to].send(msg) {
-            // The target worker is gone (shutdown): drop the message, which
-            // closes its reply channel and lets the sender report an error.
-            drop(msg);
+            return;
+        }
+        self.outbox.borrow_mut()[to].push(msg);
+        if !self.outbox_pending.replace(true) {
+            self.outbox_ready.notify_one();
+        }
+    }
+
+    /// Sends the collected messages; runs in its own task, which the loop
+    /// polls after the tasks that were already ready in this tick.
+    fn flush_outbox(&self) {
+        self.outbox_pending.set(false);
+        let mut outbox = self.outbox.borrow_mut();
+        for (to, msgs) in outbox.iter_mut().enumerate() {
+            if msgs.is_empty() {
+                continue;
+            }
+            let msg = if msgs.len() == 1 {
+                msgs.pop().map_or(Msg::Many(Vec::new()), |m| m)
+            } else {
+                Msg::Many(std::mem::take(msgs))
+            };
+            // A send fails only when the target worker is gone (shutdown):
+            // dropping the message closes its reply channel, and the waiting
+            // side reports an error.
+            let _ = self.shared.mailboxes[to].send(msg);
+        }
+    }
+
+    /// Completes a reply for a task on worker `to` (here, or via its mailbox).
+    fn complete(&self, to: usize, f: Box<dyn FnOnce() + Send>) {
+        if to == self.id {
+            f();
+        } else {
+            self.send(to, Msg::Complete(f));
         }
     }
 
@@ -275,23 +333,50 @@ impl Worker {
 
     fn handle(&self, msg: Msg) {
         match msg {
-            Msg::Batch(mut batch, reply) => {
+            Msg::Batch {
+                mut batch,
+                from,
+                reply,
+            } => {
                 {
                     let mut shard = self.shard.borrow_mut();
                     shard.set_now_ms(now_ms());
                     batch.execute(&mut shard);
                 }
-                let _ = reply.send(batch);
+                self.complete(
+                    from,
+                    Box::new(move || {
+                        let _ = reply.send(batch);
+                    }),
+                );
             }
-            Msg::Job { job, reply, .. } => {
+            Msg::Job {
+                job, from, reply, ..
+            } => {
                 let r = {
                     let mut shard = self.shard.borrow_mut();
                     shard.set_now_ms(now_ms());
                     job(&mut shard)
                 };
-                let _ = reply.send(r);
+                self.complete(
+                    from,
+                    Box::new(move || {
+                        let _ = reply.send(r);
+                    }),
+                );
             }
-            Msg::Lock { tx, scope, granted } => {
+            Msg::Complete(f) => f(),
+            Msg::Many(msgs) => {
+                for m in msgs {
+                    self.deliver(m);
+                }
+            }
+            Msg::Lock {
+                tx,
+                scope,
+                from,
+                granted,
+            } => {
                 let mut locks = self.locks.borrow_mut();
                 match scope {
                     LockScope::Whole => locks.whole = Some(tx),
@@ -302,9 +387,21 @@ impl Worker {
                     }
                 }
                 drop(locks);
-                if granted.send(()).is_err() {
-                    // The coordinator is gone; do not hold its locks forever.
-                    self.release(tx);
+                if from == self.id {
+                    if granted.send(()).is_err() {
+                        // The coordinator is gone; do not hold its locks forever.
+                        self.release(tx);
+                    }
+                } else {
+                    let mailbox = self.shared.mailboxes[self.id].clone();
+                    self.complete(
+                        from,
+                        Box::new(move || {
+                            if granted.send(()).is_err() {
+                                let _ = mailbox.send(Msg::Unlock { tx });
+                            }
+                        }),
+                    );
                 }
             }
             Msg::Unlock { tx } => self.release(tx),
@@ -348,6 +445,7 @@ impl Worker {
                 Msg::Job {
                     job: job(),
                     tx: None,
+                    from: self.id,
                     reply: tx,
                 },
             );
@@ -369,6 +467,14 @@ pub async fn mailbox_loop(worker: std::rc::Rc<Worker>, mut rx: mpsc::UnboundedRe
         while let Ok(msg) = rx.try_recv() {
             worker.deliver(msg);
         }
+    }
+}
+
+/// Sends what `Worker::send` collected, once per event-loop tick.
+pub async fn outbox_loop(worker: std::rc::Rc<Worker>) {
+    loop {
+        worker.outbox_ready.notified().await;
+        worker.flush_outbox();
     }
 }
 

@@ -48,6 +48,10 @@ pub async fn serve(worker: Rc<Worker>, stream: Stream, peer: SocketAddr, local: 
     let stats = &shared.stats[worker.id];
     stats.connections.fetch_add(1, Ordering::Relaxed);
     let _ = stream.set_nodelay();
+    let keepalive = shared.config().tcp_keepalive;
+    if keepalive > 0 {
+        let _ = crate::sys::set_keepalive(stream.raw_fd(), keepalive);
+    }
 
     // maxclients: counted before registering, like Redis.
     if shared.connected.fetch_add(1, Ordering::AcqRel) >= shared.maxclients() {

@@ -154,6 +154,12 @@ fn run(cfg: Config) -> i32 {
         .and_then(|l| l.local_addr().ok())
         .map_or(cfg.port, |a| a.port());
 
+    if !cfg.pidfile.is_empty() {
+        if let Err(e) = std::fs::write(&cfg.pidfile, format!("{}\n", std::process::id())) {
+            log::warning(&format!("Failed to write PID file '{}': {e}", cfg.pidfile));
+        }
+    }
+    let pidfile = cfg.pidfile.clone();
     let databases = cfg.databases as usize;
     let max_string = cfg.proto_max_bulk_len as usize;
     let (senders, receivers): (Vec<_>, Vec<_>) =
@@ -212,6 +218,9 @@ fn run(cfg: Config) -> i32 {
     ));
     log::notice(&format!("Ready to accept connections tcp on port {port}"));
     let _ = shutdown_rx.recv();
+    if !pidfile.is_empty() {
+        let _ = std::fs::remove_file(&pidfile);
+    }
     log::warning("kv-server is now ready to exit, bye bye...");
     0
 }

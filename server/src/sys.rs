@@ -57,3 +57,31 @@ pub fn rss_bytes() -> u64 {
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |p| p * page)
 }
+
+/// Enables TCP keepalive on a socket the way Redis's anetKeepAlive does:
+/// first probe after `secs` idle, then every `secs / 3`, 3 probes.
+pub fn set_keepalive(fd: RawFd, secs: u32) -> io::Result<()> {
+    let set = |level: libc::c_int, opt: libc::c_int, val: libc::c_int| -> io::Result<()> {
+        // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live
+        // local; an invalid fd only yields an error.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                opt,
+                (&val as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    let secs = secs.min(i32::MAX as u32) as libc::c_int;
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, (secs / 3).max(1))?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3)
+}

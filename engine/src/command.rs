@@ -202,21 +202,22 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 /// `ERR unknown command '...', with args beginning with: '...' ` as Redis
 /// words it (each part cut at 128 bytes).
 pub fn unknown_command_error(args: Args<'_>) -> Error {
-    let name = String::from_utf8_lossy(&args.get(0)[..args.get(0).len().min(128)]).into_owned();
-    let mut rest = String::new();
+    let name = args.get(0);
+    let mut msg = b"ERR unknown command '".to_vec();
+    msg.extend_from_slice(&name[..name.len().min(128)]);
+    msg.extend_from_slice(b"', with args beginning with: ");
+    let mut rest: Vec<u8> = Vec::new();
     for a in args.iter().skip(1) {
         if rest.len() >= 128 {
             break;
         }
         let room = 128 - rest.len();
-        let a = String::from_utf8_lossy(&a[..a.len().min(room)]).into_owned();
-        rest.push('\'');
-        rest.push_str(&a);
-        rest.push_str("' ");
+        rest.push(b'\'');
+        rest.extend_from_slice(&a[..a.len().min(room)]);
+        rest.extend_from_slice(b"' ");
     }
-    Error::Msg(format!(
-        "ERR unknown command '{name}', with args beginning with: {rest}"
-    ))
+    msg.extend_from_slice(&rest);
+    Error::Raw(msg)
 }
 
 /// Where a (known, arity-checked) command must run.

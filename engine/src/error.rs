@@ -20,6 +20,9 @@ pub enum Error {
     WrongArity(String),
     /// Any other message, already complete (e.g. `ERR unknown command ...`).
     Msg(String),
+    /// A complete message that quotes client bytes, which need not be UTF-8
+    /// and are sent back as they came (as Redis does).
+    Raw(Vec<u8>),
 }
 
 impl fmt::Display for Error {
@@ -44,6 +47,7 @@ impl fmt::Display for Error {
                 write!(f, "ERR wrong number of arguments for '{cmd}' command")
             }
             Error::Msg(m) => f.write_str(m),
+            Error::Raw(m) => f.write_str(&String::from_utf8_lossy(m)),
         }
     }
 }
@@ -53,9 +57,18 @@ impl Error {
         Error::Msg(s.into())
     }
 
+    /// A message built from text and client bytes, e.g.
+    /// `Error::quoting(&[b"ERR Unsupported option ", opt])`.
+    pub fn quoting(parts: &[&[u8]]) -> Self {
+        Error::Raw(parts.concat())
+    }
+
     /// Writes this error as a RESP error reply.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        crate::resp::write_error(out, &self.to_string());
+        match self {
+            Error::Raw(m) => crate::resp::write_error_bytes(out, m),
+            other => crate::resp::write_error(out, &other.to_string()),
+        }
     }
 }
 

@@ -384,9 +384,19 @@ pub fn write_simple(out: &mut Vec<u8>, s: &str) {
 
 /// `msg` is the full error text, e.g. `ERR syntax error`.
 pub fn write_error(out: &mut Vec<u8>, msg: &str) {
+    write_error_bytes(out, msg.as_bytes());
+}
+
+/// Writes an error line as Redis does: CR and LF at the end of the message
+/// are dropped, any left inside become spaces (an error line must not
+/// contain them).
+pub fn write_error_bytes(out: &mut Vec<u8>, msg: &[u8]) {
+    let end = msg
+        .iter()
+        .rposition(|&b| b != b'\r' && b != b'\n')
+        .map_or(0, |i| i + 1);
     out.push(b'-');
-    // An error line must not contain CR or LF.
-    for &b in msg.as_bytes() {
+    for &b in &msg[..end] {
         out.push(if b == b'\r' || b == b'\n' { b' ' } else { b });
     }
     out.extend_from_slice(b"\r\n");
@@ -548,6 +558,16 @@ mod tests {
             p.parse(b"*2000000\r\n", lim).unwrap_err().0,
             "invalid multibulk length"
         );
+    }
+
+    #[test]
+    fn error_lines_never_break_the_protocol() {
+        let mut out = Vec::new();
+        write_error_bytes(&mut out, b"ERR Unsupported option \r\n");
+        assert_eq!(out, b"-ERR Unsupported option \r\n");
+        out.clear();
+        write_error_bytes(&mut out, b"ERR x \nab\r");
+        assert_eq!(out, b"-ERR x  ab\r\n");
     }
 
     #[test]

@@ -153,10 +153,11 @@ fn hello(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
             setname = Some(args.get(i + 1));
             i += 2;
         } else {
-            return Err(Error::msg(format!(
-                "ERR Syntax error in HELLO option '{}'",
-                String::from_utf8_lossy(opt)
-            )));
+            return Err(Error::quoting(&[
+                b"ERR Syntax error in HELLO option '",
+                opt,
+                b"'",
+            ]));
         }
     }
     if !conn.authenticated && !authed_now {
@@ -201,11 +202,13 @@ fn validate_client_name(name: &[u8]) -> Result<(), Error> {
 }
 
 fn unknown_subcommand(cmd: &str, sub: &[u8]) -> Error {
-    Error::msg(format!(
-        "ERR unknown subcommand '{}'. Try {} HELP.",
-        String::from_utf8_lossy(&sub[..sub.len().min(128)]),
-        cmd.to_ascii_uppercase()
-    ))
+    Error::quoting(&[
+        b"ERR unknown subcommand '",
+        &sub[..sub.len().min(128)],
+        b"'. Try ",
+        cmd.to_ascii_uppercase().as_bytes(),
+        b" HELP.",
+    ])
 }
 
 fn sub_arity(cmd: &str, sub: &[u8]) -> Error {

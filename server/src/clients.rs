@@ -109,19 +109,25 @@ impl Clients {
         self.lock().values().cloned().collect()
     }
 
-    /// Kills every client `pred` selects; returns how many. The socket is
-    /// shut down while the registry lock is held, so it cannot have been
-    /// closed (and its descriptor reused) by its connection meanwhile.
+    /// Kills every client `pred` selects; returns how many. Like Redis, a
+    /// killed client is gone from the registry (CLIENT LIST, a second KILL)
+    /// before the reply; its connection ends on its own thread. The socket
+    /// is shut down while the registry lock is held, so it cannot have been
+    /// closed (and its descriptor reused) by its connection meanwhile: the
+    /// connection unregisters under this lock before it closes the socket.
     pub fn kill(&self, pred: impl Fn(&ClientHandle) -> bool) -> usize {
-        let map = self.lock();
+        let mut map = self.lock();
         let mut n = 0;
-        for c in map.values() {
+        map.retain(|_, c| {
             if pred(c) {
                 c.killed.store(true, Ordering::Relaxed);
                 crate::sys::shutdown_socket(c.fd);
                 n += 1;
+                false
+            } else {
+                true
             }
-        }
+        });
         n
     }
 }

@@ -1,0 +1,1334 @@
+//! End-to-end tests: the real server binary on a loopback port, the `redis`
+//! crate (and raw TCP where exact bytes matter) as the client.
+//!
+//! Every expected error text and byte string here is what Redis 7 sends;
+//! `KV_TEST_SERVER=redis cargo test -p tests --test e2e` runs this file
+//! against `redis-server` to check the tests themselves.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use redis::{Connection, FromRedisValue};
+use tests::resp::{self, Frame};
+use tests::{wait_until, Rng, Running, ServerProc};
+
+/// How long a "the server must not answer yet" check waits.
+const SILENCE: Duration = Duration::from_millis(300);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn cmd<T: FromRedisValue>(con: &mut Connection, args: &[&str]) -> T {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query(con)
+        .unwrap_or_else(|e| panic!("{}: unexpected error {e}", args.join(" ")))
+}
+
+/// Runs a command that must fail; returns "CODE detail" (e.g. "ERR syntax error").
+fn cmd_err(con: &mut Connection, args: &[&str]) -> String {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    match c.query::<redis::Value>(con) {
+        Ok(v) => panic!("{}: expected an error, got {v:?}", args.join(" ")),
+        Err(e) => match (e.code(), e.detail()) {
+            (Some(code), Some(detail)) => format!("{code} {detail}"),
+            (Some(code), None) => code.to_string(),
+            _ => format!("{e}"),
+        },
+    }
+}
+
+/// Another client still gets served and the process is alive.
+fn assert_serves(server: &mut Running) {
+    let mut c = server.raw();
+    assert_eq!(
+        c.cmd(&["PING"]),
+        b"+PONG\r\n",
+        "server stopped serving new clients"
+    );
+    server.assert_running();
+}
+
+/// Sends `bytes` on a fresh connection and expects exactly `reply`, then close.
+fn assert_reply_then_close(server: &mut Running, bytes: &[u8], reply: &[u8]) {
+    let mut c = server.raw();
+    c.send(bytes).expect("send");
+    match c.read_until_closed(CLOSE_TIMEOUT) {
+        Ok(got) => assert_eq!(
+            resp::show(&got),
+            resp::show(reply),
+            "reply to {}",
+            resp::show(bytes)
+        ),
+        Err(got) => panic!(
+            "connection not closed after {} (received {})",
+            resp::show(bytes),
+            resp::show(&got)
+        ),
+    }
+    assert_serves(server);
+}
+
+fn sorted(v: Vec<String>) -> Vec<String> {
+    let mut v = v;
+    v.sort();
+    v
+}
+
+/// Full SCAN iteration; returns the set of keys seen.
+fn scan_all(con: &mut Connection, opts: &[&str]) -> BTreeSet<String> {
+    let mut cursor = "0".to_string();
+    let mut keys = BTreeSet::new();
+    let mut rounds = 0;
+    loop {
+        let mut args = vec!["SCAN", cursor.as_str()];
+        args.extend_from_slice(opts);
+        let (next, batch): (String, Vec<String>) = cmd(con, &args);
+        keys.extend(batch);
+        cursor = next;
+        rounds += 1;
+        assert!(rounds < 100_000, "SCAN never returned cursor 0");
+        if cursor == "0" {
+            return keys;
+        }
+    }
+}
+
+fn info_field(con: &mut Connection, section: &str, field: &str) -> Option<String> {
+    let text: String = cmd(con, &["INFO", section]);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
+}
+
+fn wait_connected_clients(con: &mut Connection, n: usize) {
+    wait_until(
+        Duration::from_secs(10),
+        "connected_clients to settle",
+        || info_field(con, "clients", "connected_clients") == Some(n.to_string()),
+    );
+}
+
+// ---------------------------------------------------------------- commands
+
+#[test]
+fn string_commands() {
+    let server = ServerProc::start(&[]);
+    let mut con = server.conn();
+
+    assert_eq!(cmd::<String>(&mut con, &["SET", "foo", "bar"]), "OK");
+    assert_eq!(
+        cmd::<Option<String>>(&mut con, &["GET", "foo"]).as_deref(),
+        Some("bar")
+    );
+    assert_eq!(cmd::<Option<String>>(&mut con, &["GET", "nope"]), None);
+    assert_eq!(
+        cmd::<Option<String>>(&mut con, &["SET", "foo", "x", "NX"]),
+        None
+    );
+    assert_eq!(
+        cmd::<Option<String>>(&mut con, &["SET", "new", "x", "XX"]),
+        None
+    );
+    assert_eq!(cmd::<i64>(&mut con, &["EXISTS", "new"]), 0);
+    assert_eq!(
+        cmd::<Option<String>>(&mut con, &["SET", "foo", "baz", "XX", "GET"]).as_deref(),
+        Some("bar")
+    );
+    assert_eq!(cmd::<i64>(&mut con, &["SETNX", "foo", "q"]), 0);
+    assert_eq!(cmd::<i64>(&mut con, &["SETNX", "nx", "q"]), 1);
+
+    assert_eq!(cmd::<i64>(&mut con, &["INCR", "counter"]), 1);
+    assert_eq!(cmd::<i64>(&mut con, &["INCRBY", "counter", "10"]), 11);
+    assert_eq!(cmd::<i64>(&mut con, &["DECR", "counter"]), 10);
+    assert_eq!(cmd::<i64>(&mut con, &["DECRBY", "counter", "-5"]), 15);
+    assert_eq!(
+        cmd::<String>(&mut con, &["INCRBYFLOAT", "counter", "0.5"]),
+        "15.5"
+    );
+    assert_eq!(
+        cmd_err(&mut con, &["INCR", "foo"]),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(
+        cmd_err(&mut con, &["INCRBYFLOAT", "foo", "1"]),
+        "ERR value is not a valid float"
+    );
+    cmd::<()>(&mut con, &["SET", "max", "9223372036854775807"]);
+    assert_eq!(
+        cmd_err(&mut con, &["INCR", "max"]),
+        "ERR increment or decrement would overflow"
+    );
+
+    assert_eq!(cmd::<i64>(&mut con, &["APPEND", "foo", "!!"]), 5);
+    assert_eq!(cmd::<i64>(&mut con, &["STRLEN", "foo"]), 5);
+    assert_eq!(cmd::<i64>(&mut con, &["STRLEN", "nope"]), 0);
+    assert_eq!(
+        cmd::<String>(&mut con, &["GETRANGE", "foo", "0", "2"]),
+        "baz"
+    );
+    assert_eq!(
+        cmd::<String>(&mut con, &["GETRANGE", "foo", "-2", "-1"]),
+        "!!"
+    );
+    assert_eq!(cmd::<i64>(&mut con, &["SETRANGE", "foo", "1", "AZ"]), 5);
+    assert_eq!(cmd::<String>(&mut con, &["GET", "foo"]), "bAZ!!");
+    assert_eq!(cmd::<i64>(&mut con, &["SETRANGE", "pad", "3", "x"]), 4);
+    assert_eq!(cmd::<Vec<u8>>(&mut con, &["GET", "pad"]), b"\0\0\0x");
+
+    cmd::<()>(&mut con, &["MSET", "a", "1", "b", "2"]);
+    assert_eq!(
+        cmd::<Vec<Option<String>>>(&mut con, &["MGET", "a", "nope", "b"]),
+        vec![Some("1".to_string()), None, Some("2".to_string())]
+    );
+    assert_eq!(cmd::<i64>(&mut con, &["MSETNX", "a", "9", "c", "3"]), 0);
+    assert_eq!(cmd::<i64>(&mut con, &["EXISTS", "c"]), 0);
+    assert_eq!(cmd::<i64>(&mut con, &["MSETNX", "c", "3", "d", "4"]), 1);
+    assert_eq!(cmd::<String>(&mut con, &["GETSET", "a", "10"]), "1");
+    assert_eq!(cmd::<String>(&mut con, &["GETDEL", "a"]), "10");
+    assert_eq!(cmd::<Option<String>>(&mut con, &["GETDEL", "a"]), None);
+
+    cmd::<()>(&mut con, &["SETEX", "e", "100", "v"]);
+    let ttl: i64 = cmd(&mut con, &["TTL", "e"]);
+    assert!((1..=100).contains(&ttl), "TTL after SETEX 100: {ttl}");
+    cmd::<()>(&mut con, &["PSETEX", "p", "100000", "v"]);
+    let pttl: i64 = cmd(&mut con, &["PTTL", "p"]);
+    assert!((1..=100_000).contains(&pttl), "PTTL after PSETEX: {pttl}");
+    assert_eq!(cmd::<String>(&mut con, &["GETEX", "p", "PERSIST"]), "v");
+    assert_eq!(cmd::<i64>(&mut con, &["TTL", "p"]), -1);
+    assert_eq!(cmd::<String>(&mut con, &["GETEX", "p", "EX", "50"]), "v");
+    let ttl: i64 = cmd(&mut con, &["TTL", "p"]);
+    assert!((1..=50).contains(&ttl), "TTL after GETEX EX 50: {ttl}");
+    assert_eq!(
+        cmd_err(&mut con, &["SET", "k", "v", "EX", "0"]),
+        "ERR invalid expire time in 'set' command"
+    );
+    assert_eq!(
+        cmd_err(&mut con, &["SET", "k", "v", "NX", "XX"]),
+        "ERR syntax error"
+    );
+    assert_eq!(
+        cmd_err(&mut con, &["GET"]),
+        "ERR wrong number of arguments for 'get' command"
+    );
+    let unknown = cmd_err(&mut con, &["NOSUCHCMD", "x"]);
+    assert!(
+        unknown.starts_with("ERR unknown command 'NOSUCHCMD'"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn key_commands() {
+    let server = ServerProc::start(&[]);
+    let mut con = server.conn();
+    cmd::<()>(
+        &mut con,
+        &["MSET", "k1", "a", "k2", "b", "k3", "c", "other", "d"],
+    );
+
+    assert_eq!(
+        cmd::<i64>(&mut con, &["EXISTS", "k1", "k2", "nope", "k1"]),
+        3
+    );
+    assert_eq!(cmd::<String>(&mut con, &["TYPE", "k1"]), "string");
+    assert_eq!(cmd::<String>(&mut con, &["TYPE", "nope"]), "none");
+    assert_eq!(
+        sorted(cmd(&mut con, &["KEYS", "k*"])),
+        vec!["k1", "k2", "k3"]
+    );
+    assert_eq!(
+        sorted(cmd(&mut con, &["KEYS", "*"])),
+        vec!["k1", "k2", "k3", "other"]
+    );
+    assert_eq!(
+        cmd::<Vec<String>>(&mut con, &["KEYS", "zz*"]),
+        Vec::<String>::new()
+    );
+    let random: String = cmd(&mut con, &["RANDOMKEY"]);
+    assert!(
+        ["k1", "k2", "k3", "other"].contains(&random.as_str()),
+        "RANDOMKEY gave {random}"
+    );
+    assert_eq!(
+        scan_all(&mut con, &["COUNT", "1"]),
+        ["k1", "k2", "k3", "other"]
+            .map(String::from)
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(
+        scan_all(&mut con, &["MATCH", "k*", "TYPE", "string"]),
+        ["k1", "k2", "k3"].map(String::from).into_iter().collect()
+    );
+
+    assert_eq!(cmd::<i64>(&mut con, &["EXPIRE", "k1", "100"]), 1);
+    assert_eq!(cmd::<i64>(&mut con, &["EXPIRE", "nope", "100"]), 0);
+    assert_eq!(cmd::<i64>(&mut con, &["EXPIRE", "k1", "200", "NX"]), 0);
+    assert_eq!(cmd::<i64>(&mut con, &["EXPIRE", "k1", "50", "GT"]), 0);
+    assert_eq!(cmd::<i64>(&mut con, &["EXPIRE", "k1", "50", "LT"]), 1);
+    let ttl: i64 = cmd(&mut con, &["TTL", "k1"]);
+    assert!((1..=50).contains(&ttl), "TTL {ttl}");
+    assert_eq!(cmd::<i64>(&mut con, &["PERSIST", "k1"]), 1);
+    assert_eq!(cmd::<i64>(&mut con, &["TTL", "k1"]), -1);
+    assert_eq!(cmd::<i64>(&mut con, &["TTL", "nope"]), -2);
+    assert_eq!(cmd::<i64>(&mut con, &["PTTL", "nope"]), -2);
+    assert_eq!(cmd::<i64>(&mut con, &["EXPIREAT", "k2", "4102444800"]), 1);
+    assert_eq!(cmd::<i64>(&mut con, &["EXPIRETIME", "k2"]), 4_102_444_800);
+    assert_eq!(
+        cmd::<i64>(&mut con, &["PEXPIRETIME", "k2"]),
+        4_102_444_800_000
+    );
+    assert_eq!(
+        cmd::<i64>(&mut con, &["PEXPIREAT", "k2", "4102444800123"]),
+        1
+    );
+    assert_eq!(
+        cmd::<i64>(&mut con, &["PEXPIRETIME", "k2"]),
+        4_102_444_800_123
+    );
+    assert_eq!(cmd::<i64>(&mut con, &["EXPIRETIME", "k3"]), -1);
+    assert_eq!(cmd::<i64>(&mut con, &["PEXPIRE", "k3", "100000"]), 1);
+    let pttl: i64 = cmd(&mut con, &["PTTL", "k3"]);
+    assert!((1..=100_000).contains(&pttl), "PTTL {pttl}");
+    // A past time deletes the key.
+    assert_eq!(cmd::<i64>(&mut con, &["EXPIREAT", "k3", "1"]), 1);
+    assert_eq!(cmd::<i64>(&mut con, &["EXISTS", "k3"]), 0);
+    assert_eq!(
+        cmd_err(&mut con, &["EXPIRE", "k1", "10", "NX", "XX"]),
+        "ERR NX and XX, GT or LT options at the same time are not compatible"
+    );
+
+    // RENAME keeps the TTL; RENAMENX refuses an existing target.
+    cmd::<()>(&mut con, &["RENAME", "k2", "renamed"]);
+    assert_eq!(cmd::<i64>(&mut con, &["EXISTS", "k2"]), 0);
+    assert_eq!(
+        cmd::<i64>(&mut con, &["PEXPIRETIME", "renamed"]),
+        4_102_444_800_123
+    );
+    assert_eq!(cmd::<i64>(&mut con, &["RENAMENX", "renamed", "k1"]), 0);
+    assert_eq!(cmd::<i64>(&mut con, &["RENAMENX", "renamed", "k9"]), 1);
+    assert_eq!(
+        cmd_err(&mut con, &["RENAME", "nope", "x"]),
+        "ERR no such key"
+    );
+
+    assert_eq!(cmd::<i64>(&mut con, &["DEL", "k1", "nope", "k9"]), 2);
+    assert_eq!(cmd::<i64>(&mut con, &["UNLINK", "other", "other"]), 1);
+    assert_eq!(cmd::<i64>(&mut con, &["DBSIZE"]), 0);
+    assert_eq!(cmd::<Option<String>>(&mut con, &["RANDOMKEY"]), None);
+}
+
+#[test]
+fn keys_expire_lazily_and_actively() {
+    let server = ServerProc::start(&[]);
+    let mut con = server.conn();
+    cmd::<()>(&mut con, &["SET", "keep", "v", "EX", "1000"]);
+
+    // Lazy: the key is gone for readers once its time has passed.
+    cmd::<()>(&mut con, &["SET", "short", "v", "PX", "100"]);
+    wait_until(Duration::from_secs(10), "GET short to return nil", || {
+        cmd::<Option<String>>(&mut con, &["GET", "short"]).is_none()
+    });
+    assert_eq!(cmd::<i64>(&mut con, &["EXISTS", "short"]), 0);
+
+    // Active: keys nobody touches again disappear from DBSIZE.
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.cmd("SET")
+            .arg(format!("vol:{i}"))
+            .arg("x")
+            .arg("PX")
+            .arg(100)
+            .ignore();
+    }
+    pipe.query::<()>(&mut con).expect("pipelined SET PX");
+    wait_until(
+        Duration::from_secs(10),
+        "active expiry to drop all volatile keys (DBSIZE back to 1)",
+        || cmd::<i64>(&mut con, &["DBSIZE"]) == 1,
+    );
+    assert_eq!(cmd::<String>(&mut con, &["GET", "keep"]), "v");
+}
+
+#[test]
+fn pipeline_of_10k_commands_replies_in_order() {
+    let server = ServerProc::start(&["--threads", "4"]);
+    let mut con = server.conn();
+    const N: usize = 10_000;
+
+    let mut pipe = redis::pipe();
+    for i in 0..N {
+        pipe.cmd("SET").arg(format!("key:{i}")).arg(i);
+    }
+    let replies: Vec<String> = pipe.query(&mut con).expect("SET pipeline");
+    assert_eq!(replies.len(), N);
+    assert!(replies.iter().all(|r| r == "OK"));
+
+    let mut pipe = redis::pipe();
+    for i in 0..N {
+        pipe.cmd("GET").arg(format!("key:{i}"));
+        pipe.cmd("INCR").arg("seq");
+    }
+    let replies: Vec<i64> = pipe.query(&mut con).expect("GET/INCR pipeline");
+    assert_eq!(replies.len(), 2 * N);
+    for i in 0..N {
+        assert_eq!(replies[2 * i], i as i64, "GET key:{i} out of order");
+        assert_eq!(replies[2 * i + 1], i as i64 + 1, "INCR #{i} out of order");
+    }
+
+    // Raw: 10k commands in one write, replies back to back in order.
+    let mut raw = server.raw();
+    let mut batch = Vec::new();
+    for i in 0..N {
+        batch.extend(resp::encode(&["ECHO", &i.to_string()]));
+    }
+    raw.send(&batch).expect("send batch");
+    for i in 0..N {
+        let s = i.to_string();
+        let expected = format!("${}\r\n{s}\r\n", s.len());
+        assert_eq!(
+            resp::show(&raw.read_reply()),
+            resp::show(expected.as_bytes()),
+            "reply #{i}"
+        );
+    }
+}
+
+#[test]
+fn pipelined_writes_are_seen_by_later_commands_in_the_pipeline() {
+    // Single-key and cross-shard commands interleaved in one pipeline: each
+    // must see the effects of every command before it.
+    let server = ServerProc::start(&["--threads", "4"]);
+    let mut con = server.conn();
+    const N: i64 = 2000;
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET").arg("k0").arg("v0").ignore();
+    for i in 1..=N {
+        let (key, prev) = (format!("k{i}"), format!("k{}", i - 1));
+        pipe.cmd("SET").arg(&key).arg(format!("v{i}")).ignore();
+        pipe.cmd("MGET").arg(&key).arg(&prev);
+        pipe.cmd("DEL").arg(&prev);
+        pipe.cmd("EXISTS").arg(&prev).arg(&key);
+        pipe.cmd("INCR").arg("n");
+    }
+    pipe.cmd("DBSIZE");
+    let replies: Vec<redis::Value> = pipe.query(&mut con).expect("pipeline");
+    assert_eq!(replies.len() as i64, 4 * N + 1);
+    for i in 1..=N {
+        let r = &replies[(4 * (i - 1)) as usize..(4 * i) as usize];
+        let mget: Vec<String> = redis::from_redis_value(r[0].clone()).expect("MGET reply");
+        assert_eq!(
+            mget,
+            vec![format!("v{i}"), format!("v{}", i - 1)],
+            "MGET #{i}"
+        );
+        assert_eq!(r[1], redis::Value::Int(1), "DEL #{i}");
+        assert_eq!(r[2], redis::Value::Int(1), "EXISTS #{i}");
+        assert_eq!(r[3], redis::Value::Int(i), "INCR #{i}");
+    }
+    assert_eq!(replies[(4 * N) as usize], redis::Value::Int(2), "DBSIZE");
+}
+
+#[test]
+fn hundreds_of_connections() {
+    let mut server = ServerProc::start(&[]);
+    let mut conns: Vec<_> = (0..300).map(|_| server.raw()).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.send_cmd(&["INCR", &format!("conn:{}", i % 7)]);
+    }
+    for c in &mut conns {
+        let reply = resp::parse_one(&c.read_reply());
+        assert!(
+            matches!(reply, Frame::Int(n) if n >= 1),
+            "INCR gave {reply:?}"
+        );
+    }
+    let mut con = server.conn();
+    wait_connected_clients(&mut con, 301);
+    let total: i64 = (0..7)
+        .map(|k| cmd::<i64>(&mut con, &["GET", &format!("conn:{k}")]))
+        .sum();
+    assert_eq!(total, 300);
+    drop(conns);
+    wait_connected_clients(&mut con, 1);
+
+    // A client that sends a big pipeline and leaves without reading.
+    let mut rude = server.raw();
+    let batch: Vec<u8> = (0..10_000)
+        .flat_map(|_| resp::encode(&["INCR", "rude"]))
+        .collect();
+    rude.send(&batch).expect("send");
+    drop(rude);
+    wait_connected_clients(&mut con, 1);
+    assert_serves(&mut server);
+}
+
+#[test]
+fn many_concurrent_clients_across_shards() {
+    let server = ServerProc::start(&["--threads", "4"]);
+    const CLIENTS: usize = 50;
+    const OPS: usize = 200;
+    const SHARED: usize = 16;
+    let start = Arc::new(Barrier::new(CLIENTS));
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|t| {
+            let mut con = server.conn();
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                start.wait();
+                for i in 0..OPS {
+                    let key = format!("c{t}:k{i}");
+                    let val = format!("{t}-{i}");
+                    cmd::<()>(&mut con, &["SET", &key, &val]);
+                    cmd::<i64>(&mut con, &["INCR", &format!("shared:{}", i % SHARED)]);
+                    if i % 10 == 0 {
+                        assert_eq!(cmd::<String>(&mut con, &["GET", &key]), val);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("client thread panicked");
+    }
+
+    let mut con = server.conn();
+    for t in 0..CLIENTS {
+        let keys: Vec<String> = (0..OPS).map(|i| format!("c{t}:k{i}")).collect();
+        let mut c = redis::cmd("MGET");
+        c.arg(&keys);
+        let vals: Vec<Option<String>> = c.query(&mut con).expect("MGET");
+        for (i, v) in vals.iter().enumerate() {
+            assert_eq!(v.as_deref(), Some(format!("{t}-{i}").as_str()), "c{t}:k{i}");
+        }
+    }
+    let mut total = 0;
+    for s in 0..SHARED {
+        total += cmd::<i64>(&mut con, &["GET", &format!("shared:{s}")]);
+    }
+    assert_eq!(total, (CLIENTS * OPS) as i64, "lost INCRs on shared keys");
+    assert_eq!(
+        cmd::<i64>(&mut con, &["DBSIZE"]),
+        (CLIENTS * OPS + SHARED) as i64
+    );
+}
+
+#[test]
+fn multi_key_commands_span_shards() {
+    let server = ServerProc::start(&["--threads", "4"]);
+    let mut con = server.conn();
+    const N: usize = 300;
+    let keys: Vec<String> = (0..N).map(|i| format!("mk:{i}")).collect();
+
+    let mut mset = redis::cmd("MSET");
+    for (i, k) in keys.iter().enumerate() {
+        mset.arg(k).arg(format!("v{i}"));
+    }
+    mset.query::<()>(&mut con).expect("MSET");
+
+    // MGET in argument order, with missing keys in between.
+    let mut mget = redis::cmd("MGET");
+    for k in &keys {
+        mget.arg(k).arg(format!("{k}:missing"));
+    }
+    let vals: Vec<Option<String>> = mget.query(&mut con).expect("MGET");
+    assert_eq!(vals.len(), 2 * N);
+    for i in 0..N {
+        assert_eq!(vals[2 * i].as_deref(), Some(format!("v{i}").as_str()));
+        assert_eq!(vals[2 * i + 1], None);
+    }
+
+    let mut exists = redis::cmd("EXISTS");
+    exists
+        .arg(&keys)
+        .arg("nope")
+        .arg(&keys[0])
+        .arg(&keys[N - 1]);
+    assert_eq!(exists.query::<i64>(&mut con).expect("EXISTS"), N as i64 + 2);
+
+    let mut del = redis::cmd("DEL");
+    del.arg(&keys[..100]).arg("nope").arg(&keys[0]);
+    assert_eq!(del.query::<i64>(&mut con).expect("DEL"), 100);
+    assert_eq!(cmd::<i64>(&mut con, &["DBSIZE"]), (N - 100) as i64);
+
+    // RENAME across shards, keeping values and TTLs; onto existing keys.
+    cmd::<()>(&mut con, &["EXPIRE", &keys[100], "1000"]);
+    for (i, key) in keys.iter().enumerate().take(200).skip(100) {
+        cmd::<()>(&mut con, &["RENAME", key, &format!("rn:{i}")]);
+    }
+    for (i, key) in keys.iter().enumerate().take(200).skip(100) {
+        assert_eq!(cmd::<i64>(&mut con, &["EXISTS", key]), 0);
+        assert_eq!(
+            cmd::<String>(&mut con, &["GET", &format!("rn:{i}")]),
+            format!("v{i}")
+        );
+    }
+    let ttl: i64 = cmd(&mut con, &["TTL", "rn:100"]);
+    assert!((1..=1000).contains(&ttl), "TTL lost in RENAME: {ttl}");
+    cmd::<()>(&mut con, &["RENAME", "rn:101", &keys[200]]);
+    assert_eq!(cmd::<String>(&mut con, &["GET", &keys[200]]), "v101");
+    assert_eq!(cmd::<i64>(&mut con, &["RENAMENX", "rn:102", &keys[201]]), 0);
+    assert_eq!(cmd::<i64>(&mut con, &["EXISTS", "rn:102"]), 1);
+
+    // MSETNX is all or nothing across shards.
+    let fresh: Vec<String> = (0..50).map(|i| format!("fresh:{i}")).collect();
+    let mut msetnx = redis::cmd("MSETNX");
+    for k in &fresh {
+        msetnx.arg(k).arg("1");
+    }
+    msetnx.arg(&keys[250]).arg("clobber");
+    assert_eq!(msetnx.query::<i64>(&mut con).expect("MSETNX"), 0);
+    let mut exists = redis::cmd("EXISTS");
+    exists.arg(&fresh);
+    assert_eq!(exists.query::<i64>(&mut con).expect("EXISTS"), 0);
+    assert_eq!(cmd::<String>(&mut con, &["GET", &keys[250]]), "v250");
+    let mut msetnx = redis::cmd("MSETNX");
+    for k in &fresh {
+        msetnx.arg(k).arg("1");
+    }
+    assert_eq!(msetnx.query::<i64>(&mut con).expect("MSETNX"), 1);
+
+    // KEYS and SCAN see every shard.
+    let all: BTreeSet<String> = cmd::<Vec<String>>(&mut con, &["KEYS", "*"])
+        .into_iter()
+        .collect();
+    let dbsize: i64 = cmd(&mut con, &["DBSIZE"]);
+    assert_eq!(all.len() as i64, dbsize);
+    assert_eq!(scan_all(&mut con, &["COUNT", "7"]), all);
+    let expected_rn: BTreeSet<String> = (100..200)
+        .filter(|&i| i != 101)
+        .map(|i| format!("rn:{i}"))
+        .collect();
+    assert_eq!(scan_all(&mut con, &["MATCH", "rn:*"]), expected_rn);
+    assert_eq!(
+        cmd::<Vec<String>>(&mut con, &["KEYS", "rn:*"])
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        expected_rn
+    );
+
+    let mut unlink = redis::cmd("UNLINK");
+    unlink.arg(all.iter().collect::<Vec<_>>());
+    assert_eq!(unlink.query::<i64>(&mut con).expect("UNLINK"), dbsize);
+    assert_eq!(cmd::<i64>(&mut con, &["DBSIZE"]), 0);
+}
+
+// ------------------------------------------------------------- atomicity
+
+/// Runs `writer` once while `readers` threads loop `read` until it is done.
+fn with_readers(
+    server: &Running,
+    readers: usize,
+    writer: impl FnOnce(&mut Connection) + Send,
+    read: impl Fn(&mut Connection) + Sync,
+) -> u64 {
+    let done = AtomicBool::new(false);
+    let reads = AtomicU64::new(0);
+    thread::scope(|s| {
+        for _ in 0..readers {
+            let con = server.conn();
+            s.spawn(|| {
+                let mut con = con;
+                while !done.load(Ordering::Acquire) {
+                    read(&mut con);
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let mut con = server.conn();
+        // Signal the readers even if the writer panics.
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Release);
+            }
+        }
+        let _done = Done(&done);
+        writer(&mut con);
+    });
+    reads.load(Ordering::Relaxed)
+}
+
+const ATOMIC_KEYS: [&str; 10] = [
+    "ak1", "ak2", "ak3", "ak4", "ak5", "ak6", "ak7", "ak8", "ak9", "ak10",
+];
+
+#[test]
+fn mset_is_never_seen_half_applied() {
+    let server = ServerProc::start(&["--threads", "4"]);
+    const ROUNDS: usize = 3000;
+    let seen = std::sync::Mutex::new(BTreeSet::new());
+    let reads = with_readers(
+        &server,
+        3,
+        |con| {
+            for i in 0..ROUNDS {
+                let mut c = redis::cmd("MSET");
+                for k in ATOMIC_KEYS {
+                    c.arg(k).arg(format!("v{i}"));
+                }
+                c.query::<()>(con).expect("MSET");
+            }
+        },
+        |con| {
+            let mut c = redis::cmd("MGET");
+            c.arg(&ATOMIC_KEYS[..]);
+            let vals: Vec<Option<String>> = c.query(con).expect("MGET");
+            assert!(
+                vals.iter().all(|v| *v == vals[0]),
+                "MGET saw a half-applied MSET: {vals:?}"
+            );
+            seen.lock().unwrap().insert(vals[0].clone());
+        },
+    );
+    assert!(reads > 0, "readers never ran");
+    let distinct = seen.lock().unwrap().len();
+    assert!(
+        distinct >= 2,
+        "readers saw only {distinct} distinct states: the test did not overlap with the writer"
+    );
+    let mut con = server.conn();
+    let mut c = redis::cmd("MGET");
+    c.arg(&ATOMIC_KEYS[..]);
+    let last: Vec<Option<String>> = c.query(&mut con).expect("MGET");
+    assert!(
+        last.iter().all(|v| v.as_deref() == Some("v2999")),
+        "{last:?}"
+    );
+}
+
+#[test]
+fn del_and_rename_are_never_seen_half_applied() {
+    let server = ServerProc::start(&["--threads", "4"]);
+    let reads = with_readers(
+        &server,
+        3,
+        |con| {
+            for i in 0..1000 {
+                let mut c = redis::cmd("MSET");
+                for k in ATOMIC_KEYS {
+                    c.arg(k).arg(i);
+                }
+                c.query::<()>(con).expect("MSET");
+                let mut c = redis::cmd("DEL");
+                c.arg(&ATOMIC_KEYS[..]);
+                assert_eq!(c.query::<i64>(con).expect("DEL"), 10);
+            }
+        },
+        |con| {
+            let mut c = redis::cmd("EXISTS");
+            c.arg(&ATOMIC_KEYS[..]);
+            let n: i64 = c.query(con).expect("EXISTS");
+            assert!(n == 0 || n == 10, "EXISTS saw a half-applied MSET/DEL: {n}");
+        },
+    );
+    assert!(reads > 0);
+
+    // Four pairs: with 4 shards some pair surely spans two of them.
+    let pairs = [
+        ("ra1", "rb1"),
+        ("ra2", "rb2"),
+        ("ra3", "rb3"),
+        ("ra4", "rb4"),
+    ];
+    let mut con = server.conn();
+    for (a, _) in pairs {
+        cmd::<()>(&mut con, &["SET", a, "x"]);
+    }
+    let reads = with_readers(
+        &server,
+        2,
+        |con| {
+            for _ in 0..500 {
+                for (a, b) in pairs {
+                    cmd::<()>(con, &["RENAME", a, b]);
+                    cmd::<()>(con, &["RENAME", b, a]);
+                }
+            }
+        },
+        |con| {
+            for (a, b) in pairs {
+                let n: i64 = cmd(con, &["EXISTS", a, b]);
+                assert_eq!(n, 1, "EXISTS {a} {b} during RENAME saw {n} keys");
+            }
+        },
+    );
+    assert!(reads > 0);
+}
+
+// ------------------------------------------------------------- databases
+
+#[test]
+fn select_flushdb_swapdb_dbsize() {
+    let server = ServerProc::start(&[]);
+    let mut db0 = server.conn();
+    let mut db1 = server.conn();
+    cmd::<()>(&mut db1, &["SELECT", "1"]);
+    cmd::<()>(&mut db1, &["MSET", "a", "1", "b", "2"]);
+    cmd::<()>(&mut db0, &["SET", "z", "0"]);
+    assert_eq!(cmd::<i64>(&mut db0, &["DBSIZE"]), 1);
+    assert_eq!(cmd::<i64>(&mut db1, &["DBSIZE"]), 2);
+    assert_eq!(cmd::<Option<String>>(&mut db0, &["GET", "a"]), None);
+
+    // SWAPDB is seen by every connection.
+    cmd::<()>(&mut db0, &["SWAPDB", "0", "1"]);
+    assert_eq!(cmd::<String>(&mut db0, &["GET", "a"]), "1");
+    assert_eq!(cmd::<String>(&mut db1, &["GET", "z"]), "0");
+    assert_eq!(cmd::<i64>(&mut db0, &["DBSIZE"]), 2);
+
+    // A client that selects its database when it connects.
+    let mut db5 = redis::Client::open(format!("redis://127.0.0.1:{}/5", server.port()))
+        .expect("client")
+        .get_connection()
+        .expect("connect to db 5");
+    cmd::<()>(&mut db5, &["SET", "five", "5"]);
+
+    cmd::<()>(&mut db0, &["FLUSHDB"]);
+    assert_eq!(cmd::<i64>(&mut db0, &["DBSIZE"]), 0);
+    assert_eq!(cmd::<i64>(&mut db1, &["DBSIZE"]), 1);
+    assert_eq!(cmd::<i64>(&mut db5, &["DBSIZE"]), 1);
+    cmd::<()>(&mut db0, &["FLUSHALL"]);
+    assert_eq!(cmd::<i64>(&mut db1, &["DBSIZE"]), 0);
+    assert_eq!(cmd::<i64>(&mut db5, &["DBSIZE"]), 0);
+
+    assert_eq!(
+        cmd_err(&mut db0, &["SELECT", "16"]),
+        "ERR DB index is out of range"
+    );
+    assert_eq!(
+        cmd_err(&mut db0, &["SWAPDB", "0", "16"]),
+        "ERR DB index is out of range"
+    );
+    cmd::<()>(&mut db0, &["SELECT", "15"]);
+
+    let small = ServerProc::start(&["--databases", "4"]);
+    let mut con = small.conn();
+    cmd::<()>(&mut con, &["SELECT", "3"]);
+    assert_eq!(
+        cmd_err(&mut con, &["SELECT", "4"]),
+        "ERR DB index is out of range"
+    );
+    assert_eq!(
+        cmd::<Vec<String>>(&mut con, &["CONFIG", "GET", "databases"]),
+        vec!["databases", "4"]
+    );
+}
+
+// ------------------------------------------------------- connection state
+
+#[test]
+fn auth_with_requirepass() {
+    let mut server = ServerProc::start(&["--requirepass", "s3cret"]);
+    let mut raw = server.raw();
+    assert_eq!(
+        resp::show(&raw.cmd(&["GET", "k"])),
+        resp::show(b"-NOAUTH Authentication required.\r\n")
+    );
+    assert_eq!(
+        resp::show(&raw.cmd(&["AUTH", "wrong"])),
+        resp::show(b"-WRONGPASS invalid username-password pair or user is disabled.\r\n")
+    );
+    assert_eq!(
+        resp::show(&raw.cmd(&["AUTH", "default", "wrong"])),
+        resp::show(b"-WRONGPASS invalid username-password pair or user is disabled.\r\n")
+    );
+    assert_eq!(
+        resp::show(&raw.cmd(&["SET", "k", "v"])),
+        resp::show(b"-NOAUTH Authentication required.\r\n")
+    );
+    assert_eq!(raw.cmd(&["AUTH", "s3cret"]), b"+OK\r\n");
+    assert_eq!(raw.cmd(&["GET", "k"]), b"$-1\r\n");
+    assert_eq!(raw.cmd(&["SET", "k", "v"]), b"+OK\r\n");
+    let mut raw2 = server.raw();
+    assert_eq!(raw2.cmd(&["AUTH", "default", "s3cret"]), b"+OK\r\n");
+    assert_eq!(raw2.cmd(&["GET", "k"]), b"$1\r\nv\r\n");
+
+    // The client library: with the password it works, without it fails.
+    let mut con = server.conn_with_password("s3cret").expect("AUTH via URL");
+    assert_eq!(cmd::<String>(&mut con, &["GET", "k"]), "v");
+    assert!(server.conn_with_password("nope").is_err());
+    let mut anon = server.conn();
+    let err = cmd_err(&mut anon, &["GET", "k"]);
+    assert_eq!(err, "NOAUTH Authentication required.");
+    assert_serves_with_auth(&mut server);
+}
+
+fn assert_serves_with_auth(server: &mut Running) {
+    let mut c = server.raw();
+    assert_eq!(c.cmd(&["AUTH", "s3cret"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
+    server.assert_running();
+}
+
+#[test]
+fn auth_without_requirepass() {
+    let server = ServerProc::start(&[]);
+    let mut raw = server.raw();
+    assert_eq!(
+        resp::show(&raw.cmd(&["AUTH", "x"])),
+        resp::show(b"-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n")
+    );
+}
+
+#[test]
+fn hello_speaks_resp2_only() {
+    let server = ServerProc::start(&[]);
+    let mut raw = server.raw();
+    let noproto = resp::show(b"-NOPROTO unsupported protocol version\r\n");
+    assert_eq!(resp::show(&raw.cmd(&["HELLO", "4"])), noproto);
+    // RESP3 is not spoken yet (Redis itself would switch to it here).
+    if !tests::self_check_against_redis() {
+        assert_eq!(resp::show(&raw.cmd(&["HELLO", "3"])), noproto);
+    }
+    for args in [&["HELLO", "2"][..], &["HELLO"][..]] {
+        let reply = resp::parse_one(&raw.cmd(args));
+        let Frame::Array(Some(items)) = reply else {
+            panic!("{args:?}: expected an array, got {reply:?}");
+        };
+        assert_eq!(items.len() % 2, 0, "{args:?}: odd field list {items:?}");
+        let field = |name: &str| {
+            items
+                .chunks(2)
+                .find(|kv| kv[0] == Frame::Bulk(Some(name.as_bytes().to_vec())))
+                .map(|kv| kv[1].clone())
+        };
+        assert_eq!(field("server"), Some(Frame::Bulk(Some(b"redis".to_vec()))));
+        assert_eq!(field("proto"), Some(Frame::Int(2)));
+        assert!(field("version").is_some() && field("id").is_some());
+    }
+    assert_eq!(raw.cmd(&["PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn client_id_setname_getname_list_kill() {
+    let mut server = ServerProc::start(&[]);
+    let mut a = server.raw();
+    let mut b = server.conn();
+    let Frame::Int(id_a) = resp::parse_one(&a.cmd(&["CLIENT", "ID"])) else {
+        panic!("CLIENT ID is not an integer");
+    };
+    let id_b: i64 = cmd(&mut b, &["CLIENT", "ID"]);
+    assert_ne!(id_a, id_b);
+    assert_eq!(a.cmd(&["CLIENT", "GETNAME"]), b"$-1\r\n");
+    assert_eq!(a.cmd(&["CLIENT", "SETNAME", "worker-1"]), b"+OK\r\n");
+    assert_eq!(a.cmd(&["CLIENT", "GETNAME"]), b"$8\r\nworker-1\r\n");
+    assert_eq!(
+        resp::show(&a.cmd(&["CLIENT", "SETNAME", "bad name"])),
+        resp::show(b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n")
+    );
+
+    let list: String = cmd(&mut b, &["CLIENT", "LIST"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert!(lines.len() >= 2, "CLIENT LIST: {list}");
+    let line_a = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("id={id_a} ")))
+        .unwrap_or_else(|| panic!("client {id_a} missing from CLIENT LIST: {list}"));
+    assert!(line_a.contains(" name=worker-1 "), "{line_a}");
+    assert!(line_a.contains(" addr=127.0.0.1:"), "{line_a}");
+    assert!(line_a.contains(" db=0 "), "{line_a}");
+    let info_b: String = cmd(&mut b, &["CLIENT", "INFO"]);
+    assert!(
+        info_b.starts_with(&format!("id={id_b} ")),
+        "CLIENT INFO: {info_b}"
+    );
+
+    assert_eq!(
+        cmd::<i64>(&mut b, &["CLIENT", "KILL", "ID", &id_a.to_string()]),
+        1
+    );
+    assert!(
+        a.read_until_closed(CLOSE_TIMEOUT).is_ok(),
+        "killed client still connected"
+    );
+    // (Redis removes it before replying; ours may take a moment.)
+    wait_until(
+        Duration::from_secs(10),
+        "the killed client to leave CLIENT LIST",
+        || {
+            let list: String = cmd(&mut b, &["CLIENT", "LIST"]);
+            !list.lines().any(|l| l.starts_with(&format!("id={id_a} ")))
+        },
+    );
+    assert_eq!(
+        cmd::<i64>(&mut b, &["CLIENT", "KILL", "ID", &id_a.to_string()]),
+        0
+    );
+    assert_serves(&mut server);
+}
+
+#[test]
+fn config_get_and_set() {
+    let server = ServerProc::start(&["--maxclients", "123"]);
+    let mut con = server.conn();
+    assert_eq!(
+        cmd::<Vec<String>>(&mut con, &["CONFIG", "GET", "maxclients"]),
+        vec!["maxclients", "123"]
+    );
+    assert_eq!(
+        cmd::<String>(&mut con, &["CONFIG", "SET", "maxclients", "200"]),
+        "OK"
+    );
+    assert_eq!(
+        cmd::<Vec<String>>(&mut con, &["CONFIG", "GET", "maxclients"]),
+        vec!["maxclients", "200"]
+    );
+    assert_eq!(
+        cmd::<Vec<String>>(&mut con, &["CONFIG", "GET", "port"]),
+        vec!["port".to_string(), server.port().to_string()]
+    );
+    assert_eq!(
+        cmd::<Vec<String>>(&mut con, &["CONFIG", "GET", "proto-max-bulk-len"]),
+        vec!["proto-max-bulk-len", "536870912"]
+    );
+    assert_eq!(
+        cmd::<Vec<String>>(&mut con, &["CONFIG", "GET", "client-query-buffer-limit"]),
+        vec!["client-query-buffer-limit", "1073741824"]
+    );
+    let dir: Vec<String> = cmd(&mut con, &["CONFIG", "GET", "dir"]);
+    let expected_dir = server.data_dir().canonicalize().expect("data dir");
+    assert_eq!(
+        dir,
+        vec!["dir".to_string(), expected_dir.display().to_string()]
+    );
+
+    // Globs: pairs of name and value, names matching the pattern.
+    let maxes: Vec<String> = cmd(&mut con, &["CONFIG", "GET", "maxc*"]);
+    assert_eq!(maxes, vec!["maxclients", "200"]);
+    let all: Vec<String> = cmd(&mut con, &["CONFIG", "GET", "*"]);
+    assert_eq!(all.len() % 2, 0);
+    assert!(all
+        .chunks(2)
+        .any(|kv| kv[0] == "databases" && kv[1] == "16"));
+    assert_eq!(
+        cmd::<Vec<String>>(&mut con, &["CONFIG", "GET", "no-such-option"]),
+        Vec::<String>::new()
+    );
+    let err = cmd_err(&mut con, &["CONFIG", "SET", "no-such-option", "1"]);
+    assert!(err.starts_with("ERR Unknown option"), "{err}");
+    let err = cmd_err(&mut con, &["CONFIG", "SET", "maxclients", "abc"]);
+    assert!(err.starts_with("ERR CONFIG SET failed"), "{err}");
+    assert_eq!(cmd::<String>(&mut con, &["CONFIG", "RESETSTAT"]), "OK");
+}
+
+#[test]
+fn info_has_redis_sections_and_fields() {
+    let server = ServerProc::start(&[]);
+    let mut con = server.conn();
+    let _others = [server.conn(), server.conn()];
+    cmd::<()>(&mut con, &["SET", "a", "1"]);
+    cmd::<()>(&mut con, &["SET", "b", "2", "EX", "1000"]);
+    cmd::<()>(&mut con, &["SELECT", "3"]);
+    cmd::<()>(&mut con, &["SET", "c", "3"]);
+
+    let info: String = cmd(&mut con, &["INFO"]);
+    for section in [
+        "# Server",
+        "# Clients",
+        "# Memory",
+        "# Persistence",
+        "# Stats",
+        "# Replication",
+        "# CPU",
+        "# Keyspace",
+    ] {
+        assert!(
+            info.lines().any(|l| l == section),
+            "INFO lacks {section}:\n{info}"
+        );
+    }
+    for field in [
+        "redis_version:",
+        &format!("tcp_port:{}", server.port()),
+        "process_id:",
+        "connected_clients:",
+        "used_memory:",
+        "used_memory_human:",
+        "total_commands_processed:",
+        "total_connections_received:",
+        "keyspace_hits:",
+        "role:master",
+        "used_cpu_sys:",
+        "rdb_changes_since_last_save:",
+        "aof_enabled:",
+    ] {
+        assert!(
+            info.lines().any(|l| l.starts_with(field)),
+            "INFO lacks {field}:\n{info}"
+        );
+    }
+    let db0 = info
+        .lines()
+        .find(|l| l.starts_with("db0:"))
+        .unwrap_or_else(|| panic!("INFO lacks db0:\n{info}"));
+    assert!(db0.starts_with("db0:keys=2,expires=1,avg_ttl="), "{db0}");
+    let db3 = info.lines().find(|l| l.starts_with("db3:"));
+    assert_eq!(db3, Some("db3:keys=1,expires=0,avg_ttl=0"));
+    assert!(
+        !info.lines().any(|l| l.starts_with("db1:")),
+        "empty db listed"
+    );
+    assert!(
+        info.split("\r\n").count() > 10,
+        "INFO lines must end in CRLF"
+    );
+    assert_eq!(
+        info_field(&mut con, "server", "process_id"),
+        Some(server.pid().to_string())
+    );
+    wait_connected_clients(&mut con, 3);
+
+    let keyspace: String = cmd(&mut con, &["INFO", "keyspace"]);
+    assert!(keyspace.starts_with("# Keyspace"), "{keyspace}");
+    assert!(!keyspace.contains("redis_version"), "{keyspace}");
+    let server_only: String = cmd(&mut con, &["INFO", "server"]);
+    assert!(server_only.contains("redis_version:"));
+    assert!(!server_only.contains("# Keyspace"));
+}
+
+#[test]
+fn maxclients_refuses_the_extra_connection() {
+    let mut server = ServerProc::start(&["--maxclients", "2"]);
+    let mut first = server.conn();
+    // The start-up probe's connection may still be counted for a moment.
+    wait_connected_clients(&mut first, 1);
+    let mut second = server.raw();
+    assert_eq!(second.cmd(&["PING"]), b"+PONG\r\n");
+
+    let mut third = server.raw();
+    match third.read_until_closed(CLOSE_TIMEOUT) {
+        Ok(got) => assert_eq!(
+            resp::show(&got),
+            resp::show(b"-ERR max number of clients reached\r\n")
+        ),
+        Err(got) => panic!(
+            "third client not closed (got {}); maxclients 2 not enforced",
+            resp::show(&got)
+        ),
+    }
+    // The first two are unaffected; a slot frees up when one leaves.
+    assert_eq!(cmd::<String>(&mut first, &["PING"]), "PONG");
+    assert_eq!(second.cmd(&["PING"]), b"+PONG\r\n");
+    drop(second);
+    wait_connected_clients(&mut first, 1);
+    assert_serves(&mut server);
+}
+
+#[test]
+fn quit_replies_ok_and_closes() {
+    let server = ServerProc::start(&[]);
+    let mut raw = server.raw();
+    raw.send_cmd(&["QUIT"]);
+    assert_eq!(
+        raw.read_until_closed(CLOSE_TIMEOUT).map(|b| resp::show(&b)),
+        Ok(resp::show(b"+OK\r\n"))
+    );
+}
+
+#[test]
+fn shutdown_nosave_stops_the_process() {
+    let mut server = ServerProc::start(&[]);
+    let mut raw = server.raw();
+    raw.send_cmd(&["SHUTDOWN", "NOSAVE"]);
+    assert!(
+        raw.read_until_closed(CLOSE_TIMEOUT).is_ok(),
+        "connection still open after SHUTDOWN NOSAVE"
+    );
+    wait_until(Duration::from_secs(10), "the process to exit", || {
+        !server.is_running()
+    });
+}
+
+// ---------------------------------------------------------------- protocol
+
+#[test]
+fn inline_commands() {
+    let server = ServerProc::start(&[]);
+    let mut raw = server.raw();
+    raw.send(b"PING\r\n").unwrap();
+    assert_eq!(raw.read_reply(), b"+PONG\r\n");
+    raw.send(b"SET greeting \"hello world\"\r\n").unwrap();
+    assert_eq!(raw.read_reply(), b"+OK\r\n");
+    raw.send(b"\r\n\r\n  GET   greeting  \n").unwrap();
+    assert_eq!(raw.read_reply(), b"$11\r\nhello world\r\n");
+    raw.send(b"ECHO 'single quoted'\r\nECHO \"\\x41\\n\"\r\n")
+        .unwrap();
+    assert_eq!(raw.read_reply(), b"$13\r\nsingle quoted\r\n");
+    assert_eq!(raw.read_reply(), b"$2\r\nA\n\r\n");
+}
+
+#[test]
+fn truncated_frames_wait_for_the_rest() {
+    let mut server = ServerProc::start(&[]);
+    let mut raw = server.raw();
+    raw.send(b"*2\r\n$3\r\nGET\r\n$3\r\nfo").unwrap();
+    raw.assert_silent(SILENCE);
+    assert_serves(&mut server);
+    raw.send(b"o\r\n").unwrap();
+    assert_eq!(raw.read_reply(), b"$-1\r\n");
+
+    // Byte by byte: the reply comes only after the last byte.
+    let frame = resp::encode(&["ECHO", "hello"]);
+    let (last, head) = frame.split_last().unwrap();
+    for b in head {
+        raw.send(std::slice::from_ref(b)).unwrap();
+    }
+    raw.assert_silent(SILENCE);
+    raw.send(&[*last]).unwrap();
+    assert_eq!(raw.read_reply(), b"$5\r\nhello\r\n");
+
+    // A client that goes away mid-frame does not hurt anyone.
+    let mut gone = server.raw();
+    gone.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nabc")
+        .unwrap();
+    drop(gone);
+    assert_serves(&mut server);
+    assert_eq!(raw.cmd(&["GET", "k"]), b"$-1\r\n");
+}
+
+#[test]
+fn bad_bulk_lengths_are_protocol_errors() {
+    let mut server = ServerProc::start(&[]);
+    let invalid_bulk = b"-ERR Protocol error: invalid bulk length\r\n";
+    assert_reply_then_close(&mut server, b"*1\r\n$-5\r\n", invalid_bulk);
+    assert_reply_then_close(&mut server, b"*1\r\n$abc\r\n", invalid_bulk);
+    // Over the default proto-max-bulk-len (512mb).
+    assert_reply_then_close(
+        &mut server,
+        b"*2\r\n$3\r\nGET\r\n$536870913\r\n",
+        invalid_bulk,
+    );
+    assert_reply_then_close(
+        &mut server,
+        b"*abc\r\n",
+        b"-ERR Protocol error: invalid multibulk length\r\n",
+    );
+    assert_reply_then_close(
+        &mut server,
+        b"*99999999999\r\n",
+        b"-ERR Protocol error: invalid multibulk length\r\n",
+    );
+    assert_reply_then_close(
+        &mut server,
+        b"*1\r\nPING\r\n",
+        b"-ERR Protocol error: expected '$', got 'P'\r\n",
+    );
+    // Commands before the bad frame in the same batch are answered.
+    assert_reply_then_close(
+        &mut server,
+        b"*1\r\n$4\r\nPING\r\n*1\r\n$-5\r\n*1\r\n$4\r\nPING\r\n",
+        b"+PONG\r\n-ERR Protocol error: invalid bulk length\r\n",
+    );
+    assert_reply_then_close(
+        &mut server,
+        b"ECHO \"unbalanced\r\n",
+        b"-ERR Protocol error: unbalanced quotes in request\r\n",
+    );
+}
+
+#[test]
+fn proto_max_bulk_len_is_configurable() {
+    let mut server = ServerProc::start(&["--proto-max-bulk-len", "1048576"]);
+    assert_reply_then_close(
+        &mut server,
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048577\r\n",
+        b"-ERR Protocol error: invalid bulk length\r\n",
+    );
+    // Exactly the limit is fine.
+    let value = vec![b'v'; 1_048_576];
+    let mut con = server.conn();
+    let mut set = redis::cmd("SET");
+    set.arg("big").arg(&value);
+    set.query::<()>(&mut con)
+        .expect("SET of exactly proto-max-bulk-len");
+    assert_eq!(cmd::<i64>(&mut con, &["STRLEN", "big"]), 1_048_576);
+    assert_eq!(
+        cmd_err(&mut con, &["APPEND", "big", "x"]),
+        "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+    );
+}
+
+#[test]
+fn garbage_bytes_never_hurt_the_server() {
+    let mut server = ServerProc::start(&[]);
+    // Inline garbage is an unknown command, and the connection stays usable.
+    let mut raw = server.raw();
+    raw.send(b"\x01\x02garbage here\r\n").unwrap();
+    assert_eq!(
+        resp::show(&raw.read_reply()),
+        resp::show(
+            b"-ERR unknown command '\x01\x02garbage', with args beginning with: 'here' \r\n"
+        )
+    );
+    assert_eq!(raw.cmd(&["PING"]), b"+PONG\r\n");
+
+    // A line longer than 64 KiB without a newline.
+    assert_reply_then_close(
+        &mut server,
+        &vec![b'a'; 70 * 1024],
+        b"-ERR Protocol error: too big inline request\r\n",
+    );
+
+    // Random bytes: whatever comes back is well-formed RESP, nobody else is hurt.
+    let mut rng = Rng::new(0x5eed);
+    for round in 0..50 {
+        let len = rng.range(1, 4096) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        if round % 2 == 0 {
+            bytes[0] = *rng.pick(b"*$+-:");
+        }
+        let mut c = server.raw();
+        if c.send(&bytes).is_err() {
+            continue;
+        }
+        let (got, _) = c.read_while(Duration::from_millis(50), |_| false);
+        let mut rest = &got[..];
+        while !rest.is_empty() {
+            match resp::parse(rest) {
+                Ok(Some((_, n))) => rest = &rest[n..],
+                other => panic!(
+                    "malformed reply ({other:?}) to {}: {}",
+                    resp::show(&bytes),
+                    resp::show(&got)
+                ),
+            }
+        }
+    }
+    assert_serves(&mut server);
+}
+
+#[test]
+fn query_buffer_limit_closes_the_connection() {
+    let mut server = ServerProc::start(&["--client-query-buffer-limit", "1mb"]);
+    let mut other = server.conn();
+    cmd::<()>(&mut other, &["SET", "before", "1"]);
+
+    // A bulk argument that never completes, growing past 1mb.
+    let mut c = server.raw();
+    let mut sent = 0usize;
+    let mut refused = c
+        .send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4000000\r\n")
+        .is_err();
+    let chunk = vec![b'x'; 64 * 1024];
+    while !refused && sent < 3_000_000 {
+        refused = c.send(&chunk).is_err();
+        sent += chunk.len();
+    }
+    match c.read_until_closed(CLOSE_TIMEOUT) {
+        Ok(got) => assert!(
+            got.is_empty() || got.starts_with(b"-ERR"),
+            "unexpected reply {}",
+            resp::show(&got)
+        ),
+        Err(_) => panic!("connection still open after {sent} bytes over a 1mb query buffer limit"),
+    }
+
+    assert_eq!(cmd::<String>(&mut other, &["GET", "before"]), "1");
+    assert_serves(&mut server);
+}

@@ -42,6 +42,15 @@ use crate::worker::Worker;
 static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
 
 fn main() {
+    // A bug must not leave a half-working server behind (a dead worker
+    // would strand its shard): log it the way Redis logs a crash, then abort.
+    std::panic::set_hook(Box::new(|info| {
+        log::warning("=== KV-SERVER BUG REPORT START ===");
+        log::warning(&format!("panic: {info}"));
+        log::warning(&format!("{}", std::backtrace::Backtrace::force_capture()));
+        log::warning("=== KV-SERVER BUG REPORT END ===");
+        std::process::abort();
+    }));
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let cfg = match Config::from_args(&args) {
         Ok(config::Startup::Run(cfg)) => *cfg,

@@ -154,9 +154,16 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
         section(&mut out, "Clients");
         let _ = write!(
             out,
-            "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+            "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:{}\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
             shared.clients.len(),
             shared.maxclients(),
+            shared
+                .clients
+                .all()
+                .iter()
+                .map(|c| c.query_buffer.load(std::sync::atomic::Ordering::Relaxed))
+                .max()
+                .unwrap_or(0),
         );
     }
     if want("memory") {
@@ -196,9 +203,14 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
     if want("stats") {
         section(&mut out, "Stats");
         let st = &shared.stats;
+        let (ops, inkbps, outkbps) = shared
+            .rates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .mean();
         let _ = write!(
             out,
-            "total_connections_received:{conns}\r\ntotal_commands_processed:{cmds}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{inb}\r\ntotal_net_output_bytes:{outb}\r\nrejected_connections:{rej}\r\nexpired_keys:{exp}\r\nevicted_keys:0\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\npubsub_channels:0\r\npubsub_patterns:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\ntotal_error_replies:{errs}\r\n",
+            "total_connections_received:{conns}\r\ntotal_commands_processed:{cmds}\r\ninstantaneous_ops_per_sec:{ops:.0}\r\ntotal_net_input_bytes:{inb}\r\ntotal_net_output_bytes:{outb}\r\ninstantaneous_input_kbps:{inkbps:.2}\r\ninstantaneous_output_kbps:{outkbps:.2}\r\nrejected_connections:{rej}\r\nexpired_keys:{exp}\r\nevicted_keys:0\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\npubsub_channels:0\r\npubsub_patterns:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\ntotal_error_replies:{errs}\r\n",
             conns = sum(st, |s| &s.connections),
             cmds = sum(st, |s| &s.commands),
             inb = sum(st, |s| &s.net_input),

@@ -191,6 +191,9 @@ fn run(cfg: Config) -> i32 {
             runtime::spawn(worker::mailbox_loop(worker.clone(), rx));
             runtime::spawn(worker::outbox_loop(worker.clone()));
             runtime::spawn(worker::expire_loop(worker.clone()));
+            if id == 0 {
+                runtime::spawn(worker::rates_loop(worker.shared.clone()));
+            }
             let mut accepts = Vec::new();
             for l in mine {
                 let local = l.local_addr().ok();

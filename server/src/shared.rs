@@ -38,6 +38,8 @@ pub struct Shared {
     hz: AtomicU64,
     timeout_secs: AtomicU64,
     pub has_password: std::sync::atomic::AtomicBool,
+    /// Samples for INFO's instantaneous_* fields.
+    pub rates: Mutex<Rates>,
     /// Set by SHUTDOWN; the main thread waits on it.
     pub shutdown: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
@@ -70,6 +72,7 @@ impl Shared {
             timeout_secs: AtomicU64::new(0),
             has_password: std::sync::atomic::AtomicBool::new(false),
             shutdown: Mutex::new(Some(shutdown)),
+            rates: Mutex::new(Rates::default()),
         };
         shared.refresh_hot();
         Arc::new(shared)
@@ -132,6 +135,64 @@ impl Shared {
     }
 }
 
+/// Redis's instantaneous metrics: every 100 ms a sample of each counter's
+/// rate goes into a ring of 16; INFO reports the mean of the ring.
+#[derive(Default)]
+pub struct Rates {
+    last: Option<(Instant, [u64; 3])>,
+    samples: Vec<[f64; 3]>,
+    next: usize,
+}
+
+pub const RATE_SAMPLES: usize = 16;
+
+impl Rates {
+    /// Records the counters (commands, input bytes, output bytes) now.
+    pub fn sample(&mut self, now: Instant, counters: [u64; 3]) {
+        if let Some((then, prev)) = self.last {
+            let secs = now.duration_since(then).as_secs_f64();
+            if secs > 0.0 {
+                let mut r = [0.0; 3];
+                for i in 0..3 {
+                    r[i] = counters[i].saturating_sub(prev[i]) as f64 / secs;
+                }
+                if self.samples.len() < RATE_SAMPLES {
+                    self.samples.push(r);
+                } else {
+                    self.samples[self.next] = r;
+                }
+                self.next = (self.next + 1) % RATE_SAMPLES;
+            }
+        }
+        self.last = Some((now, counters));
+    }
+
+    /// Mean rates: (ops/s, input KB/s, output KB/s).
+    pub fn mean(&self) -> (f64, f64, f64) {
+        if self.samples.is_empty() {
+            return (0.0, 0.0, 0.0);
+        }
+        let n = self.samples.len() as f64;
+        let sum = |i: usize| self.samples.iter().map(|s| s[i]).sum::<f64>() / n;
+        (sum(0), sum(1) / 1024.0, sum(2) / 1024.0)
+    }
+}
+
+impl Shared {
+    /// Takes one rate sample (worker 0 calls this every 100 ms).
+    pub fn sample_rates(&self) {
+        let counters = [
+            sum(&self.stats, |s| &s.commands),
+            sum(&self.stats, |s| &s.net_input),
+            sum(&self.stats, |s| &s.net_output),
+        ];
+        self.rates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sample(Instant::now(), counters);
+    }
+}
+
 /// Hex digits from the OS's randomness (run_id, replication ids).
 pub fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n.div_ceil(2)];
@@ -142,4 +203,27 @@ pub fn random_hex(n: usize) -> String {
     let mut s: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     s.truncate(n);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rates_average_the_last_samples() {
+        let mut r = Rates::default();
+        let t0 = Instant::now();
+        assert_eq!(r.mean(), (0.0, 0.0, 0.0));
+        r.sample(t0, [0, 0, 0]);
+        // 100 ops, 1024 bytes in, 2048 out per 100 ms.
+        for i in 1..=20u64 {
+            r.sample(t0 + Duration::from_millis(100 * i), [100 * i, 1024 * i, 2048 * i]);
+        }
+        let (ops, inkb, outkb) = r.mean();
+        assert!((ops - 1000.0).abs() < 1e-6, "{ops}");
+        assert!((inkb - 10.0).abs() < 1e-6, "{inkb}");
+        assert!((outkb - 20.0).abs() < 1e-6, "{outkb}");
+        assert_eq!(r.samples.len(), RATE_SAMPLES);
+    }
 }

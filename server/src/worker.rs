@@ -478,6 +478,14 @@ pub async fn outbox_loop(worker: std::rc::Rc<Worker>) {
     }
 }
 
+/// Rate samples for INFO, every 100 ms (run by worker 0 only).
+pub async fn rates_loop(shared: Arc<Shared>) {
+    loop {
+        crate::runtime::sleep(Duration::from_millis(100)).await;
+        shared.sample_rates();
+    }
+}
+
 /// Active expiry: `hz` times a second, a bounded sample per database.
 pub async fn expire_loop(worker: std::rc::Rc<Worker>) {
     loop {

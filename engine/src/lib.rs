@@ -18,6 +18,8 @@
 //! - [`error`] / [`reply`]: error texts in one place; owned replies for
 //!   results merged across shards.
 //! - [`glob`]: Redis's glob matching (KEYS, SCAN MATCH, CONFIG GET).
+//! - [`longdouble`]: x87 80-bit `long double` in software (INCRBYFLOAT's
+//!   parsing, addition and formatting, byte-identical to Redis on x86_64).
 //! - [`testkit`]: an in-process cluster of shards for unit tests.
 
 #![deny(unsafe_code)]
@@ -27,6 +29,7 @@ pub mod error;
 pub mod families;
 pub mod glob;
 pub mod keyhash;
+pub mod longdouble;
 pub mod pagetable;
 pub mod reply;
 pub mod resp;

@@ -218,7 +218,10 @@ mod tests {
         r.sample(t0, [0, 0, 0]);
         // 100 ops, 1024 bytes in, 2048 out per 100 ms.
         for i in 1..=20u64 {
-            r.sample(t0 + Duration::from_millis(100 * i), [100 * i, 1024 * i, 2048 * i]);
+            r.sample(
+                t0 + Duration::from_millis(100 * i),
+                [100 * i, 1024 * i, 2048 * i],
+            );
         }
         let (ops, inkb, outkb) = r.mean();
         assert!((ops - 1000.0).abs() < 1e-6, "{ops}");

@@ -11,6 +11,7 @@
 use crate::command::flags::*;
 use crate::command::{group_by_shard, join_all, Args, Cluster, CommandSpec, Exec, LocalBoxFuture};
 use crate::error::{CmdResult, Error};
+use crate::longdouble::LongDouble;
 use crate::reply::Reply;
 use crate::resp::{self, parse_i64};
 use crate::shard::ExecCtx;
@@ -115,57 +116,6 @@ fn replace_str(ctx: &mut ExecCtx<'_>, key: &[u8], contents: &[u8]) {
 /// Parses an integer argument (Redis's getLongLongFromObjectOrReply).
 pub fn arg_i64(a: &[u8]) -> Result<i64, Error> {
     parse_i64(a).ok_or(Error::NotInteger)
-}
-
-/// Redis refuses to parse a float from a string this long or longer
-/// (MAX_LONG_DOUBLE_CHARS).
-const MAX_FLOAT_CHARS: usize = 5 * 1024;
-
-/// Parses a float the way Redis's `string2ld` accepts one: the whole text,
-/// no surrounding spaces, `inf`/`infinity` allowed, NaN and out-of-range
-/// values refused. Redis parses into a `long double`; this parses into an
-/// `f64`, so a finite literal beyond the `f64` range (`1e400`) is refused.
-pub fn parse_f64(s: &[u8]) -> Option<f64> {
-    if s.is_empty() || s.len() >= MAX_FLOAT_CHARS {
-        return None;
-    }
-    let text = std::str::from_utf8(s).ok()?;
-    let v: f64 = text.parse().ok()?;
-    if v.is_nan() {
-        return None;
-    }
-    if v.is_infinite() {
-        let word = text.trim_start_matches(['+', '-']);
-        if !word.eq_ignore_ascii_case("inf") && !word.eq_ignore_ascii_case("infinity") {
-            return None;
-        }
-    }
-    Some(v)
-}
-
-/// Formats a float as INCRBYFLOAT replies and stores it (Redis's
-/// `ld2string` in human mode): plain decimal, never an exponent, at most 17
-/// digits after the point with trailing zeros cut, and never `-0`. Within
-/// that, the shortest text that reads back as the same `f64`
-/// (10.5 + 0.1 -> `10.6`, 3.0e3 -> `3000`).
-pub fn float_to_human(v: f64) -> String {
-    // Rust's `Display` for f64 is the shortest round-trip text, without an
-    // exponent.
-    let mut s = format!("{v}");
-    let decimals = s.find('.').map_or(0, |dot| s.len() - dot - 1);
-    if decimals > 17 {
-        s = format!("{v:.17}");
-        while s.ends_with('0') {
-            s.pop();
-        }
-        if s.ends_with('.') {
-            s.pop();
-        }
-    }
-    if s == "-0" {
-        s = "0".to_string();
-    }
-    s
 }
 
 fn get(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
@@ -675,21 +625,23 @@ fn incr_by(ctx: &mut ExecCtx<'_>, key: &[u8], by: i64, out: &mut Vec<u8>) -> Cmd
     Ok(())
 }
 
-/// INCRBYFLOAT key increment: the sum as a bulk string, formatted by
-/// [`float_to_human`], which is also what is stored.
+/// INCRBYFLOAT key increment: the sum as a bulk string, which is also what
+/// is stored. As in Redis on x86_64, both numbers are parsed, added and
+/// printed as C `long double` (x87 extended precision; see
+/// [`crate::longdouble`]), the text being `%.17Lf` without trailing zeros.
 fn incrbyfloat(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
     let key = args.get(1);
     // Redis checks the stored value before the increment.
     let old = match write_lookup_str(ctx, key)? {
-        Some(s) => parse_f64(s).ok_or(Error::NotFloat)?,
-        None => 0.0,
+        Some(s) => LongDouble::parse(s).ok_or(Error::NotFloat)?,
+        None => LongDouble::ZERO,
     };
-    let by = parse_f64(args.get(2)).ok_or(Error::NotFloat)?;
+    let by = LongDouble::parse(args.get(2)).ok_or(Error::NotFloat)?;
     let new = old + by;
     if !new.is_finite() {
         return Err(Error::NanOrInfinity);
     }
-    let text = float_to_human(new);
+    let text = new.to_human();
     replace_str(ctx, key, text.as_bytes());
     ctx.dirty(1);
     resp::write_bulk(out, text.as_bytes());
@@ -1353,20 +1305,18 @@ mod tests {
         let nan_inf = "-ERR increment would produce NaN or Infinity\r\n";
         assert_eq!(c.cmd(0, &["INCRBYFLOAT", "f", "inf"]), nan_inf);
         assert_eq!(c.cmd(0, &["INCRBYFLOAT", "f", "-Infinity"]), nan_inf);
+        // The largest x87 extended value, plus about half its ulp.
         assert_eq!(
-            c.cmd(0, &["SET", "max", "1.7976931348623157e308"]),
+            c.cmd(0, &["SET", "max", "1.18973149535723176502e+4932"]),
             "+OK\r\n"
         );
-        assert_eq!(
-            c.cmd(0, &["INCRBYFLOAT", "max", "1.7976931348623157e308"]),
-            nan_inf
-        );
+        assert_eq!(c.cmd(0, &["INCRBYFLOAT", "max", "1e4913"]), nan_inf);
         assert_eq!(c.cmd(0, &["SET", "inf", "inf"]), "+OK\r\n");
         assert_eq!(c.cmd(0, &["INCRBYFLOAT", "inf", "-inf"]), nan_inf);
         assert_eq!(c.cmd(0, &["GET", "inf"]), "$3\r\ninf\r\n");
 
         let not_float = "-ERR value is not a valid float\r\n";
-        for by in ["abc", "nan", "", " 1", "1 ", "1e400", "1,5", "0x10"] {
+        for by in ["abc", "nan", "", " 1", "1 ", "1e5000", "1,5", "0x", "1e"] {
             assert_eq!(c.cmd(0, &["INCRBYFLOAT", "f", by]), not_float, "{by:?}");
         }
         assert_eq!(c.cmd(0, &["GET", "f"]), "$1\r\n0\r\n");
@@ -1377,23 +1327,83 @@ mod tests {
         assert_eq!(c.cmd(0, &["INCRBYFLOAT", "word", "x"]), not_float);
     }
 
+    /// INCRBYFLOAT computes in x87 `long double` like Redis on x86_64.
+    /// Every reply here is redis-server 7.0.15's (glibc 2.36).
     #[test]
-    fn float_text() {
-        use super::{float_to_human, parse_f64};
-        assert_eq!(float_to_human(10.5 + 0.1), "10.6");
-        assert_eq!(float_to_human(3.0e3), "3000");
-        assert_eq!(float_to_human(-0.0), "0");
-        assert_eq!(float_to_human(1.0 / 3.0), "0.3333333333333333");
-        assert_eq!(float_to_human(1.0e-17), "0.00000000000000001");
-        assert_eq!(float_to_human(1.23456789e-15), "0.00000000000000123");
-        assert_eq!(float_to_human(-2.5e-18), "0");
-        assert_eq!(parse_f64(b"1.5"), Some(1.5));
-        assert_eq!(parse_f64(b"5."), Some(5.0));
-        assert_eq!(parse_f64(b"-INF"), Some(f64::NEG_INFINITY));
-        assert_eq!(parse_f64(b"NaN"), None);
-        assert_eq!(parse_f64(b"1e309"), None);
-        assert_eq!(parse_f64(&[b'1'; 5120]), None);
-        assert_eq!(parse_f64(b"\xff"), None);
+    fn incrbyfloat_long_double() {
+        let c = TestCluster::new(1);
+        let not_float = "-ERR value is not a valid float\r\n";
+        let nan_inf = "-ERR increment would produce NaN or Infinity\r\n";
+        let cases: &[(Option<&str>, &str, &str)] = &[
+            (None, "0.1", "0.1"),
+            (Some("0.1"), "0.2", "0.3"),
+            (Some("10"), "1e-17", "10.00000000000000001"),
+            (Some("0"), "123456789.123456789", "123456789.12345678899873747"),
+            (Some("0"), "9007199254740993", "9007199254740993"),
+            (Some("12345678901234567890"), "-1e3", "12345678901234566890"),
+            (Some("17179869184"), "1.5", "17179869185.5"),
+            (Some("0"), "0x10", "16"),
+            (Some("0"), "0x1.8p3", "12"),
+            (Some("0"), "1.5e-5", "0.000015"),
+            (Some("0"), "-0.0", "0"),
+            (Some("0"), "-1e-20", "0"),
+            (Some("0"), "5.0e3", "5000"),
+            (Some("0"), ".5", "0.5"),
+            (Some("0"), "5.", "5"),
+            (Some("0"), "+1", "1"),
+            (Some("0"), "3.814697265625e-6", "0.00000381469726562"),
+            (Some("0"), "1.1444091796875e-5", "0.00001144409179688"),
+            (Some("0"), "2e-4951", "0"),
+            (Some("0"), "1e-4950", "0"),
+            (Some("0x1p-16445"), "0", "0"),
+            (Some("1e308"), "1e308", "199999999999999999993371759311691291321120199694831134415594095989843469737676123744200253843777078640893494450108026446304269499187921167194841628860392837535918200039206381557326219209014213335878306791577877829121087126122536729803237260434173178506889763247582601711514636284849020905456510092687857156096"),
+        ];
+        for &(old, by, want) in cases {
+            match old {
+                Some(v) => assert_eq!(c.cmd(0, &["SET", "f", v]), "+OK\r\n"),
+                None => drop(c.cmd(0, &["DEL", "f"])),
+            }
+            let reply = format!("${}\r\n{want}\r\n", want.len());
+            assert_eq!(
+                c.cmd(0, &["INCRBYFLOAT", "f", by]),
+                reply,
+                "{old:?} + {by:?}"
+            );
+            assert_eq!(c.cmd(0, &["GET", "f"]), reply);
+        }
+        // Beyond the f64 range.
+        assert_eq!(c.cmd(0, &["SET", "f", "1.7976931348623157e308"]), "+OK\r\n");
+        let sum = c.cmd(0, &["INCRBYFLOAT", "f", "1.7976931348623157e308"]);
+        assert!(sum.starts_with("$309\r\n3595386269724631399918420935482088680967"));
+        assert!(sum.ends_with("4933726679072768\r\n"), "{sum}");
+        assert_eq!(c.cmd(0, &["DEL", "f"]), ":1\r\n");
+        let big = c.cmd(0, &["INCRBYFLOAT", "f", "1e400"]);
+        assert!(big.starts_with("$401\r\n1000000000000000000028188068394758651"));
+        assert!(big.ends_with("343732497430221946880\r\n"), "{big}");
+        for (old, by, want) in [
+            ("0", "inf", nan_inf),
+            ("0", "-INFINITY", nan_inf),
+            ("1.18973149535723176502e+4932", "1e4913", nan_inf),
+            ("0", "1e5000", not_float),
+            ("0", "-1e-5000", not_float),
+            ("0", "1.18973149535723176508e+4932", not_float),
+            ("0", "0x1p-16446", not_float),
+            ("0", "0x1.0000000000000001p-16446", not_float),
+            ("0", "infinit", not_float),
+            ("0", "0x1p", not_float),
+            ("1e5000", "1", not_float),
+        ] {
+            assert_eq!(c.cmd(0, &["SET", "g", old]), "+OK\r\n");
+            assert_eq!(
+                c.cmd(0, &["INCRBYFLOAT", "g", by]),
+                want,
+                "{old:?} + {by:?}"
+            );
+            assert_eq!(
+                c.cmd(0, &["GET", "g"]),
+                format!("${}\r\n{old}\r\n", old.len())
+            );
+        }
     }
 
     #[test]

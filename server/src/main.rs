@@ -116,6 +116,29 @@ fn bind_all(cfg: &Config, workers: usize) -> Result<Vec<Vec<TcpListener>>, Strin
     Ok(per_worker)
 }
 
+/// SIGTERM and SIGINT shut the server down in order, as in Redis (a
+/// second signal while shutting down exits at once).
+fn watch_signals(shared: Arc<Shared>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = false;
+            for sig in signals.forever() {
+                let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                if seen {
+                    log::warning(&format!("You insist... exiting now ({name})."));
+                    std::process::exit(1);
+                }
+                seen = true;
+                log::warning(&format!("Received {name} scheduling shutdown..."));
+                shared.request_shutdown();
+            }
+        })?;
+    Ok(())
+}
+
 fn run(cfg: Config) -> i32 {
     if let Some(level) = log::parse_level(cfg.loglevel.name()) {
         log::set_level(level);
@@ -175,6 +198,10 @@ fn run(cfg: Config) -> i32 {
         (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
     let (shutdown_tx, shutdown_rx) = std::sync::mpsc::channel();
     let shared = Shared::new(cfg, senders, shutdown_tx);
+    if let Err(e) = watch_signals(Arc::clone(&shared)) {
+        log::warning(&format!("Can't install signal handlers: {e}"));
+        return 1;
+    }
 
     for (id, (rx, mine)) in receivers.into_iter().zip(listeners).enumerate() {
         let shared = Arc::clone(&shared);

@@ -287,6 +287,21 @@ impl Running {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The exit status, once the process has ended.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Sends a signal by PID with kill(1), e.g. `signal("TERM")`.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill(1)");
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
+    }
+
     /// Everything the process wrote to stdout and stderr so far.
     pub fn output(&self) -> String {
         self.output_tail(usize::MAX)

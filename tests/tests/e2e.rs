@@ -1145,6 +1145,29 @@ fn shutdown_nosave_stops_the_process() {
     });
 }
 
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let mut server = ServerProc::start(&[]);
+    let mut conn = server.conn();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut conn)
+        .unwrap();
+    server.signal("TERM");
+    wait_until(Duration::from_secs(10), "the process to exit", || {
+        !server.is_running()
+    });
+    let status = server.exit_status().expect("exited");
+    assert!(status.success(), "exit status {status:?}");
+    let log = server.output();
+    assert!(
+        log.contains("Received SIGTERM scheduling shutdown..."),
+        "{log}"
+    );
+    assert!(log.contains("ready to exit, bye bye"), "{log}");
+}
+
 // ---------------------------------------------------------------- protocol
 
 #[test]

@@ -285,6 +285,28 @@ pub fn group_by_shard(
     groups
 }
 
+/// Runs `f` on `shard` and hands back its value: for cross-shard commands
+/// that move data between shards (RENAME's entry, SCAN's position) rather
+/// than build a reply. None if the shard could not run it.
+pub async fn run_value<T: Send + 'static>(
+    c: &dyn Cluster,
+    shard: usize,
+    f: impl FnOnce(&mut Shard) -> T + Send + 'static,
+) -> Option<T> {
+    // The job runs on the shard's thread; the value comes back over a
+    // channel that is read only after the job has finished.
+    let (tx, rx) = std::sync::mpsc::channel();
+    c.run(
+        shard,
+        Box::new(move |sh| {
+            let _ = tx.send(f(sh));
+            Reply::Ok
+        }),
+    )
+    .await;
+    rx.try_recv().ok()
+}
+
 /// Awaits a set of futures created up front (their jobs already run
 /// concurrently), in order.
 pub async fn join_all<'a>(futs: Vec<LocalBoxFuture<'a, Reply>>) -> Vec<Reply> {

@@ -9,11 +9,9 @@
 //! everything), so a position that was a page boundary stays one, and a key
 //! present for the whole iteration is returned exactly once.
 
-use std::sync::mpsc;
-
 use crate::command::flags::*;
 use crate::command::{
-    group_by_shard, join_all, Args, Cluster, CommandSpec, CrossFn, Exec, LocalBoxFuture,
+    group_by_shard, join_all, run_value, Args, Cluster, CommandSpec, CrossFn, Exec, LocalBoxFuture,
 };
 use crate::error::{CmdResult, Error};
 use crate::families::server::on_every_shard;
@@ -550,20 +548,8 @@ async fn rename_across(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>, nx: bool)
             return Reply::Int(0);
         }
     }
-    let (tx, rx) = mpsc::channel::<Entry>();
-    let take = move |sh: &mut Shard| match sh.ctx(db).remove(&src) {
-        Some(entry) => match tx.send(entry) {
-            Ok(()) => Reply::Ok,
-            Err(_) => Reply::Error(Error::msg("ERR rename lost its value")),
-        },
-        None => Reply::Error(Error::NoSuchKey),
-    };
-    let taken = c.run(from, Box::new(take)).await;
-    let Ok(entry) = rx.try_recv() else {
-        return match taken {
-            Reply::Error(e) => Reply::Error(e),
-            _ => Reply::Error(Error::NoSuchKey),
-        };
+    let Some(Some(entry)) = run_value(c, from, move |sh| sh.ctx(db).remove(&src)).await else {
+        return Reply::Error(Error::NoSuchKey);
     };
     let put = move |sh: &mut Shard| {
         let mut ctx = sh.ctx(db);
@@ -782,27 +768,16 @@ fn scan(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_, Re
                     count: want,
                     ..(*o).clone()
                 };
-                let (next, seen, found) = scan_shard(sh, db, pos, &o);
-                Reply::Array(vec![
-                    next.map_or(Reply::Nil, |p| Reply::Bulk(p.to_le_bytes().to_vec())),
-                    Reply::Int(seen as i64),
-                    Reply::Array(found),
-                ])
+                scan_shard(sh, db, pos, &o)
             };
-            let Reply::Array(mut parts) = c.run(shard, Box::new(job)).await else {
+            let Some((after, seen, found)) = run_value(c, shard, job).await else {
                 break 0;
             };
-            if let Some(Reply::Array(found)) = parts.pop() {
-                keys.extend(found);
-            }
-            examined += parts.pop().and_then(|r| r.as_int()).unwrap_or(0) as usize;
-            match parts.pop() {
-                Some(Reply::Bulk(p)) if p.len() == 8 => {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&p);
-                    break (u64::from_le_bytes(b) & !CURSOR_SHARD_MASK) | shard as u64;
-                }
-                _ => {
+            keys.extend(found);
+            examined += seen;
+            match after {
+                Some(p) => break (p & !CURSOR_SHARD_MASK) | shard as u64,
+                None => {
                     shard += 1;
                     pos = 0;
                     if shard >= n {

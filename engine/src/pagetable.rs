@@ -20,8 +20,10 @@ use hashbrown::HashTable;
 
 use crate::value::{Entry, Value};
 
-/// A page splits when it holds more entries than this.
-pub const PAGE_CAPACITY: usize = 128;
+/// A page splits when it holds more entries than this. 112 is what a
+/// 128-bucket hash table holds at its 7/8 load limit, so a page's table
+/// never grows to 256 buckets only to be half emptied by the split.
+pub const PAGE_CAPACITY: usize = 112;
 /// Pages never get deeper than this, so a page boundary is always a multiple
 /// of 2^16 in hash space (SCAN cursors rely on it).
 pub const MAX_DEPTH: u8 = 48;
@@ -353,6 +355,11 @@ impl PageTable {
         old.depth = depth + 1;
         old.modified_epoch = epoch;
         let moved: Vec<Entry> = old.entries.extract_if(|e| e.hash & bit != 0).collect();
+        // Each half holds about half the entries: give the moved ones a table
+        // of their size and give back what the old half no longer needs.
+        hi.entries.reserve(moved.len(), |x| table_hash(x.hash));
+        let remaining = old.entries.len();
+        old.entries.shrink_to(remaining, |x| table_hash(x.hash));
         for e in moved {
             if e.is_volatile() {
                 old.volatile -= 1;

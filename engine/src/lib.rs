@@ -14,6 +14,8 @@
 //!   context commands run in.
 //! - [`command`]: the command table (arity, keys, flags, execution kind),
 //!   lookup, and the [`command::Cluster`] interface cross-shard commands use.
+//! - [`docs`]: COMMAND DOCS: Redis 7.0's docs of every command (argument
+//!   trees parsed from compact syntax strings), which redis-cli's hints use.
 //! - [`families`]: one module per command family, each with its table.
 //! - [`error`] / [`reply`]: error texts in one place; owned replies for
 //!   results merged across shards.
@@ -25,6 +27,7 @@
 #![deny(unsafe_code)]
 
 pub mod command;
+pub mod docs;
 pub mod error;
 pub mod families;
 pub mod glob;

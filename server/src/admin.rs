@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use engine::command::{self, flags, Args};
+use engine::docs;
 use engine::resp::{self, parse_i64};
 use engine::{CommandSpec, Error, Reply};
 
@@ -425,15 +426,16 @@ fn command_info(spec: &CommandSpec) -> Reply {
     ])
 }
 
-fn command_docs(spec: &CommandSpec) -> Reply {
-    Reply::Array(vec![
-        Reply::Bulk(b"summary".to_vec()),
-        Reply::Bulk(spec.summary.as_bytes().to_vec()),
-        Reply::Bulk(b"since".to_vec()),
-        Reply::Bulk(b"1.0.0".to_vec()),
-        Reply::Bulk(b"group".to_vec()),
-        Reply::Bulk(spec.group.as_bytes().to_vec()),
-    ])
+/// COMMAND DOCS entries in Redis 7.0's RESP2 shape (see `engine::docs`):
+/// for every command, or for the names given (`get`, `client|kill`), the
+/// unknown ones left out as Redis does.
+fn command_docs(names: Option<Args<'_>>) -> Vec<(&'static str, Reply)> {
+    match names {
+        None => command::all_commands()
+            .map(|spec| (spec.name, docs::command_docs(spec)))
+            .collect(),
+        Some(args) => args.iter().skip(2).filter_map(docs::lookup).collect(),
+    }
 }
 
 fn command_cmd(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
@@ -465,15 +467,11 @@ fn command_cmd(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
             }
         }
     } else if is("docs") {
-        let specs: Vec<&CommandSpec> = if args.len() == 2 {
-            command::all_commands().collect()
-        } else {
-            args.iter().skip(2).filter_map(command::lookup).collect()
-        };
-        resp::write_array_len(out, specs.len() * 2);
-        for s in specs {
-            resp::write_bulk(out, s.name.as_bytes());
-            command_docs(s).write_to(out);
+        let entries = command_docs((args.len() > 2).then_some(args));
+        resp::write_array_len(out, entries.len() * 2);
+        for (name, entry) in entries {
+            resp::write_bulk(out, name.as_bytes());
+            entry.write_to(out);
         }
     } else if is("list") && args.len() == 2 {
         let names: Vec<Reply> = command::all_commands()

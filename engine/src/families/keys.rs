@@ -67,7 +67,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         -2,
         WRITE,
         (1, -1, 1),
-        "Deletes one or more keys.",
+        "Delete a key",
         Exec::Keys {
             shard: del,
             cross: del_cross,
@@ -78,7 +78,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         -2,
         WRITE | FAST,
         (1, -1, 1),
-        "Asynchronously deletes one or more keys.",
+        "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking.",
         Exec::Keys {
             shard: del,
             cross: del_cross,
@@ -89,7 +89,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         -2,
         READONLY | FAST,
         (1, -1, 1),
-        "Determines whether one or more keys exist.",
+        "Determine if a key exists",
         Exec::Keys {
             shard: exists,
             cross: exists_cross,
@@ -100,7 +100,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         -2,
         READONLY | FAST,
         (1, -1, 1),
-        "Returns the number of existing keys out of those specified after updating the time they were last accessed.",
+        "Alters the last access time of a key(s). Returns the number of existing keys specified.",
         Exec::Keys {
             shard: exists,
             cross: exists_cross,
@@ -111,7 +111,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         2,
         READONLY | FAST,
         (1, 1, 1),
-        "Determines the type of value stored at a key.",
+        "Determine the type stored at key",
         Exec::Shard(type_cmd),
     ),
     cmd(
@@ -119,7 +119,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         -3,
         WRITE | FAST,
         (1, 1, 1),
-        "Sets the expiration time of a key in seconds.",
+        "Set a key's time to live in seconds",
         Exec::Shard(expire),
     ),
     cmd(
@@ -127,7 +127,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         -3,
         WRITE | FAST,
         (1, 1, 1),
-        "Sets the expiration time of a key in milliseconds.",
+        "Set a key's time to live in milliseconds",
         Exec::Shard(pexpire),
     ),
     cmd(
@@ -135,7 +135,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         -3,
         WRITE | FAST,
         (1, 1, 1),
-        "Sets the expiration time of a key to a Unix timestamp.",
+        "Set the expiration for a key as a UNIX timestamp",
         Exec::Shard(expireat),
     ),
     cmd(
@@ -143,7 +143,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         -3,
         WRITE | FAST,
         (1, 1, 1),
-        "Sets the expiration time of a key to a Unix milliseconds timestamp.",
+        "Set the expiration for a key as a UNIX timestamp specified in milliseconds",
         Exec::Shard(pexpireat),
     ),
     cmd(
@@ -151,7 +151,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         2,
         READONLY | FAST,
         (1, 1, 1),
-        "Returns the expiration time in seconds of a key.",
+        "Get the time to live for a key in seconds",
         Exec::Shard(ttl),
     ),
     cmd(
@@ -159,7 +159,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         2,
         READONLY | FAST,
         (1, 1, 1),
-        "Returns the expiration time in milliseconds of a key.",
+        "Get the time to live for a key in milliseconds",
         Exec::Shard(pttl),
     ),
     cmd(
@@ -167,7 +167,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         2,
         READONLY | FAST,
         (1, 1, 1),
-        "Returns the expiration time of a key as a Unix timestamp.",
+        "Get the expiration Unix timestamp for a key",
         Exec::Shard(expiretime),
     ),
     cmd(
@@ -175,7 +175,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         2,
         READONLY | FAST,
         (1, 1, 1),
-        "Returns the expiration time of a key as a Unix milliseconds timestamp.",
+        "Get the expiration Unix timestamp for a key in milliseconds",
         Exec::Shard(pexpiretime),
     ),
     cmd(
@@ -183,7 +183,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         2,
         WRITE | FAST,
         (1, 1, 1),
-        "Removes the expiration time of a key.",
+        "Remove the expiration from a key",
         Exec::Shard(persist),
     ),
     cmd(
@@ -191,7 +191,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         3,
         WRITE,
         (1, 2, 1),
-        "Renames a key and overwrites the destination.",
+        "Rename a key",
         Exec::Keys {
             shard: rename,
             cross: rename_cross,
@@ -202,7 +202,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         3,
         WRITE | FAST,
         (1, 2, 1),
-        "Renames a key only when the target key name doesn't exist.",
+        "Rename a key, only if the new key does not exist",
         Exec::Keys {
             shard: renamenx,
             cross: renamenx_cross,
@@ -212,7 +212,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         "keys",
         2,
         READONLY,
-        "Returns all key names that match a pattern.",
+        "Find all keys matching the given pattern",
         keys_cmd,
         true,
     ),
@@ -220,7 +220,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         "scan",
         -2,
         READONLY,
-        "Iterates over the key names in the database.",
+        "Incrementally iterate the keys space",
         scan,
         false,
     ),
@@ -228,7 +228,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         "randomkey",
         1,
         READONLY,
-        "Returns a random key name from the database.",
+        "Return a random key from the keyspace",
         randomkey,
         false,
     ),

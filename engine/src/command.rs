@@ -339,6 +339,15 @@ mod tests {
     }
 
     #[test]
+    fn groups_are_redis_groups() {
+        let known = ["connection", "server", "string", "generic"];
+        for c in all_commands() {
+            assert!(known.contains(&c.group), "{}: group {:?}", c.name, c.group);
+            assert!(!c.summary.is_empty(), "{} has no summary", c.name);
+        }
+    }
+
+    #[test]
     fn lookup_is_case_insensitive() {
         assert_eq!(lookup(b"GeT").map(|c| c.name), Some("get"));
         assert!(lookup(b"nosuchcommand").is_none());

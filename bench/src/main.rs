@@ -1,274 +1,342 @@
-//! `bench`: a small closed-loop load generator speaking RESP over TCP.
+//! `bench`: command line over the load generator in the `bench` library.
 //!
-//! Each client is one connection that keeps `--pipeline` requests in
-//! flight, mixing SET and GET by `--ratio`, over keys drawn uniformly from
-//! `--key-min..=--key-max`. Latency of every request (from the write of its
-//! pipeline batch to the read of its reply) goes into an HdrHistogram per
-//! command. The side-by-side scenarios against Redis come with M1.2; until
-//! then BENCHMARKS.md uses redis-benchmark.
+//! `bench load [flags]` (or just `bench [flags]`) runs one load and prints
+//! per-command throughput and latency percentiles and a per-second
+//! timeline; `--json FILE` writes all of it. See `bench load --help`.
 
 #![deny(unsafe_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::Parser;
-use hdrhistogram::Histogram;
+use bench::spec::{name_commands, parse_weights};
+use bench::{CommandTemplate, KeyPattern, LoadReport, LoadSpec, Progress, Range, StopAfter};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-#[derive(Parser, Debug, Clone)]
-#[command(version, about = "RESP load generator (SET/GET mix)")]
-struct Opts {
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "RESP load generator (in the spirit of memtier_benchmark and redis-benchmark)",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Without a subcommand, the flags of `bench load`.
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one load against a server and report throughput and latency.
+    Load(LoadArgs),
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum PatternArg {
+    Uniform,
+    Sequential,
+    Gaussian,
+    Zipf,
+}
+
+#[derive(Args, Debug, Clone)]
+struct LoadArgs {
     /// Server host.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// Server port.
-    #[arg(long, default_value_t = 6379)]
+    #[arg(long, short = 'p', default_value_t = 6379)]
     port: u16,
-    /// Client threads.
-    #[arg(long, default_value_t = 1)]
+    /// OS threads; each runs an event loop over its `--clients` connections.
+    #[arg(long, short = 't', default_value_t = 1)]
     threads: usize,
-    /// Connections per thread group (every connection runs on its own OS
-    /// thread; `--threads` x `--clients` connections in all).
-    #[arg(long, default_value_t = 50)]
+    /// Connections per thread (`--threads` x `--clients` in all).
+    #[arg(long, short = 'c', default_value_t = 50)]
     clients: usize,
-    /// Requests in flight per connection.
-    #[arg(long, default_value_t = 1)]
+    /// Requests written together per batch on each connection; the next
+    /// batch goes out when every reply of this one is in.
+    #[arg(long, short = 'P', default_value_t = 1)]
     pipeline: usize,
-    /// Total requests (over all connections).
-    #[arg(long, default_value_t = 100_000)]
-    requests: u64,
-    /// SET:GET ratio, e.g. 1:10.
-    #[arg(long, default_value = "1:1")]
-    ratio: String,
+    /// Total requests/s over all connections, paced per connection. Latency
+    /// then counts from each batch's scheduled time, including any wait
+    /// behind earlier slow replies (no coordinated omission) but not the
+    /// generator's own timer lag, shown apart as "send lag". Without it:
+    /// as fast as the server answers.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Total requests over all connections [default: 100000 unless
+    /// --duration is given].
+    #[arg(long, short = 'n')]
+    requests: Option<u64>,
+    /// Run for this many seconds (after all connections are up). With
+    /// --requests too, whichever ends first.
+    #[arg(long, short = 'd')]
+    duration: Option<f64>,
+    /// SET:GET weights of the built-in mix, e.g. 1:10 [default: 1:1].
+    /// Not allowed with --command.
+    #[arg(long)]
+    ratio: Option<String>,
+    /// Arbitrary command, repeatable, e.g. "HSET h:__key__ f __data__";
+    /// `__key__` becomes the key, `__data__` a value of --data-size bytes.
+    /// Arguments are split on whitespace. Replaces the SET/GET mix.
+    #[arg(long = "command", value_name = "TEMPLATE")]
+    commands: Vec<String>,
+    /// Weights of the --command templates in order, e.g. 1:3 [default: all
+    /// equal].
+    #[arg(long, value_name = "A:B:...")]
+    command_ratio: Option<String>,
     /// Smallest key number.
     #[arg(long, default_value_t = 0)]
     key_min: u64,
     /// Largest key number.
     #[arg(long, default_value_t = 999_999)]
     key_max: u64,
-    /// Key prefix.
+    /// Prefix before the key number.
     #[arg(long, default_value = "key:")]
     key_prefix: String,
+    /// How keys are drawn: uniform; sequential (one counter for all
+    /// connections, wrapping at --key-max: N requests over N keys touch
+    /// each once); gaussian (mean at the middle, see --key-stddev); zipf
+    /// (--key-min hottest, see --zipf-exponent).
+    #[arg(long, value_enum, default_value = "uniform")]
+    key_pattern: PatternArg,
+    /// Gaussian standard deviation as a fraction of the key range's width.
+    #[arg(long, default_value_t = 0.1667)]
+    key_stddev: f64,
+    /// Zipf exponent (probability of rank k proportional to k^-s).
+    #[arg(long, default_value_t = 0.99)]
+    zipf_exponent: f64,
     /// Value size in bytes.
-    #[arg(long, default_value_t = 64)]
-    data_size: usize,
+    #[arg(long, default_value_t = 64, conflicts_with = "data_size_range")]
+    data_size: u64,
+    /// Value size drawn uniformly per request from MIN-MAX bytes.
+    #[arg(long, value_name = "MIN-MAX")]
+    data_size_range: Option<String>,
+    /// Built-in SETs get `EX` with seconds drawn uniformly from MIN-MAX.
+    #[arg(long, value_name = "MIN-MAX")]
+    expiry_range: Option<String>,
+    /// Give up when a reply takes longer than this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Seed of the random streams (with the same seed, each connection draws
+    /// the same sequence of commands, keys and sizes).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the full report (spec, per-command results, timeline) here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// No per-second timeline on stdout (it is still in --json).
+    #[arg(long)]
+    no_timeline: bool,
+    /// No progress line on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
 }
 
-/// Parses "S:G" into (sets, gets).
-fn parse_ratio(s: &str) -> Result<(u32, u32), String> {
-    let (a, b) = s
-        .split_once(':')
-        .ok_or("ratio must look like SET:GET, e.g. 1:10")?;
-    let a: u32 = a.trim().parse().map_err(|_| format!("bad ratio '{s}'"))?;
-    let b: u32 = b.trim().parse().map_err(|_| format!("bad ratio '{s}'"))?;
-    if a + b == 0 {
-        return Err("ratio must not be 0:0".into());
-    }
-    Ok((a, b))
+fn seconds(flag: &str, s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("{flag} {s} is not a number of seconds"))
 }
 
-/// xorshift64*, seeded per connection.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
-fn write_bulk(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
-    out.extend_from_slice(b);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Reads one RESP reply (any type) and discards it.
-fn read_reply(r: &mut BufReader<TcpStream>, line: &mut Vec<u8>) -> std::io::Result<()> {
-    line.clear();
-    r.read_until(b'\n', line)?;
-    if line.is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "server closed",
-        ));
-    }
-    let n: i64 = std::str::from_utf8(&line[1..line.len().saturating_sub(2)])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    match line[0] {
-        b'$' if n >= 0 => {
-            let mut skip = vec![0u8; n as usize + 2];
-            r.read_exact(&mut skip)?;
-        }
-        b'*' if n > 0 => {
-            for _ in 0..n {
-                read_reply(r, line)?;
-            }
-        }
-        b'-' => {
-            return Err(std::io::Error::other(
-                String::from_utf8_lossy(line).into_owned(),
-            ));
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-struct Totals {
-    set: Histogram<u64>,
-    get: Histogram<u64>,
-}
-
-fn new_hist() -> Histogram<u64> {
-    // 1 us .. 60 s, 3 significant digits.
-    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap())
-}
-
-fn client(opts: &Opts, id: u64, budget: &AtomicU64, stop: &AtomicBool) -> std::io::Result<Totals> {
-    let (sets, gets) = parse_ratio(&opts.ratio).map_err(std::io::Error::other)?;
-    let stream = TcpStream::connect((opts.host.as_str(), opts.port))?;
-    stream.set_nodelay(true)?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0xA24B_AED4_963E_E407));
-    let value = vec![b'x'; opts.data_size];
-    let mut totals = Totals {
-        set: new_hist(),
-        get: new_hist(),
-    };
-    let mut out = Vec::new();
-    let mut kinds = Vec::with_capacity(opts.pipeline);
-    let mut line = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let want = opts.pipeline as u64;
-        let got = budget
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                b.checked_sub(want.min(b).max(1))
-            })
-            .map_or(0, |before| want.min(before));
-        if got == 0 {
-            break;
-        }
-        out.clear();
-        kinds.clear();
-        for _ in 0..got {
-            let key = format!(
-                "{}{}",
-                opts.key_prefix,
-                rng.range(opts.key_min, opts.key_max)
-            );
-            let is_set = rng.next() % u64::from(sets + gets) < u64::from(sets);
-            if is_set {
-                out.extend_from_slice(b"*3\r\n$3\r\nSET\r\n");
-                write_bulk(&mut out, key.as_bytes());
-                write_bulk(&mut out, &value);
-            } else {
-                out.extend_from_slice(b"*2\r\n$3\r\nGET\r\n");
-                write_bulk(&mut out, key.as_bytes());
-            }
-            kinds.push(is_set);
-        }
-        let start = Instant::now();
-        writer.write_all(&out)?;
-        for &is_set in &kinds {
-            read_reply(&mut reader, &mut line)?;
-            let us = start.elapsed().as_micros().max(1) as u64;
-            let h = if is_set {
-                &mut totals.set
-            } else {
-                &mut totals.get
+impl LoadArgs {
+    fn to_spec(&self) -> Result<LoadSpec, String> {
+        let commands = if self.commands.is_empty() {
+            let w = parse_weights(self.ratio.as_deref().unwrap_or("1:1"))?;
+            let [sets, gets] = w[..] else {
+                return Err(format!("--ratio wants SET:GET, got {} weights", w.len()));
             };
-            let _ = h.record(us.min(60_000_000));
-        }
+            LoadSpec::set_get(sets, gets).commands
+        } else {
+            if self.ratio.is_some() {
+                return Err("--ratio is for the SET/GET mix; use --command-ratio".into());
+            }
+            let weights = match &self.command_ratio {
+                Some(r) => parse_weights(r)?,
+                None => vec![1; self.commands.len()],
+            };
+            if weights.len() != self.commands.len() {
+                return Err(format!(
+                    "--command-ratio has {} weights for {} --command",
+                    weights.len(),
+                    self.commands.len()
+                ));
+            }
+            let mut cmds = self
+                .commands
+                .iter()
+                .zip(weights)
+                .map(|(t, w)| CommandTemplate::parse(t, w))
+                .collect::<Result<Vec<_>, _>>()?;
+            name_commands(&mut cmds);
+            cmds
+        };
+        let key_pattern = match self.key_pattern {
+            PatternArg::Uniform => KeyPattern::Uniform,
+            PatternArg::Sequential => KeyPattern::Sequential,
+            PatternArg::Gaussian => KeyPattern::Gaussian {
+                stddev: self.key_stddev,
+            },
+            PatternArg::Zipf => KeyPattern::Zipf {
+                exponent: self.zipf_exponent,
+            },
+        };
+        let requests = match (self.requests, self.duration) {
+            (None, None) => Some(100_000),
+            (r, _) => r,
+        };
+        let spec = LoadSpec {
+            host: self.host.clone(),
+            port: self.port,
+            threads: self.threads,
+            clients: self.clients,
+            pipeline: self.pipeline,
+            rate: self.rate,
+            stop: StopAfter {
+                requests,
+                duration: self
+                    .duration
+                    .map(|d| seconds("--duration", d))
+                    .transpose()?,
+            },
+            commands,
+            key_min: self.key_min,
+            key_max: self.key_max,
+            key_prefix: self.key_prefix.clone(),
+            key_pattern,
+            data_size: match &self.data_size_range {
+                Some(r) => Range::parse(r).map_err(|e| format!("--data-size-range {e}"))?,
+                None => Range::fixed(self.data_size),
+            },
+            expiry: self
+                .expiry_range
+                .as_deref()
+                .map(|r| Range::parse(r).map_err(|e| format!("--expiry-range {e}")))
+                .transpose()?,
+            reply_timeout: seconds("--timeout", self.timeout)?,
+            seed: self.seed,
+        };
+        spec.validate()?;
+        Ok(spec)
     }
-    Ok(totals)
 }
 
-fn report(name: &str, h: &Histogram<u64>, secs: f64) {
-    if h.is_empty() {
-        return;
+fn show_progress(p: &Progress) {
+    let mut line = format!(
+        "[{:>5.0}s] {:>11} requests  {:>10.0} req/s  {} errors",
+        p.elapsed.as_secs_f64(),
+        p.requests,
+        p.recent_rate,
+        p.errors
+    );
+    let mut done = 0.0f64;
+    if let Some(n) = p.target_requests {
+        done = done.max(p.requests as f64 / n as f64);
     }
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    if let Some(d) = p.target_duration {
+        done = done.max(p.elapsed.as_secs_f64() / d.as_secs_f64().max(1e-9));
+    }
+    line.push_str(&format!("  {:>3.0}%", (done * 100.0).min(100.0)));
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r{line}");
+    let _ = err.flush();
+}
+
+fn print_report(r: &LoadReport, timeline: bool) {
+    if timeline && !r.timeline.is_empty() {
+        println!(
+            "{:>6} {:>8} {:>12} {:>10} {:>10} {:>8}",
+            "second", "length", "req/s", "p50 ms", "p99 ms", "errors"
+        );
+        for s in &r.timeline {
+            println!(
+                "{:>6} {:>8.3} {:>12.0} {:>10.3} {:>10.3} {:>8}",
+                s.second, s.length, s.throughput, s.p50_ms, s.p99_ms, s.errors
+            );
+        }
+        println!();
+    }
     println!(
-        "{name:4} {:>10.0} req/s  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
-        h.len() as f64 / secs,
-        ms(0.5),
-        ms(0.9),
-        ms(0.99),
-        ms(0.999),
-        h.max() as f64 / 1000.0
+        "{:<8} {:>11} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "command",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms"
+    );
+    let rows = r.commands.iter().filter(|c| c.requests > 0);
+    for c in rows.chain(std::iter::once(&r.total)) {
+        let l = &c.latency_ms;
+        println!(
+            "{:<8} {:>11} {:>8} {:>12.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            c.name, c.requests, c.errors, c.throughput, l.p50, l.p90, l.p99, l.p99_9, l.max
+        );
+    }
+    for c in &r.commands {
+        if let Some(e) = &c.first_error {
+            println!("{}: {} error replies, first: {e}", c.name, c.errors);
+        }
+    }
+    if let Some(lag) = &r.send_lag_ms {
+        println!(
+            "send lag behind schedule: p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+            lag.p50, lag.p99, lag.max
+        );
+    }
+    println!(
+        "{} requests in {:.2} s over {} connections ({} threads x {}), pipeline {}",
+        r.total.requests,
+        r.duration_secs,
+        r.spec.connections(),
+        r.spec.threads,
+        r.spec.clients,
+        r.spec.pipeline
     );
 }
 
 fn main() {
-    let opts = Opts::parse();
-    if let Err(e) = parse_ratio(&opts.ratio) {
-        eprintln!("bench: {e}");
-        std::process::exit(2);
-    }
-    if opts.key_min > opts.key_max || opts.pipeline == 0 || opts.clients == 0 || opts.threads == 0 {
-        eprintln!("bench: need key-min <= key-max and pipeline, clients, threads >= 1");
-        std::process::exit(2);
-    }
-    let budget = Arc::new(AtomicU64::new(opts.requests));
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let mut handles = Vec::new();
-    for t in 0..opts.threads {
-        for c in 0..opts.clients {
-            let opts = opts.clone();
-            let budget = budget.clone();
-            let stop = stop.clone();
-            let id = (t * opts.clients + c) as u64;
-            handles.push(std::thread::spawn(move || {
-                client(&opts, id, &budget, &stop)
-            }));
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Load(a)) => a,
+        None => cli.load,
+    };
+    let spec = match args.to_spec() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(2);
         }
-    }
-    let mut set = new_hist();
-    let mut get = new_hist();
-    let mut failed = false;
-    for h in handles {
-        match h.join() {
-            Ok(Ok(t)) => {
-                let _ = set.add(&t.set);
-                let _ = get.add(&t.get);
-            }
-            Ok(Err(e)) => {
-                eprintln!("bench: client failed: {e}");
-                stop.store(true, Ordering::Relaxed);
-                failed = true;
-            }
-            Err(_) => failed = true,
+    };
+    let quiet = args.quiet;
+    let result = bench::run(&spec, |p| {
+        if !quiet {
+            show_progress(p);
         }
+    });
+    if !quiet {
+        eprintln!();
     }
-    let secs = start
-        .elapsed()
-        .as_secs_f64()
-        .max(Duration::from_micros(1).as_secs_f64());
-    report("SET", &set, secs);
-    report("GET", &get, secs);
-    println!(
-        "total {:.0} req/s over {:.2} s",
-        (set.len() + get.len()) as f64 / secs,
-        secs
-    );
-    if failed {
-        std::process::exit(1);
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(1);
+        }
+    };
+    print_report(&report, !args.no_timeline);
+    if let Some(path) = &args.json {
+        let written = serde_json::to_vec_pretty(&report)
+            .map_err(|e| e.to_string())
+            .and_then(|j| std::fs::write(path, j).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("bench: writing {}: {e}", path.display());
+            std::process::exit(1);
+        }
     }
 }
 
@@ -276,19 +344,76 @@ fn main() {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ratio_parsing() {
-        assert_eq!(parse_ratio("1:10"), Ok((1, 10)));
-        assert!(parse_ratio("0:0").is_err());
-        assert!(parse_ratio("x").is_err());
+    fn spec(args: &[&str]) -> Result<LoadSpec, String> {
+        let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+        match cli.command {
+            Some(Command::Load(a)) => a.to_spec(),
+            None => cli.load.to_spec(),
+        }
     }
 
     #[test]
-    fn rng_stays_in_range() {
-        let mut r = Rng(42);
-        for _ in 0..10_000 {
-            let v = r.range(5, 9);
-            assert!((5..=9).contains(&v));
+    fn flags_work_with_and_without_the_subcommand() {
+        for args in [
+            &["bench", "load", "-p", "7000", "--ratio", "1:10", "-P", "16"][..],
+            &["bench", "-p", "7000", "--ratio", "1:10", "-P", "16"],
+        ] {
+            let s = spec(args).expect("valid flags");
+            assert_eq!((s.port, s.pipeline), (7000, 16));
+            let w: Vec<u32> = s.commands.iter().map(|c| c.weight).collect();
+            assert_eq!(w, [1, 10]);
+            assert_eq!(s.stop.requests, Some(100_000), "default request count");
+        }
+    }
+
+    #[test]
+    fn workload_flags_become_the_spec() {
+        let s = spec(&[
+            "bench",
+            "load",
+            "--command",
+            "HSET h:__key__ f __data__",
+            "--command",
+            "hget h:__key__ f",
+            "--command-ratio",
+            "1:3",
+            "--key-pattern",
+            "zipf",
+            "--zipf-exponent",
+            "1.2",
+            "--data-size-range",
+            "10-20",
+            "--duration",
+            "2.5",
+        ])
+        .expect("valid flags");
+        let names: Vec<&str> = s.commands.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["HSET", "HGET"]);
+        assert_eq!(s.commands[1].weight, 3);
+        assert_eq!(s.key_pattern, KeyPattern::Zipf { exponent: 1.2 });
+        assert_eq!(s.data_size, Range { min: 10, max: 20 });
+        assert_eq!(s.stop.requests, None, "duration alone bounds the run");
+        assert_eq!(s.stop.duration, Some(Duration::from_millis(2_500)));
+    }
+
+    #[test]
+    fn inconsistent_flags_are_refused() {
+        for args in [
+            &["bench", "--ratio", "1:2:3"][..],
+            &["bench", "--command", "GET __key__", "--ratio", "1:1"],
+            &[
+                "bench",
+                "--command",
+                "GET __key__",
+                "--command-ratio",
+                "1:1",
+            ],
+            &["bench", "--data-size", "5", "--data-size-range", "1-9"],
+            &["bench", "--expiry-range", "9-1"],
+            &["bench", "--key-min", "10", "--key-max", "1"],
+            &["bench", "--duration", "-1"],
+        ] {
+            assert!(spec(args).is_err(), "{args:?} accepted");
         }
     }
 }

@@ -18,6 +18,9 @@
 //!
 //! - [`chart`]: plain SVG line charts (panels over a shared time axis, with
 //!   event markers) for scenario results.
+//! - [`scenario`]: `bench scenario NAME`: kv-server and redis-server side by
+//!   side (throughput, durability, snapshot-under-load), each started on
+//!   loopback ports in a scratch directory and stopped at the end.
 //!
 //! The `bench` binary is a thin command line over [`run`]; the scenarios of
 //! M1.2 call [`run`] as a library.
@@ -28,6 +31,7 @@ pub mod chart;
 pub mod keys;
 pub mod load;
 pub mod resp;
+pub mod scenario;
 pub mod spec;
 pub mod stats;
 

@@ -3,6 +3,10 @@
 //! `bench load [flags]` (or just `bench [flags]`) runs one load and prints
 //! per-command throughput and latency percentiles and a per-second
 //! timeline; `--json FILE` writes all of it. See `bench load --help`.
+//!
+//! `bench scenario NAME [flags]` starts kv-server and redis-server and
+//! compares them (throughput, durability, snapshot-under-load); see
+//! `bench scenario --help` and the `bench::scenario` module.
 
 #![deny(unsafe_code)]
 
@@ -10,6 +14,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bench::scenario;
 use bench::spec::{name_commands, parse_weights};
 use bench::{CommandTemplate, KeyPattern, LoadReport, LoadSpec, Progress, Range, StopAfter};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -28,10 +33,45 @@ struct Cli {
     load: LoadArgs,
 }
 
+// Parsed once per process: the size difference of the variants is harmless.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run one load against a server and report throughput and latency.
     Load(LoadArgs),
+    /// Start kv-server and redis-server and compare them side by side;
+    /// writes <out>/<scenario>.json and .svg.
+    Scenario {
+        #[command(subcommand)]
+        name: ScenarioName,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ScenarioName {
+    /// SET and GET at pipeline 1 and 16, alternating runs (redis, ours, ...);
+    /// medians and the ratio ours/redis per row.
+    Throughput(scenario::throughput::ThroughputArgs),
+    /// The same SET load under appendfsync no / everysec / always.
+    Durability(scenario::durability::DurabilityArgs),
+    /// Memory, page cache, throughput and probe latency while a BGSAVE runs
+    /// under an overwrite load.
+    SnapshotUnderLoad(scenario::snapshot::SnapshotArgs),
+}
+
+fn run_scenario(name: &ScenarioName) -> ! {
+    let result = match name {
+        ScenarioName::Throughput(a) => scenario::throughput::run(a),
+        ScenarioName::Durability(a) => scenario::durability::run(a),
+        ScenarioName::SnapshotUnderLoad(a) => scenario::snapshot::run(a),
+    };
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("bench scenario: {e}");
+            std::process::exit(1);
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -303,6 +343,7 @@ fn main() {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Load(a)) => a,
+        Some(Command::Scenario { name }) => run_scenario(&name),
         None => cli.load,
     };
     let spec = match args.to_spec() {
@@ -348,6 +389,7 @@ mod tests {
         let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
         match cli.command {
             Some(Command::Load(a)) => a.to_spec(),
+            Some(Command::Scenario { .. }) => Err("a scenario".into()),
             None => cli.load.to_spec(),
         }
     }

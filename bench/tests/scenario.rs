@@ -1,0 +1,171 @@
+//! End to end: `bench scenario throughput` at a tiny size against the real
+//! kv-server (the debug build CI makes before the tests) and redis-server.
+//!
+//! - `KV_SERVER_BIN`: the server binary. Default:
+//!   `$CARGO_TARGET_DIR/debug/kv-server`, else `<workspace>/target/debug/kv-server`.
+//! - `CI=true`: a missing redis-server or kv-server fails the test instead of
+//!   skipping it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn kv_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("KV_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    };
+    target.join("debug").join("kv-server")
+}
+
+fn redis_installed() -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|d| d.join("redis-server").is_file())
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("bench-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The kv-server binary, or `None` (skip) when a needed binary is missing;
+/// under CI that fails instead.
+fn prerequisites() -> Option<PathBuf> {
+    let kv = kv_server_bin();
+    let missing = if !redis_installed() {
+        Some("redis-server is not installed (apt-get install redis-server)".to_string())
+    } else if !kv.is_file() {
+        Some(format!(
+            "{} is missing (cargo build -p server)",
+            kv.display()
+        ))
+    } else {
+        None
+    };
+    match missing {
+        Some(why) if ci() => panic!("{why}"),
+        Some(why) => {
+            eprintln!("skipping the scenario test: {why}");
+            None
+        }
+        None => Some(kv),
+    }
+}
+
+#[test]
+fn tiny_throughput_scenario_compares_both_servers() {
+    let Some(kv) = prerequisites() else {
+        return;
+    };
+    let out = TempDir::new("scenario-throughput");
+    let run = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args([
+            "scenario",
+            "throughput",
+            "--runs",
+            "1",
+            "--requests",
+            "2000",
+        ])
+        .arg("--server-bin")
+        .arg(&kv)
+        .arg("--out")
+        .arg(&out.0)
+        .output()
+        .expect("run bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    for row in ["SET P1 ", "SET P16", "GET P1 ", "GET P16"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(row) && l.contains("req/s")),
+            "no run line for {row}:\n{stdout}"
+        );
+    }
+
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.0.join("throughput.json")).expect("throughput.json"),
+    )
+    .expect("valid JSON");
+    let rows = json["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        for field in ["redis_median", "ours_median", "ratio"] {
+            let v = r[field].as_f64().unwrap_or(0.0);
+            assert!(v > 0.0, "{field} of {r} is not positive");
+        }
+    }
+    let figures = json["figures"].as_array().expect("figures");
+    assert_eq!(figures.len(), 8, "4 rows x 1 run x 2 servers");
+    let servers: Vec<&str> = figures
+        .iter()
+        .filter_map(|f| f["server"].as_str())
+        .collect();
+    assert_eq!(
+        servers,
+        ["redis", "kv-server"].repeat(4),
+        "runs alternate, redis first"
+    );
+    for f in figures {
+        assert_eq!(f["requests"].as_u64(), Some(2000), "{f}");
+        assert_eq!(f["errors"].as_u64(), Some(0), "{f}");
+    }
+    let svg = std::fs::read_to_string(out.0.join("throughput.svg")).expect("throughput.svg");
+    assert!(svg.starts_with("<svg") && svg.contains("SET pipeline 16"));
+    let leftovers: Vec<_> = std::fs::read_dir(&out.0)
+        .expect("out dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".scratch"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "scratch dir left behind: {leftovers:?}"
+    );
+}
+
+#[test]
+fn missing_redis_server_is_reported_clearly() {
+    let out = TempDir::new("scenario-no-redis");
+    let run = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["scenario", "throughput", "--runs", "1", "--requests", "10"])
+        .arg("--out")
+        .arg(&out.0)
+        .env("PATH", &out.0)
+        .env_remove("REDIS_SERVER_BIN")
+        .output()
+        .expect("run bench");
+    assert!(!run.status.success(), "must fail without redis-server");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("redis-server is not installed: apt-get install redis-server"),
+        "{stderr}"
+    );
+}

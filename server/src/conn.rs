@@ -90,6 +90,10 @@ impl Conn {
         let mut rbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut parser = Parser::new();
         let mut need = 0usize;
+        // One reference for the connection's life: cloning the Arc per read
+        // would bounce its count between the workers' caches.
+        let shared = self.worker.shared.clone();
+        let stats = &shared.stats[self.worker.id];
         loop {
             // Room for the next read: at least a chunk, or what a pending
             // bulk argument is known to need.
@@ -97,7 +101,7 @@ impl Conn {
             if rbuf.capacity() - rbuf.len() < want {
                 rbuf.reserve(want);
             }
-            let timeout = self.worker.shared.timeout_secs();
+            let timeout = shared.timeout_secs();
             let (res, buf) = if timeout > 0 {
                 match crate::runtime::timeout(Duration::from_secs(timeout), stream.read(rbuf)).await
                 {
@@ -115,8 +119,6 @@ impl Conn {
             if self.client.killed.load(Ordering::Relaxed) {
                 return;
             }
-            let shared = self.worker.shared.clone();
-            let stats = &shared.stats[self.worker.id];
             stats.net_input.fetch_add(n as u64, Ordering::Relaxed);
 
             let limit = shared.query_buffer_limit();
@@ -150,6 +152,10 @@ impl Conn {
                 let out = std::mem::take(&mut self.wbuf);
                 let (res, mut out) = stream.write_all(out).await;
                 out.clear();
+                // Keep a reply buffer, not the memory of one huge reply.
+                if out.capacity() > 64 * READ_CHUNK {
+                    out = Vec::with_capacity(READ_CHUNK);
+                }
                 self.wbuf = out;
                 if res.is_err() {
                     return;

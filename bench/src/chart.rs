@@ -9,7 +9,8 @@ use std::fmt::Write;
 #[derive(Debug, Clone)]
 pub struct Series {
     pub name: String,
-    /// (seconds since start, value) in time order.
+    /// (seconds since start, value) in time order. A non-finite value
+    /// leaves a gap: the line stops there and starts again after it.
     pub points: Vec<(f64, f64)>,
 }
 
@@ -184,15 +185,17 @@ impl Chart {
             for (j, s) in panel.series.iter().enumerate() {
                 let color = COLORS[j % COLORS.len()];
                 let mut d = String::new();
-                for (k, &(t, v)) in s.points.iter().filter(|p| p.1.is_finite()).enumerate() {
-                    let _ = write!(
-                        d,
-                        "{}{:.1},{:.1}",
-                        if k == 0 { "M" } else { " L" },
-                        x(t),
-                        y(v.min(ymax))
-                    );
+                let mut pen_down = false;
+                for &(t, v) in &s.points {
+                    if !v.is_finite() {
+                        pen_down = false;
+                        continue;
+                    }
+                    let cmd = if pen_down { " L" } else { " M" };
+                    let _ = write!(d, "{cmd}{:.1},{:.1}", x(t), y(v.min(ymax)));
+                    pen_down = true;
                 }
+                let d = d.trim_start();
                 let _ = write!(
                     out,
                     r#"<path d="{d}" fill="none" stroke="{color}" stroke-width="1.5"/><rect x="{}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
@@ -258,7 +261,9 @@ mod tests {
         assert_eq!(svg.matches("<path ").count(), 2);
         // The marker is drawn on both panels.
         assert_eq!(svg.matches("BGSAVE").count(), 2);
-        // NaN points are skipped, never written.
+        // A NaN point is a gap: never written, and the line restarts after it.
         assert!(!svg.contains("NaN"));
+        assert!(svg.contains(r#"<path d="M"#));
+        assert_eq!(svg.matches(" M").count(), 1, "{svg}");
     }
 }

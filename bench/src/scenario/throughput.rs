@@ -240,7 +240,12 @@ pub fn run(args: &ThroughputArgs) -> Result<()> {
                         points: figures
                             .iter()
                             .filter(|f| f.server == s && f.command == c && f.pipeline == p)
-                            .flat_map(|f| f.timeline.iter().copied())
+                            // A NaN point after each run breaks the line, so
+                            // runs are not joined across the other server's.
+                            .flat_map(|f| {
+                                let end = f.timeline.last().map_or(0.0, |p| p.0);
+                                f.timeline.iter().copied().chain([(end, f64::NAN)])
+                            })
                             .collect(),
                     })
                     .collect(),

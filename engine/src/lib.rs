@@ -22,6 +22,8 @@
 //! - [`glob`]: Redis's glob matching (KEYS, SCAN MATCH, CONFIG GET).
 //! - [`longdouble`]: x87 80-bit `long double` in software (INCRBYFLOAT's
 //!   parsing, addition and formatting, byte-identical to Redis on x86_64).
+//! - [`journal`]: the per-shard append-only log; today its on-disk record
+//!   format (framing, checksum, scanning with torn-tail detection).
 //! - [`testkit`]: an in-process cluster of shards for unit tests.
 
 #![deny(unsafe_code)]
@@ -31,6 +33,7 @@ pub mod docs;
 pub mod error;
 pub mod families;
 pub mod glob;
+pub mod journal;
 pub mod keyhash;
 pub mod longdouble;
 pub mod pagetable;

@@ -12,7 +12,7 @@
 //!
 //! A page's identity is its hash range `(prefix, depth)`, so a page written
 //! into a snapshot can replace that range wholesale on load, which also
-//! covers deletions. Every mutation goes through [`PageTable::page_for_write`],
+//! covers deletions. Every mutation goes through `PageTable::page_for_write`,
 //! the single place where epochs are maintained (and where copy-before-write
 //! will serialize a page that the running snapshot has not written yet).
 

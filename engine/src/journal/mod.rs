@@ -1,0 +1,25 @@
+//! # journal
+//!
+//! The per-shard append-only log (M1.3). Each shard appends the RESP text of
+//! the writes it executes, framed as checksummed records, to its own log.
+//!
+//! What is here today:
+//! - [`record`]: the on-disk record format: [`record::encode`] /
+//!   [`record::encode_command`] write one framed record into a buffer, and
+//!   [`record::scan`] walks a byte stream back into records, telling a clean
+//!   end (zero-filled, preallocated space), a torn tail (cut it) and
+//!   corruption before the tail (refuse to start) apart. Pure functions on
+//!   byte slices: no I/O, no allocation besides the caller's output buffer.
+//!
+//! Later in M1.3: the writer (aligned O_DIRECT buffers, tail-block rewrite,
+//! segment preallocation), group commit, recovery across all shards' logs
+//! and the offline `check-aof` / `export-aof` tools.
+//!
+//! The layout and the crash-safety argument are in `docs/FORMATS.md`.
+
+pub mod record;
+
+pub use record::{
+    encode, encode_command, encode_padding, scan, BadRecord, EncodeError, Record,
+    RecordHeaderFields, RecordType, Scan, ScanError,
+};

@@ -17,9 +17,19 @@
 //!
 //! The layout and the crash-safety argument are in `docs/FORMATS.md`.
 
+pub mod io;
 pub mod record;
+pub mod recovery;
+pub mod writer;
 
 pub use record::{
     encode, encode_command, encode_padding, scan, BadRecord, EncodeError, Record,
     RecordHeaderFields, RecordType, Scan, ScanError,
 };
+
+pub use io::{AlignedBuf, FaultyIo, IoPath, LogIo, MemIo, StdLogIo};
+pub use recovery::{
+    check, decode_command, decode_commands, export_aof, read_shard_log, read_shard_log_with,
+    resolve_transactions, CheckReport, RecoveryError, RecoveryOptions, Resolved, ShardLog,
+};
+pub use writer::{FlushPlan, Journal, JournalConfig, JournalError, JournalStats, PlannedWrite};

@@ -50,6 +50,11 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Name of shard `index`'s directory inside the log directory: `shard-<i>`.
+pub fn shard_dir_name(index: usize) -> String {
+    format!("shard-{index}")
+}
+
 /// Path of a segment inside a shard's log directory.
 pub fn segment_path(dir: &Path, first_lsn: u64) -> PathBuf {
     dir.join(segment_file_name(first_lsn))

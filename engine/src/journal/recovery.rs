@@ -86,6 +86,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::io::parse_segment_file_name;
 use super::record::{scan, BadRecord, RecordType, ScanError, HEADER_LEN, MAX_PAYLOAD_LEN};
 use crate::resp::{Limits, Parsed, Parser};
 
@@ -114,16 +115,6 @@ impl Default for RecoveryOptions {
             max_write: DEFAULT_MAX_WRITE,
         }
     }
-}
-
-/// The file name of the segment whose first record has `first_lsn`.
-pub fn segment_file_name(first_lsn: u64) -> String {
-    format!("seg-{first_lsn:020}.log")
-}
-
-/// The directory name of shard `index` inside the log directory.
-pub fn shard_dir_name(index: usize) -> String {
-    format!("shard-{index}")
 }
 
 /// Why a torn tail was refused.
@@ -436,14 +427,6 @@ impl ShardLog {
     }
 }
 
-fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("seg-")?.strip_suffix(".log")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
 /// The segment files of a shard directory, ordered by first LSN.
 pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, RecoveryError> {
     let mut out = Vec::new();
@@ -457,7 +440,7 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, RecoveryError> {
         if !name.starts_with("seg-") {
             continue;
         }
-        match parse_segment_name(name) {
+        match parse_segment_file_name(name) {
             Some(lsn) => out.push((lsn, path)),
             None => {
                 return Err(corruption(
@@ -1254,6 +1237,7 @@ pub fn export_aof(dir: &Path, out: &mut impl Write) -> Result<ExportSummary, Rec
     clippy::panic
 )]
 mod tests {
+    use super::super::io::{segment_file_name, shard_dir_name};
     use super::super::record::{encode, encode_command, encode_padding, RecordHeaderFields};
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1344,12 +1328,12 @@ mod tests {
     #[test]
     fn segment_names_round_trip_and_bad_names_are_refused() {
         assert_eq!(segment_file_name(42), "seg-00000000000000000042.log");
-        assert_eq!(parse_segment_name(&segment_file_name(42)), Some(42));
+        assert_eq!(parse_segment_file_name(&segment_file_name(42)), Some(42));
         assert_eq!(
-            parse_segment_name(&segment_file_name(u64::MAX)),
+            parse_segment_file_name(&segment_file_name(u64::MAX)),
             Some(u64::MAX)
         );
-        assert_eq!(parse_segment_name("seg-42.log"), None);
+        assert_eq!(parse_segment_file_name("seg-42.log"), None);
         let t = TempDir::new("names");
         let d = t.shard(0);
         fs::write(d.join("notes.txt"), b"ignored").unwrap();

@@ -68,7 +68,7 @@ impl JournalConfig {
 
     /// `<log dir>/shard-<i>`.
     pub fn shard_dir(log_dir: &Path, shard: usize) -> PathBuf {
-        log_dir.join(format!("shard-{shard}"))
+        log_dir.join(crate::journal::io::shard_dir_name(shard))
     }
 
     /// Sets the segment size (rounded up to 4 KiB, at least 4 KiB).

@@ -307,6 +307,11 @@ pub async fn run_value<T: Send + 'static>(
     rx.try_recv().ok()
 }
 
+/// A cross-shard function's answer that needs no shard (an argument error).
+pub fn ready(r: Reply) -> LocalBoxFuture<'static, Reply> {
+    Box::pin(std::future::ready(r))
+}
+
 /// Awaits a set of futures created up front (their jobs already run
 /// concurrently), in order.
 pub async fn join_all<'a>(futs: Vec<LocalBoxFuture<'a, Reply>>) -> Vec<Reply> {

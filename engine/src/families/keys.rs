@@ -11,7 +11,8 @@
 
 use crate::command::flags::*;
 use crate::command::{
-    group_by_shard, join_all, run_value, Args, Cluster, CommandSpec, CrossFn, Exec, LocalBoxFuture,
+    group_by_shard, join_all, ready, run_value, Args, Cluster, CommandSpec, CrossFn, Exec,
+    LocalBoxFuture,
 };
 use crate::error::{CmdResult, Error};
 use crate::families::server::on_every_shard;
@@ -573,10 +574,6 @@ fn renamenx_cross(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFut
 
 // ---------------------------------------------------------------------------
 // KEYS, SCAN, RANDOMKEY
-
-fn ready(r: Reply) -> LocalBoxFuture<'static, Reply> {
-    Box::pin(std::future::ready(r))
-}
 
 /// A glob filter; a lone `*` matches every key, the empty one included.
 #[derive(Clone)]

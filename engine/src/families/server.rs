@@ -1,7 +1,7 @@
 //! Keyspace-wide server commands: DBSIZE, FLUSHDB, FLUSHALL, SWAPDB.
 
 use crate::command::flags::*;
-use crate::command::{join_all, Cluster, CommandSpec, Exec, Job, LocalBoxFuture};
+use crate::command::{join_all, ready, Cluster, CommandSpec, Exec, Job, LocalBoxFuture};
 use crate::error::Error;
 use crate::reply::Reply;
 use crate::resp::parse_i64;
@@ -111,14 +111,14 @@ fn flush(c: &dyn Cluster, dbs: Option<usize>) -> LocalBoxFuture<'_, Reply> {
 
 fn flushdb(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_, Reply> {
     if let Err(e) = flush_mode_ok(&args) {
-        return Box::pin(std::future::ready(Reply::Error(e)));
+        return ready(Reply::Error(e));
     }
     flush(c, Some(db))
 }
 
 fn flushall(c: &dyn Cluster, _db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_, Reply> {
     if let Err(e) = flush_mode_ok(&args) {
-        return Box::pin(std::future::ready(Reply::Error(e)));
+        return ready(Reply::Error(e));
     }
     flush(c, None)
 }
@@ -141,7 +141,7 @@ fn swapdb(c: &dyn Cluster, _db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_,
     };
     let (a, b) = match parsed {
         Ok(ab) => ab,
-        Err(e) => return Box::pin(std::future::ready(Reply::Error(e))),
+        Err(e) => return ready(Reply::Error(e)),
     };
     Box::pin(async move {
         let parts = on_every_shard(c, || {

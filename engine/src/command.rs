@@ -255,12 +255,22 @@ pub fn route(spec: &CommandSpec, args: Args<'_>, shards: usize, home: usize) -> 
     }
 }
 
-/// Runs a single-shard command and writes its reply (or its error).
+/// Runs a single-shard command and writes its reply (or its error). When
+/// the shard logs and the command counted a change without writing its own
+/// record, the command as it arrived is logged (see [`crate::propagate`]).
 pub fn execute_shard(f: ShardFn, ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) {
     let mark = out.len();
+    let logging = ctx.shard.log.enabled();
+    let dirty = ctx.shard.stats.dirty;
+    if logging {
+        ctx.shard.log.begin_command();
+    }
     if let Err(e) = f(ctx, args, out) {
         out.truncate(mark);
         e.write_to(out);
+    }
+    if logging && ctx.shard.stats.dirty != dirty && !ctx.shard.log.propagated() {
+        ctx.propagate(args.iter());
     }
 }
 

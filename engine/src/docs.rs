@@ -233,6 +233,7 @@ pub static DOCS: &[Doc] = &[
     doc("info", "1.0.0", "O(1)", "[section [section ...]]")
         .with_history(&[("7.0.0", "Added support for taking multiple section arguments.")]),
     doc("time", "2.6.0", "O(1)", ""),
+    doc("debug", "1.0.0", "Depends on subcommand.", ""),
     doc(
         "shutdown",
         "1.0.0",

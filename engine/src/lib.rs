@@ -9,6 +9,8 @@
 //! - [`keyhash`]: the one key hash; picks the shard and the page.
 //! - [`pagetable`]: a database's keys in hash-range pages with snapshot epochs.
 //! - [`value`]: what a key holds.
+//! - [`propagate`]: what writes leave for the log (canonical records,
+//!   staged multi-shard parts) and which replies wait for the log.
 //! - [`shard`]: one shard (all databases' pages for its hash residue), its
 //!   clock, counters, lazy and active expiry; [`shard::ExecCtx`] is the
 //!   context commands run in.
@@ -37,6 +39,7 @@ pub mod journal;
 pub mod keyhash;
 pub mod longdouble;
 pub mod pagetable;
+pub mod propagate;
 pub mod reply;
 pub mod resp;
 pub mod shard;

@@ -3,6 +3,7 @@
 
 use crate::keyhash::hash_key;
 use crate::pagetable::PageTable;
+use crate::propagate::LogState;
 use crate::value::{Entry, Value};
 
 /// Counters reported by INFO stats, per shard (summed by the server).
@@ -37,6 +38,8 @@ pub struct Shard {
     rng: u64,
     expire_cursor: Vec<usize>,
     expire_scratch: Vec<Box<[u8]>>,
+    /// What writes leave for the log, and which replies wait for it.
+    pub log: LogState,
 }
 
 impl Shard {
@@ -53,6 +56,7 @@ impl Shard {
             rng: 0x9E37_79B9_7F4A_7C15 ^ ((id as u64 + 1) << 32),
             expire_cursor: vec![0; databases],
             expire_scratch: Vec::new(),
+            log: LogState::default(),
         }
     }
 
@@ -144,6 +148,9 @@ impl Shard {
                     &mut self.expire_scratch,
                 );
                 self.expire_cursor[db] = cursor;
+                for key in &self.expire_scratch {
+                    self.log.expired(db, key);
+                }
                 let removed = self.expire_scratch.len();
                 total += removed;
                 self.stats.expired_keys += removed as u64;
@@ -185,14 +192,35 @@ impl ExecCtx<'_> {
         self.shard.stats.dirty += n;
     }
 
+    /// Writes a record that replays the running command (instead of the
+    /// command as it arrived): see [`crate::propagate`]. No-op when the
+    /// shard does not log.
+    pub fn propagate<'a>(
+        &mut self,
+        args: impl IntoIterator<Item = &'a [u8], IntoIter: ExactSizeIterator>,
+    ) {
+        let db = self.db;
+        self.shard.log.propagate(db, args.into_iter());
+    }
+
+    /// The running command changes the whole shard (FLUSHALL, SWAPDB): every
+    /// later read waits for its record.
+    pub fn log_barrier(&mut self) {
+        self.shard.log.barrier();
+    }
+
     /// Deletes `key` if it is logically expired; returns whether it did.
+    /// Every lookup passes here, so this is also where a read learns that
+    /// the key's last change is not durable yet.
     fn expire_if_needed(&mut self, hash: u64, key: &[u8]) -> bool {
         let now = self.shard.now_ms;
+        self.shard.log.note_key(self.db, hash);
         let t = &mut self.shard.dbs[self.db];
         match t.get(hash, key) {
             Some(e) if e.is_expired(now) => {
                 t.remove(hash, key);
                 self.shard.stats.expired_keys += 1;
+                self.shard.log.expired(self.db, key);
                 true
             }
             _ => false,
@@ -231,12 +259,14 @@ impl ExecCtx<'_> {
     pub fn value_mut(&mut self, key: &[u8]) -> Option<&mut Value> {
         let hash = hash_key(key);
         self.expire_if_needed(hash, key);
+        self.shard.log.touch(self.db, hash);
         self.shard.dbs[self.db].get_value_mut(hash, key)
     }
 
     /// Sets a key to a value with an absolute expiry (0 = none).
     pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64) -> Option<Entry> {
         let hash = hash_key(key);
+        self.shard.log.touch(self.db, hash);
         self.shard.dbs[self.db].insert(hash, key, value, expire_at)
     }
 
@@ -244,6 +274,7 @@ impl ExecCtx<'_> {
     pub fn set_keep_ttl(&mut self, key: &[u8], value: Value) -> Option<Entry> {
         let hash = hash_key(key);
         self.expire_if_needed(hash, key);
+        self.shard.log.touch(self.db, hash);
         self.shard.dbs[self.db].insert_keep_ttl(hash, key, value)
     }
 
@@ -253,6 +284,7 @@ impl ExecCtx<'_> {
         if self.expire_if_needed(hash, key) {
             return None;
         }
+        self.shard.log.touch(self.db, hash);
         self.shard.dbs[self.db].remove(hash, key)
     }
 
@@ -262,6 +294,7 @@ impl ExecCtx<'_> {
         if self.expire_if_needed(hash, key) {
             return false;
         }
+        self.shard.log.touch(self.db, hash);
         self.shard.dbs[self.db].set_expire(hash, key, expire_at)
     }
 }

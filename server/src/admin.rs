@@ -54,6 +54,7 @@ pub async fn execute(conn: &mut Conn, spec: &'static CommandSpec, args: Args<'_>
             Ok(())
         }
         "shutdown" => shutdown(conn, args),
+        "debug" => debug(conn, args),
         other => Err(Error::msg(format!(
             "ERR command '{other}' is not available"
         ))),
@@ -634,4 +635,71 @@ fn shutdown(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
     conn.worker.shared.request_shutdown();
     conn.close = true;
     Ok(())
+}
+
+/// DEBUG, gated by `enable-debug-command` as in Redis 7. Subcommands:
+/// `AOF-FAULT <write|sync|any> <EIO|ENOSPC|errno> [count]` makes the next
+/// `count` (default: all, until `AOF-FAULT OFF`) log writes or syncs of
+/// every shard fail with that error: the test seam for I/O faults.
+fn debug(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+    let allowed = match conn.worker.shared.config().enable_debug_command.as_str() {
+        "yes" => true,
+        "local" => conn.client.addr.ip().is_loopback(),
+        _ => false,
+    };
+    if !allowed {
+        return Err(Error::msg(
+            "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", \
+             you can run it from a local connection, otherwise you need to set this option in \
+             the configuration file, and then restart the server.",
+        ));
+    }
+    let sub = args.get(1).to_ascii_lowercase();
+    match sub.as_slice() {
+        b"aof-fault" => {
+            use crate::aof::{Fault, FaultOp};
+            let word = |i: usize| (i < args.len()).then(|| args.get(i).to_ascii_lowercase());
+            let fault = match (word(2).as_deref(), word(3)) {
+                (Some(b"off"), None) => None,
+                (Some(op), Some(errno)) => {
+                    let op = match op {
+                        b"write" => FaultOp::Write,
+                        b"sync" => FaultOp::Sync,
+                        b"any" => FaultOp::Any,
+                        _ => return Err(Error::Syntax),
+                    };
+                    let errno = match errno.as_slice() {
+                        b"eio" => libc::EIO,
+                        b"enospc" => libc::ENOSPC,
+                        n => std::str::from_utf8(n)
+                            .ok()
+                            .and_then(|n| n.parse().ok())
+                            .ok_or(Error::Syntax)?,
+                    };
+                    let remaining = match word(4) {
+                        None => 0,
+                        Some(n) => std::str::from_utf8(&n)
+                            .ok()
+                            .and_then(|n| n.parse().ok())
+                            .ok_or(Error::NotInteger)?,
+                    };
+                    Some(Fault {
+                        op,
+                        errno,
+                        remaining,
+                    })
+                }
+                _ => return Err(Error::Syntax),
+            };
+            for a in &conn.worker.shared.aof {
+                a.set_fault(fault);
+            }
+            resp::write_ok(&mut conn.wbuf);
+            Ok(())
+        }
+        _ => Err(Error::msg(format!(
+            "ERR unknown subcommand '{}'. Try DEBUG HELP.",
+            String::from_utf8_lossy(args.get(1))
+        ))),
+    }
 }

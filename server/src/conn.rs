@@ -41,6 +41,9 @@ pub struct Conn {
     /// in that shard's batch).
     holes: Vec<(usize, usize, usize)>,
     commands: u64,
+    /// The replies in `wbuf` may leave once the local shard's log is
+    /// durable up to this lsn (0: at once).
+    wait: u64,
 }
 
 pub async fn serve(worker: Rc<Worker>, stream: Stream, peer: SocketAddr, local: SocketAddr) {
@@ -78,6 +81,7 @@ pub async fn serve(worker: Rc<Worker>, stream: Stream, peer: SocketAddr, local: 
         batches: (0..shards).map(|_| None).collect(),
         holes: Vec::new(),
         commands: 0,
+        wait: 0,
     };
     conn.run(&stream).await;
     shared.clients.unregister(id);
@@ -145,6 +149,11 @@ impl Conn {
                 .commands
                 .fetch_add(std::mem::take(&mut self.commands), Ordering::Relaxed);
 
+            if self.wait > 0 {
+                // A write of this batch, or a read of a key whose last
+                // write is still in flight: wait for the log.
+                self.worker.durable(std::mem::take(&mut self.wait)).await;
+            }
             if !self.wbuf.is_empty() {
                 stats
                     .net_output
@@ -252,8 +261,10 @@ impl Conn {
     fn run_on_shard(&mut self, s: usize, spec: &'static CommandSpec, args: Args<'_>) {
         let queued_here = self.batches[s].as_ref().is_some_and(|b| !b.is_empty());
         if s == self.worker.id && !queued_here && self.worker.can_run_now() {
-            self.worker
+            let wait = self
+                .worker
                 .execute_local(spec, self.db, args, &mut self.wbuf);
+            self.wait = self.wait.max(wait);
             return;
         }
         let batch = self.batches[s].get_or_insert_with(Box::default);

@@ -195,10 +195,11 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
         section(&mut out, "Persistence");
         let _ = write!(
             out,
-            "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{dirty}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{start}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:ok\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+            "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{dirty}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{start}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\n",
             dirty = figures.dirty,
             start = shared.start_unix_ms / 1000,
         );
+        aof_fields(&mut out, shared);
     }
     if want("stats") {
         section(&mut out, "Stats");
@@ -251,4 +252,53 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
         }
     }
     out
+}
+
+/// The aof_* fields of INFO persistence (Redis 7.0's names and order), then
+/// ours: the I/O path, fsyncs done, records per group commit, fsync p99.
+fn aof_fields(out: &mut String, shared: &crate::shared::Shared) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let aof = &shared.aof;
+    let enabled = aof.iter().any(|a| a.enabled.load(Relaxed));
+    let failed = aof.iter().any(|a| a.failed.load(Relaxed));
+    let _ = write!(
+        out,
+        "aof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+        u8::from(enabled),
+        if failed { "err" } else { "ok" },
+    );
+    if !enabled {
+        return;
+    }
+    let total = |f: fn(&crate::aof::AofStats) -> &std::sync::atomic::AtomicU64| -> u64 {
+        aof.iter().map(|a| f(a).load(Relaxed)).sum()
+    };
+    let commits = total(|a| &a.commits);
+    let records = total(|a| &a.records);
+    let pending_fsync = aof
+        .iter()
+        .filter(|a| a.fsync_in_progress.load(Relaxed))
+        .count();
+    let p99 = aof
+        .iter()
+        .map(|a| a.fsync_quantile(0.99))
+        .max()
+        .unwrap_or(0);
+    let path = aof
+        .first()
+        .map(|a| a.io_path.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "none".to_string());
+    let _ = write!(
+        out,
+        "aof_current_size:{}\r\naof_base_size:{}\r\naof_pending_rewrite:0\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:{pending_fsync}\r\naof_delayed_fsync:{}\r\naof_appendfsync:{}\r\naof_io_path:{path}\r\naof_fsyncs:{}\r\naof_group_commits:{commits}\r\naof_records:{records}\r\naof_records_per_commit:{:.2}\r\naof_fsync_p99_usec:{p99}\r\naof_bytes_written:{}\r\n",
+        total(|a| &a.current_size),
+        total(|a| &a.base_size),
+        total(|a| &a.pending_bytes),
+        total(|a| &a.delayed_fsync),
+        shared.appendfsync().name(),
+        total(|a| &a.fsyncs),
+        if commits == 0 { 0.0 } else { records as f64 / commits as f64 },
+        total(|a| &a.bytes_written),
+    );
 }

@@ -15,15 +15,18 @@
 
 mod admin;
 mod alloc;
+mod aof;
 mod clients;
 
 mod config;
 mod conn;
 mod info;
 mod log;
+mod recover;
 mod runtime;
 mod shared;
 mod sys;
+mod tools;
 mod tx;
 mod worker;
 
@@ -52,6 +55,10 @@ fn main() {
         std::process::abort();
     }));
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // Offline tools: `kv-server check-aof ...`, `kv-server export-aof ...`.
+    if let Some(code) = tools::run_tool(&args) {
+        std::process::exit(code);
+    }
     let cfg = match Config::from_args(&args) {
         Ok(config::Startup::Run(cfg)) => *cfg,
         Ok(config::Startup::Help(usage)) => {
@@ -191,6 +198,21 @@ fn run(cfg: Config) -> i32 {
             log::warning(&format!("Failed to write PID file '{}': {e}", cfg.pidfile));
         }
     }
+    let recovered = match recover::recover(&cfg, workers) {
+        Ok(r) => r,
+        Err(e) => {
+            log::warning(&e);
+            return 1;
+        }
+    };
+    let log_dir = recovered.as_ref().map(|r| r.log_dir.clone());
+    let tx_base = recovered.as_ref().map_or(0, |r| r.tx_base);
+    let mut per_shard: Vec<Option<recover::ShardRecovery>> = match recovered {
+        Some(r) => r.shards.into_iter().map(Some).collect(),
+        None => (0..workers).map(|_| None).collect(),
+    };
+    let loaded = Arc::new(std::sync::Barrier::new(workers));
+    let load_started = std::time::Instant::now();
     let pidfile = cfg.pidfile.clone();
     let databases = cfg.databases as usize;
     let max_string = cfg.proto_max_bulk_len as usize;
@@ -205,6 +227,9 @@ fn run(cfg: Config) -> i32 {
 
     for (id, (rx, mine)) in receivers.into_iter().zip(listeners).enumerate() {
         let shared = Arc::clone(&shared);
+        let rec = per_shard.get_mut(id).and_then(Option::take);
+        let loaded = Arc::clone(&loaded);
+        let log_dir = log_dir.clone();
         let started = runtime::start_thread(format!("worker-{id}"), move || async move {
             if let Err(e) = sys::pin_to_cpu(id % cpus) {
                 log::verbose(&format!(
@@ -214,7 +239,52 @@ fn run(cfg: Config) -> i32 {
             }
             let mut shard = Shard::new(id, workers, databases);
             shard.max_string_len = max_string;
+            // Replay this shard's log here, in parallel with the others.
+            let mut applied = 0;
+            if let Some(rec) = &rec {
+                shard.set_now_ms(worker::now_ms());
+                match recover::replay(&mut shard, rec) {
+                    Ok(n) => applied = n,
+                    Err(e) => {
+                        log::warning(&e);
+                        std::process::exit(1);
+                    }
+                }
+            }
             let worker = Rc::new(Worker::new(id, shard, shared));
+            worker.set_tx_base(tx_base);
+            if let (Some(rec), Some(dir)) = (rec, log_dir) {
+                let durable = rec.next_lsn.saturating_sub(1);
+                let aof =
+                    aof::Aof::new(id, worker.shared.clone(), &dir, rec.next_lsn, rec.existing);
+                drop(rec);
+                worker
+                    .shard
+                    .borrow_mut()
+                    .log
+                    .attach(Box::new(aof::Sink(aof.clone())), durable);
+                worker.log_durable(durable);
+                let _ = worker.aof.set(aof.clone());
+                runtime::spawn(aof::flush_loop(worker.clone(), aof.clone()));
+                runtime::spawn(aof::sync_loop(worker.clone(), aof));
+            }
+            worker
+                .shared
+                .aof_loaded
+                .fetch_add(applied, std::sync::atomic::Ordering::Relaxed);
+            // No shard serves before every shard has loaded.
+            if loaded.wait().is_leader() {
+                let n = worker
+                    .shared
+                    .aof_loaded
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if n > 0 {
+                    log::notice(&format!(
+                        "DB loaded from append only file: {:.3} seconds ({n} commands)",
+                        load_started.elapsed().as_secs_f64()
+                    ));
+                }
+            }
             runtime::spawn(worker::mailbox_loop(worker.clone(), rx));
             runtime::spawn(worker::outbox_loop(worker.clone()));
             runtime::spawn(worker::expire_loop(worker.clone()));
@@ -257,6 +327,10 @@ fn run(cfg: Config) -> i32 {
     ));
     log::notice(&format!("Ready to accept connections tcp on port {port}"));
     let _ = shutdown_rx.recv();
+    if let Some(dir) = &log_dir {
+        log::notice("Calling fsync() on the AOF file.");
+        recover::sync_logs(dir);
+    }
     if !pidfile.is_empty() {
         let _ = std::fs::remove_file(&pidfile);
     }

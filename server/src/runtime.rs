@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
+use engine::journal::io::AlignedBuf;
 use tokio_uring::buf::BoundedBuf;
 
 /// Runs `main` on a new thread with its own io_uring event loop.
@@ -93,4 +94,55 @@ impl Stream {
     pub fn raw_fd(&self) -> RawFd {
         self.0.as_raw_fd()
     }
+}
+
+/// A log file on this thread's ring: writes and fdatasync are io_uring
+/// operations, so the event loop never blocks on the disk.
+pub struct RingFile(tokio_uring::fs::File);
+
+/// An [`AlignedBuf`] lent to the kernel for the length of one operation.
+struct RingBuf(AlignedBuf);
+
+// SAFETY: the pointer is into the AlignedBuf's heap allocation, which does
+// not move or change size while tokio-uring owns the value; all of its
+// `len` bytes are initialized.
+#[allow(unsafe_code)]
+unsafe impl tokio_uring::buf::IoBuf for RingBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.0.as_slice().as_ptr()
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.0.len()
+    }
+
+    fn bytes_total(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl RingFile {
+    /// Takes over an open file (pass a `try_clone` to keep the original).
+    pub fn from_std(f: std::fs::File) -> Self {
+        RingFile(tokio_uring::fs::File::from_std(f))
+    }
+
+    /// Writes all of `buf` at `pos`; hands the buffer back.
+    pub async fn write_all_at(&self, buf: AlignedBuf, pos: u64) -> (io::Result<()>, AlignedBuf) {
+        let (res, buf) = self.0.write_all_at(RingBuf(buf), pos).await;
+        (res, buf.0)
+    }
+
+    pub async fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data().await
+    }
+
+    pub async fn sync_all(&self) -> io::Result<()> {
+        self.0.sync_all().await
+    }
+}
+
+/// Whether this process may use io_uring at all (set up a small ring).
+pub fn io_uring_available() -> bool {
+    io_uring::IoUring::new(4).is_ok()
 }

@@ -27,6 +27,14 @@ pub struct Shared {
     pub mailboxes: Vec<Mailbox>,
     pub clients: Clients,
     pub stats: Vec<WorkerStats>,
+    /// Per-worker state of the append-only log, for INFO and DEBUG.
+    pub aof: Vec<crate::aof::AofStats>,
+    /// Shards whose log is failing: while non-zero, writes are refused.
+    aof_failed: AtomicUsize,
+    /// `appendfsync` as an index of `AppendFsync::NAMES`.
+    appendfsync: AtomicUsize,
+    /// Commands replayed from the log at start, over all shards.
+    pub aof_loaded: AtomicU64,
     pub started: Instant,
     pub start_unix_ms: u64,
     pub run_id: String,
@@ -61,6 +69,12 @@ impl Shared {
             mailboxes,
             clients: Clients::default(),
             stats: (0..workers).map(|_| WorkerStats::default()).collect(),
+            aof: (0..workers)
+                .map(|_| crate::aof::AofStats::default())
+                .collect(),
+            aof_failed: AtomicUsize::new(0),
+            appendfsync: AtomicUsize::new(0),
+            aof_loaded: AtomicU64::new(0),
             started: Instant::now(),
             start_unix_ms: crate::worker::now_ms(),
             run_id: random_hex(40),
@@ -92,6 +106,41 @@ impl Shared {
         self.timeout_secs.store(c.timeout as u64, Ordering::Relaxed);
         self.has_password
             .store(!c.requirepass.is_empty(), Ordering::Relaxed);
+        self.appendfsync
+            .store(c.appendfsync as usize, Ordering::Relaxed);
+    }
+
+    pub fn appendfsync(&self) -> crate::config::AppendFsync {
+        crate::config::AppendFsync::from_index(self.appendfsync.load(Ordering::Relaxed))
+    }
+
+    /// A shard's log started or stopped failing.
+    pub fn set_aof_failed(&self, failed: bool) {
+        if failed {
+            self.aof_failed.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.aof_failed.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The error a write command gets while a shard's log is failing
+    /// (Redis's MISCONF for AOF write errors); None when writes are allowed.
+    pub fn write_refusal(&self) -> Option<String> {
+        if self.aof_failed.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let why = self
+            .aof
+            .iter()
+            .find(|a| a.failed.load(Ordering::Relaxed))
+            .map(|a| {
+                a.last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            })
+            .unwrap_or_else(|| "I/O error".to_string());
+        Some(format!("MISCONF Errors writing to the AOF file: {why}"))
     }
 
     pub fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {

@@ -85,3 +85,17 @@ pub fn set_keepalive(fd: RawFd, secs: u32) -> io::Result<()> {
     set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, (secs / 3).max(1))?;
     set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3)
 }
+
+/// `posix_fadvise(POSIX_FADV_DONTNEED)` over a range of a file: drops its
+/// clean cached pages (the buffered log path calls it after each fdatasync
+/// so that writing the log does not fill the page cache).
+pub fn fadvise_dontneed(fd: RawFd, offset: u64, len: u64) {
+    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: posix_fadvise only takes integers; a bad fd yields EBADF, which
+    // we ignore (the advice is an optimisation).
+    unsafe {
+        libc::posix_fadvise(fd, off, len, libc::POSIX_FADV_DONTNEED);
+    }
+}

@@ -7,7 +7,8 @@
 //! work that touches a locked key waits on its shard, so no client observes
 //! the command half done; the ascending order rules out deadlock.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use engine::command::{Args, Cluster, Exec, Job, LocalBoxFuture, Route};
@@ -19,6 +20,10 @@ use crate::worker::{LockScope, Msg, Worker};
 struct TxCluster<'w> {
     worker: &'w Worker,
     tx: Option<u64>,
+    /// Jobs read the whole keyspace (keyspace-wide commands).
+    keyspace_read: bool,
+    /// Shards where a job staged records for the log.
+    staged: RefCell<BTreeSet<usize>>,
 }
 
 impl Cluster for TxCluster<'_> {
@@ -34,12 +39,20 @@ impl Cluster for TxCluster<'_> {
                 job,
                 tx: self.tx,
                 from: self.worker.id,
+                keyspace_read: self.keyspace_read,
                 reply,
             },
         );
         Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Reply::Error(Error::msg("ERR shard unavailable")))
+            match rx.await {
+                Ok((reply, staged)) => {
+                    if staged {
+                        self.staged.borrow_mut().insert(shard);
+                    }
+                    reply
+                }
+                Err(_) => Reply::Error(Error::msg("ERR shard unavailable")),
+            }
         })
     }
 }
@@ -70,6 +83,11 @@ pub async fn run(
         Exec::Keys { cross, .. } | Exec::Global { cross, .. } => cross,
         _ => return Reply::Error(Error::msg("ERR command cannot span shards")),
     };
+    if spec.is_write() {
+        if let Some(why) = worker.shared.write_refusal() {
+            return Reply::Error(Error::msg(why));
+        }
+    }
     let shards = worker.shard_count();
     let tx = worker.next_tx_id();
     let mut locked: Vec<usize> = Vec::new();
@@ -103,17 +121,37 @@ pub async fn run(
         }
         _ => {}
     }
+    let cluster = TxCluster {
+        worker,
+        tx: if locked.is_empty() { None } else { Some(tx) },
+        keyspace_read: matches!(route, Route::Global { .. }),
+        staged: RefCell::new(BTreeSet::new()),
+    };
     let reply = if ok {
-        let cluster = TxCluster {
-            worker,
-            tx: if locked.is_empty() { None } else { Some(tx) },
-        };
         cross(&cluster, db, args.to_vecs()).await
     } else {
         Reply::Error(Error::msg("ERR shard unavailable"))
     };
+    // Every shard that staged records logs them as one part of the
+    // transaction; the reply leaves only when every part is durable, so
+    // recovery, which applies a transaction only if all its parts are
+    // there, never undoes an acknowledged command.
+    let participants = u16::try_from(cluster.staged.borrow().len()).unwrap_or(u16::MAX);
+    let mut acks = Vec::with_capacity(locked.len());
     for s in locked {
-        worker.send(s, Msg::Unlock { tx });
+        let (done, rx) = oneshot::channel();
+        worker.send(
+            s,
+            Msg::Unlock {
+                tx,
+                from: worker.id,
+                commit: Some((participants, done)),
+            },
+        );
+        acks.push(rx);
+    }
+    for rx in acks {
+        let _ = rx.await;
     }
     reply
 }

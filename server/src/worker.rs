@@ -11,7 +11,7 @@
 //! when the command unlocks. Coordinators take shard locks in ascending shard
 //! order, so waits never form a cycle.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
@@ -42,12 +42,17 @@ pub enum Msg {
         reply: oneshot::Sender<Box<Batch>>,
     },
     /// A job of a cross-shard command. With `tx`, the sender holds the
-    /// locks it needs, so the job never waits behind them.
+    /// locks it needs, so the job never waits behind them, and what the job
+    /// writes is staged for the log until the unlock. The reply says
+    /// whether the job staged anything. `keyspace_read`: the job reads the
+    /// whole keyspace (KEYS, SCAN, ...), so its reply waits until every
+    /// write on this shard so far is durable.
     Job {
         job: Job,
         tx: Option<u64>,
         from: usize,
-        reply: oneshot::Sender<Reply>,
+        keyspace_read: bool,
+        reply: oneshot::Sender<(Reply, bool)>,
     },
     /// Lock keys (or the whole shard) for transaction `tx`; answer when granted.
     Lock {
@@ -56,8 +61,15 @@ pub enum Msg {
         from: usize,
         granted: oneshot::Sender<()>,
     },
-    /// Release everything `tx` holds on this shard.
-    Unlock { tx: u64 },
+    /// Release everything `tx` holds on this shard. With `commit`, first
+    /// log what the transaction's jobs staged here as one part of a
+    /// transaction over `participants` shards, and answer `durable` when
+    /// that part is durable.
+    Unlock {
+        tx: u64,
+        from: usize,
+        commit: Option<(u16, oneshot::Sender<()>)>,
+    },
     /// Runs on the receiving thread: hands a reply to the task waiting for
     /// it there, so that the wake-up is a local one.
     Complete(Box<dyn FnOnce() + Send>),
@@ -127,12 +139,12 @@ impl Batch {
         &self.out[start..self.ends[i]]
     }
 
-    fn execute(&mut self, shard: &mut Shard) {
+    fn execute(&mut self, shard: &mut Shard, refusal: Option<&str>) {
         self.out.clear();
         self.ends.clear();
         for c in &self.cmds {
             let args = Args::new(&self.data, &self.ranges[c.args.clone()]);
-            execute(shard, c.spec, c.db, args, &mut self.out);
+            execute(shard, c.spec, c.db, args, &mut self.out, refusal);
             self.ends.push(self.out.len());
         }
     }
@@ -148,13 +160,19 @@ impl Batch {
 }
 
 /// Runs one single-shard command on `shard` and writes its reply.
+/// `refusal`: the error write commands get instead (the log is failing).
 pub fn execute(
     shard: &mut Shard,
     spec: &CommandSpec,
     db: usize,
     args: Args<'_>,
     out: &mut Vec<u8>,
+    refusal: Option<&str>,
 ) {
+    if let Some(why) = refusal.filter(|_| spec.is_write()) {
+        engine::resp::write_error(out, why);
+        return;
+    }
     match spec.exec {
         Exec::Shard(f) | Exec::Keys { shard: f, .. } => {
             command::execute_shard(f, &mut shard.ctx(db), args, out)
@@ -232,7 +250,15 @@ pub struct Worker {
     outbox: RefCell<Vec<Vec<Msg>>>,
     outbox_pending: Cell<bool>,
     outbox_ready: tokio::sync::Notify,
+    /// This shard's append-only log (absent with `appendonly no`).
+    pub aof: OnceCell<std::rc::Rc<crate::aof::Aof>>,
+    /// Every record up to this lsn is durable (mirror of the shard's).
+    durable: Cell<u64>,
+    /// Replies waiting for the log: (lsn, what to do when it is durable).
+    waiters: RefCell<Vec<(u64, Waiter)>>,
 }
+
+type Waiter = Box<dyn FnOnce(&Worker)>;
 
 impl Worker {
     pub fn new(id: usize, shard: Shard, shared: Arc<Shared>) -> Self {
@@ -245,6 +271,64 @@ impl Worker {
             next_tx: Cell::new(0),
             outbox_pending: Cell::new(false),
             outbox_ready: tokio::sync::Notify::new(),
+            aof: OnceCell::new(),
+            durable: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Transaction ids continue after the largest one in the log, so that a
+    /// restart never reuses one that recovery could still see.
+    pub fn set_tx_base(&self, n: u64) {
+        self.next_tx.set(n);
+    }
+
+    /// Runs `f` once every record up to `lsn` is durable (at once if it is).
+    pub fn when_durable(&self, lsn: u64, f: Waiter) {
+        if lsn <= self.durable.get() {
+            f(self);
+        } else {
+            self.waiters.borrow_mut().push((lsn, f));
+        }
+    }
+
+    /// Waits until every record up to `lsn` is durable.
+    pub async fn durable(&self, lsn: u64) {
+        if lsn <= self.durable.get() {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.when_durable(
+            lsn,
+            Box::new(move |_| {
+                let _ = tx.send(());
+            }),
+        );
+        let _ = rx.await;
+    }
+
+    /// The log made every record up to `lsn` durable: release what waited.
+    pub fn log_durable(&self, lsn: u64) {
+        self.shard.borrow_mut().log.set_durable(lsn);
+        self.durable.set(lsn.max(self.durable.get()));
+        let ready: Vec<Waiter> = {
+            let mut w = self.waiters.borrow_mut();
+            if w.is_empty() {
+                return;
+            }
+            let mut ready = Vec::new();
+            let mut i = 0;
+            while i < w.len() {
+                if w[i].0 <= lsn {
+                    ready.push(w.remove(i).1);
+                } else {
+                    i += 1;
+                }
+            }
+            ready
+        };
+        for f in ready {
+            f(self);
         }
     }
 
@@ -265,11 +349,19 @@ impl Worker {
     }
 
     /// Runs a single-shard command here and now (the caller checked
-    /// `can_run_now`).
-    pub fn execute_local(&self, spec: &CommandSpec, db: usize, args: Args<'_>, out: &mut Vec<u8>) {
+    /// `can_run_now`). Returns the lsn its reply must wait for (0: none).
+    pub fn execute_local(
+        &self,
+        spec: &CommandSpec,
+        db: usize,
+        args: Args<'_>,
+        out: &mut Vec<u8>,
+    ) -> u64 {
+        let refusal = self.shared.write_refusal();
         let mut shard = self.shard.borrow_mut();
         shard.set_now_ms(now_ms());
-        execute(&mut shard, spec, db, args, out);
+        execute(&mut shard, spec, db, args, out, refusal.as_deref());
+        shard.log.take_wait()
     }
 
     /// Sends a message to worker `to`: delivered in place if it is this one,
@@ -338,30 +430,54 @@ impl Worker {
                 from,
                 reply,
             } => {
-                {
+                let refusal = self.shared.write_refusal();
+                let wait = {
                     let mut shard = self.shard.borrow_mut();
                     shard.set_now_ms(now_ms());
-                    batch.execute(&mut shard);
-                }
-                self.complete(
-                    from,
-                    Box::new(move || {
-                        let _ = reply.send(batch);
+                    batch.execute(&mut shard, refusal.as_deref());
+                    shard.log.take_wait()
+                };
+                self.when_durable(
+                    wait,
+                    Box::new(move |w| {
+                        w.complete(
+                            from,
+                            Box::new(move || {
+                                let _ = reply.send(batch);
+                            }),
+                        )
                     }),
                 );
             }
             Msg::Job {
-                job, from, reply, ..
+                job,
+                tx,
+                from,
+                keyspace_read,
+                reply,
             } => {
-                let r = {
+                let (r, staged, wait) = {
                     let mut shard = self.shard.borrow_mut();
                     shard.set_now_ms(now_ms());
-                    job(&mut shard)
+                    if let Some(t) = tx {
+                        shard.log.stage(t);
+                    }
+                    let r = job(&mut shard);
+                    let staged = tx.is_some() && shard.log.end_stage();
+                    if keyspace_read {
+                        shard.log.wait_for_all();
+                    }
+                    (r, staged, shard.log.take_wait())
                 };
-                self.complete(
-                    from,
-                    Box::new(move || {
-                        let _ = reply.send(r);
+                self.when_durable(
+                    wait,
+                    Box::new(move |w| {
+                        w.complete(
+                            from,
+                            Box::new(move || {
+                                let _ = reply.send((r, staged));
+                            }),
+                        )
                     }),
                 );
             }
@@ -398,13 +514,40 @@ impl Worker {
                         from,
                         Box::new(move || {
                             if granted.send(()).is_err() {
-                                let _ = mailbox.send(Msg::Unlock { tx });
+                                let _ = mailbox.send(Msg::Unlock {
+                                    tx,
+                                    from: usize::MAX,
+                                    commit: None,
+                                });
                             }
                         }),
                     );
                 }
             }
-            Msg::Unlock { tx } => self.release(tx),
+            Msg::Unlock { tx, from, commit } => {
+                let Some((participants, done)) = commit else {
+                    self.release(tx);
+                    return;
+                };
+                let lsn = self
+                    .shard
+                    .borrow_mut()
+                    .log
+                    .commit_staged(tx, participants)
+                    .unwrap_or(0);
+                self.release(tx);
+                self.when_durable(
+                    lsn,
+                    Box::new(move |w| {
+                        w.complete(
+                            from,
+                            Box::new(move || {
+                                let _ = done.send(());
+                            }),
+                        )
+                    }),
+                );
+            }
         }
     }
 
@@ -446,6 +589,7 @@ impl Worker {
                     job: job(),
                     tx: None,
                     from: self.id,
+                    keyspace_read: false,
                     reply: tx,
                 },
             );
@@ -453,7 +597,7 @@ impl Worker {
         }
         let mut out = Vec::with_capacity(rxs.len());
         for rx in rxs {
-            out.push(rx.await.unwrap_or(Reply::Nil));
+            out.push(rx.await.map_or(Reply::Nil, |r| r.0));
         }
         out
     }
@@ -497,5 +641,7 @@ pub async fn expire_loop(worker: std::rc::Rc<Worker>) {
         let mut shard = worker.shard.borrow_mut();
         shard.set_now_ms(now_ms());
         shard.active_expire_cycle();
+        // Deleting expired keys waits for nobody.
+        shard.log.take_wait();
     }
 }

@@ -100,6 +100,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Return the current server time",
     ),
     conn(
+        "debug",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        "server",
+        "A container for debugging commands",
+    ),
+    conn(
         "shutdown",
         -1,
         ADMIN | NOSCRIPT | LOADING | STALE,

@@ -273,7 +273,19 @@ pub fn sum_over_shards(
 }
 
 fn del_keys(ctx: &mut ExecCtx<'_>, keys: &[Vec<u8>]) -> i64 {
-    let n = keys.iter().filter(|k| ctx.remove(k).is_some()).count() as u64;
+    let removed: Vec<&[u8]> = keys
+        .iter()
+        .filter(|k| ctx.remove(k).is_some())
+        .map(Vec::as_slice)
+        .collect();
+    let n = removed.len() as u64;
+    if n > 0 {
+        ctx.propagate(
+            std::iter::once(&b"DEL"[..])
+                .chain(removed)
+                .collect::<Vec<_>>(),
+        );
+    }
     ctx.dirty(n);
     n as i64
 }
@@ -389,9 +401,12 @@ fn expire_generic(
     }
     if when <= now {
         ctx.remove(key);
+        ctx.propagate([&b"DEL"[..], key]);
     } else {
         // `when > now >= 0`, so it is a valid (non-zero) expiry.
         ctx.set_expire(key, when as u64);
+        let mut n = itoa::Buffer::new();
+        ctx.propagate([&b"PEXPIREAT"[..], key, n.format(when).as_bytes()]);
     }
     ctx.dirty(1);
     resp::write_int(out, 1);
@@ -549,13 +564,22 @@ async fn rename_across(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>, nx: bool)
             return Reply::Int(0);
         }
     }
-    let Some(Some(entry)) = run_value(c, from, move |sh| sh.ctx(db).remove(&src)).await else {
+    let take = move |sh: &mut Shard| {
+        let mut ctx = sh.ctx(db);
+        let entry = ctx.remove(&src);
+        if entry.is_some() {
+            ctx.propagate([&b"DEL"[..], &src]);
+        }
+        entry
+    };
+    let Some(Some(entry)) = run_value(c, from, take).await else {
         return Reply::Error(Error::NoSuchKey);
     };
     let put = move |sh: &mut Shard| {
         let mut ctx = sh.ctx(db);
         // Expire a stale destination first, as a lookup would.
         ctx.exists(&dst);
+        crate::families::propagate_entry(&mut ctx, &dst, &entry.value, entry.expire_at);
         ctx.set(&dst, entry.value, entry.expire_at);
         ctx.dirty(1);
         Reply::Ok

@@ -15,3 +15,17 @@ pub static TABLES: &[&[CommandSpec]] = &[
     keys::COMMANDS,
     server::COMMANDS,
 ];
+
+/// Logs the record that recreates `key` holding `value` with absolute
+/// expiry `expire_at` (0: none): for commands that move a whole value
+/// (RENAME across shards).
+pub fn propagate_entry(
+    ctx: &mut crate::shard::ExecCtx<'_>,
+    key: &[u8],
+    value: &crate::value::Value,
+    expire_at: u64,
+) {
+    match value {
+        crate::value::Value::Str(s) => strings::propagate_set(ctx, key, s, Some(expire_at)),
+    }
+}

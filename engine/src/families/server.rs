@@ -96,11 +96,18 @@ fn flush(c: &dyn Cluster, dbs: Option<usize>) -> LocalBoxFuture<'_, Reply> {
                     None => 0..sh.databases(),
                 };
                 let mut removed = 0;
-                for db in range {
+                for db in range.clone() {
                     removed += sh.db(db).len() as u64;
                     sh.db_mut(db).clear();
                 }
                 sh.stats.dirty += removed;
+                // Logged on every shard, emptied or not (as Redis does).
+                let mut ctx = sh.ctx(range.start);
+                match dbs {
+                    Some(_) => ctx.propagate([&b"FLUSHDB"[..]]),
+                    None => ctx.propagate([&b"FLUSHALL"[..]]),
+                }
+                ctx.log_barrier();
                 Reply::Ok
             })
         })
@@ -156,6 +163,14 @@ fn swapdb(c: &dyn Cluster, _db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_,
                 if a != b {
                     sh.swap_dbs(a, b);
                 }
+                let (mut na, mut nb) = (itoa::Buffer::new(), itoa::Buffer::new());
+                let mut ctx = sh.ctx(0);
+                ctx.propagate([
+                    &b"SWAPDB"[..],
+                    na.format(a).as_bytes(),
+                    nb.format(b).as_bytes(),
+                ]);
+                ctx.log_barrier();
                 // One change for the whole command (Redis counts SWAPDB once).
                 if sh.id() == 0 {
                     sh.stats.dirty += 1;

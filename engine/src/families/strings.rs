@@ -456,12 +456,15 @@ fn set(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
     match expire {
         ExpireOpt::At(at) => {
             ctx.set(key, value, at);
+            propagate_set(ctx, key, args.get(2), Some(at));
         }
         ExpireOpt::KeepTtl => {
             ctx.set_keep_ttl(key, value);
+            ctx.propagate([&b"SET"[..], key, args.get(2), b"KEEPTTL"]);
         }
         ExpireOpt::None | ExpireOpt::Persist => {
             ctx.set(key, value, 0);
+            propagate_set(ctx, key, args.get(2), None);
         }
     }
     ctx.dirty(1);
@@ -504,6 +507,7 @@ fn set_with_ttl(
 ) -> CmdResult {
     let at = expire_arg(args.get(2), seconds, true, ctx.now_ms(), cmd)?;
     ctx.set(args.get(1), Value::Str(args.get(3).to_vec()), at);
+    propagate_set(ctx, args.get(1), args.get(3), Some(at));
     ctx.dirty(1);
     resp::write_ok(out);
     Ok(())
@@ -529,6 +533,7 @@ fn getdel(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult
         return Ok(());
     }
     if ctx.remove(key).is_some() {
+        ctx.propagate([&b"DEL"[..], key]);
         ctx.dirty(1);
     }
     Ok(())
@@ -559,14 +564,18 @@ fn getex(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult 
         // least 1): the key expires at once.
         ExpireOpt::At(at) if at <= now => {
             ctx.remove(key);
+            ctx.propagate([&b"DEL"[..], key]);
             ctx.dirty(1);
         }
         ExpireOpt::At(at) => {
             ctx.set_expire(key, at);
+            let mut n = itoa::Buffer::new();
+            ctx.propagate([&b"PEXPIREAT"[..], key, n.format(at).as_bytes()]);
             ctx.dirty(1);
         }
         ExpireOpt::Persist if had_ttl => {
             ctx.set_expire(key, 0);
+            ctx.propagate([&b"PERSIST"[..], key]);
             ctx.dirty(1);
         }
         ExpireOpt::Persist | ExpireOpt::None | ExpireOpt::KeepTtl => {}
@@ -672,11 +681,37 @@ fn mset_cross(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<
 /// Sets key/value pairs without TTL (one shard's part of MSET / MSETNX).
 fn set_pairs(ctx: &mut ExecCtx<'_>, pairs: Pairs) -> Reply {
     let n = pairs.len() as u64;
-    for (k, v) in pairs {
-        ctx.set(&k, Value::Str(v), 0);
+    if ctx.shard.log.enabled() {
+        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + 2 * pairs.len());
+        args.push(b"MSET");
+        for (k, v) in &pairs {
+            args.push(k);
+            args.push(v);
+        }
+        let args: Vec<Vec<u8>> = args.into_iter().map(<[u8]>::to_vec).collect();
+        for (k, v) in pairs {
+            ctx.set(&k, Value::Str(v), 0);
+        }
+        ctx.propagate(args.iter().map(Vec::as_slice));
+    } else {
+        for (k, v) in pairs {
+            ctx.set(&k, Value::Str(v), 0);
+        }
     }
     ctx.dirty(n);
     Reply::Ok
+}
+
+/// Logs `SET key value [PXAT at]`: the canonical record of a string set
+/// with an absolute expiry (replay at any later time gives the same key).
+pub fn propagate_set(ctx: &mut ExecCtx<'_>, key: &[u8], value: &[u8], expire_at: Option<u64>) {
+    match expire_at {
+        Some(at) if at != 0 => {
+            let mut n = itoa::Buffer::new();
+            ctx.propagate([&b"SET"[..], key, value, b"PXAT", n.format(at).as_bytes()]);
+        }
+        _ => ctx.propagate([&b"SET"[..], key, value]),
+    }
 }
 
 /// MSETNX on one shard: `:0` and nothing set if any key exists, else all
@@ -799,6 +834,9 @@ fn incrbyfloat(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdR
     }
     let text = new.to_human();
     replace_str(ctx, key, text.as_bytes());
+    // Logged as the resulting value, as Redis does, so replay does not
+    // depend on float arithmetic.
+    ctx.propagate([&b"SET"[..], key, text.as_bytes(), b"KEEPTTL"]);
     ctx.dirty(1);
     resp::write_bulk(out, text.as_bytes());
     Ok(())

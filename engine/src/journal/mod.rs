@@ -16,6 +16,8 @@
 //!   commit, error retention and retry, segment roll-over.
 //! - [`recovery`]: reading a shard's segments, torn-tail and transaction
 //!   rules, and the logic of `check-aof [--fix]` and `export-aof`.
+//! - [`redis_aof`]: finding and reading a Redis AOF (multi-part with a
+//!   manifest, or a single file) for import.
 //!
 //! Later in M1.3: the server's io_uring `LogIo`, the group-commit loop and
 //! `appendfsync` modes, replay at start, and the offline subcommands.
@@ -25,6 +27,7 @@
 pub mod io;
 pub mod record;
 pub mod recovery;
+pub mod redis_aof;
 pub mod writer;
 
 pub use record::{

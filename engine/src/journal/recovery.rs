@@ -39,10 +39,19 @@
 //!    [`ShardLog::torn_tail`] for the warning line. With
 //!    `aof_load_truncated = false`, or in an earlier segment, it is an error.
 //! 6. Every command payload must be canonical RESP multibulk text (exactly
-//!    what [`crate::resp::write_command`] writes): exactly one command for a
-//!    single-shard record (`txid` 0), one or more for a transaction part
-//!    (`docs/FORMATS.md`: a shard's part may hold several commands).
-//!    Anything else is corruption at the record's offset.
+//!    what [`crate::resp::write_command`] writes): one or more commands (a
+//!    command and its `SELECT`, or the several commands of a multi-shard
+//!    command's part on this shard, also when only this shard took part and
+//!    the record is a plain one with `txid` 0). Every `SELECT` must name a
+//!    database (a non-negative integer), and at least one command must not
+//!    be a `SELECT`. Anything else is corruption at the record's offset.
+//!
+//! # Databases
+//!
+//! Every record starts in database 0: a record whose commands run in
+//! database N != 0 begins with `SELECT N`; a `SELECT` inside a record
+//! switches the database for the rest of that record only
+//! ([`parse_select`], [`record_commands`]).
 //!
 //! # Transactions ([`resolve_transactions`])
 //!
@@ -599,11 +608,7 @@ pub fn read_shard_log_with(dir: &Path, opts: &RecoveryOptions) -> Result<ShardLo
                     ),
                 ));
             }
-            let check = if f.txid == 0 {
-                decode_command(rec.payload).map(|_| ())
-            } else {
-                decode_commands(rec.payload).map(|_| ())
-            };
+            let check = check_payload(rec.payload);
             if let Err(e) = check {
                 return Err(corruption(
                     path,
@@ -712,6 +717,62 @@ pub fn decode_command(payload: &[u8]) -> Result<Vec<Vec<u8>>, PayloadError> {
             commands.len().saturating_add(1)
         ))),
     }
+}
+
+/// A command (its arguments) and the database it runs in.
+pub type DbCommand = (u64, Vec<Vec<u8>>);
+
+/// If `args` is a `SELECT` command (any case): `Some(Ok(db))`, or
+/// `Some(Err(_))` when it does not name exactly one database (a
+/// non-negative integer). `None` for any other command.
+pub fn parse_select(args: &[Vec<u8>]) -> Option<Result<u64, PayloadError>> {
+    let name = args.first()?;
+    if !name.eq_ignore_ascii_case(b"SELECT") {
+        return None;
+    }
+    let db = match args {
+        [_, db] => crate::resp::parse_i64(db).and_then(|n| u64::try_from(n).ok()),
+        _ => None,
+    };
+    Some(db.ok_or_else(|| {
+        PayloadError(format!(
+            "SELECT with {} arguments where one database number was expected",
+            args.len().saturating_sub(1)
+        ))
+    }))
+}
+
+/// The commands of one record payload, each with the database it runs in:
+/// the record starts in database 0 and every `SELECT <db>` switches it for
+/// the rest of the record. The `SELECT`s themselves are not returned.
+pub fn record_commands(payload: &[u8]) -> Result<Vec<DbCommand>, PayloadError> {
+    let mut db = 0u64;
+    let mut out = Vec::new();
+    for args in decode_commands(payload)? {
+        match parse_select(&args) {
+            Some(sel) => db = sel?,
+            None => out.push((db, args)),
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a command record's payload (module doc, rule 6): canonical RESP,
+/// well-formed `SELECT`s, and at least one command besides them.
+fn check_payload(payload: &[u8]) -> Result<(), PayloadError> {
+    let mut commands = 0usize;
+    for args in decode_commands(payload)? {
+        match parse_select(&args) {
+            Some(sel) => {
+                sel?;
+            }
+            None => commands = commands.saturating_add(1),
+        }
+    }
+    if commands == 0 {
+        return Err(PayloadError("only SELECT, no command".into()));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -1127,6 +1188,10 @@ pub struct ExportSummary {
     pub split_transactions: usize,
     /// Records left out as recovery would (incomplete transactions).
     pub dropped_records: usize,
+    /// `SELECT` commands written (counted in `commands` too).
+    pub selects: usize,
+    /// Torn tails left out, as recovery cuts them (one per shard at most).
+    pub torn_tails: Vec<TornTail>,
 }
 
 /// Writes the log directory `dir` as a plain Redis AOF: the RESP payloads of
@@ -1138,8 +1203,14 @@ pub struct ExportSummary {
 /// wrapped in MULTI/EXEC). Commands of different shards touch different
 /// keys and are independent, so any such merge replays to the same data;
 /// it is *a* valid serial order, not the order clients saw the replies in.
-/// The payloads are written as logged (they carry no SELECT: the database
-/// each command ran in is whatever the log records).
+///
+/// Databases: every record starts in database 0 and selects another one
+/// with a leading `SELECT` (module doc), while an AOF keeps the database of
+/// the previous command. So the commands are written one by one, each
+/// preceded by `SELECT <db>` only when its database differs from the
+/// previous written command's (the AOF starts in database 0): `SELECT 0` is
+/// written when a database-0 record follows one in another database, and
+/// no redundant `SELECT` is written.
 pub fn export_aof(dir: &Path, out: &mut impl Write) -> Result<ExportSummary, RecoveryError> {
     let mut logs = Vec::new();
     for (_, shard_dir) in list_shard_dirs(dir)? {
@@ -1149,8 +1220,12 @@ pub fn export_aof(dir: &Path, out: &mut impl Write) -> Result<ExportSummary, Rec
     let mut summary = ExportSummary {
         shards: logs.len(),
         dropped_records: resolved.dropped_records(),
+        torn_tails: logs.iter().filter_map(|l| l.torn_tail.clone()).collect(),
         ..ExportSummary::default()
     };
+    // The database the AOF's next command runs in.
+    let mut aof_db = 0u64;
+    let mut buf = Vec::new();
     let mut heads = vec![0usize; logs.len()];
     let step_at = |heads: &[usize], s: usize| -> Option<Step> {
         let h = *heads.get(s)?;
@@ -1163,10 +1238,30 @@ pub fn export_aof(dir: &Path, out: &mut impl Write) -> Result<ExportSummary, Rec
         let Some(r) = log.records.get(record) else {
             return Ok(());
         };
-        let payload = log.payload(r);
-        out.write_all(payload).map_err(RecoveryError::Output)?;
+        let commands = record_commands(log.payload(r)).map_err(|e| {
+            corruption(
+                log.segment_path(r),
+                r.offset,
+                format!("record lsn {}: {e}", r.lsn),
+            )
+        })?;
+        buf.clear();
+        for (db, args) in &commands {
+            if *db != aof_db {
+                let db_text = db.to_string();
+                crate::resp::write_command(
+                    &mut buf,
+                    [&b"SELECT"[..], db_text.as_bytes()].into_iter(),
+                );
+                aof_db = *db;
+                summary.selects += 1;
+                summary.commands += 1;
+            }
+            crate::resp::write_command(&mut buf, args.iter().map(Vec::as_slice));
+            summary.commands += 1;
+        }
+        out.write_all(&buf).map_err(RecoveryError::Output)?;
         summary.records += 1;
-        summary.commands += decode_commands(payload).map_or(0, |c| c.len());
         Ok::<(), RecoveryError>(())
     };
     loop {
@@ -1540,12 +1635,12 @@ mod tests {
     #[test]
     fn bad_payloads_are_corruption() {
         let cases: [&[u8]; 6] = [
-            b"SET a b\r\n",                              // inline
-            b"*0\r\n",                                   // empty multibulk
-            b"*2\r\n$3\r\nGET\r\n",                      // incomplete
-            b"*1\r\n$3\r\nGETxx",                        // bad terminator
-            b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n", // two commands
-            b"*1\r\n$4\r\nPING\r\nX",                    // trailing garbage
+            b"SET a b\r\n",                       // inline
+            b"*0\r\n",                            // empty multibulk
+            b"*2\r\n$3\r\nGET\r\n",               // incomplete
+            b"*1\r\n$3\r\nGETxx",                 // bad terminator
+            b"*2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n", // only SELECT
+            b"*1\r\n$4\r\nPING\r\nX",             // trailing garbage
         ];
         let t = TempDir::new("payload");
         let d = t.shard(0);
@@ -1557,20 +1652,24 @@ mod tests {
             let p = write_seg(&d, 1, &s, PREALLOC);
             let e = read_shard_log(&d).unwrap_err();
             assert_eq!((e.path(), e.offset()), (Some(p.as_path()), Some(at)), "{e}");
-            assert!(decode_command(payload).is_err());
+            assert!(check_payload(payload).is_err());
         }
         assert_eq!(decode_command(b"").unwrap_err().0, "empty payload");
-        // A transaction part may hold several commands.
+        // A record may hold several commands (a transaction part, or a
+        // multi-shard command's part when only this shard took part).
         let two = b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n";
         assert_eq!(
             decode_commands(two).unwrap(),
             vec![vec![b"PING".to_vec()], vec![b"DEL".to_vec(), b"k".to_vec()]]
         );
+        assert!(decode_command(two).is_err());
         let mut s = Vec::new();
         encode(&RecordHeaderFields::part_of(1, 9, 1), two, &mut s).unwrap();
+        encode(&RecordHeaderFields::single(2), two, &mut s).unwrap();
         write_seg(&d, 1, &s, PREALLOC);
         let log = read_shard_log(&d).unwrap();
         assert_eq!(log.commands(&log.records[0]).unwrap().len(), 2);
+        assert_eq!(log.commands(&log.records[1]).unwrap().len(), 2);
     }
 
     /// The log of the every-offset tests: segment 1 holds lsn 1..=3, the
@@ -1893,6 +1992,8 @@ mod tests {
         let mut out = Vec::new();
         let summary = export_aof(&t.0, &mut out).unwrap();
         // tx 8 is incomplete (no part in shard 1): dropped.
+        assert_eq!(summary.torn_tails.len(), 1);
+        assert_eq!(summary.torn_tails[0].offset, end as u64);
         assert_eq!(summary.shards, 2);
         assert_eq!(summary.records, 6);
         assert_eq!(summary.commands, 6);
@@ -1938,6 +2039,207 @@ mod tests {
         let log = read_shard_log_with(&d0, &strict()).unwrap();
         assert_eq!(loaded(&log), expected(1..=2));
         assert_eq!(log.next_lsn(), 3);
+    }
+
+    /// RESP text of `cmds` laid end to end.
+    fn resp_of(cmds: &[&[&[u8]]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in cmds {
+            crate::resp::write_command(&mut out, c.iter().copied());
+        }
+        out
+    }
+
+    #[test]
+    fn select_prefix_is_accepted_and_checked() {
+        let t = TempDir::new("select-check");
+        let d = t.shard(0);
+        let good: [(u64, &[&[&[u8]]]); 5] = [
+            (0, &[&[b"SET", b"a", b"1"]]),
+            (0, &[&[b"SELECT", b"1"], &[b"SET", b"b", b"2"]]),
+            (0, &[&[b"select", b"0"], &[b"SET", b"c", b"3"]]),
+            (
+                0,
+                &[
+                    &[b"SELECT", b"4"],
+                    &[b"SET", b"x", b"1"],
+                    &[b"SELECT", b"4"],
+                    &[b"SET", b"y", b"2"],
+                ],
+            ),
+            (
+                9,
+                &[
+                    &[b"SELECT", b"2"],
+                    &[b"SET", b"d", b"4"],
+                    &[b"SELECT", b"0"],
+                    &[b"DEL", b"e"],
+                ],
+            ),
+        ];
+        let mut s = Vec::new();
+        for (i, (txid, cmds)) in good.iter().enumerate() {
+            let lsn = i as u64 + 1;
+            let f = if *txid == 0 {
+                RecordHeaderFields::single(lsn)
+            } else {
+                RecordHeaderFields::part_of(lsn, *txid, 1)
+            };
+            encode(&f, &resp_of(cmds), &mut s).unwrap();
+        }
+        write_seg(&d, 1, &s, PREALLOC);
+        let log = read_shard_log(&d).unwrap();
+        assert_eq!(log.records.len(), 5);
+        let rc = |i: usize| record_commands(log.payload(&log.records[i])).unwrap();
+        assert_eq!(
+            rc(1),
+            vec![(1, vec![b"SET".to_vec(), b"b".to_vec(), b"2".to_vec()])]
+        );
+        assert_eq!(rc(3).iter().map(|c| c.0).collect::<Vec<_>>(), [4, 4]);
+        assert_eq!(
+            rc(4),
+            vec![
+                (2, vec![b"SET".to_vec(), b"d".to_vec(), b"4".to_vec()]),
+                (0, vec![b"DEL".to_vec(), b"e".to_vec()]),
+            ]
+        );
+
+        let bad: [(u64, &[&[&[u8]]]); 6] = [
+            (0, &[&[b"SELECT", b"1"]]),
+            (3, &[&[b"SELECT", b"1"], &[b"SELECT", b"2"]]),
+            (0, &[&[b"SELECT", b"1", b"2"], &[b"SET", b"a", b"1"]]),
+            (0, &[&[b"SELECT", b"x"], &[b"SET", b"a", b"1"]]),
+            (0, &[&[b"SELECT", b"-1"], &[b"SET", b"a", b"1"]]),
+            (5, &[&[b"SET", b"a", b"1"], &[b"SELECT"]]),
+        ];
+        for (txid, cmds) in bad {
+            let mut s = segment(1..=1);
+            let at = s.len() as u64;
+            let f = if txid == 0 {
+                RecordHeaderFields::single(2)
+            } else {
+                RecordHeaderFields::part_of(2, txid, 1)
+            };
+            encode(&f, &resp_of(cmds), &mut s).unwrap();
+            s.extend(segment(3..=3));
+            let p = write_seg(&d, 1, &s, PREALLOC);
+            let e = read_shard_log(&d).unwrap_err();
+            assert_eq!((e.path(), e.offset()), (Some(p.as_path()), Some(at)), "{e}");
+        }
+    }
+
+    #[test]
+    fn export_writes_select_only_when_the_database_changes() {
+        let t = TempDir::new("export-select");
+        let d = t.shard(0);
+        let recs: [(u64, &[&[&[u8]]]); 7] = [
+            (0, &[&[b"SET", b"a", b"1"]]),
+            (0, &[&[b"SELECT", b"1"], &[b"SET", b"b", b"2"]]),
+            (0, &[&[b"SELECT", b"1"], &[b"SET", b"c", b"3"]]),
+            (0, &[&[b"SET", b"d", b"4"]]),
+            (0, &[&[b"SELECT", b"0"], &[b"SET", b"e", b"5"]]),
+            (0, &[&[b"SELECT", b"2"], &[b"SET", b"f", b"6"]]),
+            (
+                4,
+                &[
+                    &[b"SELECT", b"3"],
+                    &[b"SET", b"g", b"7"],
+                    &[b"SELECT", b"0"],
+                    &[b"SET", b"h", b"8"],
+                ],
+            ),
+        ];
+        let mut s = Vec::new();
+        for (i, (txid, cmds)) in recs.iter().enumerate() {
+            let lsn = i as u64 + 1;
+            let f = if *txid == 0 {
+                RecordHeaderFields::single(lsn)
+            } else {
+                RecordHeaderFields::part_of(lsn, *txid, 1)
+            };
+            encode(&f, &resp_of(cmds), &mut s).unwrap();
+        }
+        write_seg(&d, 1, &s, PREALLOC);
+        let mut out = Vec::new();
+        let summary = export_aof(&t.0, &mut out).unwrap();
+        let want = resp_of(&[
+            &[b"SET", b"a", b"1"],
+            &[b"SELECT", b"1"],
+            &[b"SET", b"b", b"2"],
+            &[b"SET", b"c", b"3"],
+            &[b"SELECT", b"0"],
+            &[b"SET", b"d", b"4"],
+            &[b"SET", b"e", b"5"],
+            &[b"SELECT", b"2"],
+            &[b"SET", b"f", b"6"],
+            &[b"SELECT", b"3"],
+            &[b"SET", b"g", b"7"],
+            &[b"SELECT", b"0"],
+            &[b"SET", b"h", b"8"],
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want)
+        );
+        assert_eq!(summary.records, 7);
+        assert_eq!(summary.selects, 5);
+        assert_eq!(summary.commands, 13);
+    }
+
+    #[test]
+    fn export_keeps_databases_right_when_shards_are_merged() {
+        // Each shard alternates databases; whatever the merge order, the
+        // AOF replayed from database 0 must run every command in its
+        // record's database, with no redundant SELECT.
+        let t = TempDir::new("export-select-merge");
+        let mut want = Vec::new();
+        for shard in 0..3u64 {
+            let d = t.shard(shard as usize);
+            let mut s = Vec::new();
+            for lsn in 1..=6u64 {
+                let db = (lsn + shard) % 3;
+                let key = format!("k{shard}-{lsn}").into_bytes();
+                let set: Vec<Vec<u8>> = vec![b"SET".to_vec(), key, b"v".to_vec()];
+                let mut payload = Vec::new();
+                if db != 0 {
+                    let n = db.to_string();
+                    crate::resp::write_command(
+                        &mut payload,
+                        [&b"SELECT"[..], n.as_bytes()].into_iter(),
+                    );
+                }
+                crate::resp::write_command(&mut payload, set.iter().map(Vec::as_slice));
+                let f = if lsn == 3 {
+                    RecordHeaderFields::part_of(lsn, 50, 3)
+                } else {
+                    RecordHeaderFields::single(lsn)
+                };
+                encode(&f, &payload, &mut s).unwrap();
+                want.push((db, set));
+            }
+            write_seg(&d, 1, &s, PREALLOC);
+        }
+        let mut out = Vec::new();
+        let summary = export_aof(&t.0, &mut out).unwrap();
+        let mut db = 0u64;
+        let mut got = Vec::new();
+        let mut selects = 0;
+        for args in decode_commands(&out).unwrap() {
+            match parse_select(&args) {
+                Some(sel) => {
+                    let n = sel.unwrap();
+                    assert_ne!(n, db, "redundant SELECT {n}");
+                    db = n;
+                    selects += 1;
+                }
+                None => got.push((db, args)),
+            }
+        }
+        assert_eq!(summary.selects, selects);
+        assert_eq!(summary.commands, got.len() + selects);
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -206,6 +206,12 @@ impl FlushPlan {
         &self.writes
     }
 
+    /// The writes, for callers that hand each buffer to the kernel and
+    /// put it back afterwards (io_uring takes ownership while it writes).
+    pub fn writes_mut(&mut self) -> &mut [PlannedWrite] {
+        &mut self.writes
+    }
+
     /// Number of records this flush makes durable.
     pub fn records(&self) -> usize {
         self.records
@@ -302,6 +308,34 @@ impl<I: LogIo> Journal<I> {
         self.pending_records.push_back(Pending { lsn, len });
         self.next_lsn = lsn.saturating_add(1);
         Ok(lsn)
+    }
+
+    /// Appends one command record whose payload is already RESP text (one
+    /// or more commands, e.g. `SELECT n` and the command); no I/O. Returns
+    /// the record's lsn.
+    pub fn append_payload(
+        &mut self,
+        payload: &[u8],
+        tx: Option<(u64, u16)>,
+    ) -> Result<u64, EncodeError> {
+        let lsn = self.next_lsn;
+        let fields = match tx {
+            None => RecordHeaderFields::single(lsn),
+            Some((txid, parts)) => RecordHeaderFields::part_of(lsn, txid, parts),
+        };
+        let len = super::record::encode(&fields, payload, &mut self.pending)?;
+        self.pending_records.push_back(Pending { lsn, len });
+        self.next_lsn = lsn.saturating_add(1);
+        Ok(lsn)
+    }
+
+    /// Takes over segment `first_lsn`, created, preallocated and synced by
+    /// the caller (the server does that with asynchronous I/O).
+    pub fn adopt_segment(&mut self, first_lsn: u64, file: I::File) {
+        if self.segment_file(first_lsn).is_none() {
+            self.files.push(OpenSegment { first_lsn, file });
+            self.stats.segments_created = self.stats.segments_created.saturating_add(1);
+        }
     }
 
     /// Lsn the next appended record gets.

@@ -1,0 +1,622 @@
+//! The append-only log of one worker's shard, at run time: the engine's
+//! [`Journal`] encodes records and plans aligned writes; this module does
+//! the I/O on the worker's own io_uring (or, as a fallback, on a helper
+//! thread), runs group commit, and tells the worker which replies may
+//! leave.
+//!
+//! - Commands append records through [`Sink`] (no I/O) and wake the flush
+//!   loop ([`flush_loop`]).
+//! - The flush loop takes everything pending as one plan: one aligned
+//!   write per segment touched, then, with `appendfsync always`, one
+//!   `fdatasync`. Records appended while a flush is in flight go into the
+//!   next one (group commit). When the flush completes, the worker releases
+//!   the replies that waited for it.
+//! - `everysec`: the flush does not sync; [`sync_loop`] issues one
+//!   `fdatasync` a second in its own task, so nothing ever waits for it;
+//!   if the previous one still runs after 2 s, `aof_delayed_fsync` counts it.
+//!   `no`: we never sync (except the old segment at a roll-over, which keeps
+//!   the log free of holes).
+//! - In every mode a reply waits for its record's write (like Redis, which
+//!   writes the AOF before replying); with `always` also for its fdatasync.
+//! - A failed write or sync is remembered: the server refuses writes
+//!   (MISCONF) until a retry, once a second, succeeds. Nothing acknowledged
+//!   is ever dropped: failed records stay pending and are written again.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use engine::journal::io::{AlignedBuf, IoPath, LogIo, StdLogIo};
+use engine::journal::{FlushPlan, Journal, JournalConfig, JournalError};
+use engine::propagate::LogSink;
+use tokio::sync::Notify;
+
+use crate::config::{AofIo, AppendFsync};
+use crate::log;
+use crate::runtime::{self, RingFile};
+use crate::shared::Shared;
+use crate::worker::Worker;
+
+/// An error a test asks the log's I/O to return (DEBUG AOF-FAULT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultOp {
+    Write,
+    Sync,
+    Any,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Fault {
+    pub op: FaultOp,
+    pub errno: i32,
+    /// Operations still to fail; 0: until cleared.
+    pub remaining: u64,
+}
+
+/// One worker's log state as INFO and DEBUG see it.
+#[repr(align(128))]
+#[derive(Default)]
+pub struct AofStats {
+    pub enabled: AtomicBool,
+    /// The last write or sync failed and no retry has succeeded yet.
+    pub failed: AtomicBool,
+    /// strerror text of the last failure.
+    pub last_error: Mutex<String>,
+    /// Record bytes in the log.
+    pub current_size: AtomicU64,
+    /// Record bytes in the log at start.
+    pub base_size: AtomicU64,
+    /// Flushes (group commits) that succeeded.
+    pub commits: AtomicU64,
+    /// Records they made durable.
+    pub records: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub delayed_fsync: AtomicU64,
+    /// An everysec fdatasync is running.
+    pub fsync_in_progress: AtomicBool,
+    /// Record bytes appended but not yet written (aof_buffer_length).
+    pub pending_bytes: AtomicU64,
+    /// fdatasync latencies in microseconds.
+    pub fsync_us: Mutex<Option<hdrhistogram::Histogram<u64>>>,
+    /// `io_uring+direct`, `pwrite+buffered`, ...
+    pub io_path: Mutex<String>,
+    pub fault: Mutex<Option<Fault>>,
+    pub fault_armed: AtomicBool,
+}
+
+impl AofStats {
+    fn record_fsync(&self, d: Duration) {
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        let mut h = self.fsync_us.lock().unwrap_or_else(|e| e.into_inner());
+        let h = h.get_or_insert_with(|| {
+            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).unwrap_or_else(|_| {
+                hdrhistogram::Histogram::new(2).unwrap_or_else(|_| unreachable!())
+            })
+        });
+        let _ = h.record((d.as_micros() as u64).max(1));
+    }
+
+    /// fdatasync latency at quantile `q`, in microseconds (0: none yet).
+    pub fn fsync_quantile(&self, q: f64) -> u64 {
+        self.fsync_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |h| h.value_at_quantile(q))
+    }
+
+    /// Takes one failure for `op` if a fault is armed.
+    fn take_fault(&self, op: FaultOp) -> Option<io::Error> {
+        if !self.fault_armed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut f = self.fault.lock().unwrap_or_else(|e| e.into_inner());
+        let fault = f.as_mut()?;
+        if fault.op != FaultOp::Any && fault.op != op {
+            return None;
+        }
+        let errno = fault.errno;
+        if fault.remaining > 0 {
+            fault.remaining -= 1;
+            if fault.remaining == 0 {
+                *f = None;
+                self.fault_armed.store(false, Ordering::Relaxed);
+            }
+        }
+        Some(io::Error::from_raw_os_error(errno))
+    }
+
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        let armed = fault.is_some();
+        *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+        self.fault_armed.store(armed, Ordering::Relaxed);
+    }
+}
+
+/// strerror-style text of an I/O error (no " (os error N)" suffix).
+pub fn error_text(kind_errno: Option<i32>, message: &str) -> String {
+    match kind_errno {
+        Some(e) => {
+            let s = io::Error::from_raw_os_error(e).to_string();
+            match s.rfind(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            }
+        }
+        None => message.to_string(),
+    }
+}
+
+/// Where the I/O runs.
+enum Exec {
+    /// On this worker's io_uring.
+    Ring,
+    /// Plain pwrite/fdatasync on a helper thread (io_uring unavailable or
+    /// `aof-io pwrite`/`buffered`), so the event loop still never blocks.
+    Thread(std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>),
+}
+
+/// An open segment.
+struct Seg {
+    lsn: u64,
+    file: Arc<std::fs::File>,
+    ring: Option<RingFile>,
+    buffered: bool,
+}
+
+/// A worker's log.
+pub struct Aof {
+    id: usize,
+    shared: Arc<Shared>,
+    journal: RefCell<Journal<StdLogIo>>,
+    io: RefCell<StdLogIo>,
+    exec: Exec,
+    /// Segments written by the plan in flight or the last one.
+    segs: RefCell<Vec<Rc<Seg>>>,
+    zeros: RefCell<Option<AlignedBuf>>,
+    /// Set by appends; the flush loop waits on it.
+    kick: Notify,
+    /// Written since the last fdatasync (everysec).
+    unsynced: Cell<bool>,
+    sync_started: Cell<Option<Instant>>,
+    sync_failed: Cell<bool>,
+    failed: Cell<bool>,
+}
+
+/// What the shard's commands append through.
+pub struct Sink(pub Rc<Aof>);
+
+impl LogSink for Sink {
+    fn append(&mut self, payload: &[u8], tx: Option<(u64, u16)>) -> u64 {
+        let lsn = match self.0.journal.borrow_mut().append_payload(payload, tx) {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                // Only a payload over 1 GiB gets here (proto-max-bulk-len
+                // raised past it); the write has happened in memory.
+                log::warning(&format!(
+                    "Can't log a command of {} bytes: {e}",
+                    payload.len()
+                ));
+                0
+            }
+        };
+        self.0.kick.notify_one();
+        lsn
+    }
+}
+
+impl Aof {
+    /// The log of shard `id` under `log_dir`, continuing at `next_lsn`
+    /// after recovery (`existing` record bytes already in it).
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        log_dir: &Path,
+        next_lsn: u64,
+        existing: u64,
+    ) -> Rc<Aof> {
+        let (segment_size, mode) = {
+            let c = shared.config();
+            (c.aof_segment_size, c.aof_io)
+        };
+        let cfg = JournalConfig::for_shard(log_dir, id)
+            .with_segment_size(segment_size)
+            .with_max_flush_bytes(engine::journal::writer::DEFAULT_MAX_FLUSH_BYTES);
+        let io = if mode == AofIo::Buffered {
+            StdLogIo::buffered()
+        } else {
+            StdLogIo::new()
+        };
+        let exec = if mode == AofIo::Auto && runtime::io_uring_available() {
+            Exec::Ring
+        } else {
+            if mode == AofIo::Auto && id == 0 {
+                log::warning(
+                    "io_uring is not available: the append-only log falls back to \
+                     pwrite/fdatasync on a helper thread",
+                );
+            }
+            Exec::Thread(spawn_io_thread(id))
+        };
+        let stats = &shared.aof[id];
+        stats.enabled.store(true, Ordering::Relaxed);
+        stats.current_size.store(existing, Ordering::Relaxed);
+        stats.base_size.store(existing, Ordering::Relaxed);
+        Rc::new(Aof {
+            id,
+            journal: RefCell::new(Journal::new(cfg, next_lsn, existing)),
+            io: RefCell::new(io),
+            exec,
+            segs: RefCell::new(Vec::new()),
+            zeros: RefCell::new(None),
+            kick: Notify::new(),
+            unsynced: Cell::new(false),
+            sync_started: Cell::new(None),
+            sync_failed: Cell::new(false),
+            failed: Cell::new(false),
+            shared,
+        })
+    }
+
+    fn stats(&self) -> &AofStats {
+        &self.shared.aof[self.id]
+    }
+
+    fn set_io_path(&self, buffered: bool) {
+        let engine = match self.exec {
+            Exec::Ring => "io_uring",
+            Exec::Thread(_) => "pwrite",
+        };
+        let path = format!("{engine}+{}", if buffered { "buffered" } else { "direct" });
+        let mut p = self
+            .stats()
+            .io_path
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *p != path {
+            if buffered && self.id == 0 {
+                log::warning(
+                    "The filesystem of the log directory refuses O_DIRECT: the \
+                     append-only log uses buffered writes and drops the written \
+                     pages from the page cache after each sync",
+                );
+            }
+            *p = path;
+        }
+    }
+
+    /// Runs `f` on the helper thread (or here, for the ring path's rare
+    /// blocking calls) and waits for its result without blocking the loop.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        match &self.exec {
+            Exec::Ring => Some(f()),
+            Exec::Thread(tx) => {
+                let (otx, orx) = tokio::sync::oneshot::channel();
+                tx.send(Box::new(move || {
+                    let _ = otx.send(f());
+                }))
+                .ok()?;
+                orx.await.ok()
+            }
+        }
+    }
+
+    async fn write_at(&self, seg: &Seg, buf: AlignedBuf, off: u64) -> (io::Result<()>, AlignedBuf) {
+        if let Some(e) = self.stats().take_fault(FaultOp::Write) {
+            return (Err(e), buf);
+        }
+        match &seg.ring {
+            Some(ring) => ring.write_all_at(buf, off).await,
+            None => {
+                let file = seg.file.clone();
+                let gone = AlignedBuf::zeroed(0);
+                self.blocking(move || {
+                    let r = file.write_all_at(buf.as_slice(), off);
+                    (r, buf)
+                })
+                .await
+                .unwrap_or_else(|| (Err(io::Error::other("log I/O thread is gone")), gone))
+            }
+        }
+    }
+
+    async fn sync(&self, seg: &Seg) -> io::Result<()> {
+        if let Some(e) = self.stats().take_fault(FaultOp::Sync) {
+            return Err(e);
+        }
+        let started = Instant::now();
+        let r = match &seg.ring {
+            Some(ring) => ring.sync_data().await,
+            None => {
+                let file = seg.file.clone();
+                self.blocking(move || file.sync_data())
+                    .await
+                    .unwrap_or_else(|| Err(io::Error::other("log I/O thread is gone")))
+            }
+        };
+        if r.is_ok() {
+            self.stats().record_fsync(started.elapsed());
+            if seg.buffered {
+                // Written and synced: the cached copy is not needed.
+                crate::sys::fadvise_dontneed(seg.file.as_raw_fd(), 0, 0);
+            }
+        }
+        r
+    }
+
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let dirs: Vec<PathBuf> = std::iter::once(dir.to_path_buf())
+            .chain(
+                dir.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(Path::to_path_buf),
+            )
+            .collect();
+        for d in dirs {
+            let f = std::fs::File::open(&d)?;
+            match self.exec {
+                Exec::Ring => RingFile::from_std(f).sync_all().await?,
+                Exec::Thread(_) => self
+                    .blocking(move || f.sync_all())
+                    .await
+                    .unwrap_or_else(|| Err(io::Error::other("log I/O thread is gone")))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates segment `lsn` of `size` bytes: zero-filled (so that later
+    /// writes change neither its size nor its extents), synced, and its
+    /// directory entry synced.
+    async fn create_segment(&self, lsn: u64, size: u64) -> Result<Rc<Seg>, JournalError> {
+        let dir = self.journal.borrow().config().dir.clone();
+        let path = engine::journal::io::segment_path(&dir, lsn);
+        let err = |op, e: &io::Error| JournalError::new(op, &path, None, e);
+        let file = {
+            let mut io = self.io.borrow_mut();
+            let f = io
+                .create_segment(&dir, lsn)
+                .map_err(|e| err("create", &e))?;
+            let buffered = io.io_path() == Some(IoPath::Buffered);
+            self.set_io_path(buffered);
+            (f, buffered)
+        };
+        let (file, buffered) = file;
+        let ring = match self.exec {
+            Exec::Ring => Some(RingFile::from_std(
+                file.try_clone().map_err(|e| err("open", &e))?,
+            )),
+            Exec::Thread(_) => None,
+        };
+        let seg = Rc::new(Seg {
+            lsn,
+            file: Arc::new(file.try_clone().map_err(|e| err("open", &e))?),
+            ring,
+            buffered,
+        });
+        const CHUNK: u64 = 1 << 20;
+        let mut off = 0u64;
+        while off < size {
+            let n = (size - off).min(CHUNK) as usize;
+            let zeros = match self.zeros.borrow_mut().take() {
+                Some(z) if z.len() == n => z,
+                _ => AlignedBuf::zeroed(n),
+            };
+            let (r, zeros) = self.write_at(&seg, zeros, off).await;
+            if zeros.len() == CHUNK as usize {
+                *self.zeros.borrow_mut() = Some(zeros);
+            }
+            r.map_err(|e| JournalError::new("preallocate", &path, Some(off), &e))?;
+            off += n as u64;
+        }
+        self.sync(&seg).await.map_err(|e| err("sync", &e))?;
+        self.sync_dir(&dir)
+            .await
+            .map_err(|e| JournalError::new("sync directory", &dir, None, &e))?;
+        self.journal.borrow_mut().adopt_segment(lsn, file);
+        Ok(seg)
+    }
+
+    fn seg(&self, lsn: u64) -> Option<Rc<Seg>> {
+        self.segs.borrow().iter().find(|s| s.lsn == lsn).cloned()
+    }
+
+    /// Runs a plan: writes in order, a new segment created first, the old
+    /// segment synced before the next one is written; with `always` the
+    /// last segment is synced too.
+    async fn execute(
+        &self,
+        plan: &mut FlushPlan,
+        mode: AppendFsync,
+    ) -> Result<Duration, JournalError> {
+        let dir = self.journal.borrow().config().dir.clone();
+        let mut fsync = Duration::ZERO;
+        let n = plan.writes().len();
+        for i in 0..n {
+            let (lsn, size, new, off) = {
+                let w = &plan.writes()[i];
+                (w.segment, w.segment_size, w.new_segment, w.offset)
+            };
+            // A segment created by an earlier, failed attempt of this
+            // flush is reused: it was preallocated and synced.
+            let seg = match self.seg(lsn) {
+                Some(s) => s,
+                None => {
+                    debug_assert!(new, "segment {lsn} is not open");
+                    let s = self.create_segment(lsn, size).await?;
+                    self.segs.borrow_mut().push(s.clone());
+                    s
+                }
+            };
+            let path = engine::journal::io::segment_path(&dir, lsn);
+            let buf = std::mem::replace(&mut plan.writes_mut()[i].buf, AlignedBuf::zeroed(0));
+            let (r, buf) = self.write_at(&seg, buf, off).await;
+            plan.writes_mut()[i].buf = buf;
+            r.map_err(|e| JournalError::new("write", &path, Some(off), &e))?;
+            let rolls_over = plan.writes().get(i + 1).is_some_and(|w| w.segment != lsn);
+            let last = i + 1 == n;
+            if rolls_over || (last && mode == AppendFsync::Always) {
+                let started = Instant::now();
+                self.sync(&seg)
+                    .await
+                    .map_err(|e| JournalError::new("sync", &path, None, &e))?;
+                fsync += started.elapsed();
+            } else if last {
+                self.unsynced.set(true);
+            }
+        }
+        Ok(fsync)
+    }
+
+    fn set_failed(&self, failed: bool, why: Option<&JournalError>) {
+        let stats = self.stats();
+        if let Some(e) = why {
+            *stats.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                error_text(e.errno, &e.message);
+        }
+        let now_failed = failed || self.sync_failed.get();
+        if now_failed != self.failed.get() {
+            self.failed.set(now_failed);
+            stats.failed.store(now_failed, Ordering::Relaxed);
+            self.shared.set_aof_failed(now_failed);
+            if !now_failed {
+                log::warning(&format!(
+                    "AOF write error looks solved (shard {}), the server can write again.",
+                    self.id
+                ));
+            }
+        }
+    }
+}
+
+fn spawn_io_thread(id: usize) -> std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+    let spawned = std::thread::Builder::new()
+        .name(format!("aof-io-{id}"))
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        });
+    if let Err(e) = spawned {
+        log::warning(&format!("Can't start the log I/O thread: {e}"));
+    }
+    tx
+}
+
+/// Group commit: flushes whatever is pending, one plan at a time, and
+/// releases the replies each flush makes durable.
+pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
+    loop {
+        let plan = aof.journal.borrow_mut().prepare_flush();
+        let Some(mut plan) = plan else {
+            aof.kick.notified().await;
+            continue;
+        };
+        let mode = worker.shared.appendfsync();
+        let result = aof.execute(&mut plan, mode).await;
+        let records = plan.records() as u64;
+        let bytes = plan.write_bytes() as u64;
+        let outcome = aof.journal.borrow_mut().complete_flush(plan, result);
+        let pending = aof.journal.borrow().pending_bytes() as u64;
+        aof.stats().pending_bytes.store(pending, Ordering::Relaxed);
+        match outcome {
+            Ok(durable) => {
+                {
+                    let mut journal = aof.journal.borrow_mut();
+                    let current = journal.current_segment().map(|c| c.0);
+                    aof.segs.borrow_mut().retain(|s| Some(s.lsn) == current);
+                    let stats = aof.stats();
+                    stats.commits.fetch_add(1, Ordering::Relaxed);
+                    stats.records.fetch_add(records, Ordering::Relaxed);
+                    stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+                    stats
+                        .current_size
+                        .store(journal.stats().current_size, Ordering::Relaxed);
+                    let _ = &mut journal;
+                }
+                aof.set_failed(false, None);
+                worker.log_durable(durable);
+            }
+            Err(e) => {
+                if !aof.failed.get() {
+                    log::warning(&format!(
+                        "Error writing to the AOF file (shard {}): {e}. Writes are refused \
+                         until a retry succeeds; retrying every second.",
+                        aof.id
+                    ));
+                }
+                aof.set_failed(true, Some(&e));
+                // Redis retries a failed AOF write from serverCron, once a second.
+                runtime::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// `appendfsync everysec`: one fdatasync a second, in its own task, never
+/// waited for by a reply.
+pub async fn sync_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
+    loop {
+        runtime::sleep(Duration::from_secs(1)).await;
+        if worker.shared.appendfsync() != AppendFsync::Everysec {
+            continue;
+        }
+        if let Some(started) = aof.sync_started.get() {
+            if started.elapsed() >= Duration::from_secs(2) {
+                aof.stats().delayed_fsync.fetch_add(1, Ordering::Relaxed);
+                log::notice(
+                    "Asynchronous AOF fsync is taking too long (disk is busy?). Writing the AOF \
+                     buffer without waiting for fsync to complete, this may slow down the server.",
+                );
+            }
+            continue;
+        }
+        if !aof.unsynced.get() {
+            continue;
+        }
+        let current = aof.journal.borrow().current_segment().map(|c| c.0);
+        let Some(seg) = current.and_then(|l| aof.seg(l)) else {
+            continue;
+        };
+        aof.unsynced.set(false);
+        aof.sync_started.set(Some(Instant::now()));
+        aof.stats().fsync_in_progress.store(true, Ordering::Relaxed);
+        let a = aof.clone();
+        runtime::spawn(async move {
+            let r = a.sync(&seg).await;
+            a.sync_started.set(None);
+            a.stats().fsync_in_progress.store(false, Ordering::Relaxed);
+            match r {
+                Ok(()) => {
+                    a.sync_failed.set(false);
+                    a.set_failed(a.journal.borrow().is_failed(), None);
+                }
+                Err(e) => {
+                    let path = engine::journal::io::segment_path(
+                        &a.journal.borrow().config().dir,
+                        seg.lsn,
+                    );
+                    let je = JournalError::new("sync", &path, None, &e);
+                    log::warning(&format!(
+                        "Error syncing the AOF file (shard {}): {je}",
+                        a.id
+                    ));
+                    a.unsynced.set(true);
+                    a.sync_failed.set(true);
+                    a.set_failed(true, Some(&je));
+                }
+            }
+        });
+    }
+}

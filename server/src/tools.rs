@@ -1,0 +1,834 @@
+//! Offline subcommands of the server binary, run instead of the server when
+//! the first argument names one:
+//!
+//! - `kv-server check-aof [--fix] <log dir>`: verifies every shard's log
+//!   (checksums, lsn continuity, payloads, transactions across shards) and
+//!   prints a report; `--fix` cuts a torn tail (the unacknowledged end of
+//!   the last write). Damage before the end of a log is never "fixed".
+//!   Exit 0 when the log is valid (or was fixed), 1 otherwise.
+//! - `kv-server export-aof <log dir> [<output file> | -]`: writes the log as
+//!   a plain Redis AOF (RESP commands, `SELECT` where the database changes)
+//!   to the file or to stdout, and a summary to stderr. Exit 0 or 1.
+//!
+//! The logic lives in `engine::journal::recovery`; this module parses
+//! arguments and prints. Every function takes its output streams so tests
+//! can capture them.
+
+// Remove once main.rs calls `run_tool`.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use engine::journal::recovery::{
+    check, export_aof, CheckReport, ExportSummary, RecoveryError, ShardCheck, TornTailRefusal,
+};
+
+const CHECK_USAGE: &str = "\
+Usage: kv-server check-aof [--fix] <log dir>
+
+Verifies the append-only log in <log dir> (the directory holding shard-<i>/):
+every record's checksum, lsn continuity across segments, payloads, and
+transactions across shards. Prints one line per shard and a verdict.
+
+  --fix       cut a torn tail (an incomplete last write, never acknowledged
+              to a client) so the log loads with aof-load-truncated no.
+              Damage before the end of a log is reported, never cut.
+  -h, --help  print this help
+
+Exit status: 0 if the log is valid (or was fixed), 1 otherwise.";
+
+const EXPORT_USAGE: &str = "\
+Usage: kv-server export-aof <log dir> [<output file> | -]
+
+Writes the append-only log in <log dir> as a plain Redis AOF (RESP commands,
+with SELECT where the database changes) to <output file>, or to stdout when
+it is omitted or '-'. The records are those a restart would load: a torn
+tail is left out, and so are multi-shard transactions that never became
+durable on every shard. A summary goes to stderr.
+
+  -h, --help  print this help
+
+Exit status: 0 on success, 1 on error.";
+
+/// Runs the offline tool named by `args[0]` (the arguments after the
+/// program name) and returns its exit code, or `None` when `args[0]` is not
+/// a tool name (start the server).
+pub fn run_tool(args: &[OsString]) -> Option<i32> {
+    let name = args.first()?;
+    let rest = args.get(1..).unwrap_or_default();
+    let stdout = io::stdout();
+    let stderr = io::stderr();
+    let code = if name == "check-aof" {
+        check_aof(rest, &mut stdout.lock(), &mut stderr.lock())
+    } else if name == "export-aof" {
+        export_aof_tool(rest, &mut stdout.lock(), &mut stderr.lock())
+    } else {
+        return None;
+    };
+    Some(code)
+}
+
+/// Arguments of a tool: options (`--x`) and positional arguments.
+enum Parsed {
+    Help,
+    Run {
+        flags: Vec<String>,
+        positional: Vec<OsString>,
+    },
+}
+
+/// Splits `args` into known flags and positional arguments; an unknown
+/// option is an error. `-` alone and everything after `--` are positional.
+fn parse_args(args: &[OsString], known: &[&str]) -> Result<Parsed, String> {
+    let mut flags = Vec::new();
+    let mut positional = Vec::new();
+    let mut options_done = false;
+    for a in args {
+        let s = a.to_str();
+        if options_done || a.len() < 2 || !a.as_encoded_bytes().starts_with(b"-") {
+            positional.push(a.clone());
+            continue;
+        }
+        match s {
+            Some("-h" | "--help") => return Ok(Parsed::Help),
+            Some("--") => options_done = true,
+            Some(f) if known.contains(&f) => flags.push(f.to_string()),
+            _ => return Err(format!("unknown option '{}'", a.to_string_lossy())),
+        }
+    }
+    Ok(Parsed::Run { flags, positional })
+}
+
+fn usage_error(err: &mut impl Write, tool: &str, msg: &str, usage: &str) -> i32 {
+    let _ = writeln!(err, "kv-server {tool}: {msg}\n\n{usage}");
+    1
+}
+
+// ---------------------------------------------------------------------------
+// check-aof
+
+/// `check-aof [--fix] <log dir>`: the report goes to `out`, usage errors
+/// to `err`. Returns the exit code.
+pub fn check_aof(args: &[OsString], out: &mut impl Write, err: &mut impl Write) -> i32 {
+    let (flags, positional) = match parse_args(args, &["--fix"]) {
+        Ok(Parsed::Help) => {
+            let _ = writeln!(out, "{CHECK_USAGE}");
+            return 0;
+        }
+        Ok(Parsed::Run { flags, positional }) => (flags, positional),
+        Err(e) => return usage_error(err, "check-aof", &e, CHECK_USAGE),
+    };
+    let dir = match positional.as_slice() {
+        [dir] => PathBuf::from(dir),
+        [] => return usage_error(err, "check-aof", "missing <log dir>", CHECK_USAGE),
+        _ => return usage_error(err, "check-aof", "too many arguments", CHECK_USAGE),
+    };
+    let fix = flags.iter().any(|f| f == "--fix");
+    let report = check(&dir, fix);
+    match print_check(&report, fix, out) {
+        Ok(valid) => i32::from(!valid),
+        Err(e) => {
+            let _ = writeln!(err, "kv-server check-aof: cannot write the report: {e}");
+            1
+        }
+    }
+}
+
+fn shard_name(s: &ShardCheck) -> String {
+    s.dir.file_name().map_or_else(
+        || s.dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// One line about an error, naming the file, the offset and what is wrong.
+fn describe_error(e: &RecoveryError) -> String {
+    match e {
+        RecoveryError::Corruption {
+            path,
+            offset,
+            detail,
+        } => format!(
+            "corruption in {} at offset {offset}: {detail}",
+            path.display()
+        ),
+        RecoveryError::TornTail {
+            path,
+            offset,
+            reason,
+            refusal,
+        } => {
+            let why = match refusal {
+                TornTailRefusal::NotLastSegment => {
+                    "in a segment that is not the last one (later segments hold records, \
+                     so records are missing)"
+                }
+                TornTailRefusal::LoadTruncatedOff => "still there after the fix",
+            };
+            format!(
+                "torn tail in {} at offset {offset} ({reason}) {why}",
+                path.display()
+            )
+        }
+        RecoveryError::Io { .. } | RecoveryError::Output(_) => e.to_string(),
+    }
+}
+
+/// Prints the report of [`check`]; returns whether the log is valid.
+fn print_check(report: &CheckReport, fix: bool, out: &mut impl Write) -> io::Result<bool> {
+    let dir = report.dir.display();
+    writeln!(out, "Checking append-only log {dir}")?;
+    for s in &report.shards {
+        let status = match (&s.error, &s.torn_tail, s.fixed) {
+            (Some(_), _, _) => "NOT OK",
+            (None, Some(_), true) => "torn tail cut",
+            (None, Some(_), false) => "torn tail",
+            (None, None, _) => "OK",
+        };
+        write!(
+            out,
+            "{}: {} segments, {} records, {} bytes",
+            shard_name(s),
+            s.segments,
+            s.records,
+            s.bytes
+        )?;
+        if let Some(l) = s.last_lsn {
+            write!(out, ", last lsn {l}")?;
+        }
+        writeln!(out, ": {status}")?;
+        if let Some(t) = &s.torn_tail {
+            writeln!(
+                out,
+                "  torn tail in {} at offset {} ({})",
+                t.path.display(),
+                t.offset,
+                t.reason
+            )?;
+            if let Some(at) = t.later_valid_record {
+                writeln!(
+                    out,
+                    "  (a valid record at offset {at}, within the last write, goes with it)"
+                )?;
+            }
+            if s.fixed {
+                writeln!(
+                    out,
+                    "  cut: the bytes from offset {} on were zeroed (file size kept)",
+                    t.offset
+                )?;
+            } else if s.error.is_none() {
+                writeln!(
+                    out,
+                    "  not cut: run with --fix to cut it (it was never acknowledged)"
+                )?;
+            }
+        }
+        if let Some(e) = &s.error {
+            writeln!(out, "  {}", describe_error(e))?;
+            if matches!(
+                e,
+                RecoveryError::Corruption { .. }
+                    | RecoveryError::TornTail {
+                        refusal: TornTailRefusal::NotLastSegment,
+                        ..
+                    }
+            ) {
+                writeln!(
+                    out,
+                    "  damage before the end of the log: --fix does not cut it; restore \
+                     this shard from a backup"
+                )?;
+            }
+        }
+    }
+    if report.incomplete_transactions > 0 {
+        writeln!(
+            out,
+            "{} incomplete multi-shard transactions (never acknowledged): loading drops {} \
+             records",
+            report.incomplete_transactions, report.dropped_records
+        )?;
+    }
+    if let Some(e) = &report.error {
+        writeln!(out, "error: {}", describe_error(e))?;
+    }
+    let no_shards = report.error.is_none() && report.shards.is_empty();
+    if no_shards {
+        writeln!(
+            out,
+            "no shard directories (shard-<i>) in {dir}: is this the append-only log directory?"
+        )?;
+    }
+    writeln!(
+        out,
+        "AOF analyzed: dir={dir}, shards={}, segments={}, records={}, size={}, torn_tails={}",
+        report.shards.len(),
+        report.segments(),
+        report.records(),
+        report.bytes(),
+        report.torn_tails()
+    )?;
+    let valid = report.is_ok() && !no_shards;
+    let any_error = report.error.is_some() || report.shards.iter().any(|s| s.error.is_some());
+    if valid && fix && report.shards.iter().any(|s| s.fixed) {
+        writeln!(out, "Successfully truncated AOF {dir}")?;
+    } else if valid {
+        writeln!(out, "AOF {dir} is valid")?;
+    } else if !any_error && !no_shards {
+        writeln!(
+            out,
+            "AOF {dir} is not valid. Use the --fix option to try fixing it."
+        )?;
+    } else {
+        writeln!(out, "AOF {dir} is not valid")?;
+    }
+    Ok(valid)
+}
+
+// ---------------------------------------------------------------------------
+// export-aof
+
+/// Counts the bytes written through it.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes = self.bytes.saturating_add(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// `export-aof <log dir> [<output file> | -]`: the AOF goes to the file or
+/// to `out` (stdout), the summary and errors to `err`. Returns the exit
+/// code.
+pub fn export_aof_tool(args: &[OsString], out: &mut impl Write, err: &mut impl Write) -> i32 {
+    let positional = match parse_args(args, &[]) {
+        Ok(Parsed::Help) => {
+            let _ = writeln!(out, "{EXPORT_USAGE}");
+            return 0;
+        }
+        Ok(Parsed::Run { positional, .. }) => positional,
+        Err(e) => return usage_error(err, "export-aof", &e, EXPORT_USAGE),
+    };
+    let (dir, output) = match positional.as_slice() {
+        [dir] => (PathBuf::from(dir), None),
+        [dir, o] if o == "-" => (PathBuf::from(dir), None),
+        [dir, o] => (PathBuf::from(dir), Some(PathBuf::from(o))),
+        [] => return usage_error(err, "export-aof", "missing <log dir>", EXPORT_USAGE),
+        _ => return usage_error(err, "export-aof", "too many arguments", EXPORT_USAGE),
+    };
+    let result = match &output {
+        None => {
+            let mut w = Counting {
+                inner: BufWriter::new(out),
+                bytes: 0,
+            };
+            export_aof(&dir, &mut w)
+                .map_err(|e| export_error(&dir, &e))
+                .map(|s| (s, w.bytes))
+        }
+        Some(path) => export_to_file(&dir, path),
+    };
+    let target = output
+        .as_ref()
+        .map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
+    match result {
+        Ok((summary, bytes)) => {
+            let _ = print_export_summary(&dir, &target, &summary, bytes, err);
+            0
+        }
+        Err(e) => {
+            let _ = writeln!(err, "kv-server export-aof: {e}");
+            1
+        }
+    }
+}
+
+/// The message of a failed export.
+fn export_error(dir: &Path, e: &RecoveryError) -> String {
+    match e {
+        RecoveryError::Corruption { .. } | RecoveryError::TornTail { .. } => format!(
+            "cannot export: {}; see `kv-server check-aof {}`",
+            describe_error(e),
+            dir.display()
+        ),
+        RecoveryError::Io { .. } | RecoveryError::Output(_) => e.to_string(),
+    }
+}
+
+/// Exports into `path`: through a temporary file in the same directory,
+/// synced and renamed over `path` (so a failed export leaves no partial
+/// file), or directly when `path` exists and is not a regular file (a
+/// device or a pipe).
+fn export_to_file(dir: &Path, path: &Path) -> Result<(ExportSummary, u64), String> {
+    let direct = fs::metadata(path).is_ok_and(|m| !m.is_file());
+    if direct {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let mut w = Counting {
+            inner: BufWriter::new(file),
+            bytes: 0,
+        };
+        let summary = export_aof(dir, &mut w).map_err(|e| export_error(dir, &e))?;
+        return Ok((summary, w.bytes));
+    }
+    let mut tmp_name = path
+        .file_name()
+        .map_or_else(|| OsString::from("export.aof"), OsStr::to_os_string);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let result = (|| {
+        let mut w = Counting {
+            inner: BufWriter::new(file),
+            bytes: 0,
+        };
+        let summary = export_aof(dir, &mut w).map_err(|e| export_error(dir, &e))?;
+        let bytes = w.bytes;
+        let file = w
+            .inner
+            .into_inner()
+            .map_err(|e| format!("cannot write {}: {}", tmp.display(), e.error()))?;
+        file.sync_all()
+            .map_err(|e| format!("cannot fsync {}: {e}", tmp.display()))?;
+        fs::rename(&tmp, path)
+            .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))?;
+        Ok((summary, bytes))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    } else if let Some(parent) = path.parent() {
+        // Make the rename durable (best effort).
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        if let Ok(d) = fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    result
+}
+
+fn print_export_summary(
+    dir: &Path,
+    target: &str,
+    s: &ExportSummary,
+    bytes: u64,
+    err: &mut impl Write,
+) -> io::Result<()> {
+    writeln!(
+        err,
+        "Exported append-only log {} ({} shards) to {target}: {} records, {} commands \
+         ({} of them SELECT), {bytes} bytes",
+        dir.display(),
+        s.shards,
+        s.records,
+        s.commands,
+        s.selects
+    )?;
+    for t in &s.torn_tails {
+        writeln!(err, "warning: not exported: {t}")?;
+    }
+    if s.dropped_records > 0 {
+        writeln!(
+            err,
+            "note: {} records of multi-shard transactions that never became durable on every \
+             shard were left out (they were never acknowledged)",
+            s.dropped_records
+        )?;
+    }
+    if s.split_transactions > 0 {
+        writeln!(
+            err,
+            "warning: {} multi-shard transactions could not be written as one block (their \
+             shards' logs order them in a cycle); their parts are written separately",
+            s.split_transactions
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::journal::recovery::{decode_commands, parse_select};
+    use engine::journal::{Journal, JournalConfig, StdLogIo};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A unique temporary directory, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let p =
+                std::env::temp_dir().join(format!("kv-tools-{}-{n}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const SEGMENT: u64 = 64 * 1024;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    fn resp(args: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        engine::resp::write_command(&mut out, args.iter().copied());
+        out
+    }
+
+    /// Writes `shards` shard logs with the real writer: shard `s` gets
+    /// `n` records `SET k<s>-<i> v<i>`, every third one in database 2.
+    fn write_log(dir: &Path, shards: usize, n: usize) {
+        write_log_with(dir, shards, n, SEGMENT);
+    }
+
+    fn write_log_with(dir: &Path, shards: usize, n: usize, segment: u64) {
+        let mut io = StdLogIo::buffered();
+        for s in 0..shards {
+            let cfg = JournalConfig::for_shard(dir, s).with_segment_size(segment);
+            let mut j = Journal::new(cfg, 1, 0);
+            for i in 0..n {
+                let key = format!("k{s}-{i}");
+                let val = format!("v{i}");
+                let set: [&[u8]; 3] = [b"SET", key.as_bytes(), val.as_bytes()];
+                if i % 3 == 2 {
+                    let mut payload = resp(&[b"SELECT", b"2"]);
+                    payload.extend(resp(&set));
+                    j.append_payload(&payload, None).unwrap();
+                } else {
+                    j.append(set.into_iter(), None).unwrap();
+                }
+            }
+            j.flush(&mut io).unwrap();
+        }
+    }
+
+    fn segment_of(dir: &Path, shard: usize) -> PathBuf {
+        dir.join(format!("shard-{shard}"))
+            .join("seg-00000000000000000001.log")
+    }
+
+    /// Offset just past the last non-zero byte.
+    fn written_end(bytes: &[u8]) -> usize {
+        bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)
+    }
+
+    fn run_check(args: &[&str]) -> (i32, String, String) {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let code = check_aof(&os(args), &mut out, &mut err);
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    fn run_export(args: &[&str]) -> (i32, Vec<u8>, String) {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let code = export_aof_tool(&os(args), &mut out, &mut err);
+        (code, out, String::from_utf8(err).unwrap())
+    }
+
+    #[test]
+    fn run_tool_ignores_non_tool_arguments() {
+        assert_eq!(run_tool(&[]), None);
+        assert_eq!(run_tool(&os(&["--port", "7000"])), None);
+        assert_eq!(run_tool(&os(&["/etc/redis.conf"])), None);
+        assert_eq!(run_tool(&os(&["check-aof-x"])), None);
+    }
+
+    #[test]
+    fn help_and_usage_errors() {
+        let (code, out, _) = run_check(&["--help"]);
+        assert_eq!(code, 0);
+        assert!(out.starts_with("Usage: kv-server check-aof"), "{out}");
+        let (code, out, _) = run_export(&["-h"]);
+        assert_eq!(code, 0);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .starts_with("Usage: kv-server export-aof"));
+        for args in [&[][..], &["--bogus", "x"], &["a", "b"]] {
+            let (code, out, err) = run_check(args);
+            assert_eq!(code, 1, "{args:?}");
+            assert!(out.is_empty());
+            assert!(err.contains("Usage:"), "{err}");
+        }
+        for args in [&[][..], &["a", "b", "c"], &["--fix", "a"]] {
+            let (code, _, err) = run_export(args);
+            assert_eq!(code, 1, "{args:?}");
+            assert!(err.contains("Usage:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn check_aof_on_a_clean_log() {
+        let t = TempDir::new("check-clean");
+        write_log(&t.0, 2, 5);
+        let dir = t.0.display().to_string();
+        let (code, out, err) = run_check(&[&dir]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("shard-0: 1 segments, 5 records"), "{out}");
+        assert!(out.contains("last lsn 5: OK"), "{out}");
+        assert!(out.contains("shard-1: 1 segments, 5 records"), "{out}");
+        assert!(
+            out.contains(&format!(
+                "AOF analyzed: dir={dir}, shards=2, segments=2, records=10"
+            )),
+            "{out}"
+        );
+        assert!(out.ends_with(&format!("AOF {dir} is valid\n")), "{out}");
+        // --fix on a valid log changes nothing and says it is valid.
+        let before = fs::read(segment_of(&t.0, 0)).unwrap();
+        let (code, out, _) = run_check(&["--fix", &dir]);
+        assert_eq!(code, 0);
+        assert!(out.ends_with(&format!("AOF {dir} is valid\n")), "{out}");
+        assert_eq!(fs::read(segment_of(&t.0, 0)).unwrap(), before);
+    }
+
+    #[test]
+    fn check_aof_reports_and_fixes_a_torn_tail() {
+        let t = TempDir::new("check-torn");
+        write_log(&t.0, 2, 4);
+        let seg = segment_of(&t.0, 1);
+        let mut bytes = fs::read(&seg).unwrap();
+        let end = written_end(&bytes);
+        // The start of a record: a write torn by a crash.
+        bytes[end..end + 12].copy_from_slice(&[0xa1, 1, 0, 0, 20, 0, 0, 0, 5, 0, 0, 0]);
+        fs::write(&seg, &bytes).unwrap();
+        let dir = t.0.display().to_string();
+
+        let (code, out, _) = run_check(&[&dir]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("shard-1: 1 segments, 4 records"), "{out}");
+        assert!(
+            out.contains(&format!("torn tail in {} at offset {end} (", seg.display())),
+            "{out}"
+        );
+        assert!(out.contains("run with --fix"), "{out}");
+        assert!(out.contains("torn_tails=1"), "{out}");
+        assert!(
+            out.ends_with("is not valid. Use the --fix option to try fixing it.\n"),
+            "{out}"
+        );
+        assert_eq!(
+            fs::read(&seg).unwrap(),
+            bytes,
+            "check without --fix writes nothing"
+        );
+
+        let (code, out, _) = run_check(&[&dir, "--fix"]);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("torn tail cut"), "{out}");
+        assert!(
+            out.contains(&format!("cut: the bytes from offset {end} on were zeroed")),
+            "{out}"
+        );
+        assert!(
+            out.ends_with(&format!("Successfully truncated AOF {dir}\n")),
+            "{out}"
+        );
+        let fixed = fs::read(&seg).unwrap();
+        assert_eq!(fixed.len(), bytes.len(), "file size kept");
+        assert_eq!(written_end(&fixed), end);
+
+        let (code, out, _) = run_check(&[&dir]);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("torn_tails=0"), "{out}");
+    }
+
+    #[test]
+    fn check_aof_reports_corruption_and_does_not_touch_it() {
+        // Damage in the first of several segments, with valid records
+        // after it: not a torn tail.
+        let t = TempDir::new("check-corrupt");
+        write_log_with(&t.0, 1, 200, 4096);
+        let seg = segment_of(&t.0, 0);
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[40] ^= 0x20; // payload of the first record
+        fs::write(&seg, &bytes).unwrap();
+        let dir = t.0.display().to_string();
+        for args in [&[dir.as_str()][..], &["--fix", dir.as_str()]] {
+            let (code, out, _) = run_check(args);
+            assert_eq!(code, 1, "{out}");
+            assert!(out.contains("shard-0: 0 segments, 0 records"), "{out}");
+            assert!(out.contains(": NOT OK"), "{out}");
+            assert!(
+                out.contains(&format!(
+                    "corruption in {} at offset 0: checksum mismatch",
+                    seg.display()
+                )),
+                "{out}"
+            );
+            assert!(out.contains("restore this shard from a backup"), "{out}");
+            assert!(out.ends_with(&format!("AOF {dir} is not valid\n")), "{out}");
+            assert_eq!(fs::read(&seg).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn check_aof_on_a_missing_or_empty_directory() {
+        let t = TempDir::new("check-missing");
+        let missing = t.0.join("nope").display().to_string();
+        let (code, out, _) = run_check(&[&missing]);
+        assert_eq!(code, 1);
+        assert!(out.contains("error: cannot list"), "{out}");
+        let (code, out, _) = run_check(&[&t.0.display().to_string()]);
+        assert_eq!(code, 1);
+        assert!(out.contains("no shard directories"), "{out}");
+    }
+
+    /// Replays an exported AOF: the (database, command) pairs it runs.
+    fn replay(aof: &[u8]) -> Vec<(u64, Vec<Vec<u8>>)> {
+        let mut db = 0;
+        let mut got = Vec::new();
+        for args in decode_commands(aof).unwrap() {
+            match parse_select(&args) {
+                Some(sel) => {
+                    let n = sel.unwrap();
+                    assert_ne!(n, db, "redundant SELECT");
+                    db = n;
+                }
+                None => got.push((db, args)),
+            }
+        }
+        got.sort();
+        got
+    }
+
+    fn expected(shards: usize, n: usize) -> Vec<(u64, Vec<Vec<u8>>)> {
+        let mut want = Vec::new();
+        for s in 0..shards {
+            for i in 0..n {
+                let db = if i % 3 == 2 { 2 } else { 0 };
+                want.push((
+                    db,
+                    vec![
+                        b"SET".to_vec(),
+                        format!("k{s}-{i}").into_bytes(),
+                        format!("v{i}").into_bytes(),
+                    ],
+                ));
+            }
+        }
+        want.sort();
+        want
+    }
+
+    #[test]
+    fn export_aof_to_stdout_and_to_a_file() {
+        let t = TempDir::new("export");
+        let log = t.0.join("log");
+        write_log(&log, 2, 7);
+        let dir = log.display().to_string();
+
+        for args in [&[dir.as_str()][..], &[dir.as_str(), "-"]] {
+            let (code, out, err) = run_export(args);
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(replay(&out), expected(2, 7));
+            assert!(
+                err.contains(&format!(
+                    "Exported append-only log {dir} (2 shards) to stdout: 14 records"
+                )),
+                "{err}"
+            );
+            assert!(err.contains(&format!("{} bytes", out.len())), "{err}");
+        }
+
+        let file = t.0.join("out.aof");
+        fs::write(&file, b"old contents").unwrap();
+        let target = file.display().to_string();
+        let (code, out, err) = run_export(&[&dir, &target]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.is_empty());
+        let aof = fs::read(&file).unwrap();
+        assert_eq!(replay(&aof), expected(2, 7));
+        assert!(err.contains(&format!("to {target}:")), "{err}");
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(&t.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+
+        // A torn tail is left out, with a warning.
+        let seg = segment_of(&log, 0);
+        let mut bytes = fs::read(&seg).unwrap();
+        let end = written_end(&bytes);
+        bytes[end..end + 3].copy_from_slice(&[0xa1, 1, 0]);
+        fs::write(&seg, &bytes).unwrap();
+        let (code, out, err) = run_export(&[&dir]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(replay(&out), expected(2, 7));
+        assert!(err.contains("warning: not exported:"), "{err}");
+        assert!(err.contains(&format!("torn tail at offset {end}")), "{err}");
+    }
+
+    #[test]
+    fn export_aof_errors_leave_no_output_file() {
+        let t = TempDir::new("export-err");
+        let file = t.0.join("out.aof");
+        let target = file.display().to_string();
+        let missing = t.0.join("nope").display().to_string();
+        let (code, out, err) = run_export(&[&missing, &target]);
+        assert_eq!(code, 1);
+        assert!(out.is_empty());
+        assert!(
+            err.starts_with("kv-server export-aof: cannot list"),
+            "{err}"
+        );
+        assert!(!file.exists());
+        assert_eq!(fs::read_dir(&t.0).unwrap().count(), 0);
+
+        // Corruption: an error naming the file and offset.
+        let log = t.0.join("log");
+        write_log_with(&log, 1, 200, 4096);
+        let seg = segment_of(&log, 0);
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[40] ^= 0x20;
+        fs::write(&seg, &bytes).unwrap();
+        let (code, _, err) = run_export(&[&log.display().to_string(), &target]);
+        assert_eq!(code, 1);
+        assert!(err.contains(&seg.display().to_string()), "{err}");
+        assert!(
+            err.contains(&format!(
+                "cannot export: corruption in {} at offset 0: checksum mismatch",
+                seg.display()
+            )),
+            "{err}"
+        );
+        assert!(!file.exists());
+    }
+}

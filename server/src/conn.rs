@@ -329,3 +329,45 @@ impl Conn {
         }
     }
 }
+
+/// Runs `commands` as an internal client on `worker`'s thread, through the
+/// normal routing (so multi-shard commands stay atomic and everything is
+/// logged), and waits until all of it is durable. Returns the number of
+/// commands that answered an error. Used to import a Redis AOF at start.
+pub async fn run_internal(worker: Rc<Worker>, commands: &[Vec<Vec<u8>>]) -> u64 {
+    let shared = worker.shared.clone();
+    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let shards = worker.shard_count();
+    let mut conn = Conn {
+        authenticated: true,
+        client: Arc::new(ClientHandle::new(0, addr, addr, -1)),
+        worker,
+        db: 0,
+        close: false,
+        wbuf: Vec::new(),
+        splice: Vec::new(),
+        batches: (0..shards).map(|_| None).collect(),
+        holes: Vec::new(),
+        commands: 0,
+        wait: 0,
+    };
+    let errors =
+        |s: &Arc<crate::shared::Shared>| crate::shared::sum(&s.stats, |st| &st.error_replies);
+    let before = errors(&shared);
+    let mut parser = Parser::new();
+    let mut buf = Vec::new();
+    for chunk in commands.chunks(512) {
+        buf.clear();
+        for args in chunk {
+            resp::write_command(&mut buf, args.iter().map(Vec::as_slice));
+        }
+        let mut need = 0;
+        conn.close = false;
+        conn.process(&mut parser, &buf, &mut need).await;
+        if conn.wait > 0 {
+            conn.worker.durable(std::mem::take(&mut conn.wait)).await;
+        }
+        conn.wbuf.clear();
+    }
+    errors(&shared).saturating_sub(before)
+}

@@ -205,6 +205,20 @@ fn run(cfg: Config) -> i32 {
             return 1;
         }
     };
+    // A Redis AOF next to an empty log is imported (moving from Redis).
+    let import = match &recovered {
+        Some(r) if r.shards.iter().all(|s| s.log.records.is_empty()) => {
+            match recover::read_redis_aof(&cfg) {
+                Ok(i) => i,
+                Err(e) => {
+                    log::warning(&e);
+                    return 1;
+                }
+            }
+        }
+        _ => None,
+    };
+    let mut import = Some(import);
     let log_dir = recovered.as_ref().map(|r| r.log_dir.clone());
     let tx_base = recovered.as_ref().map_or(0, |r| r.tx_base);
     let mut per_shard: Vec<Option<recover::ShardRecovery>> = match recovered {
@@ -230,6 +244,11 @@ fn run(cfg: Config) -> i32 {
         let rec = per_shard.get_mut(id).and_then(Option::take);
         let loaded = Arc::clone(&loaded);
         let log_dir = log_dir.clone();
+        let import = if id == 0 {
+            import.take().flatten()
+        } else {
+            None
+        };
         let started = runtime::start_thread(format!("worker-{id}"), move || async move {
             if let Err(e) = sys::pin_to_cpu(id % cpus) {
                 log::verbose(&format!(
@@ -286,6 +305,25 @@ fn run(cfg: Config) -> i32 {
                 }
             }
             runtime::spawn(worker::mailbox_loop(worker.clone(), rx));
+            if let Some((source, commands)) = import {
+                let w = worker.clone();
+                runtime::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let errors = conn::run_internal(w.clone(), &commands).await;
+                    log::notice(&format!(
+                        "Imported {} commands from the Redis AOF {source} in {:.3} seconds \
+                         ({errors} answered an error); the Redis files are left as they were",
+                        commands.len(),
+                        started.elapsed().as_secs_f64()
+                    ));
+                    w.shared.serving.send_replace(true);
+                    log::notice(&format!("Ready to accept connections tcp on port {port}"));
+                });
+            } else if id == 0 {
+                worker.shared.serving.send_replace(true);
+                log::notice(&format!("Ready to accept connections tcp on port {port}"));
+            }
+            let mut serving = worker.shared.serving.subscribe();
             runtime::spawn(worker::outbox_loop(worker.clone()));
             runtime::spawn(worker::expire_loop(worker.clone()));
             if id == 0 {
@@ -311,9 +349,13 @@ fn run(cfg: Config) -> i32 {
                     }
                 });
             }
-            for a in accepts {
-                runtime::spawn(a);
-            }
+            runtime::spawn(async move {
+                // Clients wait in the listen backlog until loading is over.
+                let _ = serving.wait_for(|s| *s).await;
+                for a in accepts {
+                    runtime::spawn(a);
+                }
+            });
             // The worker lives until the process exits.
             std::future::pending::<()>().await;
         });
@@ -325,7 +367,6 @@ fn run(cfg: Config) -> i32 {
     log::notice(&format!(
         "Server initialized: {workers} worker threads (one shard each), io_uring event loops"
     ));
-    log::notice(&format!("Ready to accept connections tcp on port {port}"));
     let _ = shutdown_rx.recv();
     if let Some(dir) = &log_dir {
         log::notice("Calling fsync() on the AOF file.");

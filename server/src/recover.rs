@@ -329,3 +329,26 @@ pub fn sync_logs(dir: &Path) {
         }
     }
 }
+
+/// Finds and reads a Redis AOF in `dir` (Redis 7's multi-part layout or a
+/// single file, see `engine::journal::redis_aof`). `Ok(None)`: there is
+/// none. Returns a description of the source and its commands.
+pub fn read_redis_aof(cfg: &Config) -> Result<Option<(String, Vec<Vec<Vec<u8>>>)>, String> {
+    use engine::journal::redis_aof;
+    let Some(src) = redis_aof::locate(&cfg.dir, &cfg.appenddirname, &cfg.appendfilename) else {
+        return Ok(None);
+    };
+    log::notice(&format!(
+        "The append-only log is empty and a Redis AOF is present: importing {src}"
+    ));
+    let aof = redis_aof::read_commands(&src, cfg.aof_load_truncated).map_err(|e| {
+        format!("Can't import the Redis AOF: {e}. The server did not start; nothing was changed.")
+    })?;
+    if let Some(t) = &aof.truncated {
+        log::warning(&format!(
+            "!!! Warning: the Redis AOF is truncated: {t}. Importing what precedes it \
+             (aof-load-truncated yes)."
+        ));
+    }
+    Ok(Some((src.to_string(), aof.commands)))
+}

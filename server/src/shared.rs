@@ -35,6 +35,8 @@ pub struct Shared {
     appendfsync: AtomicUsize,
     /// Commands replayed from the log at start, over all shards.
     pub aof_loaded: AtomicU64,
+    /// Becomes true when loading is over and the workers accept clients.
+    pub serving: tokio::sync::watch::Sender<bool>,
     pub started: Instant,
     pub start_unix_ms: u64,
     pub run_id: String,
@@ -75,6 +77,7 @@ impl Shared {
             aof_failed: AtomicUsize::new(0),
             appendfsync: AtomicUsize::new(0),
             aof_loaded: AtomicU64::new(0),
+            serving: tokio::sync::watch::Sender::new(false),
             started: Instant::now(),
             start_unix_ms: crate::worker::now_ms(),
             run_id: random_hex(40),

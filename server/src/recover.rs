@@ -330,10 +330,13 @@ pub fn sync_logs(dir: &Path) {
     }
 }
 
+/// A Redis AOF to import: where it was found, and its commands.
+pub type RedisImport = (String, Vec<Vec<Vec<u8>>>);
+
 /// Finds and reads a Redis AOF in `dir` (Redis 7's multi-part layout or a
 /// single file, see `engine::journal::redis_aof`). `Ok(None)`: there is
 /// none. Returns a description of the source and its commands.
-pub fn read_redis_aof(cfg: &Config) -> Result<Option<(String, Vec<Vec<Vec<u8>>>)>, String> {
+pub fn read_redis_aof(cfg: &Config) -> Result<Option<RedisImport>, String> {
     use engine::journal::redis_aof;
     let Some(src) = redis_aof::locate(&cfg.dir, &cfg.appenddirname, &cfg.appendfilename) else {
         return Ok(None);

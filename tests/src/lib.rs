@@ -117,6 +117,20 @@ impl Drop for TempDir {
     }
 }
 
+/// A scratch directory removed on drop, for data that must outlive one
+/// server process (restart tests: [`ServerProc::start_in`]).
+pub struct ScratchDir(TempDir);
+
+impl ScratchDir {
+    pub fn new(label: &str) -> ScratchDir {
+        ScratchDir(TempDir::new(label))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0 .0
+    }
+}
+
 /// A loopback port nobody listens on right now, never handed out twice by
 /// this process (tests in one binary run in parallel).
 fn free_port() -> u16 {
@@ -141,6 +155,7 @@ pub struct Running {
     port: u16,
     label: &'static str,
     root: TempDir,
+    data: PathBuf,
 }
 
 enum NotReady {
@@ -157,10 +172,21 @@ impl Running {
         program: &Path,
         args: &dyn Fn(u16, &Path) -> Vec<OsString>,
     ) -> Running {
+        Self::start_in(label, program, None, args)
+    }
+
+    /// [`Running::start`] with the data directory `data` (which outlives
+    /// the process) instead of a fresh one.
+    fn start_in(
+        label: &'static str,
+        program: &Path,
+        data: Option<&Path>,
+        args: &dyn Fn(u16, &Path) -> Vec<OsString>,
+    ) -> Running {
         let mut failures = Vec::new();
         for _attempt in 0..3 {
             let root = TempDir::new(label);
-            let data = root.0.join("data");
+            let data = data.map_or_else(|| root.0.join("data"), Path::to_path_buf);
             fs::create_dir_all(&data)
                 .unwrap_or_else(|e| panic!("cannot create {}: {e}", data.display()));
             let port = free_port();
@@ -181,6 +207,7 @@ impl Running {
                 port,
                 label,
                 root,
+                data,
             };
             match running.wait_ready() {
                 Ok(()) => return running,
@@ -251,7 +278,7 @@ impl Running {
 
     /// The data directory passed with `--dir`.
     pub fn data_dir(&self) -> PathBuf {
-        self.root.0.join("data")
+        self.data.clone()
     }
 
     pub fn pid(&self) -> u32 {
@@ -382,6 +409,16 @@ impl ServerProc {
     /// Starts the server on a free loopback port with a fresh data dir:
     /// `kv-server --port N --bind 127.0.0.1 --dir <tmp> <extra_args...>`.
     pub fn start(extra_args: &[&str]) -> ServerProc {
+        Self::start_with_dir(None, extra_args)
+    }
+
+    /// [`ServerProc::start`] on the data directory `dir` (kept after the
+    /// process ends: restart tests start again on it). kv-server only.
+    pub fn start_in(dir: &Path, extra_args: &[&str]) -> ServerProc {
+        Self::start_with_dir(Some(dir), extra_args)
+    }
+
+    fn start_with_dir(data: Option<&Path>, extra_args: &[&str]) -> ServerProc {
         if self_check_against_redis() {
             let bin =
                 redis_server_bin().expect("KV_TEST_SERVER=redis but no redis-server found on PATH");
@@ -399,7 +436,7 @@ impl ServerProc {
             );
         }
         let extra: Vec<OsString> = extra_args.iter().map(OsString::from).collect();
-        ServerProc(Running::start("kv-server", &bin, &|port, dir| {
+        ServerProc(Running::start_in("kv-server", &bin, data, &|port, dir| {
             let mut args: Vec<OsString> = vec![
                 "--port".into(),
                 port.to_string().into(),

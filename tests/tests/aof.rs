@@ -1,0 +1,474 @@
+//! The append-only log end to end: I/O faults through the server's fault
+//! seam (DEBUG AOF-FAULT) and on a real, full filesystem; reads that must
+//! not reveal a write before it is durable; the fallback I/O paths; import
+//! of a Redis AOF; restart after SIGKILL in every appendfsync mode.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tests::{redis_server_bin, RedisProc, ScratchDir, ServerProc};
+
+fn info_field(con: &mut redis::Connection, field: &str) -> String {
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query(con)
+        .expect("INFO persistence");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in INFO:\n{info}"))
+        .trim()
+        .to_string()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn get(con: &mut redis::Connection, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query(con).expect("GET")
+}
+
+/// Sends `SET key value` on its own connection in a thread; the reply
+/// arrives on the channel.
+fn set_in_background(
+    server: &ServerProc,
+    key: &'static str,
+    value: &'static str,
+) -> mpsc::Receiver<redis::RedisResult<String>> {
+    let client = server.client();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let r = client.get_connection().and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(30)))?;
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .query::<String>(&mut c)
+        });
+        let _ = tx.send(r);
+    });
+    rx
+}
+
+/// SIGKILL, then a new server on the same data directory.
+fn restart(server: ServerProc, args: &[&str]) -> ServerProc {
+    let dir = server.data_dir();
+    server.signal("KILL");
+    drop(server);
+    ServerProc::start_in(&dir, args)
+}
+
+const ALWAYS: &[&str] = &[
+    "--appendfsync",
+    "always",
+    "--enable-debug-command",
+    "yes",
+    "--aof-segment-size",
+    "256kb",
+];
+
+#[test]
+fn a_failing_log_refuses_writes_keeps_reads_and_recovers() {
+    for (op, errno, text) in [
+        ("write", "EIO", "Input/output error"),
+        ("sync", "ENOSPC", "No space left on device"),
+    ] {
+        let dir = ScratchDir::new("aof-fault");
+        let server = ServerProc::start_in(dir.path(), ALWAYS);
+        let mut con = server.conn();
+        let _: () = redis::cmd("SET")
+            .arg("before")
+            .arg("1")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(info_field(&mut con, "aof_last_write_status"), "ok");
+        let _: () = redis::cmd("DEBUG")
+            .arg("AOF-FAULT")
+            .arg(op)
+            .arg(errno)
+            .query(&mut con)
+            .unwrap();
+        // This write is executed but can't be made durable: no reply yet.
+        let pending = set_in_background(&server, "during", "2");
+        wait_until("aof_last_write_status:err", Duration::from_secs(10), || {
+            info_field(&mut con, "aof_last_write_status") == "err"
+        });
+        assert!(
+            pending.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a write was acknowledged while the log could not be written"
+        );
+        // New writes are refused, Redis's way.
+        let err = redis::cmd("SET")
+            .arg("refused")
+            .arg("x")
+            .query::<String>(&mut con)
+            .unwrap_err();
+        assert_eq!(err.code(), Some("MISCONF"), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("Errors writing to the AOF file: {text}")),
+            "{err}"
+        );
+        // Reads of durable data keep working and do not wait.
+        let t = Instant::now();
+        assert_eq!(get(&mut con, "before").as_deref(), Some("1"));
+        assert!(t.elapsed() < Duration::from_millis(500));
+        // The disk recovers: the retry succeeds, the pending write is acknowledged.
+        let _: () = redis::cmd("DEBUG")
+            .arg("AOF-FAULT")
+            .arg("OFF")
+            .query(&mut con)
+            .unwrap();
+        let r = pending
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the pending write is acknowledged after the retry");
+        assert_eq!(r.unwrap(), "OK");
+        assert_eq!(info_field(&mut con, "aof_last_write_status"), "ok");
+        let _: () = redis::cmd("SET")
+            .arg("after")
+            .arg("3")
+            .query(&mut con)
+            .unwrap();
+        drop(con);
+        let server = restart(server, ALWAYS);
+        let mut con = server.conn();
+        for (k, v) in [("before", "1"), ("during", "2"), ("after", "3")] {
+            assert_eq!(get(&mut con, k).as_deref(), Some(v), "{op} {errno}: {k}");
+        }
+        assert_eq!(get(&mut con, "refused"), None);
+    }
+}
+
+#[test]
+fn a_read_never_reveals_a_write_that_is_not_durable() {
+    let server = ServerProc::start(ALWAYS);
+    let mut con = server.conn();
+    let _: () = redis::cmd("MSET")
+        .arg("k")
+        .arg("old")
+        .arg("other")
+        .arg("durable")
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("DEBUG")
+        .arg("AOF-FAULT")
+        .arg("sync")
+        .arg("EIO")
+        .query(&mut con)
+        .unwrap();
+    let pending = set_in_background(&server, "k", "new");
+    wait_until("the log to fail", Duration::from_secs(10), || {
+        info_field(&mut con, "aof_last_write_status") == "err"
+    });
+    // A GET of k waits for its in-flight write ...
+    let client = server.client();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let r = client.get_connection().and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(30)))?;
+            redis::cmd("GET").arg("k").query::<Option<String>>(&mut c)
+        });
+        let _ = tx.send(r);
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "GET revealed a write that was not durable"
+    );
+    // ... while a key whose data is durable answers at once.
+    let t = Instant::now();
+    assert_eq!(get(&mut con, "other").as_deref(), Some("durable"));
+    assert!(t.elapsed() < Duration::from_millis(500));
+    let _: () = redis::cmd("DEBUG")
+        .arg("AOF-FAULT")
+        .arg("OFF")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        pending
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap()
+            .unwrap(),
+        "OK"
+    );
+    let got = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+    assert_eq!(got.as_deref(), Some("new"));
+}
+
+/// Writes, SIGKILL, restart: the data is back, for every fsync policy and
+/// I/O path (io_uring + O_DIRECT, pwrite on a helper thread, buffered).
+#[test]
+fn every_mode_and_io_path_survives_sigkill() {
+    for (fsync, io) in [
+        ("always", "auto"),
+        ("everysec", "auto"),
+        ("no", "auto"),
+        ("always", "pwrite"),
+        ("everysec", "buffered"),
+    ] {
+        let args = ["--appendfsync", fsync, "--aof-io", io, "--threads", "2"];
+        let dir = ScratchDir::new("aof-modes");
+        let server = ServerProc::start_in(dir.path(), &args);
+        let mut con = server.conn();
+        let path = info_field(&mut con, "aof_enabled");
+        assert_eq!(path, "1");
+        for i in 0..200 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("key:{i}"))
+                .arg(format!("value:{i}"))
+                .query(&mut con)
+                .unwrap();
+        }
+        let _: () = redis::cmd("MSET")
+            .arg("{a}x")
+            .arg("1")
+            .arg("{b}y")
+            .arg("2")
+            .arg("{c}z")
+            .arg("3")
+            .query(&mut con)
+            .unwrap();
+        let _: () = redis::cmd("EXPIRE")
+            .arg("key:7")
+            .arg("1000")
+            .query(&mut con)
+            .unwrap();
+        let _: () = redis::cmd("SELECT").arg("5").query(&mut con).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("in5")
+            .arg("five")
+            .query(&mut con)
+            .unwrap();
+        let io_path = info_field(&mut con, "aof_io_path");
+        let expected = match io {
+            "auto" => "io_uring+direct",
+            "pwrite" => "pwrite+direct",
+            _ => "pwrite+buffered",
+        };
+        assert_eq!(io_path, expected, "{fsync} {io}");
+        drop(con);
+        let server = restart(server, &args);
+        let mut con = server.conn();
+        for i in 0..200 {
+            assert_eq!(
+                get(&mut con, &format!("key:{i}")),
+                Some(format!("value:{i}")),
+                "{fsync} {io}"
+            );
+        }
+        let vals: Vec<Option<String>> = redis::cmd("MGET")
+            .arg("{a}x")
+            .arg("{b}y")
+            .arg("{c}z")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(
+            vals,
+            vec![Some("1".into()), Some("2".into()), Some("3".into())]
+        );
+        let ttl: i64 = redis::cmd("TTL").arg("key:7").query(&mut con).unwrap();
+        assert!((990..=1000).contains(&ttl), "ttl {ttl}");
+        let _: () = redis::cmd("SELECT").arg("5").query(&mut con).unwrap();
+        assert_eq!(get(&mut con, "in5").as_deref(), Some("five"));
+    }
+}
+
+#[test]
+fn config_directives_are_redis_names() {
+    let server = ServerProc::start(&[]);
+    let mut con = server.conn();
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("append*")
+        .query(&mut con)
+        .unwrap();
+    let pairs: Vec<(String, String)> = got
+        .chunks(2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .collect();
+    for want in [
+        ("appendonly", "yes"),
+        ("appendfsync", "everysec"),
+        ("appenddirname", "appendonlydir"),
+        ("appendfilename", "appendonly.aof"),
+    ] {
+        assert!(
+            pairs.contains(&(want.0.to_string(), want.1.to_string())),
+            "{want:?} in {pairs:?}"
+        );
+    }
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendfsync")
+        .arg("always")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(info_field(&mut con, "aof_appendfsync"), "always");
+    let err = redis::cmd("DEBUG")
+        .arg("AOF-FAULT")
+        .arg("OFF")
+        .query::<()>(&mut con)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("DEBUG command not allowed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn imports_a_redis_aof_when_the_log_is_empty() {
+    if redis_server_bin().is_none() {
+        eprintln!("skipped: no redis-server on PATH");
+        return;
+    }
+    let Some(redis) = RedisProc::start_with(&[
+        "--appendonly",
+        "yes",
+        "--aof-use-rdb-preamble",
+        "no",
+        "--save",
+        "",
+    ]) else {
+        return;
+    };
+    let mut rc = redis.conn();
+    let _: () = redis::cmd("MSET")
+        .arg("a")
+        .arg("1")
+        .arg("b")
+        .arg("2")
+        .query(&mut rc)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("e")
+        .arg("5")
+        .arg("EX")
+        .arg("1000")
+        .query(&mut rc)
+        .unwrap();
+    let _: i64 = redis::cmd("INCR").arg("a").query(&mut rc).unwrap();
+    let _: () = redis::cmd("SELECT").arg("2").query(&mut rc).unwrap();
+    let _: () = redis::cmd("SET").arg("z").arg("26").query(&mut rc).unwrap();
+    let _: Result<(), _> = redis::cmd("SHUTDOWN").query(&mut rc);
+    let dir = redis.data_dir();
+    wait_until("redis-server to exit", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(redis.addr()).is_err()
+    });
+    let server = ServerProc::start_in(&dir, &[]);
+    let mut con = server.conn();
+    assert_eq!(get(&mut con, "a").as_deref(), Some("2"));
+    assert_eq!(get(&mut con, "b").as_deref(), Some("2"));
+    let ttl: i64 = redis::cmd("TTL").arg("e").query(&mut con).unwrap();
+    assert!(ttl > 900, "ttl {ttl}");
+    let _: () = redis::cmd("SELECT").arg("2").query(&mut con).unwrap();
+    assert_eq!(get(&mut con, "z").as_deref(), Some("26"));
+    // The import went into our log: it survives a restart without the
+    // Redis files being read again (they are left as they were).
+    assert!(dir.join("appendonlydir/appendonly.aof.manifest").exists());
+    let server = restart(server, &[]);
+    let mut con = server.conn();
+    assert_eq!(get(&mut con, "a").as_deref(), Some("2"));
+    assert!(!server.output().contains("Imported"), "imported twice");
+}
+
+/// A real, small filesystem that fills up: writes are refused with
+/// MISCONF (ENOSPC), reads go on, and once space is freed the pending
+/// writes land and nothing acknowledged is lost. Needs root (mount);
+/// skipped otherwise.
+#[test]
+fn a_full_filesystem_refuses_writes_until_space_is_freed() {
+    let mnt = std::env::temp_dir().join(format!("kv-fullfs-{}", std::process::id()));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        let _ = std::fs::remove_dir(&mnt);
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(self.0).status();
+            let _ = std::fs::remove_dir(self.0);
+        }
+    }
+    let _guard = Unmount(&mnt);
+    let data = mnt.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // Leave room for about two 512 KiB segments.
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![1u8; 2 * 1024 * 1024 + 512 * 1024]).unwrap();
+    let args = ["--appendfsync", "always", "--aof-segment-size", "512kb"];
+    let server = ServerProc::start_in(&data, &args);
+    let mut con = server.conn();
+    let value = "v".repeat(16 * 1024);
+    let mut acked = 0usize;
+    // Fill until a write does not come back quickly: the log can't grow.
+    let (tx, rx) = mpsc::channel();
+    let client = server.client();
+    let v2 = value.clone();
+    thread::spawn(move || {
+        let mut c = client.get_connection().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        for i in 0..1000 {
+            let r = redis::cmd("SET")
+                .arg(format!("big:{i}"))
+                .arg(&v2)
+                .query::<String>(&mut c);
+            if tx.send((i, r)).is_err() {
+                return;
+            }
+        }
+    });
+    let stalled_at = loop {
+        match rx.recv_timeout(Duration::from_secs(3)) {
+            Ok((i, Ok(_))) => acked = i + 1,
+            Ok((i, Err(e))) => panic!("write {i} failed: {e}"),
+            Err(_) => break acked,
+        }
+        assert!(acked < 1000, "the filesystem never filled up");
+    };
+    assert!(stalled_at > 0);
+    wait_until("aof_last_write_status:err", Duration::from_secs(10), || {
+        info_field(&mut con, "aof_last_write_status") == "err"
+    });
+    let err = redis::cmd("SET")
+        .arg("x")
+        .arg("y")
+        .query::<String>(&mut con)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("MISCONF"), "{err}");
+    assert!(err.to_string().contains("No space left on device"), "{err}");
+    assert_eq!(get(&mut con, "big:0").as_deref(), Some(value.as_str()));
+    // Free space: the retry succeeds and the stalled write is acknowledged.
+    std::fs::remove_file(&filler).unwrap();
+    match rx.recv_timeout(Duration::from_secs(15)) {
+        Ok((i, Ok(_))) => assert_eq!(i, stalled_at),
+        other => panic!("the stalled write did not complete: {other:?}"),
+    }
+    wait_until("aof_last_write_status:ok", Duration::from_secs(10), || {
+        info_field(&mut con, "aof_last_write_status") == "ok"
+    });
+    drop(con);
+    let server = restart(server, &args);
+    let mut con = server.conn();
+    for i in 0..=stalled_at {
+        assert_eq!(
+            get(&mut con, &format!("big:{i}")).map(|v| v.len()),
+            Some(value.len()),
+            "big:{i}"
+        );
+    }
+    drop(con);
+    drop(server);
+}

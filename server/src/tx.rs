@@ -133,9 +133,11 @@ pub async fn run(
         Reply::Error(Error::msg("ERR shard unavailable"))
     };
     // Every shard that staged records logs them as one part of the
-    // transaction; the reply leaves only when every part is durable, so
+    // transaction and reports when it is durable; the reply leaves only
+    // when every part is durable and acknowledged (see Msg::Resolved), so
     // recovery, which applies a transaction only if all its parts are
-    // there, never undoes an acknowledged command.
+    // there and cuts a shard's log at an incomplete part, never undoes an
+    // acknowledged command.
     let participants = u16::try_from(cluster.staged.borrow().len()).unwrap_or(u16::MAX);
     let mut acks = Vec::with_capacity(locked.len());
     for s in locked {
@@ -152,6 +154,26 @@ pub async fn run(
     }
     for rx in acks {
         let _ = rx.await;
+    }
+    if participants > 1 {
+        // Every part is durable: the parts may now be acknowledged, each
+        // once nothing before it in its shard's log still waits.
+        let mut acks = Vec::new();
+        for s in cluster.staged.borrow().iter().copied() {
+            let (done, rx) = oneshot::channel();
+            worker.send(
+                s,
+                Msg::Resolved {
+                    tx,
+                    from: worker.id,
+                    done,
+                },
+            );
+            acks.push(rx);
+        }
+        for rx in acks {
+            let _ = rx.await;
+        }
     }
     reply
 }

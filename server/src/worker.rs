@@ -70,6 +70,14 @@ pub enum Msg {
         from: usize,
         commit: Option<(u16, oneshot::Sender<()>)>,
     },
+    /// Every part of multi-shard command `tx` is durable: its part here (and
+    /// what follows it) may be acknowledged. `done` is answered when this
+    /// shard may acknowledge the part.
+    Resolved {
+        tx: u64,
+        from: usize,
+        done: oneshot::Sender<()>,
+    },
     /// Runs on the receiving thread: hands a reply to the task waiting for
     /// it there, so that the wake-up is a local one.
     Complete(Box<dyn FnOnce() + Send>),
@@ -214,9 +222,11 @@ impl LockTable {
                 self.whole.is_some()
                     || (!self.keys.is_empty() && b.keys().any(|(db, k)| self.key_locked(db, k)))
             }
-            Msg::Job { tx: Some(_), .. } | Msg::Unlock { .. } | Msg::Complete(_) | Msg::Many(_) => {
-                false
-            }
+            Msg::Job { tx: Some(_), .. }
+            | Msg::Unlock { .. }
+            | Msg::Resolved { .. }
+            | Msg::Complete(_)
+            | Msg::Many(_) => false,
             Msg::Job { tx: None, .. } => self.whole.is_some(),
             Msg::Lock {
                 scope: LockScope::Whole,
@@ -234,7 +244,11 @@ impl LockTable {
     fn bypasses_queue(msg: &Msg) -> bool {
         matches!(
             msg,
-            Msg::Job { tx: Some(_), .. } | Msg::Unlock { .. } | Msg::Complete(_) | Msg::Many(_)
+            Msg::Job { tx: Some(_), .. }
+                | Msg::Unlock { .. }
+                | Msg::Resolved { .. }
+                | Msg::Complete(_)
+                | Msg::Many(_)
         )
     }
 }
@@ -254,11 +268,36 @@ pub struct Worker {
     pub aof: OnceCell<std::rc::Rc<crate::aof::Aof>>,
     /// Every record up to this lsn is durable (mirror of the shard's).
     durable: Cell<u64>,
-    /// Replies waiting for the log: (lsn, what to do when it is durable).
+    /// Replies waiting for the log: (lsn, what to do when it may be
+    /// acknowledged).
     waiters: RefCell<Vec<(u64, Waiter)>>,
+    /// Durability reports of multi-shard parts: (lsn, report).
+    written_waiters: RefCell<Vec<(u64, Waiter)>>,
+    /// Multi-shard parts in this log whose transaction is not yet durable
+    /// on every participant: txid -> lsn.
+    unresolved: RefCell<HashMap<u64, u64>>,
 }
 
 type Waiter = Box<dyn FnOnce(&Worker)>;
+
+/// Removes and returns the waiters whose lsn is at most `lsn`, in order.
+fn take_ready(list: &RefCell<Vec<(u64, Waiter)>>, lsn: u64) -> Vec<Waiter> {
+    let mut w = list.borrow_mut();
+    if w.is_empty() {
+        return Vec::new();
+    }
+    let mut ready = Vec::new();
+    let mut keep = Vec::with_capacity(w.len());
+    for (l, f) in w.drain(..) {
+        if l <= lsn {
+            ready.push(f);
+        } else {
+            keep.push((l, f));
+        }
+    }
+    *w = keep;
+    ready
+}
 
 impl Worker {
     pub fn new(id: usize, shard: Shard, shared: Arc<Shared>) -> Self {
@@ -274,6 +313,8 @@ impl Worker {
             aof: OnceCell::new(),
             durable: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
+            written_waiters: RefCell::new(Vec::new()),
+            unresolved: RefCell::new(HashMap::new()),
         }
     }
 
@@ -283,18 +324,41 @@ impl Worker {
         self.next_tx.set(n);
     }
 
-    /// Runs `f` once every record up to `lsn` is durable (at once if it is).
+    /// Every record up to this lsn may be acknowledged: it is durable, and
+    /// no multi-shard part before it still waits for its other parts (were
+    /// one of those lost in a crash, recovery would cut this shard's log at
+    /// that part, dropping everything after it).
+    fn ack_point(&self) -> u64 {
+        let durable = self.durable.get();
+        match self.unresolved.borrow().values().min() {
+            Some(&first) => durable.min(first.saturating_sub(1)),
+            None => durable,
+        }
+    }
+
+    /// Runs `f` once every record up to `lsn` may be acknowledged (at once
+    /// if it may).
     pub fn when_durable(&self, lsn: u64, f: Waiter) {
-        if lsn <= self.durable.get() {
+        if lsn <= self.ack_point() {
             f(self);
         } else {
             self.waiters.borrow_mut().push((lsn, f));
         }
     }
 
-    /// Waits until every record up to `lsn` is durable.
-    pub async fn durable(&self, lsn: u64) {
+    /// Runs `f` once this shard's log is durable up to `lsn`, whatever
+    /// multi-shard parts are unresolved (a part's durability report).
+    fn when_written(&self, lsn: u64, f: Waiter) {
         if lsn <= self.durable.get() {
+            f(self);
+        } else {
+            self.written_waiters.borrow_mut().push((lsn, f));
+        }
+    }
+
+    /// Waits until every record up to `lsn` may be acknowledged.
+    pub async fn durable(&self, lsn: u64) {
+        if lsn <= self.ack_point() {
             return;
         }
         let (tx, rx) = oneshot::channel();
@@ -309,25 +373,19 @@ impl Worker {
 
     /// The log made every record up to `lsn` durable: release what waited.
     pub fn log_durable(&self, lsn: u64) {
-        self.shard.borrow_mut().log.set_durable(lsn);
         self.durable.set(lsn.max(self.durable.get()));
-        let ready: Vec<Waiter> = {
-            let mut w = self.waiters.borrow_mut();
-            if w.is_empty() {
-                return;
-            }
-            let mut ready = Vec::new();
-            let mut i = 0;
-            while i < w.len() {
-                if w[i].0 <= lsn {
-                    ready.push(w.remove(i).1);
-                } else {
-                    i += 1;
-                }
-            }
-            ready
-        };
-        for f in ready {
+        for f in take_ready(&self.written_waiters, lsn) {
+            f(self);
+        }
+        self.release_acknowledged();
+    }
+
+    /// Releases the replies (and forgets the pending keys) that the ack
+    /// point now covers.
+    fn release_acknowledged(&self) {
+        let lsn = self.ack_point();
+        self.shard.borrow_mut().log.set_durable(lsn);
+        for f in take_ready(&self.waiters, lsn) {
             f(self);
         }
     }
@@ -524,6 +582,21 @@ impl Worker {
                     );
                 }
             }
+            Msg::Resolved { tx, from, done } => {
+                let lsn = self.unresolved.borrow_mut().remove(&tx).unwrap_or(0);
+                self.release_acknowledged();
+                self.when_durable(
+                    lsn,
+                    Box::new(move |w| {
+                        w.complete(
+                            from,
+                            Box::new(move || {
+                                let _ = done.send(());
+                            }),
+                        )
+                    }),
+                );
+            }
             Msg::Unlock { tx, from, commit } => {
                 let Some((participants, done)) = commit else {
                     self.release(tx);
@@ -536,6 +609,23 @@ impl Worker {
                     .commit_staged(tx, participants)
                     .unwrap_or(0);
                 self.release(tx);
+                if lsn > 0 && participants > 1 {
+                    // Acknowledged only once every part is durable
+                    // ([`Msg::Resolved`]); report this part's durability.
+                    self.unresolved.borrow_mut().insert(tx, lsn);
+                    self.when_written(
+                        lsn,
+                        Box::new(move |w| {
+                            w.complete(
+                                from,
+                                Box::new(move || {
+                                    let _ = done.send(());
+                                }),
+                            )
+                        }),
+                    );
+                    return;
+                }
                 self.when_durable(
                     lsn,
                     Box::new(move |w| {

@@ -1662,6 +1662,14 @@ mod tests {
             ("daemonize", "no"),
             ("pidfile", ""),
             ("protected-mode", "yes"),
+            ("appendonly", "yes"),
+            ("appendfsync", "everysec"),
+            ("appenddirname", "appendonlydir"),
+            ("appendfilename", "appendonly.aof"),
+            ("aof-load-truncated", "yes"),
+            ("aof-segment-size", "67108864"),
+            ("aof-io", "auto"),
+            ("enable-debug-command", "no"),
         ];
         assert_eq!(all.len(), expected.len());
         for (name, value) in expected {
@@ -1741,6 +1749,15 @@ mod tests {
     fn bad_values_have_redis_reasons_and_line_numbers() {
         let cases = [
             ("port abc", "argument couldn't be parsed into an integer"),
+            (
+                "appendfsync sometimes",
+                "argument(s) must be one of the following: always, everysec, no",
+            ),
+            ("appendonly maybe", "argument must be 'yes' or 'no'"),
+            (
+                "appenddirname a/b",
+                "appenddirname can't be a path, just a dirname",
+            ),
             ("port 99999", "argument must be between 0 and 65535 inclusive"),
             ("port", "wrong number of arguments"),
             ("port 1 2", "wrong number of arguments"),

@@ -280,6 +280,18 @@ pub struct Worker {
 
 type Waiter = Box<dyn FnOnce(&Worker)>;
 
+/// A waiter that sends `value` on `tx` to the task on worker `from`.
+fn reply_to<T: Send + 'static>(from: usize, tx: oneshot::Sender<T>, value: T) -> Waiter {
+    Box::new(move |w| {
+        w.complete(
+            from,
+            Box::new(move || {
+                let _ = tx.send(value);
+            }),
+        )
+    })
+}
+
 /// Removes and returns the waiters whose lsn is at most `lsn`, in order.
 fn take_ready(list: &RefCell<Vec<(u64, Waiter)>>, lsn: u64) -> Vec<Waiter> {
     let mut w = list.borrow_mut();
@@ -495,17 +507,7 @@ impl Worker {
                     batch.execute(&mut shard, refusal.as_deref());
                     shard.log.take_wait()
                 };
-                self.when_durable(
-                    wait,
-                    Box::new(move |w| {
-                        w.complete(
-                            from,
-                            Box::new(move || {
-                                let _ = reply.send(batch);
-                            }),
-                        )
-                    }),
-                );
+                self.when_durable(wait, reply_to(from, reply, batch));
             }
             Msg::Job {
                 job,
@@ -527,17 +529,7 @@ impl Worker {
                     }
                     (r, staged, shard.log.take_wait())
                 };
-                self.when_durable(
-                    wait,
-                    Box::new(move |w| {
-                        w.complete(
-                            from,
-                            Box::new(move || {
-                                let _ = reply.send((r, staged));
-                            }),
-                        )
-                    }),
-                );
+                self.when_durable(wait, reply_to(from, reply, (r, staged)));
             }
             Msg::Complete(f) => f(),
             Msg::Many(msgs) => {
@@ -585,17 +577,7 @@ impl Worker {
             Msg::Resolved { tx, from, done } => {
                 let lsn = self.unresolved.borrow_mut().remove(&tx).unwrap_or(0);
                 self.release_acknowledged();
-                self.when_durable(
-                    lsn,
-                    Box::new(move |w| {
-                        w.complete(
-                            from,
-                            Box::new(move || {
-                                let _ = done.send(());
-                            }),
-                        )
-                    }),
-                );
+                self.when_durable(lsn, reply_to(from, done, ()));
             }
             Msg::Unlock { tx, from, commit } => {
                 let Some((participants, done)) = commit else {
@@ -613,30 +595,10 @@ impl Worker {
                     // Acknowledged only once every part is durable
                     // ([`Msg::Resolved`]); report this part's durability.
                     self.unresolved.borrow_mut().insert(tx, lsn);
-                    self.when_written(
-                        lsn,
-                        Box::new(move |w| {
-                            w.complete(
-                                from,
-                                Box::new(move || {
-                                    let _ = done.send(());
-                                }),
-                            )
-                        }),
-                    );
+                    self.when_written(lsn, reply_to(from, done, ()));
                     return;
                 }
-                self.when_durable(
-                    lsn,
-                    Box::new(move |w| {
-                        w.complete(
-                            from,
-                            Box::new(move || {
-                                let _ = done.send(());
-                            }),
-                        )
-                    }),
-                );
+                self.when_durable(lsn, reply_to(from, done, ()));
             }
         }
     }

@@ -52,7 +52,8 @@ enum ScenarioName {
     /// SET and GET at pipeline 1 and 16, alternating runs (redis, ours, ...);
     /// medians and the ratio ours/redis per row.
     Throughput(scenario::throughput::ThroughputArgs),
-    /// The same SET load under appendfsync no / everysec / always.
+    /// The append-only log: SET throughput by appendfsync policy, GET p99
+    /// under always, group commit by client count, page cache growth.
     Durability(scenario::durability::DurabilityArgs),
     /// Memory, page cache, throughput and probe latency while a BGSAVE runs
     /// under an overwrite load.

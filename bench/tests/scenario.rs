@@ -1,5 +1,6 @@
-//! End to end: `bench scenario throughput` at a tiny size against the real
-//! kv-server (the debug build CI makes before the tests) and redis-server.
+//! End to end: `bench scenario throughput` and `bench scenario durability`
+//! at a tiny size against the real kv-server (the debug build CI makes
+//! before the tests) and redis-server.
 //!
 //! - `KV_SERVER_BIN`: the server binary. Default:
 //!   `$CARGO_TARGET_DIR/debug/kv-server`, else `<workspace>/target/debug/kv-server`.
@@ -149,6 +150,140 @@ fn tiny_throughput_scenario_compares_both_servers() {
         leftovers.is_empty(),
         "scratch dir left behind: {leftovers:?}"
     );
+}
+
+/// Processes whose command line mentions `dir` (servers started there).
+fn processes_under(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(&needle) {
+            found.push(format!("{}: {text}", e.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+#[test]
+fn quick_durability_scenario_measures_both_servers() {
+    let Some(kv) = prerequisites() else {
+        return;
+    };
+    let out = TempDir::new("scenario-durability");
+    let run = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["scenario", "durability", "--quick"])
+        .arg("--server-bin")
+        .arg(&kv)
+        .arg("--out")
+        .arg(&out.0)
+        .output()
+        .expect("run bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains("not implemented"),
+        "our side must be measured:\n{stdout}"
+    );
+
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.0.join("durability.json")).expect("durability.json"),
+    )
+    .expect("valid JSON");
+    let figures = json["figures"].as_array().expect("figures");
+    let of = |part: u64, config: &str| -> Vec<&serde_json::Value> {
+        figures
+            .iter()
+            .filter(|f| f["part"].as_u64() == Some(part) && f["config"] == config)
+            .collect()
+    };
+    for f in figures {
+        assert_eq!(f["errors"].as_u64(), Some(0), "{f}");
+        assert!(f["throughput"].as_f64().unwrap_or(0.0) > 0.0, "{f}");
+    }
+    // Part 1: every policy on both servers, ours with its log counters.
+    let part1: Vec<&str> = figures
+        .iter()
+        .filter(|f| f["part"].as_u64() == Some(1))
+        .filter_map(|f| f["config"].as_str())
+        .collect();
+    assert_eq!(
+        part1,
+        [
+            "redis always",
+            "kv-server always",
+            "redis everysec",
+            "kv-server no",
+            "redis no"
+        ],
+        "one quick run per configuration, alternating"
+    );
+    for f in of(1, "kv-server always") {
+        assert_eq!(f["requests"].as_u64(), Some(2000), "{f}");
+        let aof = &f["aof"];
+        assert!(aof["records"].as_u64() >= Some(2000), "{f}");
+        assert!(aof["fsyncs"].as_u64() > Some(0), "{f}");
+        assert!(aof["records_per_commit"].as_f64() >= Some(1.0), "{f}");
+    }
+    assert!(of(1, "redis always")[0]["aof"].is_null());
+    // Part 2: GET and SET percentiles apart; the keys were filled; a
+    // closed-loop run and a paced one per configuration.
+    for config in [
+        "redis always",
+        "kv-server always",
+        "redis off",
+        "kv-server off",
+    ] {
+        let f = of(2, config);
+        let rates: Vec<Option<f64>> = f.iter().map(|f| f["rate"].as_f64()).collect();
+        assert_eq!(rates, [None, Some(5000.0)], "{config}");
+        for f in f {
+            assert!(f["get_p99_ms"].as_f64() > Some(0.0), "{f}");
+            assert!(f["set_p99_ms"].as_f64() > Some(0.0), "{f}");
+            assert_eq!(f["get_nulls"].as_u64(), Some(0), "{f}");
+        }
+    }
+    assert!(of(2, "kv-server off")[0]["aof"].is_null());
+    // Part 3: one run per client count; with one client a group commit
+    // holds one record.
+    let ours3 = of(3, "kv-server always");
+    let clients: Vec<u64> = ours3.iter().filter_map(|f| f["clients"].as_u64()).collect();
+    assert_eq!(clients, [1, 10, 100]);
+    let one = ours3[0]["aof"]["records_per_commit"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!((0.99..=1.01).contains(&one), "{}", ours3[0]);
+    // Part 4: both logs written, ours not through the page cache.
+    let page = json["page_cache"].as_array().expect("page_cache");
+    assert_eq!(page.len(), 2);
+    for p in page {
+        assert!(p["log_bytes"].as_u64() >= Some(8 << 20), "{p}");
+        assert_eq!(p["errors"].as_u64(), Some(0), "{p}");
+    }
+    assert_eq!(json["targets"].as_array().map(Vec::len), Some(7));
+    for rows in ["write_rows", "mix_rows", "scaling_rows", "page_cache_rows"] {
+        for r in json[rows].as_array().expect(rows) {
+            assert!(r["throughput"].as_f64() > Some(0.0), "{rows}: {r}");
+        }
+    }
+    let svg = std::fs::read_to_string(out.0.join("durability.svg")).expect("durability.svg");
+    assert!(svg.starts_with("<svg") && svg.contains("records per group commit"));
+    let leftovers: Vec<_> = std::fs::read_dir(&out.0)
+        .expect("out dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".scratch"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "scratch dir left behind: {leftovers:?}"
+    );
+    let running = processes_under(&out.0);
+    assert!(running.is_empty(), "servers left running: {running:?}");
 }
 
 #[test]

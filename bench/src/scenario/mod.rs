@@ -10,7 +10,9 @@
 //!   panic), a small blocking RESP [`Client`] for control commands
 //!   (`INFO`, `BGSAVE`, ...), `/proc` readers, and the median/ratio math.
 //! - [`throughput`]: SET/GET at pipeline 1 and 16, alternating runs.
-//! - [`durability`]: SET load under each `appendfsync` policy.
+//! - [`durability`]: the append-only log's cost: SET throughput by
+//!   `appendfsync` policy, GET p99 under `always`, group commit by client
+//!   count, page cache growth while writing ~2 GiB of log.
 //! - [`snapshot`]: memory, page cache and latency while a BGSAVE runs under
 //!   an overwrite load.
 //!

@@ -106,6 +106,17 @@ fn bind_all(cfg: &Config, workers: usize) -> Result<Vec<Vec<TcpListener>>, Strin
             .ok()
             .and_then(|mut a| a.next())
             .ok_or_else(|| format!("Invalid bind address '{host}'"))?;
+        // SO_REUSEPORT would let a second server join the port of one that
+        // is already running: probe with a plain bind first, so "Address
+        // already in use" is reported as by Redis.
+        if addr.port() != 0 {
+            std::net::TcpListener::bind(addr).map_err(|e| {
+                format!(
+                    "Warning: Could not create server TCP listening socket {host}:{}: bind: {e}",
+                    cfg.port
+                )
+            })?;
+        }
         for listeners in per_worker.iter_mut() {
             let l = bind(addr, cfg.tcp_backlog as i32).map_err(|e| {
                 format!(
@@ -176,6 +187,21 @@ fn run(cfg: Config) -> i32 {
         ));
         return 1;
     }
+    // One server per data directory: two would write the same log.
+    let lock_path = cfg.dir.join("kv-server.lock");
+    let _dir_lock = match std::fs::File::create(&lock_path)
+        .and_then(|f| f.try_lock().map(|()| f).map_err(std::io::Error::from))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            log::warning(&format!(
+                "Can't lock {}: another kv-server is using the data directory '{}' ({e})",
+                lock_path.display(),
+                cfg.dir.display()
+            ));
+            return 1;
+        }
+    };
     let listeners = match bind_all(&cfg, workers) {
         Ok(l) => l,
         Err(e) => {

@@ -472,3 +472,32 @@ fn a_full_filesystem_refuses_writes_until_space_is_freed() {
     drop(con);
     drop(server);
 }
+
+/// Two servers never share a data directory (they would write the same
+/// log) or a port (SO_REUSEPORT would otherwise let the second join).
+#[test]
+fn a_second_server_on_the_same_dir_or_port_refuses_to_start() {
+    let dir = ScratchDir::new("aof-lock");
+    let server = ServerProc::start_in(dir.path(), &[]);
+    let other = ScratchDir::new("aof-lock-other");
+    for (port, data) in [
+        ("0", dir.path()),
+        (&*server.port().to_string(), other.path()),
+    ] {
+        let out = Command::new(tests::server_bin())
+            .args(["--bind", "127.0.0.1", "--port", port, "--dir"])
+            .arg(data)
+            .output()
+            .expect("run kv-server");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "port {port}: {text}");
+        assert!(
+            text.contains("another kv-server is using the data directory")
+                || text.contains("Address already in use"),
+            "{text}"
+        );
+    }
+    let mut con = server.conn();
+    assert_eq!(get(&mut con, "nothing"), None);
+}

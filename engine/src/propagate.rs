@@ -79,25 +79,8 @@ impl LogState {
         self.last = durable;
     }
 
-    /// Turns logging off (pending waits are dropped).
-    pub fn detach(&mut self) -> Option<Box<dyn LogSink>> {
-        self.pending.clear();
-        self.barrier = 0;
-        self.wait = 0;
-        self.sink.take()
-    }
-
     pub fn enabled(&self) -> bool {
         self.sink.is_some()
-    }
-
-    /// Lsn of the last record appended (0: none).
-    pub fn last_lsn(&self) -> u64 {
-        self.last
-    }
-
-    pub fn durable_lsn(&self) -> u64 {
-        self.durable
     }
 
     /// Keys waiting for their records to become durable.

@@ -311,6 +311,16 @@ impl Aof {
         }
     }
 
+    /// [`Aof::blocking`] for an I/O call; a lost helper thread is an error.
+    async fn blocking_io<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        self.blocking(f)
+            .await
+            .unwrap_or_else(|| Err(io_thread_gone()))
+    }
+
     async fn write_at(&self, seg: &Seg, buf: AlignedBuf, off: u64) -> (io::Result<()>, AlignedBuf) {
         if let Some(e) = self.stats().take_fault(FaultOp::Write) {
             return (Err(e), buf);
@@ -325,7 +335,7 @@ impl Aof {
                     (r, buf)
                 })
                 .await
-                .unwrap_or_else(|| (Err(io::Error::other("log I/O thread is gone")), gone))
+                .unwrap_or_else(|| (Err(io_thread_gone()), gone))
             }
         }
     }
@@ -339,9 +349,7 @@ impl Aof {
             Some(ring) => ring.sync_data().await,
             None => {
                 let file = seg.file.clone();
-                self.blocking(move || file.sync_data())
-                    .await
-                    .unwrap_or_else(|| Err(io::Error::other("log I/O thread is gone")))
+                self.blocking_io(move || file.sync_data()).await
             }
         };
         if r.is_ok() {
@@ -366,10 +374,7 @@ impl Aof {
             let f = std::fs::File::open(&d)?;
             match self.exec {
                 Exec::Ring => RingFile::from_std(f).sync_all().await?,
-                Exec::Thread(_) => self
-                    .blocking(move || f.sync_all())
-                    .await
-                    .unwrap_or_else(|| Err(io::Error::other("log I/O thread is gone")))?,
+                Exec::Thread(_) => self.blocking_io(move || f.sync_all()).await?,
             }
         }
         Ok(())
@@ -499,6 +504,10 @@ impl Aof {
     }
 }
 
+fn io_thread_gone() -> io::Error {
+    io::Error::other("log I/O thread is gone")
+}
+
 fn spawn_io_thread(id: usize) -> std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>> {
     let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
     let spawned = std::thread::Builder::new()
@@ -528,23 +537,25 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
         let records = plan.records() as u64;
         let bytes = plan.write_bytes() as u64;
         let outcome = aof.journal.borrow_mut().complete_flush(plan, result);
-        let pending = aof.journal.borrow().pending_bytes() as u64;
-        aof.stats().pending_bytes.store(pending, Ordering::Relaxed);
+        let stats = aof.stats();
+        {
+            let journal = aof.journal.borrow();
+            stats
+                .pending_bytes
+                .store(journal.pending_bytes() as u64, Ordering::Relaxed);
+            if outcome.is_ok() {
+                let current = journal.current_segment().map(|c| c.0);
+                aof.segs.borrow_mut().retain(|s| Some(s.lsn) == current);
+                stats
+                    .current_size
+                    .store(journal.stats().current_size, Ordering::Relaxed);
+            }
+        }
         match outcome {
             Ok(durable) => {
-                {
-                    let mut journal = aof.journal.borrow_mut();
-                    let current = journal.current_segment().map(|c| c.0);
-                    aof.segs.borrow_mut().retain(|s| Some(s.lsn) == current);
-                    let stats = aof.stats();
-                    stats.commits.fetch_add(1, Ordering::Relaxed);
-                    stats.records.fetch_add(records, Ordering::Relaxed);
-                    stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
-                    stats
-                        .current_size
-                        .store(journal.stats().current_size, Ordering::Relaxed);
-                    let _ = &mut journal;
-                }
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.records.fetch_add(records, Ordering::Relaxed);
+                stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
                 aof.set_failed(false, None);
                 worker.log_durable(durable);
             }

@@ -442,10 +442,7 @@ static DIRECTIVES: &[Directive] = &[
         kind: Kind::Str {
             get: |c| c.dbfilename.clone(),
             put: |c, v| {
-                if v.contains(['/', '\\']) {
-                    return Err("dbfilename can't be a path, just a filename");
-                }
-                c.dbfilename = v;
+                c.dbfilename = file_name(v, "dbfilename can't be a path, just a filename")?;
                 Ok(())
             },
         },
@@ -572,10 +569,7 @@ static DIRECTIVES: &[Directive] = &[
         kind: Kind::Str {
             get: |c| c.appenddirname.clone(),
             put: |c, v| {
-                if v.contains(['/', '\\']) {
-                    return Err("appenddirname can't be a path, just a dirname");
-                }
-                c.appenddirname = v;
+                c.appenddirname = file_name(v, "appenddirname can't be a path, just a dirname")?;
                 Ok(())
             },
         },
@@ -586,10 +580,7 @@ static DIRECTIVES: &[Directive] = &[
         kind: Kind::Str {
             get: |c| c.appendfilename.clone(),
             put: |c, v| {
-                if v.contains(['/', '\\']) {
-                    return Err("appendfilename can't be a path, just a filename");
-                }
-                c.appendfilename = v;
+                c.appendfilename = file_name(v, "appendfilename can't be a path, just a filename")?;
                 Ok(())
             },
         },
@@ -638,6 +629,14 @@ static DIRECTIVES: &[Directive] = &[
         },
     },
 ];
+
+/// `v` if it names a file (or directory) without a path, else `err`.
+fn file_name(v: String, err: &'static str) -> Result<String, &'static str> {
+    if v.contains(['/', '\\']) {
+        return Err(err);
+    }
+    Ok(v)
+}
 
 /// The directive called `name` (case-insensitive), if any.
 fn lookup(name: &[u8]) -> Option<&'static Directive> {

@@ -69,20 +69,7 @@ pub async fn serve(worker: Rc<Worker>, stream: Stream, peer: SocketAddr, local: 
     let id = shared.clients.next_id();
     let client = Arc::new(ClientHandle::new(id, peer, local, stream.raw_fd()));
     shared.clients.register(client.clone());
-    let shards = worker.shard_count();
-    let mut conn = Conn {
-        authenticated: !shared.requires_password(),
-        worker,
-        client,
-        db: 0,
-        close: false,
-        wbuf: Vec::with_capacity(READ_CHUNK),
-        splice: Vec::new(),
-        batches: (0..shards).map(|_| None).collect(),
-        holes: Vec::new(),
-        commands: 0,
-        wait: 0,
-    };
+    let mut conn = Conn::new(worker, client, !shared.requires_password());
     conn.run(&stream).await;
     shared.clients.unregister(id);
     shared.connected.fetch_sub(1, Ordering::AcqRel);
@@ -90,6 +77,23 @@ pub async fn serve(worker: Rc<Worker>, stream: Stream, peer: SocketAddr, local: 
 }
 
 impl Conn {
+    fn new(worker: Rc<Worker>, client: Arc<ClientHandle>, authenticated: bool) -> Conn {
+        let shards = worker.shard_count();
+        Conn {
+            authenticated,
+            worker,
+            client,
+            db: 0,
+            close: false,
+            wbuf: Vec::with_capacity(READ_CHUNK),
+            splice: Vec::new(),
+            batches: (0..shards).map(|_| None).collect(),
+            holes: Vec::new(),
+            commands: 0,
+            wait: 0,
+        }
+    }
+
     async fn run(&mut self, stream: &Stream) {
         let mut rbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut parser = Parser::new();
@@ -337,20 +341,8 @@ impl Conn {
 pub async fn run_internal(worker: Rc<Worker>, commands: &[Vec<Vec<u8>>]) -> u64 {
     let shared = worker.shared.clone();
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let shards = worker.shard_count();
-    let mut conn = Conn {
-        authenticated: true,
-        client: Arc::new(ClientHandle::new(0, addr, addr, -1)),
-        worker,
-        db: 0,
-        close: false,
-        wbuf: Vec::new(),
-        splice: Vec::new(),
-        batches: (0..shards).map(|_| None).collect(),
-        holes: Vec::new(),
-        commands: 0,
-        wait: 0,
-    };
+    let client = Arc::new(ClientHandle::new(0, addr, addr, -1));
+    let mut conn = Conn::new(worker, client, true);
     let errors =
         |s: &Arc<crate::shared::Shared>| crate::shared::sum(&s.stats, |st| &st.error_replies);
     let before = errors(&shared);

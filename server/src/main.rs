@@ -157,6 +157,12 @@ fn watch_signals(shared: Arc<Shared>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Loading is over: every worker starts accepting clients.
+fn start_serving(shared: &Shared, port: u16) {
+    shared.serving.send_replace(true);
+    log::notice(&format!("Ready to accept connections tcp on port {port}"));
+}
+
 fn run(cfg: Config) -> i32 {
     if let Some(level) = log::parse_level(cfg.loglevel.name()) {
         log::set_level(level);
@@ -342,12 +348,10 @@ fn run(cfg: Config) -> i32 {
                         commands.len(),
                         started.elapsed().as_secs_f64()
                     ));
-                    w.shared.serving.send_replace(true);
-                    log::notice(&format!("Ready to accept connections tcp on port {port}"));
+                    start_serving(&w.shared, port);
                 });
             } else if id == 0 {
-                worker.shared.serving.send_replace(true);
-                log::notice(&format!("Ready to accept connections tcp on port {port}"));
+                start_serving(&worker.shared, port);
             }
             let mut serving = worker.shared.serving.subscribe();
             runtime::spawn(worker::outbox_loop(worker.clone()));

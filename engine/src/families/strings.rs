@@ -681,22 +681,19 @@ fn mset_cross(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<
 /// Sets key/value pairs without TTL (one shard's part of MSET / MSETNX).
 fn set_pairs(ctx: &mut ExecCtx<'_>, pairs: Pairs) -> Reply {
     let n = pairs.len() as u64;
-    if ctx.shard.log.enabled() {
-        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + 2 * pairs.len());
-        args.push(b"MSET");
-        for (k, v) in &pairs {
-            args.push(k);
-            args.push(v);
-        }
-        let args: Vec<Vec<u8>> = args.into_iter().map(<[u8]>::to_vec).collect();
-        for (k, v) in pairs {
-            ctx.set(&k, Value::Str(v), 0);
-        }
+    // The record (this shard's part of the MSET) is encoded after the sets,
+    // so that it marks their keys pending; the pairs move into the keyspace,
+    // hence the copy when logging.
+    let record: Option<Vec<Vec<u8>>> = ctx.shard.log.enabled().then(|| {
+        std::iter::once(b"MSET".to_vec())
+            .chain(pairs.iter().flat_map(|(k, v)| [k.clone(), v.clone()]))
+            .collect()
+    });
+    for (k, v) in pairs {
+        ctx.set(&k, Value::Str(v), 0);
+    }
+    if let Some(args) = record {
         ctx.propagate(args.iter().map(Vec::as_slice));
-    } else {
-        for (k, v) in pairs {
-            ctx.set(&k, Value::Str(v), 0);
-        }
     }
     ctx.dirty(n);
     Reply::Ok

@@ -299,15 +299,26 @@ impl<I: LogIo> Journal<I> {
         args: impl ExactSizeIterator<Item = &'a [u8]>,
         tx: Option<(u64, u16)>,
     ) -> Result<u64, EncodeError> {
+        let (lsn, fields) = self.next_fields(tx);
+        let len = encode_command(&fields, args, &mut self.pending)?;
+        Ok(self.appended(lsn, len))
+    }
+
+    /// The header fields of the next record.
+    fn next_fields(&self, tx: Option<(u64, u16)>) -> (u64, RecordHeaderFields) {
         let lsn = self.next_lsn;
         let fields = match tx {
             None => RecordHeaderFields::single(lsn),
             Some((txid, parts)) => RecordHeaderFields::part_of(lsn, txid, parts),
         };
-        let len = encode_command(&fields, args, &mut self.pending)?;
+        (lsn, fields)
+    }
+
+    /// Records that a record of `len` bytes with `lsn` was encoded.
+    fn appended(&mut self, lsn: u64, len: usize) -> u64 {
         self.pending_records.push_back(Pending { lsn, len });
         self.next_lsn = lsn.saturating_add(1);
-        Ok(lsn)
+        lsn
     }
 
     /// Appends one command record whose payload is already RESP text (one
@@ -318,15 +329,9 @@ impl<I: LogIo> Journal<I> {
         payload: &[u8],
         tx: Option<(u64, u16)>,
     ) -> Result<u64, EncodeError> {
-        let lsn = self.next_lsn;
-        let fields = match tx {
-            None => RecordHeaderFields::single(lsn),
-            Some((txid, parts)) => RecordHeaderFields::part_of(lsn, txid, parts),
-        };
+        let (lsn, fields) = self.next_fields(tx);
         let len = super::record::encode(&fields, payload, &mut self.pending)?;
-        self.pending_records.push_back(Pending { lsn, len });
-        self.next_lsn = lsn.saturating_add(1);
-        Ok(lsn)
+        Ok(self.appended(lsn, len))
     }
 
     /// Takes over segment `first_lsn`, created, preallocated and synced by
@@ -531,8 +536,7 @@ impl<I: LogIo> Journal<I> {
             .map_err(|e| JournalError::new("sync", &path, None, &e))?;
         io.sync_dir(&dir)
             .map_err(|e| JournalError::new("sync directory", &dir, None, &e))?;
-        self.files.push(OpenSegment { first_lsn, file });
-        self.stats.segments_created = self.stats.segments_created.saturating_add(1);
+        self.adopt_segment(first_lsn, file);
         Ok(())
     }
 

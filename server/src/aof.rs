@@ -168,6 +168,10 @@ struct Seg {
     lsn: u64,
     file: Arc<std::fs::File>,
     ring: Option<RingFile>,
+    /// The same file opened `O_DIRECT | O_DSYNC` on the ring: a write
+    /// through it is durable when it completes, so a commit under `always`
+    /// is one operation instead of a write and then an fdatasync.
+    dsync: Option<RingFile>,
     buffered: bool,
 }
 
@@ -340,6 +344,24 @@ impl Aof {
         }
     }
 
+    /// A write through the segment's `O_DSYNC` descriptor: durable when
+    /// done. Both fault seams apply (it is a write and a sync).
+    async fn durable_write_at(
+        &self,
+        dsync: &RingFile,
+        buf: AlignedBuf,
+        off: u64,
+    ) -> (io::Result<()>, AlignedBuf) {
+        let stats = self.stats();
+        if let Some(e) = stats
+            .take_fault(FaultOp::Write)
+            .or_else(|| stats.take_fault(FaultOp::Sync))
+        {
+            return (Err(e), buf);
+        }
+        dsync.write_all_at(buf, off).await
+    }
+
     async fn sync(&self, seg: &Seg) -> io::Result<()> {
         if let Some(e) = self.stats().take_fault(FaultOp::Sync) {
             return Err(e);
@@ -403,10 +425,15 @@ impl Aof {
             )),
             Exec::Thread(_) => None,
         };
+        let dsync = match (&ring, buffered) {
+            (Some(_), false) => open_dsync(&path).ok().map(RingFile::from_std),
+            _ => None,
+        };
         let seg = Rc::new(Seg {
             lsn,
             file: Arc::new(file.try_clone().map_err(|e| err("open", &e))?),
             ring,
+            dsync,
             buffered,
         });
         const CHUNK: u64 = 1 << 20;
@@ -464,13 +491,28 @@ impl Aof {
                 }
             };
             let path = engine::journal::io::segment_path(&dir, lsn);
-            let buf = std::mem::replace(&mut plan.writes_mut()[i].buf, AlignedBuf::zeroed(0));
-            let (r, buf) = self.write_at(&seg, buf, off).await;
-            plan.writes_mut()[i].buf = buf;
-            r.map_err(|e| JournalError::new("write", &path, Some(off), &e))?;
             let rolls_over = plan.writes().get(i + 1).is_some_and(|w| w.segment != lsn);
             let last = i + 1 == n;
-            if rolls_over || (last && mode == AppendFsync::Always) {
+            let durable = rolls_over || (last && mode == AppendFsync::Always);
+            let buf = std::mem::replace(&mut plan.writes_mut()[i].buf, AlignedBuf::zeroed(0));
+            let started = Instant::now();
+            let (r, buf, synced) = match (&seg.dsync, durable) {
+                (Some(dsync), true) => {
+                    let (r, buf) = self.durable_write_at(dsync, buf, off).await;
+                    (r, buf, true)
+                }
+                _ => {
+                    let (r, buf) = self.write_at(&seg, buf, off).await;
+                    (r, buf, false)
+                }
+            };
+            plan.writes_mut()[i].buf = buf;
+            r.map_err(|e| JournalError::new("write", &path, Some(off), &e))?;
+            if synced {
+                let took = started.elapsed();
+                self.stats().record_fsync(took);
+                fsync += took;
+            } else if durable {
                 let started = Instant::now();
                 self.sync(&seg)
                     .await
@@ -502,6 +544,15 @@ impl Aof {
             }
         }
     }
+}
+
+/// Opens a log segment for durable direct writes.
+fn open_dsync(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+        .open(path)
 }
 
 fn io_thread_gone() -> io::Error {

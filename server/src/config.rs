@@ -144,6 +144,11 @@ pub struct Config {
     /// `enable-debug-command`: DEBUG is refused unless `yes` (or `local`
     /// for loopback clients), as in Redis 7.
     pub enable_debug_command: String,
+    /// `server_cpulist`: CPUs the worker threads are pinned to, in Redis's
+    /// syntax (`0-7:2`, `1,3,5-6`); worker i takes the i-th CPU of the list,
+    /// wrapping. Empty (the default, as in Redis): no pinning, the kernel
+    /// places the threads.
+    pub server_cpulist: String,
     /// The config file this configuration was loaded from, as an absolute
     /// path (not a directive). CONFIG REWRITE writes here.
     pub config_file: Option<PathBuf>,
@@ -223,6 +228,7 @@ impl Default for Config {
             aof_segment_size: 64 * 1024 * 1024,
             aof_io: AofIo::Auto,
             enable_debug_command: "no".to_string(),
+            server_cpulist: String::new(),
             config_file: None,
         }
     }
@@ -520,6 +526,18 @@ static DIRECTIVES: &[Directive] = &[
         },
     },
     Directive {
+        name: "server_cpulist",
+        mutable: false,
+        kind: Kind::Str {
+            get: |c| c.server_cpulist.clone(),
+            put: |c, v| {
+                parse_cpulist(&v)?;
+                c.server_cpulist = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
         name: "pidfile",
         mutable: false,
         kind: Kind::Str {
@@ -631,6 +649,32 @@ static DIRECTIVES: &[Directive] = &[
 ];
 
 /// `v` if it names a file (or directory) without a path, else `err`.
+/// Parses a CPU list in Redis's `server_cpulist` syntax: comma-separated
+/// items, each `N`, `A-B` or `A-B:STEP`, in the order written.
+pub fn parse_cpulist(v: &str) -> Result<Vec<usize>, &'static str> {
+    const BAD: &str = "Invalid cpulist, expected e.g. 0-7:2 or 1,3,5-6";
+    let mut cpus = Vec::new();
+    if v.trim().is_empty() {
+        return Ok(cpus);
+    }
+    let num = |s: &str| s.trim().parse::<usize>().map_err(|_| BAD);
+    for item in v.split(',') {
+        let (range, step) = match item.split_once(':') {
+            Some((r, s)) => (r, num(s)?),
+            None => (item, 1),
+        };
+        let (a, b) = match range.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(range)?, num(range)?),
+        };
+        if a > b || step == 0 || b >= 1 << 16 {
+            return Err(BAD);
+        }
+        cpus.extend((a..=b).step_by(step));
+    }
+    Ok(cpus)
+}
+
 fn file_name(v: String, err: &'static str) -> Result<String, &'static str> {
     if v.contains(['/', '\\']) {
         return Err(err);
@@ -1475,6 +1519,18 @@ fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cpulist_as_redis_writes_it() {
+        use super::parse_cpulist;
+        assert_eq!(parse_cpulist(""), Ok(vec![]));
+        assert_eq!(parse_cpulist("3"), Ok(vec![3]));
+        assert_eq!(parse_cpulist("0-7:2"), Ok(vec![0, 2, 4, 6]));
+        assert_eq!(parse_cpulist("1,10-11"), Ok(vec![1, 10, 11]));
+        for bad in ["x", "3-1", "0-4:0", "1,,2", "-1", "0-"] {
+            assert!(parse_cpulist(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
     use std::ffi::OsString;
 
@@ -1669,6 +1725,7 @@ mod tests {
             ("aof-segment-size", "67108864"),
             ("aof-io", "auto"),
             ("enable-debug-command", "no"),
+            ("server_cpulist", ""),
         ];
         assert_eq!(all.len(), expected.len());
         for (name, value) in expected {
@@ -2041,6 +2098,7 @@ mod tests {
             "logfile",
             "pidfile",
             "tcp-backlog",
+            "server_cpulist",
         ] {
             let err = cfg.set(&[pair(name, "1")]).unwrap_err();
             assert!(err.ends_with("can't set immutable config"), "{name}: {err}");

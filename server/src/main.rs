@@ -178,7 +178,8 @@ fn run(cfg: Config) -> i32 {
     } else {
         cfg.threads
     };
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Validated when the config was loaded.
+    let cpulist = Arc::new(config::parse_cpulist(&cfg.server_cpulist).unwrap_or_default());
     log::notice("oO0OoO0OoO0Oo kv-server is starting oO0OoO0OoO0Oo");
     log::notice(&format!(
         "kv-server version={}, Redis-compatible {}, bits=64, pid={}, just started",
@@ -275,6 +276,7 @@ fn run(cfg: Config) -> i32 {
         let shared = Arc::clone(&shared);
         let rec = per_shard.get_mut(id).and_then(Option::take);
         let loaded = Arc::clone(&loaded);
+        let cpulist = Arc::clone(&cpulist);
         let log_dir = log_dir.clone();
         let import = if id == 0 {
             import.take().flatten()
@@ -282,11 +284,10 @@ fn run(cfg: Config) -> i32 {
             None
         };
         let started = runtime::start_thread(format!("worker-{id}"), move || async move {
-            if let Err(e) = sys::pin_to_cpu(id % cpus) {
-                log::verbose(&format!(
-                    "worker {id}: could not pin to CPU {}: {e}",
-                    id % cpus
-                ));
+            if let Some(&cpu) = cpulist.get(id % cpulist.len().max(1)) {
+                if let Err(e) = sys::pin_to_cpu(cpu) {
+                    log::warning(&format!("worker {id}: could not pin to CPU {cpu}: {e}"));
+                }
             }
             let mut shard = Shard::new(id, workers, databases);
             shard.max_string_len = max_string;

@@ -175,6 +175,16 @@ struct Seg {
     buffered: bool,
 }
 
+/// A zero-filled, synced file waiting to become the next segment (made in
+/// the background, so that rolling over to a new segment costs a rename and
+/// a directory sync rather than writing and syncing 64 MiB of zeros while
+/// replies wait).
+struct Spare {
+    file: std::fs::File,
+    size: u64,
+    buffered: bool,
+}
+
 /// A worker's log.
 pub struct Aof {
     id: usize,
@@ -185,6 +195,10 @@ pub struct Aof {
     /// Segments written by the plan in flight or the last one.
     segs: RefCell<Vec<Rc<Seg>>>,
     zeros: RefCell<Option<AlignedBuf>>,
+    /// The next segment, zero-filled and synced ahead of time.
+    spare: RefCell<Option<Spare>>,
+    /// A task is making the spare.
+    spare_busy: Cell<bool>,
     /// Set by appends; the flush loop waits on it.
     kick: Notify,
     /// Written since the last fdatasync (everysec).
@@ -260,6 +274,8 @@ impl Aof {
             exec,
             segs: RefCell::new(Vec::new()),
             zeros: RefCell::new(None),
+            spare: RefCell::new(None),
+            spare_busy: Cell::new(false),
             kick: Notify::new(),
             unsynced: Cell::new(false),
             sync_started: Cell::new(None),
@@ -329,6 +345,16 @@ impl Aof {
         if let Some(e) = self.stats().take_fault(FaultOp::Write) {
             return (Err(e), buf);
         }
+        self.write_raw(seg, buf, off).await
+    }
+
+    /// [`Aof::write_at`] without the fault seam.
+    async fn write_raw(
+        &self,
+        seg: &Seg,
+        buf: AlignedBuf,
+        off: u64,
+    ) -> (io::Result<()>, AlignedBuf) {
         match &seg.ring {
             Some(ring) => ring.write_all_at(buf, off).await,
             None => {
@@ -367,13 +393,7 @@ impl Aof {
             return Err(e);
         }
         let started = Instant::now();
-        let r = match &seg.ring {
-            Some(ring) => ring.sync_data().await,
-            None => {
-                let file = seg.file.clone();
-                self.blocking_io(move || file.sync_data()).await
-            }
-        };
+        let r = self.sync_raw(seg).await;
         if r.is_ok() {
             self.stats().record_fsync(started.elapsed());
             if seg.buffered {
@@ -382,6 +402,17 @@ impl Aof {
             }
         }
         r
+    }
+
+    /// fdatasync without the fault seam and the statistics.
+    async fn sync_raw(&self, seg: &Seg) -> io::Result<()> {
+        match &seg.ring {
+            Some(ring) => ring.sync_data().await,
+            None => {
+                let file = seg.file.clone();
+                self.blocking_io(move || file.sync_data()).await
+            }
+        }
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -402,40 +433,41 @@ impl Aof {
         Ok(())
     }
 
-    /// Creates segment `lsn` of `size` bytes: zero-filled (so that later
-    /// writes change neither its size nor its extents), synced, and its
-    /// directory entry synced.
-    async fn create_segment(&self, lsn: u64, size: u64) -> Result<Rc<Seg>, JournalError> {
-        let dir = self.journal.borrow().config().dir.clone();
-        let path = engine::journal::io::segment_path(&dir, lsn);
-        let err = |op, e: &io::Error| JournalError::new(op, &path, None, e);
-        let file = {
-            let mut io = self.io.borrow_mut();
-            let f = io
-                .create_segment(&dir, lsn)
-                .map_err(|e| err("create", &e))?;
-            let buffered = io.io_path() == Some(IoPath::Buffered);
-            self.set_io_path(buffered);
-            (f, buffered)
-        };
-        let (file, buffered) = file;
+    /// An open segment on `file`, with the descriptors the I/O path needs.
+    fn open_seg(
+        &self,
+        lsn: u64,
+        path: &Path,
+        file: &std::fs::File,
+        buffered: bool,
+    ) -> io::Result<Seg> {
         let ring = match self.exec {
-            Exec::Ring => Some(RingFile::from_std(
-                file.try_clone().map_err(|e| err("open", &e))?,
-            )),
+            Exec::Ring => Some(RingFile::from_std(file.try_clone()?)),
             Exec::Thread(_) => None,
         };
         let dsync = match (&ring, buffered) {
-            (Some(_), false) => open_dsync(&path).ok().map(RingFile::from_std),
+            (Some(_), false) => open_dsync(path).ok().map(RingFile::from_std),
             _ => None,
         };
-        let seg = Rc::new(Seg {
+        Ok(Seg {
             lsn,
-            file: Arc::new(file.try_clone().map_err(|e| err("open", &e))?),
+            file: Arc::new(file.try_clone()?),
             ring,
             dsync,
             buffered,
-        });
+        })
+    }
+
+    /// Writes `size` bytes of zeros over `seg` and syncs it; `seam`: through
+    /// the fault seam and the fsync statistics (the flush path) or not (the
+    /// spare, made in the background).
+    async fn zero_fill(
+        &self,
+        seg: &Seg,
+        path: &Path,
+        size: u64,
+        seam: bool,
+    ) -> Result<(), JournalError> {
         const CHUNK: u64 = 1 << 20;
         let mut off = 0u64;
         while off < size {
@@ -444,19 +476,118 @@ impl Aof {
                 Some(z) if z.len() == n => z,
                 _ => AlignedBuf::zeroed(n),
             };
-            let (r, zeros) = self.write_at(&seg, zeros, off).await;
+            let (r, zeros) = if seam {
+                self.write_at(seg, zeros, off).await
+            } else {
+                self.write_raw(seg, zeros, off).await
+            };
             if zeros.len() == CHUNK as usize {
                 *self.zeros.borrow_mut() = Some(zeros);
             }
-            r.map_err(|e| JournalError::new("preallocate", &path, Some(off), &e))?;
+            r.map_err(|e| JournalError::new("preallocate", path, Some(off), &e))?;
             off += n as u64;
         }
-        self.sync(&seg).await.map_err(|e| err("sync", &e))?;
+        let r = if seam {
+            self.sync(seg).await
+        } else {
+            self.sync_raw(seg).await
+        };
+        r.map_err(|e| JournalError::new("sync", path, None, &e))
+    }
+
+    /// Creates segment `lsn` of `size` bytes: zero-filled (so that later
+    /// writes change neither its size nor its extents), synced, and its
+    /// directory entry synced. Takes the spare when one of that size is
+    /// ready (a rename); otherwise fills the new file here.
+    async fn create_segment(&self, lsn: u64, size: u64) -> Result<Rc<Seg>, JournalError> {
+        let dir = self.journal.borrow().config().dir.clone();
+        let path = engine::journal::io::segment_path(&dir, lsn);
+        let err = |op, e: &io::Error| JournalError::new(op, &path, None, e);
+        let spare = self.spare.borrow_mut().take().filter(|s| s.size == size);
+        let (file, seg) = match spare {
+            Some(spare) => {
+                let from = dir.join(engine::journal::io::SPARE_SEGMENT_NAME);
+                match self.exec {
+                    Exec::Ring => runtime::rename(&from, &path).await,
+                    Exec::Thread(_) => {
+                        let to = path.clone();
+                        self.blocking_io(move || std::fs::rename(from, to)).await
+                    }
+                }
+                .map_err(|e| err("rename the spare segment to", &e))?;
+                self.set_io_path(spare.buffered);
+                let seg = self
+                    .open_seg(lsn, &path, &spare.file, spare.buffered)
+                    .map_err(|e| err("open", &e))?;
+                (spare.file, seg)
+            }
+            None => {
+                let (file, buffered) = {
+                    let mut io = self.io.borrow_mut();
+                    let f = io
+                        .create_segment(&dir, lsn)
+                        .map_err(|e| err("create", &e))?;
+                    (f, io.io_path() == Some(IoPath::Buffered))
+                };
+                self.set_io_path(buffered);
+                let seg = self
+                    .open_seg(lsn, &path, &file, buffered)
+                    .map_err(|e| err("open", &e))?;
+                self.zero_fill(&seg, &path, size, true).await?;
+                (file, seg)
+            }
+        };
         self.sync_dir(&dir)
             .await
             .map_err(|e| JournalError::new("sync directory", &dir, None, &e))?;
         self.journal.borrow_mut().adopt_segment(lsn, file);
-        Ok(seg)
+        Ok(Rc::new(seg))
+    }
+
+    /// Starts making the spare segment in the background unless there is
+    /// one or one is being made. A failure only means the next roll-over
+    /// fills its segment itself (and reports any error then).
+    pub fn start_spare(self: &Rc<Self>) {
+        if self.spare_busy.get() || self.spare.borrow().is_some() {
+            return;
+        }
+        self.spare_busy.set(true);
+        let aof = self.clone();
+        runtime::spawn(async move {
+            let made = aof.make_spare().await;
+            aof.spare_busy.set(false);
+            match made {
+                Ok(spare) => *aof.spare.borrow_mut() = Some(spare),
+                Err(e) => log::verbose(&format!(
+                    "Could not prepare the next log segment ahead of time (shard {}): {e}",
+                    aof.id
+                )),
+            }
+        });
+    }
+
+    async fn make_spare(&self) -> Result<Spare, JournalError> {
+        let (dir, size) = {
+            let j = self.journal.borrow();
+            (j.config().dir.clone(), j.config().segment_size)
+        };
+        let path = dir.join(engine::journal::io::SPARE_SEGMENT_NAME);
+        let (file, buffered) = {
+            let mut io = self.io.borrow_mut();
+            let f = io
+                .create_spare(&dir)
+                .map_err(|e| JournalError::new("create", &path, None, &e))?;
+            (f, io.io_path() == Some(IoPath::Buffered))
+        };
+        let seg = self
+            .open_seg(0, &path, &file, buffered)
+            .map_err(|e| JournalError::new("open", &path, None, &e))?;
+        self.zero_fill(&seg, &path, size, false).await?;
+        Ok(Spare {
+            file,
+            size,
+            buffered,
+        })
     }
 
     fn seg(&self, lsn: u64) -> Option<Rc<Seg>> {
@@ -577,6 +708,7 @@ fn spawn_io_thread(id: usize) -> std::sync::mpsc::Sender<Box<dyn FnOnce() + Send
 /// Group commit: flushes whatever is pending, one plan at a time, and
 /// releases the replies each flush makes durable.
 pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
+    aof.start_spare();
     loop {
         let plan = aof.journal.borrow_mut().prepare_flush();
         let Some(mut plan) = plan else {
@@ -585,6 +717,7 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
         };
         let mode = worker.shared.appendfsync();
         let result = aof.execute(&mut plan, mode).await;
+        aof.start_spare();
         let records = plan.records() as u64;
         let bytes = plan.write_bytes() as u64;
         let outcome = aof.journal.borrow_mut().complete_flush(plan, result);

@@ -41,6 +41,11 @@ pub fn spawn<F: Future<Output = ()> + 'static>(f: F) {
     tokio_uring::spawn(f);
 }
 
+/// rename(2) on the ring.
+pub async fn rename(from: &std::path::Path, to: &std::path::Path) -> io::Result<()> {
+    tokio_uring::fs::rename(from, to).await
+}
+
 pub async fn sleep(d: Duration) {
     tokio::time::sleep(d).await;
 }

@@ -50,6 +50,11 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The next segment, created and zero-filled ahead of time under this name
+/// and renamed to [`segment_file_name`] when the log rolls over to it.
+/// Recovery ignores it (it holds no records).
+pub const SPARE_SEGMENT_NAME: &str = "seg-spare.tmp";
+
 /// Name of shard `index`'s directory inside the log directory: `shard-<i>`.
 pub fn shard_dir_name(index: usize) -> String {
     format!("shard-{index}")
@@ -239,6 +244,13 @@ impl StdLogIo {
         })();
         let _ = std::fs::remove_file(&path);
         result
+    }
+
+    /// Creates (or truncates) the spare segment of `dir`
+    /// ([`SPARE_SEGMENT_NAME`]), with the same I/O path as segments.
+    pub fn create_spare(&mut self, dir: &Path) -> io::Result<File> {
+        std::fs::create_dir_all(dir).map_err(|e| with_path(e, "create directory", dir))?;
+        self.open(&dir.join(SPARE_SEGMENT_NAME), true)
     }
 
     fn open(&mut self, path: &Path, create: bool) -> io::Result<File> {

@@ -446,7 +446,8 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, RecoveryError> {
         let Some(name) = name.to_str() else {
             continue;
         };
-        if !name.starts_with("seg-") {
+        // The spare segment holds no records (zeros, made ahead of time).
+        if !name.starts_with("seg-") || name == super::io::SPARE_SEGMENT_NAME {
             continue;
         }
         match parse_segment_file_name(name) {
@@ -1432,6 +1433,8 @@ mod tests {
         let t = TempDir::new("names");
         let d = t.shard(0);
         fs::write(d.join("notes.txt"), b"ignored").unwrap();
+        // The spare segment (zeros made ahead of time) is not a segment yet.
+        fs::write(d.join(super::super::io::SPARE_SEGMENT_NAME), [0u8; 4096]).unwrap();
         assert!(read_shard_log(&d).unwrap().records.is_empty());
         fs::write(d.join("seg-1.log"), b"").unwrap();
         let e = read_shard_log(&d).unwrap_err();

@@ -558,10 +558,21 @@ impl Aof {
             aof.spare_busy.set(false);
             match made {
                 Ok(spare) => *aof.spare.borrow_mut() = Some(spare),
-                Err(e) => log::verbose(&format!(
-                    "Could not prepare the next log segment ahead of time (shard {}): {e}",
-                    aof.id
-                )),
+                Err(e) => {
+                    log::verbose(&format!(
+                        "Could not prepare the next log segment ahead of time (shard {}): {e}",
+                        aof.id
+                    ));
+                    // A half-made spare must not hold space the log needs
+                    // (ENOSPC is the likely cause).
+                    let path = aof
+                        .journal
+                        .borrow()
+                        .config()
+                        .dir
+                        .join(engine::journal::io::SPARE_SEGMENT_NAME);
+                    let _ = aof.blocking_io(move || std::fs::remove_file(path)).await;
+                }
             }
         });
     }

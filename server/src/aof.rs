@@ -506,7 +506,7 @@ impl Aof {
         let spare = self.spare.borrow_mut().take().filter(|s| s.size == size);
         let (file, seg) = match spare {
             Some(spare) => {
-                let from = dir.join(engine::journal::io::SPARE_SEGMENT_NAME);
+                let from = engine::journal::io::spare_path(&dir);
                 match self.exec {
                     Exec::Ring => runtime::rename(&from, &path).await,
                     Exec::Thread(_) => {
@@ -558,21 +558,10 @@ impl Aof {
             aof.spare_busy.set(false);
             match made {
                 Ok(spare) => *aof.spare.borrow_mut() = Some(spare),
-                Err(e) => {
-                    log::verbose(&format!(
-                        "Could not prepare the next log segment ahead of time (shard {}): {e}",
-                        aof.id
-                    ));
-                    // A half-made spare must not hold space the log needs
-                    // (ENOSPC is the likely cause).
-                    let path = aof
-                        .journal
-                        .borrow()
-                        .config()
-                        .dir
-                        .join(engine::journal::io::SPARE_SEGMENT_NAME);
-                    let _ = aof.blocking_io(move || std::fs::remove_file(path)).await;
-                }
+                Err(e) => log::verbose(&format!(
+                    "Could not prepare the next log segment ahead of time (shard {}): {e}",
+                    aof.id
+                )),
             }
         });
     }
@@ -582,7 +571,7 @@ impl Aof {
             let j = self.journal.borrow();
             (j.config().dir.clone(), j.config().segment_size)
         };
-        let path = dir.join(engine::journal::io::SPARE_SEGMENT_NAME);
+        let path = engine::journal::io::spare_path(&dir);
         let (file, buffered) = {
             let mut io = self.io.borrow_mut();
             let f = io
@@ -593,7 +582,12 @@ impl Aof {
         let seg = self
             .open_seg(0, &path, &file, buffered)
             .map_err(|e| JournalError::new("open", &path, None, &e))?;
-        self.zero_fill(&seg, &path, size, false).await?;
+        if let Err(e) = self.zero_fill(&seg, &path, size, false).await {
+            // A half-made spare must not hold space the log needs (ENOSPC
+            // is the likely cause).
+            let _ = self.blocking_io(move || std::fs::remove_file(path)).await;
+            return Err(e);
+        }
         Ok(Spare {
             file,
             size,

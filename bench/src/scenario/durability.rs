@@ -313,7 +313,8 @@ pub struct AofDelta {
     /// Growth of `aof_current_size` (record bytes).
     pub log_bytes: u64,
     /// bytes_written / log_bytes: O_DIRECT rewrites a partly filled 4 KiB
-    /// block at every commit, and a new segment is zero-filled first.
+    /// block at every commit. (The zeros a segment is prepared with are not
+    /// in `aof_bytes_written`.)
     pub write_amplification: Option<f64>,
     pub fsyncs_per_sec: f64,
     /// records / group commits (`None` without commits).

@@ -55,6 +55,11 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
 /// Recovery ignores it (it holds no records).
 pub const SPARE_SEGMENT_NAME: &str = "seg-spare.tmp";
 
+/// Path of the spare segment inside a shard's log directory.
+pub fn spare_path(dir: &Path) -> PathBuf {
+    dir.join(SPARE_SEGMENT_NAME)
+}
+
 /// Name of shard `index`'s directory inside the log directory: `shard-<i>`.
 pub fn shard_dir_name(index: usize) -> String {
     format!("shard-{index}")
@@ -250,7 +255,7 @@ impl StdLogIo {
     /// ([`SPARE_SEGMENT_NAME`]), with the same I/O path as segments.
     pub fn create_spare(&mut self, dir: &Path) -> io::Result<File> {
         std::fs::create_dir_all(dir).map_err(|e| with_path(e, "create directory", dir))?;
-        self.open(&dir.join(SPARE_SEGMENT_NAME), true)
+        self.open(&spare_path(dir), true)
     }
 
     fn open(&mut self, path: &Path, create: bool) -> io::Result<File> {

@@ -1434,7 +1434,7 @@ mod tests {
         let d = t.shard(0);
         fs::write(d.join("notes.txt"), b"ignored").unwrap();
         // The spare segment (zeros made ahead of time) is not a segment yet.
-        fs::write(d.join(super::super::io::SPARE_SEGMENT_NAME), [0u8; 4096]).unwrap();
+        fs::write(super::super::io::spare_path(&d), [0u8; 4096]).unwrap();
         assert!(read_shard_log(&d).unwrap().records.is_empty());
         fs::write(d.join("seg-1.log"), b"").unwrap();
         let e = read_shard_log(&d).unwrap_err();

@@ -220,7 +220,7 @@ impl Conn {
                 }
             }
         }
-        self.flush().await;
+        self.finish().await;
         pos
     }
 
@@ -291,8 +291,33 @@ impl Conn {
     /// Sends the collected batches, waits for their replies and puts them in
     /// place, so `wbuf` holds every reply so far in request order.
     pub async fn flush(&mut self) {
+        self.send_batches(false).await;
+    }
+
+    /// [`Conn::flush`] at the end of a read's commands. When every reply
+    /// the connection owes comes from one other shard, that shard sends
+    /// them to the client itself as soon as they may leave: the client's
+    /// next request then overlaps the hop back here, which only returns
+    /// the batch (and whatever the socket did not take at once).
+    async fn finish(&mut self) {
+        self.send_batches(true).await;
+    }
+
+    async fn send_batches(&mut self, direct: bool) {
         if self.holes.is_empty() {
             return;
+        }
+        let mut socket = None;
+        if direct && self.wbuf.is_empty() && self.wait == 0 && self.client.fd >= 0 {
+            let mut owners = self.batches.iter().enumerate();
+            let mut busy = owners
+                .by_ref()
+                .filter(|(_, b)| b.as_ref().is_some_and(|b| !b.is_empty()));
+            if let (Some((s, _)), None) = (busy.next(), busy.next()) {
+                if s != self.worker.id {
+                    socket = Some(self.client.fd);
+                }
+            }
         }
         let mut waiting = Vec::new();
         for s in 0..self.batches.len() {
@@ -305,6 +330,7 @@ impl Conn {
                 Msg::Batch {
                     batch,
                     from: self.worker.id,
+                    socket,
                     reply: tx,
                 },
             );
@@ -328,6 +354,15 @@ impl Conn {
         std::mem::swap(&mut self.wbuf, &mut out);
         self.splice = out;
         self.holes.clear();
+        // What the shard already sent: with a socket, the batch's replies
+        // were all of `wbuf`, so they are its first bytes.
+        let sent: usize = self.batches.iter().flatten().map(|b| b.sent).sum();
+        if sent > 0 {
+            self.wbuf.drain(..sent.min(self.wbuf.len()));
+            self.worker.shared.stats[self.worker.id]
+                .net_output
+                .fetch_add(sent as u64, Ordering::Relaxed);
+        }
         for b in self.batches.iter_mut().flatten() {
             b.clear();
         }

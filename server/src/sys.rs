@@ -35,6 +35,39 @@ pub fn shutdown_socket(fd: RawFd) {
     }
 }
 
+/// Sends as much of `buf` on socket `fd` as it takes without blocking;
+/// returns how many bytes left. Used by a shard to send a connection's
+/// replies itself: the caller guarantees that `fd` is that connection's
+/// open socket for the whole call (the connection waits for the shard's
+/// answer, holding the socket, and has no operation of its own on it).
+pub fn send_nonblocking(fd: RawFd, buf: &[u8]) -> usize {
+    let mut sent = 0;
+    while sent < buf.len() {
+        let rest = &buf[sent..];
+        // SAFETY: the pointer and length describe the live slice `rest`,
+        // which send(2) only reads; MSG_NOSIGNAL turns a closed peer into
+        // EPIPE rather than SIGPIPE, and MSG_DONTWAIT never blocks.
+        let n = unsafe {
+            libc::send(
+                fd,
+                rest.as_ptr().cast(),
+                rest.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n > 0 {
+            sent += n as usize;
+        } else if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        } else {
+            // Full socket buffer, or an error the connection will meet
+            // itself when it writes the rest.
+            break;
+        }
+    }
+    sent
+}
+
 /// (user, system) CPU seconds used by this process.
 pub fn cpu_times() -> (f64, f64) {
     // SAFETY: getrusage fills the zeroed struct we own; RUSAGE_SELF is valid.

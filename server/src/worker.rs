@@ -14,6 +14,7 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -35,10 +36,15 @@ pub fn now_ms() -> u64 {
 /// Work for a shard.
 pub enum Msg {
     /// Single-shard commands of one connection, in order; `from` is the
-    /// connection's worker, where the reply is completed.
+    /// connection's worker, where the reply is completed. With `socket`
+    /// (the batch holds every reply the connection owes), this shard
+    /// sends the replies on that socket itself once they may leave, as far
+    /// as the socket takes them without blocking, and records how much in
+    /// [`Batch::sent`]: the client then has its answer one hop sooner.
     Batch {
         batch: Box<Batch>,
         from: usize,
+        socket: Option<RawFd>,
         reply: oneshot::Sender<Box<Batch>>,
     },
     /// A job of a cross-shard command. With `tx`, the sender holds the
@@ -101,6 +107,8 @@ pub struct Batch {
     ranges: Vec<Range<usize>>,
     out: Vec<u8>,
     ends: Vec<usize>,
+    /// How many bytes of the replies the shard already sent to the client.
+    pub sent: usize,
 }
 
 struct BatchCmd {
@@ -125,6 +133,7 @@ impl Batch {
         self.ranges.clear();
         self.out.clear();
         self.ends.clear();
+        self.sent = 0;
     }
 
     pub fn push(&mut self, spec: &'static CommandSpec, db: usize, args: Args<'_>) {
@@ -498,6 +507,7 @@ impl Worker {
             Msg::Batch {
                 mut batch,
                 from,
+                socket,
                 reply,
             } => {
                 let refusal = self.shared.write_refusal();
@@ -507,7 +517,17 @@ impl Worker {
                     batch.execute(&mut shard, refusal.as_deref());
                     shard.log.take_wait()
                 };
-                self.when_durable(wait, reply_to(from, reply, batch));
+                let Some(fd) = socket else {
+                    self.when_durable(wait, reply_to(from, reply, batch));
+                    return;
+                };
+                self.when_durable(
+                    wait,
+                    Box::new(move |w| {
+                        batch.sent = crate::sys::send_nonblocking(fd, &batch.out);
+                        reply_to(from, reply, batch)(w);
+                    }),
+                );
             }
             Msg::Job {
                 job,

@@ -520,6 +520,56 @@ fn many_concurrent_clients_across_shards() {
 }
 
 #[test]
+fn large_replies_from_another_shard_arrive_whole_and_in_order() {
+    // A shard answering another thread's connection sends the replies on
+    // the socket itself, as far as the socket takes them at once; the
+    // connection's own thread must send the rest before anything else,
+    // even when the client reads slowly.
+    let server = ServerProc::start(&["--threads", "2", "--appendfsync", "always"]);
+    let mut con = server.conn();
+    const KEYS: usize = 8;
+    const SIZE: usize = 4 << 20;
+    let value = |k: usize| vec![b'a' + k as u8; SIZE];
+    for k in 0..KEYS {
+        let _: () = redis::cmd("SET")
+            .arg(format!("big{k}"))
+            .arg(value(k))
+            .query(&mut con)
+            .expect("SET big value");
+    }
+    // With 8 keys on 2 shards, some are on the other thread's shard
+    // whichever thread took the connection.
+    for k in 0..KEYS {
+        let got: Vec<u8> = redis::cmd("GET")
+            .arg(format!("big{k}"))
+            .query(&mut con)
+            .expect("GET big value");
+        assert!(got == value(k), "GET big{k}: wrong or partial value");
+        // A pipeline of one key's GETs is one batch for its shard.
+        let mut pipe = redis::pipe();
+        for _ in 0..3 {
+            pipe.cmd("GET").arg(format!("big{k}"));
+        }
+        pipe.cmd("STRLEN").arg(format!("big{k}"));
+        let (a, b, c, len): (Vec<u8>, Vec<u8>, Vec<u8>, usize) =
+            pipe.query(&mut con).expect("pipelined GETs");
+        assert!(a == value(k) && b == value(k) && c == value(k), "big{k}");
+        assert_eq!(len, SIZE);
+    }
+    // A client that does not read for a while still gets every byte.
+    let mut raw = server.raw();
+    for k in 0..KEYS {
+        raw.send_cmd(&["GET", &format!("big{k}")]);
+        thread::sleep(Duration::from_millis(50));
+        let reply = raw.read_reply();
+        let header = format!("${SIZE}\r\n");
+        assert_eq!(reply.len(), header.len() + SIZE + 2, "big{k} reply size");
+        assert!(reply.starts_with(header.as_bytes()));
+        assert!(reply[header.len()..header.len() + SIZE] == value(k)[..]);
+        assert_eq!(raw.cmd(&["PING"]), b"+PONG\r\n");
+    }
+}
+#[test]
 fn multi_key_commands_span_shards() {
     let server = ServerProc::start(&["--threads", "4"]);
     let mut con = server.conn();

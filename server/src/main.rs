@@ -96,6 +96,28 @@ fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
     Ok(sock.into())
 }
 
+/// A plain bind of `addr`, as Redis's, to find a server already listening
+/// there. After a crash (SIGKILL, OOM kill) the kernel tears down the dead
+/// process's io_uring asynchronously, and its pending accepts keep its
+/// listeners for a few milliseconds after the process is gone (measured:
+/// 5 ms after 50 connections); a restart at once waits that out rather
+/// than failing, but reports a live server after half a second.
+fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Resolves `bind` addresses and binds `workers` listeners on each.
 fn bind_all(cfg: &Config, workers: usize) -> Result<Vec<Vec<TcpListener>>, String> {
     let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
@@ -110,7 +132,7 @@ fn bind_all(cfg: &Config, workers: usize) -> Result<Vec<Vec<TcpListener>>, Strin
         // is already running: probe with a plain bind first, so "Address
         // already in use" is reported as by Redis.
         if addr.port() != 0 {
-            std::net::TcpListener::bind(addr).map_err(|e| {
+            probe_bind(addr).map_err(|e| {
                 format!(
                     "Warning: Could not create server TCP listening socket {host}:{}: bind: {e}",
                     cfg.port
@@ -220,6 +242,14 @@ fn run(cfg: Config) -> i32 {
             return 1;
         }
     };
+    // Shut at exit, so that a server restarted at once can bind: the
+    // rings' pending accepts would keep these listening for a moment after
+    // the process is gone.
+    let listening: Vec<std::os::fd::RawFd> = listeners
+        .iter()
+        .flatten()
+        .map(std::os::fd::AsRawFd::as_raw_fd)
+        .collect();
     let port = listeners
         .first()
         .and_then(|l| l.first())
@@ -399,6 +429,9 @@ fn run(cfg: Config) -> i32 {
         "Server initialized: {workers} worker threads (one shard each), io_uring event loops"
     ));
     let _ = shutdown_rx.recv();
+    for &fd in &listening {
+        sys::shutdown_socket(fd);
+    }
     if let Some(dir) = &log_dir {
         log::notice("Calling fsync() on the AOF file.");
         recover::sync_logs(dir);

@@ -24,9 +24,11 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
 }
 
 /// Shuts down both directions of a socket so that a pending read on it
-/// returns 0 (CLIENT KILL from another thread). The caller guarantees `fd`
-/// is still open and still the client's socket: the client registry calls
-/// this under the lock the connection takes to unregister before closing.
+/// returns 0 (CLIENT KILL from another thread), or a listening socket so
+/// that it stops listening (at exit). The caller guarantees `fd` is still
+/// open and still that socket: the client registry calls this under the
+/// lock the connection takes to unregister before closing, and listeners
+/// stay open for the life of the process.
 pub fn shutdown_socket(fd: RawFd) {
     // SAFETY: shutdown(2) only acts on the descriptor; an invalid fd yields
     // EBADF, which we ignore. No memory is passed.

@@ -26,6 +26,8 @@
 //!   parsing, addition and formatting, byte-identical to Redis on x86_64).
 //! - [`journal`]: the per-shard append-only log; today its on-disk record
 //!   format (framing, checksum, scanning with torn-tail detection).
+//! - [`snapshot`]: fork-less incremental snapshots: the file format and how
+//!   a chain of full and delta snapshots resolves.
 //! - [`testkit`]: an in-process cluster of shards for unit tests.
 
 #![deny(unsafe_code)]
@@ -43,6 +45,7 @@ pub mod propagate;
 pub mod reply;
 pub mod resp;
 pub mod shard;
+pub mod snapshot;
 pub mod testkit;
 pub mod value;
 

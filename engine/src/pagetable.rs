@@ -18,6 +18,7 @@
 
 use hashbrown::HashTable;
 
+use crate::snapshot::format::{Encoder, Tally};
 use crate::value::{Entry, Value};
 
 /// A page splits when it holds more entries than this. 112 is what a
@@ -115,6 +116,62 @@ pub struct PageTable {
     volatile: usize,
     /// The shard's current snapshot epoch, stamped on pages as they change.
     epoch: u64,
+    /// The running snapshot's capture of this table, if one runs.
+    capture: Option<Box<Capture>>,
+}
+
+/// A running snapshot's work on one table: the pages it still has to
+/// write are those with `serialized_epoch < epoch` (marked at the barrier).
+/// Page frames are encoded into `out`, by the walker ([`PageTable::capture_step`])
+/// or, before a write changes a page not yet written, by copy-before-write;
+/// the snapshot writer takes them from there.
+pub struct Capture {
+    /// The epoch the snapshot closed at its barrier.
+    epoch: u64,
+    /// The database number written into the frames: the table's number at
+    /// the barrier (a SWAPDB moves the capture with the table).
+    db: u16,
+    compress: bool,
+    /// Encoded frames not yet taken, and their count.
+    out: Vec<u8>,
+    pending: Tally,
+    /// Next page index for the walker.
+    cursor: usize,
+    /// Pages of a table emptied during the snapshot that it still needs.
+    retired: Vec<Page>,
+    enc: Encoder,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("epoch", &self.epoch)
+            .field("db", &self.db)
+            .field("pending", &self.pending)
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Capture {
+    /// Writes `page` into the snapshot unless it is already there.
+    fn save(&mut self, page: &mut Page) {
+        if page.serialized_epoch >= self.epoch {
+            return;
+        }
+        page.serialized_epoch = self.epoch;
+        let t = self.enc.encode_page(
+            &mut self.out,
+            self.db,
+            page.prefix,
+            page.depth,
+            page.entries.iter(),
+            self.compress,
+        );
+        self.pending.pages += t.pages;
+        self.pending.keys += t.keys;
+        self.pending.bytes += t.bytes;
+    }
 }
 
 impl PageTable {
@@ -126,6 +183,7 @@ impl PageTable {
             len: 0,
             volatile: 0,
             epoch,
+            capture: None,
         }
     }
 
@@ -176,13 +234,86 @@ impl PageTable {
     }
 
     /// The page owning `hash`, for writing: the one place where a page's
-    /// epochs are maintained before it changes.
+    /// epochs are maintained before it changes, and where a running
+    /// snapshot writes the page first if it has not yet (copy-before-write).
     #[inline]
     fn page_for_write(&mut self, idx: usize) -> &mut Page {
         let epoch = self.epoch;
         let page = &mut self.pages[idx];
+        if let Some(c) = &mut self.capture {
+            c.save(page);
+        }
         page.modified_epoch = epoch;
         page
+    }
+
+    /// Starts a snapshot of this table at its barrier. `epoch` is the epoch
+    /// the snapshot closes (the table has already moved past it); a full
+    /// snapshot (`since == None`) takes every non-empty page, a delta the
+    /// pages changed after epoch `since`. Every other page is marked as
+    /// written, so that a later change does not bring it in.
+    pub fn begin_capture(&mut self, epoch: u64, since: Option<u64>, db: u16, compress: bool) {
+        for p in &mut self.pages {
+            let wanted = match since {
+                None => !p.is_empty(),
+                Some(s) => p.modified_epoch > s,
+            };
+            if !wanted {
+                p.serialized_epoch = epoch;
+            }
+        }
+        self.capture = Some(Box::new(Capture {
+            epoch,
+            db,
+            compress,
+            out: Vec::new(),
+            pending: Tally::default(),
+            cursor: 0,
+            retired: Vec::new(),
+            enc: Encoder::default(),
+        }));
+    }
+
+    /// Walks on: encodes pages the snapshot still needs until at least
+    /// `budget` bytes of frames are waiting. Returns true when every page
+    /// is written (the frames may still wait in [`PageTable::take_frames`]).
+    pub fn capture_step(&mut self, budget: usize) -> bool {
+        let Some(c) = &mut self.capture else {
+            return true;
+        };
+        while c.out.len() < budget {
+            if let Some(mut p) = c.retired.pop() {
+                c.save(&mut p);
+                continue;
+            }
+            let Some(p) = self.pages.get_mut(c.cursor) else {
+                return true;
+            };
+            c.cursor += 1;
+            c.save(p);
+        }
+        c.retired.is_empty() && c.cursor >= self.pages.len()
+    }
+
+    /// Moves the frames encoded so far to the end of `out`; returns their count.
+    pub fn take_frames(&mut self, out: &mut Vec<u8>) -> Tally {
+        match &mut self.capture {
+            Some(c) => {
+                out.append(&mut c.out);
+                std::mem::take(&mut c.pending)
+            }
+            None => Tally::default(),
+        }
+    }
+
+    /// Bytes of frames waiting to be taken.
+    pub fn pending_bytes(&self) -> usize {
+        self.capture.as_ref().map_or(0, |c| c.out.len())
+    }
+
+    /// Ends the snapshot's work on this table (done or abandoned).
+    pub fn end_capture(&mut self) {
+        self.capture = None;
     }
 
     pub fn get(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
@@ -323,9 +454,23 @@ impl PageTable {
 
     /// Removes every key. The table becomes one empty page covering the
     /// whole hash space, stamped with the current epoch, so a snapshot delta
-    /// that carries it replaces every older page.
+    /// that carries it replaces every older page. A running snapshot keeps
+    /// the old pages it has not written yet (they are freed as it writes
+    /// them); the new page is not part of it.
     pub fn clear(&mut self) {
-        *self = PageTable::new(self.epoch);
+        let capture = self.capture.take();
+        let old = std::mem::replace(self, PageTable::new(self.epoch));
+        if let Some(mut c) = capture {
+            c.retired.extend(
+                old.pages
+                    .into_iter()
+                    .filter(|p| p.serialized_epoch < c.epoch),
+            );
+            for p in &mut self.pages {
+                p.serialized_epoch = c.epoch;
+            }
+            self.capture = Some(c);
+        }
     }
 
     /// Splits page `idx` on its next hash bit.

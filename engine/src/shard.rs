@@ -40,6 +40,20 @@ pub struct Shard {
     expire_scratch: Vec<Box<[u8]>>,
     /// What writes leave for the log, and which replies wait for it.
     pub log: LogState,
+    /// The epoch the last successful snapshot closed (None: none yet, so
+    /// the next one must be full).
+    snapshot_since: Option<u64>,
+    /// The epoch the running snapshot closes.
+    snapshot_running: Option<u64>,
+}
+
+/// What a shard's part of a snapshot is, decided at its barrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotStart {
+    /// The epoch the snapshot closes.
+    pub epoch: u64,
+    /// For a delta: the epoch of the snapshot it builds on.
+    pub since: Option<u64>,
 }
 
 impl Shard {
@@ -57,6 +71,8 @@ impl Shard {
             expire_cursor: vec![0; databases],
             expire_scratch: Vec::new(),
             log: LogState::default(),
+            snapshot_since: None,
+            snapshot_running: None,
         }
     }
 
@@ -160,6 +176,80 @@ impl Shard {
             }
         }
         total
+    }
+
+    /// The snapshot barrier on this shard: closes the current epoch and
+    /// starts capturing its state. A delta (pages changed since the last
+    /// successful snapshot) unless `full` is asked for or there is nothing
+    /// to build on. The caller then drives [`Shard::snapshot_step`] and
+    /// [`Shard::take_snapshot_frames`] and finally [`Shard::end_snapshot`];
+    /// meanwhile commands run as usual and every page is captured as it
+    /// was at the barrier (a write to a page not yet captured captures it
+    /// first). A snapshot already running is abandoned.
+    pub fn begin_snapshot(&mut self, full: bool, compress: bool) -> SnapshotStart {
+        let epoch = self.epoch;
+        let since = if full { None } else { self.snapshot_since };
+        self.bump_epoch();
+        for (db, t) in self.dbs.iter_mut().enumerate() {
+            t.end_capture();
+            t.begin_capture(epoch, since, db as u16, compress);
+        }
+        self.snapshot_running = Some(epoch);
+        SnapshotStart { epoch, since }
+    }
+
+    /// Captures pages until about `budget` bytes of frames wait (a slice of
+    /// background work between client requests). Returns true when every
+    /// page of the snapshot has been captured.
+    pub fn snapshot_step(&mut self, budget: usize) -> bool {
+        let mut done = true;
+        for t in &mut self.dbs {
+            if !t.capture_step(budget) {
+                done = false;
+                if t.pending_bytes() >= budget {
+                    break;
+                }
+            }
+        }
+        done
+    }
+
+    /// Moves the captured frames (walker and copy-before-write alike) to
+    /// the end of `out`; returns their count.
+    pub fn take_snapshot_frames(&mut self, out: &mut Vec<u8>) -> crate::snapshot::format::Tally {
+        let mut total = crate::snapshot::format::Tally::default();
+        for t in &mut self.dbs {
+            let n = t.take_frames(out);
+            total.pages += n.pages;
+            total.keys += n.keys;
+            total.bytes += n.bytes;
+        }
+        total
+    }
+
+    /// Bytes of captured frames not yet taken (copy-before-write can make
+    /// these grow faster than the walker alone).
+    pub fn snapshot_pending_bytes(&self) -> usize {
+        self.dbs.iter().map(PageTable::pending_bytes).sum()
+    }
+
+    /// Whether a snapshot is capturing.
+    pub fn snapshot_running(&self) -> bool {
+        self.snapshot_running.is_some()
+    }
+
+    /// Ends the running snapshot. With `saved`, it is durable and visible,
+    /// and the next delta builds on it; otherwise the next builds on the
+    /// last one that was.
+    pub fn end_snapshot(&mut self, saved: bool) {
+        for t in &mut self.dbs {
+            t.end_capture();
+        }
+        if let Some(epoch) = self.snapshot_running.take() {
+            if saved {
+                self.snapshot_since = Some(epoch);
+            }
+        }
     }
 
     /// Keys and keys-with-expiry per database (INFO keyspace, DBSIZE).

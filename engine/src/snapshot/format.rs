@@ -1,0 +1,793 @@
+//! The on-disk format of a snapshot file, format version 1.
+//!
+//! One file holds one shard's part of one snapshot: a 4 KiB header block,
+//! then page frames back to back, then an end frame, then zeros up to a
+//! multiple of 4 KiB (files are written with O_DIRECT). Integers are
+//! little-endian. `docs/FORMATS.md` has the byte diagrams and the reasoning;
+//! in short:
+//!
+//! ```text
+//! header block (4096 bytes; crc32c of bytes 0..72 at 72..76, zeros after)
+//! 0      8        12    13     14   16     18      20   22   24  32       40         48     56   64          72
+//! | magic | version | kind | flags | 0 | shard | shards | dbs | 0 | id | base_id | parent_id | epoch | lsn | created_ms | crc |
+//!
+//! frame (40-byte header + payload; crc32c of header bytes 0..36 and the payload at 36..40)
+//! 0     1       2    4       5   8        16           24        32        36
+//! | tag | flags | db | depth | 0 | prefix | stored_len | raw_len | entries | crc | payload ...
+//! ```
+//!
+//! A page frame (`tag` [`TAG_PAGE`]) carries every entry of one page, i.e.
+//! of one hash range `(prefix, depth)` of one database; in a delta it
+//! replaces whatever older snapshots hold for that range (so an empty page
+//! frame deletes). The payload is the entries encoded by [`encode_page`],
+//! LZ4-compressed when that is smaller and compression is on. The end frame
+//! (`tag` [`TAG_END`]) carries the counts and a crc32c over every frame byte
+//! before it, so a file cut at a frame boundary is still detected.
+//!
+//! Nothing here panics on any input or performs I/O.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::fmt;
+
+use crate::keyhash::hash_key;
+use crate::value::{Entry, Value};
+
+/// The version of this format; bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+/// First bytes of every snapshot file.
+pub const MAGIC: [u8; 8] = *b"kvsnap\n\0";
+/// Files are written in, and padded to, whole blocks of this size.
+pub const BLOCK: usize = 4096;
+/// Bytes of a frame header.
+pub const FRAME_HEADER: usize = 40;
+/// Frame tags.
+pub const TAG_PAGE: u8 = b'P';
+pub const TAG_END: u8 = b'E';
+/// Frame flag: the payload is one LZ4 block.
+pub const FLAG_LZ4: u8 = 1;
+/// Value type tags inside a page payload.
+const TYPE_STRING: u8 = 1;
+/// Bytes of the end frame's payload.
+const END_PAYLOAD: usize = 32;
+/// Header byte range covered by the header checksum.
+const HEADER_CRC_AT: usize = 72;
+/// The deepest page there can be (`pagetable::MAX_DEPTH`).
+const MAX_DEPTH: u8 = crate::pagetable::MAX_DEPTH;
+
+/// What a snapshot file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Every non-empty page: loads on its own.
+    Full,
+    /// The pages changed since the snapshot `parent_id`: loads on top of
+    /// its chain (the full snapshot `base_id` and the deltas after it).
+    Delta,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Full => "full",
+            Kind::Delta => "delta",
+        }
+    }
+}
+
+/// The header block's fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileHeader {
+    pub kind: Kind,
+    /// Page frames may be LZ4-compressed (`rdbcompression yes`).
+    pub compression: bool,
+    /// The shard this file belongs to, of `shards` at the time.
+    pub shard: u16,
+    pub shards: u16,
+    pub databases: u16,
+    /// The snapshot's id: snapshots of one server count up from 1.
+    pub id: u64,
+    /// The full snapshot this one's chain starts at (its own id if full).
+    pub base_id: u64,
+    /// The snapshot this delta applies on (0 for a full one).
+    pub parent_id: u64,
+    /// The shard's page epoch the snapshot closed.
+    pub epoch: u64,
+    /// The last log sequence number of this shard the snapshot contains.
+    pub lsn: u64,
+    /// Unix milliseconds of the barrier.
+    pub created_ms: u64,
+}
+
+/// What is wrong with a snapshot file's bytes, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatError {
+    /// Byte offset in the file of the damaged header or frame.
+    pub offset: u64,
+    pub what: String,
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at offset {}", self.what, self.offset)
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+fn err(offset: u64, what: impl Into<String>) -> FormatError {
+    FormatError {
+        offset,
+        what: what.into(),
+    }
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    let mut a = [0u8; 2];
+    if let Some(s) = b.get(at..at + 2) {
+        a.copy_from_slice(s);
+    }
+    u16::from_le_bytes(a)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        a.copy_from_slice(s);
+    }
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    if let Some(s) = b.get(at..at + 8) {
+        a.copy_from_slice(s);
+    }
+    u64::from_le_bytes(a)
+}
+
+impl FileHeader {
+    /// The 4 KiB header block.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(BLOCK);
+        b.extend_from_slice(&MAGIC);
+        b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b.push(match self.kind {
+            Kind::Full => 1,
+            Kind::Delta => 2,
+        });
+        b.push(u8::from(self.compression));
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&self.shard.to_le_bytes());
+        b.extend_from_slice(&self.shards.to_le_bytes());
+        b.extend_from_slice(&self.databases.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        for v in [
+            self.id,
+            self.base_id,
+            self.parent_id,
+            self.epoch,
+            self.lsn,
+            self.created_ms,
+        ] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b.resize(BLOCK, 0);
+        b
+    }
+
+    /// Parses and checks a header block (at least [`BLOCK`] bytes).
+    pub fn decode(b: &[u8]) -> Result<FileHeader, FormatError> {
+        let block = b
+            .get(..BLOCK)
+            .ok_or_else(|| err(0, "file shorter than its header block"))?;
+        if block.get(..8) != Some(&MAGIC[..]) {
+            return Err(err(0, "not a kv-server snapshot file (bad magic)"));
+        }
+        let version = u32_at(block, 8);
+        if version != FORMAT_VERSION {
+            return Err(err(
+                0,
+                format!("snapshot format version {version}, this server reads {FORMAT_VERSION}"),
+            ));
+        }
+        let body = block.get(..HEADER_CRC_AT).unwrap_or_default();
+        if crc32c::crc32c(body) != u32_at(block, HEADER_CRC_AT) {
+            return Err(err(0, "header checksum mismatch"));
+        }
+        if block.iter().skip(HEADER_CRC_AT + 4).any(|&x| x != 0) {
+            return Err(err(0, "header block has bytes after its checksum"));
+        }
+        let kind = match block.get(12) {
+            Some(1) => Kind::Full,
+            Some(2) => Kind::Delta,
+            _ => return Err(err(0, "unknown snapshot kind")),
+        };
+        let flags = block.get(13).copied().unwrap_or(0);
+        if flags & !1 != 0 || u16_at(block, 14) != 0 || u16_at(block, 22) != 0 {
+            return Err(err(0, "unknown header flags"));
+        }
+        let h = FileHeader {
+            kind,
+            compression: flags & 1 != 0,
+            shard: u16_at(block, 16),
+            shards: u16_at(block, 18),
+            databases: u16_at(block, 20),
+            id: u64_at(block, 24),
+            base_id: u64_at(block, 32),
+            parent_id: u64_at(block, 40),
+            epoch: u64_at(block, 48),
+            lsn: u64_at(block, 56),
+            created_ms: u64_at(block, 64),
+        };
+        let chain_ok = match kind {
+            Kind::Full => h.base_id == h.id && h.parent_id == 0,
+            Kind::Delta => h.base_id < h.id && h.parent_id < h.id && h.parent_id >= h.base_id,
+        };
+        if h.shards == 0 || h.shard >= h.shards || h.databases == 0 || h.id == 0 || !chain_ok {
+            return Err(err(0, "header fields are inconsistent"));
+        }
+        Ok(h)
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The hash range of a page: its first hash and its last (inclusive).
+pub fn page_range(prefix: u64, depth: u8) -> (u64, u64) {
+    if depth == 0 {
+        (0, u64::MAX)
+    } else {
+        (prefix, prefix | (u64::MAX >> depth))
+    }
+}
+
+/// Reusable buffers for encoding page frames.
+#[derive(Default)]
+pub struct Encoder {
+    raw: Vec<u8>,
+    packed: Vec<u8>,
+}
+
+/// Counts of what was encoded (pages, entries and bytes).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub pages: u64,
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+impl Encoder {
+    /// Appends one page frame holding `entries` of hash range
+    /// `(prefix, depth)` of database `db` to `out`; with `compress`, the
+    /// payload is stored LZ4-compressed when that is smaller.
+    pub fn encode_page<'a>(
+        &mut self,
+        out: &mut Vec<u8>,
+        db: u16,
+        prefix: u64,
+        depth: u8,
+        entries: impl Iterator<Item = &'a Entry>,
+        compress: bool,
+    ) -> Tally {
+        self.raw.clear();
+        let mut count = 0u32;
+        for e in entries {
+            count += 1;
+            put_varint(&mut self.raw, e.key.len() as u64);
+            self.raw.extend_from_slice(&e.key);
+            match &e.value {
+                Value::Str(s) => {
+                    self.raw.push(TYPE_STRING);
+                    put_varint(&mut self.raw, s.len() as u64);
+                    self.raw.extend_from_slice(s);
+                }
+            }
+            put_varint(&mut self.raw, e.expire_at);
+        }
+        let mut flags = 0u8;
+        let mut payload: &[u8] = &self.raw;
+        if compress && self.raw.len() > 64 {
+            self.packed
+                .resize(lz4_flex::block::get_maximum_output_size(self.raw.len()), 0);
+            if let Ok(n) = lz4_flex::block::compress_into(&self.raw, &mut self.packed) {
+                if n < self.raw.len() {
+                    self.packed.truncate(n);
+                    payload = &self.packed;
+                    flags |= FLAG_LZ4;
+                }
+            }
+        }
+        let start = out.len();
+        out.push(TAG_PAGE);
+        out.push(flags);
+        out.extend_from_slice(&db.to_le_bytes());
+        out.push(depth);
+        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(&prefix.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(self.raw.len() as u64).to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        let crc = crc32c::crc32c_append(
+            crc32c::crc32c(out.get(start..).unwrap_or_default()),
+            payload,
+        );
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(payload);
+        Tally {
+            pages: 1,
+            keys: u64::from(count),
+            bytes: (out.len() - start) as u64,
+        }
+    }
+}
+
+/// The end frame: the totals of the frames before it and the crc32c of
+/// all their bytes (`body_crc`, chained with `crc32c_append` from 0).
+pub fn encode_end(out: &mut Vec<u8>, tally: Tally, body_crc: u32) {
+    let start = out.len();
+    out.push(TAG_END);
+    out.push(0);
+    out.extend_from_slice(&[0; 6]);
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&(END_PAYLOAD as u64).to_le_bytes());
+    out.extend_from_slice(&(END_PAYLOAD as u64).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut payload = Vec::with_capacity(END_PAYLOAD);
+    payload.extend_from_slice(&tally.pages.to_le_bytes());
+    payload.extend_from_slice(&tally.keys.to_le_bytes());
+    payload.extend_from_slice(&tally.bytes.to_le_bytes());
+    payload.extend_from_slice(&body_crc.to_le_bytes());
+    payload.extend_from_slice(&0u32.to_le_bytes());
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(out.get(start..).unwrap_or_default()),
+        &payload,
+    );
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&payload);
+}
+
+/// One frame as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Page(PageFrame),
+    End { tally: Tally, body_crc: u32 },
+}
+
+/// A page frame with its payload decompressed (entries still encoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageFrame {
+    pub db: u16,
+    pub prefix: u64,
+    pub depth: u8,
+    pub entries: u32,
+    /// The encoded entries ([`PageFrame::decode_entries`]).
+    pub raw: Vec<u8>,
+    /// Bytes the frame took in the file.
+    pub stored: u64,
+}
+
+/// The result of looking at the bytes where a frame should start.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A whole, valid frame and the bytes it took.
+    Frame(Frame, usize),
+    /// The frame is longer than the bytes given: at least this many are needed.
+    NeedMore(usize),
+}
+
+/// Parses the frame at the start of `b`, which sits at file offset
+/// `offset` (for error messages). `left_in_file`: bytes of the file from
+/// this frame on, so that a damaged length is caught before anything
+/// that large is read or allocated.
+pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, FormatError> {
+    let Some(h) = b.get(..FRAME_HEADER) else {
+        if (b.len() as u64) >= left_in_file {
+            return Err(err(offset, "file ends inside a frame header (truncated)"));
+        }
+        return Ok(Parsed::NeedMore(FRAME_HEADER));
+    };
+    let tag = h.first().copied().unwrap_or(0);
+    let flags = h.get(1).copied().unwrap_or(0);
+    let depth = h.get(4).copied().unwrap_or(0);
+    let stored_len = u64_at(h, 16);
+    let raw_len = u64_at(h, 24);
+    let entries = u32_at(h, 32);
+    let crc = u32_at(h, 36);
+    match tag {
+        TAG_PAGE | TAG_END => {}
+        0 => {
+            return Err(err(
+                offset,
+                "zeros where a frame should be (file cut short?)",
+            ))
+        }
+        _ => return Err(err(offset, "bad frame tag")),
+    }
+    let total = (FRAME_HEADER as u64).saturating_add(stored_len);
+    if total > left_in_file {
+        return Err(err(
+            offset,
+            "frame runs past the end of the file (truncated?)",
+        ));
+    }
+    let total = total as usize;
+    let Some(payload) = b.get(FRAME_HEADER..total) else {
+        return Ok(Parsed::NeedMore(total));
+    };
+    let head = h.get(..36).unwrap_or_default();
+    if crc32c::crc32c_append(crc32c::crc32c(head), payload) != crc {
+        return Err(err(offset, "frame checksum mismatch"));
+    }
+    if h.get(5..8) != Some(&[0, 0, 0][..]) || flags & !FLAG_LZ4 != 0 {
+        return Err(err(offset, "unknown frame flags"));
+    }
+    if tag == TAG_END {
+        if flags != 0 || stored_len != END_PAYLOAD as u64 || raw_len != stored_len {
+            return Err(err(offset, "malformed end frame"));
+        }
+        let tally = Tally {
+            pages: u64_at(payload, 0),
+            keys: u64_at(payload, 8),
+            bytes: u64_at(payload, 16),
+        };
+        return Ok(Parsed::Frame(
+            Frame::End {
+                tally,
+                body_crc: u32_at(payload, 24),
+            },
+            total,
+        ));
+    }
+    if depth > MAX_DEPTH {
+        return Err(err(offset, "page depth out of range"));
+    }
+    let prefix = u64_at(h, 8);
+    let (first, _) = page_range(prefix, depth);
+    if first != prefix {
+        return Err(err(offset, "page prefix has bits below its depth"));
+    }
+    let raw = if flags & FLAG_LZ4 != 0 {
+        // A page's payload is at most what its entries hold; LZ4 expands
+        // at most 255x, which bounds a damaged length before allocating.
+        if raw_len > stored_len.saturating_mul(255) {
+            return Err(err(offset, "page payload length out of range"));
+        }
+        let mut raw = vec![0u8; raw_len as usize];
+        match lz4_flex::block::decompress_into(payload, &mut raw) {
+            Ok(n) if n as u64 == raw_len => raw,
+            _ => return Err(err(offset, "page payload does not decompress")),
+        }
+    } else {
+        if raw_len != stored_len {
+            return Err(err(offset, "page payload lengths disagree"));
+        }
+        payload.to_vec()
+    };
+    Ok(Parsed::Frame(
+        Frame::Page(PageFrame {
+            db: u16_at(h, 2),
+            prefix,
+            depth,
+            entries,
+            raw,
+            stored: total as u64,
+        }),
+        total,
+    ))
+}
+
+impl PageFrame {
+    /// The entries, checked: every one is well formed, belongs to this
+    /// page's hash range, and their count is the header's.
+    pub fn decode_entries(&self, offset: u64) -> Result<Vec<Entry>, FormatError> {
+        let b = &self.raw;
+        let mut pos = 0usize;
+        let (first, last) = page_range(self.prefix, self.depth);
+        let mut out = Vec::with_capacity((self.entries as usize).min(4096));
+        let bad = |what: &str| err(offset, format!("page entries: {what}"));
+        while pos < b.len() {
+            let key_len = get_varint(b, &mut pos).ok_or_else(|| bad("bad key length"))?;
+            let key = take(b, &mut pos, key_len).ok_or_else(|| bad("key runs past the page"))?;
+            let ty = *b.get(pos).ok_or_else(|| bad("missing value type"))?;
+            pos += 1;
+            if ty != TYPE_STRING {
+                return Err(bad("unknown value type"));
+            }
+            let len = get_varint(b, &mut pos).ok_or_else(|| bad("bad value length"))?;
+            let value = take(b, &mut pos, len).ok_or_else(|| bad("value runs past the page"))?;
+            let expire_at = get_varint(b, &mut pos).ok_or_else(|| bad("bad expiry"))?;
+            let hash = hash_key(key);
+            if hash < first || hash > last {
+                return Err(bad("key outside the page's hash range"));
+            }
+            out.push(Entry {
+                hash,
+                key: key.into(),
+                value: Value::Str(value.to_vec()),
+                expire_at,
+            });
+        }
+        if out.len() != self.entries as usize {
+            return Err(bad("entry count differs from the header"));
+        }
+        Ok(out)
+    }
+}
+
+fn take<'a>(b: &'a [u8], pos: &mut usize, len: u64) -> Option<&'a [u8]> {
+    let end = pos.checked_add(usize::try_from(len).ok()?)?;
+    let s = b.get(*pos..end)?;
+    *pos = end;
+    Some(s)
+}
+
+/// Pads `out` with zeros to a multiple of [`BLOCK`].
+pub fn pad_to_block(out: &mut Vec<u8>) {
+    let rem = out.len() % BLOCK;
+    if rem != 0 {
+        out.resize(out.len() + BLOCK - rem, 0);
+    }
+}
+
+/// Everything in a snapshot file, read from memory and fully checked
+/// (tests and `check-snapshot` on small files; the loader streams).
+pub fn read_all(file: &[u8]) -> Result<(FileHeader, Vec<PageFrame>, Tally), FormatError> {
+    let header = FileHeader::decode(file)?;
+    let mut pos = BLOCK;
+    let mut frames = Vec::new();
+    let mut body = Body::default();
+    loop {
+        let rest = file.get(pos..).unwrap_or_default();
+        match parse_frame(rest, pos as u64, rest.len() as u64)? {
+            Parsed::NeedMore(_) => return Err(err(pos as u64, "file ends inside a frame")),
+            Parsed::Frame(Frame::Page(p), n) => {
+                body.add(rest.get(..n).unwrap_or_default(), p.entries);
+                frames.push(p);
+                pos += n;
+            }
+            Parsed::Frame(Frame::End { tally, body_crc }, n) => {
+                body.check_end(tally, body_crc, pos as u64)?;
+                pos += n;
+                let tail = file.get(pos..).unwrap_or_default();
+                if tail.iter().any(|&x| x != 0) || !file.len().is_multiple_of(BLOCK) {
+                    return Err(err(pos as u64, "bytes after the end frame"));
+                }
+                return Ok((header, frames, tally));
+            }
+        }
+    }
+}
+
+/// Running totals of a file's frames, to check against its end frame.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Body {
+    pub tally: Tally,
+    pub crc: u32,
+}
+
+impl Body {
+    /// Adds one page frame's bytes.
+    pub fn add(&mut self, frame_bytes: &[u8], entries: u32) {
+        self.tally.pages += 1;
+        self.tally.keys += u64::from(entries);
+        self.tally.bytes += frame_bytes.len() as u64;
+        self.crc = crc32c::crc32c_append(self.crc, frame_bytes);
+    }
+
+    /// Compares with the end frame found at `offset`.
+    pub fn check_end(&self, tally: Tally, body_crc: u32, offset: u64) -> Result<(), FormatError> {
+        if tally != self.tally || body_crc != self.crc {
+            return Err(err(
+                offset,
+                format!(
+                    "end frame says {} pages, {} keys, {} bytes, but the file has {} pages, {} keys, {} bytes (or their checksum differs)",
+                    tally.pages, tally.keys, tally.bytes, self.tally.pages, self.tally.keys, self.tally.bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use super::*;
+
+    fn entry(k: &str, v: &[u8], exp: u64) -> Entry {
+        Entry {
+            hash: hash_key(k.as_bytes()),
+            key: k.as_bytes().into(),
+            value: Value::Str(v.to_vec()),
+            expire_at: exp,
+        }
+    }
+
+    fn header(kind: Kind) -> FileHeader {
+        FileHeader {
+            kind,
+            compression: true,
+            shard: 1,
+            shards: 2,
+            databases: 16,
+            id: 3,
+            base_id: if kind == Kind::Full { 3 } else { 1 },
+            parent_id: if kind == Kind::Full { 0 } else { 2 },
+            epoch: 7,
+            lsn: 12345,
+            created_ms: 1_700_000_000_000,
+        }
+    }
+
+    /// A small file: two pages of db 0 and 3 (whole hash space split at the
+    /// top bit), one compressible and one not, and an empty page.
+    fn sample_file() -> (Vec<u8>, Vec<Entry>) {
+        let mut out = header(Kind::Delta).encode();
+        let mut enc = Encoder::default();
+        let mut body = Body::default();
+        let all: Vec<Entry> = (0..200)
+            .map(|i| {
+                let v = if i % 2 == 0 {
+                    vec![b'x'; 300]
+                } else {
+                    format!("v{i}").into_bytes()
+                };
+                entry(
+                    &format!("key:{i}"),
+                    &v,
+                    if i % 5 == 0 { 1_800_000_000_000 + i } else { 0 },
+                )
+            })
+            .collect();
+        let lo: Vec<&Entry> = all.iter().filter(|e| e.hash >> 63 == 0).collect();
+        let hi: Vec<&Entry> = all.iter().filter(|e| e.hash >> 63 == 1).collect();
+        for (db, prefix, es, compress) in [(0u16, 0u64, &lo, true), (3, 1 << 63, &hi, false)] {
+            let start = out.len();
+            let t = enc.encode_page(&mut out, db, prefix, 1, es.iter().copied(), compress);
+            body.add(&out[start..], t.keys as u32);
+        }
+        let start = out.len();
+        enc.encode_page(&mut out, 5, 0, 0, std::iter::empty(), true);
+        body.add(&out[start..], 0);
+        encode_end(&mut out, body.tally, body.crc);
+        pad_to_block(&mut out);
+        (out, all)
+    }
+
+    #[test]
+    fn header_round_trip_and_checks() {
+        for kind in [Kind::Full, Kind::Delta] {
+            let h = header(kind);
+            let b = h.encode();
+            assert_eq!(b.len(), BLOCK);
+            assert_eq!(FileHeader::decode(&b).unwrap(), h);
+        }
+        let mut b = header(Kind::Full).encode();
+        b[30] ^= 1;
+        assert!(FileHeader::decode(&b)
+            .unwrap_err()
+            .what
+            .contains("checksum"));
+        let mut b = header(Kind::Full).encode();
+        b[0] = b'X';
+        assert!(FileHeader::decode(&b).unwrap_err().what.contains("magic"));
+        assert!(FileHeader::decode(&b[..100]).is_err());
+    }
+
+    #[test]
+    fn pages_round_trip_compressed_or_not() {
+        let (file, all) = sample_file();
+        assert_eq!(file.len() % BLOCK, 0);
+        let (h, frames, tally) = read_all(&file).unwrap();
+        assert_eq!(h, header(Kind::Delta));
+        assert_eq!(frames.len(), 3);
+        assert_eq!(tally.pages, 3);
+        assert_eq!(tally.keys, 200);
+        let mut got: Vec<Entry> = Vec::new();
+        for f in &frames {
+            got.extend(f.decode_entries(0).unwrap());
+        }
+        assert_eq!(frames[2].entries, 0);
+        assert_eq!(frames[2].db, 5);
+        got.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut want = all.clone();
+        want.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(
+                (&g.key, &g.value, g.expire_at, g.hash),
+                (&w.key, &w.value, w.expire_at, w.hash)
+            );
+        }
+        // The compressible page was stored smaller than its entries.
+        assert!(frames[0].stored < frames[0].raw.len() as u64);
+    }
+
+    #[test]
+    fn every_flipped_byte_and_every_cut_is_detected() {
+        let (file, _) = sample_file();
+        // The meaningful bytes: up to the end frame (padding after it is
+        // checked to be zero too).
+        for i in 0..file.len() {
+            let mut bad = file.clone();
+            bad[i] ^= 0x5a;
+            assert!(read_all(&bad).is_err(), "flipped byte {i} not detected");
+        }
+        for cut in (0..file.len()).step_by(7) {
+            assert!(read_all(&file[..cut]).is_err(), "cut at {cut} not detected");
+        }
+    }
+
+    #[test]
+    fn frame_needs_more_until_whole() {
+        let (file, _) = sample_file();
+        let body = &file[BLOCK..];
+        let whole = match parse_frame(body, BLOCK as u64, body.len() as u64).unwrap() {
+            Parsed::Frame(_, n) => n,
+            other => panic!("{other:?}"),
+        };
+        for len in [0, 10, FRAME_HEADER, whole - 1] {
+            match parse_frame(&body[..len], BLOCK as u64, body.len() as u64).unwrap() {
+                Parsed::NeedMore(n) => assert!(n > len && n <= whole),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn entries_outside_the_range_are_refused() {
+        let e = entry("some-key", b"v", 0);
+        // A page whose range is the other half of the hash space.
+        let prefix = if e.hash >> 63 == 0 { 1 << 63 } else { 0 };
+        let mut out = Vec::new();
+        Encoder::default().encode_page(&mut out, 0, prefix, 1, std::iter::once(&e), false);
+        let Parsed::Frame(Frame::Page(p), _) = parse_frame(&out, 0, out.len() as u64).unwrap()
+        else {
+            panic!("not a page");
+        };
+        assert!(p.decode_entries(0).unwrap_err().what.contains("hash range"));
+    }
+
+    #[test]
+    fn varints() {
+        for v in [0, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            let mut pos = 0;
+            assert_eq!(get_varint(&b, &mut pos), Some(v));
+            assert_eq!(pos, b.len());
+        }
+        assert_eq!(get_varint(&[0x80; 11], &mut 0), None);
+    }
+}

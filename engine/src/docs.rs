@@ -242,6 +242,16 @@ pub static DOCS: &[Doc] = &[
     )
     .with_notes(&[("NOW", "since=7.0.0"), ("FORCE", "since=7.0.0"), ("ABORT", "since=7.0.0")])
     .with_history(&[("7.0.0", "Added the `NOW`, `FORCE` and `ABORT` modifiers.")]),
+    doc("save", "1.0.0", "O(N) where N is the total number of keys in all databases", ""),
+    doc(
+        "bgsave",
+        "1.0.0",
+        "O(N) where N is the total number of keys in all databases",
+        "[SCHEDULE]",
+    )
+    .with_notes(&[("SCHEDULE", "since=3.2.2")])
+    .with_history(&[("3.2.2", "Added the `SCHEDULE` option.")]),
+    doc("lastsave", "1.0.0", "O(1)", ""),
     doc(
         "del",
         "1.0.0",

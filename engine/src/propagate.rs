@@ -83,6 +83,11 @@ impl LogState {
         self.sink.is_some()
     }
 
+    /// The lsn of the last record appended (0: none, or no log).
+    pub fn last_lsn(&self) -> u64 {
+        self.last
+    }
+
     /// Keys waiting for their records to become durable.
     pub fn pending_keys(&self) -> usize {
         self.pending.len()

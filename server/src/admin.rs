@@ -53,7 +53,14 @@ pub async fn execute(conn: &mut Conn, spec: &'static CommandSpec, args: Args<'_>
             resp::write_bulk(&mut conn.wbuf, (us % 1_000_000).to_string().as_bytes());
             Ok(())
         }
-        "shutdown" => shutdown(conn, args),
+        "shutdown" => shutdown(conn, args).await,
+        "save" => save(conn).await,
+        "bgsave" => bgsave(conn, args),
+        "lastsave" => {
+            let t = conn.worker.shared.snapshot_status().last_save_unix;
+            resp::write_int(&mut conn.wbuf, t as i64);
+            Ok(())
+        }
         "debug" => debug(conn, args),
         other => Err(Error::msg(format!(
             "ERR command '{other}' is not available"
@@ -611,25 +618,82 @@ async fn apply_changes(conn: &Conn, changed: &[&str]) {
     }
 }
 
-fn shutdown(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
-    let mut save = false;
+/// SAVE: a snapshot now; the reply waits until it is durable. Unlike
+/// Redis's SAVE the server keeps serving meanwhile (nothing forks and
+/// nothing blocks: it is the same work as BGSAVE).
+async fn save(conn: &mut Conn) -> Result<(), Error> {
+    match crate::snapshot::save(&conn.worker, false).await {
+        Err(crate::snapshot::StartError::Busy) => {
+            Err(Error::msg("ERR Background save already in progress"))
+        }
+        Ok(Ok(_)) => {
+            resp::write_ok(&mut conn.wbuf);
+            Ok(())
+        }
+        Ok(Err(_)) => Err(Error::msg("ERR")),
+    }
+}
+
+/// BGSAVE [SCHEDULE].
+fn bgsave(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+    let schedule = match args.len() {
+        1 => false,
+        2 if args.get(1).eq_ignore_ascii_case(b"schedule") => true,
+        _ => return Err(Error::Syntax),
+    };
+    let started = match crate::snapshot::claim(&conn.worker.shared) {
+        Ok(t) => t,
+        Err(crate::snapshot::StartError::Busy) if schedule => {
+            conn.worker.shared.snapshot_status().scheduled = true;
+            resp::write_simple(&mut conn.wbuf, "Background saving scheduled");
+            return Ok(());
+        }
+        Err(crate::snapshot::StartError::Busy) => {
+            return Err(Error::msg("ERR Background save already in progress"));
+        }
+    };
+    let worker = conn.worker.clone();
+    crate::runtime::spawn(async move {
+        let _ = crate::snapshot::save_claimed(&worker, started, false).await;
+    });
+    log::notice("Background saving started");
+    resp::write_simple(&mut conn.wbuf, "Background saving started");
+    Ok(())
+}
+
+async fn shutdown(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+    let mut save = None;
+    let mut force = false;
     for a in args.iter().skip(1) {
         if a.eq_ignore_ascii_case(b"nosave") {
-            save = false;
+            save = Some(false);
         } else if a.eq_ignore_ascii_case(b"save") {
-            save = true;
-        } else if a.eq_ignore_ascii_case(b"now") || a.eq_ignore_ascii_case(b"force") {
+            save = Some(true);
+        } else if a.eq_ignore_ascii_case(b"force") {
+            force = true;
+        } else if a.eq_ignore_ascii_case(b"now") {
         } else if a.eq_ignore_ascii_case(b"abort") {
             return Err(Error::msg("ERR No shutdown in progress."));
         } else {
             return Err(Error::Syntax);
         }
     }
+    // As Redis: save when asked, or when save rules are set unless NOSAVE.
+    let save = save.unwrap_or_else(|| !conn.worker.shared.config().save.is_empty());
     if save {
-        // Snapshots arrive with M1.4; refusing is honest, exiting without
-        // the requested save would lose data the caller asked to keep.
-        log::warning("SHUTDOWN SAVE requested but this server has no snapshot support yet");
-        return Err(Error::msg("ERR Errors trying to SHUTDOWN. Check logs."));
+        log::notice("Saving the final snapshot before exiting.");
+        let mut r = crate::snapshot::save(&conn.worker, false).await;
+        if matches!(r, Err(crate::snapshot::StartError::Busy)) {
+            // Wait for the running one, then take the final snapshot.
+            while matches!(r, Err(crate::snapshot::StartError::Busy)) {
+                crate::runtime::sleep(std::time::Duration::from_millis(10)).await;
+                r = crate::snapshot::save(&conn.worker, false).await;
+            }
+        }
+        if !matches!(r, Ok(Ok(_))) && !force {
+            log::warning("Error trying to save the DB, can't exit.");
+            return Err(Error::msg("ERR Errors trying to SHUTDOWN. Check logs."));
+        }
     }
     log::warning("User requested shutdown...");
     conn.worker.shared.request_shutdown();

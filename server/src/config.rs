@@ -17,8 +17,8 @@
 //! Nothing here panics or exits: every failure is a [`ConfigError`] (start-up)
 //! or an error string ready to be sent as a RESP error (CONFIG commands).
 //!
-//! Directives that arrive with later milestones (`save`, `auto-aof-rewrite-*`,
-//! ...) are deliberately absent, so a file that uses them is refused as
+//! Directives that arrive with later milestones (`auto-aof-rewrite-*`, ...)
+//! are deliberately absent, so a file that uses them is refused as
 //! "Bad directive" instead of being silently half-honoured.
 
 use std::collections::HashMap;
@@ -104,6 +104,34 @@ pub struct Config {
     pub dir: PathBuf,
     /// `dbfilename`: snapshot file name inside `dir`. Default `dump.rdb`.
     pub dbfilename: String,
+    /// `save`: snapshot rules, `(seconds, changes)`: snapshot when at least
+    /// `changes` writes happened in the last `seconds` (seconds >= 1).
+    /// Empty = no automatic snapshots. Default `3600 1 300 100 60 10000`.
+    /// As in Redis 7, the first `save` line of a config file (or command
+    /// line) replaces the defaults and later ones add rules; `save ""`
+    /// clears them; CONFIG SET replaces them all.
+    pub save: Vec<(u64, u64)>,
+    /// `stop-writes-on-bgsave-error`: refuse writes while the last
+    /// background snapshot failed. Default yes.
+    pub stop_writes_on_bgsave_error: bool,
+    /// `rdbcompression`: LZ4-compress snapshot page frames (where that makes
+    /// them smaller; Redis uses LZF on strings). Default yes.
+    pub rdbcompression: bool,
+    /// `rdbchecksum`: verify snapshot checksums on load. Default yes.
+    /// Unlike Redis, our snapshot files always carry their checksums; `no`
+    /// only skips verifying them when loading. Immutable, as in Redis.
+    pub rdbchecksum: bool,
+    /// `rdb-del-sync-files`: accepted and shown only; it has no effect, as
+    /// there is no replication (so no sync files). Default no.
+    pub rdb_del_sync_files: bool,
+    /// `snapshotdirname` (ours): the directory inside `dir` that holds the
+    /// snapshot files and their manifest, like `appenddirname` for the log.
+    /// A plain name, not a path. Default `snapshotdir`.
+    pub snapshotdirname: String,
+    /// `snapshot-full-ratio` (ours): a full snapshot is taken instead of
+    /// another delta once the deltas since the last full snapshot add up to
+    /// more than this percentage of its size. 1..=10000, default 50.
+    pub snapshot_full_ratio: u32,
     /// `hz`: background task frequency per second, clamped to 1..=500.
     pub hz: u32,
     /// `timeout`: close a client idle for this many seconds (0 = never).
@@ -211,6 +239,13 @@ impl Default for Config {
             client_query_buffer_limit: 1024 * 1024 * 1024,
             dir: PathBuf::from("./data"),
             dbfilename: "dump.rdb".to_string(),
+            save: vec![(3600, 1), (300, 100), (60, 10_000)],
+            stop_writes_on_bgsave_error: true,
+            rdbcompression: true,
+            rdbchecksum: true,
+            rdb_del_sync_files: false,
+            snapshotdirname: "snapshotdir".to_string(),
+            snapshot_full_ratio: 50,
             hz: 10,
             timeout: 0,
             tcp_keepalive: 300,
@@ -338,8 +373,10 @@ enum Kind {
         get: fn(&Config) -> usize,
         put: fn(&mut Config, usize),
     },
-    /// `bind`: zero or more addresses (the one multi-argument directive).
+    /// `bind`: zero or more addresses.
     Bind,
+    /// `save`: zero or more `<seconds> <changes>` pairs.
+    Save,
 }
 
 /// Every directive the server understands, in the order CONFIG GET and
@@ -451,6 +488,78 @@ static DIRECTIVES: &[Directive] = &[
                 c.dbfilename = file_name(v, "dbfilename can't be a path, just a filename")?;
                 Ok(())
             },
+        },
+    },
+    Directive {
+        name: "save",
+        mutable: true,
+        kind: Kind::Save,
+    },
+    Directive {
+        name: "stop-writes-on-bgsave-error",
+        mutable: true,
+        kind: Kind::Bool {
+            get: |c| c.stop_writes_on_bgsave_error,
+            put: |c, v| {
+                c.stop_writes_on_bgsave_error = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "rdbcompression",
+        mutable: true,
+        kind: Kind::Bool {
+            get: |c| c.rdbcompression,
+            put: |c, v| {
+                c.rdbcompression = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "rdbchecksum",
+        // Immutable in Redis 7 too.
+        mutable: false,
+        kind: Kind::Bool {
+            get: |c| c.rdbchecksum,
+            put: |c, v| {
+                c.rdbchecksum = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "rdb-del-sync-files",
+        mutable: true,
+        kind: Kind::Bool {
+            get: |c| c.rdb_del_sync_files,
+            put: |c, v| {
+                c.rdb_del_sync_files = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "snapshotdirname",
+        mutable: false,
+        kind: Kind::Str {
+            get: |c| c.snapshotdirname.clone(),
+            put: |c, v| {
+                c.snapshotdirname =
+                    file_name(v, "snapshotdirname can't be a path, just a dirname")?;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "snapshot-full-ratio",
+        mutable: true,
+        kind: Kind::Int {
+            min: 1,
+            max: 10_000,
+            get: |c| i64::from(c.snapshot_full_ratio),
+            put: |c, v| c.snapshot_full_ratio = v as u32,
         },
     },
     Directive {
@@ -692,14 +801,28 @@ fn lookup(name: &[u8]) -> Option<&'static Directive> {
 impl Directive {
     /// Whether the directive takes any number of arguments (else exactly one).
     fn multi_arg(&self) -> bool {
-        matches!(self.kind, Kind::Bind)
+        matches!(self.kind, Kind::Bind | Kind::Save)
     }
 
-    /// Parses `args` (the words after the name) into `cfg`. The error is
-    /// Redis's reason text.
+    /// Applies one config-file line's `args` to `cfg`, the way loading
+    /// does: like [`Directive::apply`], except that only the first `save`
+    /// line of a load replaces the rules, later ones add to them.
+    fn load(&self, cfg: &mut Config, args: &[Vec<u8>], state: &mut Loading) -> Result<(), String> {
+        if let Kind::Save = self.kind {
+            apply_save(cfg, args, !state.save_seen)?;
+            state.save_seen = true;
+            return Ok(());
+        }
+        self.apply(cfg, args)
+    }
+
+    /// Parses `args` (the words after the name) into `cfg`, replacing the
+    /// value (CONFIG SET). The error is Redis's reason text.
     fn apply(&self, cfg: &mut Config, args: &[Vec<u8>]) -> Result<(), String> {
-        if let Kind::Bind = self.kind {
-            return apply_bind(cfg, args);
+        match self.kind {
+            Kind::Bind => return apply_bind(cfg, args),
+            Kind::Save => return apply_save(cfg, args, true),
+            _ => {}
         }
         let [arg] = args else {
             return Err("wrong number of arguments".to_string());
@@ -759,7 +882,7 @@ impl Directive {
                     })?;
                 put(cfg, i);
             }
-            Kind::Bind => {}
+            Kind::Bind | Kind::Save => {}
         }
         Ok(())
     }
@@ -774,6 +897,14 @@ impl Directive {
             Kind::LogLevel => cfg.loglevel.name().to_string(),
             Kind::Enum { names, get, .. } => names.get(get(cfg)).copied().unwrap_or("").to_string(),
             Kind::Bind => cfg.bind.join(" "),
+            Kind::Save => {
+                let words: Vec<String> = cfg
+                    .save
+                    .iter()
+                    .map(|(seconds, changes)| format!("{seconds} {changes}"))
+                    .collect();
+                words.join(" ")
+            }
         }
     }
 
@@ -787,6 +918,7 @@ impl Directive {
                 let words: Vec<String> = cfg.bind.iter().map(|a| bare_or_repr(a)).collect();
                 words.join(" ")
             }
+            Kind::Save if cfg.save.is_empty() => "\"\"".to_string(),
             _ => self.value(cfg),
         };
         format!("{} {}", self.name, value)
@@ -803,6 +935,33 @@ fn apply_bind(cfg: &mut Config, args: &[Vec<u8>]) -> Result<(), String> {
         _ => args,
     };
     cfg.bind = args.iter().map(|a| utf8(a)).collect::<Result<_, _>>()?;
+    Ok(())
+}
+
+/// `save` (Redis 7's `setConfigSaveOption`): `args` are `<seconds>
+/// <changes>` pairs, seconds >= 1 and changes >= 0; a single empty argument
+/// clears the rules. With `replace` the pairs replace the rules, else they
+/// are added to them. Nothing changes on error.
+fn apply_save(cfg: &mut Config, args: &[Vec<u8>], replace: bool) -> Result<(), String> {
+    const INVALID: &str = "Invalid save parameters";
+    let clear = matches!(args, [only] if only.is_empty());
+    let args = if clear { &[][..] } else { args };
+    let mut pairs = Vec::with_capacity(args.len() / 2);
+    for chunk in args.chunks(2) {
+        let [seconds, changes] = chunk else {
+            return Err(INVALID.to_string());
+        };
+        let seconds = parse_ll(seconds).filter(|&s| s >= 1);
+        let changes = parse_ll(changes).filter(|&c| c >= 0);
+        let (Some(seconds), Some(changes)) = (seconds, changes) else {
+            return Err(INVALID.to_string());
+        };
+        pairs.push((seconds.unsigned_abs(), changes.unsigned_abs()));
+    }
+    if replace || clear {
+        cfg.save.clear();
+    }
+    cfg.save.extend(pairs);
     Ok(())
 }
 
@@ -1119,7 +1278,7 @@ impl Config {
         }
         text.push(b'\n');
         text.extend_from_slice(&options);
-        load_text(&mut cfg, &text, 0, &mut Vec::new())?;
+        load_text(&mut cfg, &text, 0, &mut Loading::default())?;
         Ok(Startup::Run(Box::new(cfg)))
     }
 }
@@ -1166,8 +1325,7 @@ fn options_text(args: &[&[u8]], argc: usize) -> (Vec<u8>, bool) {
             let words = split_args(arg).map_or(0, |w| w.len());
             if words == 1 {
                 value_seen = false;
-                // `--save` with no value means `save ""` (kept for
-                // Redis compatibility; `save` itself is not accepted yet).
+                // `--save` with no value means `save ""`, as in Redis.
                 if arg.eq_ignore_ascii_case(b"--save") {
                     let next_is_option = args.get(k + 1).is_some_and(|n| n.starts_with(b"--"));
                     if next_is_option {
@@ -1189,15 +1347,25 @@ fn options_text(args: &[&[u8]], argc: usize) -> (Vec<u8>, bool) {
     (out, from_stdin)
 }
 
+/// What one load (a file, the files it includes and the command-line
+/// options) has applied so far.
+#[derive(Debug, Default)]
+struct Loading {
+    /// The names of the directives applied, in order (CONFIG REWRITE uses
+    /// it to see what included files set).
+    set: Vec<&'static str>,
+    /// Whether a `save` line was applied: the first one replaces the default
+    /// rules, later ones add to them (Redis 7).
+    save_seen: bool,
+}
+
 /// Applies every line of `text` to `cfg`, like Redis's
 /// `loadServerConfigFromString`. Line numbers count from 1 in `text`.
-/// `set` collects the names of the directives applied, in order (CONFIG
-/// REWRITE uses it to see what included files set).
 fn load_text(
     cfg: &mut Config,
     text: &[u8],
     depth: usize,
-    set: &mut Vec<&'static str>,
+    state: &mut Loading,
 ) -> Result<(), ConfigError> {
     for (index, raw) in text.split(|&b| b == b'\n').enumerate() {
         let line = trim_line(raw);
@@ -1219,15 +1387,15 @@ fn load_text(
             if !directive.multi_arg() && values.len() != 1 {
                 return Err(fail("wrong number of arguments".to_string()));
             }
-            directive.apply(cfg, values).map_err(fail)?;
-            set.push(directive.name);
+            directive.load(cfg, values, state).map_err(fail)?;
+            state.set.push(directive.name);
         } else if let (true, [path]) = (name.eq_ignore_ascii_case(b"include"), values) {
             if depth >= MAX_INCLUDE_DEPTH {
                 return Err(fail(format!(
                     "include nested more than {MAX_INCLUDE_DEPTH} levels deep"
                 )));
             }
-            load_include(cfg, path, depth + 1, set)?;
+            load_include(cfg, path, depth + 1, state)?;
         } else {
             return Err(fail(
                 "Bad directive or wrong number of arguments".to_string(),
@@ -1244,14 +1412,14 @@ fn load_include(
     cfg: &mut Config,
     path: &[u8],
     depth: usize,
-    set: &mut Vec<&'static str>,
+    state: &mut Loading,
 ) -> Result<(), ConfigError> {
     for file in include_files(path) {
         let text = fs::read(&file).map_err(|e| ConfigError::Open {
             path: file.to_string_lossy().into_owned(),
             reason: os_reason(&e),
         })?;
-        load_text(cfg, &text, depth, set)?;
+        load_text(cfg, &text, depth, state)?;
     }
     Ok(())
 }
@@ -1399,10 +1567,12 @@ impl Config {
 
         // What the file alone gives, the file's lines for each directive,
         // and whether the value comes from the last of those lines or from
-        // an included file.
+        // an included file (`loading.set` keeps the directives an include
+        // set after the file's last line for them).
         let mut from_file = Config::default();
         let mut mentions: HashMap<&'static str, Vec<usize>> = HashMap::new();
-        let mut from_include: Vec<&'static str> = Vec::new();
+        let mut loading = Loading::default();
+        let mut include_sets_save = false;
         let mut has_signature = false;
         for (index, raw) in lines.iter().enumerate() {
             let line = trim_line(raw);
@@ -1420,12 +1590,17 @@ impl Config {
             };
             if let Some(directive) = lookup(name) {
                 mentions.entry(directive.name).or_default().push(index);
-                from_include.retain(|n| *n != directive.name);
+                loading.set.retain(|n| *n != directive.name);
                 // A line that no longer loads simply gets replaced below.
-                let _ = directive.apply(&mut from_file, values);
+                let _ = directive.load(&mut from_file, values, &mut loading);
             } else if let (true, [path]) = (name.eq_ignore_ascii_case(b"include"), values) {
+                let before = loading.set.len();
                 // Errors too: an include that fails keeps what it set so far.
-                let _ = load_include(&mut from_file, path, 1, &mut from_include);
+                let _ = load_include(&mut from_file, path, 1, &mut loading);
+                include_sets_save |= loading
+                    .set
+                    .get(before..)
+                    .is_some_and(|names| names.contains(&"save"));
             }
         }
 
@@ -1436,10 +1611,15 @@ impl Config {
             if directive.value(&from_file) == directive.value(self) {
                 continue;
             }
-            let line = directive.rewrite_line(self);
+            let mut line = directive.rewrite_line(self);
+            if matches!(directive.kind, Kind::Save) && include_sets_save && !self.save.is_empty() {
+                // `save` lines add up: when an included file also has one,
+                // clear its rules first so that ours are the only ones.
+                line.insert_str(0, "save \"\"\n");
+            }
             let at = mentions.get(directive.name).and_then(|m| m.split_last());
             match at {
-                Some((&last, earlier)) if !from_include.contains(&directive.name) => {
+                Some((&last, earlier)) if !loading.set.contains(&directive.name) => {
                     replaced.insert(last, line);
                     dropped.extend_from_slice(earlier);
                 }
@@ -1575,7 +1755,7 @@ mod tests {
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         let mut cfg = Config::default();
-        load_text(&mut cfg, text.as_bytes(), 0, &mut Vec::new())?;
+        load_text(&mut cfg, text.as_bytes(), 0, &mut Loading::default())?;
         Ok(cfg)
     }
 
@@ -1708,6 +1888,13 @@ mod tests {
             ("client-query-buffer-limit", "1073741824"),
             ("dir", "./data"),
             ("dbfilename", "dump.rdb"),
+            ("save", "3600 1 300 100 60 10000"),
+            ("stop-writes-on-bgsave-error", "yes"),
+            ("rdbcompression", "yes"),
+            ("rdbchecksum", "yes"),
+            ("rdb-del-sync-files", "no"),
+            ("snapshotdirname", "snapshotdir"),
+            ("snapshot-full-ratio", "50"),
             ("hz", "10"),
             ("timeout", "0"),
             ("tcp-keepalive", "300"),
@@ -1788,17 +1975,8 @@ mod tests {
             )
         );
         // Not accepted yet, so refused rather than ignored.
-        for line in [
-            "auto-aof-rewrite-percentage 100",
-            "save 60 1000",
-            "save \"\"",
-        ] {
-            let (_, _, reason) = line_error(line);
-            assert_eq!(
-                reason, "Bad directive or wrong number of arguments",
-                "{line}"
-            );
-        }
+        let (_, _, reason) = line_error("auto-aof-rewrite-percentage 100");
+        assert_eq!(reason, "Bad directive or wrong number of arguments");
     }
 
     #[test]
@@ -1839,6 +2017,13 @@ mod tests {
             ("tcp-backlog -5", "argument must be between 0 and 2147483647 inclusive"),
             ("threads 5000", "argument must be between 0 and 1024 inclusive"),
             ("dbfilename a/b", "dbfilename can't be a path, just a filename"),
+            (
+                "snapshotdirname x/snap",
+                "snapshotdirname can't be a path, just a dirname",
+            ),
+            ("snapshot-full-ratio 0", "argument must be between 1 and 10000 inclusive"),
+            ("rdbchecksum maybe", "argument must be 'yes' or 'no'"),
+            ("save 60", "Invalid save parameters"),
             ("port \"abc", "Unbalanced quotes in configuration line"),
             ("include", "Bad directive or wrong number of arguments"),
             ("bind a b c d e f g h i j k l m n o p q", "Too many bind addresses specified."),
@@ -2099,6 +2284,8 @@ mod tests {
             "pidfile",
             "tcp-backlog",
             "server_cpulist",
+            "rdbchecksum",
+            "snapshotdirname",
         ] {
             let err = cfg.set(&[pair(name, "1")]).unwrap_err();
             assert!(err.ends_with("can't set immutable config"), "{name}: {err}");
@@ -2240,5 +2427,331 @@ mod tests {
             fs::read_to_string(&file).unwrap(),
             format!("{REWRITE_SIGNATURE}\nport 7000\nhz 11\n")
         );
+    }
+
+    #[test]
+    fn snapshot_directives_have_their_defaults_and_load() {
+        let cfg = Config::default();
+        assert_eq!(cfg.save, vec![(3600, 1), (300, 100), (60, 10_000)]);
+        assert!(cfg.stop_writes_on_bgsave_error);
+        assert!(cfg.rdbcompression);
+        assert!(cfg.rdbchecksum);
+        assert!(!cfg.rdb_del_sync_files);
+        assert_eq!(cfg.snapshotdirname, "snapshotdir");
+        assert_eq!(cfg.snapshot_full_ratio, 50);
+
+        let cfg = load(
+            "stop-writes-on-bgsave-error no\n\
+             rdbcompression NO\n\
+             rdbchecksum no\n\
+             rdb-del-sync-files yes\n\
+             snapshotdirname \"my snaps\"\n\
+             snapshot-full-ratio 10000\n",
+        )
+        .unwrap();
+        assert!(!cfg.stop_writes_on_bgsave_error);
+        assert!(!cfg.rdbcompression);
+        assert!(!cfg.rdbchecksum);
+        assert!(cfg.rdb_del_sync_files);
+        assert_eq!(cfg.snapshotdirname, "my snaps");
+        assert_eq!(cfg.snapshot_full_ratio, 10_000);
+        assert_eq!(cfg.save, Config::default().save, "no save line: defaults");
+    }
+
+    #[test]
+    fn save_lines_replace_the_defaults_then_add_up() {
+        let save = |text: &str| load(text).unwrap().save;
+        assert_eq!(save("port 7000\n"), Config::default().save);
+        // The first line replaces the defaults, later ones add rules.
+        assert_eq!(save("save 900 1\n"), vec![(900, 1)]);
+        assert_eq!(
+            save("save 900 1\nport 1\nsave 300 10 60 0\n"),
+            vec![(900, 1), (300, 10), (60, 0)]
+        );
+        // `save ""` clears, wherever it is; rules after it add up again.
+        assert!(save("save \"\"\n").is_empty());
+        assert!(save("save 900 1\nsave ''\n").is_empty());
+        assert_eq!(save("save 900 1\nsave \"\"\nsave 5 6\n"), vec![(5, 6)]);
+        // No argument: replaces the defaults with nothing, as in Redis.
+        assert!(save("save\n").is_empty());
+
+        for line in [
+            "save 60",
+            "save 60 1 300",
+            "save 0 1",
+            "save -1 1",
+            "save 60 -1",
+            "save 60 x",
+            "save 1.5 1",
+            "save 060 1",
+            "save 9223372036854775808 1",
+            "save \"\" 60 1",
+            "save 60 1 \"\"",
+        ] {
+            let text = format!("port 7000\n{line}\n");
+            let (line_no, shown, reason) = line_error(&text);
+            assert_eq!(
+                (line_no, shown.as_str(), reason.as_str()),
+                (2, line, "Invalid save parameters")
+            );
+        }
+    }
+
+    #[test]
+    fn save_lines_add_up_across_includes_and_options() {
+        let tmp = TempDir::new("save-load");
+        let d = tmp.0.display();
+        tmp.write("inc.conf", "save 3 4\n");
+        let main = tmp.write(
+            "main.conf",
+            &format!("save 1 2\ninclude {d}/inc.conf\nsave 5 6\n"),
+        );
+        let main = main.to_str().unwrap();
+        assert_eq!(run(&[main]).unwrap().save, vec![(1, 2), (3, 4), (5, 6)]);
+        // The first save line of the load may come from an include.
+        let first = tmp.write("first.conf", &format!("include {d}/inc.conf\nsave 5 6\n"));
+        assert_eq!(
+            run(&[first.to_str().unwrap()]).unwrap().save,
+            vec![(3, 4), (5, 6)]
+        );
+        // Options are lines after the file's.
+        assert_eq!(
+            run(&[main, "--save", "7", "8"]).unwrap().save,
+            vec![(1, 2), (3, 4), (5, 6), (7, 8)]
+        );
+        assert_eq!(
+            run(&["--save", "7", "8", "9", "10", "--save", "11", "12"])
+                .unwrap()
+                .save,
+            vec![(7, 8), (9, 10), (11, 12)]
+        );
+        // As in Redis, each argument is one word: "11 12" is one number.
+        assert!(run(&["--save", "11 12"]).is_err());
+        // `--save` without a value, or with "", means `save ""`.
+        assert!(run(&[main, "--save", "--port", "7000"])
+            .unwrap()
+            .save
+            .is_empty());
+        assert!(run(&[main, "--save"]).unwrap().save.is_empty());
+        assert!(run(&["--save", ""]).unwrap().save.is_empty());
+        assert_eq!(
+            run(&["--save", "60"]).unwrap_err(),
+            ConfigError::Line {
+                line_no: 2,
+                line: "save \"60\"".into(),
+                reason: "Invalid save parameters".into()
+            }
+        );
+    }
+
+    #[test]
+    fn config_get_and_set_snapshot_directives() {
+        let mut cfg = Config::default();
+        let names = |cfg: &Config, p: &str| -> Vec<String> {
+            cfg.get(p.as_bytes()).into_iter().map(|(n, _)| n).collect()
+        };
+        assert_eq!(
+            names(&cfg, "*save*"),
+            vec!["save", "stop-writes-on-bgsave-error"]
+        );
+        assert_eq!(
+            names(&cfg, "rdb*"),
+            vec!["rdbcompression", "rdbchecksum", "rdb-del-sync-files"]
+        );
+        assert_eq!(
+            names(&cfg, "SNAPSHOT*"),
+            vec!["snapshotdirname", "snapshot-full-ratio"]
+        );
+        assert_eq!(get1(&cfg, "save"), "3600 1 300 100 60 10000");
+
+        // CONFIG SET save replaces every rule.
+        assert_eq!(
+            cfg.set(&[pair("save", "3600 1 300 100")]).unwrap(),
+            vec!["save"]
+        );
+        assert_eq!(cfg.save, vec![(3600, 1), (300, 100)]);
+        assert_eq!(get1(&cfg, "save"), "3600 1 300 100");
+        assert!(cfg
+            .set(&[pair("SAVE", "3600 1 300 100")])
+            .unwrap()
+            .is_empty());
+        cfg.set(&[pair("save", "10 0")]).unwrap();
+        assert_eq!(cfg.save, vec![(10, 0)]);
+        // "" clears them.
+        assert_eq!(cfg.set(&[pair("save", "")]).unwrap(), vec!["save"]);
+        assert!(cfg.save.is_empty());
+        assert_eq!(get1(&cfg, "save"), "");
+
+        cfg.set(&[pair("save", "60 1")]).unwrap();
+        let before = cfg.clone();
+        for bad in [
+            "1", "1 2 3", "0 1", "-1 1", "1 -1", "1 x", "1  2", "1 2 ", "\"\" 1",
+        ] {
+            assert_eq!(
+                cfg.set(&[pair("hz", "20"), pair("save", bad)]),
+                Err(
+                    "ERR CONFIG SET failed (possibly related to argument 'save') - \
+                     Invalid save parameters"
+                        .to_string()
+                ),
+                "{bad:?}"
+            );
+            assert_eq!(cfg, before, "nothing changed after {bad:?}");
+        }
+
+        let changed = cfg
+            .set(&[
+                pair("rdbcompression", "no"),
+                pair("stop-writes-on-bgsave-error", "no"),
+                pair("rdb-del-sync-files", "yes"),
+                pair("snapshot-full-ratio", "300"),
+            ])
+            .unwrap();
+        assert_eq!(
+            changed,
+            vec![
+                "rdbcompression",
+                "stop-writes-on-bgsave-error",
+                "rdb-del-sync-files",
+                "snapshot-full-ratio"
+            ]
+        );
+        assert!(!cfg.rdbcompression && !cfg.stop_writes_on_bgsave_error);
+        assert!(cfg.rdb_del_sync_files);
+        assert_eq!(cfg.snapshot_full_ratio, 300);
+        assert_eq!(
+            cfg.set(&[pair("snapshot-full-ratio", "10001")]),
+            Err(
+                "ERR CONFIG SET failed (possibly related to argument 'snapshot-full-ratio') - \
+                 argument must be between 1 and 10000 inclusive"
+                    .to_string()
+            )
+        );
+        for (name, value) in [("rdbchecksum", "no"), ("snapshotdirname", "other")] {
+            assert_eq!(
+                cfg.set(&[pair(name, value)]),
+                Err(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - \
+                     can't set immutable config"
+                ))
+            );
+        }
+        assert!(cfg.rdbchecksum);
+        assert_eq!(cfg.snapshotdirname, "snapshotdir");
+    }
+
+    #[test]
+    fn rewrite_round_trips_save() {
+        let tmp = TempDir::new("rewrite-save");
+        let original = "port 7000\nsave 900 1\nsave 300 10\nrdbcompression no\n";
+        let file = tmp.write("kv.conf", original);
+        let path = file.to_str().unwrap();
+        let mut cfg = run(&[path]).unwrap();
+        assert_eq!(cfg.save, vec![(900, 1), (300, 10)]);
+        cfg.rewrite().unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap(), original, "unchanged");
+
+        // The last save line gets every rule; earlier ones go.
+        cfg.set(&[
+            pair("save", "60 5 30 50"),
+            pair("snapshot-full-ratio", "75"),
+        ])
+        .unwrap();
+        cfg.rewrite().unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!(
+                "port 7000\nsave 60 5 30 50\nrdbcompression no\n\
+                 {REWRITE_SIGNATURE}\nsnapshot-full-ratio 75\n"
+            )
+        );
+        assert_eq!(run(&[path]).unwrap(), cfg);
+
+        // No rules: `save ""`, so that the defaults don't come back.
+        cfg.set(&[pair("save", "")]).unwrap();
+        cfg.rewrite().unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!(
+                "port 7000\nsave \"\"\nrdbcompression no\n\
+                 {REWRITE_SIGNATURE}\nsnapshot-full-ratio 75\n"
+            )
+        );
+        let reloaded = run(&[path]).unwrap();
+        assert!(reloaded.save.is_empty());
+        assert_eq!(reloaded, cfg);
+
+        // A file without save lines gets one appended.
+        let file = tmp.write("plain.conf", "port 7001\n");
+        let path = file.to_str().unwrap();
+        let mut cfg = run(&[path]).unwrap();
+        cfg.set(&[pair("save", "")]).unwrap();
+        cfg.rewrite().unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("port 7001\n{REWRITE_SIGNATURE}\nsave \"\"\n")
+        );
+        assert_eq!(run(&[path]).unwrap(), cfg);
+        cfg.set(&[pair("save", "3600 1 300 100 60 10000")]).unwrap();
+        cfg.rewrite().unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("port 7001\n{REWRITE_SIGNATURE}\nsave 3600 1 300 100 60 10000\n")
+        );
+        assert_eq!(run(&[path]).unwrap(), cfg);
+
+        // Rules from the command line are written to the file's save line.
+        let file = tmp.write("cli.conf", "save 900 1\n");
+        let path = file.to_str().unwrap();
+        let cfg = run(&[path, "--save", "7", "8"]).unwrap();
+        cfg.rewrite().unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap(), "save 900 1 7 8\n");
+        assert_eq!(run(&[path]).unwrap(), cfg);
+    }
+
+    #[test]
+    fn rewrite_save_clears_the_rules_an_include_adds() {
+        let tmp = TempDir::new("rewrite-save-include");
+        let d = tmp.0.display();
+        tmp.write("inc.conf", "save 100 1\n");
+
+        let file = tmp.write("after.conf", &format!("save 900 1\ninclude {d}/inc.conf\n"));
+        let path = file.to_str().unwrap();
+        let mut cfg = run(&[path]).unwrap();
+        assert_eq!(cfg.save, vec![(900, 1), (100, 1)]);
+        cfg.set(&[pair("save", "60 5")]).unwrap();
+        cfg.rewrite().unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!(
+                "save 900 1\ninclude {d}/inc.conf\n{REWRITE_SIGNATURE}\nsave \"\"\nsave 60 5\n"
+            )
+        );
+        assert_eq!(run(&[path]).unwrap(), cfg);
+        // Once rewritten, nothing more changes.
+        cfg.rewrite().unwrap();
+        assert_eq!(run(&[path]).unwrap(), cfg);
+
+        let file = tmp.write(
+            "before.conf",
+            &format!("include {d}/inc.conf\nsave 900 1\n"),
+        );
+        let path = file.to_str().unwrap();
+        let mut cfg = run(&[path]).unwrap();
+        assert_eq!(cfg.save, vec![(100, 1), (900, 1)]);
+        cfg.set(&[pair("save", "60 5")]).unwrap();
+        cfg.rewrite().unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("include {d}/inc.conf\nsave \"\"\nsave 60 5\n")
+        );
+        assert_eq!(run(&[path]).unwrap(), cfg);
+        cfg.set(&[pair("save", "")]).unwrap();
+        cfg.rewrite().unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("include {d}/inc.conf\nsave \"\"\n")
+        );
+        assert_eq!(run(&[path]).unwrap(), cfg);
     }
 }

@@ -25,6 +25,7 @@ mod log;
 mod recover;
 mod runtime;
 mod shared;
+mod snapshot;
 mod sys;
 mod tools;
 mod tx;
@@ -282,6 +283,37 @@ fn run(cfg: Config) -> i32 {
         _ => None,
     };
     let mut import = Some(import);
+    // Snapshots: with the log off, the newest complete chain loads; with
+    // the log on, the log holds everything (until M1.5 joins the two), and
+    // the manifest is only read so that new snapshots continue its ids.
+    let snap_dir = snapshot::snapshot_dir(&cfg);
+    let (manifest, snap_load) = if cfg.appendonly {
+        match snapshot::read_manifest(&snap_dir, &cfg.dbfilename) {
+            Ok(Some(m)) => {
+                if !m.snapshots.is_empty() {
+                    log::notice(
+                        "Snapshots exist but appendonly is yes: the append-only log is loaded, \
+                         not the snapshot",
+                    );
+                }
+                (m, None)
+            }
+            Ok(None) => (snapshot::Manifest::default(), None),
+            Err(e) => {
+                log::warning(&format!("{e} (ignored: appendonly is yes)"));
+                (snapshot::Manifest::default(), None)
+            }
+        }
+    } else {
+        match snapshot::choose(&snap_dir, &cfg.dbfilename) {
+            Ok(Some((m, id))) => (m.clone(), Some(Arc::new((m, id)))),
+            Ok(None) => (snapshot::Manifest::default(), None),
+            Err(e) => {
+                log::warning(&e);
+                return 1;
+            }
+        }
+    };
     let log_dir = recovered.as_ref().map(|r| r.log_dir.clone());
     let tx_base = recovered.as_ref().map_or(0, |r| r.tx_base);
     let mut per_shard: Vec<Option<recover::ShardRecovery>> = match recovered {
@@ -297,6 +329,7 @@ fn run(cfg: Config) -> i32 {
         (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
     let (shutdown_tx, shutdown_rx) = std::sync::mpsc::channel();
     let shared = Shared::new(cfg, senders, shutdown_tx);
+    *shared.snapshot_status() = snapshot::Status::new(manifest, shared.start_unix_ms / 1000);
     if let Err(e) = watch_signals(Arc::clone(&shared)) {
         log::warning(&format!("Can't install signal handlers: {e}"));
         return 1;
@@ -313,6 +346,8 @@ fn run(cfg: Config) -> i32 {
         } else {
             None
         };
+        let snap_load = snap_load.clone();
+        let snap_dir = snap_dir.clone();
         let started = runtime::start_thread(format!("worker-{id}"), move || async move {
             if let Some(&cpu) = cpulist.get(id % cpulist.len().max(1)) {
                 if let Err(e) = sys::pin_to_cpu(cpu) {
@@ -329,6 +364,21 @@ fn run(cfg: Config) -> i32 {
                     Ok(n) => applied = n,
                     Err(e) => {
                         log::warning(&e);
+                        std::process::exit(1);
+                    }
+                }
+            }
+            if let Some(load) = &snap_load {
+                let (m, snap) = &**load;
+                shard.set_now_ms(worker::now_ms());
+                match snapshot::load_chain(&snap_dir, m, *snap, &mut shard) {
+                    Ok(n) => {
+                        shared
+                            .snapshot_loaded
+                            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        log::warning(&format!("Loading snapshot {snap}: {e}"));
                         std::process::exit(1);
                     }
                 }
@@ -356,6 +406,16 @@ fn run(cfg: Config) -> i32 {
                 .fetch_add(applied, std::sync::atomic::Ordering::Relaxed);
             // No shard serves before every shard has loaded.
             if loaded.wait().is_leader() {
+                if snap_load.is_some() {
+                    log::notice(&format!(
+                        "DB loaded from disk: {:.3} seconds ({} keys)",
+                        load_started.elapsed().as_secs_f64(),
+                        worker
+                            .shared
+                            .snapshot_loaded
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                    ));
+                }
                 let n = worker
                     .shared
                     .aof_loaded
@@ -386,6 +446,10 @@ fn run(cfg: Config) -> i32 {
             }
             let mut serving = worker.shared.serving.subscribe();
             runtime::spawn(worker::outbox_loop(worker.clone()));
+            runtime::spawn(snapshot::writer_loop(worker.clone()));
+            if id == 0 {
+                runtime::spawn(snapshot::cron(worker.clone()));
+            }
             runtime::spawn(worker::expire_loop(worker.clone()));
             if id == 0 {
                 runtime::spawn(worker::rates_loop(worker.shared.clone()));

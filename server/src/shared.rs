@@ -35,6 +35,8 @@ pub struct Shared {
     appendfsync: AtomicUsize,
     /// Commands replayed from the log at start, over all shards.
     pub aof_loaded: AtomicU64,
+    /// Keys loaded from a snapshot at start, over all shards.
+    pub snapshot_loaded: AtomicU64,
     /// Becomes true when loading is over and the workers accept clients.
     pub serving: tokio::sync::watch::Sender<bool>,
     pub started: Instant,
@@ -52,7 +54,17 @@ pub struct Shared {
     pub rates: Mutex<Rates>,
     /// Set by SHUTDOWN; the main thread waits on it.
     pub shutdown: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    /// Snapshots: what is on disk, what runs, how the last one went.
+    snapshot: Mutex<crate::snapshot::Status>,
+    /// The last snapshot failed (MISCONF with stop-writes-on-bgsave-error).
+    pub bgsave_failed: std::sync::atomic::AtomicBool,
 }
+
+/// What writes get after a failed snapshot (Redis 7's text).
+pub const BGSAVE_REFUSAL: &str = "MISCONF Redis is configured to save RDB snapshots, but it's \
+currently unable to persist to disk. Commands that may modify the data set are disabled, because \
+this instance is configured to report errors during writes if RDB snapshotting fails \
+(stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
 
 /// Sums a counter over all workers.
 pub fn sum(stats: &[WorkerStats], f: impl Fn(&WorkerStats) -> &AtomicU64) -> u64 {
@@ -77,6 +89,7 @@ impl Shared {
             aof_failed: AtomicUsize::new(0),
             appendfsync: AtomicUsize::new(0),
             aof_loaded: AtomicU64::new(0),
+            snapshot_loaded: AtomicU64::new(0),
             serving: tokio::sync::watch::Sender::new(false),
             started: Instant::now(),
             start_unix_ms: crate::worker::now_ms(),
@@ -90,6 +103,11 @@ impl Shared {
             has_password: std::sync::atomic::AtomicBool::new(false),
             shutdown: Mutex::new(Some(shutdown)),
             rates: Mutex::new(Rates::default()),
+            snapshot: Mutex::new(crate::snapshot::Status::new(
+                crate::snapshot::Manifest::default(),
+                crate::worker::now_ms() / 1000,
+            )),
+            bgsave_failed: std::sync::atomic::AtomicBool::new(false),
         };
         shared.refresh_hot();
         Arc::new(shared)
@@ -130,6 +148,12 @@ impl Shared {
     /// (Redis's MISCONF for AOF write errors); None when writes are allowed.
     pub fn write_refusal(&self) -> Option<String> {
         if self.aof_failed.load(Ordering::Relaxed) == 0 {
+            if self.bgsave_failed.load(Ordering::Relaxed)
+                && self.config().stop_writes_on_bgsave_error
+                && !self.config().save.is_empty()
+            {
+                return Some(BGSAVE_REFUSAL.to_string());
+            }
             return None;
         }
         let why = self
@@ -144,6 +168,11 @@ impl Shared {
             })
             .unwrap_or_else(|| "I/O error".to_string());
         Some(format!("MISCONF Errors writing to the AOF file: {why}"))
+    }
+
+    /// The snapshot status (briefly locked; never across an await).
+    pub fn snapshot_status(&self) -> std::sync::MutexGuard<'_, crate::snapshot::Status> {
+        self.snapshot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {

@@ -177,3 +177,42 @@ pub async fn run(
     }
     reply
 }
+
+/// Runs `job(shard)` on every shard while all of them are locked whole
+/// (the snapshot barrier: no multi-shard command is half done on any
+/// shard while the jobs run). Returns the replies in shard order.
+pub async fn on_all_locked(worker: &Rc<Worker>, job: impl Fn(usize) -> Job) -> Vec<Reply> {
+    let shards = worker.shard_count();
+    let tx = worker.next_tx_id();
+    let mut locked = Vec::with_capacity(shards);
+    for s in 0..shards {
+        if !lock(worker, s, tx, LockScope::Whole).await {
+            break;
+        }
+        locked.push(s);
+    }
+    let mut replies = Vec::with_capacity(shards);
+    if locked.len() == shards {
+        let cluster = TxCluster {
+            worker,
+            tx: Some(tx),
+            keyspace_read: false,
+            staged: RefCell::new(BTreeSet::new()),
+        };
+        let runs: Vec<_> = (0..shards).map(|s| cluster.run(s, job(s))).collect();
+        for r in runs {
+            replies.push(r.await);
+        }
+    }
+    for s in locked {
+        worker.send(
+            s,
+            Msg::Unlock {
+                tx,
+                from: worker.id,
+                commit: None,
+            },
+        );
+    }
+    replies
+}

@@ -89,6 +89,9 @@ pub enum Msg {
     Complete(Box<dyn FnOnce() + Send>),
     /// Several messages sent in one event-loop tick, in order.
     Many(Vec<Msg>),
+    /// Write this shard's file of the running snapshot
+    /// (`snapshot::writer_loop`).
+    SnapshotWrite(crate::snapshot::WriteRequest),
 }
 
 pub enum LockScope {
@@ -235,7 +238,8 @@ impl LockTable {
             | Msg::Unlock { .. }
             | Msg::Resolved { .. }
             | Msg::Complete(_)
-            | Msg::Many(_) => false,
+            | Msg::Many(_)
+            | Msg::SnapshotWrite(_) => false,
             Msg::Job { tx: None, .. } => self.whole.is_some(),
             Msg::Lock {
                 scope: LockScope::Whole,
@@ -258,6 +262,7 @@ impl LockTable {
                 | Msg::Resolved { .. }
                 | Msg::Complete(_)
                 | Msg::Many(_)
+                | Msg::SnapshotWrite(_)
         )
     }
 }
@@ -285,6 +290,9 @@ pub struct Worker {
     /// Multi-shard parts in this log whose transaction is not yet durable
     /// on every participant: txid -> lsn.
     unresolved: RefCell<HashMap<u64, u64>>,
+    /// Snapshot files to write, and the writer's wake-up.
+    pub snapshot_requests: RefCell<Vec<crate::snapshot::WriteRequest>>,
+    pub snapshot_kick: tokio::sync::Notify,
 }
 
 type Waiter = Box<dyn FnOnce(&Worker)>;
@@ -336,6 +344,8 @@ impl Worker {
             waiters: RefCell::new(Vec::new()),
             written_waiters: RefCell::new(Vec::new()),
             unresolved: RefCell::new(HashMap::new()),
+            snapshot_requests: RefCell::new(Vec::new()),
+            snapshot_kick: tokio::sync::Notify::new(),
         }
     }
 
@@ -552,6 +562,10 @@ impl Worker {
                 self.when_durable(wait, reply_to(from, reply, (r, staged)));
             }
             Msg::Complete(f) => f(),
+            Msg::SnapshotWrite(req) => {
+                self.snapshot_requests.borrow_mut().push(req);
+                self.snapshot_kick.notify_one();
+            }
             Msg::Many(msgs) => {
                 for m in msgs {
                     self.deliver(m);

@@ -107,6 +107,27 @@ pub static COMMANDS: &[CommandSpec] = &[
         "A container for debugging commands",
     ),
     conn(
+        "save",
+        1,
+        ADMIN | NOSCRIPT,
+        "server",
+        "Synchronously save the dataset to disk",
+    ),
+    conn(
+        "bgsave",
+        -1,
+        ADMIN | NOSCRIPT,
+        "server",
+        "Asynchronously save the dataset to disk",
+    ),
+    conn(
+        "lastsave",
+        1,
+        LOADING | STALE | FAST,
+        "server",
+        "Get the UNIX time stamp of the last successful save to disk",
+    ),
+    conn(
         "shutdown",
         -1,
         ADMIN | NOSCRIPT | LOADING | STALE,

@@ -258,6 +258,12 @@ impl StdLogIo {
         self.open(&spare_path(dir), true)
     }
 
+    /// Creates (or truncates) any file, with the same I/O path choice as
+    /// segments (snapshot files).
+    pub fn create_file(&mut self, path: &Path) -> io::Result<File> {
+        self.open(path, true)
+    }
+
     fn open(&mut self, path: &Path, create: bool) -> io::Result<File> {
         let mut opts = OpenOptions::new();
         opts.read(true).write(true);

@@ -1,0 +1,1058 @@
+//! Snapshots on the server (M1.4): SAVE, BGSAVE and the `save` rules; the
+//! barrier across shards; each shard's background writer; the manifest that
+//! makes a snapshot visible; loading the newest chain at start.
+//!
+//! A snapshot runs as follows (the coordinator is a task on the thread
+//! that asked for it):
+//! 1. Barrier: every shard is locked whole (ascending order, as for
+//!    FLUSHALL), and each starts capturing its pages as they are now
+//!    (`Shard::begin_snapshot`) and reports its epoch, last log sequence
+//!    number and change counter. Then the locks are released: clients wait
+//!    only for this step, which touches no data.
+//! 2. Each shard's writer task (`writer_loop`) writes its file,
+//!    `<name>.tmp`, with 4 KiB-aligned O_DIRECT writes on its own ring, a
+//!    slice of pages at a time between client requests; a write to a page
+//!    it has not written yet writes that page first. Then it fdatasyncs the
+//!    file and renames it to its final name.
+//! 3. When every shard is done, the coordinator syncs the directory,
+//!    writes the manifest naming the new snapshot (and the older ones it
+//!    keeps) to `<manifest>.tmp`, syncs it, renames it over the manifest and
+//!    syncs the directory again. Only then is the snapshot visible, and only
+//!    then are files no longer named by the manifest deleted.
+//!
+//! A crash at any point before the manifest's rename leaves the previous
+//! manifest and every file it names untouched. `docs/FORMATS.md` has the
+//! layouts.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use engine::journal::io::{AlignedBuf, StdLogIo};
+use engine::snapshot::chain::Coverage;
+use engine::snapshot::format::{
+    self, Body, FileHeader, Frame, Kind, Parsed, Tally, BLOCK, FRAME_HEADER,
+};
+use engine::{Reply, Shard};
+use tokio::sync::oneshot;
+
+use crate::log;
+use crate::runtime::RingFile;
+use crate::shared::Shared;
+use crate::worker::{now_ms, Msg, Worker};
+
+/// Bytes of frames a shard captures per slice between client requests.
+const SLICE: usize = 256 * 1024;
+/// A shard writes its file in pieces of about this size.
+const CHUNK: usize = 4 << 20;
+/// First line of a manifest.
+const MANIFEST_MAGIC: &str = "kv-snapshot-manifest 1";
+
+/// The snapshot directory inside `dir`.
+pub fn snapshot_dir(cfg: &crate::config::Config) -> PathBuf {
+    cfg.dir.join(&cfg.snapshotdirname)
+}
+
+fn manifest_path(dir: &Path, stem: &str) -> PathBuf {
+    dir.join(format!("{stem}.manifest"))
+}
+
+fn file_name(stem: &str, id: u64, kind: Kind, shard: usize) -> String {
+    format!("{stem}.{id}.{}.s{shard}.kvs", kind.name())
+}
+
+/// One snapshot as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    pub id: u64,
+    pub kind: Kind,
+    pub base_id: u64,
+    pub parent_id: u64,
+    pub shards: usize,
+    pub databases: usize,
+    pub created_ms: u64,
+    pub keys: u64,
+    /// Bytes of this snapshot's files.
+    pub bytes: u64,
+    /// Per shard: file name, size, last log sequence number.
+    pub files: Vec<(String, u64, u64)>,
+}
+
+/// The manifest: snapshots kept, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    pub snapshots: Vec<SnapshotMeta>,
+}
+
+impl Manifest {
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "{MANIFEST_MAGIC}");
+        for m in &self.snapshots {
+            let _ = writeln!(
+                s,
+                "snapshot {} {} base {} parent {} shards {} databases {} created {} keys {} bytes {}",
+                m.id,
+                m.kind.name(),
+                m.base_id,
+                m.parent_id,
+                m.shards,
+                m.databases,
+                m.created_ms,
+                m.keys,
+                m.bytes
+            );
+            for (shard, (name, size, lsn)) in m.files.iter().enumerate() {
+                let _ = writeln!(s, "file {shard} {name} {size} {lsn}");
+            }
+        }
+        let crc = crc32c::crc32c(s.as_bytes());
+        let _ = writeln!(s, "crc32c {crc:08x}");
+        s
+    }
+
+    pub fn decode(text: &str) -> Result<Manifest, String> {
+        let body_end = text.trim_end_matches('\n').rfind('\n').map_or(0, |i| i + 1);
+        let (body, last) = text.split_at(body_end);
+        let crc = last
+            .trim()
+            .strip_prefix("crc32c ")
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or("no checksum line at the end")?;
+        if crc32c::crc32c(body.as_bytes()) != crc {
+            return Err("checksum mismatch".into());
+        }
+        let mut lines = body.lines();
+        if lines.next() != Some(MANIFEST_MAGIC) {
+            return Err("not a kv-server snapshot manifest (first line)".into());
+        }
+        let mut out = Manifest::default();
+        for line in lines {
+            let w: Vec<&str> = line.split(' ').collect();
+            let num = |i: usize| -> Result<u64, String> {
+                w.get(i)
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| format!("bad line '{line}'"))
+            };
+            match w.first() {
+                Some(&"snapshot")
+                    if w.len() == 17
+                        && [
+                            (3, "base"),
+                            (5, "parent"),
+                            (7, "shards"),
+                            (9, "databases"),
+                            (11, "created"),
+                            (13, "keys"),
+                            (15, "bytes"),
+                        ]
+                        .iter()
+                        .all(|&(i, k)| w.get(i) == Some(&k)) =>
+                {
+                    let kind = match w.get(2) {
+                        Some(&"full") => Kind::Full,
+                        Some(&"delta") => Kind::Delta,
+                        _ => return Err(format!("bad line '{line}'")),
+                    };
+                    out.snapshots.push(SnapshotMeta {
+                        id: num(1)?,
+                        kind,
+                        base_id: num(4)?,
+                        parent_id: num(6)?,
+                        shards: num(8)? as usize,
+                        databases: num(10)? as usize,
+                        created_ms: num(12)?,
+                        keys: num(14)?,
+                        bytes: num(16)?,
+                        files: Vec::new(),
+                    });
+                }
+                Some(&"file") if w.len() == 5 => {
+                    let snap = out
+                        .snapshots
+                        .last_mut()
+                        .ok_or_else(|| format!("file before any snapshot: '{line}'"))?;
+                    let name = w.get(2).copied().unwrap_or_default();
+                    if num(1)? as usize != snap.files.len() || name.contains('/') {
+                        return Err(format!("bad line '{line}'"));
+                    }
+                    snap.files.push((name.to_string(), num(3)?, num(4)?));
+                }
+                _ => return Err(format!("bad line '{line}'")),
+            }
+        }
+        for m in &out.snapshots {
+            if m.files.len() != m.shards || m.shards == 0 {
+                return Err(format!(
+                    "snapshot {} lists {} files for {} shards",
+                    m.id,
+                    m.files.len(),
+                    m.shards
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The chain of snapshot `id`, oldest (its full base) first.
+    pub fn chain(&self, id: u64) -> Result<Vec<&SnapshotMeta>, String> {
+        let mut out = Vec::new();
+        let mut next = id;
+        loop {
+            let m = self
+                .snapshots
+                .iter()
+                .find(|m| m.id == next)
+                .ok_or_else(|| {
+                    format!("snapshot {next} of the chain of {id} is not in the manifest")
+                })?;
+            out.push(m);
+            match m.kind {
+                Kind::Full => break,
+                Kind::Delta => next = m.parent_id,
+            }
+            if out.len() > self.snapshots.len() {
+                return Err(format!("the chain of snapshot {id} loops"));
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+}
+
+/// Reads the manifest of `dir`; None if there is none.
+pub fn read_manifest(dir: &Path, stem: &str) -> Result<Option<Manifest>, String> {
+    let path = manifest_path(dir, stem);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Manifest::decode(&text)
+            .map(Some)
+            .map_err(|e| format!("Bad snapshot manifest {}: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!(
+            "Can't read the snapshot manifest {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// State of snapshots for INFO, LASTSAVE, the `save` rules and MISCONF.
+#[derive(Debug)]
+pub struct Status {
+    /// When the running snapshot started.
+    pub running_since: Option<Instant>,
+    /// A BGSAVE SCHEDULE waits for the running one (Redis has none to wait
+    /// for other than a rewrite; ours is another snapshot).
+    pub scheduled: bool,
+    pub last_save_unix: u64,
+    pub last_ok: bool,
+    pub last_attempt: Option<Instant>,
+    pub last_time_sec: i64,
+    pub saves: u64,
+    pub last_kind: &'static str,
+    pub last_bytes: u64,
+    pub last_pages: u64,
+    pub last_keys: u64,
+    /// Largest captured-but-unwritten bytes of a shard during the last
+    /// snapshot (the extra memory snapshots cost).
+    pub last_peak_pending: u64,
+    /// The snapshots on disk, newest first.
+    pub manifest: Manifest,
+    /// The shards hold the state of the manifest's newest snapshot
+    /// (taken by this process), so the next may be a delta.
+    pub delta_ok: bool,
+}
+
+impl Status {
+    pub fn new(manifest: Manifest, start_unix: u64) -> Status {
+        let last_save_unix = manifest
+            .snapshots
+            .first()
+            .map_or(start_unix, |m| m.created_ms / 1000);
+        Status {
+            running_since: None,
+            scheduled: false,
+            last_save_unix,
+            last_ok: true,
+            last_attempt: None,
+            last_time_sec: -1,
+            saves: 0,
+            last_kind: "none",
+            last_bytes: 0,
+            last_pages: 0,
+            last_keys: 0,
+            last_peak_pending: 0,
+            manifest,
+            delta_ok: false,
+        }
+    }
+}
+
+/// What a shard's writer is asked to write.
+pub struct WriteRequest {
+    pub dir: PathBuf,
+    pub name: String,
+    pub header: FileHeader,
+    pub reply: oneshot::Sender<Result<Written, String>>,
+}
+
+/// A shard's file, written, synced and renamed.
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    pub size: u64,
+    pub tally: Tally,
+    pub peak_pending: u64,
+}
+
+/// Runs on each worker: writes the snapshot files it is asked to.
+pub async fn writer_loop(worker: Rc<Worker>) {
+    loop {
+        let req = worker.snapshot_requests.borrow_mut().pop();
+        let Some(req) = req else {
+            worker.snapshot_kick.notified().await;
+            continue;
+        };
+        let r = write_file(&worker, &req).await;
+        if r.is_err() {
+            // Stop capturing now: copy-before-write would otherwise keep
+            // filling memory until the coordinator ends the snapshot.
+            worker.shard.borrow_mut().end_snapshot(false);
+            let _ = std::fs::remove_file(req.dir.join(format!("{}.tmp", req.name)));
+        }
+        let _ = req.reply.send(r);
+    }
+}
+
+async fn write_file(worker: &Worker, req: &WriteRequest) -> Result<Written, String> {
+    let tmp = req.dir.join(format!("{}.tmp", req.name));
+    let what = |op: &str, e: &dyn std::fmt::Display| format!("{op} {}: {e}", tmp.display());
+    let file = StdLogIo::new()
+        .create_file(&tmp)
+        .map_err(|e| what("create", &e))?;
+    let ring = RingFile::from_std(file.try_clone().map_err(|e| what("open", &e))?);
+    // Frames accumulate in `pending`; whole blocks of it are written.
+    let mut pending = req.header.encode();
+    let mut body = Body::default();
+    let mut offset = 0u64;
+    let mut peak = 0u64;
+    loop {
+        let (done, tally) = {
+            let mut shard = worker.shard.borrow_mut();
+            let done = shard.snapshot_step(SLICE);
+            peak = peak.max(shard.snapshot_pending_bytes() as u64);
+            let start = pending.len();
+            let t = shard.take_snapshot_frames(&mut pending);
+            body.crc = crc32c::crc32c_append(body.crc, &pending[start..]);
+            (done, t)
+        };
+        body.tally.pages += tally.pages;
+        body.tally.keys += tally.keys;
+        body.tally.bytes += tally.bytes;
+        if done {
+            break;
+        }
+        if pending.len() >= CHUNK {
+            let whole = pending.len() / BLOCK * BLOCK;
+            offset = write_blocks(&ring, &mut pending, whole, offset)
+                .await
+                .map_err(|e| what("write", &e))?;
+        } else {
+            // Let client requests run between slices.
+            tokio::task::yield_now().await;
+        }
+    }
+    format::encode_end(&mut pending, body.tally, body.crc);
+    format::pad_to_block(&mut pending);
+    let len = pending.len();
+    let size = write_blocks(&ring, &mut pending, len, offset)
+        .await
+        .map_err(|e| what("write", &e))?;
+    ring.sync_data().await.map_err(|e| what("sync", &e))?;
+    crate::sys::fadvise_dontneed(file.as_raw_fd(), 0, 0);
+    let path = req.dir.join(&req.name);
+    crate::runtime::rename(&tmp, &path)
+        .await
+        .map_err(|e| what("rename", &e))?;
+    Ok(Written {
+        size,
+        tally: body.tally,
+        peak_pending: peak,
+    })
+}
+
+/// Writes the first `n` bytes of `pending` (a multiple of the block size)
+/// at `offset` and removes them; returns the offset after them.
+async fn write_blocks(
+    ring: &RingFile,
+    pending: &mut Vec<u8>,
+    n: usize,
+    offset: u64,
+) -> io::Result<u64> {
+    let mut buf = AlignedBuf::zeroed(n);
+    buf.as_mut_slice().copy_from_slice(&pending[..n]);
+    pending.drain(..n);
+    let (r, _) = ring.write_all_at(buf, offset).await;
+    r?;
+    Ok(offset + n as u64)
+}
+
+/// Why a snapshot could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// One is running already.
+    Busy,
+}
+
+/// Claims the right to take a snapshot (one at a time).
+pub fn claim(shared: &Shared) -> Result<Instant, StartError> {
+    let mut st = shared.snapshot_status();
+    if st.running_since.is_some() {
+        return Err(StartError::Busy);
+    }
+    let now = Instant::now();
+    st.running_since = Some(now);
+    st.last_attempt = Some(now);
+    Ok(now)
+}
+
+/// Takes a snapshot of every shard and makes it visible; returns when it
+/// is durable (or failed). `force_full`: take a full one even if a delta
+/// would do.
+pub async fn save(
+    worker: &Rc<Worker>,
+    force_full: bool,
+) -> Result<Result<Tally, String>, StartError> {
+    let started = claim(&worker.shared)?;
+    Ok(save_claimed(worker, started, force_full).await)
+}
+
+/// [`save`] after a successful [`claim`].
+pub async fn save_claimed(
+    worker: &Rc<Worker>,
+    started: Instant,
+    force_full: bool,
+) -> Result<Tally, String> {
+    let shared = worker.shared.clone();
+    let (full, id, parent, base) = {
+        let st = shared.snapshot_status();
+        let cfg = shared.config();
+        let newest = st.manifest.snapshots.first();
+        // Ids continue after every snapshot file in the directory, named
+        // by the manifest or not, so that no file is ever overwritten.
+        let id = newest
+            .map_or(0, |m| m.id)
+            .max(highest_file_id(&snapshot_dir(&cfg), &cfg.dbfilename))
+            + 1;
+        let chain_bytes: Option<(u64, u64, u64)> = newest.and_then(|m| {
+            let chain = st.manifest.chain(m.id).ok()?;
+            let base = chain.first()?;
+            let deltas: u64 = chain.iter().skip(1).map(|c| c.bytes).sum();
+            Some((base.id, base.bytes, deltas))
+        });
+        let too_big = |(_, base, deltas): (u64, u64, u64)| {
+            deltas.saturating_mul(100) > base.saturating_mul(cfg.snapshot_full_ratio as u64)
+        };
+        let full = force_full
+            || !st.delta_ok
+            || newest.is_none_or(|m| m.shards != worker.shard_count())
+            || chain_bytes.is_none_or(too_big);
+        let parent = if full { 0 } else { newest.map_or(0, |m| m.id) };
+        let base = if full {
+            id
+        } else {
+            chain_bytes.map_or(id, |c| c.0)
+        };
+        (full, id, parent, base)
+    };
+    let r = run(worker, &shared, full, id, parent, base).await;
+    let elapsed = started.elapsed();
+    let mut st = shared.snapshot_status();
+    st.running_since = None;
+    st.last_time_sec = elapsed.as_secs() as i64;
+    match &r {
+        Ok((meta, tally, peak)) => {
+            st.last_ok = true;
+            st.last_save_unix = meta.created_ms / 1000;
+            st.saves += 1;
+            st.last_kind = meta.kind.name();
+            st.last_bytes = meta.bytes;
+            st.last_pages = tally.pages;
+            st.last_keys = tally.keys;
+            st.last_peak_pending = *peak;
+            st.delta_ok = true;
+            shared.bgsave_failed.store(false, Ordering::Relaxed);
+            log::notice(&format!(
+                "DB saved on disk: {} snapshot {}, {} keys, {} pages, {} bytes in {:.3} seconds",
+                meta.kind.name(),
+                meta.id,
+                tally.keys,
+                tally.pages,
+                meta.bytes,
+                elapsed.as_secs_f64()
+            ));
+        }
+        Err(e) => {
+            st.last_ok = false;
+            shared.bgsave_failed.store(true, Ordering::Relaxed);
+            log::warning(&format!("Background saving error: {e}"));
+        }
+    }
+    r.map(|(_, t, _)| t)
+}
+
+/// The largest snapshot id among the files of `dir` named after `stem`.
+fn highest_file_id(dir: &Path, stem: &str) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let prefix = format!("{stem}.");
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let rest = name.strip_prefix(&prefix)?;
+            rest.split('.').next()?.parse::<u64>().ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+async fn run(
+    worker: &Rc<Worker>,
+    shared: &Shared,
+    full: bool,
+    id: u64,
+    parent: u64,
+    base: u64,
+) -> Result<(SnapshotMeta, Tally, u64), String> {
+    let (dir, stem, compress, databases) = {
+        let c = shared.config();
+        (
+            snapshot_dir(&c),
+            c.dbfilename.clone(),
+            c.rdbcompression,
+            c.databases as usize,
+        )
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("Can't create the snapshot directory {}: {e}", dir.display()))?;
+    let shards = worker.shard_count();
+    let kind = if full { Kind::Full } else { Kind::Delta };
+    // 1. The barrier.
+    let starts = crate::tx::on_all_locked(worker, move |_| {
+        Box::new(move |sh: &mut Shard| {
+            let start = sh.begin_snapshot(full, compress);
+            Reply::Array(vec![
+                Reply::Int(start.epoch as i64),
+                Reply::Int(sh.log.last_lsn() as i64),
+                Reply::Int(sh.stats.dirty as i64),
+                Reply::Int(i64::from(start.since.is_none())),
+            ])
+        })
+    })
+    .await;
+    let created_ms = now_ms();
+    let mut barrier = Vec::with_capacity(shards);
+    for r in &starts {
+        if let Reply::Array(v) = r {
+            let n: Vec<u64> = v
+                .iter()
+                .map(|x| if let Reply::Int(i) = x { *i as u64 } else { 0 })
+                .collect();
+            // A shard that could not build a delta (it never took a
+            // snapshot) makes the coordinator's choice wrong: refuse.
+            if n.len() == 4 && (n[3] == 1) == full {
+                barrier.push((n[0], n[1], n[2]));
+            }
+        }
+    }
+    let result = if barrier.len() != shards {
+        Err("the snapshot barrier failed on a shard".to_string())
+    } else {
+        write_all(
+            worker, &dir, &stem, kind, id, base, parent, databases, created_ms, &barrier,
+        )
+        .await
+    };
+    let ok = result.is_ok();
+    let dirty: Vec<u64> = barrier.iter().map(|b| b.2).collect();
+    worker
+        .ask_all(move || {
+            let dirty = dirty.clone();
+            Box::new(move |sh: &mut Shard| {
+                sh.end_snapshot(ok);
+                if ok {
+                    let before = dirty.get(sh.id()).copied().unwrap_or(0);
+                    sh.stats.dirty = sh.stats.dirty.saturating_sub(before);
+                }
+                Reply::Ok
+            })
+        })
+        .await;
+    if !ok {
+        for s in 0..shards {
+            let name = file_name(&stem, id, kind, s);
+            let _ = std::fs::remove_file(dir.join(&name));
+            let _ = std::fs::remove_file(dir.join(format!("{name}.tmp")));
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_all(
+    worker: &Rc<Worker>,
+    dir: &Path,
+    stem: &str,
+    kind: Kind,
+    id: u64,
+    base_id: u64,
+    parent_id: u64,
+    databases: usize,
+    created_ms: u64,
+    barrier: &[(u64, u64, u64)],
+) -> Result<(SnapshotMeta, Tally, u64), String> {
+    let shards = barrier.len();
+    let compression = worker.shared.config().rdbcompression;
+    // 2. Every shard writes its file.
+    let mut waits = Vec::with_capacity(shards);
+    for (s, &(epoch, lsn, _)) in barrier.iter().enumerate() {
+        let (reply, rx) = oneshot::channel();
+        let header = FileHeader {
+            kind,
+            compression,
+            shard: s as u16,
+            shards: shards as u16,
+            databases: databases as u16,
+            id,
+            base_id,
+            parent_id,
+            epoch,
+            lsn,
+            created_ms,
+        };
+        worker.send(
+            s,
+            Msg::SnapshotWrite(WriteRequest {
+                dir: dir.to_path_buf(),
+                name: file_name(stem, id, kind, s),
+                header,
+                reply,
+            }),
+        );
+        waits.push(rx);
+    }
+    let mut files = Vec::with_capacity(shards);
+    let mut total = Tally::default();
+    let mut peak = 0;
+    let mut failure = None;
+    for (s, rx) in waits.into_iter().enumerate() {
+        match rx.await {
+            Ok(Ok(w)) => {
+                total.pages += w.tally.pages;
+                total.keys += w.tally.keys;
+                total.bytes += w.size;
+                peak = peak.max(w.peak_pending);
+                files.push((file_name(stem, id, kind, s), w.size, barrier[s].1));
+            }
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(_) => failure = failure.or(Some(format!("shard {s} is gone"))),
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let meta = SnapshotMeta {
+        id,
+        kind,
+        base_id,
+        parent_id,
+        shards,
+        databases,
+        created_ms,
+        keys: total.keys,
+        bytes: total.bytes,
+        files,
+    };
+    // 3. The manifest makes it visible.
+    let (keep, drop) = {
+        let st = worker.shared.snapshot_status();
+        let mut m = st.manifest.clone();
+        m.snapshots.insert(0, meta.clone());
+        retain(m)
+    };
+    write_manifest(dir, stem, &keep).await?;
+    for name in drop {
+        if let Err(e) = std::fs::remove_file(dir.join(&name)) {
+            if e.kind() != io::ErrorKind::NotFound {
+                log::warning(&format!("Can't remove the old snapshot file {name}: {e}"));
+            }
+        }
+    }
+    worker.shared.snapshot_status().manifest = keep;
+    Ok((meta, total, peak))
+}
+
+/// Which snapshots a manifest keeps: the newest one's chain and the
+/// second newest one's (the fallback if the newest cannot be read).
+/// Returns the manifest to write and the files to delete after it.
+fn retain(m: Manifest) -> (Manifest, Vec<String>) {
+    let mut keep_ids = std::collections::BTreeSet::new();
+    for top in m.snapshots.iter().take(2) {
+        if let Ok(chain) = m.chain(top.id) {
+            keep_ids.extend(chain.iter().map(|c| c.id));
+        }
+    }
+    let (keep, gone): (Vec<_>, Vec<_>) = m
+        .snapshots
+        .into_iter()
+        .partition(|s| keep_ids.contains(&s.id));
+    let drop = gone
+        .into_iter()
+        .flat_map(|s| s.files.into_iter().map(|f| f.0))
+        .collect();
+    (Manifest { snapshots: keep }, drop)
+}
+
+async fn write_manifest(dir: &Path, stem: &str, m: &Manifest) -> Result<(), String> {
+    let path = manifest_path(dir, stem);
+    let tmp = dir.join(format!("{stem}.manifest.tmp"));
+    let fail = |op: &str, p: &Path, e: io::Error| format!("{op} {}: {e}", p.display());
+    sync_dir(dir).await.map_err(|e| fail("sync", dir, e))?;
+    let text = m.encode();
+    let f = File::create(&tmp).map_err(|e| fail("create", &tmp, e))?;
+    f.write_all_at(text.as_bytes(), 0)
+        .map_err(|e| fail("write", &tmp, e))?;
+    RingFile::from_std(f)
+        .sync_all()
+        .await
+        .map_err(|e| fail("sync", &tmp, e))?;
+    crate::runtime::rename(&tmp, &path)
+        .await
+        .map_err(|e| fail("rename", &tmp, e))?;
+    sync_dir(dir).await.map_err(|e| fail("sync", dir, e))
+}
+
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    RingFile::from_std(File::open(dir)?).sync_all().await
+}
+
+/// The `save` rules, checked ten times a second on worker 0: a snapshot
+/// starts when, for one rule, its time has passed since the last save and
+/// at least its number of changes were made. After a failure, the next
+/// try waits 5 seconds (Redis's CONFIG_BGSAVE_RETRY_DELAY). A BGSAVE
+/// SCHEDULE that found a snapshot running starts here once it is over.
+pub async fn cron(worker: Rc<Worker>) {
+    loop {
+        crate::runtime::sleep(std::time::Duration::from_millis(100)).await;
+        let rules = worker.shared.config().save.clone();
+        let (running, scheduled, since_save, retry_later) = {
+            let mut st = worker.shared.snapshot_status();
+            let running = st.running_since.is_some();
+            let scheduled = !running && std::mem::take(&mut st.scheduled);
+            let retry_later = !st.last_ok
+                && st
+                    .last_attempt
+                    .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5));
+            let since = (now_ms() / 1000).saturating_sub(st.last_save_unix);
+            (running, scheduled, since, retry_later)
+        };
+        if running {
+            continue;
+        }
+        if scheduled {
+            let _ = save(&worker, false).await;
+            continue;
+        }
+        if retry_later || !rules.iter().any(|&(secs, _)| since_save >= secs) {
+            continue;
+        }
+        let dirty = dirty(&worker).await;
+        let Some(&(secs, changes)) = rules
+            .iter()
+            .find(|&&(secs, changes)| since_save >= secs && dirty >= changes)
+        else {
+            continue;
+        };
+        log::notice(&format!("{changes} changes in {secs} seconds. Saving..."));
+        let _ = save(&worker, false).await;
+    }
+}
+
+/// Changes since the last save, over all shards.
+pub async fn dirty(worker: &Worker) -> u64 {
+    worker
+        .ask_all(|| Box::new(|sh: &mut Shard| Reply::Int(sh.stats.dirty as i64)))
+        .await
+        .iter()
+        .map(|r| if let Reply::Int(n) = r { *n as u64 } else { 0 })
+        .sum()
+}
+
+/// Checks every file of snapshot `id`'s chain (checksums, end frames,
+/// headers against the manifest) without loading anything.
+pub fn verify_chain(dir: &Path, m: &Manifest, id: u64) -> Result<(), String> {
+    for snap in m.chain(id)? {
+        for (s, (name, size, _)) in snap.files.iter().enumerate() {
+            let path = dir.join(name);
+            let mut seen = 0u64;
+            let header = stream_file(&path, |_| {
+                seen += 1;
+                Ok(())
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+            let actual = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if header.id != snap.id
+                || header.shard as usize != s
+                || header.shards as usize != snap.shards
+                || header.kind != snap.kind
+                || actual != *size
+            {
+                return Err(format!(
+                    "{}: the file does not match the manifest (snapshot {}, shard {s}, {size} bytes)",
+                    path.display(),
+                    snap.id
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a snapshot file from start to end, checking everything, and
+/// hands every page frame to `f`. What was read is dropped from the page
+/// cache as it goes (the file is read once; keeping it cached would double
+/// the dataset in memory).
+pub fn stream_file(
+    path: &Path,
+    mut f: impl FnMut(format::PageFrame) -> Result<(), String>,
+) -> Result<FileHeader, String> {
+    let mut file = File::open(path).map_err(|e| format!("can't open: {e}"))?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let fd = file.as_raw_fd();
+    let mut buf = vec![0u8; CHUNK];
+    let mut have = 0usize;
+    let mut pos = 0u64; // file offset of buf[0]
+    let mut eof = false;
+    let mut fill = |buf: &mut Vec<u8>, have: &mut usize, eof: &mut bool| -> Result<(), String> {
+        while !*eof && *have < buf.len() {
+            let n = file
+                .read(&mut buf[*have..])
+                .map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                *eof = true;
+            }
+            *have += n;
+        }
+        Ok(())
+    };
+    fill(&mut buf, &mut have, &mut eof)?;
+    let header = FileHeader::decode(&buf[..have]).map_err(|e| e.to_string())?;
+    let mut at = BLOCK;
+    let mut body = Body::default();
+    loop {
+        let left = len.saturating_sub(pos + at as u64);
+        match parse_frame_at(&buf[at..have], pos + at as u64, left)? {
+            Parsed::NeedMore(need) => {
+                // Move the unread part to the front and read more.
+                buf.copy_within(at..have, 0);
+                have -= at;
+                pos += at as u64;
+                at = 0;
+                if need > buf.len() {
+                    buf.resize(need.max(FRAME_HEADER), 0);
+                }
+                crate::sys::fadvise_dontneed(fd, 0, pos);
+                fill(&mut buf, &mut have, &mut eof)?;
+            }
+            Parsed::Frame(Frame::Page(p), n) => {
+                body.add(&buf[at..at + n], p.entries);
+                at += n;
+                f(p)?;
+            }
+            Parsed::Frame(Frame::End { tally, body_crc }, n) => {
+                body.check_end(tally, body_crc, pos + at as u64)
+                    .map_err(|e| e.to_string())?;
+                let end = pos + (at + n) as u64;
+                if len % BLOCK as u64 != 0 || len < end || len - end >= BLOCK as u64 {
+                    return Err(format!("bytes after the end frame at offset {end}"));
+                }
+                crate::sys::fadvise_dontneed(fd, 0, 0);
+                return Ok(header);
+            }
+        }
+    }
+}
+
+fn parse_frame_at(b: &[u8], offset: u64, left: u64) -> Result<Parsed, String> {
+    format::parse_frame(b, offset, left).map_err(|e| e.to_string())
+}
+
+/// Loads the chain of snapshot `id` into `shard` (this worker's shard of
+/// `shards`): files newest first, pages hidden by newer ones skipped, keys
+/// of other shards skipped (the shard count changed), expired keys
+/// dropped. Returns the keys loaded.
+pub fn load_chain(dir: &Path, m: &Manifest, id: u64, shard: &mut Shard) -> Result<u64, String> {
+    let chain = m.chain(id)?;
+    let Some(top) = chain.last() else {
+        return Ok(0);
+    };
+    let shards = shard.shard_count();
+    let me = shard.id();
+    let now = shard.now_ms();
+    let same = top.shards == shards;
+    let mut coverage: Vec<Coverage> = (0..top.shards).map(|_| Coverage::default()).collect();
+    let mut loaded = 0u64;
+    for snap in chain.iter().rev() {
+        for (s, (name, _, _)) in snap.files.iter().enumerate() {
+            if same && s != me {
+                continue;
+            }
+            let path = dir.join(name);
+            let cov = &mut coverage[s];
+            stream_file(&path, |p| {
+                if cov.is_current(p.db, p.prefix, p.depth) && (p.db as usize) < shard.databases() {
+                    for e in p.decode_entries(0).map_err(|e| e.to_string())? {
+                        if e.is_expired(now) || engine::keyhash::shard_of_hash(e.hash, shards) != me
+                        {
+                            continue;
+                        }
+                        shard
+                            .db_mut(p.db as usize)
+                            .insert(e.hash, &e.key, e.value, e.expire_at);
+                        loaded += 1;
+                    }
+                }
+                cov.saw(p.db, p.prefix, p.depth);
+                Ok(())
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+            cov.end_file();
+        }
+    }
+    Ok(loaded)
+}
+
+/// The snapshot to load at start: the newest whose chain reads back
+/// whole; an older one only with a loud warning. None if there is no
+/// manifest (or it is empty).
+pub fn choose(dir: &Path, stem: &str) -> Result<Option<(Manifest, u64)>, String> {
+    let Some(m) = read_manifest(dir, stem)? else {
+        return Ok(None);
+    };
+    let mut errors = Vec::new();
+    for (i, snap) in m.snapshots.iter().enumerate() {
+        match verify_chain(dir, &m, snap.id) {
+            Ok(()) => {
+                if i > 0 {
+                    log::warning(&format!(
+                        "WARNING: the newest snapshot could not be read ({}); loading the older \
+                         snapshot {} taken at unix time {} instead. Changes after it are not in it.",
+                        errors.join("; "),
+                        snap.id,
+                        snap.created_ms / 1000
+                    ));
+                }
+                return Ok(Some((m.clone(), snap.id)));
+            }
+            Err(e) => errors.push(format!("snapshot {}: {e}", snap.id)),
+        }
+    }
+    if errors.is_empty() {
+        return Ok(None);
+    }
+    Err(format!(
+        "No snapshot in {} can be loaded: {}. Move the damaged files away to start empty, \
+         or run `kv-server check-snapshot` on them.",
+        dir.display(),
+        errors.join("; ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(id: u64, kind: Kind, parent: u64, base: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            id,
+            kind,
+            base_id: base,
+            parent_id: parent,
+            shards: 2,
+            databases: 16,
+            created_ms: 1_795_238_411_584 + id,
+            keys: 10 * id,
+            bytes: 8192 * id,
+            files: (0..2)
+                .map(|s| {
+                    (
+                        file_name("dump.rdb", id, kind, s),
+                        4096 * id,
+                        100 + s as u64,
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn manifest_round_trip_chain_and_damage() {
+        let m = Manifest {
+            snapshots: vec![
+                meta(3, Kind::Delta, 2, 1),
+                meta(2, Kind::Delta, 1, 1),
+                meta(1, Kind::Full, 0, 1),
+            ],
+        };
+        let text = m.encode();
+        assert_eq!(Manifest::decode(&text).unwrap(), m);
+        let ids: Vec<u64> = m.chain(3).unwrap().iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+        // Any changed byte is caught (by the checksum or the parser).
+        for i in 0..text.len() {
+            let mut b = text.clone().into_bytes();
+            b[i] = if b[i] == b'7' { b'8' } else { b'7' };
+            if let Ok(t) = String::from_utf8(b) {
+                assert!(Manifest::decode(&t).is_err(), "byte {i} changed unnoticed");
+            }
+        }
+        assert!(Manifest::decode(&text[..text.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn retention_keeps_the_two_newest_chains() {
+        // 5 (delta on 4, full), then 3, 2 (deltas on full 1).
+        let m = Manifest {
+            snapshots: vec![
+                meta(5, Kind::Delta, 4, 4),
+                meta(4, Kind::Full, 0, 4),
+                meta(3, Kind::Delta, 2, 1),
+                meta(2, Kind::Delta, 1, 1),
+                meta(1, Kind::Full, 0, 1),
+            ],
+        };
+        let (keep, drop) = retain(m);
+        let ids: Vec<u64> = keep.snapshots.iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![5, 4]);
+        assert_eq!(drop.len(), 6);
+        // Right after a new full one, the previous chain stays as fallback.
+        let m = Manifest {
+            snapshots: vec![
+                meta(4, Kind::Full, 0, 4),
+                meta(3, Kind::Delta, 2, 1),
+                meta(2, Kind::Delta, 1, 1),
+                meta(1, Kind::Full, 0, 1),
+            ],
+        };
+        let (keep, drop) = retain(m);
+        let ids: Vec<u64> = keep.snapshots.iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![4, 3, 2, 1]);
+        assert!(drop.is_empty());
+    }
+}

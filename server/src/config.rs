@@ -117,9 +117,11 @@ pub struct Config {
     /// `rdbcompression`: LZ4-compress snapshot page frames (where that makes
     /// them smaller; Redis uses LZF on strings). Default yes.
     pub rdbcompression: bool,
-    /// `rdbchecksum`: verify snapshot checksums on load. Default yes.
-    /// Unlike Redis, our snapshot files always carry their checksums; `no`
-    /// only skips verifying them when loading. Immutable, as in Redis.
+    /// `rdbchecksum`: accepted and shown; default yes. Unlike Redis, our
+    /// snapshot files always carry their checksums and loading always
+    /// verifies them (crc32c costs little next to reading the file, and a
+    /// restore that silently loads garbage is what we exist to prevent).
+    /// Immutable, as in Redis.
     pub rdbchecksum: bool,
     /// `rdb-del-sync-files`: accepted and shown only; it has no effect, as
     /// there is no replication (so no sync files). Default no.

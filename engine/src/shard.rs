@@ -198,20 +198,18 @@ impl Shard {
         SnapshotStart { epoch, since }
     }
 
-    /// Captures pages until about `budget` bytes of frames wait (a slice of
-    /// background work between client requests). Returns true when every
-    /// page of the snapshot has been captured.
+    /// Captures about `budget` bytes of entries (a slice of background work
+    /// between client requests; less if that many bytes of frames already
+    /// wait). Returns true when every page of the snapshot has been
+    /// captured.
     pub fn snapshot_step(&mut self, budget: usize) -> bool {
-        let mut done = true;
+        // One table per step: the first one not done yet.
         for t in &mut self.dbs {
             if !t.capture_step(budget) {
-                done = false;
-                if t.pending_bytes() >= budget {
-                    break;
-                }
+                return false;
             }
         }
-        done
+        true
     }
 
     /// Moves the captured frames (walker and copy-before-write alike) to

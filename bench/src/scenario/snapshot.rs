@@ -665,7 +665,9 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
     let out = common.out_dir();
     let scratch = Scratch::new(&out, "snapshot-under-load")?;
     let threads = common.server_threads.map(|t| t.to_string());
-    let mut kv_extra = vec![];
+    // Both servers snapshot only when told (BGSAVE) and keep no log, so
+    // the snapshot is all the disk work either does.
+    let mut kv_extra = vec!["--save", "", "--appendonly", "no"];
     if let Some(t) = &threads {
         kv_extra.extend(["--threads", t.as_str()]);
     }

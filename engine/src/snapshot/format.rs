@@ -283,6 +283,12 @@ pub struct Tally {
 }
 
 impl Encoder {
+    /// Bytes of entries the last [`Encoder::encode_page`] encoded (before
+    /// compression).
+    pub fn raw_len(&self) -> usize {
+        self.raw.len()
+    }
+
     /// Appends one page frame holding `entries` of hash range
     /// `(prefix, depth)` of database `db` to `out`; with `compress`, the
     /// payload is stored LZ4-compressed when that is smaller.

@@ -231,3 +231,37 @@ fn a_delta_after_few_changes_is_small() {
     let unchanged = size(&mut shard, false);
     assert_eq!(unchanged.pages, 0, "nothing changed, nothing written");
 }
+
+#[test]
+#[ignore]
+fn capture_speed() {
+    let mut shard = Shard::new(0, 1, 1);
+    for i in 0..300_000u32 {
+        shard.ctx(0).set(
+            format!("key:{i}").as_bytes(),
+            Value::Str(vec![b'x'; 1024]),
+            0,
+        );
+    }
+    for compress in [false, true] {
+        let t = std::time::Instant::now();
+        shard.begin_snapshot(true, compress);
+        let mut slices = 0;
+        let mut total = 0;
+        let mut pending = Vec::new();
+        loop {
+            slices += 1;
+            let done = shard.snapshot_step(256 * 1024);
+            total += shard.take_snapshot_frames(&mut pending).bytes;
+            pending.clear();
+            if done {
+                break;
+            }
+        }
+        shard.end_snapshot(true);
+        eprintln!(
+            "compress {compress}: {slices} slices, {total} bytes, {:?}",
+            t.elapsed()
+        );
+    }
+}

@@ -1,0 +1,1610 @@
+//! Snapshots (M1.4) end to end: the real server with `--appendonly no`, so
+//! that a start loads the newest snapshot (with the log on, the log is
+//! loaded instead), and the `redis` crate as the client.
+//!
+//! - `save_bgsave_lastsave_info_and_restart`: SAVE, BGSAVE [SCHEDULE],
+//!   LASTSAVE, SHUTDOWN [NOSAVE|SAVE] and their INFO persistence fields; a
+//!   restart with another number of shards (twice) brings back every key,
+//!   value, database and expiry.
+//! - `snapshot_is_the_state_at_the_barrier_under_writes`: BGSAVEs while a
+//!   client writes (one command at a time, each followed by `SET seq <i>`).
+//!   The snapshot loaded must be exactly the state between two of that
+//!   client's commands: no multi-shard MSET torn, nothing written after the
+//!   barrier (copy-before-write), nothing missing. Three rounds, each
+//!   continuing from the state the previous one loaded.
+//! - `deltas_chain_loads_to_the_last_snapshot`: a full snapshot and deltas on
+//!   top of it (FLUSHDB and other databases included) load back to the last.
+//! - `sigkill_during_a_snapshot_keeps_the_previous_one`: SIGKILL in the middle
+//!   of a snapshot; the restart loads the previous snapshot whole, or the new
+//!   one whole if it was complete.
+//! - `damaged_snapshot_files_are_detected`: a flipped byte or a truncated file
+//!   is never loaded: an older snapshot loads instead with a WARNING, or the
+//!   server refuses to start and names the file.
+//! - `failed_snapshot_refuses_writes_until_one_succeeds`: MISCONF after a
+//!   failed snapshot while `save` rules are set, as in Redis, until one works;
+//!   not with `stop-writes-on-bgsave-error no`.
+//! - `save_rules_in_one_argument_as_in_redis`: `--save "3600 1"` as Redis 7
+//!   takes it. KNOWN SERVER BUG: fails until kv-server splits the argument.
+//!
+//! States are compared whole: every database is SCANned and each key's value
+//! and exact expiry (PEXPIRETIME) read back, against a model of every write
+//! the test made. Expiries are absolute (PEXPIREAT) and an hour or more ahead,
+//! so nothing expires during a test and the model knows each to the ms.
+//!
+//! Environment: `SNAPSHOT_SEED=<u64>` repeats a run (each test prints its
+//! seed), `SNAPSHOT_CRASH_CYCLES=<n>` changes the number of kills (5).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use engine::keyhash::shard_of;
+use redis::{Connection, Value};
+use tests::resp::{self, show};
+use tests::{
+    self_check_against_redis, server_bin, RawConn, ReadOutcome, Rng, ScratchDir, ServerProc,
+};
+
+const DATABASES: u16 = 16;
+const HOUR_MS: i64 = 3_600_000;
+/// Snapshot files are written in, and padded to, blocks of this size.
+const BLOCK: usize = 4096;
+/// How long a snapshot, a start or an exit may take.
+const TIMEOUT: Duration = Duration::from_secs(15);
+/// Tolerance of a PTTL read back against the model's deadline.
+const PTTL_SLACK_MS: i64 = 1000;
+const STARTED: &[u8] = b"+Background saving started\r\n";
+const SCHEDULED: &[u8] = b"+Background saving scheduled\r\n";
+const BUSY: &[u8] = b"-ERR Background save already in progress\r\n";
+const MISCONF: &str = "-MISCONF Redis is configured to save RDB snapshots";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// The seed of a test: `SNAPSHOT_SEED` or the clock; printed.
+fn seed(test: &str) -> u64 {
+    let seed = std::env::var("SNAPSHOT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| now_ms() as u64 ^ u64::from(std::process::id()) << 40);
+    println!("{test}: seed {seed} (repeat with SNAPSHOT_SEED={seed})");
+    seed
+}
+
+/// These tests check our snapshot files and INFO fields: not for Redis.
+fn skip() -> bool {
+    if self_check_against_redis() {
+        eprintln!(
+            "NOTE: snapshot tests check kv-server's snapshots; skipped with KV_TEST_SERVER=redis"
+        );
+    }
+    self_check_against_redis()
+}
+
+/// `kv-server --appendonly no <args>` on `dir`.
+fn start(dir: &Path, args: &[&str]) -> ServerProc {
+    let mut all = vec!["--appendonly", "no"];
+    all.extend_from_slice(args);
+    ServerProc::start_in(dir, &all)
+}
+
+/// Sends `args` on a raw connection; returns the exact reply bytes.
+fn raw_cmd(server: &ServerProc, args: &[&str]) -> Vec<u8> {
+    server.raw().cmd(args)
+}
+
+fn query<T: redis::FromRedisValue>(con: &mut Connection, args: &[&str]) -> T {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query(con)
+        .unwrap_or_else(|e| panic!("{}: unexpected error {e}", args.join(" ")))
+}
+
+fn wait_exit(server: &mut ServerProc, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = server.exit_status() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{what}: the server did not exit");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// SHUTDOWN NOSAVE (or another SHUTDOWN form); the process must exit with 0.
+fn shutdown(mut server: ServerProc, args: &[&str]) {
+    let mut raw = server.raw();
+    raw.send_cmd(args);
+    if let Err(got) = raw.read_until_closed(TIMEOUT) {
+        panic!("{args:?}: connection still open, received {}", show(&got));
+    }
+    let status = wait_exit(&mut server, &args.join(" "));
+    assert!(status.success(), "{args:?}: exit status {status}");
+}
+
+fn kill(mut server: ServerProc) {
+    server.signal("KILL");
+    wait_exit(&mut server, "SIGKILL");
+}
+
+// ---------------------------------------------------------------- INFO
+
+/// INFO persistence, as fields.
+struct Info(BTreeMap<String, String>);
+
+impl Info {
+    fn read(con: &mut Connection) -> Info {
+        let text: String = query(con, &["INFO", "persistence"]);
+        Info(
+            text.lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+                .collect(),
+        )
+    }
+
+    fn get(&self, field: &str) -> &str {
+        self.0
+            .get(field)
+            .unwrap_or_else(|| panic!("INFO persistence has no {field}: {:?}", self.0))
+    }
+
+    fn num(&self, field: &str) -> i64 {
+        self.get(field)
+            .parse()
+            .unwrap_or_else(|e| panic!("INFO {field}:{} is not a number: {e}", self.get(field)))
+    }
+
+    /// Asserts `field:value` for each pair.
+    fn expect(&self, context: &str, pairs: &[(&str, &str)]) {
+        for (field, value) in pairs {
+            assert_eq!(
+                self.get(field),
+                *value,
+                "{context}: INFO {field}; all: {:?}",
+                self.0
+            );
+        }
+    }
+}
+
+/// Polls INFO persistence until `cond` holds.
+fn wait_info(con: &mut Connection, what: &str, cond: impl Fn(&Info) -> bool) -> Info {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let info = Info::read(con);
+        if cond(&info) {
+            return info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; INFO: {:?}",
+            info.0
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn wait_idle(con: &mut Connection) -> Info {
+    wait_info(con, "the snapshot to finish", |i| {
+        i.num("rdb_bgsave_in_progress") == 0
+    })
+}
+
+/// BGSAVE (must start), then waits for it to end; INFO after it.
+fn bgsave(server: &ServerProc, con: &mut Connection) -> Info {
+    let reply = raw_cmd(server, &["BGSAVE"]);
+    assert_eq!(show(&reply), show(STARTED), "BGSAVE");
+    wait_idle(con)
+}
+
+// ---------------------------------------------------------------- states
+
+/// A key's value and absolute expiry (unix ms).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    value: Vec<u8>,
+    expire_at: Option<i64>,
+}
+
+/// Every key of every database: (db, key) → entry.
+type State = BTreeMap<(u16, Vec<u8>), Entry>;
+
+fn select(con: &mut Connection, db: u16) {
+    let () = redis::cmd("SELECT")
+        .arg(db)
+        .query(con)
+        .unwrap_or_else(|e| panic!("SELECT {db}: {e}"));
+}
+
+/// Everything the server holds: SCAN of every database, then GET and
+/// PEXPIRETIME of each key (pipelined); DBSIZE must agree.
+fn read_state(server: &ServerProc) -> State {
+    let mut con = server.conn();
+    let mut out = State::new();
+    for db in 0..DATABASES {
+        select(&mut con, db);
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut cursor = "0".to_string();
+        loop {
+            let (next, batch): (String, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(2000)
+                .query(&mut con)
+                .unwrap_or_else(|e| panic!("SCAN {cursor} in db {db}: {e}"));
+            keys.extend(batch);
+            cursor = next;
+            if cursor == "0" {
+                break;
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        for chunk in keys.chunks(2000) {
+            let mut pipe = redis::pipe();
+            for k in chunk {
+                pipe.cmd("GET").arg(k).cmd("PEXPIRETIME").arg(k);
+            }
+            let replies: Vec<Value> = pipe
+                .query(&mut con)
+                .unwrap_or_else(|e| panic!("reading db {db} back: {e}"));
+            for (k, pair) in chunk.iter().zip(replies.chunks(2)) {
+                let expire_at = match pair[1] {
+                    Value::Int(-1) => None,
+                    Value::Int(t) if t >= 0 => Some(t),
+                    ref other => panic!("db {db} {}: PEXPIRETIME {other:?}", show(k)),
+                };
+                let Value::BulkString(ref value) = pair[0] else {
+                    panic!(
+                        "db {db} {}: SCAN lists it but GET replied {:?}",
+                        show(k),
+                        pair[0]
+                    );
+                };
+                out.insert(
+                    (db, k.clone()),
+                    Entry {
+                        value: value.clone(),
+                        expire_at,
+                    },
+                );
+            }
+        }
+        let size: usize = query(&mut con, &["DBSIZE"]);
+        assert_eq!(
+            size,
+            keys.len(),
+            "db {db}: DBSIZE {size} but SCAN found {} keys",
+            keys.len()
+        );
+    }
+    out
+}
+
+fn show_key(k: &(u16, Vec<u8>)) -> String {
+    format!("db {} {}", k.0, show(&k.1))
+}
+
+fn show_entry(e: &Entry) -> String {
+    let mut v = show(&e.value);
+    if v.len() > 80 {
+        v = format!("{}... ({} bytes)", &v[..60], e.value.len());
+    }
+    format!("{v} expire_at {:?}", e.expire_at)
+}
+
+/// None if equal, else the number of differences and the first few.
+fn diff(expected: &State, got: &State) -> Option<String> {
+    if expected == got {
+        return None;
+    }
+    let mut lines = Vec::new();
+    for (k, e) in expected {
+        match got.get(k) {
+            None => lines.push(format!(
+                "  {}: missing, expected {}",
+                show_key(k),
+                show_entry(e)
+            )),
+            Some(g) if g != e => lines.push(format!(
+                "  {}: {} but expected {}",
+                show_key(k),
+                show_entry(g),
+                show_entry(e)
+            )),
+            Some(_) => {}
+        }
+    }
+    for (k, g) in got {
+        if !expected.contains_key(k) {
+            lines.push(format!(
+                "  {}: {} but expected absent",
+                show_key(k),
+                show_entry(g)
+            ));
+        }
+    }
+    let n = lines.len();
+    lines.truncate(8);
+    Some(format!(
+        "{n} keys differ (expected {} keys, read back {}):\n{}",
+        expected.len(),
+        got.len(),
+        lines.join("\n")
+    ))
+}
+
+fn assert_state(server: &ServerProc, expected: &State, context: &str) {
+    if let Some(d) = diff(expected, &read_state(server)) {
+        panic!("{context}: {d}");
+    }
+}
+
+/// PTTL of every key with an expiry agrees with its deadline.
+fn assert_pttls(server: &ServerProc, expected: &State, context: &str) {
+    let mut con = server.conn();
+    let mut pipe = redis::pipe();
+    let mut checked = Vec::new();
+    for ((db, key), e) in expected {
+        if let Some(at) = e.expire_at {
+            pipe.cmd("SELECT").arg(*db).ignore().cmd("PTTL").arg(key);
+            checked.push(((*db, key.clone()), at));
+        }
+    }
+    let t0 = now_ms();
+    let pttls: Vec<i64> = pipe.query(&mut con).expect("PTTLs");
+    let t1 = now_ms();
+    for ((k, at), pttl) in checked.iter().zip(pttls) {
+        assert!(
+            pttl >= at - t1 - PTTL_SLACK_MS && pttl <= at - t0 + PTTL_SLACK_MS,
+            "{context}: {} PTTL {pttl}, but its deadline is {at} and it was read in [{t0}, {t1}]",
+            show_key(k)
+        );
+    }
+}
+
+// ---------------------------------------------------------------- writes
+
+/// One write command and what it does to the model.
+#[derive(Clone, Debug)]
+enum Op {
+    Select(u16),
+    Set(Vec<u8>, Vec<u8>),
+    Del(Vec<u8>),
+    PexpireAt(Vec<u8>, i64),
+    Persist(Vec<u8>),
+    MSet(Vec<(Vec<u8>, Vec<u8>)>),
+    FlushDb,
+}
+
+impl Op {
+    fn command(&self) -> redis::Cmd {
+        let mut c;
+        match self {
+            Op::Select(db) => {
+                c = redis::cmd("SELECT");
+                c.arg(*db);
+            }
+            Op::Set(k, v) => {
+                c = redis::cmd("SET");
+                c.arg(k).arg(v);
+            }
+            Op::Del(k) => {
+                c = redis::cmd("DEL");
+                c.arg(k);
+            }
+            Op::PexpireAt(k, at) => {
+                c = redis::cmd("PEXPIREAT");
+                c.arg(k).arg(*at);
+            }
+            Op::Persist(k) => {
+                c = redis::cmd("PERSIST");
+                c.arg(k);
+            }
+            Op::MSet(pairs) => {
+                c = redis::cmd("MSET");
+                for (k, v) in pairs {
+                    c.arg(k).arg(v);
+                }
+            }
+            Op::FlushDb => c = redis::cmd("FLUSHDB"),
+        }
+        c
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Op::Select(db) => format!("SELECT {db}"),
+            Op::Set(k, v) => format!("SET {} <{} bytes>", show(k), v.len()),
+            Op::Del(k) => format!("DEL {}", show(k)),
+            Op::PexpireAt(k, at) => format!("PEXPIREAT {} {at}", show(k)),
+            Op::Persist(k) => format!("PERSIST {}", show(k)),
+            Op::MSet(pairs) => {
+                let keys: Vec<String> = pairs.iter().map(|(k, _)| show(k)).collect();
+                format!("MSET {}", keys.join(" "))
+            }
+            Op::FlushDb => "FLUSHDB".to_string(),
+        }
+    }
+
+    /// Applies the command to `state` (current database `*db`); returns
+    /// the reply the server must send.
+    fn apply(&self, state: &mut State, db: &mut u16) -> Value {
+        let plain = |v: &Vec<u8>| Entry {
+            value: v.clone(),
+            expire_at: None,
+        };
+        match self {
+            Op::Select(n) => {
+                *db = *n;
+                Value::Okay
+            }
+            Op::Set(k, v) => {
+                state.insert((*db, k.clone()), plain(v));
+                Value::Okay
+            }
+            Op::Del(k) => Value::Int(i64::from(state.remove(&(*db, k.clone())).is_some())),
+            Op::PexpireAt(k, at) => match state.get_mut(&(*db, k.clone())) {
+                Some(e) => {
+                    e.expire_at = Some(*at);
+                    Value::Int(1)
+                }
+                None => Value::Int(0),
+            },
+            Op::Persist(k) => match state.get_mut(&(*db, k.clone())) {
+                Some(e) if e.expire_at.is_some() => {
+                    e.expire_at = None;
+                    Value::Int(1)
+                }
+                _ => Value::Int(0),
+            },
+            Op::MSet(pairs) => {
+                for (k, v) in pairs {
+                    state.insert((*db, k.clone()), plain(v));
+                }
+                Value::Okay
+            }
+            Op::FlushDb => {
+                let current = *db;
+                state.retain(|(d, _), _| *d != current);
+                Value::Okay
+            }
+        }
+    }
+}
+
+/// Runs `ops` pipelined, checks each reply against the model and applies
+/// it. `db` is the connection's current database.
+fn run_ops(con: &mut Connection, ops: &[Op], state: &mut State, db: &mut u16, context: &str) {
+    for chunk in ops.chunks(5000) {
+        let mut pipe = redis::pipe();
+        for op in chunk {
+            pipe.add_command(op.command());
+        }
+        let replies: Vec<Value> = pipe
+            .query(con)
+            .unwrap_or_else(|e| panic!("{context}: pipeline failed: {e}"));
+        for (op, reply) in chunk.iter().zip(replies) {
+            let expected = op.apply(state, db);
+            assert_eq!(
+                reply,
+                expected,
+                "{context}: {} (model: {expected:?})",
+                op.describe()
+            );
+        }
+    }
+}
+
+fn random_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        out.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A value: mostly short text, sometimes empty, binary or a few KB.
+fn value(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(20) {
+        0 => Vec::new(),
+        1..=3 => {
+            let n = rng.range(1, 64) as usize;
+            random_bytes(rng, n)
+        }
+        4 => {
+            let n = rng.range(1000, 4000) as usize;
+            random_bytes(rng, n)
+        }
+        _ => format!("v{}", rng.next_u64()).into_bytes(),
+    }
+}
+
+/// A set of key names, also grouped by the shard (of `shards`) they hash to.
+struct Keys {
+    all: Vec<Vec<u8>>,
+    by_shard: Vec<Vec<Vec<u8>>>,
+}
+
+impl Keys {
+    fn new(prefix: &str, n: usize, shards: usize) -> Keys {
+        let all: Vec<Vec<u8>> = (0..n)
+            .map(|i| format!("{prefix}{i}").into_bytes())
+            .collect();
+        let mut by_shard = vec![Vec::new(); shards];
+        for k in &all {
+            by_shard[shard_of(k, shards)].push(k.clone());
+        }
+        assert!(
+            by_shard.iter().all(|s| !s.is_empty()),
+            "keys {prefix}* miss a shard"
+        );
+        Keys { all, by_shard }
+    }
+}
+
+/// A random write on `keys`; an MSET has a key of every shard.
+/// Expiries are at `deadline` plus up to 10 minutes.
+fn random_op(rng: &mut Rng, keys: &Keys, deadline: i64) -> Op {
+    let key = rng.pick(&keys.all).clone();
+    match rng.below(100) {
+        0..=39 => Op::Set(key, value(rng)),
+        40..=54 => Op::Del(key),
+        55..=69 => Op::PexpireAt(key, deadline + rng.range(0, 600_000)),
+        70..=74 => Op::Persist(key),
+        _ => {
+            let mut chosen: Vec<Vec<u8>> =
+                keys.by_shard.iter().map(|s| rng.pick(s).clone()).collect();
+            for _ in 0..rng.below(3) {
+                let extra = rng.pick(&keys.all).clone();
+                if !chosen.contains(&extra) {
+                    chosen.push(extra);
+                }
+            }
+            Op::MSet(chosen.into_iter().map(|k| (k, value(rng))).collect())
+        }
+    }
+}
+
+/// `n` keys `<prefix><i>` in db 0 with random (incompressible) values of
+/// `len` bytes, pipelined.
+fn preload(
+    con: &mut Connection,
+    state: &mut State,
+    prefix: &str,
+    n: usize,
+    len: usize,
+    rng: &mut Rng,
+) {
+    let ops: Vec<Op> = (0..n)
+        .map(|i| Op::Set(format!("{prefix}{i}").into_bytes(), random_bytes(rng, len)))
+        .collect();
+    select(con, 0);
+    run_ops(con, &ops, state, &mut 0, "preload");
+}
+
+// ---------------------------------------------------------------- files
+
+fn snapshot_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The only file of `dir` whose name ends with `suffix`.
+fn file_ending(dir: &Path, suffix: &str) -> PathBuf {
+    let names: Vec<String> = snapshot_files(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    assert_eq!(
+        names.len(),
+        1,
+        "files *{suffix} in {}: {names:?}",
+        dir.display()
+    );
+    dir.join(&names[0])
+}
+
+/// Flips every bit of one byte in the middle of the frames of a snapshot
+/// file (past the 4 KiB header block, before the last block, which may
+/// hold padding).
+fn flip_middle_byte(path: &Path) {
+    let mut bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        bytes.len() >= 3 * BLOCK,
+        "{}: only {} bytes; the test needs frames past the header block (more data)",
+        path.display(),
+        bytes.len()
+    );
+    let at = BLOCK + (bytes.len() - 2 * BLOCK) / 2;
+    bytes[at] ^= 0xff;
+    fs::write(path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+fn truncate(path: &Path, len: u64) {
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    f.set_len(len)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = fs::remove_dir_all(to);
+    fs::create_dir_all(to).expect("create the copy");
+    for name in snapshot_files(from) {
+        fs::copy(from.join(&name), to.join(&name)).expect("copy a snapshot file");
+    }
+}
+
+/// Starts the server on `dir` expecting it to refuse: it must exit with a
+/// non-zero status without ever answering PING. Returns its output.
+fn start_must_fail(dir: &Path, args: &[&str], context: &str) -> String {
+    let logs = ScratchDir::new("snapshot-refused");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let log = |name: &str| File::create(logs.path().join(name)).expect("a log file");
+    let mut child = Command::new(server_bin())
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
+        .arg(dir)
+        .args(["--appendonly", "no"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log("stdout.log"))
+        .stderr(log("stderr.log"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", server_bin().display()));
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + TIMEOUT;
+    let output = || {
+        ["stdout.log", "stderr.log"]
+            .map(|n| fs::read_to_string(logs.path().join(n)).unwrap_or_default())
+            .join("")
+    };
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the server") {
+            break status;
+        }
+        let answered = RawConn::try_connect(addr, Duration::from_millis(100))
+            .ok()
+            .and_then(|mut c| {
+                c.send(&resp::encode(&["PING"])).ok()?;
+                match c.try_read_reply(Duration::from_millis(500)) {
+                    ReadOutcome::Reply(r) => Some(r),
+                    _ => None,
+                }
+            });
+        if answered.is_some() || Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{context}: the server started (PING answered: {}) although its snapshots are \
+                 damaged\n--- output ---\n{}",
+                answered.is_some(),
+                output()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let out = output();
+    assert!(!status.success(), "{context}: exit status {status}\n{out}");
+    out
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn save_bgsave_lastsave_info_and_restart() {
+    if skip() {
+        return;
+    }
+    let mut rng = Rng::new(seed("save_bgsave_lastsave_info_and_restart"));
+    let scratch = ScratchDir::new("snapshot-save");
+    let dir = scratch.path();
+    let snapdir = dir.join("snapshotdir");
+    let server = start(dir, &["--save", "", "--threads", "1"]);
+    let mut con = server.conn();
+
+    Info::read(&mut con).expect(
+        "fresh server",
+        &[
+            ("rdb_saves", "0"),
+            ("rdb_bgsave_in_progress", "0"),
+            ("rdb_last_bgsave_status", "ok"),
+            ("rdb_last_bgsave_time_sec", "-1"),
+            ("rdb_last_snapshot_kind", "none"),
+            ("rdb_snapshots_kept", "0"),
+        ],
+    );
+    let started: i64 = query(&mut con, &["LASTSAVE"]);
+    assert!(
+        (now_ms() / 1000 - started).abs() <= 60,
+        "LASTSAVE {started} of a new server"
+    );
+
+    // Keys in four databases; some expire, some are 100 KB, odd names.
+    let deadline = now_ms() + HOUR_MS;
+    let mut ops = Vec::new();
+    for db in [0u16, 1, 5, 15] {
+        ops.push(Op::Select(db));
+        for i in 0..200 {
+            let key = format!("db{db}:key{i}").into_bytes();
+            ops.push(Op::Set(key.clone(), value(&mut rng)));
+            if i % 5 == 0 {
+                ops.push(Op::PexpireAt(key, deadline + i));
+            }
+        }
+        for j in 0..2 {
+            let big = random_bytes(&mut rng, 100 * 1024);
+            ops.push(Op::Set(format!("db{db}:big{j}").into_bytes(), big));
+        }
+        ops.push(Op::PexpireAt(
+            format!("db{db}:big0").into_bytes(),
+            deadline + 7,
+        ));
+    }
+    ops.push(Op::Select(0));
+    ops.push(Op::Set(Vec::new(), b"the empty key".to_vec()));
+    ops.push(Op::Set(
+        b"bin\0\r\nkey\xff".to_vec(),
+        b"\0\r\n\xff".to_vec(),
+    ));
+    ops.push(Op::MSet(vec![
+        (b"empty value".to_vec(), Vec::new()),
+        (b"number".to_vec(), b"-12345".to_vec()),
+    ]));
+    let (mut model, mut db) = (State::new(), 0u16);
+    run_ops(&mut con, &ops, &mut model, &mut db, "writes");
+    let info = Info::read(&mut con);
+    assert!(
+        info.num("rdb_changes_since_last_save") >= model.len() as i64,
+        "rdb_changes_since_last_save {} after writing {} keys",
+        info.num("rdb_changes_since_last_save"),
+        model.len()
+    );
+
+    // SAVE: a full snapshot, durable when +OK arrives.
+    let t0 = now_ms() / 1000;
+    assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
+    let t1 = now_ms() / 1000;
+    let lastsave: i64 = query(&mut con, &["LASTSAVE"]);
+    assert!(
+        t0 <= lastsave && lastsave <= t1,
+        "LASTSAVE {lastsave} after a SAVE in [{t0}, {t1}]"
+    );
+    let info = Info::read(&mut con);
+    info.expect(
+        "after SAVE",
+        &[
+            ("rdb_saves", "1"),
+            ("rdb_bgsave_in_progress", "0"),
+            ("rdb_last_bgsave_status", "ok"),
+            ("rdb_last_snapshot_kind", "full"),
+            ("rdb_changes_since_last_save", "0"),
+            ("rdb_snapshots_kept", "1"),
+            ("rdb_last_save_time", &lastsave.to_string()),
+            ("rdb_last_snapshot_keys", &model.len().to_string()),
+        ],
+    );
+    assert!(info.num("rdb_last_bgsave_time_sec") >= 0);
+    assert!(
+        info.num("rdb_last_snapshot_bytes") > 8 * 100 * 1024,
+        "{:?}",
+        info.0
+    );
+    assert!(info.num("rdb_last_snapshot_pages") > 0, "{:?}", info.0);
+    let files = snapshot_files(&snapdir);
+    assert!(
+        files.contains(&"dump.rdb.manifest".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files.iter().any(|f| f.ends_with(".full.s0.kvs")),
+        "{files:?}"
+    );
+
+    // Three writes are three changes.
+    let ops = [
+        Op::Set(b"after first save".to_vec(), b"1".to_vec()),
+        Op::Set(b"db0:key1".to_vec(), b"overwritten".to_vec()),
+        Op::Del(b"db0:key2".to_vec()),
+    ];
+    run_ops(&mut con, &ops, &mut model, &mut db, "writes after SAVE");
+    Info::read(&mut con).expect("three writes", &[("rdb_changes_since_last_save", "3")]);
+
+    // BGSAVE: a delta.
+    let info = bgsave(&server, &mut con);
+    info.expect(
+        "after BGSAVE",
+        &[
+            ("rdb_saves", "2"),
+            ("rdb_last_bgsave_status", "ok"),
+            ("rdb_last_snapshot_kind", "delta"),
+            ("rdb_changes_since_last_save", "0"),
+            ("rdb_snapshots_kept", "2"),
+        ],
+    );
+    let lastsave2: i64 = query(&mut con, &["LASTSAVE"]);
+    assert!(
+        lastsave2 >= lastsave,
+        "LASTSAVE went back: {lastsave} then {lastsave2}"
+    );
+
+    // BGSAVEs in a row may find one running: only Redis's replies.
+    let mut raw = server.raw();
+    let mut pipeline = resp::encode(&["BGSAVE"]);
+    pipeline.extend(resp::encode(&["BGSAVE"]));
+    pipeline.extend(resp::encode(&["BGSAVE", "SCHEDULE"]));
+    raw.send(&pipeline).expect("send");
+    let replies: Vec<Vec<u8>> = (0..3).map(|_| raw.read_reply()).collect();
+    assert_eq!(show(&replies[0]), show(STARTED));
+    assert!(
+        [STARTED, BUSY].contains(&&replies[1][..]),
+        "{}",
+        show(&replies[1])
+    );
+    assert!(
+        [STARTED, SCHEDULED].contains(&&replies[2][..]),
+        "{}",
+        show(&replies[2])
+    );
+    let saves = 2 + replies
+        .iter()
+        .filter(|r| [STARTED, SCHEDULED].contains(&&r[..]))
+        .count();
+    println!(
+        "BGSAVE x3: {:?}",
+        replies.iter().map(|r| show(r)).collect::<Vec<_>>()
+    );
+    let info = wait_info(&mut con, "the BGSAVEs (and the scheduled one)", |i| {
+        i.num("rdb_bgsave_in_progress") == 0 && i.num("rdb_saves") >= saves as i64
+    });
+    info.expect(
+        "after the BGSAVEs",
+        &[
+            ("rdb_saves", &saves.to_string()),
+            ("rdb_last_bgsave_status", "ok"),
+        ],
+    );
+
+    // A write after the last snapshot is lost by SHUTDOWN NOSAVE.
+    let () = query(&mut con, &["SET", "after the last save", "x"]);
+    let lastsave: i64 = query(&mut con, &["LASTSAVE"]);
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+
+    // Two shards load the one-shard snapshot.
+    let server = start(dir, &["--save", "", "--threads", "2"]);
+    assert_state(&server, &model, "restart with --threads 2");
+    assert_pttls(&server, &model, "restart with --threads 2");
+    let mut con = server.conn();
+    let reloaded: i64 = query(&mut con, &["LASTSAVE"]);
+    assert_eq!(
+        reloaded, lastsave,
+        "LASTSAVE after a restart is the snapshot's time"
+    );
+    Info::read(&mut con).expect(
+        "restarted",
+        &[("rdb_saves", "0"), ("rdb_last_snapshot_kind", "none")],
+    );
+    // The first snapshot of a process is full; now with two shards.
+    assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
+    Info::read(&mut con).expect(
+        "SAVE after the restart",
+        &[
+            ("rdb_last_snapshot_kind", "full"),
+            ("rdb_last_snapshot_keys", &model.len().to_string()),
+        ],
+    );
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+
+    // Three shards load the two-shard snapshot; SHUTDOWN SAVE saves first
+    // although no save rules are set.
+    let server = start(dir, &["--save", "", "--threads", "3"]);
+    assert_state(&server, &model, "restart with --threads 3");
+    let mut con = server.conn();
+    let ops = [Op::Set(b"before SHUTDOWN SAVE".to_vec(), b"kept".to_vec())];
+    run_ops(
+        &mut con,
+        &ops,
+        &mut model,
+        &mut 0,
+        "write before SHUTDOWN SAVE",
+    );
+    shutdown(server, &["SHUTDOWN", "SAVE"]);
+    let server = start(dir, &["--save", "", "--threads", "1"]);
+    assert_state(&server, &model, "restart after SHUTDOWN SAVE");
+    assert_pttls(&server, &model, "restart after SHUTDOWN SAVE");
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+}
+
+/// The writer of `snapshot_is_the_state_at_the_barrier_under_writes`: op,
+/// then `SET <seq_key> <i>`, one command at a time, until `stop`. Returns
+/// every op it ran (each acknowledged, and its `SET` too).
+fn barrier_writer(
+    mut con: Connection,
+    seed: u64,
+    mut model: State,
+    seq_key: String,
+    progress: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> Result<Vec<Op>, String> {
+    let mut rng = Rng::new(seed);
+    let keys = Keys::new("w:", 2000, 2);
+    let deadline = now_ms() + 2 * HOUR_MS;
+    let mut ops = Vec::new();
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while !stop.load(Ordering::SeqCst) {
+        if Instant::now() > give_up {
+            return Err("the writer was not stopped within 60 s".into());
+        }
+        let op = random_op(&mut rng, &keys, deadline);
+        let reply: Value = op
+            .command()
+            .query(&mut con)
+            .map_err(|e| format!("op {}: {}: {e}", ops.len(), op.describe()))?;
+        let expected = op.apply(&mut model, &mut 0);
+        if reply != expected {
+            return Err(format!(
+                "op {}: {} replied {reply:?}, expected {expected:?}",
+                ops.len(),
+                op.describe()
+            ));
+        }
+        let i = ops.len();
+        ops.push(op);
+        let () = redis::cmd("SET")
+            .arg(&seq_key)
+            .arg(i)
+            .query(&mut con)
+            .map_err(|e| format!("SET {seq_key} {i}: {e}"))?;
+        progress.store(i as u64 + 1, Ordering::SeqCst);
+    }
+    Ok(ops)
+}
+
+/// Rounds of `snapshot_is_the_state_at_the_barrier_under_writes`.
+const BARRIER_ROUNDS: usize = 3;
+/// BGSAVEs per round (the last is checked).
+const BARRIER_BGSAVES: i64 = 5;
+
+#[test]
+fn snapshot_is_the_state_at_the_barrier_under_writes() {
+    if skip() {
+        return;
+    }
+    let seed = seed("snapshot_is_the_state_at_the_barrier_under_writes");
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("snapshot-barrier");
+    let dir = scratch.path();
+    let args = ["--save", "", "--threads", "2"];
+    let mut server = start(dir, &args);
+    let mut state = State::new();
+    preload(
+        &mut server.conn(),
+        &mut state,
+        "bulk:",
+        50_000,
+        200,
+        &mut rng,
+    );
+
+    for round in 0..BARRIER_ROUNDS {
+        let context = format!("round {round} (seed {seed})");
+        let seq_key = format!("seq:{round}");
+        let mut con = server.conn();
+        let progress = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (con, wseed, model) = (server.conn(), rng.next_u64(), state.clone());
+            let (seq_key, progress, stop) = (seq_key.clone(), progress.clone(), stop.clone());
+            thread::spawn(move || barrier_writer(con, wseed, model, seq_key, progress, stop))
+        };
+        let wait_progress = |n: u64| {
+            let deadline = Instant::now() + TIMEOUT;
+            while progress.load(Ordering::SeqCst) < n {
+                assert!(!writer.is_finished(), "{context}: the writer stopped early");
+                assert!(
+                    Instant::now() < deadline,
+                    "{context}: the writer makes no progress"
+                );
+                thread::sleep(Duration::from_millis(2));
+            }
+        };
+        wait_progress(50);
+        let mut kinds = Vec::new();
+        let saves = Info::read(&mut con).num("rdb_saves");
+        let (mut before_last, mut after_last) = (0, 0);
+        for n in 1..=BARRIER_BGSAVES {
+            thread::sleep(Duration::from_millis(rng.range(5, 60) as u64));
+            before_last = progress.load(Ordering::SeqCst);
+            let info = bgsave(&server, &mut con);
+            after_last = progress.load(Ordering::SeqCst);
+            info.expect(&context, &[("rdb_last_bgsave_status", "ok")]);
+            assert_eq!(info.num("rdb_saves"), saves + n, "{context}");
+            kinds.push(info.get("rdb_last_snapshot_kind").to_string());
+        }
+        // Writes after the last snapshot, which must not be in it.
+        wait_progress(after_last + 20);
+        stop.store(true, Ordering::SeqCst);
+        let ops = writer
+            .join()
+            .expect("writer thread panicked")
+            .unwrap_or_else(|e| panic!("{context}: writer: {e}"));
+        println!(
+            "{context}: {} ops; snapshots {kinds:?}; the last one's barrier between {seq_key} {} \
+             and {after_last}",
+            ops.len(),
+            before_last as i64 - 1,
+        );
+        shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+
+        server = start(dir, &args);
+        let loaded = read_state(&server);
+        let mut got = loaded.clone();
+        let seq: i64 = match got.remove(&(0, seq_key.clone().into_bytes())) {
+            Some(e) => String::from_utf8_lossy(&e.value)
+                .parse()
+                .expect("seq is a number"),
+            None => -1,
+        };
+        // The barrier came after BGSAVE was sent and before it was seen done.
+        assert!(
+            seq >= before_last as i64 - 1 && seq <= after_last as i64,
+            "{context}: the loaded snapshot has {seq_key} {seq}, but the last BGSAVE's barrier \
+             was between {} and {after_last}: not the last snapshot?",
+            before_last as i64 - 1
+        );
+        // Candidates: right after `SET seq <seq>` (ops 0..=seq applied), or
+        // with the next op applied too (its `SET seq` not yet).
+        let mut model = state;
+        for op in &ops[..(seq + 1) as usize] {
+            op.apply(&mut model, &mut 0);
+        }
+        if let Some(at_seq) = diff(&model, &got) {
+            let next = &ops[(seq + 1) as usize];
+            next.apply(&mut model, &mut 0);
+            if let Some(at_next) = diff(&model, &got) {
+                panic!(
+                    "{context}: the loaded snapshot ({seq_key} {seq}) is no state of the op \
+                     sequence.\nRight after SET {seq_key} {seq}: {at_seq}\n\
+                     With the next op ({}) applied: {at_next}",
+                    next.describe()
+                );
+            }
+            println!(
+                "{context}: loaded the state after op {} ({})",
+                seq + 1,
+                next.describe()
+            );
+        } else {
+            println!("{context}: loaded the state right after SET {seq_key} {seq}");
+        }
+        state = loaded;
+    }
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+}
+
+#[test]
+fn deltas_chain_loads_to_the_last_snapshot() {
+    if skip() {
+        return;
+    }
+    let seed = seed("deltas_chain_loads_to_the_last_snapshot");
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("snapshot-deltas");
+    let dir = scratch.path();
+    let server = start(dir, &["--save", "", "--threads", "2"]);
+    let mut con = server.conn();
+    let mut model = State::new();
+    preload(&mut con, &mut model, "base:", 20_000, 100, &mut rng);
+
+    let keys = Keys::new("r:", 400, 2);
+    let deadline = now_ms() + HOUR_MS;
+    let mut db = 0u16;
+    let (mut kinds, mut saved) = (Vec::new(), State::new());
+    let (mut full, mut deltas) = (0, 0);
+    for round in 0..8 {
+        let mut ops = Vec::new();
+        let mut current = db;
+        for _ in 0..150 {
+            if rng.chance(8) {
+                current = rng.below(4) as u16;
+                ops.push(Op::Select(current));
+            }
+            // Now and then a FLUSHDB, not of db 0 (the bulk of the data).
+            ops.push(if current != 0 && rng.chance(2) {
+                Op::FlushDb
+            } else {
+                random_op(&mut rng, &keys, deadline)
+            });
+        }
+        if round == 4 {
+            // A database emptied between two deltas.
+            ops.extend([
+                Op::Select(1),
+                Op::FlushDb,
+                Op::Set(b"r:1".to_vec(), b"after flush".to_vec()),
+            ]);
+        }
+        let context = format!("round {round} (seed {seed})");
+        run_ops(&mut con, &ops, &mut model, &mut db, &context);
+        assert_eq!(
+            show(&raw_cmd(&server, &["SAVE"])),
+            show(b"+OK\r\n"),
+            "{context}: SAVE"
+        );
+        let info = Info::read(&mut con);
+        info.expect(
+            &context,
+            &[
+                ("rdb_saves", &(round + 1).to_string()),
+                ("rdb_last_bgsave_status", "ok"),
+            ],
+        );
+        let (kind, bytes) = (
+            info.get("rdb_last_snapshot_kind"),
+            info.num("rdb_last_snapshot_bytes"),
+        );
+        // Full first, then deltas until they add up to more than
+        // `snapshot-full-ratio` (50) percent of the full one.
+        let expected = if round == 0 || deltas * 100 > full * 50 {
+            "full"
+        } else {
+            "delta"
+        };
+        assert_eq!(
+            kind, expected,
+            "{context}: the deltas so far have {deltas} bytes, the full one {full}"
+        );
+        if kind == "full" {
+            (full, deltas) = (bytes, 0);
+        } else {
+            deltas += bytes;
+        }
+        kinds.push(format!("{kind} {bytes}"));
+        saved = model.clone();
+    }
+    println!("snapshots (kind, bytes): {kinds:?}");
+    assert!(
+        kinds.iter().any(|k| k.starts_with("delta")),
+        "no delta among {kinds:?}"
+    );
+    // The server holds what the model says (so a mismatch after the
+    // restart is the snapshot's).
+    assert_state(&server, &model, "before the restart");
+    let kept = Info::read(&mut con).num("rdb_snapshots_kept");
+    let ops = [
+        Op::Select(0),
+        Op::Set(b"base:0".to_vec(), b"not saved".to_vec()),
+        Op::Del(b"base:1".to_vec()),
+    ];
+    run_ops(
+        &mut con,
+        &ops,
+        &mut model,
+        &mut db,
+        "writes after the last SAVE",
+    );
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+
+    let snapdir = dir.join("snapshotdir");
+    let files = snapshot_files(&snapdir);
+    let manifest = fs::read_to_string(snapdir.join("dump.rdb.manifest")).expect("the manifest");
+    let last = manifest.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("crc32c "),
+        "the manifest's last line: {last:?}"
+    );
+    let listed = manifest
+        .lines()
+        .filter(|l| l.starts_with("snapshot "))
+        .count();
+    assert_eq!(
+        listed as i64, kept,
+        "rdb_snapshots_kept vs the manifest:\n{manifest}"
+    );
+    for line in manifest.lines().filter(|l| l.starts_with("file ")) {
+        let name = line.split(' ').nth(2).unwrap_or_default();
+        assert!(
+            files.contains(&name.to_string()),
+            "{name} is in the manifest but not in {files:?}"
+        );
+    }
+    assert!(
+        files.iter().filter(|f| f.ends_with(".kvs")).count() >= 4,
+        "{files:?}"
+    );
+    assert!(
+        files.iter().all(|f| !f.ends_with(".tmp")),
+        "temporary files left: {files:?}"
+    );
+
+    let server = start(dir, &["--save", "", "--threads", "2"]);
+    assert_state(
+        &server,
+        &saved,
+        &format!("restart after the last SAVE (seed {seed})"),
+    );
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+    // The same chain into three shards.
+    let server = start(dir, &["--save", "", "--threads", "3"]);
+    assert_state(
+        &server,
+        &saved,
+        &format!("restart with --threads 3 (seed {seed})"),
+    );
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+}
+
+#[test]
+fn sigkill_during_a_snapshot_keeps_the_previous_one() {
+    if skip() {
+        return;
+    }
+    let seed = seed("sigkill_during_a_snapshot_keeps_the_previous_one");
+    let cycles: usize = std::env::var("SNAPSHOT_CRASH_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("snapshot-kill");
+    let dir = scratch.path();
+    let args = ["--save", "", "--threads", "2"];
+    let server = start(dir, &args);
+    let mut con = server.conn();
+    let mut a = State::new();
+    // 40 MB of incompressible values: a full snapshot takes a while.
+    preload(&mut con, &mut a, "k:", 100_000, 400, &mut rng);
+    let t = Instant::now();
+    assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
+    // The window kills are spread over; shrunk below whenever a snapshot
+    // turns out to be over sooner (the first SAVE, cold, is the slowest).
+    let mut window_ms = t.elapsed().as_millis().max(5) as i64;
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+    println!("a full snapshot takes {window_ms} ms; {cycles} cycles");
+
+    let keys = Keys::new("k:", 120_000, 2);
+    let deadline = now_ms() + HOUR_MS;
+    let (mut mid, mut loaded_b) = (0, 0);
+    for cycle in 0..cycles {
+        let context = format!("cycle {cycle} (seed {seed})");
+        let server = start(dir, &args);
+        let mut con = server.conn();
+        // Every snapshot here is the first of its process: full.
+        let mut b = a.clone();
+        let ops: Vec<Op> = (0..2000)
+            .map(|_| random_op(&mut rng, &keys, deadline))
+            .collect();
+        run_ops(&mut con, &ops, &mut b, &mut 0, &context);
+        assert!(a != b, "{context}: the changes changed nothing");
+        // The first kill comes right after BGSAVE replies (a sure hit in
+        // the middle); later ones anywhere in the snapshot or just after it.
+        let delay = match cycle {
+            0 => 0,
+            _ => rng.range(0, window_ms * 6 / 5),
+        };
+        assert_eq!(
+            show(&raw_cmd(&server, &["BGSAVE"])),
+            show(STARTED),
+            "{context}"
+        );
+        thread::sleep(Duration::from_millis(delay as u64));
+        let running = Info::read(&mut con).num("rdb_bgsave_in_progress") == 1;
+        kill(server);
+        if !running {
+            window_ms = window_ms.min(delay.max(5));
+        }
+
+        let server = start(dir, &args);
+        let got = read_state(&server);
+        let is_a = diff(&a, &got);
+        let is_b = diff(&b, &got);
+        match (is_a, is_b) {
+            (_, None) => loaded_b += 1,
+            (None, Some(_)) if running => {}
+            (None, Some(_)) => panic!(
+                "{context}: the snapshot was complete before the kill (killed {delay} ms after \
+                 BGSAVE, not in progress), but the restart loaded the previous one"
+            ),
+            (Some(da), Some(db)) => panic!(
+                "{context}: killed {delay} ms after BGSAVE (in progress: {running}); the restart \
+                 loaded neither the previous snapshot ({da}) nor the new one ({db})"
+            ),
+        }
+        let hit = running || got == a;
+        mid += usize::from(hit);
+        println!(
+            "{context}: killed {delay} ms after BGSAVE, in progress: {running}, loaded the {} snapshot",
+            if got == b { "new" } else { "previous" }
+        );
+        a = got;
+        shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+    }
+    println!(
+        "{cycles} kills, {mid} in the middle of a snapshot, {loaded_b} loaded the new one; files \
+         left: {:?}",
+        snapshot_files(&dir.join("snapshotdir"))
+    );
+    assert!(
+        mid >= 1 || cycles == 0,
+        "no kill hit a snapshot in progress (seed {seed})"
+    );
+}
+
+/// The newest snapshot is damaged (file `damaged`), an older one is not:
+/// the start loads `expected` with a WARNING that names the file.
+fn falls_back(dir: &Path, args: &[&str], damaged: &str, expected: &State, context: &str) {
+    let server = start(dir, args);
+    let log = server.output();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARNING"))
+        .unwrap_or_else(|| {
+            panic!("{context}: no WARNING in the log:\n{log}");
+        });
+    assert!(
+        warning.contains(damaged),
+        "{context}: the WARNING does not name {damaged}: {warning}"
+    );
+    println!("{context}: {warning}");
+    assert_state(&server, expected, context);
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+}
+
+/// No snapshot can be loaded: the server must refuse to start, naming
+/// `damaged`.
+fn refused(dir: &Path, args: &[&str], damaged: &str, context: &str) {
+    let out = start_must_fail(dir, args, context);
+    assert!(
+        out.contains(damaged),
+        "{context}: the error does not name {damaged}:\n{out}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.contains(damaged))
+        .unwrap_or_default();
+    println!("{context}: refused: {line}");
+}
+
+#[test]
+fn damaged_snapshot_files_are_detected() {
+    if skip() {
+        return;
+    }
+    let seed = seed("damaged_snapshot_files_are_detected");
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("snapshot-damage");
+    let dir = scratch.path();
+    let snapdir = dir.join("snapshotdir");
+    let args = ["--save", "", "--threads", "2"];
+    let server = start(dir, &args);
+    let mut con = server.conn();
+    let mut model = State::new();
+    preload(&mut con, &mut model, "k:", 30_000, 300, &mut rng);
+    assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
+    let first = model.clone();
+    let keys = Keys::new("k:", 30_000, 2);
+    let ops: Vec<Op> = (0..40)
+        .map(|_| Op::Set(rng.pick(&keys.all).clone(), random_bytes(&mut rng, 300)))
+        .collect();
+    run_ops(&mut con, &ops, &mut model, &mut 0, "changes");
+    assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
+    Info::read(&mut con).expect("second SAVE", &[("rdb_last_snapshot_kind", "delta")]);
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+    let backup = dir.join("backup");
+    copy_dir(&snapdir, &backup);
+    let restore = || {
+        copy_dir(&backup, &snapdir);
+    };
+    let full0 = file_ending(&snapdir, ".full.s0.kvs");
+    let full1 = file_ending(&snapdir, ".full.s1.kvs");
+    let delta0 = file_ending(&snapdir, ".delta.s0.kvs");
+    let delta1 = file_ending(&snapdir, ".delta.s1.kvs");
+    let name = |p: &Path| {
+        p.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
+
+    // Undamaged, the delta loads.
+    let server = start(dir, &args);
+    assert_state(&server, &model, "undamaged");
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+
+    // (a) A flipped byte in a delta: the full snapshot loads, loudly.
+    flip_middle_byte(&delta0);
+    falls_back(
+        dir,
+        &args,
+        &name(&delta0),
+        &first,
+        "a byte of the delta flipped",
+    );
+    // (b) And one in the full snapshot: nothing can be loaded.
+    flip_middle_byte(&full1);
+    refused(
+        dir,
+        &args,
+        &name(&full1),
+        "bytes of the delta and the full one flipped",
+    );
+
+    // (c) A delta shortened by a block: the full one loads, loudly.
+    restore();
+    let len = fs::metadata(&delta1).expect("delta").len();
+    truncate(&delta1, len - BLOCK as u64);
+    falls_back(dir, &args, &name(&delta1), &first, "the delta truncated");
+    // And the full one cut in the middle of a frame: refused.
+    let len = fs::metadata(&full0).expect("full").len();
+    truncate(&full0, len / 2 + 100);
+    refused(
+        dir,
+        &args,
+        &name(&full0),
+        "the delta and the full one truncated",
+    );
+
+    // (d) A damaged manifest: refused, naming it.
+    restore();
+    let manifest = snapdir.join("dump.rdb.manifest");
+    let mut text = fs::read(&manifest).expect("manifest");
+    let at = text.len() / 2;
+    text[at] = if text[at] == b'7' { b'8' } else { b'7' };
+    fs::write(&manifest, text).expect("write the manifest");
+    refused(
+        dir,
+        &args,
+        "dump.rdb.manifest",
+        "a byte of the manifest changed",
+    );
+
+    // Restored, the newest loads again.
+    restore();
+    let server = start(dir, &args);
+    assert_state(&server, &model, "restored");
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+}
+
+#[test]
+fn failed_snapshot_refuses_writes_until_one_succeeds() {
+    if skip() {
+        return;
+    }
+    let scratch = ScratchDir::new("snapshot-misconf");
+    let dir = scratch.path();
+    let blocker = dir.join("snaps");
+    // `save` rules must be set for MISCONF (Redis: `--save "3600 1"`, see
+    // `save_rules_in_one_argument_as_in_redis`).
+    let args = [
+        "--save",
+        "3600",
+        "1",
+        "--snapshotdirname",
+        "snaps",
+        "--threads",
+        "2",
+    ];
+    let server = start(dir, &args);
+    let mut con = server.conn();
+    let () = query(&mut con, &["SET", "k", "v"]);
+    // A file where the snapshot directory should be: snapshots fail.
+    fs::write(&blocker, b"not a directory").expect("create the blocking file");
+    let info = bgsave(&server, &mut con);
+    info.expect(
+        "failed BGSAVE",
+        &[
+            ("rdb_last_bgsave_status", "err"),
+            ("rdb_saves", "0"),
+            ("rdb_bgsave_in_progress", "0"),
+        ],
+    );
+    let refused = raw_cmd(&server, &["SET", "k", "w"]);
+    assert!(
+        refused.starts_with(MISCONF.as_bytes()),
+        "SET after a failed snapshot: {}",
+        show(&refused)
+    );
+    let refused = raw_cmd(&server, &["DEL", "k"]);
+    assert!(
+        refused.starts_with(MISCONF.as_bytes()),
+        "DEL: {}",
+        show(&refused)
+    );
+    assert_eq!(
+        show(&raw_cmd(&server, &["GET", "k"])),
+        show(b"$1\r\nv\r\n"),
+        "reads still work"
+    );
+    let save = raw_cmd(&server, &["SAVE"]);
+    assert!(
+        save.starts_with(b"-ERR"),
+        "SAVE while snapshots fail: {}",
+        show(&save)
+    );
+    // SHUTDOWN must save (rules are set) and cannot: it refuses.
+    assert_eq!(
+        show(&raw_cmd(&server, &["SHUTDOWN"])),
+        show(b"-ERR Errors trying to SHUTDOWN. Check logs.\r\n")
+    );
+    let mut server = server;
+    server.assert_running();
+
+    fs::remove_file(&blocker).expect("remove the blocking file");
+    let info = bgsave(&server, &mut con);
+    info.expect(
+        "BGSAVE after the fix",
+        &[("rdb_last_bgsave_status", "ok"), ("rdb_saves", "1")],
+    );
+    assert_eq!(
+        show(&raw_cmd(&server, &["SET", "k", "w"])),
+        show(b"+OK\r\n")
+    );
+    // With save rules set, SHUTDOWN saves first.
+    let () = query(&mut con, &["SET", "k2", "saved by SHUTDOWN"]);
+    shutdown(server, &["SHUTDOWN"]);
+    let server = start(dir, &args);
+    let mut con = server.conn();
+    let got: Vec<String> = query(&mut con, &["MGET", "k", "k2"]);
+    assert_eq!(got, ["w", "saved by SHUTDOWN"]);
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+
+    // stop-writes-on-bgsave-error no: writes go on after a failure.
+    let scratch = ScratchDir::new("snapshot-misconf-no");
+    let dir = scratch.path();
+    let server = start(
+        dir,
+        &[
+            "--save",
+            "3600",
+            "1",
+            "--snapshotdirname",
+            "snaps",
+            "--stop-writes-on-bgsave-error",
+            "no",
+        ],
+    );
+    let mut con = server.conn();
+    fs::write(dir.join("snaps"), b"not a directory").expect("create the blocking file");
+    bgsave(&server, &mut con).expect("failed BGSAVE", &[("rdb_last_bgsave_status", "err")]);
+    assert_eq!(
+        show(&raw_cmd(&server, &["SET", "k", "v"])),
+        show(b"+OK\r\n")
+    );
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+}
+
+/// KNOWN SERVER BUG (found by this test; fails until fixed in server/src/config.rs):
+/// Redis 7 splits the single argument of a multi-argument directive at
+/// spaces (`loadServerConfigFromString`, MULTI_ARG_CONFIG), so
+/// `redis-server --save "3600 1"` (and `save "3600 1"` in a file) sets one
+/// rule. kv-server exits with "Invalid save parameters" instead.
+#[test]
+fn save_rules_in_one_argument_as_in_redis() {
+    let server = ServerProc::start(&["--appendonly", "no", "--save", "3600 1 300 100"]);
+    let mut con = server.conn();
+    let save: Vec<String> = query(&mut con, &["CONFIG", "GET", "save"]);
+    assert_eq!(save, ["save", "3600 1 300 100"]);
+}

@@ -801,6 +801,21 @@ fn lookup(name: &[u8]) -> Option<&'static Directive> {
 }
 
 impl Directive {
+    /// A multi-argument directive given all its words in one argument
+    /// (`save "3600 1"` in a file, `--save "3600 1"`, CONFIG SET) is split
+    /// at spaces, as Redis 7 does; None when there is nothing to split.
+    fn split_single(&self, args: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
+        match args {
+            [only] if self.multi_arg() && only.contains(&b' ') => Some(
+                only.split(|&b| b == b' ')
+                    .filter(|w| !w.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
     /// Whether the directive takes any number of arguments (else exactly one).
     fn multi_arg(&self) -> bool {
         matches!(self.kind, Kind::Bind | Kind::Save)
@@ -810,6 +825,8 @@ impl Directive {
     /// does: like [`Directive::apply`], except that only the first `save`
     /// line of a load replaces the rules, later ones add to them.
     fn load(&self, cfg: &mut Config, args: &[Vec<u8>], state: &mut Loading) -> Result<(), String> {
+        let split = self.split_single(args);
+        let args = split.as_deref().unwrap_or(args);
         if let Kind::Save = self.kind {
             apply_save(cfg, args, !state.save_seen)?;
             state.save_seen = true;
@@ -821,6 +838,8 @@ impl Directive {
     /// Parses `args` (the words after the name) into `cfg`, replacing the
     /// value (CONFIG SET). The error is Redis's reason text.
     fn apply(&self, cfg: &mut Config, args: &[Vec<u8>]) -> Result<(), String> {
+        let split = self.split_single(args);
+        let args = split.as_deref().unwrap_or(args);
         match self.kind {
             Kind::Bind => return apply_bind(cfg, args),
             Kind::Save => return apply_save(cfg, args, true),
@@ -2527,8 +2546,10 @@ mod tests {
                 .save,
             vec![(7, 8), (9, 10), (11, 12)]
         );
-        // As in Redis, each argument is one word: "11 12" is one number.
-        assert!(run(&["--save", "11 12"]).is_err());
+        // As in Redis 7 (checked against redis-server 7.0.15), the single
+        // argument of a multi-argument directive is split at spaces.
+        assert_eq!(run(&["--save", "11 12"]).unwrap().save, vec![(11, 12)]);
+        assert!(run(&["--save", "11 x"]).is_err());
         // `--save` without a value, or with "", means `save ""`.
         assert!(run(&[main, "--save", "--port", "7000"])
             .unwrap()

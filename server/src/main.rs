@@ -466,6 +466,8 @@ fn run(cfg: Config) -> i32 {
                                 let local = local.unwrap_or(peer);
                                 runtime::spawn(conn::serve(worker.clone(), stream, peer, local));
                             }
+                            // The listener was shut at exit.
+                            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
                             Err(e) => {
                                 log::warning(&format!("Accepting client connection: {e}"));
                                 runtime::sleep(std::time::Duration::from_millis(10)).await;

@@ -727,13 +727,16 @@ async fn write_all(
         files,
     };
     // 3. The manifest makes it visible.
-    let (keep, drop) = {
+    let (keep, mut drop, last_visible) = {
         let st = worker.shared.snapshot_status();
         let mut m = st.manifest.clone();
+        let last_visible = m.snapshots.first().map(|s| s.id);
         m.snapshots.insert(0, meta.clone());
-        retain(m)
+        let (keep, drop) = retain(m);
+        (keep, drop, last_visible)
     };
     write_manifest(dir, stem, &keep).await?;
+    drop.extend(leftovers(dir, stem, last_visible, &keep));
     for name in drop {
         if let Err(e) = std::fs::remove_file(dir.join(&name)) {
             if e.kind() != io::ErrorKind::NotFound {
@@ -743,6 +746,43 @@ async fn write_all(
     }
     worker.shared.snapshot_status().manifest = keep;
     Ok((meta, total, peak))
+}
+
+/// Files of snapshots that never became visible: every `.tmp` file, and,
+/// when a manifest was there to say which snapshot was the last visible
+/// one, files of later snapshots the new manifest does not name (a crash
+/// or an error stopped them before their manifest). Without a manifest
+/// nothing but `.tmp` files is touched: files it cannot account for may be
+/// someone's copy.
+fn leftovers(dir: &Path, stem: &str, last_visible: Option<u64>, keep: &Manifest) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let named: std::collections::BTreeSet<&str> = keep
+        .snapshots
+        .iter()
+        .flat_map(|s| s.files.iter().map(|f| f.0.as_str()))
+        .collect();
+    let prefix = format!("{stem}.");
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| {
+            let Some(rest) = name.strip_prefix(&prefix) else {
+                return false;
+            };
+            let id = rest.split('.').next().and_then(|i| i.parse::<u64>().ok());
+            let Some(id) = id else {
+                return false;
+            };
+            if name.ends_with(".kvs.tmp") {
+                return true;
+            }
+            name.ends_with(".kvs")
+                && last_visible.is_some_and(|v| id > v)
+                && !named.contains(name.as_str())
+        })
+        .collect()
 }
 
 /// Which snapshots a manifest keeps: the newest one's chain and the

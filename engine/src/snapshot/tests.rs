@@ -265,3 +265,44 @@ fn capture_speed() {
         );
     }
 }
+
+/// `cargo test --release -p engine delta_ratio -- --ignored --nocapture`:
+/// the size of a delta after changing 1% of keys at random, against the
+/// full snapshot (the target is at most 5%).
+#[test]
+#[ignore]
+fn delta_ratio() {
+    let mut rng = Rng(0x1234_5678);
+    let mut shard = Shard::new(0, 1, 1);
+    let n = 200_000u64;
+    for i in 0..n {
+        shard
+            .ctx(0)
+            .set(format!("key:{i}").as_bytes(), Value::Str(vec![b'v'; 100]), 0);
+    }
+    let size = |shard: &mut Shard, full: bool| {
+        shard.begin_snapshot(full, false);
+        let mut bytes = 0;
+        loop {
+            let done = shard.snapshot_step(1 << 20);
+            bytes += shard.take_snapshot_frames(&mut Vec::new()).bytes;
+            if done {
+                break;
+            }
+        }
+        shard.end_snapshot(true);
+        bytes
+    };
+    let full = size(&mut shard, true);
+    for _ in 0..n / 100 {
+        let i = rng.below(n);
+        shard
+            .ctx(0)
+            .set(format!("key:{i}").as_bytes(), Value::Str(vec![b'w'; 100]), 0);
+    }
+    let delta = size(&mut shard, false);
+    eprintln!(
+        "full {full} bytes, delta after 1% of keys {delta} bytes = {:.1}%",
+        100.0 * delta as f64 / full as f64
+    );
+}

@@ -680,20 +680,9 @@ async fn shutdown(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
     }
     // As Redis: save when asked, or when save rules are set unless NOSAVE.
     let save = save.unwrap_or_else(|| !conn.worker.shared.config().save.is_empty());
-    if save {
-        log::notice("Saving the final snapshot before exiting.");
-        let mut r = crate::snapshot::save(&conn.worker, false).await;
-        if matches!(r, Err(crate::snapshot::StartError::Busy)) {
-            // Wait for the running one, then take the final snapshot.
-            while matches!(r, Err(crate::snapshot::StartError::Busy)) {
-                crate::runtime::sleep(std::time::Duration::from_millis(10)).await;
-                r = crate::snapshot::save(&conn.worker, false).await;
-            }
-        }
-        if !matches!(r, Ok(Ok(_))) && !force {
-            log::warning("Error trying to save the DB, can't exit.");
-            return Err(Error::msg("ERR Errors trying to SHUTDOWN. Check logs."));
-        }
+    if save && !crate::snapshot::final_save(&conn.worker).await && !force {
+        log::warning("Error trying to save the DB, can't exit.");
+        return Err(Error::msg("ERR Errors trying to SHUTDOWN. Check logs."));
     }
     log::warning("User requested shutdown...");
     conn.worker.shared.request_shutdown();

@@ -174,7 +174,16 @@ fn watch_signals(shared: Arc<Shared>) -> std::io::Result<()> {
                 }
                 seen = true;
                 log::warning(&format!("Received {name} scheduling shutdown..."));
-                shared.request_shutdown();
+                // As Redis: with save rules, the final snapshot first (not
+                // while still loading: there is nothing new to save).
+                let saving = !shared.config().save.is_empty() && *shared.serving.borrow();
+                if saving {
+                    shared
+                        .shutdown_after_save
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                } else {
+                    shared.request_shutdown();
+                }
             }
         })?;
     Ok(())

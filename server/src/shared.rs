@@ -58,6 +58,9 @@ pub struct Shared {
     snapshot: Mutex<crate::snapshot::Status>,
     /// The last snapshot failed (MISCONF with stop-writes-on-bgsave-error).
     pub bgsave_failed: std::sync::atomic::AtomicBool,
+    /// SIGTERM/SIGINT asked for a shutdown that first takes the final
+    /// snapshot (save rules are set); worker 0's snapshot cron does it.
+    pub shutdown_after_save: std::sync::atomic::AtomicBool,
 }
 
 /// What writes get after a failed snapshot (Redis 7's text).
@@ -108,6 +111,7 @@ impl Shared {
                 crate::worker::now_ms() / 1000,
             )),
             bgsave_failed: std::sync::atomic::AtomicBool::new(false),
+            shutdown_after_save: std::sync::atomic::AtomicBool::new(false),
         };
         shared.refresh_hot();
         Arc::new(shared)

@@ -837,6 +837,18 @@ async fn sync_dir(dir: &Path) -> io::Result<()> {
 pub async fn cron(worker: Rc<Worker>) {
     loop {
         crate::runtime::sleep(std::time::Duration::from_millis(100)).await;
+        if worker
+            .shared
+            .shutdown_after_save
+            .swap(false, Ordering::Relaxed)
+        {
+            if final_save(&worker).await {
+                worker.shared.request_shutdown();
+            } else {
+                log::warning("Error trying to save the DB, can't exit.");
+            }
+            continue;
+        }
         let rules = worker.shared.config().save.clone();
         let (running, scheduled, since_save, retry_later) = {
             let mut st = worker.shared.snapshot_status();
@@ -868,6 +880,20 @@ pub async fn cron(worker: Rc<Worker>) {
         };
         log::notice(&format!("{changes} changes in {secs} seconds. Saving..."));
         let _ = save(&worker, false).await;
+    }
+}
+
+/// The snapshot before a shutdown: waits for a running one to end, then
+/// takes one. Returns whether it succeeded.
+pub async fn final_save(worker: &Rc<Worker>) -> bool {
+    log::notice("Saving the final snapshot before exiting.");
+    loop {
+        match save(worker, false).await {
+            Err(StartError::Busy) => {
+                crate::runtime::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Ok(r) => return r.is_ok(),
+        }
     }
 }
 
@@ -1112,34 +1138,24 @@ mod tests {
         assert!(Manifest::decode(&text[..text.len() - 3]).is_err());
     }
 
+    /// The ids `retain` keeps of `snapshots`, and how many files it drops.
+    fn kept(snapshots: Vec<SnapshotMeta>) -> (Vec<u64>, usize) {
+        let (keep, drop) = retain(Manifest { snapshots });
+        (keep.snapshots.iter().map(|s| s.id).collect(), drop.len())
+    }
+
     #[test]
     fn retention_keeps_the_two_newest_chains() {
         // 5 (delta on 4, full), then 3, 2 (deltas on full 1).
-        let m = Manifest {
-            snapshots: vec![
-                meta(5, Kind::Delta, 4, 4),
-                meta(4, Kind::Full, 0, 4),
-                meta(3, Kind::Delta, 2, 1),
-                meta(2, Kind::Delta, 1, 1),
-                meta(1, Kind::Full, 0, 1),
-            ],
-        };
-        let (keep, drop) = retain(m);
-        let ids: Vec<u64> = keep.snapshots.iter().map(|s| s.id).collect();
-        assert_eq!(ids, vec![5, 4]);
-        assert_eq!(drop.len(), 6);
+        let five = vec![
+            meta(5, Kind::Delta, 4, 4),
+            meta(4, Kind::Full, 0, 4),
+            meta(3, Kind::Delta, 2, 1),
+            meta(2, Kind::Delta, 1, 1),
+            meta(1, Kind::Full, 0, 1),
+        ];
+        assert_eq!(kept(five.clone()), (vec![5, 4], 6));
         // Right after a new full one, the previous chain stays as fallback.
-        let m = Manifest {
-            snapshots: vec![
-                meta(4, Kind::Full, 0, 4),
-                meta(3, Kind::Delta, 2, 1),
-                meta(2, Kind::Delta, 1, 1),
-                meta(1, Kind::Full, 0, 1),
-            ],
-        };
-        let (keep, drop) = retain(m);
-        let ids: Vec<u64> = keep.snapshots.iter().map(|s| s.id).collect();
-        assert_eq!(ids, vec![4, 3, 2, 1]);
-        assert!(drop.is_empty());
+        assert_eq!(kept(five[1..].to_vec()), (vec![4, 3, 2, 1], 0));
     }
 }

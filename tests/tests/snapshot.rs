@@ -1626,3 +1626,40 @@ fn save_rules_in_one_argument_as_in_redis() {
     let save: Vec<String> = query(&mut con, &["CONFIG", "GET", "save"]);
     assert_eq!(save, ["save", "3600 1 300 100"]);
 }
+
+/// SIGTERM with `save` rules set takes the final snapshot before exiting,
+/// as Redis does (systemd stops a server with SIGTERM); without rules it
+/// exits at once.
+#[test]
+fn sigterm_takes_the_final_snapshot_when_save_rules_are_set() {
+    if self_check_against_redis() {
+        return;
+    }
+    let scratch = ScratchDir::new("snapshot-sigterm");
+    let dir = scratch.path();
+    let mut server = start(dir, &["--save", "3600 1000000"]);
+    let mut con = server.conn();
+    for i in 0..100 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("t:{i}"))
+            .arg(i)
+            .query(&mut con)
+            .expect("SET");
+    }
+    server.signal("TERM");
+    tests::wait_until(TIMEOUT, "the process to exit", || !server.is_running());
+    let status = server.exit_status().expect("exited");
+    assert!(status.success(), "exit status {status:?}");
+    let log = server.output();
+    assert!(
+        log.contains("Saving the final snapshot before exiting."),
+        "{log}"
+    );
+    drop(server);
+    let server = start(dir, &["--save", ""]);
+    let mut con = server.conn();
+    let n: i64 = redis::cmd("DBSIZE").query(&mut con).expect("DBSIZE");
+    assert_eq!(n, 100, "the final snapshot did not hold every key");
+    let v: i64 = redis::cmd("GET").arg("t:99").query(&mut con).expect("GET");
+    assert_eq!(v, 99);
+}

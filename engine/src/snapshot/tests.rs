@@ -276,9 +276,11 @@ fn delta_ratio() {
     let mut shard = Shard::new(0, 1, 1);
     let n = 200_000u64;
     for i in 0..n {
-        shard
-            .ctx(0)
-            .set(format!("key:{i}").as_bytes(), Value::Str(vec![b'v'; 100]), 0);
+        shard.ctx(0).set(
+            format!("key:{i}").as_bytes(),
+            Value::Str(vec![b'v'; 100]),
+            0,
+        );
     }
     let size = |shard: &mut Shard, full: bool| {
         shard.begin_snapshot(full, false);
@@ -296,9 +298,11 @@ fn delta_ratio() {
     let full = size(&mut shard, true);
     for _ in 0..n / 100 {
         let i = rng.below(n);
-        shard
-            .ctx(0)
-            .set(format!("key:{i}").as_bytes(), Value::Str(vec![b'w'; 100]), 0);
+        shard.ctx(0).set(
+            format!("key:{i}").as_bytes(),
+            Value::Str(vec![b'w'; 100]),
+            0,
+        );
     }
     let delta = size(&mut shard, false);
     eprintln!(

@@ -616,10 +616,18 @@ fn start<'a>(
     let threads = settings.server_threads.map(|t| t.to_string());
     for cfg in configs {
         let yes_no = if cfg.appendonly { "yes" } else { "no" };
-        let mut extra = vec!["--appendonly", yes_no, "--appendfsync", cfg.fsync];
+        // No snapshots on either side: the log is what is measured.
+        let mut extra = vec![
+            "--appendonly",
+            yes_no,
+            "--appendfsync",
+            cfg.fsync,
+            "--save",
+            "",
+        ];
         let bin = match cfg.server {
             Server::Redis => {
-                extra.extend(["--save", "", "--auto-aof-rewrite-percentage", "0"]);
+                extra.extend(["--auto-aof-rewrite-percentage", "0"]);
                 &bins.redis
             }
             Server::KvServer => {

@@ -119,7 +119,8 @@ pub fn run(args: &ThroughputArgs) -> Result<()> {
     )
     .map_err(|e| e.to_string())?;
     let threads = common.server_threads.map(|t| t.to_string());
-    let mut kv_extra = vec![];
+    // Persistence off on both sides, as Redis is started above.
+    let mut kv_extra = vec!["--save", "", "--appendonly", "no"];
     if let Some(t) = &threads {
         kv_extra.extend(["--threads", t.as_str()]);
     }

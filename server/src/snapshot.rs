@@ -4,8 +4,8 @@
 //!
 //! A snapshot runs as follows (the coordinator is a task on the thread
 //! that asked for it):
-//! 1. Barrier: every shard is locked whole (ascending order, as for
-//!    FLUSHALL), and each starts capturing its pages as they are now
+//! 1. Barrier (`tx::barrier`): shard by shard in ascending order, as
+//!    locks are taken, each starts capturing its pages as they are now
 //!    (`Shard::begin_snapshot`) and reports its epoch, last log sequence
 //!    number and change counter. Then the locks are released: clients wait
 //!    only for this step, which touches no data.
@@ -591,7 +591,7 @@ async fn run(
     let shards = worker.shard_count();
     let kind = if full { Kind::Full } else { Kind::Delta };
     // 1. The barrier.
-    let starts = crate::tx::on_all_locked(worker, move |_| {
+    let starts = crate::tx::barrier(worker, move |_| {
         Box::new(move |sh: &mut Shard| {
             let start = sh.begin_snapshot(full, compress);
             Reply::Array(vec![

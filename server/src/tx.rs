@@ -178,33 +178,38 @@ pub async fn run(
     reply
 }
 
-/// Runs `job(shard)` on every shard while all of them are locked whole
-/// (the snapshot barrier: no multi-shard command is half done on any
-/// shard while the jobs run). Returns the replies in shard order.
-pub async fn on_all_locked(worker: &Rc<Worker>, job: impl Fn(usize) -> Job) -> Vec<Reply> {
+/// Runs `job(shard)` on every shard at one consistent point: a barrier no
+/// multi-shard command straddles (the snapshot barrier). Shard by shard in
+/// ascending order, the job runs as soon as nothing is locked there, and
+/// the shard then stays locked whole until the last shard's job has run;
+/// the last shard is never locked at all. A multi-shard command therefore
+/// either finished on every shard before its job or starts on none before
+/// the last job: it locks shards in the same ascending order, so it waits
+/// behind the barrier on the first shard it shares with it. Each shard is
+/// held for the round trips to the shards after it, and no longer.
+/// Returns the replies in shard order (fewer if a shard is gone).
+pub async fn barrier(worker: &Rc<Worker>, job: impl Fn(usize) -> Job) -> Vec<Reply> {
     let shards = worker.shard_count();
     let tx = worker.next_tx_id();
-    let mut locked = Vec::with_capacity(shards);
-    for s in 0..shards {
-        if !lock(worker, s, tx, LockScope::Whole).await {
-            break;
-        }
-        locked.push(s);
-    }
     let mut replies = Vec::with_capacity(shards);
-    if locked.len() == shards {
-        let cluster = TxCluster {
-            worker,
-            tx: Some(tx),
-            keyspace_read: false,
-            staged: RefCell::new(BTreeSet::new()),
-        };
-        let runs: Vec<_> = (0..shards).map(|s| cluster.run(s, job(s))).collect();
-        for r in runs {
-            replies.push(r.await);
+    for s in 0..shards {
+        let (reply, rx) = oneshot::channel();
+        worker.send(
+            s,
+            Msg::Barrier {
+                tx,
+                job: job(s),
+                release: s + 1 == shards,
+                from: worker.id,
+                reply,
+            },
+        );
+        match rx.await {
+            Ok(r) => replies.push(r),
+            Err(_) => break,
         }
     }
-    for s in locked {
+    for s in 0..replies.len().min(shards - 1) {
         worker.send(
             s,
             Msg::Unlock {

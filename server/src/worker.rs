@@ -92,6 +92,16 @@ pub enum Msg {
     /// Write this shard's file of the running snapshot
     /// (`snapshot::writer_loop`).
     SnapshotWrite(crate::snapshot::WriteRequest),
+    /// One shard's step of a barrier across shards (`tx::barrier`): once
+    /// nothing is locked here, run `job` and, unless `release`, keep the
+    /// whole shard locked for `tx` until its Unlock.
+    Barrier {
+        tx: u64,
+        job: Job,
+        release: bool,
+        from: usize,
+        reply: oneshot::Sender<Reply>,
+    },
 }
 
 pub enum LockScope {
@@ -244,7 +254,8 @@ impl LockTable {
             Msg::Lock {
                 scope: LockScope::Whole,
                 ..
-            } => self.whole.is_some() || !self.keys.is_empty(),
+            }
+            | Msg::Barrier { .. } => self.whole.is_some() || !self.keys.is_empty(),
             Msg::Lock {
                 scope: LockScope::Keys(ks),
                 ..
@@ -562,6 +573,28 @@ impl Worker {
                 self.when_durable(wait, reply_to(from, reply, (r, staged)));
             }
             Msg::Complete(f) => f(),
+            Msg::Barrier {
+                tx,
+                job,
+                release,
+                from,
+                reply,
+            } => {
+                let r = {
+                    let mut shard = self.shard.borrow_mut();
+                    shard.set_now_ms(now_ms());
+                    job(&mut shard)
+                };
+                if !release {
+                    self.locks.borrow_mut().whole = Some(tx);
+                }
+                self.complete(
+                    from,
+                    Box::new(move || {
+                        let _ = reply.send(r);
+                    }),
+                );
+            }
             Msg::SnapshotWrite(req) => {
                 self.snapshot_requests.borrow_mut().push(req);
                 self.snapshot_kick.notify_one();

@@ -173,16 +173,20 @@ impl Manifest {
                         files: Vec::new(),
                     });
                 }
-                Some(&"file") if w.len() == 5 => {
+                // `file <shard> <name> <size> <lsn>`; the name (from
+                // `dbfilename`) may hold spaces, so it is what lies between.
+                Some(&"file") if w.len() >= 5 => {
                     let snap = out
                         .snapshots
                         .last_mut()
                         .ok_or_else(|| format!("file before any snapshot: '{line}'"))?;
-                    let name = w.get(2).copied().unwrap_or_default();
-                    if num(1)? as usize != snap.files.len() || name.contains('/') {
+                    let n = w.len();
+                    let name = w.get(2..n - 2).unwrap_or_default().join(" ");
+                    if num(1)? as usize != snap.files.len() || name.is_empty() || name.contains('/')
+                    {
                         return Err(format!("bad line '{line}'"));
                     }
-                    snap.files.push((name.to_string(), num(3)?, num(4)?));
+                    snap.files.push((name, num(n - 2)?, num(n - 1)?));
                 }
                 _ => return Err(format!("bad line '{line}'")),
             }
@@ -1112,6 +1116,15 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn manifest_names_may_hold_spaces() {
+        let mut m = Manifest {
+            snapshots: vec![meta(1, Kind::Full, 0, 1)],
+        };
+        m.snapshots[0].files[0].0 = file_name("my  dump.rdb", 1, Kind::Full, 0);
+        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
     }
 
     #[test]

@@ -5,12 +5,48 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use crate::command::{self, Args, Cluster, Exec, Job, LocalBoxFuture, Route};
 use crate::reply::Reply;
 use crate::shard::Shard;
+
+/// A fresh directory under the system temp dir, removed on drop, for unit
+/// tests of this crate and the server's: `kv-<label>-<pid>-<n>`.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("kv-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", p.display()));
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `content` to the file `name` in the directory; returns its path.
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, content)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 pub struct TestCluster {
     shards: RefCell<Vec<Shard>>,

@@ -479,28 +479,8 @@ mod tests {
     use super::*;
     use engine::journal::recovery::{decode_commands, parse_select};
     use engine::journal::{Journal, JournalConfig, StdLogIo};
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A unique temporary directory, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let p =
-                std::env::temp_dir().join(format!("kv-tools-{}-{n}-{name}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use engine::testkit::TempDir;
 
     const SEGMENT: u64 = 64 * 1024;
 

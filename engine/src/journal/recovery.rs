@@ -1336,32 +1336,18 @@ mod tests {
     use super::super::io::{segment_file_name, shard_dir_name};
     use super::super::record::{encode, encode_command, encode_padding, RecordHeaderFields};
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::testkit::TempDir;
 
-    /// A unique temporary directory, removed on drop.
-    struct TempDir(PathBuf);
+    /// The directory of shard `i` in a test log directory, created.
+    trait ShardDir {
+        fn shard(&self, i: usize) -> PathBuf;
+    }
 
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let p =
-                std::env::temp_dir().join(format!("kv-recovery-{}-{n}-{name}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-
+    impl ShardDir for TempDir {
         fn shard(&self, i: usize) -> PathBuf {
             let d = self.0.join(shard_dir_name(i));
             fs::create_dir_all(&d).unwrap();
             d
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
         }
     }
 

@@ -2039,6 +2039,26 @@ mod tests {
         out
     }
 
+    /// Appends one record of `cmds` at `lsn`: a plain one (`txid` 0) or a
+    /// one-part transaction `txid`.
+    fn encode_cmds(out: &mut Vec<u8>, lsn: u64, txid: u64, cmds: &[&[&[u8]]]) {
+        let f = if txid == 0 {
+            RecordHeaderFields::single(lsn)
+        } else {
+            RecordHeaderFields::part_of(lsn, txid, 1)
+        };
+        encode(&f, &resp_of(cmds), out).unwrap();
+    }
+
+    /// Records with lsns 1, 2, ... of `(txid, cmds)` each.
+    fn encode_all(recs: &[(u64, &[&[&[u8]]])]) -> Vec<u8> {
+        let mut s = Vec::new();
+        for (i, (txid, cmds)) in recs.iter().enumerate() {
+            encode_cmds(&mut s, i as u64 + 1, *txid, cmds);
+        }
+        s
+    }
+
     #[test]
     fn select_prefix_is_accepted_and_checked() {
         let t = TempDir::new("select-check");
@@ -2066,17 +2086,7 @@ mod tests {
                 ],
             ),
         ];
-        let mut s = Vec::new();
-        for (i, (txid, cmds)) in good.iter().enumerate() {
-            let lsn = i as u64 + 1;
-            let f = if *txid == 0 {
-                RecordHeaderFields::single(lsn)
-            } else {
-                RecordHeaderFields::part_of(lsn, *txid, 1)
-            };
-            encode(&f, &resp_of(cmds), &mut s).unwrap();
-        }
-        write_seg(&d, 1, &s, PREALLOC);
+        write_seg(&d, 1, &encode_all(&good), PREALLOC);
         let log = read_shard_log(&d).unwrap();
         assert_eq!(log.records.len(), 5);
         let rc = |i: usize| record_commands(log.payload(&log.records[i])).unwrap();
@@ -2104,12 +2114,7 @@ mod tests {
         for (txid, cmds) in bad {
             let mut s = segment(1..=1);
             let at = s.len() as u64;
-            let f = if txid == 0 {
-                RecordHeaderFields::single(2)
-            } else {
-                RecordHeaderFields::part_of(2, txid, 1)
-            };
-            encode(&f, &resp_of(cmds), &mut s).unwrap();
+            encode_cmds(&mut s, 2, txid, cmds);
             s.extend(segment(3..=3));
             let p = write_seg(&d, 1, &s, PREALLOC);
             let e = read_shard_log(&d).unwrap_err();
@@ -2138,17 +2143,7 @@ mod tests {
                 ],
             ),
         ];
-        let mut s = Vec::new();
-        for (i, (txid, cmds)) in recs.iter().enumerate() {
-            let lsn = i as u64 + 1;
-            let f = if *txid == 0 {
-                RecordHeaderFields::single(lsn)
-            } else {
-                RecordHeaderFields::part_of(lsn, *txid, 1)
-            };
-            encode(&f, &resp_of(cmds), &mut s).unwrap();
-        }
-        write_seg(&d, 1, &s, PREALLOC);
+        write_seg(&d, 1, &encode_all(&recs), PREALLOC);
         let mut out = Vec::new();
         let summary = export_aof(&t.0, &mut out).unwrap();
         let want = resp_of(&[

@@ -11,6 +11,15 @@ use std::time::{Duration, Instant};
 
 use tests::{redis_server_bin, RedisProc, ScratchDir, ServerProc};
 
+/// `DEBUG AOF-FAULT <args>`: the I/O fault seam of every shard's log.
+fn aof_fault(con: &mut redis::Connection, args: &[&str]) {
+    let _: () = redis::cmd("DEBUG")
+        .arg("AOF-FAULT")
+        .arg(args)
+        .query(con)
+        .unwrap();
+}
+
 fn info_field(con: &mut redis::Connection, field: &str) -> String {
     let info: String = redis::cmd("INFO")
         .arg("persistence")
@@ -89,12 +98,7 @@ fn a_failing_log_refuses_writes_keeps_reads_and_recovers() {
             .query(&mut con)
             .unwrap();
         assert_eq!(info_field(&mut con, "aof_last_write_status"), "ok");
-        let _: () = redis::cmd("DEBUG")
-            .arg("AOF-FAULT")
-            .arg(op)
-            .arg(errno)
-            .query(&mut con)
-            .unwrap();
+        aof_fault(&mut con, &[op, errno]);
         // This write is executed but can't be made durable: no reply yet.
         let pending = set_in_background(&server, "during", "2");
         wait_until("aof_last_write_status:err", Duration::from_secs(10), || {
@@ -121,11 +125,7 @@ fn a_failing_log_refuses_writes_keeps_reads_and_recovers() {
         assert_eq!(get(&mut con, "before").as_deref(), Some("1"));
         assert!(t.elapsed() < Duration::from_millis(500));
         // The disk recovers: the retry succeeds, the pending write is acknowledged.
-        let _: () = redis::cmd("DEBUG")
-            .arg("AOF-FAULT")
-            .arg("OFF")
-            .query(&mut con)
-            .unwrap();
+        aof_fault(&mut con, &["OFF"]);
         let r = pending
             .recv_timeout(Duration::from_secs(10))
             .expect("the pending write is acknowledged after the retry");
@@ -157,12 +157,7 @@ fn a_read_never_reveals_a_write_that_is_not_durable() {
         .arg("durable")
         .query(&mut con)
         .unwrap();
-    let _: () = redis::cmd("DEBUG")
-        .arg("AOF-FAULT")
-        .arg("sync")
-        .arg("EIO")
-        .query(&mut con)
-        .unwrap();
+    aof_fault(&mut con, &["sync", "EIO"]);
     let pending = set_in_background(&server, "k", "new");
     wait_until("the log to fail", Duration::from_secs(10), || {
         info_field(&mut con, "aof_last_write_status") == "err"
@@ -185,11 +180,7 @@ fn a_read_never_reveals_a_write_that_is_not_durable() {
     let t = Instant::now();
     assert_eq!(get(&mut con, "other").as_deref(), Some("durable"));
     assert!(t.elapsed() < Duration::from_millis(500));
-    let _: () = redis::cmd("DEBUG")
-        .arg("AOF-FAULT")
-        .arg("OFF")
-        .query(&mut con)
-        .unwrap();
+    aof_fault(&mut con, &["OFF"]);
     assert_eq!(
         pending
             .recv_timeout(Duration::from_secs(10))

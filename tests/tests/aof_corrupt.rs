@@ -42,6 +42,15 @@ use tests::resp::{self, Frame};
 use tests::{self_check_against_redis, server_bin, RawConn, ReadOutcome, ServerProc};
 
 const SEGMENT_SIZE: &str = "64kb";
+/// One shard, the log on, every write durable before its reply.
+const ONE_SHARD_ALWAYS: [&str; 6] = [
+    "--threads",
+    "1",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+];
 const DATABASES: usize = 16;
 const LOG_DIR: &str = "appendonlydir";
 /// How long a damaged-log server gets to either answer PING or exit.
@@ -349,16 +358,8 @@ fn launch(data: &Path, out: &Path, extra: &[&str]) -> Launch {
             .arg("127.0.0.1")
             .arg("--dir")
             .arg(data)
-            .args([
-                "--threads",
-                "1",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--aof-segment-size",
-                SEGMENT_SIZE,
-            ])
+            .args(ONE_SHARD_ALWAYS)
+            .args(["--aof-segment-size", SEGMENT_SIZE])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(File::create(out).expect("create the output file"))
@@ -594,18 +595,13 @@ fn run_case(base: &Base, case: &Case, dir: &Path) -> Result<String, String> {
 /// SIGTERM, and reads the log back.
 fn build_base(data: &Path) -> Base {
     let data_str = data.to_str().expect("UTF-8 temp path");
-    let mut server = ServerProc::start(&[
-        "--dir",
-        data_str,
-        "--threads",
-        "1",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-        "--aof-segment-size",
-        SEGMENT_SIZE,
-    ]);
+    let mut server = ServerProc::start(
+        &[
+            &["--dir", data_str, "--aof-segment-size", SEGMENT_SIZE][..],
+            &ONE_SHARD_ALWAYS,
+        ]
+        .concat(),
+    );
     let mut con = server.conn();
     let mut expected = State::new();
     let mut db = 0;
@@ -838,18 +834,13 @@ fn stop(mut server: ServerProc) {
 /// (in LSN order) with their bytes.
 fn build_bulk_log(data: &Path, segment_size: &str, count: usize) -> Vec<(PathBuf, Vec<u8>)> {
     let data_str = data.to_str().expect("UTF-8 temp path");
-    let server = ServerProc::start(&[
-        "--dir",
-        data_str,
-        "--threads",
-        "1",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-        "--aof-segment-size",
-        segment_size,
-    ]);
+    let server = ServerProc::start(
+        &[
+            &["--dir", data_str, "--aof-segment-size", segment_size][..],
+            &ONE_SHARD_ALWAYS,
+        ]
+        .concat(),
+    );
     let mut con = server.conn();
     let mut i = 0;
     while i < count {

@@ -78,6 +78,19 @@ fn prerequisites() -> Option<PathBuf> {
     }
 }
 
+/// A scenario removes its scratch directory from the output directory.
+fn assert_no_scratch_left(out: &std::path::Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(out)
+        .expect("out dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".scratch"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "scratch dir left behind: {leftovers:?}"
+    );
+}
 #[test]
 fn tiny_throughput_scenario_compares_both_servers() {
     let Some(kv) = prerequisites() else {
@@ -140,16 +153,7 @@ fn tiny_throughput_scenario_compares_both_servers() {
     }
     let svg = std::fs::read_to_string(out.0.join("throughput.svg")).expect("throughput.svg");
     assert!(svg.starts_with("<svg") && svg.contains("SET pipeline 16"));
-    let leftovers: Vec<_> = std::fs::read_dir(&out.0)
-        .expect("out dir")
-        .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| n.to_string_lossy().starts_with(".scratch"))
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "scratch dir left behind: {leftovers:?}"
-    );
+    assert_no_scratch_left(&out.0);
 }
 
 /// Processes whose command line mentions `dir` (servers started there).
@@ -272,16 +276,7 @@ fn quick_durability_scenario_measures_both_servers() {
     }
     let svg = std::fs::read_to_string(out.0.join("durability.svg")).expect("durability.svg");
     assert!(svg.starts_with("<svg") && svg.contains("records per group commit"));
-    let leftovers: Vec<_> = std::fs::read_dir(&out.0)
-        .expect("out dir")
-        .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| n.to_string_lossy().starts_with(".scratch"))
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "scratch dir left behind: {leftovers:?}"
-    );
+    assert_no_scratch_left(&out.0);
     let running = processes_under(&out.0);
     assert!(running.is_empty(), "servers left running: {running:?}");
 }

@@ -152,13 +152,12 @@ impl Shared {
     /// (Redis's MISCONF for AOF write errors); None when writes are allowed.
     pub fn write_refusal(&self) -> Option<String> {
         if self.aof_failed.load(Ordering::Relaxed) == 0 {
-            if self.bgsave_failed.load(Ordering::Relaxed)
-                && self.config().stop_writes_on_bgsave_error
-                && !self.config().save.is_empty()
-            {
-                return Some(BGSAVE_REFUSAL.to_string());
+            if !self.bgsave_failed.load(Ordering::Relaxed) {
+                return None;
             }
-            return None;
+            let c = self.config();
+            return (c.stop_writes_on_bgsave_error && !c.save.is_empty())
+                .then(|| BGSAVE_REFUSAL.to_string());
         }
         let why = self
             .aof

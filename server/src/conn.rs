@@ -307,18 +307,18 @@ impl Conn {
         if self.holes.is_empty() {
             return;
         }
-        let mut socket = None;
-        if direct && self.wbuf.is_empty() && self.wait == 0 && self.client.fd >= 0 {
-            let mut owners = self.batches.iter().enumerate();
-            let mut busy = owners
-                .by_ref()
-                .filter(|(_, b)| b.as_ref().is_some_and(|b| !b.is_empty()));
-            if let (Some((s, _)), None) = (busy.next(), busy.next()) {
-                if s != self.worker.id {
-                    socket = Some(self.client.fd);
-                }
-            }
-        }
+        // Every reply owed comes from one other shard: the holes say which.
+        let one_other_shard = self
+            .holes
+            .first()
+            .map(|h| h.1)
+            .is_some_and(|s| s != self.worker.id && self.holes.iter().all(|h| h.1 == s));
+        let socket = (direct
+            && one_other_shard
+            && self.wbuf.is_empty()
+            && self.wait == 0
+            && self.client.fd >= 0)
+            .then_some(self.client.fd);
         let mut waiting = Vec::new();
         for s in 0..self.batches.len() {
             let Some(batch) = self.batches[s].take_if(|b| !b.is_empty()) else {

@@ -192,7 +192,7 @@ impl Shard {
         self.bump_epoch();
         for (db, t) in self.dbs.iter_mut().enumerate() {
             t.end_capture();
-            t.begin_capture(epoch, since, db as u16, compress);
+            t.begin_capture(epoch, since.is_none(), db as u16, compress);
         }
         self.snapshot_running = Some(epoch);
         SnapshotStart { epoch, since }
@@ -246,6 +246,9 @@ impl Shard {
         if let Some(epoch) = self.snapshot_running.take() {
             if saved {
                 self.snapshot_since = Some(epoch);
+                for t in &mut self.dbs {
+                    t.snapshot_saved(epoch);
+                }
             }
         }
     }

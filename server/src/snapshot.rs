@@ -35,7 +35,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use engine::journal::io::{AlignedBuf, StdLogIo};
-use engine::snapshot::chain::Coverage;
+use engine::snapshot::chain::{Cover, Coverage};
 use engine::snapshot::format::{
     self, Body, FileHeader, Frame, Kind, Parsed, Tally, BLOCK, FRAME_HEADER,
 };
@@ -1011,7 +1011,7 @@ fn parse_frame_at(b: &[u8], offset: u64, left: u64) -> Result<Parsed, String> {
 }
 
 /// Loads the chain of snapshot `id` into `shard` (this worker's shard of
-/// `shards`): files newest first, pages hidden by newer ones skipped, keys
+/// `shards`): files newest first, entries hidden by newer frames skipped, keys
 /// of other shards skipped (the shard count changed), expired keys
 /// dropped. Returns the keys loaded.
 pub fn load_chain(dir: &Path, m: &Manifest, id: u64, shard: &mut Shard) -> Result<u64, String> {
@@ -1033,19 +1033,27 @@ pub fn load_chain(dir: &Path, m: &Manifest, id: u64, shard: &mut Shard) -> Resul
             let path = dir.join(name);
             let cov = &mut coverage[s];
             stream_file(&path, |p| {
-                if cov.is_current(p.db, p.prefix, p.depth) && (p.db as usize) < shard.databases() {
-                    for e in p.decode_entries(0).map_err(|e| e.to_string())? {
-                        if e.is_expired(now) || engine::keyhash::shard_of_hash(e.hash, shards) != me
-                        {
-                            continue;
+                for part in p.parts(0).map_err(|e| e.to_string())? {
+                    let cover = cov.cover(p.db, part.prefix, part.depth);
+                    if cover != Cover::All && (p.db as usize) < shard.databases() {
+                        for e in p.decode_part(&part, 0).map_err(|e| e.to_string())? {
+                            if e.is_expired(now)
+                                || engine::keyhash::shard_of_hash(e.hash, shards) != me
+                                || (cover == Cover::Part && cov.hides(p.db, e.hash))
+                            {
+                                continue;
+                            }
+                            shard.db_mut(p.db as usize).insert(
+                                e.hash,
+                                &e.key,
+                                e.value,
+                                e.expire_at,
+                            );
+                            loaded += 1;
                         }
-                        shard
-                            .db_mut(p.db as usize)
-                            .insert(e.hash, &e.key, e.value, e.expire_at);
-                        loaded += 1;
                     }
+                    cov.saw(p.db, part.prefix, part.depth);
                 }
-                cov.saw(p.db, p.prefix, p.depth);
                 Ok(())
             })
             .map_err(|e| format!("{}: {e}", path.display()))?;

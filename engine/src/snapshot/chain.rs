@@ -1,15 +1,18 @@
-//! Which pages of a chain (a full snapshot and the deltas after it) make up
-//! its state.
+//! Which entries of a chain (a full snapshot and the deltas after it) make
+//! up its state.
 //!
-//! A page frame stands for its whole hash range: in a delta it replaces
-//! whatever older files hold in that range. The files are read newest
-//! first; [`Coverage`] remembers the ranges the newer files have written,
-//! and a page of an older file is current only if no newer page overlaps
-//! it. Overlap is the right test because pages are dyadic hash ranges that
-//! only ever split: a newer page that lies inside an older one means the
-//! older one split, and every half of a page that split after a snapshot
-//! was changed (a split marks both halves), so the newer files hold all of
-//! them; a newer page around an older one replaces it outright.
+//! A frame stands for its whole hash range (a page's, or in a delta one
+//! sub-range of a page): it holds exactly the entries of that range at its
+//! snapshot's barrier, so it replaces whatever older files hold in that
+//! range, and an empty frame deletes. The files are read newest first;
+//! [`Coverage`] remembers the ranges the newer files have written, and an
+//! entry of an older file is current only if no newer frame's range holds
+//! its hash. Frames of one file never overlap, so a file's own frames do
+//! not hide each other ([`Coverage::end_file`] adds them once it is read).
+//!
+//! Pages split between snapshots, and a delta may write a sub-range where
+//! the older file wrote a whole page: the test is per hash, so neither
+//! needs any argument beyond the one above.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,31 +23,53 @@ use super::format::page_range;
 pub struct Coverage {
     /// db -> disjoint ranges: first hash -> last hash (inclusive).
     newer: HashMap<u16, BTreeMap<u64, u64>>,
-    /// Pages of the file being read, added to `newer` at [`Coverage::end_file`].
+    /// Frames of the file being read, added to `newer` at [`Coverage::end_file`].
     current: Vec<(u16, u64, u64)>,
 }
 
+/// How much of a frame's range newer files cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cover {
+    /// Nothing: every entry of the frame is current.
+    None,
+    /// All of it: no entry is.
+    All,
+    /// Some: an entry is current if [`Coverage::hides`] says not.
+    Part,
+}
+
 impl Coverage {
-    /// Whether a page of the file being read is current: no newer file
-    /// wrote any part of its range.
-    pub fn is_current(&self, db: u16, prefix: u64, depth: u8) -> bool {
+    /// How much of the range `(prefix, depth)` of `db` newer files wrote.
+    pub fn cover(&self, db: u16, prefix: u64, depth: u8) -> Cover {
         let (first, last) = page_range(prefix, depth);
         let Some(ranges) = self.newer.get(&db) else {
-            return true;
+            return Cover::None;
         };
+        // The ranges are disjoint and merged, so the last one starting at or
+        // before `last` is the only one that can reach `first`, and the
+        // range is covered whole only by a single one.
         match ranges.range(..=last).next_back() {
-            Some((_, &end)) => end < first,
-            None => true,
+            Some((&s, &e)) if s <= first && e >= last => Cover::All,
+            Some((_, &e)) if e >= first => Cover::Part,
+            _ => Cover::None,
         }
     }
 
-    /// Notes a page of the file being read (current or not).
+    /// Whether a newer file wrote the range holding `hash` in `db`.
+    pub fn hides(&self, db: u16, hash: u64) -> bool {
+        self.newer
+            .get(&db)
+            .and_then(|r| r.range(..=hash).next_back())
+            .is_some_and(|(_, &e)| e >= hash)
+    }
+
+    /// Notes a frame of the file being read (current or not).
     pub fn saw(&mut self, db: u16, prefix: u64, depth: u8) {
         let (first, last) = page_range(prefix, depth);
         self.current.push((db, first, last));
     }
 
-    /// The file being read is done: its pages hide older ones from now on.
+    /// The file being read is done: its frames hide older entries from now on.
     pub fn end_file(&mut self) {
         for (db, first, last) in std::mem::take(&mut self.current) {
             insert(self.newer.entry(db).or_default(), first, last);
@@ -82,24 +107,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn newer_pages_hide_overlapping_older_ones() {
+    fn newer_frames_hide_the_hashes_of_their_range() {
         let mut c = Coverage::default();
-        // Newest file: the upper quarter of db 0, split into its halves.
+        // Newest file: the upper quarter of db 0, as its two halves, and one
+        // sub-range far below.
         c.saw(0, 0xC000_0000_0000_0000, 3);
         c.saw(0, 0xE000_0000_0000_0000, 3);
+        c.saw(0, 0x1000_0000_0000_0000, 8);
         // Not visible until the file ends.
-        assert!(c.is_current(0, 0xC000_0000_0000_0000, 2));
+        assert_eq!(c.cover(0, 0xC000_0000_0000_0000, 2), Cover::None);
+        assert!(!c.hides(0, 0xC000_0000_0000_0001));
         c.end_file();
-        // The older page those halves came from is replaced.
-        assert!(!c.is_current(0, 0xC000_0000_0000_0000, 2));
-        // So is an older page around them, and one inside them.
-        assert!(!c.is_current(0, 0x8000_0000_0000_0000, 1));
-        assert!(!c.is_current(0, 0, 0));
-        assert!(!c.is_current(0, 0xF000_0000_0000_0000, 4));
-        // Disjoint ranges and other databases stay current.
-        assert!(c.is_current(0, 0x8000_0000_0000_0000, 2));
-        assert!(c.is_current(0, 0, 1));
-        assert!(c.is_current(1, 0xC000_0000_0000_0000, 2));
+        // The older page those halves came from is covered whole, and so
+        // is one inside them.
+        assert_eq!(c.cover(0, 0xC000_0000_0000_0000, 2), Cover::All);
+        assert_eq!(c.cover(0, 0xF000_0000_0000_0000, 4), Cover::All);
+        // An older page around them only in part: their hashes are hidden,
+        // the others are not.
+        assert_eq!(c.cover(0, 0x8000_0000_0000_0000, 1), Cover::Part);
+        assert_eq!(c.cover(0, 0, 0), Cover::Part);
+        assert_eq!(c.cover(0, 0, 2), Cover::Part);
+        assert!(c.hides(0, 0xC000_0000_0000_0000));
+        assert!(c.hides(0, u64::MAX));
+        assert!(!c.hides(0, 0xBFFF_FFFF_FFFF_FFFF));
+        assert!(c.hides(0, 0x1000_0000_0000_0000));
+        assert!(c.hides(0, 0x10FF_FFFF_FFFF_FFFF));
+        assert!(!c.hides(0, 0x1100_0000_0000_0000));
+        assert!(!c.hides(0, 0x0FFF_FFFF_FFFF_FFFF));
+        // Disjoint ranges and other databases are not covered.
+        assert_eq!(c.cover(0, 0x8000_0000_0000_0000, 2), Cover::None);
+        assert_eq!(c.cover(0, 0x4000_0000_0000_0000, 2), Cover::None);
+        assert_eq!(c.cover(1, 0xC000_0000_0000_0000, 2), Cover::None);
+        assert!(!c.hides(1, u64::MAX));
     }
 
     #[test]

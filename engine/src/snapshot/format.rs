@@ -1,4 +1,4 @@
-//! The on-disk format of a snapshot file, format version 1.
+//! The on-disk format of a snapshot file, format version 2.
 //!
 //! One file holds one shard's part of one snapshot: a 4 KiB header block,
 //! then page frames back to back, then an end frame, then zeros up to a
@@ -16,10 +16,11 @@
 //! | tag | flags | db | depth | 0 | prefix | stored_len | raw_len | entries | crc | payload ...
 //! ```
 //!
-//! A page frame (`tag` [`TAG_PAGE`]) carries every entry of one page, i.e.
-//! of one hash range `(prefix, depth)` of one database; in a delta it
-//! replaces whatever older snapshots hold for that range (so an empty page
-//! frame deletes). The payload is the entries encoded by [`encode_page`],
+//! A page frame (`tag` [`TAG_PAGE`]) carries every entry of one hash range
+//! `(prefix, depth)` of one database: a whole page, or (in a delta, since
+//! version 2) one of a page's 64 sub-ranges that changed. It replaces
+//! whatever older snapshots hold for that range (so an empty frame
+//! deletes); see [`super::chain`]. The payload is the entries encoded by [`encode_page`],
 //! LZ4-compressed when that is smaller and compression is on. The end frame
 //! (`tag` [`TAG_END`]) carries the counts and a crc32c over every frame byte
 //! before it, so a file cut at a frame boundary is still detected.
@@ -38,8 +39,13 @@ use std::fmt;
 use crate::keyhash::hash_key;
 use crate::value::{Entry, Value};
 
-/// The version of this format; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version of this format; bumped on any incompatible change. Version 2
+/// added frames of page sub-ranges, which a version-1 reader would resolve
+/// wrongly (it hid whole older pages behind any newer frame inside them);
+/// version-1 files read the same under version 2's rules.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this code reads.
+pub const OLDEST_VERSION: u32 = 1;
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"kvsnap\n\0";
 /// Files are written in, and padded to, whole blocks of this size.
@@ -48,6 +54,9 @@ pub const BLOCK: usize = 4096;
 pub const FRAME_HEADER: usize = 40;
 /// Frame tags.
 pub const TAG_PAGE: u8 = b'P';
+/// A ranges frame: many small hash ranges (page sub-ranges of a delta),
+/// each with its entries, behind one header.
+pub const TAG_RANGES: u8 = b'R';
 pub const TAG_END: u8 = b'E';
 /// Frame flag: the payload is one LZ4 block.
 pub const FLAG_LZ4: u8 = 1;
@@ -57,8 +66,8 @@ const TYPE_STRING: u8 = 1;
 const END_PAYLOAD: usize = 32;
 /// Header byte range covered by the header checksum.
 const HEADER_CRC_AT: usize = 72;
-/// The deepest page there can be (`pagetable::MAX_DEPTH`).
-const MAX_DEPTH: u8 = crate::pagetable::MAX_DEPTH;
+/// The deepest frame there can be: a sub-range of the deepest page.
+const MAX_DEPTH: u8 = crate::pagetable::MAX_DEPTH + crate::pagetable::SUB_BITS;
 
 /// What a snapshot file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,10 +200,13 @@ impl FileHeader {
             return Err(err(0, "not a kv-server snapshot file (bad magic)"));
         }
         let version = u32_at(block, 8);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(err(
                 0,
-                format!("snapshot format version {version}, this server reads {FORMAT_VERSION}"),
+                format!(
+                    "snapshot format version {version}, this server reads \
+                     {OLDEST_VERSION} to {FORMAT_VERSION}"
+                ),
             ));
         }
         let body = block.get(..HEADER_CRC_AT).unwrap_or_default();
@@ -272,14 +284,86 @@ pub fn page_range(prefix: u64, depth: u8) -> (u64, u64) {
 pub struct Encoder {
     raw: Vec<u8>,
     packed: Vec<u8>,
+    /// The payload of the ranges frame being gathered ([`Encoder::add_part`]).
+    parts: Vec<u8>,
+    parts_entries: u32,
 }
 
-/// Counts of what was encoded (pages, entries and bytes).
+/// Counts of what was encoded (frames, entries and bytes).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
     pub pages: u64,
     pub keys: u64,
     pub bytes: u64,
+}
+
+/// Appends the entries to `buf` in the page payload encoding; returns
+/// their count.
+fn put_entries<'a>(buf: &mut Vec<u8>, entries: impl Iterator<Item = &'a Entry>) -> u32 {
+    let mut count = 0u32;
+    for e in entries {
+        count += 1;
+        put_varint(buf, e.key.len() as u64);
+        buf.extend_from_slice(&e.key);
+        match &e.value {
+            Value::Str(s) => {
+                buf.push(TYPE_STRING);
+                put_varint(buf, s.len() as u64);
+                buf.extend_from_slice(s);
+            }
+        }
+        put_varint(buf, e.expire_at);
+    }
+    count
+}
+
+/// Appends one frame with payload `raw` (LZ4-compressed into `packed` when
+/// `compress` and that is smaller) to `out`.
+#[allow(clippy::too_many_arguments)]
+fn put_frame(
+    out: &mut Vec<u8>,
+    tag: u8,
+    db: u16,
+    prefix: u64,
+    depth: u8,
+    raw: &[u8],
+    count: u32,
+    packed: &mut Vec<u8>,
+    compress: bool,
+) -> Tally {
+    let mut flags = 0u8;
+    let mut payload: &[u8] = raw;
+    if compress && raw.len() > 64 {
+        packed.resize(lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+        if let Ok(n) = lz4_flex::block::compress_into(raw, packed) {
+            if n < raw.len() {
+                packed.truncate(n);
+                payload = packed;
+                flags |= FLAG_LZ4;
+            }
+        }
+    }
+    let start = out.len();
+    out.push(tag);
+    out.push(flags);
+    out.extend_from_slice(&db.to_le_bytes());
+    out.push(depth);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&prefix.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(out.get(start..).unwrap_or_default()),
+        payload,
+    );
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(payload);
+    Tally {
+        pages: 1,
+        keys: u64::from(count),
+        bytes: (out.len() - start) as u64,
+    }
 }
 
 impl Encoder {
@@ -302,54 +386,66 @@ impl Encoder {
         compress: bool,
     ) -> Tally {
         self.raw.clear();
-        let mut count = 0u32;
-        for e in entries {
-            count += 1;
-            put_varint(&mut self.raw, e.key.len() as u64);
-            self.raw.extend_from_slice(&e.key);
-            match &e.value {
-                Value::Str(s) => {
-                    self.raw.push(TYPE_STRING);
-                    put_varint(&mut self.raw, s.len() as u64);
-                    self.raw.extend_from_slice(s);
-                }
-            }
-            put_varint(&mut self.raw, e.expire_at);
+        let count = put_entries(&mut self.raw, entries);
+        put_frame(
+            out,
+            TAG_PAGE,
+            db,
+            prefix,
+            depth,
+            &self.raw,
+            count,
+            &mut self.packed,
+            compress,
+        )
+    }
+
+    /// Adds the `entries` of hash range `(prefix, depth)` as one part of
+    /// the ranges frame being gathered (many small ranges share one frame
+    /// header and compress together); returns the bytes of entries added.
+    /// Parts must not overlap; [`Encoder::finish_parts`] writes the frame.
+    pub fn add_part<'a>(
+        &mut self,
+        prefix: u64,
+        depth: u8,
+        entries: impl Iterator<Item = &'a Entry>,
+    ) -> usize {
+        self.raw.clear();
+        let count = put_entries(&mut self.raw, entries);
+        self.parts.push(depth);
+        self.parts.extend_from_slice(&prefix.to_le_bytes());
+        put_varint(&mut self.parts, u64::from(count));
+        put_varint(&mut self.parts, self.raw.len() as u64);
+        self.parts.extend_from_slice(&self.raw);
+        self.parts_entries += count;
+        self.raw.len()
+    }
+
+    /// Bytes of parts gathered and not yet written.
+    pub fn parts_len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Appends the gathered parts to `out` as one ranges frame of database
+    /// `db` (nothing if there are none).
+    pub fn finish_parts(&mut self, out: &mut Vec<u8>, db: u16, compress: bool) -> Tally {
+        if self.parts.is_empty() {
+            return Tally::default();
         }
-        let mut flags = 0u8;
-        let mut payload: &[u8] = &self.raw;
-        if compress && self.raw.len() > 64 {
-            self.packed
-                .resize(lz4_flex::block::get_maximum_output_size(self.raw.len()), 0);
-            if let Ok(n) = lz4_flex::block::compress_into(&self.raw, &mut self.packed) {
-                if n < self.raw.len() {
-                    self.packed.truncate(n);
-                    payload = &self.packed;
-                    flags |= FLAG_LZ4;
-                }
-            }
-        }
-        let start = out.len();
-        out.push(TAG_PAGE);
-        out.push(flags);
-        out.extend_from_slice(&db.to_le_bytes());
-        out.push(depth);
-        out.extend_from_slice(&[0, 0, 0]);
-        out.extend_from_slice(&prefix.to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&(self.raw.len() as u64).to_le_bytes());
-        out.extend_from_slice(&count.to_le_bytes());
-        let crc = crc32c::crc32c_append(
-            crc32c::crc32c(out.get(start..).unwrap_or_default()),
-            payload,
+        let t = put_frame(
+            out,
+            TAG_RANGES,
+            db,
+            0,
+            0,
+            &self.parts,
+            self.parts_entries,
+            &mut self.packed,
+            compress,
         );
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(payload);
-        Tally {
-            pages: 1,
-            keys: u64::from(count),
-            bytes: (out.len() - start) as u64,
-        }
+        self.parts.clear();
+        self.parts_entries = 0;
+        t
     }
 }
 
@@ -385,14 +481,17 @@ pub enum Frame {
     End { tally: Tally, body_crc: u32 },
 }
 
-/// A page frame with its payload decompressed (entries still encoded).
+/// A page frame or a ranges frame with its payload decompressed (entries
+/// still encoded): [`PageFrame::parts`] are its hash ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageFrame {
     pub db: u16,
+    /// A ranges frame (`prefix` and `depth` are then 0).
+    pub ranges: bool,
     pub prefix: u64,
     pub depth: u8,
     pub entries: u32,
-    /// The encoded entries ([`PageFrame::decode_entries`]).
+    /// The payload ([`PageFrame::parts`], [`PageFrame::decode_part`]).
     pub raw: Vec<u8>,
     /// Bytes the frame took in the file.
     pub stored: u64,
@@ -426,7 +525,7 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
     let entries = u32_at(h, 32);
     let crc = u32_at(h, 36);
     match tag {
-        TAG_PAGE | TAG_END => {}
+        TAG_PAGE | TAG_RANGES | TAG_END => {}
         0 => {
             return Err(err(
                 offset,
@@ -470,13 +569,10 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
             total,
         ));
     }
-    if depth > MAX_DEPTH {
-        return Err(err(offset, "page depth out of range"));
-    }
     let prefix = u64_at(h, 8);
-    let (first, _) = page_range(prefix, depth);
-    if first != prefix {
-        return Err(err(offset, "page prefix has bits below its depth"));
+    check_range(prefix, depth, offset)?;
+    if tag == TAG_RANGES && (prefix, depth) != (0, 0) {
+        return Err(err(offset, "ranges frame with a range in its header"));
     }
     let raw = if flags & FLAG_LZ4 != 0 {
         // A page's payload is at most what its entries hold; LZ4 expands
@@ -498,6 +594,7 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
     Ok(Parsed::Frame(
         Frame::Page(PageFrame {
             db: u16_at(h, 2),
+            ranges: tag == TAG_RANGES,
             prefix,
             depth,
             entries,
@@ -508,14 +605,80 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
     ))
 }
 
+/// Checks that `(prefix, depth)` is a hash range a frame can hold.
+fn check_range(prefix: u64, depth: u8, offset: u64) -> Result<(), FormatError> {
+    if depth > MAX_DEPTH {
+        return Err(err(offset, "page depth out of range"));
+    }
+    if page_range(prefix, depth).0 != prefix {
+        return Err(err(offset, "page prefix has bits below its depth"));
+    }
+    Ok(())
+}
+
+/// One hash range of a frame and where its entries are in the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub prefix: u64,
+    pub depth: u8,
+    pub entries: u32,
+    start: usize,
+    end: usize,
+}
+
 impl PageFrame {
-    /// The entries, checked: every one is well formed, belongs to this
-    /// page's hash range, and their count is the header's.
-    pub fn decode_entries(&self, offset: u64) -> Result<Vec<Entry>, FormatError> {
+    /// The frame's hash ranges, checked: each well formed, and the counts
+    /// add up to the header's. A page frame has one, its own. (The writer
+    /// never puts overlapping ranges in one file.)
+    pub fn parts(&self, offset: u64) -> Result<Vec<Part>, FormatError> {
+        if !self.ranges {
+            return Ok(vec![Part {
+                prefix: self.prefix,
+                depth: self.depth,
+                entries: self.entries,
+                start: 0,
+                end: self.raw.len(),
+            }]);
+        }
         let b = &self.raw;
+        let bad = |what: &str| err(offset, format!("ranges frame: {what}"));
+        let mut out = Vec::new();
         let mut pos = 0usize;
-        let (first, last) = page_range(self.prefix, self.depth);
-        let mut out = Vec::with_capacity((self.entries as usize).min(4096));
+        let mut entries = 0u64;
+        while pos < b.len() {
+            let head = b.get(pos..pos + 9).ok_or_else(|| bad("truncated part"))?;
+            let depth = head.first().copied().unwrap_or(0);
+            let prefix = u64_at(head, 1);
+            pos = pos.saturating_add(9);
+            check_range(prefix, depth, offset)?;
+            let count = get_varint(b, &mut pos).ok_or_else(|| bad("bad entry count"))?;
+            let len = get_varint(b, &mut pos).ok_or_else(|| bad("bad part length"))?;
+            let start = pos;
+            take(b, &mut pos, len).ok_or_else(|| bad("part runs past the frame"))?;
+            let count = u32::try_from(count).map_err(|_| bad("bad entry count"))?;
+            entries += u64::from(count);
+            out.push(Part {
+                prefix,
+                depth,
+                entries: count,
+                start,
+                end: pos,
+            });
+        }
+        if entries != u64::from(self.entries) {
+            return Err(bad("entry counts differ from the header"));
+        }
+        Ok(out)
+    }
+
+    /// The entries of one of [`PageFrame::parts`], checked: every one is
+    /// well formed, belongs to the part's hash range, and their count is
+    /// the part's.
+    pub fn decode_part(&self, part: &Part, offset: u64) -> Result<Vec<Entry>, FormatError> {
+        let b = self.raw.get(part.start..part.end).unwrap_or_default();
+        let mut pos = 0usize;
+        let (first, last) = page_range(part.prefix, part.depth);
+        let mut out = Vec::with_capacity((part.entries as usize).min(4096));
         let bad = |what: &str| err(offset, format!("page entries: {what}"));
         while pos < b.len() {
             let key_len = get_varint(b, &mut pos).ok_or_else(|| bad("bad key length"))?;
@@ -539,8 +702,17 @@ impl PageFrame {
                 expire_at,
             });
         }
-        if out.len() != self.entries as usize {
+        if out.len() != part.entries as usize {
             return Err(bad("entry count differs from the header"));
+        }
+        Ok(out)
+    }
+
+    /// Every entry of every part, checked.
+    pub fn decode_entries(&self, offset: u64) -> Result<Vec<Entry>, FormatError> {
+        let mut out = Vec::new();
+        for part in self.parts(offset)? {
+            out.extend(self.decode_part(&part, offset)?);
         }
         Ok(out)
     }
@@ -657,7 +829,8 @@ mod tests {
     }
 
     /// A small file: two pages of db 0 and 3 (whole hash space split at the
-    /// top bit), one compressible and one not, and an empty page.
+    /// top bit), one compressible and one not, an empty page, and a ranges
+    /// frame of db 7 with two sub-ranges of the upper half (one empty).
     fn sample_file() -> (Vec<u8>, Vec<Entry>) {
         let mut out = header(Kind::Delta).encode();
         let mut enc = Encoder::default();
@@ -686,6 +859,18 @@ mod tests {
         let start = out.len();
         enc.encode_page(&mut out, 5, 0, 0, std::iter::empty(), true);
         body.add(&out[start..], 0);
+        let top: Vec<&Entry> = hi
+            .iter()
+            .copied()
+            .filter(|e| e.hash >> 57 == 0x7F)
+            .collect();
+        assert!(!top.is_empty());
+        enc.add_part(0x7Fu64 << 57, 7, top.iter().copied());
+        enc.add_part(0x7Eu64 << 57, 7, std::iter::empty());
+        let start = out.len();
+        let t = enc.finish_parts(&mut out, 7, true);
+        body.add(&out[start..], t.keys as u32);
+        assert_eq!(enc.finish_parts(&mut out, 7, true), Tally::default());
         encode_end(&mut out, body.tally, body.crc);
         pad_to_block(&mut out);
         (out, all)
@@ -717,15 +902,31 @@ mod tests {
         assert_eq!(file.len() % BLOCK, 0);
         let (h, frames, tally) = read_all(&file).unwrap();
         assert_eq!(h, header(Kind::Delta));
-        assert_eq!(frames.len(), 3);
-        assert_eq!(tally.pages, 3);
-        assert_eq!(tally.keys, 200);
+        assert_eq!(frames.len(), 4);
+        assert_eq!(tally.pages, 4);
         let mut got: Vec<Entry> = Vec::new();
-        for f in &frames {
+        for f in &frames[..3] {
             got.extend(f.decode_entries(0).unwrap());
         }
         assert_eq!(frames[2].entries, 0);
         assert_eq!(frames[2].db, 5);
+        // The ranges frame: its two parts, the second empty.
+        let r = &frames[3];
+        assert!(r.ranges && !frames[0].ranges);
+        assert_eq!(r.db, 7);
+        let parts = r.parts(0).unwrap();
+        assert_eq!(
+            parts
+                .iter()
+                .map(|p| (p.prefix, p.depth))
+                .collect::<Vec<_>>(),
+            vec![(0x7Fu64 << 57, 7), (0x7Eu64 << 57, 7)]
+        );
+        let top = r.decode_part(&parts[0], 0).unwrap();
+        assert!(top.iter().all(|e| e.hash >> 57 == 0x7F));
+        assert_eq!(top.len() as u64, tally.keys - 200);
+        assert!(r.decode_part(&parts[1], 0).unwrap().is_empty());
+        assert_eq!(r.decode_entries(0).unwrap().len(), top.len());
         got.sort_by(|a, b| a.key.cmp(&b.key));
         let mut want = all.clone();
         want.sort_by(|a, b| a.key.cmp(&b.key));

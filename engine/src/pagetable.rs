@@ -15,10 +15,13 @@
 //!
 //! A snapshot frame stands for a hash range (a page's, or one sub-range of
 //! it), so it replaces that range wholesale on load, which also covers
-//! deletions. Every mutation goes through `PageTable::page_for_write`, the
-//! single place where epochs and masks are maintained (and where
-//! copy-before-write serializes a page that the running snapshot has not
-//! written yet).
+//! deletions. Every mutation goes through `PageTable::page_for_write` (or
+//! `page_for_key_write` for one key), the single place where epochs and
+//! masks are maintained, and where a running snapshot that has not written
+//! the page yet keeps the key's state at its barrier aside (copy-before-
+//! write of one entry) or writes the page first.
+
+use std::collections::HashMap;
 
 use hashbrown::HashTable;
 
@@ -42,6 +45,9 @@ pub const SUB_RANGES: u32 = 1 << SUB_BITS;
 const SUB_FRAMES_MAX: u32 = SUB_RANGES / 4;
 /// A ranges frame is written once its parts reach this many bytes.
 const RANGES_FRAME: usize = 64 * 1024;
+/// Keys a running snapshot keeps aside for one page before it writes the
+/// page whole instead.
+const KEPT_MAX: usize = PAGE_CAPACITY / 4;
 
 /// Mixes the routing hash for use inside a page's table. Keys in one page
 /// share their top bits (the page prefix) and keys in one shard share their
@@ -180,9 +186,12 @@ pub struct PageTable {
 
 /// A running snapshot's work on one table: the pages it still has to
 /// write are those with `serialized_epoch < epoch` (marked at the barrier).
-/// Page frames are encoded into `out`, by the walker ([`PageTable::capture_step`])
-/// or, before a write changes a page not yet written, by copy-before-write;
-/// the snapshot writer takes them from there.
+/// Page frames are encoded into `out` by the walker
+/// ([`PageTable::capture_step`]); the snapshot writer takes them from
+/// there. Before a command changes a key in a page not yet written, the
+/// key's state at the barrier is kept aside (copy-before-write of one
+/// entry, [`Capture::keep`]), and the page is written later as it was at
+/// the barrier: its entries with those kept aside put back.
 pub struct Capture {
     /// The epoch the snapshot closed at its barrier.
     epoch: u64,
@@ -197,9 +206,31 @@ pub struct Capture {
     pending: Tally,
     /// Next page index for the walker.
     cursor: usize,
-    /// Pages of a table emptied during the snapshot that it still needs.
-    retired: Vec<Page>,
+    /// Pages of a table emptied during the snapshot that it still needs,
+    /// with what was kept aside for them.
+    retired: Vec<(Page, Vec<Kept>)>,
+    /// Page index -> the barrier state of the keys changed since in that
+    /// page (pages not yet written only).
+    kept: HashMap<u32, Vec<Kept>>,
+    /// Bytes held in `kept` (keys and values), for the memory figure.
+    kept_bytes: usize,
     enc: Encoder,
+}
+
+/// A key's state at the barrier, kept aside because it changed before its
+/// page was written.
+#[derive(Debug)]
+pub struct Kept {
+    hash: u64,
+    key: Box<[u8]>,
+    /// The entry at the barrier; None if the key did not exist then.
+    old: Option<Entry>,
+}
+
+impl Kept {
+    fn bytes(&self) -> usize {
+        self.key.len() + self.old.as_ref().map_or(0, Entry::value_bytes) + 64
+    }
 }
 
 impl std::fmt::Debug for Capture {
@@ -209,30 +240,68 @@ impl std::fmt::Debug for Capture {
             .field("db", &self.db)
             .field("pending", &self.pending)
             .field("cursor", &self.cursor)
+            .field("kept_bytes", &self.kept_bytes)
             .finish_non_exhaustive()
     }
 }
 
 impl Capture {
-    /// Writes `page` into the snapshot unless it is already there; returns
-    /// the bytes of entries encoded (the work done). A full snapshot writes
-    /// the page as one frame; a delta writes the sub-ranges that changed
-    /// since the last saved snapshot as parts of a ranges frame shared with
-    /// other pages (or the whole page as one frame when many changed). The page's masks are still as at the barrier: any change
-    /// after it came through `page_for_write`, which saved the page first.
-    /// Copy-before-write compresses too: uncompressed, its frames made more
-    /// memory to fault in and more to write (measured, 1 GiB under
-    /// overwrites: peak +84 MiB and an 82 ms probe stall, against +14 MiB
-    /// and 16 ms).
-    fn save(&mut self, page: &mut Page) -> usize {
+    /// Keeps aside the barrier state of key `key` of page `idx`, which is
+    /// about to change, unless the page is already written or the key's
+    /// state is already kept. A page with many keys kept is written
+    /// whole now instead (a bound on the list, and on the work of putting
+    /// them back).
+    fn keep(&mut self, idx: u32, page: &mut Page, hash: u64, key: &[u8]) {
+        if page.serialized_epoch >= self.epoch {
+            return;
+        }
+        let kept = self.kept.entry(idx).or_default();
+        if kept.iter().any(|k| k.hash == hash && *k.key == *key) {
+            return;
+        }
+        if kept.len() >= KEPT_MAX {
+            let kept = self.kept.remove(&idx).unwrap_or_default();
+            self.save(page, kept);
+            return;
+        }
+        let k = Kept {
+            hash,
+            key: key.into(),
+            old: page.find(hash, key).cloned(),
+        };
+        self.kept_bytes += k.bytes();
+        kept.push(k);
+    }
+
+    /// Writes `page` into the snapshot as it was at the barrier, unless it
+    /// is already there: its current entries, less those of keys in
+    /// `kept`, plus the kept ones that existed. Returns the bytes of
+    /// entries encoded (the work done). A full snapshot writes the page as
+    /// one frame; a delta writes the sub-ranges that changed since the last
+    /// saved snapshot as parts of a ranges frame shared with other pages
+    /// (or the whole page as one frame when many changed).
+    fn save(&mut self, page: &mut Page, kept: Vec<Kept>) -> usize {
+        self.kept_bytes = self
+            .kept_bytes
+            .saturating_sub(kept.iter().map(Kept::bytes).sum::<usize>());
         if page.serialized_epoch >= self.epoch {
             return 0;
         }
         page.serialized_epoch = self.epoch;
+        // The sub-ranges changed at the barrier: a change since then moved
+        // them all to `changed_before` (see `Page::mark`).
         let mask = if self.full {
             u64::MAX
+        } else if page.modified_epoch > self.epoch {
+            page.changed_before
         } else {
             page.changed_mask()
+        };
+        let at_barrier = || {
+            page.entries
+                .iter()
+                .filter(|e| !kept.iter().any(|k| k.hash == e.hash && *k.key == *e.key))
+                .chain(kept.iter().filter_map(|k| k.old.as_ref()))
         };
         if mask.count_ones() > SUB_FRAMES_MAX {
             let t = self.enc.encode_page(
@@ -240,7 +309,7 @@ impl Capture {
                 self.db,
                 page.prefix,
                 page.depth,
-                page.entries.iter(),
+                at_barrier(),
                 self.compress,
             );
             self.count(t);
@@ -257,9 +326,7 @@ impl Capture {
                 work += self.enc.add_part(
                     prefix,
                     depth,
-                    page.entries
-                        .iter()
-                        .filter(move |e| ((e.hash << d) >> (64 - SUB_BITS)) as u32 == i),
+                    at_barrier().filter(move |e| ((e.hash << d) >> (64 - SUB_BITS)) as u32 == i),
                 );
             }
             if self.enc.parts_len() >= RANGES_FRAME {
@@ -267,6 +334,16 @@ impl Capture {
             }
             work
         }
+    }
+
+    /// Writes page `idx` of the table (see [`Capture::save`]).
+    fn save_page(&mut self, idx: usize, page: &mut Page) -> usize {
+        let kept = if self.kept.is_empty() {
+            Vec::new()
+        } else {
+            self.kept.remove(&(idx as u32)).unwrap_or_default()
+        };
+        self.save(page, kept)
     }
 
     /// Writes the parts gathered so far as one ranges frame.
@@ -341,26 +418,34 @@ impl PageTable {
         &self.pages[self.page_index(hash)]
     }
 
-    /// The page owning `hash`, for writing: the one place where a page's
-    /// epochs are maintained before it changes, and where a running
-    /// snapshot writes the page first if it has not yet (copy-before-write).
+    /// The page at `idx`, for writing: the one place (with
+    /// [`PageTable::page_for_key_write`]) where a page's epochs and masks
+    /// are maintained before it changes, and where a running snapshot
+    /// writes the page first if it has not yet (copy-before-write).
     /// `bits`: the sub-ranges about to change (a mask).
     #[inline]
     fn page_for_write(&mut self, idx: usize, bits: u64) -> &mut Page {
         let epoch = self.epoch;
         let page = &mut self.pages[idx];
         if let Some(c) = &mut self.capture {
-            c.save(page);
+            c.save_page(idx, page);
         }
         page.mark(epoch, bits);
         page
     }
 
-    /// [`PageTable::page_for_write`] for a change of the key with `hash`.
+    /// [`PageTable::page_for_write`] for a change of one key: a running
+    /// snapshot keeps that key's state aside rather than writing the page.
     #[inline]
-    fn page_for_key_write(&mut self, idx: usize, hash: u64) -> &mut Page {
-        let bit = 1u64 << self.pages[idx].sub_range(hash);
-        self.page_for_write(idx, bit)
+    fn page_for_key_write(&mut self, idx: usize, hash: u64, key: &[u8]) -> &mut Page {
+        let epoch = self.epoch;
+        let page = &mut self.pages[idx];
+        if let Some(c) = &mut self.capture {
+            c.keep(idx as u32, page, hash, key);
+        }
+        let bit = 1u64 << page.sub_range(hash);
+        page.mark(epoch, bit);
+        page
     }
 
     /// Starts a snapshot of this table at its barrier. `epoch` is the epoch
@@ -388,6 +473,8 @@ impl PageTable {
             pending: Tally::default(),
             cursor: 0,
             retired: Vec::new(),
+            kept: HashMap::new(),
+            kept_bytes: 0,
             enc: Encoder::default(),
         }));
     }
@@ -404,16 +491,16 @@ impl PageTable {
         };
         let mut work = 0;
         while work < budget && c.out.len() < budget {
-            if let Some(mut p) = c.retired.pop() {
-                work += c.save(&mut p);
+            if let Some((mut p, kept)) = c.retired.pop() {
+                work += c.save(&mut p, kept);
                 continue;
             }
             let Some(p) = self.pages.get_mut(c.cursor) else {
                 return true;
             };
-            c.cursor += 1;
             // Pages not needed still cost a look.
-            work += 64 + c.save(p);
+            work += 64 + c.save_page(c.cursor, p);
+            c.cursor += 1;
         }
         c.retired.is_empty() && c.cursor >= self.pages.len()
     }
@@ -434,7 +521,7 @@ impl PageTable {
     pub fn pending_bytes(&self) -> usize {
         self.capture
             .as_ref()
-            .map_or(0, |c| c.out.len() + c.enc.parts_len())
+            .map_or(0, |c| c.out.len() + c.enc.parts_len() + c.kept_bytes)
     }
 
     /// Ends the snapshot's work on this table (done or abandoned).
@@ -462,7 +549,7 @@ impl PageTable {
     pub fn get_value_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Value> {
         let idx = self.page_index(hash);
         self.pages[idx].find(hash, key)?;
-        let page = self.page_for_key_write(idx, hash);
+        let page = self.page_for_key_write(idx, hash, key);
         page.entries
             .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key)
             .map(|e| &mut e.value)
@@ -471,7 +558,7 @@ impl PageTable {
     /// Inserts or replaces `key`; returns the previous entry.
     pub fn insert(&mut self, hash: u64, key: &[u8], value: Value, expire_at: u64) -> Option<Entry> {
         let idx = self.page_index(hash);
-        let page = self.page_for_key_write(idx, hash);
+        let page = self.page_for_key_write(idx, hash, key);
         let th = table_hash(hash);
         let old = match page
             .entries
@@ -534,7 +621,7 @@ impl PageTable {
     pub fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
         let idx = self.page_index(hash);
         self.pages[idx].find(hash, key)?;
-        let page = self.page_for_key_write(idx, hash);
+        let page = self.page_for_key_write(idx, hash, key);
         let entry = page
             .entries
             .find_entry(table_hash(hash), |e| e.hash == hash && *e.key == *key)
@@ -559,7 +646,7 @@ impl PageTable {
         if old == expire_at {
             return true;
         }
-        let page = self.page_for_key_write(idx, hash);
+        let page = self.page_for_key_write(idx, hash, key);
         if let Some(e) = page
             .entries
             .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key)
@@ -598,10 +685,13 @@ impl PageTable {
         let capture = self.capture.take();
         let old = std::mem::replace(self, PageTable::new(self.epoch));
         if let Some(mut c) = capture {
+            let mut kept = std::mem::take(&mut c.kept);
             c.retired.extend(
                 old.pages
                     .into_iter()
-                    .filter(|p| p.serialized_epoch < c.epoch),
+                    .enumerate()
+                    .filter(|(_, p)| p.serialized_epoch < c.epoch)
+                    .map(|(i, p)| (p, kept.remove(&(i as u32)).unwrap_or_default())),
             );
             for p in &mut self.pages {
                 p.serialized_epoch = c.epoch;
@@ -610,11 +700,15 @@ impl PageTable {
         }
     }
 
-    /// Splits page `idx` on its next hash bit.
+    /// Splits page `idx` on its next hash bit. A running snapshot writes
+    /// the page first if it has not yet (its entries are about to move).
     fn split(&mut self, idx: usize) {
         let depth = self.pages[idx].depth;
         if depth >= MAX_DEPTH {
             return;
+        }
+        if let Some(c) = &mut self.capture {
+            c.save_page(idx, &mut self.pages[idx]);
         }
         if depth == self.global_depth {
             // Double the directory: slot i becomes slots 2i and 2i+1.

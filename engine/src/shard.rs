@@ -225,8 +225,8 @@ impl Shard {
         total
     }
 
-    /// Bytes of captured frames not yet taken (copy-before-write can make
-    /// these grow faster than the walker alone).
+    /// Bytes the running snapshot holds: frames not yet taken and entries
+    /// kept aside by copy-before-write.
     pub fn snapshot_pending_bytes(&self) -> usize {
         self.dbs.iter().map(PageTable::pending_bytes).sum()
     }

@@ -44,4 +44,10 @@ impl Entry {
     pub fn is_volatile(&self) -> bool {
         self.expire_at != 0
     }
+
+    /// Bytes of key and value (not counting the allocator's overhead).
+    pub fn value_bytes(&self) -> usize {
+        let Value::Str(v) = &self.value;
+        self.key.len() + v.len()
+    }
 }

@@ -5,12 +5,12 @@
 //! writes its pages as they were at the barrier, in the background, while
 //! commands keep running: the pages themselves track what the snapshot
 //! still needs (`pagetable`'s copy-before-write). A full snapshot holds
-//! every page; a delta holds the pages changed since the last snapshot, and
-//! loads on top of its chain.
+//! every page; a delta holds the page sub-ranges changed since the last
+//! snapshot, and loads on top of its chain.
 //!
 //! - [`format`]: the file format (header block, checksummed page frames,
 //!   end frame; optional LZ4), reading and writing it in memory.
-//! - [`chain`]: which pages of a chain's files make up its state.
+//! - [`chain`]: which entries of a chain's files make up its state.
 //!
 //! The layout and the crash-safety argument are in `docs/FORMATS.md`.
 

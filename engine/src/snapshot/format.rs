@@ -897,6 +897,26 @@ mod tests {
     }
 
     #[test]
+    fn versions_read_and_refused() {
+        let with_version = |v: u32| {
+            let mut b = header(Kind::Full).encode();
+            b[8..12].copy_from_slice(&v.to_le_bytes());
+            let crc = crc32c::crc32c(&b[..HEADER_CRC_AT]);
+            b[HEADER_CRC_AT..HEADER_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+            b
+        };
+        // Version 1 (whole-page frames only) reads under version 2's rules.
+        assert_eq!(
+            FileHeader::decode(&with_version(1)).unwrap(),
+            header(Kind::Full)
+        );
+        for v in [0, FORMAT_VERSION + 1] {
+            let e = FileHeader::decode(&with_version(v)).unwrap_err();
+            assert!(e.what.contains(&format!("version {v}")), "{e}");
+        }
+    }
+
+    #[test]
     fn pages_round_trip_compressed_or_not() {
         let (file, all) = sample_file();
         assert_eq!(file.len() % BLOCK, 0);

@@ -229,7 +229,7 @@ pub struct Kept {
 
 impl Kept {
     fn bytes(&self) -> usize {
-        self.key.len() + self.old.as_ref().map_or(0, Entry::value_bytes) + 64
+        self.key.len() + self.old.as_ref().map_or(0, Entry::data_bytes) + 64
     }
 }
 

@@ -46,7 +46,7 @@ impl Entry {
     }
 
     /// Bytes of key and value (not counting the allocator's overhead).
-    pub fn value_bytes(&self) -> usize {
+    pub fn data_bytes(&self) -> usize {
         let Value::Str(v) = &self.value;
         self.key.len() + v.len()
     }

@@ -35,7 +35,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use engine::journal::io::{AlignedBuf, StdLogIo};
-use engine::snapshot::chain::{Cover, Coverage};
+use engine::snapshot::chain::Coverage;
 use engine::snapshot::format::{
     self, Body, FileHeader, Frame, Kind, Parsed, Tally, BLOCK, FRAME_HEADER,
 };
@@ -1033,26 +1033,19 @@ pub fn load_chain(dir: &Path, m: &Manifest, id: u64, shard: &mut Shard) -> Resul
             let path = dir.join(name);
             let cov = &mut coverage[s];
             stream_file(&path, |p| {
-                for part in p.parts(0).map_err(|e| e.to_string())? {
-                    let cover = cov.cover(p.db, part.prefix, part.depth);
-                    if cover != Cover::All && (p.db as usize) < shard.databases() {
-                        for e in p.decode_part(&part, 0).map_err(|e| e.to_string())? {
-                            if e.is_expired(now)
-                                || engine::keyhash::shard_of_hash(e.hash, shards) != me
-                                || (cover == Cover::Part && cov.hides(p.db, e.hash))
-                            {
-                                continue;
-                            }
-                            shard.db_mut(p.db as usize).insert(
-                                e.hash,
-                                &e.key,
-                                e.value,
-                                e.expire_at,
-                            );
-                            loaded += 1;
+                // Databases this server does not have are not loaded.
+                if (p.db as usize) < shard.databases() {
+                    cov.current_entries(&p, 0, |e| {
+                        if e.is_expired(now) || engine::keyhash::shard_of_hash(e.hash, shards) != me
+                        {
+                            return;
                         }
-                    }
-                    cov.saw(p.db, part.prefix, part.depth);
+                        shard
+                            .db_mut(p.db as usize)
+                            .insert(e.hash, &e.key, e.value, e.expire_at);
+                        loaded += 1;
+                    })
+                    .map_err(|e| e.to_string())?;
                 }
                 Ok(())
             })

@@ -16,7 +16,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::format::page_range;
+use super::format::{page_range, FormatError, PageFrame};
+use crate::value::Entry;
 
 /// The hash ranges, per database, that newer files of a chain cover.
 #[derive(Debug, Default)]
@@ -61,6 +62,29 @@ impl Coverage {
             .get(&db)
             .and_then(|r| r.range(..=hash).next_back())
             .is_some_and(|(_, &e)| e >= hash)
+    }
+
+    /// Calls `f` with every entry of `frame` (of the file being read) that
+    /// is current, i.e. whose hash no newer file wrote, then notes the
+    /// frame's ranges. A range newer files cover whole is not decoded.
+    pub fn current_entries(
+        &mut self,
+        frame: &PageFrame,
+        offset: u64,
+        mut f: impl FnMut(Entry),
+    ) -> Result<(), FormatError> {
+        for part in frame.parts(offset)? {
+            let cover = self.cover(frame.db, part.prefix, part.depth);
+            if cover != Cover::All {
+                for e in frame.decode_part(&part, offset)? {
+                    if cover == Cover::None || !self.hides(frame.db, e.hash) {
+                        f(e);
+                    }
+                }
+            }
+            self.saw(frame.db, part.prefix, part.depth);
+        }
+        Ok(())
     }
 
     /// Notes a frame of the file being read (current or not).

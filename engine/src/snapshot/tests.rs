@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::chain::{Cover, Coverage};
+use super::chain::Coverage;
 use super::format::{self, Body, FileHeader, Kind};
 use crate::value::Value;
 use crate::Shard;
@@ -90,20 +90,13 @@ fn load(chain: &[Vec<u8>]) -> Model {
     for file in chain.iter().rev() {
         let (_, frames, _) = format::read_all(file).expect("valid file");
         for f in frames {
-            for part in f.parts(0).expect("valid parts") {
-                let cover = coverage.cover(f.db, part.prefix, part.depth);
-                if cover != Cover::All {
-                    for e in f.decode_part(&part, 0).expect("valid entries") {
-                        if cover == Cover::Part && coverage.hides(f.db, e.hash) {
-                            continue;
-                        }
-                        let Value::Str(v) = e.value;
-                        let old = state.insert((f.db, e.key.to_vec()), (v, e.expire_at));
-                        assert!(old.is_none(), "a key in two current pages");
-                    }
-                }
-                coverage.saw(f.db, part.prefix, part.depth);
-            }
+            coverage
+                .current_entries(&f, 0, |e| {
+                    let Value::Str(v) = e.value;
+                    let old = state.insert((f.db, e.key.to_vec()), (v, e.expire_at));
+                    assert!(old.is_none(), "a key in two current pages");
+                })
+                .expect("valid entries");
         }
         coverage.end_file();
     }

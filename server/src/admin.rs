@@ -56,6 +56,7 @@ pub async fn execute(conn: &mut Conn, spec: &'static CommandSpec, args: Args<'_>
         "shutdown" => shutdown(conn, args).await,
         "save" => save(conn).await,
         "bgsave" => bgsave(conn, args),
+        "bgrewriteaof" => bgrewriteaof(conn),
         "lastsave" => {
             let t = conn.worker.shared.snapshot_status().last_save_unix;
             resp::write_int(&mut conn.wbuf, t as i64);
@@ -658,6 +659,38 @@ fn bgsave(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
     });
     log::notice("Background saving started");
     resp::write_simple(&mut conn.wbuf, "Background saving started");
+    Ok(())
+}
+
+/// BGREWRITEAOF: the log restarts from a new snapshot (no fork, no
+/// rewrite buffer: see `snapshot::rewrite_claimed`). Replies as Redis 7.
+fn bgrewriteaof(conn: &mut Conn) -> Result<(), Error> {
+    let started = match crate::snapshot::claim(&conn.worker.shared) {
+        Ok(t) => t,
+        Err(crate::snapshot::StartError::Busy) => {
+            let mut st = conn.worker.shared.snapshot_status();
+            if st.rewrite_running {
+                return Err(Error::msg(
+                    "ERR Background append only file rewriting already in progress",
+                ));
+            }
+            st.rewrite_scheduled = true;
+            resp::write_simple(
+                &mut conn.wbuf,
+                "Background append only file rewriting scheduled",
+            );
+            return Ok(());
+        }
+    };
+    let worker = conn.worker.clone();
+    crate::runtime::spawn(async move {
+        let _ = crate::snapshot::rewrite_claimed(&worker, started).await;
+    });
+    log::notice("Background append only file rewriting started");
+    resp::write_simple(
+        &mut conn.wbuf,
+        "Background append only file rewriting started",
+    );
     Ok(())
 }
 

@@ -70,7 +70,8 @@ pub struct AofStats {
     pub last_error: Mutex<String>,
     /// Record bytes in the log.
     pub current_size: AtomicU64,
-    /// Record bytes in the log at start.
+    /// Record bytes in the log at the barrier of the snapshot the log
+    /// continues (0 at start: all of the log read is counted).
     pub base_size: AtomicU64,
     /// Flushes (group commits) that succeeded.
     pub commits: AtomicU64,
@@ -266,7 +267,7 @@ impl Aof {
         let stats = &shared.aof[id];
         stats.enabled.store(true, Ordering::Relaxed);
         stats.current_size.store(existing, Ordering::Relaxed);
-        stats.base_size.store(existing, Ordering::Relaxed);
+        stats.base_size.store(0, Ordering::Relaxed);
         Rc::new(Aof {
             id,
             journal: RefCell::new(Journal::new(cfg, next_lsn, existing)),

@@ -17,7 +17,7 @@
 //! Nothing here panics or exits: every failure is a [`ConfigError`] (start-up)
 //! or an error string ready to be sent as a RESP error (CONFIG commands).
 //!
-//! Directives that arrive with later milestones (`auto-aof-rewrite-*`, ...)
+//! Directives that arrive with later milestones (`repl-backlog-size`, ...)
 //! are deliberately absent, so a file that uses them is refused as
 //! "Bad directive" instead of being silently half-honoured.
 
@@ -134,6 +134,12 @@ pub struct Config {
     /// another delta once the deltas since the last full snapshot add up to
     /// more than this percentage of its size. 1..=10000, default 50.
     pub snapshot_full_ratio: u32,
+    /// `auto-aof-rewrite-percentage`: rewrite the log (a snapshot it
+    /// restarts from) when it grew by this % over its size after the last
+    /// rewrite; 0 disables. Default 100.
+    pub auto_aof_rewrite_percentage: u64,
+    /// `auto-aof-rewrite-min-size`: ... and is at least this big. Default 64mb.
+    pub auto_aof_rewrite_min_size: u64,
     /// `hz`: background task frequency per second, clamped to 1..=500.
     pub hz: u32,
     /// `timeout`: close a client idle for this many seconds (0 = never).
@@ -248,6 +254,8 @@ impl Default for Config {
             rdb_del_sync_files: false,
             snapshotdirname: "snapshotdir".to_string(),
             snapshot_full_ratio: 50,
+            auto_aof_rewrite_percentage: 100,
+            auto_aof_rewrite_min_size: 64 * 1024 * 1024,
             hz: 10,
             timeout: 0,
             tcp_keepalive: 300,
@@ -562,6 +570,26 @@ static DIRECTIVES: &[Directive] = &[
             max: 10_000,
             get: |c| i64::from(c.snapshot_full_ratio),
             put: |c, v| c.snapshot_full_ratio = v as u32,
+        },
+    },
+    Directive {
+        name: "auto-aof-rewrite-percentage",
+        mutable: true,
+        kind: Kind::Int {
+            min: 0,
+            max: i32::MAX as i64,
+            get: |c| c.auto_aof_rewrite_percentage as i64,
+            put: |c, v| c.auto_aof_rewrite_percentage = v as u64,
+        },
+    },
+    Directive {
+        name: "auto-aof-rewrite-min-size",
+        mutable: true,
+        kind: Kind::Memory {
+            min: 0,
+            max: i64::MAX as u64,
+            get: |c| c.auto_aof_rewrite_min_size,
+            put: |c, v| c.auto_aof_rewrite_min_size = v,
         },
     },
     Directive {
@@ -1887,6 +1915,8 @@ mod tests {
             ("rdb-del-sync-files", "no"),
             ("snapshotdirname", "snapshotdir"),
             ("snapshot-full-ratio", "50"),
+            ("auto-aof-rewrite-percentage", "100"),
+            ("auto-aof-rewrite-min-size", "67108864"),
             ("hz", "10"),
             ("timeout", "0"),
             ("tcp-keepalive", "300"),
@@ -1967,7 +1997,7 @@ mod tests {
             )
         );
         // Not accepted yet, so refused rather than ignored.
-        let (_, _, reason) = line_error("auto-aof-rewrite-percentage 100");
+        let (_, _, reason) = line_error("repl-backlog-size 1mb");
         assert_eq!(reason, "Bad directive or wrong number of arguments");
     }
 

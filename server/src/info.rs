@@ -269,6 +269,23 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
     out
 }
 
+/// `aof_current_size`: the snapshot chain the log continues plus the log's
+/// record bytes since it (Redis: base file plus incremental files).
+pub fn aof_current_size(shared: &crate::shared::Shared) -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    let chain = shared.snapshot_status().log_chain_bytes;
+    chain
+        + shared
+            .aof
+            .iter()
+            .map(|a| {
+                a.current_size
+                    .load(Relaxed)
+                    .saturating_sub(a.base_size.load(Relaxed))
+            })
+            .sum::<u64>()
+}
+
 /// The aof_* fields of INFO persistence (Redis 7.0's names and order), then
 /// ours: the I/O path, fsyncs done, records per group commit, fsync p99.
 fn aof_fields(out: &mut String, shared: &crate::shared::Shared) {
@@ -276,10 +293,29 @@ fn aof_fields(out: &mut String, shared: &crate::shared::Shared) {
     let aof = &shared.aof;
     let enabled = aof.iter().any(|a| a.enabled.load(Relaxed));
     let failed = aof.iter().any(|a| a.failed.load(Relaxed));
+    let (running, scheduled, last_time, current_time, last_ok, rewrites, base_size) = {
+        let st = shared.snapshot_status();
+        let current = match (st.rewrite_running, st.running_since) {
+            (true, Some(t)) => t.elapsed().as_secs() as i64,
+            _ => -1,
+        };
+        (
+            st.rewrite_running,
+            st.rewrite_scheduled,
+            st.rewrite_last_time_sec,
+            current,
+            st.rewrite_last_ok,
+            st.rewrites,
+            st.aof_base_size,
+        )
+    };
     let _ = write!(
         out,
-        "aof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+        "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{last_time}\r\naof_current_rewrite_time_sec:{current_time}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{rewrites}\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
         u8::from(enabled),
+        u8::from(running),
+        u8::from(scheduled),
+        if last_ok { "ok" } else { "err" },
         if failed { "err" } else { "ok" },
     );
     if !enabled {
@@ -307,8 +343,8 @@ fn aof_fields(out: &mut String, shared: &crate::shared::Shared) {
     let _ = write!(
         out,
         "aof_current_size:{}\r\naof_base_size:{}\r\naof_pending_rewrite:0\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:{pending_fsync}\r\naof_delayed_fsync:{}\r\naof_appendfsync:{}\r\naof_io_path:{path}\r\naof_fsyncs:{}\r\naof_group_commits:{commits}\r\naof_records:{records}\r\naof_records_per_commit:{:.2}\r\naof_fsync_p99_usec:{p99}\r\naof_bytes_written:{}\r\n",
-        total(|a| &a.current_size),
-        total(|a| &a.base_size),
+        aof_current_size(shared),
+        base_size,
         total(|a| &a.pending_bytes),
         total(|a| &a.delayed_fsync),
         shared.appendfsync().name(),

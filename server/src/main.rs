@@ -271,16 +271,34 @@ fn run(cfg: Config) -> i32 {
             log::warning(&format!("Failed to write PID file '{}': {e}", cfg.pidfile));
         }
     }
-    let recovered = match recover::recover(&cfg, workers) {
-        Ok(r) => r,
+    // What to load: the newest snapshot the log continues, then the log
+    // (recover::start has the rules).
+    let start = match recover::start(&cfg, workers) {
+        Ok(s) => s,
         Err(e) => {
             log::warning(&e);
             return 1;
         }
     };
-    // A Redis AOF next to an empty log is imported (moving from Redis).
+    let snap_dir = snapshot::snapshot_dir(&cfg);
+    if start.rewrite {
+        if let Err(e) = snapshot::write_manifest_now(&snap_dir, &cfg.dbfilename, &start.manifest) {
+            log::warning(&format!("Can't write the snapshot manifest: {e}"));
+            return 1;
+        }
+    }
+    let manifest = start.manifest;
+    let snap_load = start.snapshot.map(|id| Arc::new((manifest.clone(), id)));
+    let attach = start.attach;
+    let recovered = start.log;
+    // A Redis AOF next to an empty log and no snapshot is imported (moving
+    // from Redis).
     let import = match &recovered {
-        Some(r) if r.shards.iter().all(|s| s.log.records.is_empty()) => {
+        Some(r)
+            if attach
+                && snap_load.is_none()
+                && r.shards.iter().all(|s| s.log.records.is_empty()) =>
+        {
             match recover::read_redis_aof(&cfg) {
                 Ok(i) => i,
                 Err(e) => {
@@ -292,38 +310,10 @@ fn run(cfg: Config) -> i32 {
         _ => None,
     };
     let mut import = Some(import);
-    // Snapshots: with the log off, the newest complete chain loads; with
-    // the log on, the log holds everything (until M1.5 joins the two), and
-    // the manifest is only read so that new snapshots continue its ids.
-    let snap_dir = snapshot::snapshot_dir(&cfg);
-    let (manifest, snap_load) = if cfg.appendonly {
-        match snapshot::read_manifest(&snap_dir, &cfg.dbfilename) {
-            Ok(Some(m)) => {
-                if !m.snapshots.is_empty() {
-                    log::notice(
-                        "Snapshots exist but appendonly is yes: the append-only log is loaded, \
-                         not the snapshot",
-                    );
-                }
-                (m, None)
-            }
-            Ok(None) => (snapshot::Manifest::default(), None),
-            Err(e) => {
-                log::warning(&format!("{e} (ignored: appendonly is yes)"));
-                (snapshot::Manifest::default(), None)
-            }
-        }
-    } else {
-        match snapshot::choose(&snap_dir, &cfg.dbfilename) {
-            Ok(Some((m, id))) => (m.clone(), Some(Arc::new((m, id)))),
-            Ok(None) => (snapshot::Manifest::default(), None),
-            Err(e) => {
-                log::warning(&e);
-                return 1;
-            }
-        }
-    };
-    let log_dir = recovered.as_ref().map(|r| r.log_dir.clone());
+    let log_dir = recovered
+        .as_ref()
+        .filter(|_| attach)
+        .map(|r| r.log_dir.clone());
     let tx_base = recovered.as_ref().map_or(0, |r| r.tx_base);
     let mut per_shard: Vec<Option<recover::ShardRecovery>> = match recovered {
         Some(r) => r.shards.into_iter().map(Some).collect(),
@@ -338,7 +328,16 @@ fn run(cfg: Config) -> i32 {
         (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
     let (shutdown_tx, shutdown_rx) = std::sync::mpsc::channel();
     let shared = Shared::new(cfg, senders, shutdown_tx);
-    *shared.snapshot_status() = snapshot::Status::new(manifest, shared.start_unix_ms / 1000);
+    {
+        let mut st = snapshot::Status::new(manifest, shared.start_unix_ms / 1000);
+        if attach {
+            if let Some(load) = &snap_load {
+                let (m, id) = &**load;
+                st.log_chain_bytes = m.chain(*id).map_or(0, |c| c.iter().map(|s| s.bytes).sum());
+            }
+        }
+        *shared.snapshot_status() = st;
+    }
     if let Err(e) = watch_signals(Arc::clone(&shared)) {
         log::warning(&format!("Can't install signal handlers: {e}"));
         return 1;
@@ -365,18 +364,6 @@ fn run(cfg: Config) -> i32 {
             }
             let mut shard = Shard::new(id, workers, databases);
             shard.max_string_len = max_string;
-            // Replay this shard's log here, in parallel with the others.
-            let mut applied = 0;
-            if let Some(rec) = &rec {
-                shard.set_now_ms(worker::now_ms());
-                match recover::replay(&mut shard, rec) {
-                    Ok(n) => applied = n,
-                    Err(e) => {
-                        log::warning(&e);
-                        std::process::exit(1);
-                    }
-                }
-            }
             if let Some(load) = &snap_load {
                 let (m, snap) = &**load;
                 shard.set_now_ms(worker::now_ms());
@@ -388,6 +375,18 @@ fn run(cfg: Config) -> i32 {
                     }
                     Err(e) => {
                         log::warning(&format!("Loading snapshot {snap}: {e}"));
+                        std::process::exit(1);
+                    }
+                }
+            }
+            // Then the log after it, in parallel with the other shards.
+            let mut applied = 0;
+            if let Some(rec) = &rec {
+                shard.set_now_ms(worker::now_ms());
+                match recover::replay(&mut shard, rec) {
+                    Ok(n) => applied = n,
+                    Err(e) => {
+                        log::warning(&e);
                         std::process::exit(1);
                     }
                 }
@@ -415,6 +414,9 @@ fn run(cfg: Config) -> i32 {
                 .fetch_add(applied, std::sync::atomic::Ordering::Relaxed);
             // No shard serves before every shard has loaded.
             if loaded.wait().is_leader() {
+                // Redis's aof_base_size after loading: the size loaded.
+                let base = info::aof_current_size(&worker.shared);
+                worker.shared.snapshot_status().aof_base_size = base;
                 if snap_load.is_some() {
                     log::notice(&format!(
                         "DB loaded from disk: {:.3} seconds ({} keys)",

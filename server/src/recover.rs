@@ -20,6 +20,7 @@ use engine::Shard;
 
 use crate::config::Config;
 use crate::log;
+use crate::snapshot::{LogLine, Manifest};
 
 /// The file naming how many shards wrote a log directory.
 pub const META_FILE: &str = "kv-log.meta";
@@ -45,11 +46,22 @@ pub fn log_dir(cfg: &Config) -> PathBuf {
     cfg.dir.join(&cfg.appenddirname)
 }
 
-fn write_meta(dir: &Path, shards: usize) -> Result<(), String> {
+/// What `kv-log.meta` says: the shards that write the log and the log's
+/// identity (0: written before logs had one, M1.3/M1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub shards: usize,
+    pub id: u64,
+}
+
+fn write_meta(dir: &Path, meta: Meta) -> Result<(), String> {
     let path = dir.join(META_FILE);
     let tmp = dir.join(format!("{META_FILE}.tmp"));
     let text = format!(
-        "# kv-server append-only log: written by this many shards (threads).\nshards {shards}\n"
+        "# kv-server append-only log: written by this many shards (threads), and its id\n\
+         # (the snapshot manifest names the log it continues by this id).\n\
+         shards {}\nid {}\n",
+        meta.shards, meta.id
     );
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
@@ -61,66 +73,314 @@ fn write_meta(dir: &Path, shards: usize) -> Result<(), String> {
     write().map_err(|e| format!("Can't write {}: {e}", path.display()))
 }
 
-fn read_meta(dir: &Path) -> Result<Option<usize>, String> {
+pub fn read_meta(dir: &Path) -> Result<Option<Meta>, String> {
     let path = dir.join(META_FILE);
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("Can't read {}: {e}", path.display())),
     };
-    text.lines()
-        .filter_map(|l| l.strip_prefix("shards "))
-        .find_map(|n| n.trim().parse::<usize>().ok())
-        .map(Some)
-        .ok_or_else(|| format!("{} is damaged: no 'shards N' line", path.display()))
+    let field = |name: &str| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(name))
+            .find_map(|n| n.trim().parse::<u64>().ok())
+    };
+    let shards = field("shards ")
+        .ok_or_else(|| format!("{} is damaged: no 'shards N' line", path.display()))?;
+    Ok(Some(Meta {
+        shards: shards as usize,
+        id: field("id ").unwrap_or(0),
+    }))
 }
 
-/// Reads and resolves the logs. `Ok(None)` with `appendonly no`.
-pub fn recover(cfg: &Config, shards: usize) -> Result<Option<Recovered>, String> {
+/// Whether a log directory holds any segment file.
+fn has_segments(dir: &Path) -> bool {
+    recovery::list_shard_dirs(dir).is_ok_and(|shards| {
+        shards
+            .iter()
+            .any(|(_, d)| recovery::list_segments(d).is_ok_and(|s| !s.is_empty()))
+    })
+}
+
+/// What start-up loads and where the log continues.
+pub struct Start {
+    /// The snapshot manifest, with the log line the server runs with (when
+    /// `rewrite` is set it must be written before the server serves).
+    pub manifest: Manifest,
+    pub rewrite: bool,
+    /// The snapshot chain to load first.
+    pub snapshot: Option<u64>,
+    /// The log records to replay after it, per shard, and where each
+    /// shard's log continues (appendonly yes: `attach`).
+    pub log: Option<Recovered>,
+    pub attach: bool,
+}
+
+fn refuse_shards(dir: &Path, n: usize, shards: usize) -> String {
+    format!(
+        "The append-only log in {} was written by {n} shards, but this server runs \
+         {shards} (threads {shards}). A key's shard depends on that number, so the log \
+         can't be replayed as it is. Start with 'threads {n}', or move the data: \
+         'kv-server export-aof {} dump.aof', start on an empty directory and load \
+         dump.aof (e.g. redis-cli --pipe < dump.aof).",
+        dir.display(),
+        dir.display()
+    )
+}
+
+/// Decides what to load at start (M1.5): the newest consistent state, never
+/// an empty one next to data, and never by replacing or deleting files
+/// that hold data not loaded.
+///
+/// - The manifest names a log (`log id ...`) and the log directory holds
+///   that log: the newest snapshot the log continues loads, then the log's
+///   records after that snapshot's lsns.
+/// - The manifest names a log that is not there: the snapshot loads with a
+///   loud warning (its later changes are gone); another log in its place
+///   stops the start.
+/// - A log from before M1.5 (no id) and no log in the manifest: the log
+///   holds everything from lsn 1, as then.
+/// - A log with an id the manifest does not name was detached (appendonly
+///   was turned off and a snapshot taken since): with appendonly yes it is
+///   moved aside to `<appenddirname>.stale-<id>`, never loaded or deleted.
+/// - Otherwise the newest snapshot loads (or a Redis AOF is imported), and
+///   with appendonly yes a new log starts from it.
+pub fn start(cfg: &Config, shards: usize) -> Result<Start, String> {
+    let snap_dir = crate::snapshot::snapshot_dir(cfg);
+    let mut manifest =
+        crate::snapshot::read_manifest(&snap_dir, &cfg.dbfilename)?.unwrap_or_default();
     let dir = log_dir(cfg);
-    if !cfg.appendonly {
-        if dir.join(META_FILE).exists() {
+    let mut meta = read_meta(&dir)?;
+    let segments = has_segments(&dir);
+    let line = manifest.log.clone();
+    let mut rewrite = false;
+    if let Some(line) = &line {
+        match meta {
+            Some(m) if m.id == line.id => {
+                if line.shards != shards || m.shards != shards {
+                    return Err(refuse_shards(&dir, line.shards, shards));
+                }
+                return live(cfg, manifest, &dir);
+            }
+            Some(m) => {
+                return Err(format!(
+                    "The snapshot manifest {} names the append-only log with id {}, but {} \
+                     holds the log with id {} (written by {} shards). Refusing to start: \
+                     loading either would ignore the data of the other. Move the one you do \
+                     not want out of '{}'.",
+                    snap_dir
+                        .join(format!("{}.manifest", cfg.dbfilename))
+                        .display(),
+                    line.id,
+                    dir.display(),
+                    m.id,
+                    m.shards,
+                    cfg.dir.display()
+                ));
+            }
+            None if segments => {
+                return Err(format!(
+                    "The snapshot manifest names the append-only log with id {}, but {} holds \
+                     log segments and no {META_FILE}. Refusing to start; restore {META_FILE} \
+                     or move the log directory away.",
+                    line.id,
+                    dir.display()
+                ));
+            }
+            None => {
+                log::warning(&format!(
+                    "!!! WARNING: the snapshot manifest names an append-only log (id {}) that \
+                     is missing from {}. Loading the newest snapshot only: changes made after \
+                     it are lost.",
+                    line.id,
+                    dir.display()
+                ));
+                manifest.log = None;
+                rewrite = true;
+            }
+        }
+    } else if let Some(m) = meta.filter(|m| m.id != 0) {
+        // A log the manifest does not name: detached.
+        if segments && cfg.appendonly {
+            let aside = cfg
+                .dir
+                .join(format!("{}.stale-{}", cfg.appenddirname, m.id));
+            fs::rename(&dir, &aside)
+                .map_err(|e| format!("Can't move the detached log {} aside: {e}", dir.display()))?;
+            log::warning(&format!(
+                "The append-only log in {} (id {}) is not the one the snapshot manifest \
+                 names (it was detached by a snapshot taken with appendonly no, or its base \
+                 was never completed): moved to {}, not loaded. Remove it when you no longer \
+                 need it.",
+                dir.display(),
+                m.id,
+                aside.display()
+            ));
+            meta = None;
+        } else if segments {
             log::warning(&format!(
                 "appendonly is no: the append-only log in {} is not loaded and not written",
                 dir.display()
             ));
         }
-        return Ok(None);
-    }
-    fs::create_dir_all(&dir).map_err(|e| format!("Can't create {}: {e}", dir.display()))?;
-    let existing = recovery::list_shard_dirs(&dir).map_err(|e| e.to_string())?;
-    match read_meta(&dir)? {
-        Some(n) if n != shards => {
-            return Err(format!(
-                "The append-only log in {} was written by {n} shards, but this server runs \
-                 {shards} (threads {shards}). A key's shard depends on that number, so the log \
-                 can't be replayed as it is. Start with 'threads {n}', or move the data: \
-                 'kv-server export-aof {} dump.aof', start on an empty directory and load \
-                 dump.aof (e.g. redis-cli --pipe < dump.aof).",
-                dir.display(),
+    } else if segments {
+        // A log written before logs had ids (M1.3/M1.4): everything from lsn 1.
+        if !cfg.appendonly {
+            log::warning(&format!(
+                "appendonly is no: the append-only log in {} is not loaded and not written",
                 dir.display()
             ));
-        }
-        Some(_) => {}
-        None => {
-            if let Some((i, _)) = existing.iter().find(|(i, _)| *i >= shards) {
+        } else {
+            if let Some(m) = meta.filter(|m| m.shards != shards) {
+                return Err(refuse_shards(&dir, m.shards, shards));
+            }
+            if let Some((i, _)) = recovery::list_shard_dirs(&dir)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .find(|(i, _)| *i >= shards)
+            {
                 return Err(format!(
                     "The append-only log in {} has a directory for shard {i} but this server \
                      runs {shards} shards; refusing to start.",
                     dir.display()
                 ));
             }
-            write_meta(&dir, shards)?;
+            let rec = read_logs(cfg, &dir, &vec![0; shards])?;
+            if rec.shards.iter().any(|s| !s.log.records.is_empty()) {
+                if !manifest.snapshots.is_empty() {
+                    log::notice(
+                        "Snapshots exist, but the append-only log predates the manifest's log \
+                         line: the log (which holds everything) is loaded, not a snapshot",
+                    );
+                }
+                let id = new_log_id(meta);
+                write_meta(&dir, Meta { shards, id })?;
+                manifest.log = Some(LogLine {
+                    id,
+                    shards,
+                    after: highest_id(&snap_dir, cfg, &manifest),
+                    base: 0,
+                    from: vec![0; shards],
+                });
+                return Ok(Start {
+                    manifest,
+                    rewrite: true,
+                    snapshot: None,
+                    log: Some(rec),
+                    attach: true,
+                });
+            }
         }
     }
-    let opts = RecoveryOptions {
-        aof_load_truncated: cfg.aof_load_truncated,
-        max_write: engine::journal::writer::DEFAULT_MAX_FLUSH_BYTES + 4096,
+    // No log to load: the newest snapshot, and a new log from it.
+    let snapshot = crate::snapshot::choose_in(&snap_dir, &manifest, |_| true)?;
+    if !cfg.appendonly {
+        return Ok(Start {
+            manifest,
+            rewrite,
+            snapshot,
+            log: None,
+            attach: false,
+        });
+    }
+    let base = snapshot.and_then(|id| manifest.snapshots.iter().find(|s| s.id == id));
+    let from: Vec<u64> = match base {
+        Some(b) if b.shards == shards => b.files.iter().map(|f| f.2).collect(),
+        _ => vec![0; shards],
     };
+    if let Some(b) = base {
+        log::notice(&format!(
+            "No append-only log to load: loading snapshot {} and starting the log from it",
+            b.id
+        ));
+    }
+    fs::create_dir_all(&dir).map_err(|e| format!("Can't create {}: {e}", dir.display()))?;
+    let id = new_log_id(meta);
+    write_meta(&dir, Meta { shards, id })?;
+    manifest.log = Some(LogLine {
+        id,
+        shards,
+        after: highest_id(&snap_dir, cfg, &manifest),
+        base: snapshot.unwrap_or(0),
+        from: from.clone(),
+    });
+    let rec = read_logs(cfg, &dir, &from)?;
+    Ok(Start {
+        manifest,
+        rewrite: true,
+        snapshot,
+        log: Some(rec),
+        attach: true,
+    })
+}
+
+/// A log id for a new log: the time, past the old id.
+fn new_log_id(old: Option<Meta>) -> u64 {
+    crate::worker::now_ms().max(old.map_or(0, |m| m.id.saturating_add(1)))
+}
+
+/// The largest snapshot id in use (named by the manifest or a file).
+fn highest_id(snap_dir: &Path, cfg: &Config, m: &Manifest) -> u64 {
+    m.snapshots
+        .iter()
+        .map(|s| s.id)
+        .max()
+        .unwrap_or(0)
+        .max(crate::snapshot::highest_file_id(snap_dir, &cfg.dbfilename))
+}
+
+/// The manifest names this log: load the newest snapshot it continues,
+/// then its records after that snapshot.
+fn live(cfg: &Config, manifest: Manifest, dir: &Path) -> Result<Start, String> {
+    let snap_dir = crate::snapshot::snapshot_dir(cfg);
+    let Some(line) = manifest.log.clone() else {
+        return Err("no log line".into());
+    };
+    let chosen = crate::snapshot::choose_in(&snap_dir, &manifest, |s| line.lsns_of(s).is_some())
+        .map_err(|e| {
+            format!(
+                "{e} The append-only log continues those snapshots; it can't be loaded \
+                 without one."
+            )
+        })?;
+    let after = match chosen.and_then(|id| manifest.snapshots.iter().find(|s| s.id == id)) {
+        Some(s) => line.lsns_of(s).unwrap_or_default(),
+        None if line.base == 0 => line.from.clone(),
+        None => {
+            return Err(format!(
+                "The append-only log in {} continues snapshot {}, and the snapshot manifest \
+                 holds none it can be replayed on. Refusing to start.",
+                dir.display(),
+                line.base
+            ))
+        }
+    };
+    if !cfg.appendonly {
+        log::notice(&format!(
+            "appendonly is no, but the snapshot manifest names the append-only log in {}: \
+             loading it after the snapshot (its records are newer); the next snapshot \
+             replaces it",
+            dir.display()
+        ));
+    }
+    let rec = read_logs(cfg, dir, &after)?;
+    Ok(Start {
+        manifest,
+        rewrite: false,
+        snapshot: chosen,
+        log: Some(rec),
+        attach: cfg.appendonly,
+    })
+}
+
+/// Reads every shard's log (in parallel) after the lsns `after`, cuts torn
+/// tails and incomplete multi-shard commands.
+fn read_logs(cfg: &Config, dir: &Path, after: &[u64]) -> Result<Recovered, String> {
+    let shards = after.len();
     let started = Instant::now();
     // Read every shard's log on its own thread.
     let dirs: Vec<PathBuf> = (0..shards)
-        .map(|i| engine::journal::JournalConfig::shard_dir(&dir, i))
+        .map(|i| engine::journal::JournalConfig::shard_dir(dir, i))
         .collect();
     for d in &dirs {
         fs::create_dir_all(d).map_err(|e| format!("Can't create {}: {e}", d.display()))?;
@@ -128,7 +388,15 @@ pub fn recover(cfg: &Config, shards: usize) -> Result<Option<Recovered>, String>
     let results: Vec<Result<ShardLog, recovery::RecoveryError>> = std::thread::scope(|s| {
         let handles: Vec<_> = dirs
             .iter()
-            .map(|d| s.spawn(move || read_shard_log_with(d, &opts)))
+            .zip(after)
+            .map(|(d, &after)| {
+                let opts = RecoveryOptions {
+                    aof_load_truncated: cfg.aof_load_truncated,
+                    max_write: engine::journal::writer::DEFAULT_MAX_FLUSH_BYTES + 4096,
+                    after: Some(after),
+                };
+                s.spawn(move || read_shard_log_with(d, &opts))
+            })
             .collect();
         handles
             .into_iter()
@@ -178,7 +446,8 @@ pub fn recover(cfg: &Config, shards: usize) -> Result<Option<Recovered>, String>
                 cut.lsn
             }
             None => log.next_lsn(),
-        };
+        }
+        .max(after.get(out.len()).map_or(1, |a| a + 1));
         let existing = match &plan.cut {
             Some(cut) => log
                 .segments
@@ -204,11 +473,11 @@ pub fn recover(cfg: &Config, shards: usize) -> Result<Option<Recovered>, String>
             started.elapsed().as_secs_f64()
         ));
     }
-    Ok(Some(Recovered {
-        log_dir: dir,
+    Ok(Recovered {
+        log_dir: dir.to_path_buf(),
         shards: out,
         tx_base,
-    }))
+    })
 }
 
 /// The start-up error for a log that can't be loaded: what, where, and the
@@ -311,6 +580,61 @@ fn replay_global(shard: &mut Shard, name: &str, db: usize, args: &[Vec<u8>]) -> 
         _ => return None,
     }
     Some(())
+}
+
+/// Deletes the segments of each shard's log that hold only records the
+/// kept snapshots of `m` have: a segment goes when the next one starts at
+/// or before the oldest such snapshot's lsn + 1. Called only after the
+/// manifest that makes them unnecessary is durable; the last segment of a
+/// shard always stays (the writer's).
+pub fn trim_log(dir: &Path, line: &LogLine, m: &Manifest) {
+    let lsns: Vec<Vec<u64>> = m.snapshots.iter().filter_map(|s| line.lsns_of(s)).collect();
+    for shard in 0..line.shards {
+        let Some(keep) = lsns.iter().filter_map(|l| l.get(shard).copied()).min() else {
+            continue;
+        };
+        let d = engine::journal::JournalConfig::shard_dir(dir, shard);
+        let Ok(segs) = recovery::list_segments(&d) else {
+            continue;
+        };
+        for w in segs.windows(2) {
+            let (Some((_, path)), Some((next, _))) = (w.first(), w.get(1)) else {
+                continue;
+            };
+            if *next > keep.saturating_add(1) {
+                break;
+            }
+            if let Err(e) = fs::remove_file(path) {
+                log::warning(&format!(
+                    "Can't remove the log segment {}: {e}",
+                    path.display()
+                ));
+            }
+        }
+    }
+}
+
+/// Removes a log that a snapshot taken with appendonly no has detached
+/// (every record of it was loaded at start and is in that snapshot), if
+/// the directory still holds that log (`id`).
+pub fn remove_detached_log(dir: &Path, id: u64) {
+    if !read_meta(dir).is_ok_and(|m| m.is_some_and(|m| m.id == id)) {
+        return;
+    }
+    if let Ok(shards) = recovery::list_shard_dirs(dir) {
+        for (_, d) in shards {
+            for (_, path) in recovery::list_segments(&d).unwrap_or_default() {
+                let _ = fs::remove_file(path);
+            }
+            let _ = fs::remove_file(engine::journal::io::spare_path(&d));
+            let _ = fs::remove_dir(&d);
+        }
+    }
+    let _ = fs::remove_file(dir.join(META_FILE));
+    log::notice(&format!(
+        "Removed the append-only log in {} (id {id}): the snapshot just saved holds all of it",
+        dir.display()
+    ));
 }
 
 /// Makes everything written to the log durable (SHUTDOWN and signals, for

@@ -51,8 +51,10 @@ use crate::worker::{now_ms, Msg, Worker};
 const SLICE: usize = 256 * 1024;
 /// A shard writes its file in pieces of about this size.
 const CHUNK: usize = 4 << 20;
-/// First line of a manifest.
+/// First line of a manifest without a log line (read and written).
 const MANIFEST_MAGIC: &str = "kv-snapshot-manifest 1";
+/// First line of a manifest that names the append-only log (M1.5).
+const MANIFEST_MAGIC_2: &str = "kv-snapshot-manifest 2";
 
 /// The snapshot directory inside `dir`.
 pub fn snapshot_dir(cfg: &crate::config::Config) -> PathBuf {
@@ -84,16 +86,56 @@ pub struct SnapshotMeta {
     pub files: Vec<(String, u64, u64)>,
 }
 
-/// The manifest: snapshots kept, newest first.
+/// The append-only log that continues the manifest's snapshots (M1.5):
+/// restart loads a snapshot, then the log's records after that snapshot's
+/// lsns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// The log's identity (its `kv-log.meta`): a log directory with another
+    /// id is not this log.
+    pub id: u64,
+    pub shards: usize,
+    /// Snapshots with a larger id were taken with this log on: each holds
+    /// the state at its own lsns.
+    pub after: u64,
+    /// The snapshot the log was started on (0: an empty keyspace), which
+    /// holds the state at `from`.
+    pub base: u64,
+    /// Per shard: the lsn the log continues `base` from.
+    pub from: Vec<u64>,
+}
+
+impl LogLine {
+    /// The lsns after which the log continues snapshot `snap`, if `snap`
+    /// was taken while this log was on (or is its base).
+    pub fn lsns_of(&self, snap: &SnapshotMeta) -> Option<Vec<u64>> {
+        if snap.id == self.base {
+            Some(self.from.clone())
+        } else if snap.id > self.after && snap.shards == self.shards {
+            Some(snap.files.iter().map(|f| f.2).collect())
+        } else {
+            None
+        }
+    }
+}
+
+/// The manifest: snapshots kept, newest first, and the log that continues
+/// them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
     pub snapshots: Vec<SnapshotMeta>,
+    pub log: Option<LogLine>,
 }
 
 impl Manifest {
     pub fn encode(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "{MANIFEST_MAGIC}");
+        let magic = if self.log.is_some() {
+            MANIFEST_MAGIC_2
+        } else {
+            MANIFEST_MAGIC
+        };
+        let _ = writeln!(s, "{magic}");
         for m in &self.snapshots {
             let _ = writeln!(
                 s,
@@ -112,6 +154,17 @@ impl Manifest {
                 let _ = writeln!(s, "file {shard} {name} {size} {lsn}");
             }
         }
+        if let Some(l) = &self.log {
+            let _ = write!(
+                s,
+                "log id {} shards {} after {} base {} from",
+                l.id, l.shards, l.after, l.base
+            );
+            for f in &l.from {
+                let _ = write!(s, " {f}");
+            }
+            s.push('\n');
+        }
         let crc = crc32c::crc32c(s.as_bytes());
         let _ = writeln!(s, "crc32c {crc:08x}");
         s
@@ -129,9 +182,11 @@ impl Manifest {
             return Err("checksum mismatch".into());
         }
         let mut lines = body.lines();
-        if lines.next() != Some(MANIFEST_MAGIC) {
-            return Err("not a kv-server snapshot manifest (first line)".into());
-        }
+        let version2 = match lines.next() {
+            Some(MANIFEST_MAGIC) => false,
+            Some(MANIFEST_MAGIC_2) => true,
+            _ => return Err("not a kv-server snapshot manifest (first line)".into()),
+        };
         let mut out = Manifest::default();
         for line in lines {
             let w: Vec<&str> = line.split(' ').collect();
@@ -187,6 +242,34 @@ impl Manifest {
                         return Err(format!("bad line '{line}'"));
                     }
                     snap.files.push((name, num(n - 2)?, num(n - 1)?));
+                }
+                // `log id <n> shards <s> after <a> base <b> from <lsn>...`
+                Some(&"log")
+                    if version2
+                        && out.log.is_none()
+                        && w.len() >= 11
+                        && [
+                            (1, "id"),
+                            (3, "shards"),
+                            (5, "after"),
+                            (7, "base"),
+                            (9, "from"),
+                        ]
+                        .iter()
+                        .all(|&(i, k)| w.get(i) == Some(&k)) =>
+                {
+                    let shards = num(4)? as usize;
+                    let from = (10..w.len()).map(num).collect::<Result<Vec<u64>, _>>()?;
+                    if from.len() != shards {
+                        return Err(format!("bad line '{line}'"));
+                    }
+                    out.log = Some(LogLine {
+                        id: num(2)?,
+                        shards,
+                        after: num(6)?,
+                        base: num(8)?,
+                        from,
+                    });
                 }
                 _ => return Err(format!("bad line '{line}'")),
             }
@@ -270,6 +353,19 @@ pub struct Status {
     /// The shards hold the state of the manifest's newest snapshot
     /// (taken by this process), so the next may be a delta.
     pub delta_ok: bool,
+    /// Bytes of the snapshot chain the log continues (part of
+    /// `aof_current_size`, as Redis counts its base file).
+    pub log_chain_bytes: u64,
+    /// `aof_base_size`: `aof_current_size` after the last rewrite (or at
+    /// start), the reference of `auto-aof-rewrite-percentage`.
+    pub aof_base_size: u64,
+    /// The running snapshot is a log rewrite (BGREWRITEAOF or automatic).
+    pub rewrite_running: bool,
+    /// A BGREWRITEAOF waits for the running snapshot.
+    pub rewrite_scheduled: bool,
+    pub rewrite_last_ok: bool,
+    pub rewrite_last_time_sec: i64,
+    pub rewrites: u64,
 }
 
 impl Status {
@@ -293,6 +389,13 @@ impl Status {
             last_peak_pending: 0,
             manifest,
             delta_ok: false,
+            log_chain_bytes: 0,
+            aof_base_size: 0,
+            rewrite_running: false,
+            rewrite_scheduled: false,
+            rewrite_last_ok: true,
+            rewrite_last_time_sec: -1,
+            rewrites: 0,
         }
     }
 }
@@ -556,8 +659,29 @@ pub async fn save_claimed(
     r.map(|(_, t, _)| t)
 }
 
+/// A log rewrite (BGREWRITEAOF, `auto-aof-rewrite-*`) after a successful
+/// [`claim`]: a snapshot, after which the log restarts from it (segments it
+/// covers are deleted once the manifest naming it is durable; see
+/// `write_all`). Nothing is buffered meanwhile: writes go on into the log as
+/// usual, and the log after the snapshot's lsns is what stays.
+pub async fn rewrite_claimed(worker: &Rc<Worker>, started: Instant) -> Result<Tally, String> {
+    worker.shared.snapshot_status().rewrite_running = true;
+    let r = save_claimed(worker, started, false).await;
+    let mut st = worker.shared.snapshot_status();
+    st.rewrite_running = false;
+    st.rewrite_last_time_sec = started.elapsed().as_secs() as i64;
+    st.rewrite_last_ok = r.is_ok();
+    if r.is_ok() {
+        st.rewrites += 1;
+        log::notice("Background AOF rewrite finished successfully");
+    } else {
+        log::warning("Background AOF rewrite failed");
+    }
+    r
+}
+
 /// The largest snapshot id among the files of `dir` named after `stem`.
-fn highest_file_id(dir: &Path, stem: &str) -> u64 {
+pub fn highest_file_id(dir: &Path, stem: &str) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -595,14 +719,22 @@ async fn run(
     let shards = worker.shard_count();
     let kind = if full { Kind::Full } else { Kind::Delta };
     // 1. The barrier.
+    let stats = worker.shared.clone();
     let starts = crate::tx::barrier(worker, move |_| {
+        let stats = stats.clone();
         Box::new(move |sh: &mut Shard| {
             let start = sh.begin_snapshot(full, compress);
+            let log_pos = stats
+                .aof
+                .get(sh.id())
+                .map_or(0, |a| a.current_size.load(Ordering::Relaxed));
             Reply::Array(vec![
                 Reply::Int(start.epoch as i64),
                 Reply::Int(sh.log.last_lsn() as i64),
                 Reply::Int(sh.stats.dirty as i64),
                 Reply::Int(i64::from(start.since.is_none())),
+                Reply::Int(i64::from(sh.log.enabled())),
+                Reply::Int(log_pos as i64),
             ])
         })
     })
@@ -617,8 +749,16 @@ async fn run(
                 .collect();
             // A shard that could not build a delta (it never took a
             // snapshot) makes the coordinator's choice wrong: refuse.
-            if n.len() == 4 && (n[3] == 1) == full {
-                barrier.push((n[0], n[1], n[2]));
+            if let [epoch, lsn, dirty, is_full, logging, log_pos] = n[..] {
+                if (is_full == 1) == full {
+                    barrier.push(Point {
+                        epoch,
+                        lsn,
+                        dirty,
+                        logging: logging == 1,
+                        log_pos,
+                    });
+                }
             }
         }
     }
@@ -631,7 +771,7 @@ async fn run(
         .await
     };
     let ok = result.is_ok();
-    let dirty: Vec<u64> = barrier.iter().map(|b| b.2).collect();
+    let dirty: Vec<u64> = barrier.iter().map(|b| b.dirty).collect();
     worker
         .ask_all(move || {
             let dirty = dirty.clone();
@@ -655,6 +795,20 @@ async fn run(
     result
 }
 
+/// A shard at the barrier.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    epoch: u64,
+    /// The last lsn of its log (the snapshot holds every record up to it).
+    lsn: u64,
+    /// Its change counter.
+    dirty: u64,
+    /// Its log was on.
+    logging: bool,
+    /// Record bytes in its log.
+    log_pos: u64,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn write_all(
     worker: &Rc<Worker>,
@@ -666,13 +820,13 @@ async fn write_all(
     parent_id: u64,
     databases: usize,
     created_ms: u64,
-    barrier: &[(u64, u64, u64)],
+    barrier: &[Point],
 ) -> Result<(SnapshotMeta, Tally, u64), String> {
     let shards = barrier.len();
     let compression = worker.shared.config().rdbcompression;
     // 2. Every shard writes its file.
     let mut waits = Vec::with_capacity(shards);
-    for (s, &(epoch, lsn, _)) in barrier.iter().enumerate() {
+    for (s, &Point { epoch, lsn, .. }) in barrier.iter().enumerate() {
         let (reply, rx) = oneshot::channel();
         let header = FileHeader {
             kind,
@@ -709,7 +863,7 @@ async fn write_all(
                 total.keys += w.tally.keys;
                 total.bytes += w.size;
                 peak = peak.max(w.peak_pending);
-                files.push((file_name(stem, id, kind, s), w.size, barrier[s].1));
+                files.push((file_name(stem, id, kind, s), w.size, barrier[s].lsn));
             }
             Ok(Err(e)) => failure = failure.or(Some(e)),
             Err(_) => failure = failure.or(Some(format!("shard {s} is gone"))),
@@ -731,13 +885,17 @@ async fn write_all(
         files,
     };
     // 3. The manifest makes it visible.
-    let (keep, mut drop, last_visible) = {
+    // The log continues this snapshot if it was on at the barrier
+    // everywhere; a snapshot taken with it off detaches it.
+    let logging = barrier.iter().all(|b| b.logging);
+    let (keep, mut drop, last_visible, detached) = {
         let st = worker.shared.snapshot_status();
         let mut m = st.manifest.clone();
         let last_visible = m.snapshots.first().map(|s| s.id);
+        let detached = if logging { None } else { m.log.take() };
         m.snapshots.insert(0, meta.clone());
         let (keep, drop) = retain(m);
-        (keep, drop, last_visible)
+        (keep, drop, last_visible, detached)
     };
     write_manifest(dir, stem, &keep).await?;
     drop.extend(leftovers(dir, stem, last_visible, &keep));
@@ -747,6 +905,29 @@ async fn write_all(
                 log::warning(&format!("Can't remove the old snapshot file {name}: {e}"));
             }
         }
+    }
+    // Only now that the manifest is durable: log segments that no kept
+    // snapshot needs go, and a detached log (loaded at start, all of it in
+    // this snapshot) is removed.
+    let log_dir = crate::recover::log_dir(&worker.shared.config());
+    if let Some(line) = keep.log.as_ref().filter(|_| logging) {
+        crate::recover::trim_log(&log_dir, line, &keep);
+        let chain_bytes: u64 = keep
+            .chain(meta.id)
+            .map(|c| c.iter().map(|s| s.bytes).sum())
+            .unwrap_or(meta.bytes);
+        for (s, b) in barrier.iter().enumerate() {
+            if let Some(a) = worker.shared.aof.get(s) {
+                a.base_size.store(b.log_pos, Ordering::Relaxed);
+            }
+        }
+        let mut st = worker.shared.snapshot_status();
+        st.log_chain_bytes = chain_bytes;
+        std::mem::drop(st);
+        let base = crate::info::aof_current_size(&worker.shared);
+        worker.shared.snapshot_status().aof_base_size = base;
+    } else if let Some(old) = detached {
+        crate::recover::remove_detached_log(&log_dir, old.id);
     }
     worker.shared.snapshot_status().manifest = keep;
     Ok((meta, total, peak))
@@ -792,7 +973,8 @@ fn leftovers(dir: &Path, stem: &str, last_visible: Option<u64>, keep: &Manifest)
 /// Which snapshots a manifest keeps: the newest one's chain and the
 /// second newest one's (the fallback if the newest cannot be read).
 /// Returns the manifest to write and the files to delete after it.
-fn retain(m: Manifest) -> (Manifest, Vec<String>) {
+fn retain(mut m: Manifest) -> (Manifest, Vec<String>) {
+    let log = m.log.take();
     let mut keep_ids = std::collections::BTreeSet::new();
     for top in m.snapshots.iter().take(2) {
         if let Ok(chain) = m.chain(top.id) {
@@ -807,7 +989,13 @@ fn retain(m: Manifest) -> (Manifest, Vec<String>) {
         .into_iter()
         .flat_map(|s| s.files.into_iter().map(|f| f.0))
         .collect();
-    (Manifest { snapshots: keep }, drop)
+    (
+        Manifest {
+            snapshots: keep,
+            log,
+        },
+        drop,
+    )
 }
 
 async fn write_manifest(dir: &Path, stem: &str, m: &Manifest) -> Result<(), String> {
@@ -827,6 +1015,23 @@ async fn write_manifest(dir: &Path, stem: &str, m: &Manifest) -> Result<(), Stri
         .await
         .map_err(|e| fail("rename", &tmp, e))?;
     sync_dir(dir).await.map_err(|e| fail("sync", dir, e))
+}
+
+/// [`write_manifest`] with blocking calls, for start-up (same order: the
+/// directory, the temporary file, its sync, the rename, the directory).
+pub fn write_manifest_now(dir: &Path, stem: &str, m: &Manifest) -> Result<(), String> {
+    let path = manifest_path(dir, stem);
+    let tmp = dir.join(format!("{stem}.manifest.tmp"));
+    let fail = |op: &str, p: &Path, e: io::Error| format!("{op} {}: {e}", p.display());
+    std::fs::create_dir_all(dir).map_err(|e| fail("create", dir, e))?;
+    let sync = |d: &Path| File::open(d).and_then(|f| f.sync_all());
+    sync(dir).map_err(|e| fail("sync", dir, e))?;
+    let f = File::create(&tmp).map_err(|e| fail("create", &tmp, e))?;
+    f.write_all_at(m.encode().as_bytes(), 0)
+        .map_err(|e| fail("write", &tmp, e))?;
+    f.sync_all().map_err(|e| fail("sync", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| fail("rename", &tmp, e))?;
+    sync(dir).map_err(|e| fail("sync", dir, e))
 }
 
 async fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -872,6 +1077,13 @@ pub async fn cron(worker: Rc<Worker>) {
             let _ = save(&worker, false).await;
             continue;
         }
+        if let Some(why) = rewrite_due(&worker.shared) {
+            if let Ok(started) = claim(&worker.shared) {
+                log::notice(&why);
+                let _ = rewrite_claimed(&worker, started).await;
+            }
+            continue;
+        }
         if retry_later || !rules.iter().any(|&(secs, _)| since_save >= secs) {
             continue;
         }
@@ -885,6 +1097,42 @@ pub async fn cron(worker: Rc<Worker>) {
         log::notice(&format!("{changes} changes in {secs} seconds. Saving..."));
         let _ = save(&worker, false).await;
     }
+}
+
+/// Whether a log rewrite should start now: one was scheduled while a
+/// snapshot ran, or the log grew past `auto-aof-rewrite-min-size` and by
+/// `auto-aof-rewrite-percentage` % over its size after the last rewrite
+/// (Redis's rule, with the snapshot chain counted as the base file).
+fn rewrite_due(shared: &Shared) -> Option<String> {
+    let (pct, min) = {
+        let c = shared.config();
+        (c.auto_aof_rewrite_percentage, c.auto_aof_rewrite_min_size)
+    };
+    let enabled = shared.aof.iter().any(|a| a.enabled.load(Ordering::Relaxed));
+    let (scheduled, base, failed_recently) = {
+        let mut st = shared.snapshot_status();
+        let failed_recently = !st.rewrite_last_ok
+            && st
+                .last_attempt
+                .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5));
+        (
+            std::mem::take(&mut st.rewrite_scheduled),
+            st.aof_base_size,
+            failed_recently,
+        )
+    };
+    if scheduled {
+        return Some("Starting the scheduled AOF rewrite".into());
+    }
+    if !enabled || pct == 0 || failed_recently {
+        return None;
+    }
+    let current = crate::info::aof_current_size(shared);
+    if current < min {
+        return None;
+    }
+    let growth = (current.saturating_mul(100) / base.max(1)).saturating_sub(100);
+    (growth >= pct).then(|| format!("Starting automatic rewriting of AOF on {growth}% growth"))
 }
 
 /// The snapshot before a shutdown: waits for a running one to end, then
@@ -1059,15 +1307,19 @@ pub fn load_chain(dir: &Path, m: &Manifest, id: u64, shard: &mut Shard) -> Resul
 /// The snapshot to load at start: the newest whose chain reads back
 /// whole; an older one only with a loud warning. None if there is no
 /// manifest (or it is empty).
-pub fn choose(dir: &Path, stem: &str) -> Result<Option<(Manifest, u64)>, String> {
-    let Some(m) = read_manifest(dir, stem)? else {
-        return Ok(None);
-    };
+/// The newest snapshot of `m` accepted by `usable` whose whole chain
+/// verifies; an older one loads with a warning. `Ok(None)`: `m` has no
+/// such snapshot; `Err`: it has some, and none can be read.
+pub fn choose_in(
+    dir: &Path,
+    m: &Manifest,
+    usable: impl Fn(&SnapshotMeta) -> bool,
+) -> Result<Option<u64>, String> {
     let mut errors = Vec::new();
-    for (i, snap) in m.snapshots.iter().enumerate() {
-        match verify_chain(dir, &m, snap.id) {
+    for snap in m.snapshots.iter().filter(|s| usable(s)) {
+        match verify_chain(dir, m, snap.id) {
             Ok(()) => {
-                if i > 0 {
+                if !errors.is_empty() {
                     log::warning(&format!(
                         "WARNING: the newest snapshot could not be read ({}); loading the older \
                          snapshot {} taken at unix time {} instead. Changes after it are not in it.",
@@ -1076,7 +1328,7 @@ pub fn choose(dir: &Path, stem: &str) -> Result<Option<(Manifest, u64)>, String>
                         snap.created_ms / 1000
                     ));
                 }
-                return Ok(Some((m.clone(), snap.id)));
+                return Ok(Some(snap.id));
             }
             Err(e) => errors.push(format!("snapshot {}: {e}", snap.id)),
         }
@@ -1123,6 +1375,7 @@ mod tests {
     fn manifest_names_may_hold_spaces() {
         let mut m = Manifest {
             snapshots: vec![meta(1, Kind::Full, 0, 1)],
+            log: None,
         };
         m.snapshots[0].files[0].0 = file_name("my  dump.rdb", 1, Kind::Full, 0);
         assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
@@ -1130,15 +1383,37 @@ mod tests {
 
     #[test]
     fn manifest_round_trip_chain_and_damage() {
-        let m = Manifest {
+        let mut m = Manifest {
             snapshots: vec![
                 meta(3, Kind::Delta, 2, 1),
                 meta(2, Kind::Delta, 1, 1),
                 meta(1, Kind::Full, 0, 1),
             ],
+            log: None,
         };
+        let v1 = m.encode();
+        assert!(v1.starts_with("kv-snapshot-manifest 1\n"), "{v1}");
+        assert_eq!(Manifest::decode(&v1).unwrap(), m);
+        m.log = Some(LogLine {
+            id: 1_795_238_411_584,
+            shards: 2,
+            after: 1,
+            base: 1,
+            from: vec![7, 0],
+        });
         let text = m.encode();
+        assert!(text.starts_with("kv-snapshot-manifest 2\n"), "{text}");
+        assert!(text.contains("\nlog id 1795238411584 shards 2 after 1 base 1 from 7 0\n"));
         assert_eq!(Manifest::decode(&text).unwrap(), m);
+        // Which snapshots the log continues, and from where.
+        let log = m.log.as_ref().unwrap();
+        assert_eq!(log.lsns_of(&m.snapshots[2]), Some(vec![7, 0]));
+        assert_eq!(log.lsns_of(&m.snapshots[0]), Some(vec![100, 101]));
+        m.log.as_mut().unwrap().base = 0;
+        assert_eq!(m.log.as_ref().unwrap().lsns_of(&m.snapshots[2]), None);
+        // A log line needs version 2, and names one lsn per shard.
+        let bad = text.replace("manifest 2", "manifest 1");
+        assert!(Manifest::decode(&bad).is_err());
         let ids: Vec<u64> = m.chain(3).unwrap().iter().map(|s| s.id).collect();
         assert_eq!(ids, vec![1, 2, 3]);
         // Any changed byte is caught (by the checksum or the parser).
@@ -1154,7 +1429,10 @@ mod tests {
 
     /// The ids `retain` keeps of `snapshots`, and how many files it drops.
     fn kept(snapshots: Vec<SnapshotMeta>) -> (Vec<u64>, usize) {
-        let (keep, drop) = retain(Manifest { snapshots });
+        let (keep, drop) = retain(Manifest {
+            snapshots,
+            log: None,
+        });
         (keep.snapshots.iter().map(|s| s.id).collect(), drop.len())
     }
 

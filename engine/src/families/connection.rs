@@ -121,6 +121,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Asynchronously save the dataset to disk",
     ),
     conn(
+        "bgrewriteaof",
+        1,
+        ADMIN | NOSCRIPT,
+        "server",
+        "Asynchronously rewrites the append-only file to disk",
+    ),
+    conn(
         "lastsave",
         1,
         LOADING | STALE | FAST,

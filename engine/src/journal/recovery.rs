@@ -115,6 +115,12 @@ pub struct RecoveryOptions {
     /// The largest single write the writer issues; passed to
     /// [`super::record::Scan::tail_window`] for the last segment.
     pub max_write: usize,
+    /// The log continues a snapshot that holds every record up to this lsn
+    /// (M1.5): segments holding only records up to it are not read, records
+    /// up to it are not returned, and the log must hold every lsn after it
+    /// (a log starting later is an error: records are missing). `None`: no
+    /// base is known (the offline tools), the log may start anywhere.
+    pub after: Option<u64>,
 }
 
 impl Default for RecoveryOptions {
@@ -122,6 +128,7 @@ impl Default for RecoveryOptions {
         Self {
             aof_load_truncated: true,
             max_write: DEFAULT_MAX_WRITE,
+            after: None,
         }
     }
 }
@@ -344,6 +351,9 @@ pub struct ShardLog {
     pub records: Vec<LogRecord>,
     /// Where a torn tail of the last segment was cut (log a warning).
     pub torn_tail: Option<TornTail>,
+    /// The lsn of the last intact record read, also when it was not
+    /// returned ([`RecoveryOptions::after`]).
+    pub last_read: Option<u64>,
 }
 
 impl ShardLog {
@@ -379,10 +389,11 @@ impl ShardLog {
         self.records.last().map(|r| r.lsn)
     }
 
-    /// The LSN the next appended record gets: last LSN + 1, or the first
-    /// segment's name when the log holds no record (1 for an empty log).
+    /// The LSN the next appended record gets: last LSN read + 1, or the
+    /// first segment's name when the log holds no record (1 for an empty
+    /// log).
     pub fn next_lsn(&self) -> u64 {
-        match self.last_lsn() {
+        match self.last_read.max(self.last_lsn()) {
             Some(l) => l.saturating_add(1),
             None => self.segments.first().map_or(1, |s| s.first_lsn),
         }
@@ -494,7 +505,17 @@ pub fn read_shard_log(dir: &Path) -> Result<ShardLog, RecoveryError> {
 /// Reads and verifies one shard's log (rules in the module doc).
 pub fn read_shard_log_with(dir: &Path, opts: &RecoveryOptions) -> Result<ShardLog, RecoveryError> {
     let mut segments = Vec::new();
-    for (first_lsn, path) in list_segments(dir)? {
+    let mut listed = list_segments(dir)?;
+    if let Some(after) = opts.after {
+        // A segment whose successor starts at or before `after + 1` holds
+        // only records the base already has.
+        let dead = listed
+            .windows(2)
+            .take_while(|w| w.get(1).is_some_and(|n| n.0 <= after.saturating_add(1)))
+            .count();
+        listed.drain(..dead);
+    }
+    for (first_lsn, path) in listed {
         let bytes = fs::read(&path).map_err(io_err("read", &path))?;
         segments.push(Segment {
             path,
@@ -508,6 +529,7 @@ pub fn read_shard_log_with(dir: &Path, opts: &RecoveryOptions) -> Result<ShardLo
         .rposition(|s| s.bytes.iter().any(|&b| b != 0));
     let mut records = Vec::new();
     let mut torn_tail = None;
+    let mut last_read = None;
     // The LSN the next command record must have, once a segment with data
     // has been read.
     let mut next: Option<u64> = None;
@@ -534,6 +556,22 @@ pub fn read_shard_log_with(dir: &Path, opts: &RecoveryOptions) -> Result<ShardLo
                 path,
                 0,
                 "empty segment before the last segment (records are missing)",
+            ));
+        }
+        if let Some(after) = opts
+            .after
+            .filter(|&a| next.is_none() && seg.first_lsn > a + 1)
+        {
+            return Err(corruption(
+                path,
+                0,
+                format!(
+                    "the log starts at lsn {} but the snapshot it continues ends at lsn \
+                     {after}: records {} to {} are missing",
+                    seg.first_lsn,
+                    after + 1,
+                    seg.first_lsn - 1
+                ),
             ));
         }
         if let Some(n) = next.filter(|&n| n != seg.first_lsn) {
@@ -617,6 +655,11 @@ pub fn read_shard_log_with(dir: &Path, opts: &RecoveryOptions) -> Result<ShardLo
                     format!("record lsn {}: {e}", f.lsn),
                 ));
             }
+            expected = expected.saturating_add(1);
+            last_read = Some(f.lsn);
+            if opts.after.is_some_and(|a| f.lsn <= a) {
+                continue;
+            }
             let start = usize::try_from(rec.offset)
                 .unwrap_or(usize::MAX)
                 .saturating_add(HEADER_LEN);
@@ -628,7 +671,6 @@ pub fn read_shard_log_with(dir: &Path, opts: &RecoveryOptions) -> Result<ShardLo
                 parts: f.participants,
                 payload: start..start.saturating_add(rec.payload.len()),
             });
-            expected = expected.saturating_add(1);
         }
         let valid_end = sc.valid_end();
         seg.valid_end = valid_end;
@@ -639,6 +681,7 @@ pub fn read_shard_log_with(dir: &Path, opts: &RecoveryOptions) -> Result<ShardLo
         segments,
         records,
         torn_tail,
+        last_read,
     })
 }
 
@@ -1426,6 +1469,53 @@ mod tests {
         let e = read_shard_log(&d).unwrap_err();
         assert!(matches!(e, RecoveryError::Corruption { .. }), "{e}");
         assert!(e.to_string().contains("seg-1.log"), "{e}");
+    }
+
+    #[test]
+    fn a_log_after_a_snapshot_skips_what_the_snapshot_holds() {
+        let t = TempDir::new("after");
+        let d = t.shard(0);
+        write_seg(&d, 5, &segment(5..=9), PREALLOC);
+        write_seg(&d, 10, &segment(10..=14), PREALLOC);
+        write_seg(&d, 15, &segment(15..=17), PREALLOC);
+        let with = |after| RecoveryOptions {
+            after: Some(after),
+            ..RecoveryOptions::default()
+        };
+        // Segments wholly at or before `after` are not even read.
+        let log = read_shard_log_with(&d, &with(11)).unwrap();
+        assert_eq!(loaded(&log), expected(12..=17));
+        assert_eq!(log.segments.len(), 2);
+        assert_eq!(log.next_lsn(), 18);
+        let log = read_shard_log_with(&d, &with(14)).unwrap();
+        assert_eq!(loaded(&log), expected(15..=17));
+        assert_eq!(log.segments.len(), 1);
+        // The snapshot is ahead of the log (its tail was lost): nothing to
+        // replay, and the log continues after what was read.
+        let log = read_shard_log_with(&d, &with(40)).unwrap();
+        assert!(log.records.is_empty());
+        assert_eq!(log.last_read, Some(17));
+        // A log that starts after the snapshot's lsn + 1 misses records.
+        for after in [0, 3] {
+            let e = read_shard_log_with(&d, &with(after)).unwrap_err();
+            assert!(matches!(e, RecoveryError::Corruption { .. }), "{e}");
+            assert!(e.to_string().contains("are missing"), "{e}");
+        }
+        assert_eq!(
+            loaded(&read_shard_log_with(&d, &with(4)).unwrap()),
+            expected(5..=17)
+        );
+        // The tools (no base) read a log starting anywhere.
+        assert_eq!(loaded(&read_shard_log(&d).unwrap()), expected(5..=17));
+        // A writer restarted past the end of the log (the snapshot was
+        // ahead) leaves a gap that only an older base would see.
+        write_seg(&d, 41, &segment(41..=42), PREALLOC);
+        assert_eq!(
+            loaded(&read_shard_log_with(&d, &with(40)).unwrap()),
+            expected(41..=42)
+        );
+        let e = read_shard_log_with(&d, &with(16)).unwrap_err();
+        assert!(e.to_string().contains("gap"), "{e}");
     }
 
     #[test]

@@ -252,6 +252,7 @@ pub static DOCS: &[Doc] = &[
     .with_notes(&[("SCHEDULE", "since=3.2.2")])
     .with_history(&[("3.2.2", "Added the `SCHEDULE` option.")]),
     doc("lastsave", "1.0.0", "O(1)", ""),
+    doc("bgrewriteaof", "1.0.0", "O(1)", ""),
     doc(
         "del",
         "1.0.0",

@@ -483,6 +483,9 @@ fn read_logs(cfg: &Config, dir: &Path, after: &[u64]) -> Result<Recovered, Strin
 /// The start-up error for a log that can't be loaded: what, where, and the
 /// repair command.
 fn refusal_text(e: &recovery::RecoveryError) -> String {
+    if matches!(e, recovery::RecoveryError::Missing { .. }) {
+        return format!("Can't load the append only file: {e}.");
+    }
     format!(
         "Bad file format reading the append only file: {e}. Make a backup of your log \
          directory, then use '{}' to fix it (it cuts a torn tail only; corruption before the \

@@ -609,6 +609,23 @@ fn log_stats(log_dir: &Path) -> Vec<(String, usize, usize, usize)> {
     out
 }
 
+/// The lsn of each shard's first segment file (its name).
+fn first_segment_lsns(log_dir: &Path) -> Vec<u64> {
+    (0..SHARDS)
+        .filter_map(|s| {
+            let d = log_dir.join(format!("shard-{s}"));
+            fs::read_dir(d)
+                .ok()?
+                .flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_prefix("seg-")?.strip_suffix(".log")?.parse().ok()
+                })
+                .min()
+        })
+        .collect()
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     let _ = fs::create_dir_all(to);
     let Ok(entries) = fs::read_dir(from) else {
@@ -638,9 +655,9 @@ impl Drop for Scratch {
     }
 }
 
-fn start_server(dir: &Path) -> ServerProc {
+fn start_server(dir: &Path, extra: &[&str]) -> ServerProc {
     let dir = dir.to_str().expect("UTF-8 temp path");
-    ServerProc::start(&[
+    let mut args = vec![
         "--dir",
         dir,
         "--threads",
@@ -651,11 +668,50 @@ fn start_server(dir: &Path) -> ServerProc {
         "always",
         "--aof-segment-size",
         SEGMENT_SIZE,
-    ])
+    ];
+    args.extend_from_slice(extra);
+    ServerProc::start(&args)
+}
+
+/// Sends BGREWRITEAOF every few ms until `killed`; returns how many started.
+fn run_rewriter(mut con: redis::Connection, killed: Arc<AtomicBool>) -> u64 {
+    let mut started = 0;
+    while !killed.load(Ordering::SeqCst) {
+        match redis::cmd("BGREWRITEAOF").query::<String>(&mut con) {
+            Ok(s) if s.contains("started") => started += 1,
+            Ok(_) => {}
+            Err(e) if e.is_io_error() || e.is_connection_dropped() => break,
+            Err(_) => {}
+        }
+        thread::sleep(Duration::from_millis(15));
+    }
+    started
 }
 
 #[test]
 fn sigkill_under_load_loses_no_acknowledged_write() {
+    // No snapshot at all: the log alone holds everything.
+    crash_cycles("aof-crash", &["--save", ""], false);
+}
+
+/// The same with log rewrites (M1.5) running all the time: BGREWRITEAOF
+/// every 15 ms and automatic ones past 16 KiB, so kills land before, during
+/// and after rewrites, and restarts load a snapshot, then the log after it.
+#[test]
+fn sigkill_during_log_rewrites_loses_no_acknowledged_write() {
+    crash_cycles(
+        "aof-rewrite-crash",
+        &[
+            "--auto-aof-rewrite-min-size",
+            "16kb",
+            "--auto-aof-rewrite-percentage",
+            "50",
+        ],
+        true,
+    );
+}
+
+fn crash_cycles(label: &str, extra: &[&str], rewriter: bool) {
     if self_check_against_redis() {
         eprintln!("NOTE: aof_crash tests our log layout; skipped with KV_TEST_SERVER=redis");
         return;
@@ -673,10 +729,10 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(DEFAULT_CYCLES);
-    println!("aof_crash: seed {seed} (repeat with AOF_CRASH_SEED={seed}), {cycles} cycles");
+    println!("{label}: seed {seed} (repeat with AOF_CRASH_SEED={seed}), {cycles} cycles");
 
     let scratch =
-        Scratch(std::env::temp_dir().join(format!("kv-aof-crash-{}-{seed}", std::process::id())));
+        Scratch(std::env::temp_dir().join(format!("kv-{label}-{}-{seed}", std::process::id())));
     let _ = fs::remove_dir_all(&scratch.0);
     fs::create_dir_all(&scratch.0).expect("create the scratch dir");
     let dir = scratch.0.as_path();
@@ -688,6 +744,8 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
     let mut models: Vec<Model> = vec![Model::new(); CLIENTS];
     let mut in_flight: Vec<Option<(Op, i64, i64)>> = vec![None; CLIENTS];
     let (mut total_acked, mut total_multi, mut total_applied) = (0u64, 0u64, 0usize);
+    let mut rewrites = 0u64;
+    let mut first_lsns = Vec::new();
 
     for cycle in 0..=cycles {
         if keep {
@@ -696,7 +754,7 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
             let _ = fs::remove_dir_all(&before);
             copy_dir(&dir.join("appendonlydir"), &before);
         }
-        let mut server = start_server(dir);
+        let mut server = start_server(dir, extra);
         if cycle > 0 {
             let context = format!("after kill {cycle} (seed {seed})");
             total_applied += verify(&server, &keys, &mut models, &in_flight, &context);
@@ -716,6 +774,10 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
                 thread::spawn(move || run_client(c, con, ks, model, client_seed, killed, barrier))
             })
             .collect();
+        let rewrites_thread = rewriter.then(|| {
+            let (con, killed) = (server.conn(), killed.clone());
+            thread::spawn(move || run_rewriter(con, killed))
+        });
         barrier.wait();
         let delay = rng.range(KILL_DELAY_MS.0, KILL_DELAY_MS.1);
         thread::sleep(Duration::from_millis(delay as u64));
@@ -731,6 +793,10 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
         }
         let died = now_ms();
         drop(server);
+        if let Some(h) = rewrites_thread {
+            rewrites += h.join().expect("rewriter thread panicked");
+        }
+        first_lsns.push(first_segment_lsns(&dir.join("appendonlydir")));
 
         let mut acked = 0;
         let mut pending = 0;
@@ -753,8 +819,19 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
     }
 
     let stats = log_stats(&dir.join("appendonlydir"));
+    if rewriter {
+        println!("{label}: {rewrites} rewrites started; first lsn per shard after each kill: {first_lsns:?}");
+        assert!(
+            rewrites >= cycles as u64,
+            "too few rewrites ran: {rewrites}"
+        );
+        assert!(
+            first_lsns.iter().flatten().any(|&l| l > 1),
+            "no rewrite ever deleted a log segment: {first_lsns:?}"
+        );
+    }
     println!(
-        "aof_crash: {cycles} kills in {:.1?}; {total_acked} acknowledged commands \
+        "{label}: {cycles} kills in {:.1?}; {total_acked} acknowledged commands \
          ({total_multi} multi-shard MSETs), {total_applied} in-flight commands found applied; \
          log (shard, segments, records, multi-shard parts): {stats:?}",
         started.elapsed()

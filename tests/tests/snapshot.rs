@@ -1663,3 +1663,451 @@ fn sigterm_takes_the_final_snapshot_when_save_rules_are_set() {
     let v: i64 = redis::cmd("GET").arg("t:99").query(&mut con).expect("GET");
     assert_eq!(v, 99);
 }
+
+// ------------------------------------------------ snapshot + log (M1.5)
+
+const REWRITE_STARTED: &[u8] = b"+Background append only file rewriting started\r\n";
+const REWRITE_SCHEDULED: &[u8] = b"+Background append only file rewriting scheduled\r\n";
+
+/// `kv-server --appendonly yes --appendfsync always` with 64 KiB log
+/// segments on `dir`, two shards, no `save` rule (unless `args` set one).
+fn start_log(dir: &Path, args: &[&str]) -> ServerProc {
+    let mut all = vec![
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--aof-segment-size",
+        "64kb",
+        "--threads",
+        "2",
+        "--save",
+        "",
+    ];
+    all.extend_from_slice(args);
+    start(dir, &all)
+}
+
+/// Per shard, the first lsns of the log's segment files (their names).
+fn log_segments(data: &Path) -> Vec<Vec<u64>> {
+    (0..2)
+        .map(|s| {
+            let d = data.join("appendonlydir").join(format!("shard-{s}"));
+            let mut lsns: Vec<u64> = fs::read_dir(&d)
+                .map(|r| {
+                    r.flatten()
+                        .filter_map(|e| {
+                            let n = e.file_name().to_string_lossy().into_owned();
+                            n.strip_prefix("seg-")?.strip_suffix(".log")?.parse().ok()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            lsns.sort();
+            lsns
+        })
+        .collect()
+}
+
+/// Waits until `aof_rewrites` passed `before` and no rewrite runs.
+fn wait_rewrite(con: &mut Connection, before: i64) -> Info {
+    let info = wait_info(con, "the log rewrite", |i| {
+        i.num("aof_rewrites") > before
+            && i.num("aof_rewrite_in_progress") == 0
+            && i.num("aof_rewrite_scheduled") == 0
+    });
+    info.expect("rewrite", &[("aof_last_bgrewrite_status", "ok")]);
+    info
+}
+
+/// BGREWRITEAOF (must start), then waits for it; INFO after it.
+fn bgrewriteaof(server: &ServerProc, con: &mut Connection) -> Info {
+    let before = Info::read(con).num("aof_rewrites");
+    assert_eq!(
+        show(&raw_cmd(server, &["BGREWRITEAOF"])),
+        show(REWRITE_STARTED)
+    );
+    wait_rewrite(con, before)
+}
+
+fn random_ops(rng: &mut Rng, keys: &Keys, n: usize) -> Vec<Op> {
+    let deadline = now_ms() + HOUR_MS;
+    (0..n).map(|_| random_op(rng, keys, deadline)).collect()
+}
+
+/// The rewrite without fork: BGREWRITEAOF takes a snapshot and the log
+/// restarts from it (segments before it are deleted); a restart after
+/// SIGKILL loads the snapshot, then the log after it, to the exact state.
+/// BGREWRITEAOF during a BGSAVE is scheduled, as in Redis.
+#[test]
+fn log_rewrite_restarts_the_log_from_a_snapshot() {
+    if skip() {
+        return;
+    }
+    let seed = seed("log_rewrite_restarts_the_log_from_a_snapshot");
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("log-rewrite");
+    let dir = scratch.path();
+    let server = start_log(dir, &[]);
+    let mut con = server.conn();
+    let mut state = State::new();
+    preload(&mut con, &mut state, "k:", 600, 1000, &mut rng);
+    let before = log_segments(dir);
+    assert!(
+        before.iter().all(|s| s.len() >= 3 && s[0] == 1),
+        "600 KB of log in 64 KiB segments: {before:?}"
+    );
+    let info = Info::read(&mut con);
+    info.expect(
+        "before any rewrite",
+        &[
+            ("aof_enabled", "1"),
+            ("aof_rewrites", "0"),
+            ("aof_rewrite_in_progress", "0"),
+        ],
+    );
+    let logged = info.num("aof_current_size");
+    assert!(logged > 600_000, "aof_current_size {logged}");
+
+    let info = bgrewriteaof(&server, &mut con);
+    info.expect(
+        "after BGREWRITEAOF",
+        &[("aof_rewrites", "1"), ("rdb_saves", "1")],
+    );
+    let chain = info.num("rdb_last_snapshot_bytes");
+    assert!(
+        info.num("aof_base_size") >= chain && info.num("aof_current_size") >= chain,
+        "the base of the log is the snapshot chain: {:?}",
+        info.0
+    );
+    let after = log_segments(dir);
+    for (b, a) in before.iter().zip(&after) {
+        assert!(
+            a.len() < b.len() && a[0] > 1 && a.last() == b.last(),
+            "segments before the snapshot's lsn are deleted, the last one stays: {before:?} -> {after:?}"
+        );
+    }
+
+    // Writes after the rewrite, then BGREWRITEAOF while a BGSAVE runs: it
+    // waits for it and runs next.
+    let keys = Keys::new("k:", 800, 2);
+    let mut db = 0;
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 3000),
+        &mut state,
+        &mut db,
+        "after rewrite",
+    );
+    let mut raw = server.raw();
+    raw.send_cmd(&["BGSAVE"]);
+    raw.send_cmd(&["BGREWRITEAOF"]);
+    assert_eq!(show(&raw.read_reply()), show(STARTED));
+    assert_eq!(show(&raw.read_reply()), show(REWRITE_SCHEDULED));
+    wait_rewrite(&mut con, 1);
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 3000),
+        &mut state,
+        &mut db,
+        "after the second",
+    );
+    kill(server);
+
+    let server = start_log(dir, &[]);
+    let out = server.output();
+    assert!(
+        out.contains("DB loaded from disk") && out.contains("DB loaded from append only file"),
+        "the restart loads the snapshot, then the log after it:\n{out}"
+    );
+    assert_state(&server, &state, "restart after rewrites");
+    kill(server);
+}
+
+/// The log reaches back to the older snapshot the manifest keeps: when the
+/// newest is damaged, the older one loads, then the log from its lsns, and
+/// nothing is lost.
+#[test]
+fn damaged_newest_snapshot_loads_the_older_one_and_more_log() {
+    if skip() {
+        return;
+    }
+    let seed = seed("damaged_newest_snapshot_loads_the_older_one_and_more_log");
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("log-fallback");
+    let dir = scratch.path();
+    let server = start_log(dir, &[]);
+    let mut con = server.conn();
+    let mut state = State::new();
+    let keys = Keys::new("k:", 800, 2);
+    let mut db = 0;
+    preload(&mut con, &mut state, "k:", 600, 1000, &mut rng);
+    bgrewriteaof(&server, &mut con);
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 3000),
+        &mut state,
+        &mut db,
+        "a",
+    );
+    preload(&mut con, &mut state, "k:", 300, 1000, &mut rng);
+    bgrewriteaof(&server, &mut con);
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 3000),
+        &mut state,
+        &mut db,
+        "b",
+    );
+    kill(server);
+    let snaps = dir.join("snapshotdir");
+    let newest = snapshot_files(&snaps)
+        .into_iter()
+        .filter(|n| n.ends_with(".s0.kvs"))
+        .max_by_key(|n| n.split('.').nth(2).and_then(|i| i.parse::<u64>().ok()))
+        .expect("a snapshot file");
+    flip_middle_byte(&snaps.join(&newest));
+    let server = start_log(dir, &[]);
+    let out = server.output();
+    assert!(
+        out.lines()
+            .any(|l| l.contains("WARNING") && l.contains(&newest)),
+        "a WARNING names the damaged {newest}:\n{out}"
+    );
+    assert_state(&server, &state, "older snapshot + log");
+    kill(server);
+}
+
+/// Never restore empty: a server that ran with snapshots only, started with
+/// `appendonly yes` (no log yet), loads the snapshot and starts the log
+/// from it; a crash after more writes loses nothing.
+#[test]
+fn appendonly_yes_next_to_a_snapshot_loads_it() {
+    if skip() {
+        return;
+    }
+    let seed = seed("appendonly_yes_next_to_a_snapshot_loads_it");
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("log-from-snapshot");
+    let dir = scratch.path();
+    let server = start(dir, &["--save", "", "--threads", "2"]);
+    let mut con = server.conn();
+    let mut state = State::new();
+    preload(&mut con, &mut state, "k:", 500, 200, &mut rng);
+    assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+    assert!(!dir.join("appendonlydir").exists());
+
+    let server = start_log(dir, &[]);
+    assert!(
+        server.output().contains("starting the log from it"),
+        "{}",
+        server.output()
+    );
+    assert_state(&server, &state, "appendonly yes on a snapshot");
+    let manifest = fs::read_to_string(dir.join("snapshotdir/dump.rdb.manifest")).unwrap();
+    assert!(manifest.contains("\nlog id "), "{manifest}");
+    let mut con = server.conn();
+    let keys = Keys::new("k:", 600, 2);
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 2000),
+        &mut state,
+        &mut 0,
+        "logged",
+    );
+    kill(server);
+    let server = start_log(dir, &[]);
+    assert_state(&server, &state, "snapshot + log after SIGKILL");
+    kill(server);
+}
+
+/// `appendonly no` with a log the manifest names: the log is loaded (it is
+/// newer than the snapshot), and the next snapshot detaches and removes it.
+/// A detached log put back is moved aside, never loaded; a log that is not
+/// the one the manifest names stops the start.
+#[test]
+fn detached_and_foreign_logs_are_never_loaded() {
+    if skip() {
+        return;
+    }
+    let seed = seed("detached_and_foreign_logs_are_never_loaded");
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("log-detached");
+    let dir = scratch.path();
+    let log_dir = dir.join("appendonlydir");
+    let keys = Keys::new("k:", 600, 2);
+    let server = start_log(dir, &[]);
+    let mut con = server.conn();
+    let mut state = State::new();
+    preload(&mut con, &mut state, "k:", 500, 200, &mut rng);
+    kill(server);
+
+    // appendonly no: the log (the only copy of the data) still loads.
+    let server = start(dir, &["--save", "", "--threads", "2"]);
+    assert_state(&server, &state, "appendonly no, log named by the manifest");
+    let mut con = server.conn();
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 2000),
+        &mut state,
+        &mut 0,
+        "unlogged",
+    );
+    let old_log = dir.join("old-log");
+    copy_tree(&log_dir, &old_log);
+    assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
+    assert!(
+        !log_dir.join("kv-log.meta").exists(),
+        "the snapshot holds the whole log: it is removed"
+    );
+    kill(server);
+
+    // The detached log put back: moved aside, the snapshot loads.
+    let _ = fs::remove_dir_all(&log_dir);
+    copy_tree(&old_log, &log_dir);
+    let server = start_log(dir, &[]);
+    assert!(
+        server.output().contains("not loaded"),
+        "{}",
+        server.output()
+    );
+    assert_state(&server, &state, "detached log put back");
+    let aside: Vec<String> = snapshot_files(dir)
+        .into_iter()
+        .filter(|n| n.starts_with("appendonlydir.stale-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{:?}", snapshot_files(dir));
+    kill(server);
+
+    // A log with another id where the manifest's log should be.
+    let meta = fs::read_to_string(log_dir.join("kv-log.meta")).unwrap();
+    let other: String = meta
+        .lines()
+        .map(|l| match l.strip_prefix("id ") {
+            Some(id) => format!("id {}\n", id.parse::<u64>().unwrap() + 1),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    fs::write(log_dir.join("kv-log.meta"), other).unwrap();
+    let out = start_must_fail(
+        dir,
+        &["--appendonly", "yes", "--threads", "2", "--save", ""],
+        "foreign log",
+    );
+    assert!(
+        out.contains("dump.rdb.manifest") && out.contains("appendonlydir"),
+        "the error names both: {out}"
+    );
+}
+
+/// Copies a directory tree.
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Runs `kv-server backup <args>`; returns (success, stdout + stderr).
+fn backup_tool(args: &[&Path], extra: &[&str]) -> (bool, String) {
+    let out = Command::new(server_bin())
+        .arg("backup")
+        .args(args)
+        .args(extra)
+        .output()
+        .expect("run kv-server backup");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The id in "Backed up snapshot <id> ...".
+fn backed_up_id(text: &str) -> u64 {
+    text.split_whitespace()
+        .skip_while(|w| *w != "snapshot")
+        .nth(1)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no snapshot id in: {text}"))
+}
+
+/// The backup drill: back up a running server twice (BGSAVE, then
+/// `kv-server backup`), keep writing, then restore each backup into a new
+/// data directory (the older one by id: point-in-time); each restore loads
+/// exactly the state of its snapshot and then logs as usual.
+#[test]
+fn backup_and_point_in_time_restore() {
+    if skip() {
+        return;
+    }
+    let seed = seed("backup_and_point_in_time_restore");
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("backup");
+    let dir = scratch.path().join("data");
+    let backups = scratch.path().join("backups");
+    let keys = Keys::new("k:", 600, 2);
+    let server = start_log(&dir, &[]);
+    let mut con = server.conn();
+    let mut state = State::new();
+    let mut db = 0;
+    preload(&mut con, &mut state, "k:", 500, 300, &mut rng);
+    let snaps = dir.join("snapshotdir");
+    let mut points = Vec::new();
+    for round in 0..2 {
+        run_ops(
+            &mut con,
+            &random_ops(&mut rng, &keys, 2000),
+            &mut state,
+            &mut db,
+            "load",
+        );
+        bgsave(&server, &mut con);
+        // Writes go on while the backup is taken.
+        let (ok, text) = backup_tool(&[&snaps, &backups], &[]);
+        assert!(ok, "backup {round}: {text}");
+        println!("{}", text.trim());
+        points.push((backed_up_id(&text), state.clone()));
+        run_ops(
+            &mut con,
+            &random_ops(&mut rng, &keys, 2000),
+            &mut state,
+            &mut db,
+            "more",
+        );
+    }
+    kill(server);
+    let (ok, text) = backup_tool(&[&snaps, &backups], &["--snapshot", "999999"]);
+    assert!(!ok && text.contains("999999"), "{text}");
+
+    for (i, (id, expected)) in points.iter().enumerate() {
+        let restored = scratch.path().join(format!("restore-{i}"));
+        let (ok, text) = backup_tool(
+            &[&backups, &restored.join("snapshotdir")],
+            &["--snapshot", &id.to_string()],
+        );
+        assert!(ok, "restore {i}: {text}");
+        let server = start_log(&restored, &[]);
+        assert_state(&server, expected, &format!("restore of snapshot {id}"));
+        let mut con = server.conn();
+        let mut after = expected.clone();
+        run_ops(
+            &mut con,
+            &random_ops(&mut rng, &keys, 500),
+            &mut after,
+            &mut 0,
+            "restored",
+        );
+        kill(server);
+        let server = start_log(&restored, &[]);
+        assert_state(&server, &after, "restore, writes, SIGKILL");
+        kill(server);
+    }
+}

@@ -166,6 +166,13 @@ pub enum RecoveryError {
         reason: BadRecord,
         refusal: TornTailRefusal,
     },
+    /// The log does not reach back to the snapshot it continues
+    /// ([`RecoveryOptions::after`]): its first segment starts later.
+    Missing {
+        path: PathBuf,
+        first: u64,
+        after: u64,
+    },
     /// Writing the exported AOF failed.
     Output(io::Error),
 }
@@ -174,9 +181,10 @@ impl RecoveryError {
     /// The file the error is about, if any.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Self::Io { path, .. } | Self::Corruption { path, .. } | Self::TornTail { path, .. } => {
-                Some(path)
-            }
+            Self::Io { path, .. }
+            | Self::Corruption { path, .. }
+            | Self::TornTail { path, .. }
+            | Self::Missing { path, .. } => Some(path),
             Self::Output(_) => None,
         }
     }
@@ -185,6 +193,7 @@ impl RecoveryError {
     pub fn offset(&self) -> Option<u64> {
         match self {
             Self::Corruption { offset, .. } | Self::TornTail { offset, .. } => Some(*offset),
+            Self::Missing { .. } => Some(0),
             Self::Io { .. } | Self::Output(_) => None,
         }
     }
@@ -239,6 +248,17 @@ impl fmt::Display for RecoveryError {
                     log_dir_of(path).display()
                 )
             }
+            Self::Missing { path, first, after } => write!(
+                f,
+                "append-only log {} starts at lsn {first}, but the snapshot it continues holds \
+                 records only up to lsn {after}: records {} to {} are missing (a newer snapshot \
+                 that the log was rebased on could not be loaded?). Nothing was loaded or \
+                 changed; restore the snapshot files or the log from a backup \
+                 (docs/OPERATIONS.md)",
+                path.display(),
+                after.saturating_add(1),
+                first.saturating_sub(1)
+            ),
             Self::Output(e) => write!(f, "cannot write the exported AOF: {e}"),
         }
     }
@@ -562,17 +582,11 @@ pub fn read_shard_log_with(dir: &Path, opts: &RecoveryOptions) -> Result<ShardLo
             .after
             .filter(|&a| next.is_none() && seg.first_lsn > a + 1)
         {
-            return Err(corruption(
-                path,
-                0,
-                format!(
-                    "the log starts at lsn {} but the snapshot it continues ends at lsn \
-                     {after}: records {} to {} are missing",
-                    seg.first_lsn,
-                    after + 1,
-                    seg.first_lsn - 1
-                ),
-            ));
+            return Err(RecoveryError::Missing {
+                path: path.to_path_buf(),
+                first: seg.first_lsn,
+                after,
+            });
         }
         if let Some(n) = next.filter(|&n| n != seg.first_lsn) {
             return Err(corruption(
@@ -1258,7 +1272,17 @@ pub struct ExportSummary {
 pub fn export_aof(dir: &Path, out: &mut impl Write) -> Result<ExportSummary, RecoveryError> {
     let mut logs = Vec::new();
     for (_, shard_dir) in list_shard_dirs(dir)? {
-        logs.push(read_shard_log(&shard_dir)?);
+        // Only a log that starts at lsn 1 holds the whole dataset: one
+        // rebased on a snapshot (M1.5) would export only the changes after
+        // it, which would look like a complete AOF and is not.
+        let log = read_shard_log_with(
+            &shard_dir,
+            &RecoveryOptions {
+                after: Some(0),
+                ..RecoveryOptions::default()
+            },
+        )?;
+        logs.push(log);
     }
     let resolved = resolve_transactions(&logs)?;
     let mut summary = ExportSummary {
@@ -1498,7 +1522,7 @@ mod tests {
         // A log that starts after the snapshot's lsn + 1 misses records.
         for after in [0, 3] {
             let e = read_shard_log_with(&d, &with(after)).unwrap_err();
-            assert!(matches!(e, RecoveryError::Corruption { .. }), "{e}");
+            assert!(matches!(e, RecoveryError::Missing { first: 5, .. }), "{e}");
             assert!(e.to_string().contains("are missing"), "{e}");
         }
         assert_eq!(

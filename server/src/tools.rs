@@ -1162,7 +1162,7 @@ fn backup_to(src: &Path, dest: &Path, want: Option<u64>) -> Result<String, Strin
                 .map_err(|e| format!("sync {name}: {e}"))?;
         }
     }
-    into.snapshots.sort_by(|a, b| b.id.cmp(&a.id));
+    into.snapshots.sort_by_key(|s| std::cmp::Reverse(s.id));
     // Syncs the directory (the links) before and after the manifest.
     write_manifest_now(dest, &stem, &into)?;
     let top = chain.last().ok_or("empty chain")?;

@@ -253,15 +253,7 @@ pub fn start(cfg: &Config, shards: usize) -> Result<Start, String> {
                          line: the log (which holds everything) is loaded, not a snapshot",
                     );
                 }
-                let id = new_log_id(meta);
-                write_meta(&dir, Meta { shards, id })?;
-                manifest.log = Some(LogLine {
-                    id,
-                    shards,
-                    after: highest_id(&snap_dir, cfg, &manifest),
-                    base: 0,
-                    from: vec![0; shards],
-                });
+                manifest.log = Some(new_log(cfg, &dir, &manifest, meta, 0, vec![0; shards])?);
                 return Ok(Start {
                     manifest,
                     rewrite: true,
@@ -295,15 +287,14 @@ pub fn start(cfg: &Config, shards: usize) -> Result<Start, String> {
         ));
     }
     fs::create_dir_all(&dir).map_err(|e| format!("Can't create {}: {e}", dir.display()))?;
-    let id = new_log_id(meta);
-    write_meta(&dir, Meta { shards, id })?;
-    manifest.log = Some(LogLine {
-        id,
-        shards,
-        after: highest_id(&snap_dir, cfg, &manifest),
-        base: snapshot.unwrap_or(0),
-        from: from.clone(),
-    });
+    manifest.log = Some(new_log(
+        cfg,
+        &dir,
+        &manifest,
+        meta,
+        snapshot.unwrap_or(0),
+        from.clone(),
+    )?);
     let rec = read_logs(cfg, &dir, &from)?;
     Ok(Start {
         manifest,
@@ -314,19 +305,36 @@ pub fn start(cfg: &Config, shards: usize) -> Result<Start, String> {
     })
 }
 
-/// A log id for a new log: the time, past the old id.
-fn new_log_id(old: Option<Meta>) -> u64 {
-    crate::worker::now_ms().max(old.map_or(0, |m| m.id.saturating_add(1)))
-}
-
-/// The largest snapshot id in use (named by the manifest or a file).
-fn highest_id(snap_dir: &Path, cfg: &Config, m: &Manifest) -> u64 {
-    m.snapshots
+/// Creates a new log in `dir` (its `kv-log.meta` with a new id: the time,
+/// past the old id) continuing snapshot `base` (0: empty) from the lsns
+/// `from`; returns the manifest's line for it. Snapshots taken so far (any
+/// id in the manifest or in a file name) were not taken with this log.
+fn new_log(
+    cfg: &Config,
+    dir: &Path,
+    m: &Manifest,
+    old: Option<Meta>,
+    base: u64,
+    from: Vec<u64>,
+) -> Result<LogLine, String> {
+    let shards = from.len();
+    let id = crate::worker::now_ms().max(old.map_or(0, |m| m.id.saturating_add(1)));
+    write_meta(dir, Meta { shards, id })?;
+    let snap_dir = crate::snapshot::snapshot_dir(cfg);
+    let after = m
+        .snapshots
         .iter()
         .map(|s| s.id)
         .max()
         .unwrap_or(0)
-        .max(crate::snapshot::highest_file_id(snap_dir, &cfg.dbfilename))
+        .max(crate::snapshot::highest_file_id(&snap_dir, &cfg.dbfilename));
+    Ok(LogLine {
+        id,
+        shards,
+        after,
+        base,
+        from,
+    })
 }
 
 /// The manifest names this log: load the newest snapshot it continues,

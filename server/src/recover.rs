@@ -615,7 +615,14 @@ pub fn trim_log(dir: &Path, line: &LogLine, m: &Manifest) {
             if *next > keep.saturating_add(1) {
                 break;
             }
-            if let Err(e) = fs::remove_file(path) {
+            if let Err(e) = fs::remove_file(path).or_else(|e| {
+                // A trim that ran concurrently got there first.
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }) {
                 log::warning(&format!(
                     "Can't remove the log segment {}: {e}",
                     path.display()

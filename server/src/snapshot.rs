@@ -911,7 +911,12 @@ async fn write_all(
     // this snapshot) is removed.
     let log_dir = crate::recover::log_dir(&worker.shared.config());
     if let Some(line) = keep.log.as_ref().filter(|_| logging) {
-        crate::recover::trim_log(&log_dir, line, &keep);
+        // Unlinking many 64 MiB segments takes milliseconds each: not on
+        // the event loop.
+        let (dir, line, m) = (log_dir.clone(), line.clone(), keep.clone());
+        let _ = std::thread::Builder::new()
+            .name("log-trim".into())
+            .spawn(move || crate::recover::trim_log(&dir, &line, &m));
         let chain_bytes: u64 = keep
             .chain(meta.id)
             .map(|c| c.iter().map(|s| s.bytes).sum())

@@ -1711,7 +1711,7 @@ fn split_on_spaces(value: &[u8]) -> Vec<Vec<u8>> {
 /// Replaces `path` with `content` so that a crash leaves either the old or
 /// the new file: write a temporary file next to it, fsync, rename, fsync
 /// the directory. A symlink is followed, so its target is replaced.
-fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = match target.parent() {

@@ -333,7 +333,7 @@ fn run(cfg: Config) -> i32 {
         if attach {
             if let Some(load) = &snap_load {
                 let (m, id) = &**load;
-                st.log_chain_bytes = m.chain(*id).map_or(0, |c| c.iter().map(|s| s.bytes).sum());
+                st.log_chain_bytes = m.chain_bytes(*id).unwrap_or(0);
             }
         }
         *shared.snapshot_status() = st;

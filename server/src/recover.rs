@@ -8,7 +8,6 @@
 //! to move the data, never replayed into the wrong shards.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -56,21 +55,14 @@ pub struct Meta {
 
 fn write_meta(dir: &Path, meta: Meta) -> Result<(), String> {
     let path = dir.join(META_FILE);
-    let tmp = dir.join(format!("{META_FILE}.tmp"));
     let text = format!(
         "# kv-server append-only log: written by this many shards (threads), and its id\n\
          # (the snapshot manifest names the log it continues by this id).\n\
          shards {}\nid {}\n",
         meta.shards, meta.id
     );
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| format!("Can't write {}: {e}", path.display()))
+    crate::config::write_atomically(&path, text.as_bytes())
+        .map_err(|e| format!("Can't write {}: {e}", path.display()))
 }
 
 pub fn read_meta(dir: &Path) -> Result<Option<Meta>, String> {
@@ -121,8 +113,9 @@ fn refuse_shards(dir: &Path, n: usize, shards: usize) -> String {
         "The append-only log in {} was written by {n} shards, but this server runs \
          {shards} (threads {shards}). A key's shard depends on that number, so the log \
          can't be replayed as it is. Start with 'threads {n}', or move the data: \
-         'kv-server export-aof {} dump.aof', start on an empty directory and load \
-         dump.aof (e.g. redis-cli --pipe < dump.aof).",
+         'kv-server export-aof {} dump.aof' (only for a log that no snapshot has \
+         rebased yet), start on an empty directory and load dump.aof (e.g. redis-cli \
+         --pipe < dump.aof).",
         dir.display(),
         dir.display()
     )
@@ -160,7 +153,7 @@ pub fn start(cfg: &Config, shards: usize) -> Result<Start, String> {
                 if line.shards != shards || m.shards != shards {
                     return Err(refuse_shards(&dir, line.shards, shards));
                 }
-                return live(cfg, manifest, &dir);
+                return live(cfg, manifest, line, &dir);
             }
             Some(m) => {
                 return Err(format!(
@@ -199,69 +192,60 @@ pub fn start(cfg: &Config, shards: usize) -> Result<Start, String> {
                 rewrite = true;
             }
         }
-    } else if let Some(m) = meta.filter(|m| m.id != 0) {
+    } else if segments && !cfg.appendonly {
+        log::warning(&format!(
+            "appendonly is no: the append-only log in {} is not loaded and not written",
+            dir.display()
+        ));
+    } else if let Some(m) = meta.filter(|m| m.id != 0 && segments) {
         // A log the manifest does not name: detached.
-        if segments && cfg.appendonly {
-            let aside = cfg
-                .dir
-                .join(format!("{}.stale-{}", cfg.appenddirname, m.id));
-            fs::rename(&dir, &aside)
-                .map_err(|e| format!("Can't move the detached log {} aside: {e}", dir.display()))?;
-            log::warning(&format!(
-                "The append-only log in {} (id {}) is not the one the snapshot manifest \
-                 names (it was detached by a snapshot taken with appendonly no, or its base \
-                 was never completed): moved to {}, not loaded. Remove it when you no longer \
-                 need it.",
-                dir.display(),
-                m.id,
-                aside.display()
-            ));
-            meta = None;
-        } else if segments {
-            log::warning(&format!(
-                "appendonly is no: the append-only log in {} is not loaded and not written",
+        let aside = cfg
+            .dir
+            .join(format!("{}.stale-{}", cfg.appenddirname, m.id));
+        fs::rename(&dir, &aside)
+            .map_err(|e| format!("Can't move the detached log {} aside: {e}", dir.display()))?;
+        log::warning(&format!(
+            "The append-only log in {} (id {}) is not the one the snapshot manifest \
+             names (it was detached by a snapshot taken with appendonly no, or its base \
+             was never completed): moved to {}, not loaded. Remove it when you no longer \
+             need it.",
+            dir.display(),
+            m.id,
+            aside.display()
+        ));
+        meta = None;
+    } else if segments {
+        // A log written before logs had ids (M1.3/M1.4): everything from lsn 1.
+        if let Some(m) = meta.filter(|m| m.shards != shards) {
+            return Err(refuse_shards(&dir, m.shards, shards));
+        }
+        if let Some((i, _)) = recovery::list_shard_dirs(&dir)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .find(|(i, _)| *i >= shards)
+        {
+            return Err(format!(
+                "The append-only log in {} has a directory for shard {i} but this server \
+                     runs {shards} shards; refusing to start.",
                 dir.display()
             ));
         }
-    } else if segments {
-        // A log written before logs had ids (M1.3/M1.4): everything from lsn 1.
-        if !cfg.appendonly {
-            log::warning(&format!(
-                "appendonly is no: the append-only log in {} is not loaded and not written",
-                dir.display()
-            ));
-        } else {
-            if let Some(m) = meta.filter(|m| m.shards != shards) {
-                return Err(refuse_shards(&dir, m.shards, shards));
-            }
-            if let Some((i, _)) = recovery::list_shard_dirs(&dir)
-                .map_err(|e| e.to_string())?
-                .iter()
-                .find(|(i, _)| *i >= shards)
-            {
-                return Err(format!(
-                    "The append-only log in {} has a directory for shard {i} but this server \
-                     runs {shards} shards; refusing to start.",
-                    dir.display()
-                ));
-            }
-            let rec = read_logs(cfg, &dir, &vec![0; shards])?;
-            if rec.shards.iter().any(|s| !s.log.records.is_empty()) {
-                if !manifest.snapshots.is_empty() {
-                    log::notice(
-                        "Snapshots exist, but the append-only log predates the manifest's log \
+        let rec = read_logs(cfg, &dir, &vec![0; shards])?;
+        if rec.shards.iter().any(|s| !s.log.records.is_empty()) {
+            if !manifest.snapshots.is_empty() {
+                log::notice(
+                    "Snapshots exist, but the append-only log predates the manifest's log \
                          line: the log (which holds everything) is loaded, not a snapshot",
-                    );
-                }
-                manifest.log = Some(new_log(cfg, &dir, &manifest, meta, 0, vec![0; shards])?);
-                return Ok(Start {
-                    manifest,
-                    rewrite: true,
-                    snapshot: None,
-                    log: Some(rec),
-                    attach: true,
-                });
+                );
             }
+            manifest.log = Some(new_log(cfg, &dir, &manifest, meta, 0, vec![0; shards])?);
+            return Ok(Start {
+                manifest,
+                rewrite: true,
+                snapshot: None,
+                log: Some(rec),
+                attach: true,
+            });
         }
     }
     // No log to load: the newest snapshot, and a new log from it.
@@ -339,11 +323,8 @@ fn new_log(
 
 /// The manifest names this log: load the newest snapshot it continues,
 /// then its records after that snapshot.
-fn live(cfg: &Config, manifest: Manifest, dir: &Path) -> Result<Start, String> {
+fn live(cfg: &Config, manifest: Manifest, line: &LogLine, dir: &Path) -> Result<Start, String> {
     let snap_dir = crate::snapshot::snapshot_dir(cfg);
-    let Some(line) = manifest.log.clone() else {
-        return Err("no log line".into());
-    };
     let chosen = crate::snapshot::choose_in(&snap_dir, &manifest, |s| line.lsns_of(s).is_some())
         .map_err(|e| {
             format!(

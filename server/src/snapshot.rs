@@ -287,6 +287,11 @@ impl Manifest {
         Ok(out)
     }
 
+    /// Bytes of the files of snapshot `id`'s whole chain.
+    pub fn chain_bytes(&self, id: u64) -> Option<u64> {
+        self.chain(id).ok().map(|c| c.iter().map(|s| s.bytes).sum())
+    }
+
     /// The chain of snapshot `id`, oldest (its full base) first.
     pub fn chain(&self, id: u64) -> Result<Vec<&SnapshotMeta>, String> {
         let mut out = Vec::new();
@@ -917,18 +922,13 @@ async fn write_all(
         let _ = std::thread::Builder::new()
             .name("log-trim".into())
             .spawn(move || crate::recover::trim_log(&dir, &line, &m));
-        let chain_bytes: u64 = keep
-            .chain(meta.id)
-            .map(|c| c.iter().map(|s| s.bytes).sum())
-            .unwrap_or(meta.bytes);
         for (s, b) in barrier.iter().enumerate() {
             if let Some(a) = worker.shared.aof.get(s) {
                 a.base_size.store(b.log_pos, Ordering::Relaxed);
             }
         }
-        let mut st = worker.shared.snapshot_status();
-        st.log_chain_bytes = chain_bytes;
-        std::mem::drop(st);
+        worker.shared.snapshot_status().log_chain_bytes =
+            keep.chain_bytes(meta.id).unwrap_or(meta.bytes);
         let base = crate::info::aof_current_size(&worker.shared);
         worker.shared.snapshot_status().aof_base_size = base;
     } else if let Some(old) = detached {
@@ -1022,21 +1022,18 @@ async fn write_manifest(dir: &Path, stem: &str, m: &Manifest) -> Result<(), Stri
     sync_dir(dir).await.map_err(|e| fail("sync", dir, e))
 }
 
-/// [`write_manifest`] with blocking calls, for start-up (same order: the
-/// directory, the temporary file, its sync, the rename, the directory).
+/// [`write_manifest`] with blocking calls, for start-up and the backup tool
+/// (same order: the directory, then a temporary file, its sync, the
+/// rename, the directory).
 pub fn write_manifest_now(dir: &Path, stem: &str, m: &Manifest) -> Result<(), String> {
     let path = manifest_path(dir, stem);
-    let tmp = dir.join(format!("{stem}.manifest.tmp"));
     let fail = |op: &str, p: &Path, e: io::Error| format!("{op} {}: {e}", p.display());
     std::fs::create_dir_all(dir).map_err(|e| fail("create", dir, e))?;
-    let sync = |d: &Path| File::open(d).and_then(|f| f.sync_all());
-    sync(dir).map_err(|e| fail("sync", dir, e))?;
-    let f = File::create(&tmp).map_err(|e| fail("create", &tmp, e))?;
-    f.write_all_at(m.encode().as_bytes(), 0)
-        .map_err(|e| fail("write", &tmp, e))?;
-    f.sync_all().map_err(|e| fail("sync", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| fail("rename", &tmp, e))?;
-    sync(dir).map_err(|e| fail("sync", dir, e))
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| fail("sync", dir, e))?;
+    crate::config::write_atomically(&path, m.encode().as_bytes())
+        .map_err(|e| fail("write", &path, e))
 }
 
 async fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -944,14 +944,7 @@ fn check_snapshot(args: &[OsString], out: &mut impl Write, err: &mut impl Write)
     if !path.is_dir() {
         return if print_file(out, &path) { 0 } else { 1 };
     }
-    let manifests: Vec<String> = fs::read_dir(&path)
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter_map(|n| n.strip_suffix(".manifest").map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let manifests = manifest_stems(&path);
     if manifests.is_empty() {
         let _ = writeln!(
             err,
@@ -1088,14 +1081,22 @@ fn backup(args: &[OsString], out: &mut impl Write, err: &mut impl Write) -> i32 
     }
 }
 
+/// The `<stem>` of every `<stem>.manifest` in a snapshot directory.
+fn manifest_stems(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter_map(|n| n.strip_suffix(".manifest").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The one manifest stem of a snapshot directory.
 fn manifest_stem(dir: &Path) -> Result<String, String> {
-    let stems: Vec<String> = fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter_map(|n| n.strip_suffix(".manifest").map(str::to_string))
-        .collect();
+    fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let stems = manifest_stems(dir);
     match stems.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(format!("no *.manifest in {}", dir.display())),

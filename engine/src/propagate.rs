@@ -50,6 +50,9 @@ struct Staged {
 #[derive(Default)]
 pub struct LogState {
     sink: Option<Box<dyn LogSink>>,
+    /// A sink made ready to be attached at a barrier
+    /// ([`LogState::attach_standby`]).
+    standby: Option<Box<dyn LogSink>>,
     scratch: Vec<u8>,
     /// The running command wrote its own records.
     propagated: bool,
@@ -81,6 +84,32 @@ impl LogState {
 
     pub fn enabled(&self) -> bool {
         self.sink.is_some()
+    }
+
+    /// Keeps `sink` ready for [`LogState::attach_standby`] (turning the log
+    /// on at run time: the sink is made on the worker, the switch happens
+    /// at a barrier across shards).
+    pub fn set_standby(&mut self, sink: Box<dyn LogSink>) {
+        self.standby = Some(sink);
+    }
+
+    /// Attaches the standby sink, if any, continuing after the last lsn
+    /// (records appended while no sink was attached were never numbered,
+    /// so lsns have no hole). Returns whether logging is on.
+    pub fn attach_standby(&mut self) -> bool {
+        if let Some(sink) = self.standby.take() {
+            let last = self.last;
+            self.attach(sink, last);
+        }
+        self.enabled()
+    }
+
+    /// Turns logging off and returns the sink (drop it to close the log).
+    /// Records already appended stay the sink's to write; keys waiting for
+    /// them keep waiting until they are durable.
+    pub fn detach(&mut self) -> Option<Box<dyn LogSink>> {
+        self.standby = None;
+        self.sink.take()
     }
 
     /// The lsn of the last record appended (0: none, or no log).
@@ -325,6 +354,46 @@ mod tests {
         s.note_key(0, 7);
         assert_eq!(s.take_wait(), 0);
         assert_eq!(s.pending_keys(), 0);
+    }
+
+    /// A sink numbering its records from `next`.
+    struct From(Collect, u64);
+
+    impl LogSink for From {
+        fn append(&mut self, payload: &[u8], tx: Option<(u64, u16)>) -> u64 {
+            self.0.append(payload, tx);
+            self.1 += 1;
+            self.1 - 1
+        }
+    }
+
+    #[test]
+    fn detach_and_attach_a_standby_sink() {
+        let first = Collect::default();
+        let mut s = LogState::default();
+        s.attach(Box::new(first.clone()), 0);
+        s.propagate(0, [&b"DEL"[..], b"a"].into_iter());
+        assert_eq!(s.last_lsn(), 1);
+        assert_eq!(s.take_wait(), 1);
+        assert!(s.detach().is_some());
+        assert!(!s.enabled());
+        // Off: nothing is logged and nothing waits.
+        s.begin_command();
+        s.touch(0, 9);
+        s.propagate(0, [&b"DEL"[..], b"b"].into_iter());
+        assert_eq!(s.take_wait(), 0);
+        assert_eq!(first.0.borrow().len(), 1);
+        // A standby sink is only used once attached, after the last lsn.
+        let second = Collect::default();
+        s.set_standby(Box::new(From(second.clone(), 2)));
+        s.propagate(0, [&b"DEL"[..], b"c"].into_iter());
+        assert!(second.0.borrow().is_empty());
+        assert!(s.attach_standby());
+        assert_eq!(s.last_lsn(), 1);
+        s.propagate(0, [&b"DEL"[..], b"d"].into_iter());
+        assert_eq!(s.last_lsn(), 2);
+        assert_eq!(second.0.borrow().len(), 1);
+        assert!(s.attach_standby(), "no standby: stays on");
     }
 
     #[test]

@@ -612,6 +612,13 @@ async fn apply_changes(conn: &Conn, changed: &[&str]) {
             })
             .await;
     }
+    if changed.contains(&"appendonly") {
+        if shared.config().appendonly {
+            crate::logswitch::turn_on(&conn.worker);
+        } else {
+            crate::logswitch::turn_off(&conn.worker).await;
+        }
+    }
     if changed.contains(&"loglevel") {
         if let Some(l) = log::parse_level(shared.config().loglevel.name()) {
             log::set_level(l);

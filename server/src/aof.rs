@@ -207,10 +207,21 @@ pub struct Aof {
     sync_started: Cell<Option<Instant>>,
     sync_failed: Cell<bool>,
     failed: Cell<bool>,
+    /// The shard detached the log (CONFIG SET appendonly no): the flush
+    /// loop writes what is pending, syncs and ends.
+    closing: Cell<bool>,
 }
 
-/// What the shard's commands append through.
+/// What the shard's commands append through. Dropping it (the shard
+/// detached the log) closes the log.
 pub struct Sink(pub Rc<Aof>);
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.0.closing.set(true);
+        self.0.kick.notify_one();
+    }
+}
 
 impl LogSink for Sink {
     fn append(&mut self, payload: &[u8], tx: Option<(u64, u16)>) -> u64 {
@@ -282,6 +293,7 @@ impl Aof {
             sync_started: Cell::new(None),
             sync_failed: Cell::new(false),
             failed: Cell::new(false),
+            closing: Cell::new(false),
             shared,
         })
     }
@@ -662,6 +674,38 @@ impl Aof {
         Ok(fsync)
     }
 
+    /// The end of a log the shard detached: everything written is synced
+    /// (as Redis's stopAppendOnly does), the failure state is cleared, and
+    /// the replies still waiting are released (`abandon`: the pending
+    /// records could not be written and are dropped; with the log off,
+    /// nothing waits for it any more).
+    async fn close(&self, worker: &Worker, abandon: bool) {
+        if !abandon && self.unsynced.get() {
+            let current = self.journal.borrow().current_segment().map(|c| c.0);
+            if let Some(seg) = current.and_then(|l| self.seg(l)) {
+                if let Err(e) = self.sync(&seg).await {
+                    log::warning(&format!(
+                        "Error syncing the AOF file (shard {}) as the log was turned off: {e}",
+                        self.id
+                    ));
+                }
+            }
+        }
+        let last = self.journal.borrow().next_lsn().saturating_sub(1);
+        self.sync_failed.set(false);
+        let stats = self.stats();
+        if self.failed.replace(false) {
+            // The log is off: nothing to refuse writes for any more.
+            stats.failed.store(false, Ordering::Relaxed);
+            self.shared.set_aof_failed(false);
+        }
+        stats.enabled.store(false, Ordering::Relaxed);
+        stats.pending_bytes.store(0, Ordering::Relaxed);
+        self.segs.borrow_mut().clear();
+        *self.spare.borrow_mut() = None;
+        worker.log_durable(last);
+    }
+
     fn set_failed(&self, failed: bool, why: Option<&JournalError>) {
         let stats = self.stats();
         if let Some(e) = why {
@@ -718,6 +762,10 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
     loop {
         let plan = aof.journal.borrow_mut().prepare_flush();
         let Some(mut plan) = plan else {
+            if aof.closing.get() {
+                aof.close(&worker, false).await;
+                return;
+            }
             aof.kick.notified().await;
             continue;
         };
@@ -749,6 +797,15 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
                 aof.set_failed(false, None);
                 worker.log_durable(durable);
             }
+            Err(e) if aof.closing.get() => {
+                log::warning(&format!(
+                    "Error writing to the AOF file (shard {}): {e}. The log was turned off: \
+                     its unwritten records are dropped.",
+                    aof.id
+                ));
+                aof.close(&worker, true).await;
+                return;
+            }
             Err(e) => {
                 if !aof.failed.get() {
                     log::warning(&format!(
@@ -770,6 +827,9 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
 pub async fn sync_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
     loop {
         runtime::sleep(Duration::from_secs(1)).await;
+        if aof.closing.get() {
+            return;
+        }
         if worker.shared.appendfsync() != AppendFsync::Everysec {
             continue;
         }

@@ -700,9 +700,8 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "appendonly",
-        // Mutable in Redis; turning the log on at runtime needs a base of
-        // the current state first (M1.5), so not yet.
-        mutable: false,
+        // CONFIG SET turns the log on or off (`logswitch`).
+        mutable: true,
         kind: Kind::Bool {
             get: |c| c.appendonly,
             put: |c, v| {

@@ -312,7 +312,9 @@ fn aof_fields(out: &mut String, shared: &crate::shared::Shared) {
     let _ = write!(
         out,
         "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{last_time}\r\naof_current_rewrite_time_sec:{current_time}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{rewrites}\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
-        u8::from(enabled),
+        // As Redis's (aof_state != AOF_OFF): on while the rewrite that
+        // turns the log on runs.
+        u8::from(enabled || shared.config().appendonly),
         u8::from(running),
         u8::from(scheduled),
         if last_ok { "ok" } else { "err" },

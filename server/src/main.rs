@@ -22,6 +22,7 @@ mod config;
 mod conn;
 mod info;
 mod log;
+mod logswitch;
 mod recover;
 mod runtime;
 mod shared;
@@ -32,7 +33,6 @@ mod tx;
 mod worker;
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::rc::Rc;
 use std::sync::Arc;
 
 use engine::Shard;
@@ -331,6 +331,7 @@ fn run(cfg: Config) -> i32 {
     {
         let mut st = snapshot::Status::new(manifest, shared.start_unix_ms / 1000);
         if attach {
+            st.log_id = st.manifest.log.as_ref().map(|l| l.id);
             if let Some(load) = &snap_load {
                 let (m, id) = &**load;
                 st.log_chain_bytes = m.chain_bytes(*id).unwrap_or(0);
@@ -391,7 +392,7 @@ fn run(cfg: Config) -> i32 {
                     }
                 }
             }
-            let worker = Rc::new(Worker::new(id, shard, shared));
+            let worker = Worker::new(id, shard, shared);
             worker.set_tx_base(tx_base);
             if let (Some(rec), Some(dir)) = (rec, log_dir) {
                 let durable = rec.next_lsn.saturating_sub(1);
@@ -404,7 +405,7 @@ fn run(cfg: Config) -> i32 {
                     .log
                     .attach(Box::new(aof::Sink(aof.clone())), durable);
                 worker.log_durable(durable);
-                let _ = worker.aof.set(aof.clone());
+                *worker.aof.borrow_mut() = Some(aof.clone());
                 runtime::spawn(aof::flush_loop(worker.clone(), aof.clone()));
                 runtime::spawn(aof::sync_loop(worker.clone(), aof));
             }

@@ -53,7 +53,7 @@ pub struct Meta {
     pub id: u64,
 }
 
-fn write_meta(dir: &Path, meta: Meta) -> Result<(), String> {
+pub fn write_meta(dir: &Path, meta: Meta) -> Result<(), String> {
     let path = dir.join(META_FILE);
     let text = format!(
         "# kv-server append-only log: written by this many shards (threads), and its id\n\
@@ -86,7 +86,7 @@ pub fn read_meta(dir: &Path) -> Result<Option<Meta>, String> {
 }
 
 /// Whether a log directory holds any segment file.
-fn has_segments(dir: &Path) -> bool {
+pub fn has_segments(dir: &Path) -> bool {
     recovery::list_shard_dirs(dir).is_ok_and(|shards| {
         shards
             .iter()

@@ -58,6 +58,10 @@ pub struct Shared {
     snapshot: Mutex<crate::snapshot::Status>,
     /// The last snapshot failed (MISCONF with stop-writes-on-bgsave-error).
     pub bgsave_failed: std::sync::atomic::AtomicBool,
+    /// Held while the log is switched on or off at a barrier (and by each
+    /// snapshot's barrier), so that a snapshot sees the log either on or
+    /// off on every shard, with one id (`logswitch`).
+    pub log_switch: tokio::sync::Mutex<()>,
     /// SIGTERM/SIGINT asked for a shutdown that first takes the final
     /// snapshot (save rules are set); worker 0's snapshot cron does it.
     pub shutdown_after_save: std::sync::atomic::AtomicBool,
@@ -111,6 +115,7 @@ impl Shared {
                 crate::worker::now_ms() / 1000,
             )),
             bgsave_failed: std::sync::atomic::AtomicBool::new(false),
+            log_switch: tokio::sync::Mutex::new(()),
             shutdown_after_save: std::sync::atomic::AtomicBool::new(false),
         };
         shared.refresh_hot();

@@ -371,6 +371,9 @@ pub struct Status {
     pub rewrite_last_ok: bool,
     pub rewrite_last_time_sec: i64,
     pub rewrites: u64,
+    /// Id of the log the shards write (None: the log is off). Once a
+    /// snapshot has been taken with it, the manifest's log line names it.
+    pub log_id: Option<u64>,
 }
 
 impl Status {
@@ -401,6 +404,7 @@ impl Status {
             rewrite_last_ok: true,
             rewrite_last_time_sec: -1,
             rewrites: 0,
+            log_id: None,
         }
     }
 }
@@ -671,7 +675,14 @@ pub async fn save_claimed(
 /// usual, and the log after the snapshot's lsns is what stays.
 pub async fn rewrite_claimed(worker: &Rc<Worker>, started: Instant) -> Result<Tally, String> {
     worker.shared.snapshot_status().rewrite_running = true;
-    let r = save_claimed(worker, started, false).await;
+    let mut r = save_claimed(worker, started, false).await;
+    // Turning the log on: if that snapshot only detached an old log
+    // (`logswitch`, step 1), the next one is the new log's base.
+    if r.is_ok() && crate::logswitch::pending(&worker.shared) {
+        if let Ok(again) = claim(&worker.shared) {
+            r = save_claimed(worker, again, false).await;
+        }
+    }
     let mut st = worker.shared.snapshot_status();
     st.rewrite_running = false;
     st.rewrite_last_time_sec = started.elapsed().as_secs() as i64;
@@ -723,11 +734,23 @@ async fn run(
         .map_err(|e| format!("Can't create the snapshot directory {}: {e}", dir.display()))?;
     let shards = worker.shard_count();
     let kind = if full { Kind::Full } else { Kind::Delta };
-    // 1. The barrier.
+    // 1. The barrier (where the log may also be turned on: see
+    // `logswitch`). The log is switched on or off only under `log_switch`,
+    // so every shard is seen with the log on or every shard with it off,
+    // and `log_id` is the id of the log they write.
+    let switch = worker.shared.log_switch.lock().await;
+    let attach = if crate::logswitch::wanted(worker) {
+        Some(crate::logswitch::prepare(worker).await?)
+    } else {
+        None
+    };
     let stats = worker.shared.clone();
     let starts = crate::tx::barrier(worker, move |_| {
         let stats = stats.clone();
         Box::new(move |sh: &mut Shard| {
+            if attach.is_some() {
+                sh.log.attach_standby();
+            }
             let start = sh.begin_snapshot(full, compress);
             let log_pos = stats
                 .aof
@@ -744,6 +767,17 @@ async fn run(
         })
     })
     .await;
+    let log_id = {
+        let mut st = worker.shared.snapshot_status();
+        if let Some(log) = attach {
+            st.log_id = Some(log);
+            log::notice(&format!(
+                "Append only file turned on (log id {log}): snapshot {id} is its base"
+            ));
+        }
+        st.log_id
+    };
+    drop(switch);
     let created_ms = now_ms();
     let mut barrier = Vec::with_capacity(shards);
     for r in &starts {
@@ -771,7 +805,7 @@ async fn run(
         Err("the snapshot barrier failed on a shard".to_string())
     } else {
         write_all(
-            worker, &dir, &stem, kind, id, base, parent, databases, created_ms, &barrier,
+            worker, &dir, &stem, kind, id, base, parent, databases, created_ms, &barrier, log_id,
         )
         .await
     };
@@ -826,6 +860,7 @@ async fn write_all(
     databases: usize,
     created_ms: u64,
     barrier: &[Point],
+    log_id: Option<u64>,
 ) -> Result<(SnapshotMeta, Tally, u64), String> {
     let shards = barrier.len();
     let compression = worker.shared.config().rdbcompression;
@@ -892,12 +927,24 @@ async fn write_all(
     // 3. The manifest makes it visible.
     // The log continues this snapshot if it was on at the barrier
     // everywhere; a snapshot taken with it off detaches it.
-    let logging = barrier.iter().all(|b| b.logging);
+    let logging = barrier.iter().all(|b| b.logging) && log_id.is_some();
     let (keep, mut drop, last_visible, detached) = {
         let st = worker.shared.snapshot_status();
         let mut m = st.manifest.clone();
         let last_visible = m.snapshots.first().map(|s| s.id);
-        let detached = if logging { None } else { m.log.take() };
+        let detached = match log_id.filter(|_| logging) {
+            // The first snapshot of a log turned on at run time is its
+            // base: the log holds every record after its lsns.
+            Some(log) if m.log.as_ref().is_none_or(|l| l.id != log) => m.log.replace(LogLine {
+                id: log,
+                shards,
+                after: id - 1,
+                base: id,
+                from: barrier.iter().map(|b| b.lsn).collect(),
+            }),
+            Some(_) => None,
+            None => m.log.take(),
+        };
         m.snapshots.insert(0, meta.clone());
         let (keep, drop) = retain(m);
         (keep, drop, last_visible, detached)
@@ -1111,20 +1158,26 @@ fn rewrite_due(shared: &Shared) -> Option<String> {
         (c.auto_aof_rewrite_percentage, c.auto_aof_rewrite_min_size)
     };
     let enabled = shared.aof.iter().any(|a| a.enabled.load(Ordering::Relaxed));
-    let (scheduled, base, failed_recently) = {
+    let (scheduled, base, failed_recently, any_failed_recently) = {
         let mut st = shared.snapshot_status();
-        let failed_recently = !st.rewrite_last_ok
-            && st
-                .last_attempt
-                .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5));
+        let recently = st
+            .last_attempt
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5));
         (
             std::mem::take(&mut st.rewrite_scheduled),
             st.aof_base_size,
-            failed_recently,
+            !st.rewrite_last_ok && recently,
+            (!st.rewrite_last_ok || !st.last_ok) && recently,
         )
     };
     if scheduled {
         return Some("Starting the scheduled AOF rewrite".into());
+    }
+    if crate::logswitch::pending(shared) && !any_failed_recently {
+        // `appendonly yes` and the log is not on yet: its base failed, or
+        // was scheduled behind a snapshot that has since run. Redis
+        // retries the rewrite that turns the AOF on the same way.
+        return Some("Starting the AOF rewrite that turns the append only file on".into());
     }
     if !enabled || pct == 0 || failed_recently {
         return None;

@@ -11,7 +11,7 @@
 //! when the command unlocks. Coordinators take shard locks in ascending shard
 //! order, so waits never form a cycle.
 
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::os::fd::RawFd;
@@ -102,7 +102,17 @@ pub enum Msg {
         from: usize,
         reply: oneshot::Sender<Reply>,
     },
+    /// Runs `job` with the receiving worker itself (work on the worker's
+    /// own state rather than its shard, e.g. making a log), without locks.
+    Worker {
+        job: WorkerJob,
+        from: usize,
+        reply: oneshot::Sender<Reply>,
+    },
 }
+
+/// A job for [`Msg::Worker`].
+pub type WorkerJob = Box<dyn FnOnce(&std::rc::Rc<Worker>) -> Reply + Send>;
 
 pub enum LockScope {
     /// (db, key) pairs.
@@ -249,7 +259,8 @@ impl LockTable {
             | Msg::Resolved { .. }
             | Msg::Complete(_)
             | Msg::Many(_)
-            | Msg::SnapshotWrite(_) => false,
+            | Msg::SnapshotWrite(_)
+            | Msg::Worker { .. } => false,
             Msg::Job { tx: None, .. } => self.whole.is_some(),
             Msg::Lock {
                 scope: LockScope::Whole,
@@ -274,6 +285,7 @@ impl LockTable {
                 | Msg::Complete(_)
                 | Msg::Many(_)
                 | Msg::SnapshotWrite(_)
+                | Msg::Worker { .. }
         )
     }
 }
@@ -290,7 +302,9 @@ pub struct Worker {
     outbox_pending: Cell<bool>,
     outbox_ready: tokio::sync::Notify,
     /// This shard's append-only log (absent with `appendonly no`).
-    pub aof: OnceCell<std::rc::Rc<crate::aof::Aof>>,
+    pub aof: RefCell<Option<std::rc::Rc<crate::aof::Aof>>>,
+    /// This worker's own `Rc` (for [`Msg::Worker`] jobs).
+    me: std::rc::Weak<Worker>,
     /// Every record up to this lsn is durable (mirror of the shard's).
     durable: Cell<u64>,
     /// Replies waiting for the log: (lsn, what to do when it may be
@@ -340,8 +354,9 @@ fn take_ready(list: &RefCell<Vec<(u64, Waiter)>>, lsn: u64) -> Vec<Waiter> {
 }
 
 impl Worker {
-    pub fn new(id: usize, shard: Shard, shared: Arc<Shared>) -> Self {
-        Worker {
+    pub fn new(id: usize, shard: Shard, shared: Arc<Shared>) -> std::rc::Rc<Self> {
+        std::rc::Rc::new_cyclic(|me| Worker {
+            me: me.clone(),
             id,
             shard: RefCell::new(shard),
             locks: RefCell::new(LockTable::default()),
@@ -350,14 +365,14 @@ impl Worker {
             next_tx: Cell::new(0),
             outbox_pending: Cell::new(false),
             outbox_ready: tokio::sync::Notify::new(),
-            aof: OnceCell::new(),
+            aof: RefCell::new(None),
             durable: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
             written_waiters: RefCell::new(Vec::new()),
             unresolved: RefCell::new(HashMap::new()),
             snapshot_requests: RefCell::new(Vec::new()),
             snapshot_kick: tokio::sync::Notify::new(),
-        }
+        })
     }
 
     /// Transaction ids continue after the largest one in the log, so that a
@@ -599,6 +614,18 @@ impl Worker {
                 self.snapshot_requests.borrow_mut().push(req);
                 self.snapshot_kick.notify_one();
             }
+            Msg::Worker { job, from, reply } => {
+                let r = match self.me.upgrade() {
+                    Some(me) => job(&me),
+                    None => Reply::Nil,
+                };
+                self.complete(
+                    from,
+                    Box::new(move || {
+                        let _ = reply.send(r);
+                    }),
+                );
+            }
             Msg::Many(msgs) => {
                 for m in msgs {
                     self.deliver(m);
@@ -694,6 +721,29 @@ impl Worker {
                 None => break,
             }
         }
+    }
+
+    /// Runs `job` on every worker (with the worker itself, see
+    /// [`Msg::Worker`]) and collects the replies in shard order.
+    pub async fn ask_workers(&self, job: impl Fn() -> WorkerJob) -> Vec<Reply> {
+        let mut rxs = Vec::new();
+        for s in 0..self.shard_count() {
+            let (tx, rx) = oneshot::channel();
+            self.send(
+                s,
+                Msg::Worker {
+                    job: job(),
+                    from: self.id,
+                    reply: tx,
+                },
+            );
+            rxs.push(rx);
+        }
+        let mut out = Vec::with_capacity(rxs.len());
+        for rx in rxs {
+            out.push(rx.await.unwrap_or(Reply::Nil));
+        }
+        out
     }
 
     /// Runs `job` on every shard without locks and collects the replies in

@@ -146,6 +146,41 @@ fn a_failing_log_refuses_writes_keeps_reads_and_recovers() {
     }
 }
 
+/// As in Redis, `CONFIG SET appendonly no` is a way out of a failing log:
+/// the write that waited for it is answered, writes are accepted again,
+/// and INFO shows the log off and no write error.
+#[test]
+fn turning_a_failing_log_off_accepts_writes_again() {
+    let dir = ScratchDir::new("aof-fault-off");
+    let server = ServerProc::start_in(dir.path(), ALWAYS);
+    let mut con = server.conn();
+    aof_fault(&mut con, &["write", "EIO"]);
+    let pending = set_in_background(&server, "during", "2");
+    wait_until("aof_last_write_status:err", Duration::from_secs(10), || {
+        info_field(&mut con, "aof_last_write_status") == "err"
+    });
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("no")
+        .query(&mut con)
+        .unwrap();
+    let r = pending
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the waiting write is answered once the log is off");
+    assert_eq!(r.unwrap(), "OK");
+    assert_eq!(info_field(&mut con, "aof_enabled"), "0");
+    assert_eq!(info_field(&mut con, "aof_last_write_status"), "ok");
+    let _: () = redis::cmd("SET")
+        .arg("after")
+        .arg("3")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(get(&mut con, "during").as_deref(), Some("2"));
+    assert_eq!(get(&mut con, "after").as_deref(), Some("3"));
+    aof_fault(&mut con, &["OFF"]);
+}
+
 #[test]
 fn a_read_never_reveals_a_write_that_is_not_durable() {
     let server = ServerProc::start(ALWAYS);

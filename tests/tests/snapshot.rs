@@ -2123,3 +2123,339 @@ fn backup_and_point_in_time_restore() {
         kill(server);
     }
 }
+
+/// CONFIG SET appendonly <v>, which must answer OK.
+fn set_appendonly(server: &ServerProc, value: &str) {
+    assert_eq!(
+        show(&raw_cmd(server, &["CONFIG", "SET", "appendonly", value])),
+        show(b"+OK\r\n"),
+        "CONFIG SET appendonly {value}"
+    );
+}
+
+/// CONFIG SET appendonly yes, then waits until the rewrite that turns the
+/// log on is done and the manifest names the new log; returns its id.
+fn turn_log_on(server: &ServerProc, con: &mut Connection, dir: &Path) -> u64 {
+    let before = Info::read(con).num("aof_rewrites");
+    set_appendonly(server, "yes");
+    let info = wait_rewrite(con, before);
+    info.expect("log turned on", &[("aof_enabled", "1")]);
+    let manifest = fs::read_to_string(dir.join("snapshotdir/dump.rdb.manifest")).unwrap();
+    let named = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("log id "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|id| id.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("the manifest names no log:\n{manifest}"));
+    let meta = fs::read_to_string(dir.join("appendonlydir/kv-log.meta")).unwrap();
+    assert!(
+        meta.lines().any(|l| l == format!("id {named}")),
+        "the manifest names log {named}; kv-log.meta:\n{meta}"
+    );
+    named
+}
+
+/// The appendonly-toggle drill. A server restored from a snapshot runs
+/// with `appendonly no`; `CONFIG SET appendonly yes`, while a client keeps
+/// writing (multi-shard MSETs included), makes a base of the in-memory
+/// state and starts the log from it: SIGKILL after that loses nothing
+/// acknowledged. `CONFIG SET appendonly no` stops the log (snapshot + log
+/// restore the state at that moment); turning it on again with that log
+/// still named detaches it first and starts a new log; a snapshot taken
+/// with the log off removes the old log. Log files that no manifest names
+/// are moved aside when the log is turned on, never deleted.
+#[test]
+fn appendonly_toggled_at_run_time() {
+    if skip() {
+        return;
+    }
+    let seed = seed("appendonly_toggled_at_run_time");
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("log-toggle");
+    let dir = scratch.path();
+    let log_dir = dir.join("appendonlydir");
+    let keys = Keys::new("k:", 600, 2);
+    let no = ["--appendonly", "no"];
+
+    // The snapshot a restore leaves, and a log no manifest names.
+    let server = start_log(dir, &no);
+    let mut con = server.conn();
+    let mut state = State::new();
+    preload(&mut con, &mut state, "k:", 500, 200, &mut rng);
+    assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
+    kill(server);
+    let stray = log_dir.join("shard-0/seg-00000000000000000001.log");
+    fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    fs::write(&stray, b"someone's records").unwrap();
+    fs::write(log_dir.join("kv-log.meta"), "shards 2\nid 5\n").unwrap();
+
+    // Restored, appendonly no, unlogged writes; then the log is turned on
+    // while a client writes.
+    let server = start_log(dir, &no);
+    assert_state(&server, &state, "restored with appendonly no");
+    let mut con = server.conn();
+    Info::read(&mut con).expect("appendonly no", &[("aof_enabled", "0")]);
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 1000),
+        &mut state,
+        &mut 0,
+        "unlogged",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let con = server.conn();
+        let (stop, progress) = (stop.clone(), progress.clone());
+        let seed = rng.next_u64();
+        thread::spawn(move || barrier_writer(con, seed, State::new(), "seq".into(), progress, stop))
+    };
+    let wait_progress = |at_least: u64| {
+        let deadline = Instant::now() + TIMEOUT;
+        while progress.load(Ordering::SeqCst) < at_least {
+            assert!(Instant::now() < deadline, "the writer is stuck");
+            thread::sleep(Duration::from_millis(2));
+        }
+    };
+    wait_progress(100);
+    let first = turn_log_on(&server, &mut con, dir);
+    let acked = progress.load(Ordering::SeqCst);
+    wait_progress(acked + 200);
+    stop.store(true, Ordering::SeqCst);
+    let ops = writer
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("writer: {e}"));
+    for op in &ops {
+        op.apply(&mut state, &mut 0);
+    }
+    state.insert(
+        (0, b"seq".to_vec()),
+        Entry {
+            value: (ops.len() - 1).to_string().into_bytes(),
+            expire_at: None,
+        },
+    );
+    assert_eq!(
+        fs::read(dir.join("appendonlydir.stale-5/shard-0/seg-00000000000000000001.log"))
+            .expect("the unnamed log is moved aside"),
+        b"someone's records"
+    );
+    kill(server);
+    let server = start_log(dir, &[]);
+    assert_state(&server, &state, "log turned on under writes, SIGKILL");
+
+    // Off: the log stays named; SIGKILL restores the state at that moment.
+    let mut con = server.conn();
+    set_appendonly(&server, "no");
+    Info::read(&mut con).expect("log turned off", &[("aof_enabled", "0")]);
+    let at_off = state.clone();
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 500),
+        &mut state,
+        &mut 0,
+        "after off",
+    );
+    kill(server);
+    let server = start_log(dir, &no);
+    assert_state(&server, &at_off, "log turned off, SIGKILL");
+    state = at_off;
+
+    // On again with the old log still named: it is detached, and a new
+    // log starts.
+    let mut con = server.conn();
+    let second = turn_log_on(&server, &mut con, dir);
+    assert_ne!(first, second, "a new log");
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 500),
+        &mut state,
+        &mut 0,
+        "second log",
+    );
+    kill(server);
+    let server = start_log(dir, &[]);
+    assert_state(&server, &state, "log turned on again, SIGKILL");
+
+    // Off, a snapshot removes the log, on again.
+    let mut con = server.conn();
+    set_appendonly(&server, "no");
+    assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
+    assert!(
+        log_segments(dir).iter().all(Vec::is_empty) && !log_dir.join("kv-log.meta").exists(),
+        "the snapshot holds the whole log: it is removed"
+    );
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 500),
+        &mut state,
+        &mut 0,
+        "unlogged again",
+    );
+    let third = turn_log_on(&server, &mut con, dir);
+    assert_ne!(second, third, "a new log");
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 500),
+        &mut state,
+        &mut 0,
+        "third log",
+    );
+    kill(server);
+    let server = start_log(dir, &[]);
+    assert_state(&server, &state, "third log, SIGKILL");
+    kill(server);
+}
+
+/// The writer of `sigkill_while_the_log_is_turned_on`: `SET <p><i> <i>`,
+/// and every fourth command an MSET of `<p>a<i>` and `<p>b<i>` (on
+/// different shards), one at a time until the connection fails. `acked`
+/// counts the commands answered OK.
+fn toggle_writer(mut con: Connection, prefix: String, acked: Arc<AtomicU64>) {
+    for i in 0u64.. {
+        let r: redis::RedisResult<()> = if i % 4 == 3 {
+            let (a, b) = mset_keys(&prefix, i);
+            redis::cmd("MSET")
+                .arg(a)
+                .arg(i)
+                .arg(b)
+                .arg(i)
+                .query(&mut con)
+        } else {
+            redis::cmd("SET")
+                .arg(format!("{prefix}{i}"))
+                .arg(i)
+                .query(&mut con)
+        };
+        if r.is_err() {
+            return;
+        }
+        acked.store(i + 1, Ordering::SeqCst);
+    }
+}
+
+/// The two keys of `toggle_writer`'s MSET number `i`, on different shards
+/// of 2.
+fn mset_keys(prefix: &str, i: u64) -> (String, String) {
+    let a = format!("{prefix}a{i}");
+    let b = (0..)
+        .map(|n| format!("{prefix}b{i}.{n}"))
+        .find(|b| shard_of(b.as_bytes(), 2) != shard_of(a.as_bytes(), 2))
+        .unwrap();
+    (a, b)
+}
+
+/// Whether the manifest names the log in the log directory.
+fn manifest_names_the_log(dir: &Path) -> bool {
+    let manifest =
+        fs::read_to_string(dir.join("snapshotdir/dump.rdb.manifest")).unwrap_or_default();
+    let meta = fs::read_to_string(dir.join("appendonlydir/kv-log.meta")).unwrap_or_default();
+    manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("log id "))
+        .and_then(|l| l.split_whitespace().next())
+        .is_some_and(|id| meta.lines().any(|l| l == format!("id {id}")))
+}
+
+/// SIGKILL at random moments after `CONFIG SET appendonly yes` while a
+/// client writes under `always`. Until the manifest names the new log, the
+/// restart loads exactly the previous snapshot (the new log is moved
+/// aside, never loaded half); once it does, nothing acknowledged is lost.
+/// In both cases no multi-shard MSET is half applied.
+#[test]
+fn sigkill_while_the_log_is_turned_on() {
+    if skip() {
+        return;
+    }
+    let seed = seed("sigkill_while_the_log_is_turned_on");
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("log-toggle-kill");
+    let dir = scratch.path();
+    let no = ["--appendonly", "no"];
+    let server = start_log(dir, &no);
+    let mut con = server.conn();
+    let mut a = State::new();
+    // 8 MB of incompressible values: the base takes a moment.
+    preload(&mut con, &mut a, "k:", 20_000, 400, &mut rng);
+    let t = Instant::now();
+    assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
+    let window_ms = (t.elapsed().as_millis() as i64).max(5) * 2;
+    kill(server);
+    let (mut before, mut after) = (0, 0);
+    for cycle in 0..4 {
+        let context = format!("cycle {cycle} (seed {seed})");
+        let server = start_log(dir, &no);
+        assert_state(&server, &a, &format!("{context}: start"));
+        let prefix = format!("t{cycle}:");
+        let acked = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (con, prefix, acked) = (server.conn(), prefix.clone(), acked.clone());
+            thread::spawn(move || toggle_writer(con, prefix, acked))
+        };
+        while acked.load(Ordering::SeqCst) < 50 {
+            thread::sleep(Duration::from_millis(1));
+        }
+        let delay = if cycle == 0 {
+            0
+        } else {
+            rng.range(0, window_ms)
+        };
+        set_appendonly(&server, "yes");
+        thread::sleep(Duration::from_millis(delay as u64));
+        kill(server);
+        writer.join().unwrap();
+        let acked = acked.load(Ordering::SeqCst);
+        let named = manifest_names_the_log(dir);
+
+        let server = start_log(dir, &[]);
+        let got = read_state(&server);
+        let (mine, rest): (State, State) = got
+            .clone()
+            .into_iter()
+            .partition(|((_, k), _)| k.starts_with(prefix.as_bytes()));
+        if let Some(d) = diff(&a, &rest) {
+            panic!("{context}: besides the writer's keys: {d}");
+        }
+        if named {
+            after += 1;
+            for i in 0..acked {
+                let keys = if i % 4 == 3 {
+                    let (a, b) = mset_keys(&prefix, i);
+                    vec![a, b]
+                } else {
+                    vec![format!("{prefix}{i}")]
+                };
+                for k in keys {
+                    let e = mine.get(&(0, k.clone().into_bytes()));
+                    assert_eq!(
+                        e.map(|e| e.value.clone()),
+                        Some(i.to_string().into_bytes()),
+                        "{context}: acknowledged write {k} lost (killed {delay} ms after \
+                         CONFIG SET; the log was named)"
+                    );
+                }
+            }
+        } else {
+            before += 1;
+            assert!(
+                mine.is_empty(),
+                "{context}: the new log is not named yet, but {} of its keys loaded",
+                mine.len()
+            );
+        }
+        for i in (3..acked + 2).step_by(4) {
+            let (ka, kb) = mset_keys(&prefix, i);
+            let has = |k: &str| mine.contains_key(&(0, k.as_bytes().to_vec()));
+            assert_eq!(has(&ka), has(&kb), "{context}: MSET {i} half applied");
+        }
+        println!(
+            "{context}: killed {delay} ms after CONFIG SET, {acked} acknowledged, log named: \
+             {named}, {} of its keys loaded",
+            mine.len()
+        );
+        a = got;
+        kill(server);
+    }
+    println!("{before} kills before the new log was named, {after} after");
+}

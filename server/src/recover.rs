@@ -113,9 +113,8 @@ fn refuse_shards(dir: &Path, n: usize, shards: usize) -> String {
         "The append-only log in {} was written by {n} shards, but this server runs \
          {shards} (threads {shards}). A key's shard depends on that number, so the log \
          can't be replayed as it is. Start with 'threads {n}', or move the data: \
-         'kv-server export-aof {} dump.aof' (only for a log that no snapshot has \
-         rebased yet), start on an empty directory and load dump.aof (e.g. redis-cli \
-         --pipe < dump.aof).",
+         'kv-server export-aof {} dump.aof', start on an empty directory and load \
+         dump.aof (e.g. redis-cli --pipe < dump.aof).",
         dir.display(),
         dir.display()
     )
@@ -325,25 +324,7 @@ fn new_log(
 /// then its records after that snapshot.
 fn live(cfg: &Config, manifest: Manifest, line: &LogLine, dir: &Path) -> Result<Start, String> {
     let snap_dir = crate::snapshot::snapshot_dir(cfg);
-    let chosen = crate::snapshot::choose_in(&snap_dir, &manifest, |s| line.lsns_of(s).is_some())
-        .map_err(|e| {
-            format!(
-                "{e} The append-only log continues those snapshots; it can't be loaded \
-                 without one."
-            )
-        })?;
-    let after = match chosen.and_then(|id| manifest.snapshots.iter().find(|s| s.id == id)) {
-        Some(s) => line.lsns_of(s).unwrap_or_default(),
-        None if line.base == 0 => line.from.clone(),
-        None => {
-            return Err(format!(
-                "The append-only log in {} continues snapshot {}, and the snapshot manifest \
-                 holds none it can be replayed on. Refusing to start.",
-                dir.display(),
-                line.base
-            ))
-        }
-    };
+    let (chosen, after) = continued(&snap_dir, &manifest, line, dir)?;
     if !cfg.appendonly {
         log::notice(&format!(
             "appendonly is no, but the snapshot manifest names the append-only log in {}: \
@@ -362,16 +343,61 @@ fn live(cfg: &Config, manifest: Manifest, line: &LogLine, dir: &Path) -> Result<
     })
 }
 
+/// The snapshot the log `line` names is loaded on (the newest one in
+/// `snap_dir` that the log continues and that verifies; None: the log
+/// started on an empty keyspace) and each shard's lsn the log is read
+/// after.
+pub fn continued(
+    snap_dir: &Path,
+    manifest: &Manifest,
+    line: &LogLine,
+    dir: &Path,
+) -> Result<(Option<u64>, Vec<u64>), String> {
+    let chosen = crate::snapshot::choose_in(snap_dir, manifest, |s| line.lsns_of(s).is_some())
+        .map_err(|e| {
+            format!(
+                "{e} The append-only log continues those snapshots; it can't be loaded \
+                 without one."
+            )
+        })?;
+    let after = match chosen.and_then(|id| manifest.snapshots.iter().find(|s| s.id == id)) {
+        Some(s) => line.lsns_of(s).unwrap_or_default(),
+        None if line.base == 0 => line.from.clone(),
+        None => {
+            return Err(format!(
+                "The append-only log in {} continues snapshot {}, and the snapshot manifest \
+                 holds none it can be replayed on.",
+                dir.display(),
+                line.base
+            ))
+        }
+    };
+    Ok((chosen, after))
+}
+
 /// Reads every shard's log (in parallel) after the lsns `after`, cuts torn
 /// tails and incomplete multi-shard commands.
 fn read_logs(cfg: &Config, dir: &Path, after: &[u64]) -> Result<Recovered, String> {
+    read_logs_with(dir, after, cfg.aof_load_truncated, true)
+}
+
+/// [`read_logs`]; `mutate: false` (an offline export) changes no file:
+/// torn tails and incomplete multi-shard commands are left out of the
+/// replay but not cut from the files, and missing shard directories are
+/// not created.
+pub fn read_logs_with(
+    dir: &Path,
+    after: &[u64],
+    aof_load_truncated: bool,
+    mutate: bool,
+) -> Result<Recovered, String> {
     let shards = after.len();
     let started = Instant::now();
     // Read every shard's log on its own thread.
     let dirs: Vec<PathBuf> = (0..shards)
         .map(|i| engine::journal::JournalConfig::shard_dir(dir, i))
         .collect();
-    for d in &dirs {
+    for d in dirs.iter().filter(|_| mutate) {
         fs::create_dir_all(d).map_err(|e| format!("Can't create {}: {e}", d.display()))?;
     }
     let results: Vec<Result<ShardLog, recovery::RecoveryError>> = std::thread::scope(|s| {
@@ -380,7 +406,7 @@ fn read_logs(cfg: &Config, dir: &Path, after: &[u64]) -> Result<Recovered, Strin
             .zip(after)
             .map(|(d, &after)| {
                 let opts = RecoveryOptions {
-                    aof_load_truncated: cfg.aof_load_truncated,
+                    aof_load_truncated,
                     max_write: engine::journal::writer::DEFAULT_MAX_FLUSH_BYTES + 4096,
                     after: Some(after),
                 };
@@ -401,7 +427,7 @@ fn read_logs(cfg: &Config, dir: &Path, after: &[u64]) -> Result<Recovered, Strin
     let mut logs = Vec::with_capacity(shards);
     for r in results {
         let log = r.map_err(|e| refusal_text(&e))?;
-        if let Some(t) = &log.torn_tail {
+        if let Some(t) = log.torn_tail.as_ref().filter(|_| mutate) {
             log::warning(&format!(
                 "!!! Warning: short read while loading the AOF file {}!!! Cutting the torn \
                  tail: {t} (aof-load-truncated yes).",
@@ -428,7 +454,7 @@ fn read_logs(cfg: &Config, dir: &Path, after: &[u64]) -> Result<Recovered, Strin
         for r in &log.records {
             tx_base = tx_base.max(r.txid & ((1 << 48) - 1));
         }
-        let next_lsn = match &plan.cut {
+        let next_lsn = match plan.cut.as_ref().filter(|_| mutate) {
             Some(cut) => {
                 log.truncate_at(cut.segment, cut.offset)
                     .map_err(|e| format!("Can't cut the log: {e}"))?;

@@ -50,15 +50,24 @@ transactions across shards. Prints one line per shard and a verdict.
 Exit status: 0 if the log is valid (or was fixed), 1 otherwise.";
 
 const EXPORT_USAGE: &str = "\
-Usage: kv-server export-aof <log dir> [<output file> | -]
+Usage: kv-server export-aof [--snapshot-dir <dir>] <log dir> [<output file> | -]
 
-Writes the append-only log in <log dir> as a plain Redis AOF (RESP commands,
-with SELECT where the database changes) to <output file>, or to stdout when
-it is omitted or '-'. The records are those a restart would load: a torn
-tail is left out, and so are multi-shard transactions that never became
-durable on every shard. A summary goes to stderr.
+Writes the dataset in <log dir> as a plain Redis AOF (RESP commands, with
+SELECT where the database changes) to <output file>, or to stdout when it is
+omitted or '-'. A summary goes to stderr. Nothing in <log dir> or the
+snapshot directory is changed.
 
-  -h, --help  print this help
+A log that still starts at its first record is written record by record:
+those a restart would load (a torn tail is left out, and so are multi-shard
+transactions that never became durable on every shard). A log that a
+snapshot has rebased (BGREWRITEAOF, or any snapshot taken with the log on)
+holds only the changes after that snapshot: then the state a restart would
+load (the snapshot, then the log after it) is written as Redis's AOF
+rewrite writes a keyspace: SET per key, PEXPIREAT for keys with an expiry.
+
+  --snapshot-dir <dir>  the snapshot directory whose manifest names the log
+                        [default: snapshotdir beside <log dir>]
+  -h, --help            print this help
 
 Exit status: 0 on success, 1 on error.";
 
@@ -329,7 +338,27 @@ impl<W: Write> Write for Counting<W> {
 /// to `out` (stdout), the summary and errors to `err`. Returns the exit
 /// code.
 pub fn export_aof_tool(args: &[OsString], out: &mut impl Write, err: &mut impl Write) -> i32 {
-    let positional = match parse_args(args, &[]) {
+    let mut snap_dir: Option<PathBuf> = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--snapshot-dir" {
+            match it.next() {
+                Some(d) => snap_dir = Some(PathBuf::from(d)),
+                None => {
+                    return usage_error(
+                        err,
+                        "export-aof",
+                        "--snapshot-dir needs a directory",
+                        EXPORT_USAGE,
+                    )
+                }
+            }
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    let positional = match parse_args(&rest, &[]) {
         Ok(Parsed::Help) => {
             let _ = writeln!(out, "{EXPORT_USAGE}");
             return 0;
@@ -344,17 +373,23 @@ pub fn export_aof_tool(args: &[OsString], out: &mut impl Write, err: &mut impl W
         [] => return usage_error(err, "export-aof", "missing <log dir>", EXPORT_USAGE),
         _ => return usage_error(err, "export-aof", "too many arguments", EXPORT_USAGE),
     };
+    let snap_dir = snap_dir.unwrap_or_else(|| {
+        dir.parent()
+            .unwrap_or(Path::new("."))
+            .join(crate::config::Config::default().snapshotdirname)
+    });
     let result = match &output {
         None => {
             let mut w = Counting {
                 inner: BufWriter::new(out),
                 bytes: 0,
             };
-            export_aof(&dir, &mut w)
-                .map_err(|e| export_error(&dir, &e))
-                .map(|s| (s, w.bytes))
+            export(&dir, &snap_dir, &mut w).and_then(|s| {
+                w.flush().map_err(|e| format!("cannot write: {e}"))?;
+                Ok((s, w.bytes))
+            })
         }
-        Some(path) => export_to_file(&dir, path),
+        Some(path) => export_to_file(&dir, &snap_dir, path),
     };
     let target = output
         .as_ref()
@@ -379,23 +414,148 @@ fn export_error(dir: &Path, e: &RecoveryError) -> String {
             describe_error(e),
             dir.display()
         ),
-        RecoveryError::Missing { first, .. } => format!(
-            "cannot export {}: the log starts at lsn {first}, not 1. It was rebased on a \
-             snapshot (BGREWRITEAOF or any snapshot taken with the log on, which deletes the \
-             segments the snapshot holds), so it holds only the changes after that snapshot \
-             and exporting it alone would not give the dataset. Exporting a snapshot with its \
-             log is not supported yet (docs/OPERATIONS.md)",
-            dir.display()
-        ),
-        RecoveryError::Io { .. } | RecoveryError::Output(_) => e.to_string(),
+        RecoveryError::Missing { .. } | RecoveryError::Io { .. } | RecoveryError::Output(_) => {
+            e.to_string()
+        }
     }
+}
+
+/// What an export wrote.
+enum Exported {
+    /// The log, record by record.
+    Log(ExportSummary),
+    /// The state of a snapshot and the log after it.
+    State(StateSummary),
+}
+
+struct StateSummary {
+    shards: usize,
+    snapshot: Option<u64>,
+    log_records: u64,
+    keys: u64,
+    commands: u64,
+    selects: u64,
+}
+
+/// Exports the log in `dir` record by record when it starts at its first
+/// record; otherwise (a snapshot rebased it) the state of the snapshot the
+/// manifest in `snap_dir` names with it, then the log after it.
+fn export(dir: &Path, snap_dir: &Path, w: &mut impl Write) -> Result<Exported, String> {
+    match export_aof(dir, w) {
+        Ok(s) => Ok(Exported::Log(s)),
+        Err(RecoveryError::Missing { first, .. }) => export_state(dir, snap_dir, w)
+            .map(Exported::State)
+            .map_err(|e| {
+                format!(
+                    "cannot export {}: the log starts at lsn {first}: a snapshot rebased it, so \
+                     it is exported with that snapshot, and that failed: {e}",
+                    dir.display()
+                )
+            }),
+        Err(e) => Err(export_error(dir, &e)),
+    }
+}
+
+/// The state a restart would load from the log in `log_dir` and the
+/// snapshot its manifest (in `snap_dir`) names, written as Redis's AOF
+/// rewrite writes a keyspace: `SELECT` where the database changes, `SET`
+/// per key, `PEXPIREAT` for a key with an expiry (keys already expired are
+/// left out). Shard by shard, so only one shard's keys are in memory at a
+/// time. Changes no file.
+fn export_state(
+    log_dir: &Path,
+    snap_dir: &Path,
+    w: &mut impl Write,
+) -> Result<StateSummary, String> {
+    let stem = manifest_stem(snap_dir)?;
+    let manifest = crate::snapshot::read_manifest(snap_dir, &stem)?
+        .ok_or_else(|| format!("no snapshot manifest in {}", snap_dir.display()))?;
+    let line = manifest.log.as_ref().ok_or_else(|| {
+        format!(
+            "the snapshot manifest in {} names no append-only log (pass the right one with \
+             --snapshot-dir)",
+            snap_dir.display()
+        )
+    })?;
+    let meta = crate::recover::read_meta(log_dir)?
+        .ok_or_else(|| format!("{} has no {}", log_dir.display(), crate::recover::META_FILE))?;
+    if meta.id != line.id {
+        return Err(format!(
+            "{} holds the log with id {}, but the snapshot manifest in {} names the log with \
+             id {}",
+            log_dir.display(),
+            meta.id,
+            snap_dir.display(),
+            line.id
+        ));
+    }
+    let (chosen, after) = crate::recover::continued(snap_dir, &manifest, line, log_dir)?;
+    let rec = crate::recover::read_logs_with(log_dir, &after, true, false)?;
+    let databases = chosen
+        .and_then(|id| manifest.snapshots.iter().find(|s| s.id == id))
+        .map_or(crate::config::Config::default().databases as usize, |s| {
+            s.databases
+        });
+    let shards = rec.shards.len();
+    let now = crate::worker::now_ms();
+    let mut summary = StateSummary {
+        shards,
+        snapshot: chosen,
+        log_records: 0,
+        keys: 0,
+        commands: 0,
+        selects: 0,
+    };
+    let mut aof_db = 0usize;
+    let mut buf = Vec::new();
+    for (id, shard_rec) in rec.shards.iter().enumerate() {
+        let mut shard = engine::Shard::new(id, shards, databases);
+        shard.set_now_ms(now);
+        if let Some(snap) = chosen {
+            crate::snapshot::load_chain(snap_dir, &manifest, snap, &mut shard)?;
+        }
+        summary.log_records += crate::recover::replay(&mut shard, shard_rec)?;
+        for db in 0..databases {
+            for e in shard.db(db).pages().iter().flat_map(|p| p.entries()) {
+                if e.is_expired(now) {
+                    continue;
+                }
+                buf.clear();
+                if db != aof_db {
+                    let n = db.to_string();
+                    engine::resp::write_command(
+                        &mut buf,
+                        [&b"SELECT"[..], n.as_bytes()].into_iter(),
+                    );
+                    aof_db = db;
+                    summary.selects += 1;
+                    summary.commands += 1;
+                }
+                let engine::value::Value::Str(value) = &e.value;
+                engine::resp::write_command(&mut buf, [&b"SET"[..], &e.key, value].into_iter());
+                summary.commands += 1;
+                if e.expire_at != 0 {
+                    let at = e.expire_at.to_string();
+                    engine::resp::write_command(
+                        &mut buf,
+                        [&b"PEXPIREAT"[..], &e.key, at.as_bytes()].into_iter(),
+                    );
+                    summary.commands += 1;
+                }
+                summary.keys += 1;
+                w.write_all(&buf)
+                    .map_err(|e| format!("cannot write: {e}"))?;
+            }
+        }
+    }
+    Ok(summary)
 }
 
 /// Exports into `path`: through a temporary file in the same directory,
 /// synced and renamed over `path` (so a failed export leaves no partial
 /// file), or directly when `path` exists and is not a regular file (a
 /// device or a pipe).
-fn export_to_file(dir: &Path, path: &Path) -> Result<(ExportSummary, u64), String> {
+fn export_to_file(dir: &Path, snap_dir: &Path, path: &Path) -> Result<(Exported, u64), String> {
     let direct = fs::metadata(path).is_ok_and(|m| !m.is_file());
     if direct {
         let file = fs::OpenOptions::new()
@@ -406,7 +566,9 @@ fn export_to_file(dir: &Path, path: &Path) -> Result<(ExportSummary, u64), Strin
             inner: BufWriter::new(file),
             bytes: 0,
         };
-        let summary = export_aof(dir, &mut w).map_err(|e| export_error(dir, &e))?;
+        let summary = export(dir, snap_dir, &mut w)?;
+        w.flush()
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         return Ok((summary, w.bytes));
     }
     let mut tmp_name = path
@@ -424,7 +586,7 @@ fn export_to_file(dir: &Path, path: &Path) -> Result<(ExportSummary, u64), Strin
             inner: BufWriter::new(file),
             bytes: 0,
         };
-        let summary = export_aof(dir, &mut w).map_err(|e| export_error(dir, &e))?;
+        let summary = export(dir, snap_dir, &mut w)?;
         let bytes = w.bytes;
         let file = w
             .inner
@@ -455,10 +617,30 @@ fn export_to_file(dir: &Path, path: &Path) -> Result<(ExportSummary, u64), Strin
 fn print_export_summary(
     dir: &Path,
     target: &str,
-    s: &ExportSummary,
+    s: &Exported,
     bytes: u64,
     err: &mut impl Write,
 ) -> io::Result<()> {
+    let s = match s {
+        Exported::Log(s) => s,
+        Exported::State(s) => {
+            let base = s
+                .snapshot
+                .map_or_else(|| "no snapshot".to_string(), |id| format!("snapshot {id}"));
+            return writeln!(
+                err,
+                "Exported the state of {base} and the append-only log {} after it ({} shards, \
+                 {} log commands replayed) to {target}: {} keys, {} commands ({} of them SELECT), \
+                 {bytes} bytes",
+                dir.display(),
+                s.shards,
+                s.log_records,
+                s.keys,
+                s.commands,
+                s.selects
+            );
+        }
+    };
     writeln!(
         err,
         "Exported append-only log {} ({} shards) to {target}: {} records, {} commands \

@@ -1834,6 +1834,51 @@ fn log_rewrite_restarts_the_log_from_a_snapshot() {
     );
     assert_state(&server, &state, "restart after rewrites");
     kill(server);
+
+    // export-aof of the rebased log: the snapshot's state and the log
+    // after it, which a fresh server loads to the same state.
+    let out = Command::new(server_bin())
+        .arg("export-aof")
+        .arg(dir.join("appendonlydir"))
+        .output()
+        .expect("run kv-server export-aof");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "export-aof: {text}");
+    assert!(text.contains("Exported the state of snapshot"), "{text}");
+    let fresh = start(&scratch.path().join("fresh"), &["--save", ""]);
+    let mut con = fresh.conn();
+    for args in split_resp_commands(&out.stdout) {
+        let mut cmd = redis::cmd(std::str::from_utf8(&args[0]).unwrap());
+        for a in &args[1..] {
+            cmd.arg(a.as_slice());
+        }
+        let _: Value = cmd.query(&mut con).expect("exported command");
+    }
+    assert_state(&fresh, &state, "export-aof of a rebased log, loaded");
+    kill(fresh);
+}
+
+/// The commands of a RESP text (arrays of bulk strings, as an AOF holds).
+fn split_resp_commands(mut b: &[u8]) -> Vec<Vec<Vec<u8>>> {
+    fn line<'a>(b: &mut &'a [u8]) -> &'a [u8] {
+        let end = b.windows(2).position(|w| w == b"\r\n").expect("CRLF");
+        let l = &b[..end];
+        *b = &b[end + 2..];
+        l
+    }
+    let num = |l: &[u8]| -> usize { std::str::from_utf8(&l[1..]).unwrap().parse().unwrap() };
+    let mut cmds = Vec::new();
+    while !b.is_empty() {
+        let n = num(line(&mut b));
+        let mut args = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = num(line(&mut b));
+            args.push(b[..len].to_vec());
+            b = &b[len + 2..];
+        }
+        cmds.push(args);
+    }
+    cmds
 }
 
 /// The log reaches back to the older snapshot the manifest keeps: when the

@@ -53,8 +53,9 @@ enum ScenarioName {
     /// medians and the ratio ours/redis per row.
     Throughput(scenario::throughput::ThroughputArgs),
     /// The append-only log: SET throughput by appendfsync policy, GET p99
-    /// under always, group commit by client count, page cache growth.
-    Durability(scenario::durability::DurabilityArgs),
+    /// under always, group commit by client count, page cache growth, a log
+    /// rewrite (BGREWRITEAOF) under load.
+    Durability(Box<scenario::durability::DurabilityArgs>),
     /// Memory, page cache, throughput and probe latency while a BGSAVE runs
     /// under an overwrite load.
     SnapshotUnderLoad(scenario::snapshot::SnapshotArgs),

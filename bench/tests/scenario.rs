@@ -268,6 +268,28 @@ fn quick_durability_scenario_measures_both_servers() {
         assert!(p["log_bytes"].as_u64() >= Some(8 << 20), "{p}");
         assert_eq!(p["errors"].as_u64(), Some(0), "{p}");
     }
+    // Part 5: one rewrite per server (Redis first), ended well, under load.
+    let rewrites = json["rewrites"].as_array().expect("rewrites");
+    let servers: Vec<&str> = rewrites
+        .iter()
+        .filter_map(|r| r["server"].as_str())
+        .collect();
+    assert_eq!(servers, ["redis", "kv-server"]);
+    for r in rewrites {
+        let what = format!("{} run {}", r["config"], r["run"]);
+        assert_eq!(r["last_bgrewrite_status"], "ok", "{what}");
+        assert!(r["rewrite_secs"].as_f64() > Some(0.0), "{what}");
+        assert!(r["throughput_during"].as_f64() > Some(0.0), "{what}");
+        assert_eq!(r["error_replies"].as_u64(), Some(0), "{what}");
+        let samples = r["samples"].as_array().map_or(0, Vec::len);
+        assert!(samples >= 3, "{what}: {samples} samples");
+    }
+    let rows = json["rewrite_rows"].as_array().expect("rewrite_rows");
+    assert!(
+        rows.iter()
+            .any(|r| r["metric"] == "rewrite duration" && r["ratio"].as_f64() > Some(0.0)),
+        "{rows:?}"
+    );
     assert_eq!(json["targets"].as_array().map(Vec::len), Some(7));
     for rows in ["write_rows", "mix_rows", "scaling_rows", "page_cache_rows"] {
         for r in json[rows].as_array().expect(rows) {
@@ -276,6 +298,7 @@ fn quick_durability_scenario_measures_both_servers() {
     }
     let svg = std::fs::read_to_string(out.0.join("durability.svg")).expect("durability.svg");
     assert!(svg.starts_with("<svg") && svg.contains("records per group commit"));
+    assert!(svg.contains("part 5: slowest probe PING"));
     assert_no_scratch_left(&out.0);
     let running = processes_under(&out.0);
     assert!(running.is_empty(), "servers left running: {running:?}");

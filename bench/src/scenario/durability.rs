@@ -1,5 +1,6 @@
 //! `bench scenario durability`: what the append-only log costs, kv-server
-//! beside redis-server, in four parts (issue M1.3's targets):
+//! beside redis-server, in five parts (issue M1.3's targets, then the log
+//! rewrite):
 //!
 //! 1. **Write throughput by policy.** SET, 50 clients, pipeline 1, 64-byte
 //!    values, uniform keys over 0..999999, on kv-server with
@@ -27,15 +28,38 @@
 //!    (`aof_current_size`, files) and how much of the log files is resident
 //!    (`fincore`). Target: ours grows < 32 MiB (it writes with O_DIRECT);
 //!    Redis grows by about the log size.
+//! 5. **Log rewrite under load.** A fresh server per run with the log on
+//!    (`appendfsync everysec`), filled with `--rewrite-mib` MiB of
+//!    `--rewrite-value-size` (1 KiB) values, pipelined; then 50 clients
+//!    overwriting uniform keys of that range at full speed and a probe
+//!    client (a PING about every millisecond, its own connection and
+//!    thread); after
+//!    `--rewrite-baseline` seconds, BGREWRITEAOF (Redis forks a child that
+//!    writes a new base file; kv-server takes a snapshot without a fork,
+//!    which becomes the log's new base). Sampled every 100 ms until the
+//!    rewrite ended (`aof_rewrite_in_progress` 0, the rewrite counted or
+//!    failed, and no child left) and `--rewrite-after` seconds more: RSS of
+//!    the server and its children, PSS (at most once a second and never
+//!    within 200 ms of the BGREWRITEAOF: reading `smaps_rollup` holds the
+//!    memory map lock a fork needs), `Cached`, commands/s, the log's size.
+//!    Recorded: how long the rewrite took, peak extra memory (RSS and PSS,
+//!    parent + children, over the last sample before it), page cache
+//!    growth, the longest probe stall and probe p99 during it against an
+//!    equally long stretch just before it (a PING answered after the
+//!    BGREWRITEAOF was sent counts for the rewrite: it may have waited for
+//!    Redis's fork), throughput before and during, and the log's size
+//!    before and after. No target: the figures stand beside Redis's.
 //!
 //! Every part alternates its configurations run by run (redis, ours,
 //! redis, ...) and reports medians over `--runs` (part 4 too: `Cached` is
 //! machine-wide, so anything else writing files shows up in it; the
 //! `fincore` figure is the log files' own pages). Every configuration is its
-//! own server process, started in the scratch directory for its part (part
-//! 4: for each run) and stopped (by PID) when the part (run) ends. Redis runs with
-//! `auto-aof-rewrite-percentage 0`: kv-server has no log rewrite yet, and a
-//! rewrite's fork in the middle of a run would measure something else.
+//! own server process, started in the scratch directory for its part
+//! (parts 4 and 5: for each run) and stopped (by PID) when the part (run)
+//! ends. Both servers run with `auto-aof-rewrite-percentage 0`: an
+//! automatic rewrite (Redis's fork, kv-server's snapshot) in the middle of
+//! parts 1-4 would measure something else; part 5 starts its one rewrite
+//! itself.
 //!
 //! `--quick` shrinks every part to a few seconds (the CI test uses it).
 
@@ -43,16 +67,18 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
 
+use super::snapshot::{probe_windows, quantile, ProbeWindow};
 use super::{
-    basic_spec, info_field, info_u64, median, page_cache, ratio, redis_server_bin, Common, Reply,
-    Result, Scratch, Server, ServerProcess,
+    basic_spec, children_of, fill_values, info_field, info_u64, median, page_cache, page_size,
+    probe, pss_of, ratio, redis_server_bin, rss_of, Client, Common, Reply, Result, Scratch, Server,
+    ServerProcess,
 };
 use crate::chart::{Chart, Marker, Panel, Series};
 use crate::{KeyPattern, LoadReport, LoadSpec, Range, StopAfter};
@@ -66,11 +92,11 @@ pub struct DurabilityArgs {
     #[arg(long)]
     pub quick: bool,
     /// Which parts to run, e.g. `1,3` (1 write throughput, 2 GET:SET mix,
-    /// 3 group commit, 4 page cache) [default: all].
+    /// 3 group commit, 4 page cache, 5 log rewrite) [default: all].
     #[arg(long, value_delimiter = ',', value_name = "N,...")]
     pub parts: Vec<u8>,
-    /// Runs per configuration in every part (part 4 too), alternating; the
-    /// summaries take medians [default: 3; --quick: 1].
+    /// Runs per configuration in every part (parts 4 and 5 too),
+    /// alternating; the summaries take medians [default: 3; --quick: 1].
     #[arg(long)]
     pub runs: Option<usize>,
     /// Part 1: SETs per run (50 clients, pipeline 1, 64-byte values, keys
@@ -117,6 +143,26 @@ pub struct DurabilityArgs {
     /// machine down).
     #[arg(long)]
     pub no_drop_caches: bool,
+    /// Part 5: MiB of values filled before the log rewrite (Redis's
+    /// used_memory is ~1.3x that; its fork may double it) [default: 1024;
+    /// --quick: 8].
+    #[arg(long)]
+    pub rewrite_mib: Option<u64>,
+    /// Part 5: value size in bytes of the fill and of the overwrite load.
+    #[arg(long, default_value_t = 1024)]
+    pub rewrite_value_size: u64,
+    /// Part 5: seconds of load before BGREWRITEAOF. The rewrite is compared
+    /// with an equally long stretch of it (at most all of it), so keep it
+    /// at least as long as Redis's rewrite [default: 10; --quick: 0.5].
+    #[arg(long)]
+    pub rewrite_baseline: Option<f64>,
+    /// Part 5: seconds to go on sampling after the rewrite ended [default:
+    /// 2; --quick: 0.3].
+    #[arg(long)]
+    pub rewrite_after: Option<f64>,
+    /// Part 5: give up on a rewrite still running after this many seconds.
+    #[arg(long, default_value_t = 600.0)]
+    pub rewrite_max_secs: f64,
 }
 
 /// The flags with `--quick` and the defaults applied.
@@ -142,6 +188,13 @@ pub struct Settings {
     pub log_keys: u64,
     pub log_fsync: String,
     pub drop_caches: bool,
+    /// Part 5: bytes of values filled, their size, and so the keys.
+    pub rewrite_bytes: u64,
+    pub rewrite_value_size: u64,
+    pub rewrite_keys: u64,
+    pub rewrite_baseline_secs: f64,
+    pub rewrite_after_secs: f64,
+    pub rewrite_max_secs: f64,
     pub server_threads: Option<usize>,
     pub bench_threads: usize,
 }
@@ -152,14 +205,14 @@ impl Settings {
         let pick =
             |v: Option<u64>, full: u64, quick: u64| v.unwrap_or(if q { quick } else { full });
         let mut parts = if a.parts.is_empty() {
-            vec![1, 2, 3, 4]
+            vec![1, 2, 3, 4, 5]
         } else {
             a.parts.clone()
         };
         parts.sort_unstable();
         parts.dedup();
-        if let Some(p) = parts.iter().find(|p| !(1..=4).contains(*p)) {
-            return Err(format!("--parts: there is no part {p} (1 to 4)"));
+        if let Some(p) = parts.iter().find(|p| !(1..=5).contains(*p)) {
+            return Err(format!("--parts: there is no part {p} (1 to 5)"));
         }
         let scaling_clients = if !a.scaling_clients.is_empty() {
             a.scaling_clients.clone()
@@ -171,7 +224,7 @@ impl Settings {
         if scaling_clients.contains(&0) {
             return Err("--scaling-clients: 0 clients".into());
         }
-        let s = Settings {
+        let mut s = Settings {
             quick: q,
             parts,
             runs: a.runs.unwrap_or(if q { 1 } else { 3 }),
@@ -191,6 +244,12 @@ impl Settings {
             log_keys: pick(a.log_keys, 100_000, 1_000),
             log_fsync: a.log_fsync.clone(),
             drop_caches: !(q || a.no_drop_caches),
+            rewrite_bytes: pick(a.rewrite_mib, 1024, 8) << 20,
+            rewrite_value_size: a.rewrite_value_size,
+            rewrite_keys: 0, // below
+            rewrite_baseline_secs: a.rewrite_baseline.unwrap_or(if q { 0.5 } else { 10.0 }),
+            rewrite_after_secs: a.rewrite_after.unwrap_or(if q { 0.3 } else { 2.0 }),
+            rewrite_max_secs: a.rewrite_max_secs,
             server_threads: a.common.server_threads,
             bench_threads: a.common.bench_threads.max(1),
         };
@@ -201,6 +260,19 @@ impl Settings {
         }
         if s.log_keys == 0 || s.log_value_size == 0 {
             return Err("--log-keys and --log-value-size must be at least 1".into());
+        }
+        if s.rewrite_bytes == 0 || s.rewrite_value_size == 0 {
+            return Err("--rewrite-mib and --rewrite-value-size must be at least 1".into());
+        }
+        s.rewrite_keys = s.rewrite_bytes.div_ceil(s.rewrite_value_size);
+        for (flag, v, min) in [
+            ("--rewrite-baseline", s.rewrite_baseline_secs, 0.1),
+            ("--rewrite-after", s.rewrite_after_secs, 0.0),
+            ("--rewrite-max-secs", s.rewrite_max_secs, 0.1),
+        ] {
+            if !(v.is_finite() && v >= min) {
+                return Err(format!("{flag} must be at least {min}, not {v}"));
+            }
         }
         if let Some(r) = s.mix_rate {
             if !(r.is_finite() && r > 0.0) {
@@ -567,6 +639,11 @@ pub struct DurabilityResult {
     pub scaling_rows: Vec<Summary>,
     pub page_cache_rows: Vec<PageCacheSummary>,
     pub page_cache: Vec<PageCacheResult>,
+    /// Part 5: the table (medians, ours / Redis), each server's medians,
+    /// and every run with its samples.
+    pub rewrite_rows: Vec<RewriteRow>,
+    pub rewrite_summaries: Vec<RewriteSummary>,
+    pub rewrites: Vec<RewriteResult>,
     pub figures: Vec<RunFigure>,
 }
 
@@ -616,7 +693,8 @@ fn start<'a>(
     let threads = settings.server_threads.map(|t| t.to_string());
     for cfg in configs {
         let yes_no = if cfg.appendonly { "yes" } else { "no" };
-        // No snapshots on either side: the log is what is measured.
+        // No snapshots and no automatic log rewrite on either side: the log
+        // is what is measured (part 5 starts its rewrite itself).
         let mut extra = vec![
             "--appendonly",
             yes_no,
@@ -624,12 +702,11 @@ fn start<'a>(
             cfg.fsync,
             "--save",
             "",
+            "--auto-aof-rewrite-percentage",
+            "0",
         ];
         let bin = match cfg.server {
-            Server::Redis => {
-                extra.extend(["--auto-aof-rewrite-percentage", "0"]);
-                &bins.redis
-            }
+            Server::Redis => &bins.redis,
             Server::KvServer => {
                 if let Some(t) = &threads {
                     extra.extend(["--threads", t.as_str()]);
@@ -644,11 +721,13 @@ fn start<'a>(
         // The server must really run the configuration we measure.
         let appendonly = config_value(&p, "appendonly")?;
         let fsync = config_value(&p, "appendfsync")?;
+        let auto = config_value(&p, "auto-aof-rewrite-percentage")?;
         if appendonly.as_deref() != Some(yes_no)
             || (cfg.appendonly && fsync.as_deref() != Some(cfg.fsync))
+            || auto.as_deref() != Some("0")
         {
             return Err(format!(
-                "{} (pid {}): CONFIG GET says appendonly {appendonly:?} appendfsync {fsync:?}",
+                "{} (pid {}): CONFIG GET says appendonly {appendonly:?} appendfsync {fsync:?} auto-aof-rewrite-percentage {auto:?}",
                 cfg.label(),
                 p.pid()
             ));
@@ -1094,6 +1173,667 @@ fn page_cache_run(
     }
 }
 
+/// Part 5's servers, in the order each round runs them.
+const REWRITE_CONFIGS: [Config; 2] = [
+    Config::new(REDIS, true, "everysec"),
+    Config::new(KV, true, "everysec"),
+];
+
+/// One ~100 ms sample of part 5. `t`: seconds since the BGREWRITEAOF was
+/// sent (negative before it).
+#[derive(Debug, Clone, Serialize)]
+pub struct RewriteSample {
+    pub t: f64,
+    pub rss_parent: u64,
+    pub rss_children: u64,
+    pub children: usize,
+    /// PSS of parent + children, when read in this sample (at most once a
+    /// second, never within 200 ms of the BGREWRITEAOF).
+    pub pss_total: Option<u64>,
+    /// `Cached` of /proc/meminfo.
+    pub page_cache: u64,
+    /// `total_commands_processed` (the load, the probe and these INFOs).
+    pub commands: u64,
+    /// `aof_rewrite_in_progress`.
+    pub in_progress: bool,
+    /// `aof_current_size`.
+    pub log_bytes: Option<u64>,
+    /// `aof_rewrite_buffer_length` (Redis before 7.0; absent since).
+    pub rewrite_buffer: Option<u64>,
+}
+
+/// What part 5's samples and probes say about one rewrite.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RewriteFigures {
+    /// RSS of parent + children in the last sample before the rewrite.
+    pub rss_before: u64,
+    /// Highest RSS of parent + children from the rewrite's start to the
+    /// end of the sampling (the rewrite and `--rewrite-after` seconds).
+    pub peak_rss: u64,
+    pub peak_extra_rss: i64,
+    /// The last PSS read before the rewrite, the highest after it.
+    pub pss_before: Option<u64>,
+    pub peak_pss: Option<u64>,
+    pub peak_extra_pss: Option<i64>,
+    /// Highest `Cached` after the rewrite started over the last before.
+    pub page_cache_growth: i64,
+    /// Length of the stretch just before the rewrite it is compared with:
+    /// the rewrite's length, at most the baseline, at least 0.1 s.
+    pub compared_secs: f64,
+    /// Longest and p99 probe latency in that stretch and during the rewrite
+    /// (a probe answered after the BGREWRITEAOF counts for the rewrite).
+    pub stall_before_ms: f64,
+    pub stall_during_ms: f64,
+    pub probe_p99_before_ms: f64,
+    pub probe_p99_during_ms: f64,
+    /// Commands/s over the compared stretch, and from the last sample
+    /// before the rewrite to the one that found it ended.
+    pub throughput_before: Option<f64>,
+    pub throughput_during: Option<f64>,
+    /// `aof_current_size` in the last sample before the rewrite.
+    pub log_bytes_before: Option<u64>,
+    /// Highest `aof_rewrite_buffer_length` (`None`: INFO has no such field).
+    pub peak_rewrite_buffer: Option<u64>,
+}
+
+/// (longest, p99) latency in ms of the probes (send time in s, latency in
+/// ms) that `keep(sent, answered)` selects.
+fn probe_stats(probes: &[(f64, f64)], keep: impl Fn(f64, f64) -> bool) -> (f64, f64) {
+    let mut v: Vec<f64> = probes
+        .iter()
+        .filter(|p| keep(p.0, p.0 + p.1 / 1e3))
+        .map(|p| p.1)
+        .collect();
+    let max = v.iter().copied().fold(0.0, f64::max);
+    (max, quantile(&mut v, 0.99))
+}
+
+/// The figures of one rewrite from its samples and probes ((send time,
+/// latency ms), times relative to the BGREWRITEAOF), the rewrite having
+/// taken `rewrite_secs` after `baseline` seconds of load. The rewrite's
+/// probes are those answered after the BGREWRITEAOF was sent and sent
+/// before the rewrite ended; the stretch before's, those sent and answered
+/// within it.
+pub fn rewrite_figures(
+    samples: &[RewriteSample],
+    probes: &[(f64, f64)],
+    rewrite_secs: f64,
+    baseline: f64,
+) -> RewriteFigures {
+    let before: Vec<&RewriteSample> = samples.iter().filter(|s| s.t < 0.0).collect();
+    let since: Vec<&RewriteSample> = samples.iter().filter(|s| s.t >= 0.0).collect();
+    let last = before.last().copied();
+    let rss = |s: &RewriteSample| s.rss_parent + s.rss_children;
+    let rss_before = last.map_or(0, rss);
+    let peak_rss = since.iter().map(|s| rss(s)).max().unwrap_or(rss_before);
+    let pss_before = before.iter().rev().find_map(|s| s.pss_total);
+    let peak_pss = since.iter().filter_map(|s| s.pss_total).max();
+    let cache_before = last.map_or(0, |s| s.page_cache);
+    let peak_cache = since
+        .iter()
+        .map(|s| s.page_cache)
+        .max()
+        .unwrap_or(cache_before);
+    let compared = rewrite_secs.min(baseline).max(0.1);
+    // A PING sent just before the BGREWRITEAOF can wait for it (Redis's
+    // fork): it counts for the rewrite, not for the stretch before.
+    let (stall_before, p99_before) =
+        probe_stats(probes, |sent, done| sent >= -compared && done < 0.0);
+    let end = rewrite_secs.max(0.1);
+    let (stall_during, p99_during) = probe_stats(probes, |sent, done| sent < end && done >= 0.0);
+    let rate = |a: Option<&RewriteSample>, b: Option<&RewriteSample>| match (a, b) {
+        (Some(a), Some(b)) if b.t > a.t => {
+            Some(b.commands.saturating_sub(a.commands) as f64 / (b.t - a.t))
+        }
+        _ => None,
+    };
+    // A sample's time may be a little off the rewrite's end (its own).
+    let end = since.iter().copied().find(|s| s.t >= rewrite_secs - 1e-6);
+    // The last sample at least `compared` s before (else the first).
+    let from = before
+        .iter()
+        .copied()
+        .rev()
+        .find(|s| s.t <= -compared + 1e-6)
+        .or(before.first().copied());
+    RewriteFigures {
+        rss_before,
+        peak_rss,
+        peak_extra_rss: peak_rss as i64 - rss_before as i64,
+        pss_before,
+        peak_pss,
+        peak_extra_pss: pss_before.zip(peak_pss).map(|(b, p)| p as i64 - b as i64),
+        page_cache_growth: peak_cache as i64 - cache_before as i64,
+        compared_secs: compared,
+        stall_before_ms: stall_before,
+        stall_during_ms: stall_during,
+        probe_p99_before_ms: p99_before,
+        probe_p99_during_ms: p99_during,
+        throughput_before: rate(from, last),
+        throughput_during: rate(last, end),
+        log_bytes_before: last.and_then(|s| s.log_bytes),
+        peak_rewrite_buffer: samples.iter().filter_map(|s| s.rewrite_buffer).max(),
+    }
+}
+
+/// One run of part 5 on one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct RewriteResult {
+    pub config: String,
+    pub server: Server,
+    pub run: usize,
+    pub keys: u64,
+    pub value_size: u64,
+    /// `used_memory` after the fill.
+    pub dataset_bytes: u64,
+    pub fill_secs: f64,
+    /// Seconds since the scenario started, at the BGREWRITEAOF.
+    pub started_at: f64,
+    /// The reply to BGREWRITEAOF, and how long it took (Redis forks
+    /// before it replies).
+    pub reply: String,
+    pub reply_ms: f64,
+    /// From sending BGREWRITEAOF to the first sample that found the
+    /// rewrite ended (so up to ~0.1 s long).
+    pub rewrite_secs: f64,
+    /// INFO persistence after it: `aof_last_rewrite_time_sec` (whole
+    /// seconds), `aof_last_bgrewrite_status`, `aof_last_cow_size`.
+    pub last_rewrite_time_sec: Option<i64>,
+    pub last_bgrewrite_status: Option<String>,
+    pub last_cow_size: Option<u64>,
+    /// `latest_fork_usec` when the server forked (`total_forks` > 0).
+    pub fork_usec: Option<u64>,
+    #[serde(flatten)]
+    pub figures: RewriteFigures,
+    /// `aof_current_size` and `aof_base_size` at the end.
+    pub log_bytes_after: Option<u64>,
+    pub base_bytes_after: Option<u64>,
+    /// Apparent size of the server's files (log, base, snapshots; not its
+    /// output) just before the BGREWRITEAOF and at the end (kv-server
+    /// preallocates its log segments).
+    pub files_bytes_before: u64,
+    pub files_bytes_after: u64,
+    /// Growth of `total_error_replies` from the end of the fill to the end.
+    pub error_replies: Option<u64>,
+    pub samples: Vec<RewriteSample>,
+    /// Probe latencies per 100 ms (times relative to the BGREWRITEAOF).
+    pub probe: Vec<ProbeWindow>,
+}
+
+fn part5(
+    s: &Settings,
+    common: &Common,
+    bins: &Bins,
+    scratch: &Path,
+    t0: Instant,
+) -> Result<Vec<RewriteResult>> {
+    println!(
+        "\npart 5: log rewrite under load: {} keys of {} bytes (~{} MiB) filled, appendfsync everysec, {} clients overwriting them at full speed, a probe PING every ~1 ms, BGREWRITEAOF after {} s",
+        s.rewrite_keys,
+        s.rewrite_value_size,
+        s.rewrite_bytes >> 20,
+        s.clients,
+        s.rewrite_baseline_secs
+    );
+    let mut results = Vec::new();
+    for run in 1..=s.runs {
+        for cfg in REWRITE_CONFIGS {
+            results.push(rewrite_run(s, common, bins, scratch, t0, cfg, run)?);
+        }
+    }
+    Ok(results)
+}
+
+/// Apparent size of the files under `dir` but the server's output.
+fn data_bytes(dir: &Path) -> u64 {
+    files_under(dir)
+        .iter()
+        .filter(|f| f.file_name().is_none_or(|n| n != "server.log"))
+        .filter_map(|f| fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Where the sampling loop of one rewrite got to.
+struct RewriteTrace {
+    samples: Vec<(Instant, RewriteSample)>,
+    sent_at: Instant,
+    reply: String,
+    reply_ms: f64,
+    end_at: Instant,
+    files_before: u64,
+    files_after: u64,
+}
+
+/// One run of part 5: a fresh server, filled; the overwrite load and the
+/// probe; BGREWRITEAOF after the baseline; samples until the rewrite ended
+/// and a little after. The server and its files are gone when it returns.
+fn rewrite_run(
+    s: &Settings,
+    common: &Common,
+    bins: &Bins,
+    scratch: &Path,
+    t0: Instant,
+    cfg: Config,
+    run: usize,
+) -> Result<RewriteResult> {
+    let servers = start(bins, s, scratch, 5, &[cfg])?;
+    let (_, p) = &servers.servers[0];
+    let name = format!("part 5 run {run}, {} (pid {})", cfg.label(), p.pid());
+    let keys = s.rewrite_keys;
+    let fill_at = Instant::now();
+    fill_values(common, p.port, keys, s.rewrite_value_size).map_err(|e| format!("{name}: {e}"))?;
+    let fill_secs = fill_at.elapsed().as_secs_f64();
+    let mut ctl = p.client()?;
+    let dataset = info_u64(&ctl.info("memory")?, "used_memory").unwrap_or(0);
+    let errors_before = info_u64(&ctl.info("stats")?, "total_error_replies");
+    let rewrites_before = info_u64(&ctl.info("persistence")?, "aof_rewrites").unwrap_or(0);
+    println!(
+        "part 5 run {run} {:<18} filled {keys} keys in {fill_secs:.1} s, used_memory {}",
+        cfg.label(),
+        mib(dataset as f64)
+    );
+
+    // The overwrite load at full speed; it ends when the server is stopped.
+    let mut spec = LoadSpec::set_get(1, 0);
+    spec.commands.retain(|c| c.weight > 0);
+    spec.port = p.port;
+    spec.key_min = 0;
+    spec.key_max = keys - 1;
+    spec.data_size = Range::fixed(s.rewrite_value_size);
+    spec.stop = StopAfter {
+        requests: None,
+        duration: Some(Duration::from_secs(24 * 3600)),
+    };
+    spec.reply_timeout = Duration::from_secs(600);
+    let spec = with_clients(common, spec, s.clients);
+    let load = thread::spawn(move || crate::run(&spec, |_| {}));
+    let load_t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let probes = Arc::new(Mutex::new(Vec::new()));
+    let prober = {
+        let (stop, probes, port) = (stop.clone(), probes.clone(), p.port);
+        thread::spawn(move || probe(port, load_t0, stop, probes))
+    };
+
+    let dir = scratch.join(cfg.dir(5));
+    let trace = rewrite_trace(s, &mut ctl, p, &dir, load_t0, rewrites_before);
+    stop.store(true, Ordering::Relaxed);
+    let _ = prober.join();
+    let stats = ctl.info("stats").unwrap_or_default();
+    let persistence = ctl.info("persistence").unwrap_or_default();
+    drop(ctl);
+    drop(servers); // stops it (ending the load) and removes its files
+    let _ = load.join();
+    let trace = trace.map_err(|e| format!("{name}: {e}"))?;
+
+    let sent_at = trace.sent_at;
+    let rel = |t: Instant| -> f64 {
+        if t >= sent_at {
+            (t - sent_at).as_secs_f64()
+        } else {
+            -(sent_at - t).as_secs_f64()
+        }
+    };
+    let samples: Vec<RewriteSample> = trace
+        .samples
+        .into_iter()
+        .map(|(at, mut x)| {
+            x.t = rel(at);
+            x
+        })
+        .collect();
+    let probes: Vec<(f64, f64)> = probes
+        .lock()
+        .map(|v| v.iter().map(|&(at, lat)| (rel(at), lat)).collect())
+        .unwrap_or_default();
+    let rewrite_secs = rel(trace.end_at);
+    let figures = rewrite_figures(&samples, &probes, rewrite_secs, s.rewrite_baseline_secs);
+    let forked = info_u64(&stats, "total_forks").is_some_and(|n| n > 0);
+    let res = RewriteResult {
+        config: cfg.label(),
+        server: cfg.server,
+        run,
+        keys,
+        value_size: s.rewrite_value_size,
+        dataset_bytes: dataset,
+        fill_secs,
+        started_at: sent_at.duration_since(t0).as_secs_f64(),
+        reply: trace.reply,
+        reply_ms: trace.reply_ms,
+        rewrite_secs,
+        last_rewrite_time_sec: info_field(&persistence, "aof_last_rewrite_time_sec")
+            .and_then(|v| v.parse().ok()),
+        last_bgrewrite_status: info_field(&persistence, "aof_last_bgrewrite_status")
+            .map(str::to_string),
+        last_cow_size: info_u64(&persistence, "aof_last_cow_size"),
+        fork_usec: info_u64(&stats, "latest_fork_usec").filter(|_| forked),
+        figures,
+        log_bytes_after: info_u64(&persistence, "aof_current_size"),
+        base_bytes_after: info_u64(&persistence, "aof_base_size"),
+        files_bytes_before: trace.files_before,
+        files_bytes_after: trace.files_after,
+        error_replies: errors_before
+            .zip(info_u64(&stats, "total_error_replies"))
+            .map(|(b, a)| a.saturating_sub(b)),
+        samples,
+        probe: probe_windows(&probes, 0.1),
+    };
+    let f = &res.figures;
+    println!(
+        "part 5 run {run} {:<18} rewrite {:.2} s ({}, replied in {:.1} ms), peak extra RSS {} PSS {}, Cached {}, stall {:.1} ms during / {:.1} ms before, probe p99 {:.3} / {:.3} ms, {} / {} cmds/s, log {} -> {}{}",
+        res.config,
+        res.rewrite_secs,
+        res.last_bgrewrite_status.as_deref().unwrap_or("?"),
+        res.reply_ms,
+        signed_mib(f.peak_extra_rss),
+        f.peak_extra_pss.map_or_else(|| "-".to_string(), signed_mib),
+        signed_mib(f.page_cache_growth),
+        f.stall_during_ms,
+        f.stall_before_ms,
+        f.probe_p99_during_ms,
+        f.probe_p99_before_ms,
+        opt(f.throughput_during, 0),
+        opt(f.throughput_before, 0),
+        opt_mib(f.log_bytes_before.map(|b| b as f64)),
+        opt_mib(res.log_bytes_after.map(|b| b as f64)),
+        match res.error_replies {
+            Some(n) if n > 0 => format!("  {n} ERROR REPLIES"),
+            _ => String::new(),
+        }
+    );
+    if res.last_bgrewrite_status.as_deref() != Some("ok") {
+        return Err(format!(
+            "{name}: the rewrite failed (aof_last_bgrewrite_status {:?})",
+            res.last_bgrewrite_status
+        ));
+    }
+    Ok(res)
+}
+
+/// The sampling loop of one rewrite (see [`rewrite_run`]).
+fn rewrite_trace(
+    s: &Settings,
+    ctl: &mut Client,
+    server: &ServerProcess,
+    dir: &Path,
+    load_t0: Instant,
+    rewrites_before: u64,
+) -> Result<RewriteTrace> {
+    let pid = server.pid();
+    let page = page_size();
+    let send_at = load_t0 + Duration::from_secs_f64(s.rewrite_baseline_secs);
+    let after = Duration::from_secs_f64(s.rewrite_after_secs);
+    let max = Duration::from_secs_f64(s.rewrite_max_secs);
+    let quiet = Duration::from_millis(200);
+    let mut samples: Vec<(Instant, RewriteSample)> = Vec::new();
+    let mut sent: Option<(Instant, String)> = None;
+    let mut files_before = 0;
+    let mut reply_ms = 0.0;
+    let mut end_at: Option<Instant> = None;
+    let mut last_pss: Option<Instant> = None;
+    let mut tick = load_t0;
+    loop {
+        if sent.is_none() && Instant::now() >= send_at {
+            files_before = data_bytes(dir);
+            // Time 0 is when it is sent: Redis forks before it replies.
+            let at = Instant::now();
+            let reply = ctl.call(&["BGREWRITEAOF"])?;
+            reply_ms = at.elapsed().as_secs_f64() * 1e3;
+            match reply {
+                Reply::Status(r) => sent = Some((at, r)),
+                r => return Err(format!("BGREWRITEAOF replied {r:?}")),
+            }
+        }
+        let stats = ctl.info("stats")?;
+        let persistence = ctl.info("persistence")?;
+        let now = Instant::now();
+        let children = children_of(pid);
+        // No smaps_rollup read (it holds the memory map lock a fork needs)
+        // from 200 ms before the BGREWRITEAOF to 200 ms after it.
+        let near = match &sent {
+            Some((at, _)) => now < *at + quiet,
+            None => now + quiet >= send_at,
+        };
+        let pss_due = last_pss.is_none_or(|l| now >= l + Duration::from_secs(1));
+        let pss_total = (pss_due && !near).then(|| {
+            last_pss = Some(now);
+            pss_of(pid) + children.iter().map(|&c| pss_of(c)).sum::<u64>()
+        });
+        let in_progress = info_u64(&persistence, "aof_rewrite_in_progress") == Some(1);
+        samples.push((
+            now,
+            RewriteSample {
+                t: 0.0,
+                rss_parent: rss_of(pid, page),
+                rss_children: children.iter().map(|&c| rss_of(c, page)).sum(),
+                children: children.len(),
+                pss_total,
+                page_cache: page_cache(),
+                commands: info_u64(&stats, "total_commands_processed").unwrap_or(0),
+                in_progress,
+                log_bytes: info_u64(&persistence, "aof_current_size"),
+                rewrite_buffer: info_u64(&persistence, "aof_rewrite_buffer_length"),
+            },
+        ));
+        if let Some((at, _)) = &sent {
+            // Redis counts a rewrite when it forks, kv-server when it ends:
+            // ended = not running, not scheduled, counted or failed, and no
+            // child left.
+            let ended = !in_progress
+                && info_u64(&persistence, "aof_rewrite_scheduled") != Some(1)
+                && (info_u64(&persistence, "aof_rewrites").unwrap_or(0) > rewrites_before
+                    || info_field(&persistence, "aof_last_bgrewrite_status") == Some("err"))
+                && children.is_empty();
+            if end_at.is_none() && ended {
+                end_at = Some(now);
+            }
+            if end_at.is_none() && now > *at + max {
+                return Err(format!("the rewrite is still running after {max:?}"));
+            }
+        }
+        if let (Some((at, reply)), Some(end)) = (&sent, end_at) {
+            if now >= end + after {
+                return Ok(RewriteTrace {
+                    samples,
+                    sent_at: *at,
+                    reply: reply.clone(),
+                    reply_ms,
+                    end_at: end,
+                    files_before,
+                    files_after: data_bytes(dir),
+                });
+            }
+        }
+        tick += Duration::from_millis(100);
+        let now = Instant::now();
+        if tick > now {
+            thread::sleep(tick - now);
+        } else {
+            tick = now;
+        }
+    }
+}
+
+/// Medians of part 5's runs on one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct RewriteSummary {
+    pub config: String,
+    pub server: Server,
+    pub runs: usize,
+    pub dataset_bytes: Option<f64>,
+    pub rewrite_secs: Option<f64>,
+    pub reply_ms: Option<f64>,
+    pub fork_usec: Option<f64>,
+    pub peak_extra_rss: Option<f64>,
+    pub peak_extra_pss: Option<f64>,
+    pub page_cache_growth: Option<f64>,
+    pub stall_before_ms: Option<f64>,
+    pub stall_during_ms: Option<f64>,
+    pub probe_p99_before_ms: Option<f64>,
+    pub probe_p99_during_ms: Option<f64>,
+    pub throughput_before: Option<f64>,
+    pub throughput_during: Option<f64>,
+    /// Median over runs of during / before.
+    pub throughput_kept: Option<f64>,
+    pub log_bytes_before: Option<f64>,
+    pub log_bytes_after: Option<f64>,
+    pub files_bytes_before: Option<f64>,
+    pub files_bytes_after: Option<f64>,
+    pub peak_rewrite_buffer: Option<f64>,
+    pub error_replies: Option<f64>,
+}
+
+/// Medians of the part 5 runs of `config`; `None` if it has none.
+pub fn summarize_rewrites(config: &str, runs: &[RewriteResult]) -> Option<RewriteSummary> {
+    let runs: Vec<&RewriteResult> = runs.iter().filter(|r| r.config == config).collect();
+    let first = runs.first()?;
+    let med = |pick: &dyn Fn(&RewriteResult) -> Option<f64>| -> Option<f64> {
+        let v: Vec<f64> = runs.iter().filter_map(|r| pick(r)).collect();
+        median(&v)
+    };
+    let u = |v: Option<u64>| v.map(|v| v as f64);
+    Some(RewriteSummary {
+        config: config.to_string(),
+        server: first.server,
+        runs: runs.len(),
+        dataset_bytes: med(&|r| Some(r.dataset_bytes as f64)),
+        rewrite_secs: med(&|r| Some(r.rewrite_secs)),
+        reply_ms: med(&|r| Some(r.reply_ms)),
+        fork_usec: med(&|r| u(r.fork_usec)),
+        peak_extra_rss: med(&|r| Some(r.figures.peak_extra_rss as f64)),
+        peak_extra_pss: med(&|r| r.figures.peak_extra_pss.map(|v| v as f64)),
+        page_cache_growth: med(&|r| Some(r.figures.page_cache_growth as f64)),
+        stall_before_ms: med(&|r| Some(r.figures.stall_before_ms)),
+        stall_during_ms: med(&|r| Some(r.figures.stall_during_ms)),
+        probe_p99_before_ms: med(&|r| Some(r.figures.probe_p99_before_ms)),
+        probe_p99_during_ms: med(&|r| Some(r.figures.probe_p99_during_ms)),
+        throughput_before: med(&|r| r.figures.throughput_before),
+        throughput_during: med(&|r| r.figures.throughput_during),
+        throughput_kept: med(&|r| ratio(r.figures.throughput_during, r.figures.throughput_before)),
+        log_bytes_before: med(&|r| u(r.figures.log_bytes_before)),
+        log_bytes_after: med(&|r| u(r.log_bytes_after)),
+        files_bytes_before: med(&|r| Some(r.files_bytes_before as f64)),
+        files_bytes_after: med(&|r| Some(r.files_bytes_after as f64)),
+        peak_rewrite_buffer: med(&|r| u(r.figures.peak_rewrite_buffer)),
+        error_replies: med(&|r| u(r.error_replies)),
+    })
+}
+
+/// One line of part 5's table: a figure of Redis's, ours, ours / Redis.
+#[derive(Debug, Clone, Serialize)]
+pub struct RewriteRow {
+    pub metric: String,
+    pub unit: String,
+    pub redis: Option<f64>,
+    pub ours: Option<f64>,
+    pub ratio: Option<f64>,
+}
+
+/// A figure of a [`RewriteSummary`].
+type Pick = fn(&RewriteSummary) -> Option<f64>;
+
+/// Part 5's table from the two servers' summaries (`None`: not measured).
+pub fn rewrite_rows(
+    redis: Option<&RewriteSummary>,
+    ours: Option<&RewriteSummary>,
+) -> Vec<RewriteRow> {
+    if redis.is_none() && ours.is_none() {
+        return Vec::new();
+    }
+    let mib = |v: Option<f64>| v.map(|b| b / (1u64 << 20) as f64);
+    let rows: [(&str, &str, Pick); 21] = [
+        ("dataset (used_memory)", "MiB", |r| r.dataset_bytes),
+        ("rewrite duration", "s", |r| r.rewrite_secs),
+        ("BGREWRITEAOF reply", "ms", |r| r.reply_ms),
+        ("fork", "ms", |r| r.fork_usec.map(|u| u / 1000.0)),
+        ("peak extra RSS parent+children", "MiB", |r| {
+            r.peak_extra_rss
+        }),
+        ("peak extra PSS parent+children", "MiB", |r| {
+            r.peak_extra_pss
+        }),
+        ("peak page cache growth", "MiB", |r| r.page_cache_growth),
+        ("longest probe stall before", "ms", |r| r.stall_before_ms),
+        ("longest probe stall during", "ms", |r| r.stall_during_ms),
+        ("probe p99 before", "ms", |r| r.probe_p99_before_ms),
+        ("probe p99 during", "ms", |r| r.probe_p99_during_ms),
+        ("throughput before", "cmds/s", |r| r.throughput_before),
+        ("throughput during", "cmds/s", |r| r.throughput_during),
+        ("throughput during / before", "", |r| r.throughput_kept),
+        ("log (aof_current_size) before", "MiB", |r| {
+            r.log_bytes_before
+        }),
+        ("log (aof_current_size) after", "MiB", |r| r.log_bytes_after),
+        ("files on disk before", "MiB", |r| r.files_bytes_before),
+        ("files on disk after", "MiB", |r| r.files_bytes_after),
+        ("peak aof_rewrite_buffer_length", "MiB", |r| {
+            r.peak_rewrite_buffer
+        }),
+        ("error replies", "", |r| r.error_replies),
+        ("runs", "", |r| Some(r.runs as f64)),
+    ];
+    rows.iter()
+        .filter_map(|&(metric, unit, pick)| {
+            let conv = |v: Option<f64>| if unit == "MiB" { mib(v) } else { v };
+            let redis = conv(redis.and_then(pick));
+            let ours = conv(ours.and_then(pick));
+            // A row neither server has (e.g. Redis 7's rewrite buffer).
+            if redis.is_none() && ours.is_none() {
+                return None;
+            }
+            Some(RewriteRow {
+                metric: metric.to_string(),
+                unit: unit.to_string(),
+                redis,
+                ours,
+                ratio: match (metric, unit) {
+                    ("runs" | "error replies", _) => None,
+                    // Growths can be ~0: a ratio to less than 1 MiB says
+                    // nothing.
+                    (_, "MiB") => ratio(ours, redis).filter(|_| redis.is_some_and(|r| r >= 1.0)),
+                    _ => ratio(ours, redis),
+                },
+            })
+        })
+        .collect()
+}
+
+fn print_rewrite_rows(rows: &[RewriteRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!("\npart 5: log rewrite under load (medians)");
+    println!(
+        "{:<40} {:>12} {:>12} {:>10}",
+        "", "redis", "kv-server", "ours/redis"
+    );
+    for r in rows {
+        let prec = match r.unit.as_str() {
+            "ms" | "" => 2,
+            "s" => 2,
+            _ => 0,
+        };
+        let prec = if r.metric == "runs" || r.metric == "error replies" {
+            0
+        } else {
+            prec
+        };
+        let metric = if r.unit.is_empty() {
+            r.metric.clone()
+        } else {
+            format!("{} ({})", r.metric, r.unit)
+        };
+        println!(
+            "{:<40} {:>12} {:>12} {:>10}",
+            metric,
+            opt(r.redis, prec),
+            opt(r.ours, prec),
+            opt(r.ratio, 2)
+        );
+    }
+}
+
 /// Makes sure this process (and the servers it starts, which inherit the
 /// limit) may open `need` files: raises the soft limit to the hard one
 /// with `prlimit` if it is too low.
@@ -1351,6 +2091,7 @@ fn chart(
     s: &Settings,
     figures: &[RunFigure],
     page: &[PageCacheResult],
+    rewrites: &[RewriteResult],
     marks: Vec<Marker>,
 ) -> Chart {
     // A series per configuration (a paced run is its own); a NaN point
@@ -1442,18 +2183,20 @@ fn chart(
                 .collect(),
         })
         .collect();
-    let mut panels = vec![
-        Panel {
+    let mut panels = Vec::new();
+    if !labels.is_empty() {
+        // Parts 1-4 (part 5 has panels of its own below).
+        panels.push(Panel {
             title: "throughput per second of each run".into(),
             unit: "req/s".into(),
             series: series(|t| t.1),
-        },
-        Panel {
+        });
+        panels.push(Panel {
             title: "p99 latency per second (all commands)".into(),
             unit: "ms".into(),
             series: series(|t| t.2),
-        },
-    ];
+        });
+    }
     if !commits.is_empty() {
         panels.push(Panel {
             title: "kv-server: records per group commit, per run".into(),
@@ -1466,6 +2209,64 @@ fn chart(
             title: "page cache (Cached in /proc/meminfo) while writing the log".into(),
             unit: "MiB".into(),
             series: cache,
+        });
+    }
+    if !rewrites.is_empty() {
+        // A series per server over its runs, a NaN point between runs.
+        let per_server = |pick: &dyn Fn(&RewriteResult) -> Vec<(f64, f64)>| -> Vec<Series> {
+            REWRITE_CONFIGS
+                .iter()
+                .map(|c| Series {
+                    name: c.server.name().to_string(),
+                    points: rewrites
+                        .iter()
+                        .filter(|r| r.server == c.server)
+                        .flat_map(|r| {
+                            let mut v = pick(r);
+                            let end = v.last().map_or(r.started_at, |p| p.0);
+                            v.push((end, f64::NAN));
+                            v
+                        })
+                        .collect(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect()
+        };
+        let mb = |b: u64| b as f64 / (1u64 << 20) as f64;
+        panels.push(Panel {
+            title: "part 5: RSS of server + children around BGREWRITEAOF".into(),
+            unit: "MiB".into(),
+            series: per_server(&|r| {
+                r.samples
+                    .iter()
+                    .map(|x| (r.started_at + x.t, mb(x.rss_parent + x.rss_children)))
+                    .collect()
+            }),
+        });
+        panels.push(Panel {
+            title: "part 5: slowest probe PING per 100 ms".into(),
+            unit: "ms".into(),
+            series: per_server(&|r| {
+                r.probe
+                    .iter()
+                    .map(|w| (r.started_at + w.t, w.max_ms))
+                    .collect()
+            }),
+        });
+        panels.push(Panel {
+            title: "part 5: commands per second (overwrite load)".into(),
+            unit: "cmds/s".into(),
+            series: per_server(&|r| {
+                r.samples
+                    .windows(2)
+                    .filter(|w| w[1].t > w[0].t)
+                    .map(|w| {
+                        let rate =
+                            w[1].commands.saturating_sub(w[0].commands) as f64 / (w[1].t - w[0].t);
+                        (r.started_at + w[1].t, rate)
+                    })
+                    .collect()
+            }),
         });
     }
     Chart {
@@ -1510,6 +2311,7 @@ pub fn run(args: &DurabilityArgs) -> Result<()> {
     let t0 = Instant::now();
     let mut figures = Vec::new();
     let mut page = Vec::new();
+    let mut rewrites = Vec::new();
     let mut marks = Vec::new();
     let mark = |label: &str| Marker {
         at: t0.elapsed().as_secs_f64(),
@@ -1530,6 +2332,10 @@ pub fn run(args: &DurabilityArgs) -> Result<()> {
     if s.has(4) {
         marks.push(mark("4: page cache"));
         page = part4(&s, common, &bins, scratch.path(), t0)?;
+    }
+    if s.has(5) {
+        marks.push(mark("5: rewrite"));
+        rewrites = part5(&s, common, &bins, scratch.path(), t0)?;
     }
     drop(scratch);
 
@@ -1599,6 +2405,17 @@ pub fn run(args: &DurabilityArgs) -> Result<()> {
             );
         }
     }
+    let rewrite_summaries: Vec<RewriteSummary> = REWRITE_CONFIGS
+        .iter()
+        .filter_map(|c| summarize_rewrites(&c.label(), &rewrites))
+        .collect();
+    let rewrite_table = rewrite_rows(
+        rewrite_summaries.iter().find(|r| r.server == Server::Redis),
+        rewrite_summaries
+            .iter()
+            .find(|r| r.server == Server::KvServer),
+    );
+    print_rewrite_rows(&rewrite_table);
     let targets = targets(&write_rows, &mix_rows, &scaling_rows, &page_rows);
     println!(
         "\ntargets{}:",
@@ -1626,7 +2443,7 @@ pub fn run(args: &DurabilityArgs) -> Result<()> {
         );
     }
 
-    let svg = chart(&s, &figures, &page, marks).to_svg();
+    let svg = chart(&s, &figures, &page, &rewrites, marks).to_svg();
     let result = DurabilityResult {
         scenario: "durability",
         settings: s,
@@ -1637,6 +2454,9 @@ pub fn run(args: &DurabilityArgs) -> Result<()> {
         scaling_rows,
         page_cache_rows: page_rows,
         page_cache: page,
+        rewrite_rows: rewrite_table,
+        rewrite_summaries,
+        rewrites,
         figures,
     };
     super::write_results(&out, "durability", &result, &svg)
@@ -1847,7 +2667,151 @@ mod tests {
             (vec![1, 3], vec![2, 20])
         );
         assert_eq!((s.runs, s.log_bytes, s.drop_caches), (3, 2048 << 20, true));
-        let a = Cli::parse_from(["x", "--parts", "5"]).d;
+        assert_eq!(
+            (s.rewrite_bytes, s.rewrite_keys, s.rewrite_baseline_secs),
+            (1024 << 20, 1024 * 1024, 10.0)
+        );
+        let a = Cli::parse_from(["x", "--quick"]).d;
+        let s = Settings::of(&a).expect("valid");
+        assert_eq!(s.parts, [1, 2, 3, 4, 5]);
+        assert_eq!((s.rewrite_bytes, s.rewrite_keys), (8 << 20, 8192));
+        let a = Cli::parse_from(["x", "--parts", "5", "--rewrite-mib", "1"]).d;
+        let s = Settings::of(&a).expect("valid");
+        assert_eq!((s.parts.clone(), s.rewrite_keys), (vec![5], 1024));
+        let a = Cli::parse_from(["x", "--parts", "6"]).d;
         assert!(Settings::of(&a).is_err());
+        let a = Cli::parse_from(["x", "--rewrite-baseline", "0"]).d;
+        assert!(Settings::of(&a).is_err());
+    }
+
+    fn rw_sample(t: f64, rss: u64, child: u64, pss: Option<u64>, commands: u64) -> RewriteSample {
+        RewriteSample {
+            t,
+            rss_parent: rss,
+            rss_children: child,
+            children: usize::from(child > 0),
+            pss_total: pss,
+            page_cache: 1000 + if t >= 0.0 { child } else { 0 },
+            commands,
+            in_progress: (0.0..2.0).contains(&t),
+            log_bytes: Some(500 + (t * 10.0) as u64),
+            rewrite_buffer: None,
+        }
+    }
+
+    #[test]
+    fn rewrite_figures_compare_with_an_equal_stretch_before() {
+        let samples = [
+            rw_sample(-3.0, 100, 0, Some(90), 0),
+            rw_sample(-2.0, 100, 0, None, 1000),
+            rw_sample(-0.1, 110, 0, Some(95), 2900),
+            rw_sample(0.5, 110, 50, None, 3200),
+            rw_sample(1.5, 112, 80, Some(150), 3700),
+            rw_sample(2.0, 120, 0, None, 3950),
+            rw_sample(3.0, 130, 0, Some(99), 4950),
+        ];
+        // A 7 ms stall 3 s before (outside the 2 s compared), 4 ms inside.
+        let mut probes = vec![
+            (-3.0, 7.0),
+            (-1.0, 4.0),
+            (-0.5, 0.1),
+            (0.2, 20.0),
+            (1.0, 0.2),
+            (2.2, 50.0),
+        ];
+        let f = rewrite_figures(&samples, &probes, 2.0, 5.0);
+        assert_eq!((f.stall_before_ms, f.stall_during_ms), (4.0, 20.0));
+        // A PING sent 10 ms before the BGREWRITEAOF and answered 30 ms
+        // later waited for the rewrite's start.
+        probes.push((-0.01, 30.0));
+        let f = rewrite_figures(&samples, &probes, 2.0, 5.0);
+        assert_eq!((f.stall_before_ms, f.stall_during_ms), (4.0, 30.0));
+        assert_eq!((f.rss_before, f.peak_rss, f.peak_extra_rss), (110, 192, 82));
+        assert_eq!(
+            (f.pss_before, f.peak_pss, f.peak_extra_pss),
+            (Some(95), Some(150), Some(55))
+        );
+        assert_eq!(f.page_cache_growth, 80);
+        assert_eq!(f.compared_secs, 2.0);
+        // Before: -2.0 .. -0.1 (1900 commands in 1.9 s); during: -0.1 .. 2.0.
+        let near = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-6);
+        assert!(near(f.throughput_before, 1000.0), "{f:?}");
+        assert!(near(f.throughput_during, 500.0), "{f:?}");
+        assert_eq!(
+            (f.log_bytes_before, f.peak_rewrite_buffer),
+            (Some(500), None)
+        );
+        // The baseline caps the stretch compared (throughput: from the
+        // last sample at least that long before).
+        let f = rewrite_figures(&samples, &probes, 2.0, 0.5);
+        assert_eq!((f.compared_secs, f.stall_before_ms), (0.5, 0.1));
+        assert!(near(f.throughput_before, 1000.0), "{f:?}");
+        // A rewrite shorter than a sample still has figures.
+        let f = rewrite_figures(&samples, &probes, 0.5, 5.0);
+        assert_eq!(f.compared_secs, 0.5);
+        assert!(near(f.throughput_during, 300.0 / 0.6), "{f:?}");
+    }
+
+    #[test]
+    fn rewrite_table_takes_medians_and_skips_missing_rows() {
+        let run = |server: Server, run: usize, secs: f64, extra_mib: i64| RewriteResult {
+            config: Config::new(server, true, "everysec").label(),
+            server,
+            run,
+            keys: 10,
+            value_size: 1024,
+            dataset_bytes: 100 << 20,
+            fill_secs: 1.0,
+            started_at: 0.0,
+            reply: "Background append only file rewriting started".into(),
+            reply_ms: 1.0,
+            rewrite_secs: secs,
+            last_rewrite_time_sec: Some(secs as i64),
+            last_bgrewrite_status: Some("ok".into()),
+            last_cow_size: Some(0),
+            fork_usec: (server == REDIS).then_some(2000),
+            figures: RewriteFigures {
+                peak_extra_rss: extra_mib << 20,
+                throughput_before: Some(100.0),
+                throughput_during: Some(50.0),
+                ..RewriteFigures::default()
+            },
+            log_bytes_after: Some(1 << 20),
+            base_bytes_after: None,
+            files_bytes_before: 0,
+            files_bytes_after: 0,
+            error_replies: Some(0),
+            samples: vec![],
+            probe: vec![],
+        };
+        let runs = [
+            run(REDIS, 1, 8.0, 1000),
+            run(KV, 1, 1.0, 10),
+            run(REDIS, 2, 6.0, 1200),
+            run(KV, 2, 3.0, 30),
+            run(REDIS, 3, 7.0, 1100),
+            run(KV, 3, 2.0, 20),
+        ];
+        let redis = summarize_rewrites("redis everysec", &runs).expect("redis");
+        let ours = summarize_rewrites("kv-server everysec", &runs).expect("ours");
+        assert!(summarize_rewrites("kv-server no", &runs).is_none());
+        assert_eq!((redis.runs, redis.rewrite_secs), (3, Some(7.0)));
+        assert_eq!((ours.fork_usec, ours.throughput_kept), (None, Some(0.5)));
+        let rows = rewrite_rows(Some(&redis), Some(&ours));
+        let row = |m: &str| rows.iter().find(|r| r.metric == m);
+        let d = row("rewrite duration").expect("duration");
+        assert_eq!(
+            (d.redis, d.ours, d.ratio),
+            (Some(7.0), Some(2.0), Some(2.0 / 7.0))
+        );
+        let m = row("peak extra RSS parent+children").expect("rss");
+        assert_eq!((m.redis, m.ours), (Some(1100.0), Some(20.0)));
+        let f = row("fork").expect("fork");
+        assert_eq!((f.redis, f.ours, f.ratio), (Some(2.0), None, None));
+        // Neither server has a rewrite buffer, nor PSS figures here.
+        assert!(row("peak aof_rewrite_buffer_length").is_none());
+        assert!(row("peak extra PSS parent+children").is_none());
+        assert_eq!(row("runs").and_then(|r| r.ratio), None);
+        assert!(rewrite_rows(None, None).is_empty());
     }
 }

@@ -8,11 +8,13 @@
 //!   binaries, [`Scratch`] (a directory removed on drop), [`ServerProcess`]
 //!   (a started server, killed and waited for on drop, so also on error or
 //!   panic), a small blocking RESP [`Client`] for control commands
-//!   (`INFO`, `BGSAVE`, ...), `/proc` readers, and the median/ratio math.
+//!   (`INFO`, `BGSAVE`, ...), `/proc` readers, the median/ratio math, the
+//!   pipelined fill ([`fill_values`]) and the PING [`probe`] client.
 //! - [`throughput`]: SET/GET at pipeline 1 and 16, alternating runs.
 //! - [`durability`]: the append-only log's cost: SET throughput by
 //!   `appendfsync` policy, GET p99 under `always`, group commit by client
-//!   count, page cache growth while writing ~2 GiB of log.
+//!   count, page cache growth while writing ~2 GiB of log, and a log
+//!   rewrite (BGREWRITEAOF) under load.
 //! - [`snapshot`]: memory, page cache and latency while a BGSAVE runs under
 //!   an overwrite load.
 //!
@@ -577,6 +579,71 @@ pub fn basic_spec(
     };
     spec.reply_timeout = Duration::from_secs(30);
     spec
+}
+
+/// SETs `key:0..key:{keys-1}` once each with `value_size`-byte values,
+/// sequentially, pipelined (8 connections per generator thread, pipeline
+/// 64), with progress on stderr.
+pub fn fill_values(common: &Common, port: u16, keys: u64, value_size: u64) -> Result<()> {
+    let mut spec = crate::LoadSpec::set_get(1, 0);
+    spec.commands.retain(|c| c.weight > 0);
+    spec.port = port;
+    spec.threads = common.bench_threads.max(1);
+    spec.clients = 8;
+    spec.pipeline = 64;
+    spec.key_min = 0;
+    spec.key_max = keys - 1;
+    spec.key_pattern = crate::KeyPattern::Sequential;
+    spec.data_size = crate::Range::fixed(value_size);
+    spec.stop = crate::StopAfter {
+        requests: Some(keys),
+        duration: None,
+    };
+    spec.reply_timeout = Duration::from_secs(60);
+    let r = crate::run(&spec, |p| {
+        eprint!("\r  fill: {} / {keys} keys", p.requests);
+    })
+    .map_err(|e| format!("filling: {e}"))?;
+    eprintln!();
+    if r.total.errors > 0 {
+        return Err(format!(
+            "filling: {} error replies, first: {:?}",
+            r.total.errors, r.commands[0].first_error
+        ));
+    }
+    Ok(())
+}
+
+/// The probe client of the snapshot and log-rewrite measurements: one
+/// connection, a PING about every millisecond until `stop`, each (send
+/// time, latency in ms) pushed to `out`. Run it on a thread of its own.
+pub fn probe(
+    port: u16,
+    t0: Instant,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    out: std::sync::Arc<std::sync::Mutex<Vec<(Instant, f64)>>>,
+) {
+    let Ok(mut c) = Client::connect(port) else {
+        return;
+    };
+    let mut next = t0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let sent = Instant::now();
+        if c.call(&["PING"]).is_err() {
+            return;
+        }
+        let lat = sent.elapsed().as_secs_f64() * 1e3;
+        if let Ok(mut v) = out.lock() {
+            v.push((sent, lat));
+        }
+        next += Duration::from_millis(1);
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            next = now;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -31,11 +31,11 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{
-    children_of, info_field, info_u64, page_cache, page_size, pss_of, redis_server_bin, rss_of,
-    Client, Common, Reply, Result, Scratch, Server, ServerProcess,
+    children_of, fill_values, info_field, info_u64, page_cache, page_size, probe, pss_of,
+    redis_server_bin, rss_of, Client, Common, Reply, Result, Scratch, Server, ServerProcess,
 };
 use crate::chart::{Chart, Marker, Panel, Series};
-use crate::{KeyPattern, LoadSpec, Range, StopAfter};
+use crate::{LoadSpec, Range, StopAfter};
 
 #[derive(Args, Debug, Clone)]
 pub struct SnapshotArgs {
@@ -193,63 +193,8 @@ fn mib(b: i64) -> String {
     format!("{:+.0} MiB", b as f64 / (1u64 << 20) as f64)
 }
 
-/// The probe: one connection, a PING about every millisecond.
-fn probe(port: u16, t0: Instant, stop: Arc<AtomicBool>, out: Arc<Mutex<Vec<(Instant, f64)>>>) {
-    let Ok(mut c) = Client::connect(port) else {
-        return;
-    };
-    let mut next = t0;
-    while !stop.load(Ordering::Relaxed) {
-        let sent = Instant::now();
-        if c.call(&["PING"]).is_err() {
-            return;
-        }
-        let lat = sent.elapsed().as_secs_f64() * 1e3;
-        if let Ok(mut v) = out.lock() {
-            v.push((sent, lat));
-        }
-        next += Duration::from_millis(1);
-        let now = Instant::now();
-        if next > now {
-            thread::sleep(next - now);
-        } else {
-            next = now;
-        }
-    }
-}
-
 fn info(c: &mut Client, section: &str) -> Result<String> {
     c.info(section)
-}
-
-fn fill(common: &Common, port: u16, keys: u64, value_size: u64) -> Result<()> {
-    let mut spec = LoadSpec::set_get(1, 0);
-    spec.commands.retain(|c| c.weight > 0);
-    spec.port = port;
-    spec.threads = common.bench_threads.max(1);
-    spec.clients = 8;
-    spec.pipeline = 64;
-    spec.key_min = 0;
-    spec.key_max = keys - 1;
-    spec.key_pattern = KeyPattern::Sequential;
-    spec.data_size = Range::fixed(value_size);
-    spec.stop = StopAfter {
-        requests: Some(keys),
-        duration: None,
-    };
-    spec.reply_timeout = Duration::from_secs(60);
-    let r = crate::run(&spec, |p| {
-        eprint!("\r  fill: {} / {keys} keys", p.requests);
-    })
-    .map_err(|e| format!("filling: {e}"))?;
-    eprintln!();
-    if r.total.errors > 0 {
-        return Err(format!(
-            "filling: {} error replies, first: {:?}",
-            r.total.errors, r.commands[0].first_error
-        ));
-    }
-    Ok(())
 }
 
 fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> {
@@ -277,7 +222,7 @@ fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> 
     let keys = keys.max(1);
     println!("{name}: filling {keys} keys of {} bytes", args.value_size);
     let fill_start = Instant::now();
-    fill(&args.common, server.port, keys, args.value_size)?;
+    fill_values(&args.common, server.port, keys, args.value_size)?;
     let dataset = info_u64(&info(&mut ctl, "memory")?, "used_memory").unwrap_or(0);
     println!(
         "{name}: filled in {:.1} s, used_memory {}",

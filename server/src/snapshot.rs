@@ -51,6 +51,8 @@ use crate::worker::{now_ms, Msg, Worker};
 const SLICE: usize = 256 * 1024;
 /// A shard writes its file in pieces of about this size.
 const CHUNK: usize = 4 << 20;
+/// Bytes copied into the write buffer between client requests.
+const COPY_PIECE: usize = 256 * 1024;
 /// First line of a manifest without a log line (read and written).
 const MANIFEST_MAGIC: &str = "kv-snapshot-manifest 1";
 /// First line of a manifest that names the append-only log (M1.5).
@@ -439,7 +441,10 @@ pub async fn writer_loop(worker: Rc<Worker>) {
             worker.snapshot_kick.notified().await;
             continue;
         };
-        let bufs = buffers.get_or_insert_with(Buffers::new);
+        let bufs = match &mut buffers {
+            Some(b) => b,
+            None => buffers.insert(Buffers::off_loop().await),
+        };
         let r = write_file(&worker, &req, bufs).await;
         if r.is_err() {
             // Stop capturing now: copy-before-write would otherwise keep
@@ -459,6 +464,22 @@ struct Buffers {
 }
 
 impl Buffers {
+    /// [`Buffers::new`] on a thread of its own: faulting in ~8.5 MiB (huge
+    /// pages on this VM) held the loop 20-160 ms at the start of a
+    /// process's first snapshot (BENCHMARKS.md, durability oddity 6).
+    async fn off_loop() -> Buffers {
+        let (tx, rx) = oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("snapshot-buffers".into())
+            .spawn(move || {
+                let _ = tx.send(Buffers::new());
+            });
+        match spawned {
+            Ok(_) => rx.await.unwrap_or_else(|_| Buffers::new()),
+            Err(_) => Buffers::new(),
+        }
+    }
+
     fn new() -> Buffers {
         let mut pending = Vec::with_capacity(CHUNK + 2 * SLICE);
         // Touch it now, not in the middle of a snapshot.
@@ -553,7 +574,16 @@ async fn write_blocks(
     while at < n {
         let mut buf = io.take().unwrap_or_else(|| AlignedBuf::zeroed(CHUNK));
         let len = (n - at).min(buf.len());
-        buf.as_mut_slice()[..len].copy_from_slice(&pending[at..at + len]);
+        // Copied a piece at a time with client requests in between: 4 MiB
+        // in one go holds the loop for ~0.5 ms, which a client sending a
+        // request every millisecond sees in its p99.
+        for piece in (0..len).step_by(COPY_PIECE) {
+            let end = (piece + COPY_PIECE).min(len);
+            buf.as_mut_slice()[piece..end].copy_from_slice(&pending[at + piece..at + end]);
+            if end < len {
+                crate::runtime::yield_to_loop().await;
+            }
+        }
         let (r, buf) = ring.write_prefix_at(buf, len, written).await;
         *io = Some(buf);
         r?;

@@ -74,7 +74,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::Serialize;
 
-use super::snapshot::{probe_windows, quantile, ProbeWindow};
+use super::snapshot::{probe_stats, probe_windows, ProbeWindow};
 use super::{
     basic_spec, children_of, fill_values, info_field, info_u64, median, page_cache, page_size,
     probe, pss_of, ratio, redis_server_bin, rss_of, Client, Common, Reply, Result, Scratch, Server,
@@ -1234,18 +1234,6 @@ pub struct RewriteFigures {
     pub log_bytes_before: Option<u64>,
     /// Highest `aof_rewrite_buffer_length` (`None`: INFO has no such field).
     pub peak_rewrite_buffer: Option<u64>,
-}
-
-/// (longest, p99) latency in ms of the probes (send time in s, latency in
-/// ms) that `keep(sent, answered)` selects.
-fn probe_stats(probes: &[(f64, f64)], keep: impl Fn(f64, f64) -> bool) -> (f64, f64) {
-    let mut v: Vec<f64> = probes
-        .iter()
-        .filter(|p| keep(p.0, p.0 + p.1 / 1e3))
-        .map(|p| p.1)
-        .collect();
-    let max = v.iter().copied().fold(0.0, f64::max);
-    (max, quantile(&mut v, 0.99))
 }
 
 /// The figures of one rewrite from its samples and probes ((send time,

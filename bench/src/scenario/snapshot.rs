@@ -14,6 +14,12 @@
 //! - throughput (`total_commands_processed` from INFO stats, per interval),
 //! - `rdb_bgsave_in_progress` (the end of the snapshot).
 //!
+//! Times are relative to the moment BGSAVE is sent. The probe's figures
+//! for the snapshot are the PINGs answered after that moment and sent
+//! before the snapshot ended (a PING waiting for Redis's fork counts for
+//! the snapshot); those of the equally long stretch before it, the PINGs
+//! sent and answered within that stretch.
+//!
 //! PSS (parent + children, from `/proc/PID/smaps_rollup`) is read at most
 //! once a second and never within 200 ms after BGSAVE was sent: a read of a
 //! 3 GiB process takes ~55 ms and holds its memory map lock, which would
@@ -174,11 +180,14 @@ pub fn probe_windows(probes: &[(f64, f64)], width: f64) -> Vec<ProbeWindow> {
         .collect()
 }
 
-/// (max, p99) of the probes sent in `[from, to)`.
-pub fn stretch(probes: &[(f64, f64)], from: f64, to: f64) -> (f64, f64) {
+/// (longest, p99) latency in ms of the probes (send time in s, latency in
+/// ms) that `keep(sent, answered)` selects (times relative to the command
+/// that starts the snapshot or rewrite: a PING answered after it was sent,
+/// e.g. one waiting for Redis's fork, counts for the snapshot).
+pub fn probe_stats(probes: &[(f64, f64)], keep: impl Fn(f64, f64) -> bool) -> (f64, f64) {
     let mut v: Vec<f64> = probes
         .iter()
-        .filter(|p| p.0 >= from && p.0 < to)
+        .filter(|p| keep(p.0, p.0 + p.1 / 1e3))
         .map(|p| p.1)
         .collect();
     let max = v.iter().copied().fold(0.0, f64::max);
@@ -268,8 +277,11 @@ fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> 
     let outcome: Result<()> = loop {
         let now = Instant::now();
         if bgsave_at.is_none() && now >= t0 + baseline {
+            // Time 0 is when BGSAVE is sent: Redis's reply waits for its
+            // fork, which belongs to the snapshot.
+            let sent = Instant::now();
             match ctl.call(&["BGSAVE"]) {
-                Ok(Reply::Status(_)) => bgsave_at = Some(Instant::now()),
+                Ok(Reply::Status(_)) => bgsave_at = Some(sent),
                 Ok(r) => break Err(format!("{name}: BGSAVE replied {r:?}")),
                 Err(e) => break Err(e),
             }
@@ -415,8 +427,11 @@ pub fn summarize(
     let cache_at_start = before.last().map_or(0, |s| s.page_cache);
     let peak_cache = after_start.iter().map(|s| s.page_cache).max().unwrap_or(0);
     let compared = snapshot_secs.min(baseline).max(0.1);
-    let (stall_before, p99_before) = stretch(probes, -compared, 0.0);
-    let (stall_during, p99_during) = stretch(probes, 0.0, snapshot_secs.max(0.1));
+    let (stall_before, p99_before) =
+        probe_stats(probes, |sent, answered| sent >= -compared && answered < 0.0);
+    let (stall_during, p99_during) = probe_stats(probes, |sent, answered| {
+        answered >= 0.0 && sent < snapshot_secs.max(0.1)
+    });
     let mean = |v: &[&Sample], from: f64| {
         let xs: Vec<f64> = v
             .iter()

@@ -538,6 +538,7 @@ async fn config(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
             .step_by(2)
             .map(|i| (args.get(i).to_vec(), args.get(i + 1).to_vec()))
             .collect();
+        refuse_moving_the_data(conn, &pairs)?;
         let changed = {
             let mut cfg = shared.config.write().unwrap_or_else(|e| e.into_inner());
             cfg.set(&pairs).map_err(Error::msg)?
@@ -598,6 +599,66 @@ async fn config(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// CONFIG SET of `dir` and `dbfilename` (where the snapshot manifest
+/// lives): refused as a protected config unless `enable-protected-configs`
+/// allows it, as in Redis 7. Allowed, it is still refused while the log is
+/// on (the manifest names the log the shards write in
+/// `<dir>/<appenddirname>`; moving one without the other would make the
+/// next start find a manifest naming a log that is not beside it, and lose
+/// the log's records) or while a snapshot is being written.
+fn refuse_moving_the_data(conn: &Conn, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), Error> {
+    let shared = &conn.worker.shared;
+    let failed = |name: &[u8], why: &str| {
+        Error::msg(format!(
+            "ERR CONFIG SET failed (possibly related to argument '{}') - {why}",
+            String::from_utf8_lossy(name)
+        ))
+    };
+    let protected = |name: &[u8]| {
+        crate::config::PROTECTED
+            .iter()
+            .any(|p| name.eq_ignore_ascii_case(p.as_bytes()))
+    };
+    let allowed = match shared.config().enable_protected_configs.as_str() {
+        "yes" => true,
+        "local" => conn.client.addr.ip().is_loopback(),
+        _ => false,
+    };
+    if let Some((name, _)) = pairs.iter().find(|(n, _)| protected(n)) {
+        if !allowed {
+            return Err(failed(name, "can't set protected config"));
+        }
+    }
+    let log_on = shared.config().appendonly || shared.snapshot_status().log_id.is_some();
+    let busy = shared.snapshot_status().running_since.is_some();
+    for (name, value) in pairs {
+        let current = if name.eq_ignore_ascii_case(b"dir") {
+            shared.config().dir.to_string_lossy().into_owned()
+        } else if name.eq_ignore_ascii_case(b"dbfilename") {
+            shared.config().dbfilename.clone()
+        } else {
+            continue;
+        };
+        if value.as_slice() == current.as_bytes() {
+            continue;
+        }
+        if log_on {
+            return Err(failed(
+                name,
+                "can't change it while the append-only log is on: the snapshot manifest and \
+                 the log it names must stay together (CONFIG SET appendonly no first)",
+            ));
+        }
+        if busy {
+            return Err(failed(
+                name,
+                "can't change it while a snapshot is being written",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Applies changed settings that live outside the config struct.
 async fn apply_changes(conn: &Conn, changed: &[&str]) {
     let shared = &conn.worker.shared;
@@ -611,6 +672,16 @@ async fn apply_changes(conn: &Conn, changed: &[&str]) {
                 })
             })
             .await;
+    }
+    if changed.contains(&"dir") || changed.contains(&"dbfilename") {
+        // Snapshots now go elsewhere: the next is a full one with a new
+        // manifest there. Nothing is read from or deleted in the new place
+        // (an existing manifest there is replaced; the files it names are
+        // left as they are), nor in the old one.
+        let mut st = shared.snapshot_status();
+        st.manifest = crate::snapshot::Manifest::default();
+        st.delta_ok = false;
+        st.log_chain_bytes = 0;
     }
     if changed.contains(&"appendonly") {
         if shared.config().appendonly {

@@ -180,6 +180,9 @@ pub struct Config {
     /// `enable-debug-command`: DEBUG is refused unless `yes` (or `local`
     /// for loopback clients), as in Redis 7.
     pub enable_debug_command: String,
+    /// `enable-protected-configs`: CONFIG SET of `dir` and `dbfilename` is
+    /// refused unless `yes` (or `local` for loopback clients), as in Redis 7.
+    pub enable_protected_configs: String,
     /// `server_cpulist`: CPUs the worker threads are pinned to, in Redis's
     /// syntax (`0-7:2`, `1,3,5-6`); worker i takes the i-th CPU of the list,
     /// wrapping. Empty (the default, as in Redis): no pinning, the kernel
@@ -273,6 +276,7 @@ impl Default for Config {
             aof_segment_size: 64 * 1024 * 1024,
             aof_io: AofIo::Auto,
             enable_debug_command: "no".to_string(),
+            enable_protected_configs: "no".to_string(),
             server_cpulist: String::new(),
             config_file: None,
         }
@@ -473,8 +477,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "dir",
-        // Redis 7 refuses CONFIG SET dir as a "protected config" unless
-        // enable-protected-configs is set; kept settable here by choice.
+        // Protected (`PROTECTED`), as in Redis 7.
         mutable: true,
         kind: Kind::Str {
             get: |c| c.dir.to_string_lossy().into_owned(),
@@ -490,7 +493,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "dbfilename",
-        // Protected in Redis 7, like dir.
+        // Protected (`PROTECTED`), as in Redis 7.
         mutable: true,
         kind: Kind::Str {
             get: |c| c.dbfilename.clone(),
@@ -784,7 +787,24 @@ static DIRECTIVES: &[Directive] = &[
             put: |c, i| c.enable_debug_command = ["no", "yes", "local"][i.min(2)].to_string(),
         },
     },
+    Directive {
+        name: "enable-protected-configs",
+        mutable: false,
+        kind: Kind::Enum {
+            names: &["no", "yes", "local"],
+            get: |c| match c.enable_protected_configs.as_str() {
+                "yes" => 1,
+                "local" => 2,
+                _ => 0,
+            },
+            put: |c, i| c.enable_protected_configs = ["no", "yes", "local"][i.min(2)].to_string(),
+        },
+    },
 ];
+
+/// Directives CONFIG SET refuses unless `enable-protected-configs` allows
+/// it (Redis 7's PROTECTED_CONFIG ones that we have).
+pub const PROTECTED: &[&str] = &["dir", "dbfilename"];
 
 /// `v` if it names a file (or directory) without a path, else `err`.
 /// Parses a CPU list in Redis's `server_cpulist` syntax: comma-separated
@@ -1933,6 +1953,7 @@ mod tests {
             ("aof-segment-size", "67108864"),
             ("aof-io", "auto"),
             ("enable-debug-command", "no"),
+            ("enable-protected-configs", "no"),
             ("server_cpulist", ""),
         ];
         assert_eq!(all.len(), expected.len());

@@ -2504,3 +2504,77 @@ fn sigkill_while_the_log_is_turned_on() {
     }
     println!("{before} kills before the new log was named, {after} after");
 }
+
+/// CONFIG SET dir / dbfilename: refused as protected configs by default
+/// (Redis 7's reply); with `enable-protected-configs yes` still refused
+/// while the log is on (the manifest and the log it names must stay
+/// together); with the log off the next snapshot is a full one in the new
+/// place, which a restart there loads.
+#[test]
+fn config_set_dir_never_splits_the_manifest_from_the_log() {
+    if skip() {
+        return;
+    }
+    let mut rng = Rng::new(seed(
+        "config_set_dir_never_splits_the_manifest_from_the_log",
+    ));
+    let scratch = ScratchDir::new("config-dir");
+    let dir = scratch.path().join("a");
+    let moved = scratch.path().join("b");
+    fs::create_dir_all(&moved).unwrap();
+    let moved_s = moved.display().to_string();
+    let set = |server: &ServerProc, name: &str, value: &str| {
+        show(&raw_cmd(server, &["CONFIG", "SET", name, value]))
+    };
+
+    let server = start_log(&dir, &[]);
+    for name in ["dir", "dbfilename"] {
+        assert_eq!(
+            set(
+                &server,
+                name,
+                if name == "dir" { &moved_s } else { "x.rdb" }
+            ),
+            show(
+                format!(
+                    "-ERR CONFIG SET failed (possibly related to argument '{name}') - can't set \
+                     protected config\r\n"
+                )
+                .as_bytes()
+            )
+        );
+    }
+    kill(server);
+
+    let server = start_log(&dir, &["--enable-protected-configs", "yes"]);
+    let reply = set(&server, "dir", &moved_s);
+    assert!(reply.contains("while the append-only log is on"), "{reply}");
+    let mut con = server.conn();
+    let mut state = State::new();
+    preload(&mut con, &mut state, "k:", 300, 100, &mut rng);
+    set_appendonly(&server, "no");
+    assert_eq!(set(&server, "dir", &moved_s), show(b"+OK\r\n"));
+    let keys = Keys::new("k:", 400, 2);
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 500),
+        &mut state,
+        &mut 0,
+        "after moving",
+    );
+    assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
+    assert!(moved.join("snapshotdir/dump.rdb.manifest").is_file());
+    // The log turned on again starts in the new place.
+    turn_log_on(&server, &mut con, &moved);
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 500),
+        &mut state,
+        &mut 0,
+        "logged in the new place",
+    );
+    kill(server);
+    let server = start_log(&moved, &[]);
+    assert_state(&server, &state, "snapshot and log in the new dir");
+    kill(server);
+}

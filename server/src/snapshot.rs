@@ -980,7 +980,7 @@ async fn write_all(
         (keep, drop, last_visible, detached)
     };
     write_manifest(dir, stem, &keep).await?;
-    drop.extend(leftovers(dir, stem, last_visible, &keep));
+    drop.extend(leftovers(dir, stem, last_visible.is_some(), &keep));
     for name in drop {
         if let Err(e) = std::fs::remove_file(dir.join(&name)) {
             if e.kind() != io::ErrorKind::NotFound {
@@ -1015,13 +1015,15 @@ async fn write_all(
     Ok((meta, total, peak))
 }
 
-/// Files of snapshots that never became visible: every `.tmp` file, and,
-/// when a manifest was there to say which snapshot was the last visible
-/// one, files of later snapshots the new manifest does not name (a crash
-/// or an error stopped them before their manifest). Without a manifest
-/// nothing but `.tmp` files is touched: files it cannot account for may be
-/// someone's copy.
-fn leftovers(dir: &Path, stem: &str, last_visible: Option<u64>, keep: &Manifest) -> Vec<String> {
+/// Files the new manifest `keep` does not name: every `.tmp` file, and,
+/// when a manifest was there before (`had_manifest`), every snapshot file
+/// of this `stem` it does not name: snapshots that never became visible (a
+/// crash or an error stopped them before their manifest), and files of
+/// dropped snapshots that a crash left behind between a manifest and their
+/// deletion (the manifest that dropped them was durable, so no manifest
+/// names them any more). Without a manifest nothing but `.tmp` files is
+/// touched: files it cannot account for may be someone's copy.
+fn leftovers(dir: &Path, stem: &str, had_manifest: bool, keep: &Manifest) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -1038,16 +1040,17 @@ fn leftovers(dir: &Path, stem: &str, last_visible: Option<u64>, keep: &Manifest)
             let Some(rest) = name.strip_prefix(&prefix) else {
                 return false;
             };
-            let id = rest.split('.').next().and_then(|i| i.parse::<u64>().ok());
-            let Some(id) = id else {
+            if rest
+                .split('.')
+                .next()
+                .is_none_or(|i| i.parse::<u64>().is_err())
+            {
                 return false;
-            };
+            }
             if name.ends_with(".kvs.tmp") {
                 return true;
             }
-            name.ends_with(".kvs")
-                && last_visible.is_some_and(|v| id > v)
-                && !named.contains(name.as_str())
+            name.ends_with(".kvs") && had_manifest && !named.contains(name.as_str())
         })
         .collect()
 }
@@ -1534,5 +1537,39 @@ mod tests {
         assert_eq!(kept(five.clone()), (vec![5, 4], 6));
         // Right after a new full one, the previous chain stays as fallback.
         assert_eq!(kept(five[1..].to_vec()), (vec![4, 3, 2, 1], 0));
+    }
+
+    #[test]
+    fn leftovers_are_every_unnamed_file_once_a_manifest_exists() {
+        let t = engine::testkit::TempDir::new("leftovers");
+        let keep = Manifest {
+            snapshots: vec![meta(5, Kind::Full, 0, 5)],
+            log: None,
+        };
+        let mut names: Vec<String> = [1u64, 2, 5, 6]
+            .iter()
+            .flat_map(|&id| (0..2).map(move |s| file_name("dump.rdb", id, Kind::Full, s)))
+            .collect();
+        names.push(format!("{}.tmp", file_name("dump.rdb", 7, Kind::Delta, 0)));
+        names.push("dump.rdb.manifest".into());
+        names.push("other.rdb.1.full.s0.kvs".into());
+        names.push("dump.rdb.notes.kvs".into());
+        for n in &names {
+            std::fs::write(t.0.join(n), b"x").unwrap();
+        }
+        let mut gone = leftovers(&t.0, "dump.rdb", true, &keep);
+        gone.sort();
+        let mut expected: Vec<String> = [1u64, 2, 6]
+            .iter()
+            .flat_map(|&id| (0..2).map(move |s| file_name("dump.rdb", id, Kind::Full, s)))
+            .collect();
+        expected.push(format!("{}.tmp", file_name("dump.rdb", 7, Kind::Delta, 0)));
+        expected.sort();
+        assert_eq!(gone, expected);
+        // Without a manifest before, only the temporary file.
+        assert_eq!(
+            leftovers(&t.0, "dump.rdb", false, &keep),
+            vec![format!("{}.tmp", file_name("dump.rdb", 7, Kind::Delta, 0))]
+        );
     }
 }

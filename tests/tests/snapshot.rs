@@ -2391,6 +2391,40 @@ fn mset_keys(prefix: &str, i: u64) -> (String, String) {
     (a, b)
 }
 
+/// How many of `toggle_writer`'s writes (prefix `prefix`) the loaded keys
+/// `mine` hold: they must be exactly writes 0..k, each with its value (the
+/// writes are sequential, so any snapshot or log holds a prefix; a hole or
+/// half an MSET fails).
+fn writer_prefix(mine: &State, prefix: &str, context: &str) -> u64 {
+    let keys_of = |i: u64| {
+        if i % 4 == 3 {
+            let (a, b) = mset_keys(prefix, i);
+            vec![a, b]
+        } else {
+            vec![format!("{prefix}{i}")]
+        }
+    };
+    let value_of = |k: &str| {
+        mine.get(&(0, k.as_bytes().to_vec()))
+            .map(|e| e.value.clone())
+    };
+    let k = (0u64..)
+        .take_while(|&i| {
+            keys_of(i)
+                .iter()
+                .all(|key| value_of(key) == Some(i.to_string().into_bytes()))
+        })
+        .count() as u64;
+    let in_prefix: usize = (0..k).map(|i| keys_of(i).len()).sum();
+    assert_eq!(
+        in_prefix,
+        mine.len(),
+        "{context}: the writer's writes 0..{k} loaded, and other keys of it too (a torn MSET \
+         or a hole)"
+    );
+    k
+}
+
 /// The id of the log the manifest names, if the log directory holds it.
 fn named_log(dir: &Path) -> Option<String> {
     let manifest =
@@ -2466,33 +2500,7 @@ fn sigkill_while_the_log_is_turned_on() {
         if let Some(d) = diff(&a, &rest) {
             panic!("{context}: besides the writer's keys: {d}");
         }
-        let keys_of = |i: u64| {
-            if i % 4 == 3 {
-                let (a, b) = mset_keys(&prefix, i);
-                vec![a, b]
-            } else {
-                vec![format!("{prefix}{i}")]
-            }
-        };
-        let value_of = |k: &str| {
-            mine.get(&(0, k.as_bytes().to_vec()))
-                .map(|e| e.value.clone())
-        };
-        // The prefix of writes loaded: 0..k, each with its value.
-        let k = (0u64..)
-            .take_while(|&i| {
-                keys_of(i)
-                    .iter()
-                    .all(|key| value_of(key) == Some(i.to_string().into_bytes()))
-            })
-            .count() as u64;
-        let in_prefix: usize = (0..k).map(|i| keys_of(i).len()).sum();
-        assert_eq!(
-            in_prefix,
-            mine.len(),
-            "{context}: the writer's writes 0..{k} loaded, and other keys of it too (a torn \
-             MSET or a hole)"
-        );
+        let k = writer_prefix(&mine, &prefix, &context);
         assert!(k <= acked + 1, "{context}: {k} writes loaded, {acked} sent");
         if new_log.is_some() {
             after += 1;
@@ -2586,5 +2594,87 @@ fn config_set_dir_never_splits_the_manifest_from_the_log() {
     kill(server);
     let server = start_log(&moved, &[]);
     assert_state(&server, &state, "snapshot and log in the new dir");
+    kill(server);
+}
+
+/// The log switched on and off at random while a client writes under
+/// `always` and BGSAVEs and BGREWRITEAOFs run (the switches and the
+/// snapshots' barriers interleave): every reply is one Redis gives, and
+/// once the log is left on and named, a SIGKILL loses no acknowledged
+/// write and tears no MSET.
+#[test]
+fn log_toggled_at_random_under_writes_and_snapshots() {
+    if skip() {
+        return;
+    }
+    let seed = seed("log_toggled_at_random_under_writes_and_snapshots");
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("log-toggle-random");
+    let dir = scratch.path();
+    let server = start_log(dir, &["--appendonly", "no"]);
+    let acked = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (con, acked) = (server.conn(), acked.clone());
+        thread::spawn(move || toggle_writer(con, "w:".into(), acked))
+    };
+    let allowed: [&[u8]; 7] = [
+        b"+OK\r\n",
+        STARTED,
+        SCHEDULED,
+        BUSY,
+        REWRITE_STARTED,
+        REWRITE_SCHEDULED,
+        b"-ERR Background append only file rewriting already in progress\r\n",
+    ];
+    for _ in 0..60 {
+        let cmd: &[&str] = match rng.below(6) {
+            0 | 1 => &["CONFIG", "SET", "appendonly", "yes"],
+            2 | 3 => &["CONFIG", "SET", "appendonly", "no"],
+            4 => &["BGSAVE"],
+            _ => &["BGREWRITEAOF"],
+        };
+        let reply = raw_cmd(&server, cmd);
+        assert!(
+            allowed.contains(&reply.as_slice()),
+            "{cmd:?} replied {} (seed {seed})",
+            show(&reply)
+        );
+        thread::sleep(Duration::from_millis(rng.below(30) as u64));
+    }
+    set_appendonly(&server, "yes");
+    let mut con = server.conn();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let info = Info::read(&mut con);
+        let settled = info.get("aof_enabled") == "1"
+            && info.num("aof_rewrite_in_progress") == 0
+            && info.num("aof_rewrite_scheduled") == 0
+            && info.num("rdb_bgsave_in_progress") == 0;
+        if settled && named_log(dir).is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the log was never named (seed {seed}); INFO {:?}",
+            info.0
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let at = acked.load(Ordering::SeqCst);
+    while acked.load(Ordering::SeqCst) < at + 100 {
+        thread::sleep(Duration::from_millis(1));
+    }
+    kill(server);
+    writer.join().unwrap();
+    let acked = acked.load(Ordering::SeqCst);
+    let server = start_log(dir, &[]);
+    let got = read_state(&server);
+    let context = format!("seed {seed}");
+    let k = writer_prefix(&got, "w:", &context);
+    assert!(
+        k >= acked && k <= acked + 1,
+        "{context}: writes 0..{k} loaded, {acked} acknowledged"
+    );
+    println!("{acked} acknowledged writes, all loaded");
     kill(server);
 }

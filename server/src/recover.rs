@@ -438,6 +438,14 @@ pub fn read_logs_with(
         }
         logs.push(log);
     }
+    // The segments were read through the page cache (the engine reads with
+    // plain reads); drop them from it, as the log's writes never fill it:
+    // a restart must not double a large log in memory.
+    for seg in logs.iter().flat_map(|l| l.segments.iter()) {
+        if let Ok(f) = fs::File::open(&seg.path) {
+            crate::sys::fadvise_dontneed(std::os::fd::AsRawFd::as_raw_fd(&f), 0, 0);
+        }
+    }
     let resolved = resolve_transactions(&logs).map_err(|e| refusal_text(&e))?;
     for d in &resolved.dropped {
         log::warning(&format!(

@@ -619,23 +619,33 @@ fn refuse_moving_the_data(conn: &Conn, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<(
             .iter()
             .any(|p| name.eq_ignore_ascii_case(p.as_bytes()))
     };
-    let allowed = match shared.config().enable_protected_configs.as_str() {
-        "yes" => true,
-        "local" => conn.client.addr.ip().is_loopback(),
-        _ => false,
+    let (mode, appendonly, dir, dbfilename) = {
+        let c = shared.config();
+        (
+            c.enable_protected_configs.clone(),
+            c.appendonly,
+            c.dir.to_string_lossy().into_owned(),
+            c.dbfilename.clone(),
+        )
     };
+    let allowed = enabled_for(&mode, conn);
     if let Some((name, _)) = pairs.iter().find(|(n, _)| protected(n)) {
         if !allowed {
             return Err(failed(name, "can't set protected config"));
         }
     }
-    let log_on = shared.config().appendonly || shared.snapshot_status().log_id.is_some();
-    let busy = shared.snapshot_status().running_since.is_some();
+    let (log_on, busy) = {
+        let st = shared.snapshot_status();
+        (
+            appendonly || st.log_id.is_some(),
+            st.running_since.is_some(),
+        )
+    };
     for (name, value) in pairs {
         let current = if name.eq_ignore_ascii_case(b"dir") {
-            shared.config().dir.to_string_lossy().into_owned()
+            &dir
         } else if name.eq_ignore_ascii_case(b"dbfilename") {
-            shared.config().dbfilename.clone()
+            &dbfilename
         } else {
             continue;
         };
@@ -657,6 +667,17 @@ fn refuse_moving_the_data(conn: &Conn, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Whether an `enable-*` setting (`no`, `yes`, or `local` for loopback
+/// clients, as Redis 7's enable-debug-command and enable-protected-configs)
+/// allows `conn`.
+fn enabled_for(setting: &str, conn: &Conn) -> bool {
+    match setting {
+        "yes" => true,
+        "local" => conn.client.addr.ip().is_loopback(),
+        _ => false,
+    }
 }
 
 /// Applies changed settings that live outside the config struct.
@@ -806,11 +827,7 @@ async fn shutdown(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
 /// `count` (default: all, until `AOF-FAULT OFF`) log writes or syncs of
 /// every shard fail with that error: the test seam for I/O faults.
 fn debug(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
-    let allowed = match conn.worker.shared.config().enable_debug_command.as_str() {
-        "yes" => true,
-        "local" => conn.client.addr.ip().is_loopback(),
-        _ => false,
-    };
+    let allowed = enabled_for(&conn.worker.shared.config().enable_debug_command, conn);
     if !allowed {
         return Err(Error::msg(
             "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", \

@@ -48,8 +48,8 @@ pub fn wanted(worker: &Worker) -> bool {
 
 /// `appendonly yes` but the log is not on yet (a rewrite has to make its
 /// base).
-pub fn pending(worker_shared: &crate::shared::Shared) -> bool {
-    worker_shared.config().appendonly && worker_shared.snapshot_status().log_id.is_none()
+pub fn pending(shared: &crate::shared::Shared) -> bool {
+    shared.config().appendonly && shared.snapshot_status().log_id.is_none()
 }
 
 /// Step 2's preparation (the caller holds `log_switch`): a clean log
@@ -57,27 +57,14 @@ pub fn pending(worker_shared: &crate::shared::Shared) -> bool {
 /// attach ([`engine::propagate::LogState::set_standby`]). Returns the new
 /// log's id.
 pub async fn prepare(worker: &Rc<Worker>) -> Result<u64, String> {
-    let (dir, root, dirname) = {
-        let c = worker.shared.config();
-        (recover::log_dir(&c), c.dir.clone(), c.appenddirname.clone())
-    };
+    let cfg = worker.shared.config().clone();
+    let dir = recover::log_dir(&cfg);
     let old = recover::read_meta(&dir).ok().flatten();
-    let id = crate::worker::now_ms().max(old.map_or(0, |m| m.id.saturating_add(1)));
+    let id = recover::next_log_id(old);
     if recover::has_segments(&dir) {
         // A log nobody names (a crash during an earlier base, or files put
         // there by hand): keep it, out of the way.
-        let aside = root.join(format!(
-            "{dirname}.stale-{}",
-            old.map_or(id, |m| m.id).max(1)
-        ));
-        std::fs::rename(&dir, &aside).map_err(|e| {
-            format!(
-                "Can't move the append-only log {} (not named by the snapshot manifest) \
-                 aside to {}: {e}",
-                dir.display(),
-                aside.display()
-            )
-        })?;
+        let aside = recover::move_log_aside(&cfg, old.map_or(id, |m| m.id).max(1))?;
         log::warning(&format!(
             "The append-only log in {} is not the one the snapshot manifest names: moved \
              to {} before starting a new log. Remove it when you no longer need it.",

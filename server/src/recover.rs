@@ -198,11 +198,7 @@ pub fn start(cfg: &Config, shards: usize) -> Result<Start, String> {
         ));
     } else if let Some(m) = meta.filter(|m| m.id != 0 && segments) {
         // A log the manifest does not name: detached.
-        let aside = cfg
-            .dir
-            .join(format!("{}.stale-{}", cfg.appenddirname, m.id));
-        fs::rename(&dir, &aside)
-            .map_err(|e| format!("Can't move the detached log {} aside: {e}", dir.display()))?;
+        let aside = move_log_aside(cfg, m.id)?;
         log::warning(&format!(
             "The append-only log in {} (id {}) is not the one the snapshot manifest \
              names (it was detached by a snapshot taken with appendonly no, or its base \
@@ -301,7 +297,7 @@ fn new_log(
     from: Vec<u64>,
 ) -> Result<LogLine, String> {
     let shards = from.len();
-    let id = crate::worker::now_ms().max(old.map_or(0, |m| m.id.saturating_add(1)));
+    let id = next_log_id(old);
     write_meta(dir, Meta { shards, id })?;
     let snap_dir = crate::snapshot::snapshot_dir(cfg);
     let after = m
@@ -318,6 +314,28 @@ fn new_log(
         base,
         from,
     })
+}
+
+/// The id of a new log: the time, past the old log's id.
+pub fn next_log_id(old: Option<Meta>) -> u64 {
+    crate::worker::now_ms().max(old.map_or(0, |m| m.id.saturating_add(1)))
+}
+
+/// Moves the log directory, holding a log the snapshot manifest does not
+/// name, to `<dir>/<appenddirname>.stale-<id>` (never loaded, never
+/// deleted: it is the operator's to remove); returns where it went.
+pub fn move_log_aside(cfg: &Config, id: u64) -> Result<PathBuf, String> {
+    let dir = log_dir(cfg);
+    let aside = cfg.dir.join(format!("{}.stale-{id}", cfg.appenddirname));
+    fs::rename(&dir, &aside).map_err(|e| {
+        format!(
+            "Can't move the append-only log {} (not named by the snapshot manifest) aside \
+             to {}: {e}",
+            dir.display(),
+            aside.display()
+        )
+    })?;
+    Ok(aside)
 }
 
 /// The manifest names this log: load the newest snapshot it continues,

@@ -726,47 +726,46 @@ impl Worker {
     /// Runs `job` on every worker (with the worker itself, see
     /// [`Msg::Worker`]) and collects the replies in shard order.
     pub async fn ask_workers(&self, job: impl Fn() -> WorkerJob) -> Vec<Reply> {
-        let mut rxs = Vec::new();
-        for s in 0..self.shard_count() {
-            let (tx, rx) = oneshot::channel();
-            self.send(
-                s,
-                Msg::Worker {
-                    job: job(),
-                    from: self.id,
-                    reply: tx,
-                },
-            );
-            rxs.push(rx);
-        }
-        let mut out = Vec::with_capacity(rxs.len());
-        for rx in rxs {
-            out.push(rx.await.unwrap_or(Reply::Nil));
-        }
-        out
+        self.ask_each(|reply| Msg::Worker {
+            job: job(),
+            from: self.id,
+            reply,
+        })
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or(Reply::Nil))
+        .collect()
     }
 
     /// Runs `job` on every shard without locks and collects the replies in
     /// shard order (INFO, CONFIG SET propagation).
     pub async fn ask_all(&self, job: impl Fn() -> Job) -> Vec<Reply> {
-        let mut rxs = Vec::new();
+        self.ask_each(|reply| Msg::Job {
+            job: job(),
+            tx: None,
+            from: self.id,
+            keyspace_read: false,
+            reply,
+        })
+        .await
+        .into_iter()
+        .map(|r| r.map_or(Reply::Nil, |r| r.0))
+        .collect()
+    }
+
+    /// Sends every worker the message `msg` makes around a reply channel,
+    /// all at once, then collects the answers in shard order (None: the
+    /// worker dropped the channel).
+    async fn ask_each<T>(&self, msg: impl Fn(oneshot::Sender<T>) -> Msg) -> Vec<Option<T>> {
+        let mut rxs = Vec::with_capacity(self.shard_count());
         for s in 0..self.shard_count() {
             let (tx, rx) = oneshot::channel();
-            self.send(
-                s,
-                Msg::Job {
-                    job: job(),
-                    tx: None,
-                    from: self.id,
-                    keyspace_read: false,
-                    reply: tx,
-                },
-            );
+            self.send(s, msg(tx));
             rxs.push(rx);
         }
         let mut out = Vec::with_capacity(rxs.len());
         for rx in rxs {
-            out.push(rx.await.map_or(Reply::Nil, |r| r.0));
+            out.push(rx.await.ok());
         }
         out
     }

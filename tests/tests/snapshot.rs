@@ -1730,6 +1730,19 @@ fn bgrewriteaof(server: &ServerProc, con: &mut Connection) -> Info {
     wait_rewrite(con, before)
 }
 
+/// `n` random operations on `keys`, run from database 0 and applied to
+/// the model `state`.
+fn random_writes(
+    con: &mut Connection,
+    rng: &mut Rng,
+    keys: &Keys,
+    n: usize,
+    state: &mut State,
+    context: &str,
+) {
+    run_ops(con, &random_ops(rng, keys, n), state, &mut 0, context);
+}
+
 fn random_ops(rng: &mut Rng, keys: &Keys, n: usize) -> Vec<Op> {
     let deadline = now_ms() + HOUR_MS;
     (0..n).map(|_| random_op(rng, keys, deadline)).collect()
@@ -1966,13 +1979,7 @@ fn appendonly_yes_next_to_a_snapshot_loads_it() {
     assert!(manifest.contains("\nlog id "), "{manifest}");
     let mut con = server.conn();
     let keys = Keys::new("k:", 600, 2);
-    run_ops(
-        &mut con,
-        &random_ops(&mut rng, &keys, 2000),
-        &mut state,
-        &mut 0,
-        "logged",
-    );
+    random_writes(&mut con, &mut rng, &keys, 2000, &mut state, "logged");
     kill(server);
     let server = start_log(dir, &[]);
     assert_state(&server, &state, "snapshot + log after SIGKILL");
@@ -2004,13 +2011,7 @@ fn detached_and_foreign_logs_are_never_loaded() {
     let server = start(dir, &["--save", "", "--threads", "2"]);
     assert_state(&server, &state, "appendonly no, log named by the manifest");
     let mut con = server.conn();
-    run_ops(
-        &mut con,
-        &random_ops(&mut rng, &keys, 2000),
-        &mut state,
-        &mut 0,
-        "unlogged",
-    );
+    random_writes(&mut con, &mut rng, &keys, 2000, &mut state, "unlogged");
     let old_log = dir.join("old-log");
     copy_tree(&log_dir, &old_log);
     assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
@@ -2240,13 +2241,7 @@ fn appendonly_toggled_at_run_time() {
     assert_state(&server, &state, "restored with appendonly no");
     let mut con = server.conn();
     Info::read(&mut con).expect("appendonly no", &[("aof_enabled", "0")]);
-    run_ops(
-        &mut con,
-        &random_ops(&mut rng, &keys, 1000),
-        &mut state,
-        &mut 0,
-        "unlogged",
-    );
+    random_writes(&mut con, &mut rng, &keys, 1000, &mut state, "unlogged");
     let stop = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(AtomicU64::new(0));
     let writer = {
@@ -2295,13 +2290,7 @@ fn appendonly_toggled_at_run_time() {
     set_appendonly(&server, "no");
     Info::read(&mut con).expect("log turned off", &[("aof_enabled", "0")]);
     let at_off = state.clone();
-    run_ops(
-        &mut con,
-        &random_ops(&mut rng, &keys, 500),
-        &mut state,
-        &mut 0,
-        "after off",
-    );
+    random_writes(&mut con, &mut rng, &keys, 500, &mut state, "after off");
     kill(server);
     let server = start_log(dir, &no);
     assert_state(&server, &at_off, "log turned off, SIGKILL");
@@ -2312,13 +2301,7 @@ fn appendonly_toggled_at_run_time() {
     let mut con = server.conn();
     let second = turn_log_on(&server, &mut con, dir);
     assert_ne!(first, second, "a new log");
-    run_ops(
-        &mut con,
-        &random_ops(&mut rng, &keys, 500),
-        &mut state,
-        &mut 0,
-        "second log",
-    );
+    random_writes(&mut con, &mut rng, &keys, 500, &mut state, "second log");
     kill(server);
     let server = start_log(dir, &[]);
     assert_state(&server, &state, "log turned on again, SIGKILL");
@@ -2331,22 +2314,10 @@ fn appendonly_toggled_at_run_time() {
         log_segments(dir).iter().all(Vec::is_empty) && !log_dir.join("kv-log.meta").exists(),
         "the snapshot holds the whole log: it is removed"
     );
-    run_ops(
-        &mut con,
-        &random_ops(&mut rng, &keys, 500),
-        &mut state,
-        &mut 0,
-        "unlogged again",
-    );
+    random_writes(&mut con, &mut rng, &keys, 500, &mut state, "unlogged again");
     let third = turn_log_on(&server, &mut con, dir);
     assert_ne!(second, third, "a new log");
-    run_ops(
-        &mut con,
-        &random_ops(&mut rng, &keys, 500),
-        &mut state,
-        &mut 0,
-        "third log",
-    );
+    random_writes(&mut con, &mut rng, &keys, 500, &mut state, "third log");
     kill(server);
     let server = start_log(dir, &[]);
     assert_state(&server, &state, "third log, SIGKILL");
@@ -2573,22 +2544,17 @@ fn config_set_dir_never_splits_the_manifest_from_the_log() {
     set_appendonly(&server, "no");
     assert_eq!(set(&server, "dir", &moved_s), show(b"+OK\r\n"));
     let keys = Keys::new("k:", 400, 2);
-    run_ops(
-        &mut con,
-        &random_ops(&mut rng, &keys, 500),
-        &mut state,
-        &mut 0,
-        "after moving",
-    );
+    random_writes(&mut con, &mut rng, &keys, 500, &mut state, "after moving");
     assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
     assert!(moved.join("snapshotdir/dump.rdb.manifest").is_file());
     // The log turned on again starts in the new place.
     turn_log_on(&server, &mut con, &moved);
-    run_ops(
+    random_writes(
         &mut con,
-        &random_ops(&mut rng, &keys, 500),
+        &mut rng,
+        &keys,
+        500,
         &mut state,
-        &mut 0,
         "logged in the new place",
     );
     kill(server);

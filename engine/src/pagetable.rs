@@ -25,7 +25,8 @@ use std::collections::HashMap;
 
 use hashbrown::HashTable;
 
-use crate::snapshot::format::{Encoder, Tally};
+use crate::snapshot::format::{self as snapformat, Encoder, EntryRef, Tally};
+use crate::snapshot::kept::{Arena, Span};
 use crate::value::{Entry, Value};
 
 /// A page splits when it holds more entries than this. 112 is what a
@@ -48,6 +49,10 @@ const RANGES_FRAME: usize = 64 * 1024;
 /// Keys a running snapshot keeps aside for one page before it writes the
 /// page whole instead.
 const KEPT_MAX: usize = PAGE_CAPACITY / 4;
+/// Copy-before-write keeps entries in one arena per this many equal runs
+/// of page indices, so that the walker frees each run's arena once it has
+/// passed it (the memory held stays near what the unwritten pages need).
+const KEPT_REGIONS: usize = 4;
 
 /// Mixes the routing hash for use inside a page's table. Keys in one page
 /// share their top bits (the page prefix) and keys in one shard share their
@@ -212,8 +217,12 @@ pub struct Capture {
     /// Page index -> the barrier state of the keys changed since in that
     /// page (pages not yet written only).
     kept: HashMap<u32, Vec<Kept>>,
-    /// Bytes held in `kept` (keys and values), for the memory figure.
-    kept_bytes: usize,
+    /// The bytes of `kept`: page index `i` keeps its keys and entries in
+    /// `arenas[i / region_pages]` (the last one takes the rest).
+    arenas: Vec<Arena>,
+    region_pages: usize,
+    /// One entry being encoded for `arenas`.
+    scratch: Vec<u8>,
     enc: Encoder,
 }
 
@@ -222,15 +231,12 @@ pub struct Capture {
 #[derive(Debug)]
 pub struct Kept {
     hash: u64,
-    key: Box<[u8]>,
-    /// The entry at the barrier; None if the key did not exist then.
-    old: Option<Entry>,
-}
-
-impl Kept {
-    fn bytes(&self) -> usize {
-        self.key.len() + self.old.as_ref().map_or(0, Entry::data_bytes) + 64
-    }
+    /// Which of the capture's arenas holds `key` and `old`.
+    region: usize,
+    key: Span,
+    /// The entry at the barrier, encoded ([`snapformat::encode_entry`]);
+    /// None if the key did not exist then.
+    old: Option<Span>,
 }
 
 impl std::fmt::Debug for Capture {
@@ -240,8 +246,18 @@ impl std::fmt::Debug for Capture {
             .field("db", &self.db)
             .field("pending", &self.pending)
             .field("cursor", &self.cursor)
-            .field("kept_bytes", &self.kept_bytes)
+            .field("kept_regions", &self.arenas.len())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Capture {
+    /// The capture's buffers go back to the thread's pool for the next one.
+    fn drop(&mut self) {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        crate::snapshot::kept::recycle(out);
+        std::mem::take(&mut self.enc).recycle();
     }
 }
 
@@ -255,8 +271,13 @@ impl Capture {
         if page.serialized_epoch >= self.epoch {
             return;
         }
+        let region = (idx as usize / self.region_pages).min(self.arenas.len() - 1);
+        let arena = &mut self.arenas[region];
         let kept = self.kept.entry(idx).or_default();
-        if kept.iter().any(|k| k.hash == hash && *k.key == *key) {
+        if kept
+            .iter()
+            .any(|k| k.hash == hash && arena.get(k.key) == key)
+        {
             return;
         }
         if kept.len() >= KEPT_MAX {
@@ -264,13 +285,17 @@ impl Capture {
             self.save(page, kept);
             return;
         }
-        let k = Kept {
+        let old = page.find(hash, key).map(|e| {
+            self.scratch.clear();
+            snapformat::encode_entry(&mut self.scratch, e);
+            arena.push(&self.scratch)
+        });
+        kept.push(Kept {
             hash,
-            key: key.into(),
-            old: page.find(hash, key).cloned(),
-        };
-        self.kept_bytes += k.bytes();
-        kept.push(k);
+            region,
+            key: arena.push(key),
+            old,
+        });
     }
 
     /// Writes `page` into the snapshot as it was at the barrier, unless it
@@ -281,9 +306,6 @@ impl Capture {
     /// saved snapshot as parts of a ranges frame shared with other pages
     /// (or the whole page as one frame when many changed).
     fn save(&mut self, page: &mut Page, kept: Vec<Kept>) -> usize {
-        self.kept_bytes = self
-            .kept_bytes
-            .saturating_sub(kept.iter().map(Kept::bytes).sum::<usize>());
         if page.serialized_epoch >= self.epoch {
             return 0;
         }
@@ -297,11 +319,20 @@ impl Capture {
         } else {
             page.changed_mask()
         };
+        let arenas = &self.arenas;
         let at_barrier = || {
             page.entries
                 .iter()
-                .filter(|e| !kept.iter().any(|k| k.hash == e.hash && *k.key == *e.key))
-                .chain(kept.iter().filter_map(|k| k.old.as_ref()))
+                .filter(|e| {
+                    !kept
+                        .iter()
+                        .any(|k| k.hash == e.hash && arenas[k.region].get(k.key) == &*e.key)
+                })
+                .map(|e| (e.hash, EntryRef::Live(e)))
+                .chain(kept.iter().filter_map(|k| {
+                    let old = k.old?;
+                    Some((k.hash, EntryRef::Encoded(arenas[k.region].get(old))))
+                }))
         };
         if mask.count_ones() > SUB_FRAMES_MAX {
             let t = self.enc.encode_page(
@@ -309,7 +340,7 @@ impl Capture {
                 self.db,
                 page.prefix,
                 page.depth,
-                at_barrier(),
+                at_barrier().map(|(_, e)| e),
                 self.compress,
             );
             self.count(t);
@@ -326,7 +357,9 @@ impl Capture {
                 work += self.enc.add_part(
                     prefix,
                     depth,
-                    at_barrier().filter(move |e| ((e.hash << d) >> (64 - SUB_BITS)) as u32 == i),
+                    at_barrier()
+                        .filter(move |(hash, _)| ((hash << d) >> (64 - SUB_BITS)) as u32 == i)
+                        .map(|(_, e)| e),
                 );
             }
             if self.enc.parts_len() >= RANGES_FRAME {
@@ -464,18 +497,30 @@ impl PageTable {
                 p.serialized_epoch = epoch;
             }
         }
+        // An empty table writes nothing: its capture takes no buffers.
+        let pooled = self.len > 0;
         self.capture = Some(Box::new(Capture {
             epoch,
             full,
             db,
             compress,
-            out: Vec::new(),
+            out: if pooled {
+                crate::snapshot::kept::buffer()
+            } else {
+                Vec::new()
+            },
             pending: Tally::default(),
             cursor: 0,
             retired: Vec::new(),
             kept: HashMap::new(),
-            kept_bytes: 0,
-            enc: Encoder::default(),
+            arenas: (0..KEPT_REGIONS).map(|_| Arena::default()).collect(),
+            region_pages: self.pages.len().div_ceil(KEPT_REGIONS).max(1),
+            scratch: Vec::new(),
+            enc: if pooled {
+                Encoder::pooled()
+            } else {
+                Encoder::default()
+            },
         }));
     }
 
@@ -496,13 +541,26 @@ impl PageTable {
                 continue;
             }
             let Some(p) = self.pages.get_mut(c.cursor) else {
-                return true;
+                break;
             };
             // Pages not needed still cost a look.
             work += 64 + c.save_page(c.cursor, p);
             c.cursor += 1;
+            if c.cursor % c.region_pages == 0 {
+                // Every page of the run before is written, and no retired
+                // page is waiting (they go first): its arena is free.
+                let region = c.cursor / c.region_pages - 1;
+                if region + 1 < c.arenas.len() {
+                    c.arenas[region] = Arena::default();
+                }
+            }
         }
-        c.retired.is_empty() && c.cursor >= self.pages.len()
+        let done = c.retired.is_empty() && c.cursor >= self.pages.len();
+        if done {
+            // Every page is written: nothing kept is needed any more.
+            c.arenas.iter_mut().for_each(|a| *a = Arena::default());
+        }
+        done
     }
 
     /// Moves the frames encoded so far to the end of `out`; returns their count.
@@ -519,9 +577,9 @@ impl PageTable {
 
     /// Bytes of frames waiting to be taken.
     pub fn pending_bytes(&self) -> usize {
-        self.capture
-            .as_ref()
-            .map_or(0, |c| c.out.len() + c.enc.parts_len() + c.kept_bytes)
+        self.capture.as_ref().map_or(0, |c| {
+            c.out.len() + c.enc.parts_len() + c.arenas.iter().map(Arena::bytes).sum::<usize>()
+        })
     }
 
     /// Ends the snapshot's work on this table (done or abandoned).

@@ -318,6 +318,9 @@ pub struct Worker {
     /// Snapshot files to write, and the writer's wake-up.
     pub snapshot_requests: RefCell<Vec<crate::snapshot::WriteRequest>>,
     pub snapshot_kick: tokio::sync::Notify,
+    /// Keeps this thread's snapshot memory pool filled (set by the
+    /// snapshot writer when it starts).
+    pub snapshot_memory: RefCell<Option<std::rc::Rc<crate::snapshot::KeptSupply>>>,
 }
 
 type Waiter = Box<dyn FnOnce(&Worker)>;
@@ -372,6 +375,7 @@ impl Worker {
             unresolved: RefCell::new(HashMap::new()),
             snapshot_requests: RefCell::new(Vec::new()),
             snapshot_kick: tokio::sync::Notify::new(),
+            snapshot_memory: RefCell::new(None),
         })
     }
 

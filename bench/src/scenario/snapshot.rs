@@ -67,6 +67,10 @@ pub struct SnapshotArgs {
     /// Give up waiting for the snapshot to end after this many seconds.
     #[arg(long, default_value_t = 1800.0)]
     pub max_snapshot_secs: f64,
+    /// Measure kv-server only, for comparing two kv-server builds run
+    /// after run (the M1.4 targets need Redis in the same run).
+    #[arg(long)]
+    pub skip_redis: bool,
 }
 
 /// One 100 ms sample. Times are seconds relative to the BGSAVE.
@@ -633,6 +637,9 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
     }
     let mut servers = Vec::new();
     for server in [Server::Redis, Server::KvServer] {
+        if args.skip_redis && matches!(server, Server::Redis) {
+            continue;
+        }
         let p = match server {
             Server::Redis => ServerProcess::start(
                 server,

@@ -297,12 +297,41 @@ pub struct Tally {
     pub bytes: u64,
 }
 
+/// An entry to encode: a live one, or one encoded already by
+/// [`encode_entry`] (copy-before-write keeps entries that way).
+#[derive(Clone, Copy)]
+pub enum EntryRef<'a> {
+    Live(&'a Entry),
+    Encoded(&'a [u8]),
+}
+
+impl<'a> From<&'a Entry> for EntryRef<'a> {
+    fn from(e: &'a Entry) -> Self {
+        EntryRef::Live(e)
+    }
+}
+
+/// Appends one entry to `buf` in the page payload encoding.
+pub fn encode_entry(buf: &mut Vec<u8>, e: &Entry) {
+    put_entries(buf, std::iter::once(e));
+}
+
 /// Appends the entries to `buf` in the page payload encoding; returns
 /// their count.
-fn put_entries<'a>(buf: &mut Vec<u8>, entries: impl Iterator<Item = &'a Entry>) -> u32 {
+fn put_entries<'a, E: Into<EntryRef<'a>>>(
+    buf: &mut Vec<u8>,
+    entries: impl Iterator<Item = E>,
+) -> u32 {
     let mut count = 0u32;
     for e in entries {
         count += 1;
+        let e = match e.into() {
+            EntryRef::Live(e) => e,
+            EntryRef::Encoded(bytes) => {
+                buf.extend_from_slice(bytes);
+                continue;
+            }
+        };
         put_varint(buf, e.key.len() as u64);
         buf.extend_from_slice(&e.key);
         match &e.value {
@@ -367,6 +396,30 @@ fn put_frame(
 }
 
 impl Encoder {
+    /// An encoder whose buffers come from this thread's snapshot memory
+    /// pool ([`super::kept::buffer`]); [`Encoder::recycle`] gives them back.
+    pub fn pooled() -> Encoder {
+        use super::kept::buffer;
+        Encoder {
+            raw: buffer(),
+            packed: buffer(),
+            parts: buffer(),
+            parts_entries: 0,
+        }
+    }
+
+    /// Returns the buffers to the pool (see [`Encoder::pooled`]).
+    pub fn recycle(self) {
+        use super::kept::recycle;
+        let Encoder {
+            raw, packed, parts, ..
+        } = self;
+        for mut b in [raw, packed, parts] {
+            b.clear();
+            recycle(b);
+        }
+    }
+
     /// Bytes of entries the last [`Encoder::encode_page`] encoded (before
     /// compression).
     pub fn raw_len(&self) -> usize {
@@ -376,13 +429,13 @@ impl Encoder {
     /// Appends one page frame holding `entries` of hash range
     /// `(prefix, depth)` of database `db` to `out`; with `compress`, the
     /// payload is stored LZ4-compressed when that is smaller.
-    pub fn encode_page<'a>(
+    pub fn encode_page<'a, E: Into<EntryRef<'a>>>(
         &mut self,
         out: &mut Vec<u8>,
         db: u16,
         prefix: u64,
         depth: u8,
-        entries: impl Iterator<Item = &'a Entry>,
+        entries: impl Iterator<Item = E>,
         compress: bool,
     ) -> Tally {
         self.raw.clear();
@@ -404,11 +457,11 @@ impl Encoder {
     /// the ranges frame being gathered (many small ranges share one frame
     /// header and compress together); returns the bytes of entries added.
     /// Parts must not overlap; [`Encoder::finish_parts`] writes the frame.
-    pub fn add_part<'a>(
+    pub fn add_part<'a, E: Into<EntryRef<'a>>>(
         &mut self,
         prefix: u64,
         depth: u8,
-        entries: impl Iterator<Item = &'a Entry>,
+        entries: impl Iterator<Item = E>,
     ) -> usize {
         self.raw.clear();
         let count = put_entries(&mut self.raw, entries);
@@ -857,7 +910,7 @@ mod tests {
             body.add(&out[start..], t.keys as u32);
         }
         let start = out.len();
-        enc.encode_page(&mut out, 5, 0, 0, std::iter::empty(), true);
+        enc.encode_page(&mut out, 5, 0, 0, std::iter::empty::<&Entry>(), true);
         body.add(&out[start..], 0);
         let top: Vec<&Entry> = hi
             .iter()
@@ -866,7 +919,7 @@ mod tests {
             .collect();
         assert!(!top.is_empty());
         enc.add_part(0x7Fu64 << 57, 7, top.iter().copied());
-        enc.add_part(0x7Eu64 << 57, 7, std::iter::empty());
+        enc.add_part(0x7Eu64 << 57, 7, std::iter::empty::<&Entry>());
         let start = out.len();
         let t = enc.finish_parts(&mut out, 7, true);
         body.add(&out[start..], t.keys as u32);

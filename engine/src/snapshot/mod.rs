@@ -11,11 +11,13 @@
 //! - [`format`]: the file format (header block, checksummed page frames,
 //!   end frame; optional LZ4), reading and writing it in memory.
 //! - [`chain`]: which entries of a chain's files make up its state.
+//! - [`kept`]: the memory copy-before-write keeps entries in.
 //!
 //! The layout and the crash-safety argument are in `docs/FORMATS.md`.
 
 pub mod chain;
 pub mod format;
+pub mod kept;
 
 #[cfg(test)]
 mod tests;

@@ -221,8 +221,6 @@ pub struct Capture {
     /// `arenas[i / region_pages]` (the last one takes the rest).
     arenas: Vec<Arena>,
     region_pages: usize,
-    /// One entry being encoded for `arenas`.
-    scratch: Vec<u8>,
     enc: Encoder,
 }
 
@@ -285,11 +283,11 @@ impl Capture {
             self.save(page, kept);
             return;
         }
-        let old = page.find(hash, key).map(|e| {
-            self.scratch.clear();
-            snapformat::encode_entry(&mut self.scratch, e);
-            arena.push(&self.scratch)
-        });
+        // Encoded in place; the three varints and the type byte take at
+        // most 31 bytes besides the key and value.
+        let old = page
+            .find(hash, key)
+            .map(|e| arena.push_with(e.data_bytes() + 31, |buf| snapformat::encode_entry(buf, e)));
         kept.push(Kept {
             hash,
             region,
@@ -515,7 +513,6 @@ impl PageTable {
             kept: HashMap::new(),
             arenas: (0..KEPT_REGIONS).map(|_| Arena::default()).collect(),
             region_pages: self.pages.len().div_ceil(KEPT_REGIONS).max(1),
-            scratch: Vec::new(),
             enc: if pooled {
                 Encoder::pooled()
             } else {

@@ -84,24 +84,28 @@ pub struct Arena {
 impl Arena {
     /// Appends `bytes`; returns where they are.
     pub fn push(&mut self, bytes: &[u8]) -> Span {
+        self.push_with(bytes.len(), |c| c.extend_from_slice(bytes))
+    }
+
+    /// Appends what `write` appends to the buffer it is given, which must
+    /// be at most `max_len` bytes (more still works, but may move the
+    /// chunk); returns where they are. Writes in place: no copy.
+    pub fn push_with(&mut self, max_len: usize, write: impl FnOnce(&mut Vec<u8>)) -> Span {
         let fits = self
             .chunks
             .last()
-            .is_some_and(|c| c.capacity() - c.len() >= bytes.len());
+            .is_some_and(|c| c.capacity() - c.len() >= max_len);
         // Byte strings bigger than a chunk get one of their own, sized to them.
         if !fits {
-            self.chunks.push(take(bytes.len()));
+            self.chunks.push(take(max_len));
         }
         let chunk = self.chunks.len() - 1;
         let c = &mut self.chunks[chunk];
         let start = c.len();
-        c.extend_from_slice(bytes);
-        self.bytes += bytes.len();
-        Span {
-            chunk,
-            start,
-            len: bytes.len(),
-        }
+        write(c);
+        let len = c.len() - start;
+        self.bytes += len;
+        Span { chunk, start, len }
     }
 
     pub fn get(&self, s: Span) -> &[u8] {
@@ -139,7 +143,10 @@ mod tests {
             assert_eq!(a.get(s1), b"hello");
             assert_eq!(a.get(s2), &big[..]);
             assert_eq!(a.get(s3), b"world");
-            assert_eq!(a.bytes(), 10 + big.len());
+            let s4 = a.push_with(8, |b| b.extend_from_slice(b"in place"));
+            assert_eq!(a.get(s4), b"in place");
+            assert_eq!(a.get(s3), b"world", "earlier spans stay put");
+            assert_eq!(a.bytes(), 18 + big.len());
             // Filled chunks: one of CHUNK for "hello", one sized to `big`
             // (not pooled: only CHUNK-sized ones are), one for "world".
             drop(a);

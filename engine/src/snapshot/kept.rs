@@ -1,17 +1,20 @@
-//! Memory for copy-before-write.
+//! Memory for a running snapshot: copy-before-write and the capture's
+//! buffers.
 //!
 //! While a snapshot runs, a command about to change a key whose page is not
 //! written yet first keeps the key's state at the barrier aside
-//! (`pagetable`'s `Capture::keep`). Those copies are the snapshot's only
+//! (`pagetable`'s `Capture::keep`). Those copies are most of the snapshot's
 //! memory growth, and they come fastest at its start, when almost every
-//! page is still unwritten. Fresh memory is expensive to touch for the
-//! first time (measured on the 2-vCPU VM these servers run on: 10-13 us per
-//! 4 KiB page, ~5 ms per 2 MiB huge page, when the host has to back it), so
-//! copies allocated one by one on the event loop stalled its clients for
-//! milliseconds at a time. Instead the copies are encoded into an [`Arena`]
-//! of large chunks taken from a per-thread pool, which the server keeps
-//! filled from another thread ([`give`]) with chunks already touched there.
-//! When the pool is empty a chunk is allocated here as before.
+//! page is still unwritten; the capture's first slices also need frame and
+//! encoder buffers. Fresh memory is expensive to touch for the first time
+//! (measured on the 2-vCPU VM these servers run on: 10-13 us per 4 KiB
+//! page, ~5 ms per 2 MiB huge page, when the host has to back it), so
+//! allocating all that on the event loop stalled its clients for 7-22 ms
+//! at a snapshot's start. Instead the copies are encoded into an [`Arena`]
+//! of chunks, and the chunks and the capture's buffers ([`buffer`]) come
+//! from a per-thread pool that the server fills from another thread
+//! ([`give`]) with memory already touched there. When the pool is empty a
+//! chunk is allocated here as before.
 //!
 //! The pool is per thread because a shard lives on one thread; chunks of a
 //! finished snapshot go back to it, up to [`POOL_BYTES`].

@@ -24,7 +24,7 @@
 use hashbrown::HashTable;
 
 use crate::snapshot::format::{self as snapformat, Encoder, EntryRef, Tally};
-use crate::snapshot::kept::{Arena, Span};
+use crate::snapshot::kept::{Arena, Records, Span, RECORD};
 use crate::value::{Entry, Value};
 
 /// A page splits when it holds more entries than this. 112 is what a
@@ -101,10 +101,11 @@ pub struct Page {
     /// Entries with an expiry.
     volatile: u32,
     /// While a snapshot runs and has not written this page: the barrier
-    /// state of the keys changed since ([`Capture::keep`]). Kept in the
-    /// page rather than in a map of the capture, whose growth allocated
-    /// fresh memory on the event loop (5-8 ms each time, measured).
-    kept: Vec<Kept>,
+    /// state of the keys changed since ([`Capture::keep`]), as a list of
+    /// the capture's records (index + 1 of the newest; 0: none). A map of
+    /// the capture, or a Vec per page, grew into fresh memory on the event
+    /// loop (5-8 ms each time, measured); the records are in pooled chunks.
+    kept: u32,
 }
 
 impl Page {
@@ -118,7 +119,7 @@ impl Page {
             changed_before: 0,
             entries: HashTable::new(),
             volatile: 0,
-            kept: Vec::new(),
+            kept: 0,
         }
     }
 
@@ -217,11 +218,15 @@ pub struct Capture {
     cursor: usize,
     /// Pages of a table emptied during the snapshot that it still needs,
     /// with what was kept aside for them.
-    retired: Vec<(Page, Vec<Kept>)>,
+    retired: Vec<Page>,
     /// The bytes of the pages' `kept`: page index `i` keeps its keys and entries in
     /// `arenas[i / region_pages]` (the last one takes the rest).
     arenas: Vec<Arena>,
     region_pages: usize,
+    /// The pages' kept lists ([`Kept::to_record`]).
+    records: Records,
+    /// One page's kept list, decoded for [`Capture::save`] (reused).
+    list: Vec<Kept>,
     enc: Encoder,
 }
 
@@ -236,6 +241,55 @@ pub struct Kept {
     /// The entry at the barrier, encoded ([`snapformat::encode_entry`]);
     /// None if the key did not exist then.
     old: Option<Span>,
+}
+
+impl Kept {
+    /// The record of this key in its page's list; `next` is the index + 1
+    /// of the record after it (0: none).
+    fn to_record(&self, next: u32) -> [u8; RECORD] {
+        let mut r = [0u8; RECORD];
+        r[0..8].copy_from_slice(&self.hash.to_le_bytes());
+        r[8..12].copy_from_slice(&next.to_le_bytes());
+        // Layout: hash, next, region, whether `old` is there, key, old.
+        r[12] = self.region as u8;
+        let span = |r: &mut [u8], s: Span| {
+            r[0..8].copy_from_slice(&(s.chunk as u64).to_le_bytes());
+            r[8..16].copy_from_slice(&(s.start as u64).to_le_bytes());
+            r[16..24].copy_from_slice(&(s.len as u64).to_le_bytes());
+        };
+        span(&mut r[16..40], self.key);
+        if let Some(old) = self.old {
+            r[13] = 1;
+            span(&mut r[40..64], old);
+        }
+        r
+    }
+
+    /// The key of record `r`, and the index + 1 of the next one.
+    fn from_record(r: &[u8; RECORD]) -> (Kept, u32) {
+        let u64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&r[at..at + 8]);
+            u64::from_le_bytes(b) as usize
+        };
+        let u32_at = |at: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&r[at..at + 4]);
+            u32::from_le_bytes(b)
+        };
+        let span = |at: usize| Span {
+            chunk: u64_at(at),
+            start: u64_at(at + 8),
+            len: u64_at(at + 16),
+        };
+        let kept = Kept {
+            hash: u64_at(0) as u64,
+            region: usize::from(r[12]),
+            key: span(16),
+            old: (r[13] == 1).then(|| span(40)),
+        };
+        (kept, u32_at(8))
+    }
 }
 
 impl std::fmt::Debug for Capture {
@@ -271,29 +325,46 @@ impl Capture {
             return;
         }
         let region = (idx as usize / self.region_pages).min(self.arenas.len() - 1);
-        let arena = &mut self.arenas[region];
-        if page
-            .kept
-            .iter()
-            .any(|k| k.hash == hash && arena.get(k.key) == key)
-        {
-            return;
+        let mut count = 0;
+        let mut at = page.kept;
+        while at != 0 {
+            let (k, next) = Kept::from_record(&self.records.get(at as usize - 1));
+            if k.hash == hash && self.arenas[k.region].get(k.key) == key {
+                return;
+            }
+            count += 1;
+            at = next;
         }
-        if page.kept.len() >= KEPT_MAX {
+        // (An index past u32 cannot be linked: write the page instead.)
+        if count >= KEPT_MAX || self.records.len() >= u32::MAX as usize - 1 {
             self.save_page(page);
             return;
         }
+        let arena = &mut self.arenas[region];
         // Encoded in place; the three varints and the type byte take at
         // most 31 bytes besides the key and value.
         let old = page
             .find(hash, key)
             .map(|e| arena.push_with(e.data_bytes() + 31, |buf| snapformat::encode_entry(buf, e)));
-        page.kept.push(Kept {
+        let k = Kept {
             hash,
             region,
             key: arena.push(key),
             old,
-        });
+        };
+        let i = self.records.push(&k.to_record(page.kept));
+        page.kept = (i + 1) as u32;
+    }
+
+    /// Takes page `page`'s kept list into `self.list` (newest first).
+    fn take_list(&mut self, page: &mut Page) {
+        self.list.clear();
+        let mut at = std::mem::take(&mut page.kept);
+        while at != 0 {
+            let (k, next) = Kept::from_record(&self.records.get(at as usize - 1));
+            self.list.push(k);
+            at = next;
+        }
     }
 
     /// Writes `page` into the snapshot as it was at the barrier, unless it
@@ -303,7 +374,7 @@ impl Capture {
     /// one frame; a delta writes the sub-ranges that changed since the last
     /// saved snapshot as parts of a ranges frame shared with other pages
     /// (or the whole page as one frame when many changed).
-    fn save(&mut self, page: &mut Page, kept: Vec<Kept>) -> usize {
+    fn save(&mut self, page: &mut Page, kept: &[Kept]) -> usize {
         if page.serialized_epoch >= self.epoch {
             return 0;
         }
@@ -369,8 +440,11 @@ impl Capture {
 
     /// Writes a page of the table with what it kept (see [`Capture::save`]).
     fn save_page(&mut self, page: &mut Page) -> usize {
-        let kept = std::mem::take(&mut page.kept);
-        self.save(page, kept)
+        self.take_list(page);
+        let list = std::mem::take(&mut self.list);
+        let work = self.save(page, &list);
+        self.list = list;
+        work
     }
 
     /// Writes the parts gathered so far as one ranges frame.
@@ -508,6 +582,8 @@ impl PageTable {
             retired: Vec::new(),
             arenas: (0..KEPT_REGIONS).map(|_| Arena::default()).collect(),
             region_pages: self.pages.len().div_ceil(KEPT_REGIONS).max(1),
+            records: Records::default(),
+            list: Vec::new(),
             enc: if pooled {
                 Encoder::pooled()
             } else {
@@ -528,8 +604,8 @@ impl PageTable {
         };
         let mut work = 0;
         while work < budget && c.out.len() < budget {
-            if let Some((mut p, kept)) = c.retired.pop() {
-                work += c.save(&mut p, kept);
+            if let Some(mut p) = c.retired.pop() {
+                work += c.save_page(&mut p);
                 continue;
             }
             let Some(p) = self.pages.get_mut(c.cursor) else {
@@ -580,9 +656,7 @@ impl PageTable {
             // An abandoned capture leaves keys kept in pages it did not
             // write; their bytes were in its arenas.
             for p in &mut self.pages {
-                if !p.kept.is_empty() {
-                    p.kept = Vec::new();
-                }
+                p.kept = 0;
             }
         }
     }
@@ -746,11 +820,7 @@ impl PageTable {
             c.retired.extend(
                 old.pages
                     .into_iter()
-                    .filter(|p| p.serialized_epoch < c.epoch)
-                    .map(|mut p| {
-                        let kept = std::mem::take(&mut p.kept);
-                        (p, kept)
-                    }),
+                    .filter(|p| p.serialized_epoch < c.epoch),
             );
             for p in &mut self.pages {
                 p.serialized_epoch = c.epoch;

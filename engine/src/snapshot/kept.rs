@@ -72,9 +72,60 @@ fn take(len: usize) -> Vec<u8> {
 /// Where some bytes are in an [`Arena`].
 #[derive(Debug, Clone, Copy)]
 pub struct Span {
-    chunk: usize,
-    start: usize,
+    pub chunk: usize,
+    pub start: usize,
+    pub len: usize,
+}
+
+/// Bytes of one record in [`Records`].
+pub const RECORD: usize = 64;
+const RECORDS_PER_CHUNK: usize = CHUNK / RECORD;
+
+/// Fixed-size records in chunks from the pool, addressed by their index.
+#[derive(Default)]
+pub struct Records {
+    chunks: Vec<Vec<u8>>,
     len: usize,
+}
+
+impl Records {
+    /// Appends a record; returns its index.
+    pub fn push(&mut self, rec: &[u8; RECORD]) -> usize {
+        if self.len == self.chunks.len() * RECORDS_PER_CHUNK {
+            let mut c = buffer();
+            if c.capacity() < CHUNK {
+                c = Vec::with_capacity(CHUNK);
+            }
+            self.chunks.push(c);
+        }
+        let c = self.chunks.last_mut().expect("a chunk was just made");
+        c.extend_from_slice(rec);
+        self.len += 1;
+        self.len - 1
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, i: usize) -> [u8; RECORD] {
+        let at = (i % RECORDS_PER_CHUNK) * RECORD;
+        let mut rec = [0u8; RECORD];
+        rec.copy_from_slice(&self.chunks[i / RECORDS_PER_CHUNK][at..at + RECORD]);
+        rec
+    }
+}
+
+impl Drop for Records {
+    fn drop(&mut self) {
+        for c in self.chunks.drain(..) {
+            recycle(c);
+        }
+    }
 }
 
 /// Byte strings appended into chunks; nothing is freed before the arena.
@@ -167,7 +218,19 @@ mod tests {
             let mut d = Arena::default();
             d.push(b"x");
             drop(d);
-            // It took one of the 17 and, the pool being full, freed it.
+            // Records cross chunks and read back.
+            let mut r = Records::default();
+            for i in 0..RECORDS_PER_CHUNK + 3 {
+                assert_eq!(r.push(&[i as u8; RECORD]), i);
+            }
+            assert_eq!(r.get(1), [1u8; RECORD]);
+            assert_eq!(
+                r.get(RECORDS_PER_CHUNK + 2),
+                [(RECORDS_PER_CHUNK + 2) as u8; RECORD]
+            );
+            drop(r);
+            // The pool is full again (16): the arena takes one and, on
+            // drop, finds no room for it.
             assert_eq!(pool_bytes(), 16 * CHUNK, "a full pool takes no more");
             // Buffers come from the pool, and go back to it.
             let b = buffer();

@@ -128,9 +128,17 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
             // The capture, interleaved with more writes.
             let mut body_bytes = Vec::new();
             let mut body = Body::default();
+            // Now and then a snapshot is abandoned half way (a write error):
+            // what it kept aside must not leak into the next one.
+            let abandon_after = (round % 5 == 4).then(|| 1 + rng.below(6));
+            let mut steps = 0;
             loop {
                 for _ in 0..rng.below(40) {
                     random_write(&mut rng, &mut shard, &mut model);
+                }
+                steps += 1;
+                if abandon_after == Some(steps) {
+                    break;
                 }
                 let done = shard.snapshot_step(1 + rng.below(20_000) as usize);
                 let mut chunk = Vec::new();
@@ -146,7 +154,7 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
             }
             // Now and then a snapshot fails (say, a full disk): it is
             // dropped, and the next builds on the last good one.
-            if round % 7 == 6 {
+            if round % 7 == 6 || abandon_after.is_some_and(|n| n == steps) {
                 shard.end_snapshot(false);
                 continue;
             }

@@ -627,6 +627,7 @@ impl PageTable {
         if done {
             // Every page is written: nothing kept is needed any more.
             c.arenas.iter_mut().for_each(|a| *a = Arena::default());
+            c.records = Records::default();
         }
         done
     }
@@ -646,7 +647,10 @@ impl PageTable {
     /// Bytes of frames waiting to be taken.
     pub fn pending_bytes(&self) -> usize {
         self.capture.as_ref().map_or(0, |c| {
-            c.out.len() + c.enc.parts_len() + c.arenas.iter().map(Arena::bytes).sum::<usize>()
+            c.out.len()
+                + c.enc.parts_len()
+                + c.arenas.iter().map(Arena::bytes).sum::<usize>()
+                + c.records.len() * RECORD
         })
     }
 

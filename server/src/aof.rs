@@ -161,7 +161,7 @@ enum Exec {
     Ring,
     /// Plain pwrite/fdatasync on a helper thread (io_uring unavailable or
     /// `aof-io pwrite`/`buffered`), so the event loop still never blocks.
-    Thread(std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>),
+    Thread(runtime::JobThread),
 }
 
 /// An open segment.
@@ -273,7 +273,12 @@ impl Aof {
                      pwrite/fdatasync on a helper thread",
                 );
             }
-            Exec::Thread(spawn_io_thread(id))
+            Exec::Thread(
+                runtime::JobThread::spawn(format!("aof-io-{id}")).unwrap_or_else(|e| {
+                    log::warning(&format!("Can't start the log I/O thread: {e}"));
+                    runtime::JobThread::stopped()
+                }),
+            )
         };
         let stats = &shared.aof[id];
         stats.enabled.store(true, Ordering::Relaxed);
@@ -333,14 +338,7 @@ impl Aof {
     ) -> Option<T> {
         match &self.exec {
             Exec::Ring => Some(f()),
-            Exec::Thread(tx) => {
-                let (otx, orx) = tokio::sync::oneshot::channel();
-                tx.send(Box::new(move || {
-                    let _ = otx.send(f());
-                }))
-                .ok()?;
-                orx.await.ok()
-            }
+            Exec::Thread(t) => t.run(f).await,
         }
     }
 
@@ -738,21 +736,6 @@ fn open_dsync(path: &Path) -> io::Result<std::fs::File> {
 
 fn io_thread_gone() -> io::Error {
     io::Error::other("log I/O thread is gone")
-}
-
-fn spawn_io_thread(id: usize) -> std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>> {
-    let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
-    let spawned = std::thread::Builder::new()
-        .name(format!("aof-io-{id}"))
-        .spawn(move || {
-            while let Ok(job) = rx.recv() {
-                job();
-            }
-        });
-    if let Err(e) = spawned {
-        log::warning(&format!("Can't start the log I/O thread: {e}"));
-    }
-    tx
 }
 
 /// Group commit: flushes whatever is pending, one plan at a time, and

@@ -171,6 +171,49 @@ impl RingFile {
     }
 }
 
+/// A thread that runs jobs for an event loop, one after another: blocking
+/// I/O where the ring is not used, or memory to be touched away from the
+/// loop. Jobs sent after the thread is gone (or when it could not start)
+/// never run.
+pub struct JobThread(std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>);
+
+impl JobThread {
+    pub fn spawn(name: String) -> io::Result<JobThread> {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new().name(name).spawn(move || {
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        })?;
+        Ok(JobThread(tx))
+    }
+
+    /// A job thread that runs nothing (its thread could not start).
+    pub fn stopped() -> JobThread {
+        JobThread(std::sync::mpsc::channel().0)
+    }
+
+    /// Queues `job`; false if the thread is gone.
+    pub fn send(&self, job: impl FnOnce() + Send + 'static) -> bool {
+        self.0.send(Box::new(job)).is_ok()
+    }
+
+    /// Runs `f` on the thread and waits for its result; None if the thread
+    /// is gone.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !self.send(move || {
+            let _ = tx.send(f());
+        }) {
+            return None;
+        }
+        rx.await.ok()
+    }
+}
+
 /// Whether this process may use io_uring at all (set up a small ring).
 pub fn io_uring_available() -> bool {
     io_uring::IoUring::new(4).is_ok()

@@ -446,7 +446,7 @@ pub async fn writer_loop(worker: Rc<Worker>) {
         };
         let bufs = match &mut buffers {
             Some(b) => b,
-            None => buffers.insert(Buffers::off_loop().await),
+            None => buffers.insert(Buffers::off_loop(&supply).await),
         };
         let r = write_file(&worker, &req, bufs, &supply).await;
         supply.top_up();
@@ -468,19 +468,14 @@ struct Buffers {
 }
 
 impl Buffers {
-    /// [`Buffers::new`] on a thread of its own: faulting in ~8.5 MiB (huge
-    /// pages on this VM) held the loop 20-160 ms at the start of a
-    /// process's first snapshot (BENCHMARKS.md, durability oddity 6).
-    async fn off_loop() -> Buffers {
-        let (tx, rx) = oneshot::channel();
-        let spawned = std::thread::Builder::new()
-            .name("snapshot-buffers".into())
-            .spawn(move || {
-                let _ = tx.send(Buffers::new());
-            });
-        match spawned {
-            Ok(_) => rx.await.unwrap_or_else(|_| Buffers::new()),
-            Err(_) => Buffers::new(),
+    /// [`Buffers::new`] on the worker's snapshot memory thread: faulting
+    /// in ~8.5 MiB (huge pages on this VM) held the loop 20-160 ms at the
+    /// start of a process's first snapshot (BENCHMARKS.md, durability
+    /// oddity 6).
+    async fn off_loop(supply: &KeptSupply) -> Buffers {
+        match &supply.thread {
+            Some(t) => t.run(Buffers::new).await.unwrap_or_else(Buffers::new),
+            None => Buffers::new(),
         }
     }
 
@@ -500,14 +495,19 @@ impl Buffers {
 
 /// Keeps this worker thread's snapshot memory pool
 /// ([`engine::snapshot::kept`]) filled, with chunks allocated and touched
-/// on a thread of its own: before a snapshot's barrier ([`fill_pools`]), so
+/// on a thread of its own (which also makes the writer's [`Buffers`]):
+/// before a snapshot's barrier ([`fill_pools`]), so
 /// that its buffers are ready, and while it runs, for the keys it keeps
 /// aside. Touching fresh memory on the event loop instead held it 7-22 ms
 /// in the first slices of a snapshot (measured: 3 GiB under load, first
 /// snapshot of the process), and ~5 ms per huge page of keys kept aside
 /// after that.
 pub struct KeptSupply {
-    ask: Option<std::sync::mpsc::Sender<usize>>,
+    /// None if the thread could not start: memory is then allocated where
+    /// it is needed.
+    thread: Option<crate::runtime::JobThread>,
+    /// Where the thread hands the chunks it made.
+    give: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
     /// Chunks asked for and not received yet.
     asked: Rc<std::cell::Cell<usize>>,
     received: Rc<tokio::sync::Notify>,
@@ -516,22 +516,8 @@ pub struct KeptSupply {
 impl KeptSupply {
     /// Starts the supply of this thread's pool (from the worker's loop).
     fn start(worker: usize) -> KeptSupply {
-        let (ask, asks) = std::sync::mpsc::channel::<usize>();
         let (give, mut got) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-        let spawned = std::thread::Builder::new()
-            .name(format!("snapshot-memory-{worker}"))
-            .spawn(move || {
-                while let Ok(n) = asks.recv() {
-                    for _ in 0..n {
-                        let mut c = Vec::with_capacity(kept::CHUNK);
-                        c.resize(kept::CHUNK, 1);
-                        c.clear();
-                        if give.send(c).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
+        let thread = crate::runtime::JobThread::spawn(format!("snapshot-memory-{worker}")).ok();
         let asked = Rc::new(std::cell::Cell::new(0usize));
         let received = Rc::new(tokio::sync::Notify::new());
         let (a, r) = (asked.clone(), received.clone());
@@ -542,9 +528,9 @@ impl KeptSupply {
                 r.notify_one();
             }
         });
-        // Without the thread, buffers are allocated where they are needed.
         KeptSupply {
-            ask: spawned.is_ok().then_some(ask),
+            thread,
+            give,
             asked,
             received,
         }
@@ -560,12 +546,23 @@ impl KeptSupply {
 
     /// Asks for what the pool lacks.
     fn top_up(&self) {
-        let Some(ask) = &self.ask else {
+        let Some(thread) = &self.thread else {
             return;
         };
         let have = kept::pool_bytes() + self.asked.get() * kept::CHUNK;
         let lack = kept::POOL_BYTES.saturating_sub(have) / kept::CHUNK;
-        if lack > 0 && ask.send(lack).is_ok() {
+        let give = self.give.clone();
+        let made = move || {
+            for _ in 0..lack {
+                let mut c = Vec::with_capacity(kept::CHUNK);
+                c.resize(kept::CHUNK, 1);
+                c.clear();
+                if give.send(c).is_err() {
+                    return;
+                }
+            }
+        };
+        if lack > 0 && thread.send(made) {
             self.asked.set(self.asked.get() + lack);
         }
     }

@@ -92,11 +92,7 @@ impl Records {
     /// Appends a record; returns its index.
     pub fn push(&mut self, rec: &[u8; RECORD]) -> usize {
         if self.len == self.chunks.len() * RECORDS_PER_CHUNK {
-            let mut c = buffer();
-            if c.capacity() < CHUNK {
-                c = Vec::with_capacity(CHUNK);
-            }
-            self.chunks.push(c);
+            self.chunks.push(take(CHUNK));
         }
         let c = self.chunks.last_mut().expect("a chunk was just made");
         c.extend_from_slice(rec);

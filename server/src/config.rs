@@ -395,6 +395,14 @@ enum Kind {
 
 /// Every directive the server understands, in the order CONFIG GET and
 /// CONFIG REWRITE list them.
+/// The values of the `enable-*` directives, as in Redis 7.
+const ENABLE: &[&str] = &["no", "yes", "local"];
+
+/// Index of an `enable-*` value in [`ENABLE`] (anything else reads as no).
+fn enable_index(v: &str) -> usize {
+    ENABLE.iter().position(|n| *n == v).unwrap_or(0)
+}
+
 static DIRECTIVES: &[Directive] = &[
     Directive {
         name: "bind",
@@ -778,26 +786,18 @@ static DIRECTIVES: &[Directive] = &[
         name: "enable-debug-command",
         mutable: false,
         kind: Kind::Enum {
-            names: &["no", "yes", "local"],
-            get: |c| match c.enable_debug_command.as_str() {
-                "yes" => 1,
-                "local" => 2,
-                _ => 0,
-            },
-            put: |c, i| c.enable_debug_command = ["no", "yes", "local"][i.min(2)].to_string(),
+            names: ENABLE,
+            get: |c| enable_index(&c.enable_debug_command),
+            put: |c, i| c.enable_debug_command = ENABLE[i.min(ENABLE.len() - 1)].to_string(),
         },
     },
     Directive {
         name: "enable-protected-configs",
         mutable: false,
         kind: Kind::Enum {
-            names: &["no", "yes", "local"],
-            get: |c| match c.enable_protected_configs.as_str() {
-                "yes" => 1,
-                "local" => 2,
-                _ => 0,
-            },
-            put: |c, i| c.enable_protected_configs = ["no", "yes", "local"][i.min(2)].to_string(),
+            names: ENABLE,
+            get: |c| enable_index(&c.enable_protected_configs),
+            put: |c, i| c.enable_protected_configs = ENABLE[i.min(ENABLE.len() - 1)].to_string(),
         },
     },
 ];

@@ -134,6 +134,13 @@ pub struct Config {
     /// another delta once the deltas since the last full snapshot add up to
     /// more than this percentage of its size. 1..=10000, default 50.
     pub snapshot_full_ratio: u32,
+    /// `snapshot-pace` (ours): while clients send commands, the snapshot's
+    /// walker rests this many times as long as each slice of its work took
+    /// (0: never rests). A walker that never rests keeps its worker thread
+    /// busy without a break, and on a machine whose cores are all busy the
+    /// scheduler then takes the thread off its core for milliseconds at a
+    /// time, with the connections it serves. 0..=20, default 3.
+    pub snapshot_pace: u32,
     /// `auto-aof-rewrite-percentage`: rewrite the log (a snapshot it
     /// restarts from) when it grew by this % over its size after the last
     /// rewrite; 0 disables. Default 100.
@@ -257,6 +264,7 @@ impl Default for Config {
             rdb_del_sync_files: false,
             snapshotdirname: "snapshotdir".to_string(),
             snapshot_full_ratio: 50,
+            snapshot_pace: 3,
             auto_aof_rewrite_percentage: 100,
             auto_aof_rewrite_min_size: 64 * 1024 * 1024,
             hz: 10,
@@ -581,6 +589,16 @@ static DIRECTIVES: &[Directive] = &[
             max: 10_000,
             get: |c| i64::from(c.snapshot_full_ratio),
             put: |c, v| c.snapshot_full_ratio = v as u32,
+        },
+    },
+    Directive {
+        name: "snapshot-pace",
+        mutable: true,
+        kind: Kind::Int {
+            min: 0,
+            max: 20,
+            get: |c| i64::from(c.snapshot_pace),
+            put: |c, v| c.snapshot_pace = v as u32,
         },
     },
     Directive {
@@ -1934,6 +1952,7 @@ mod tests {
             ("rdb-del-sync-files", "no"),
             ("snapshotdirname", "snapshotdir"),
             ("snapshot-full-ratio", "50"),
+            ("snapshot-pace", "3"),
             ("auto-aof-rewrite-percentage", "100"),
             ("auto-aof-rewrite-min-size", "67108864"),
             ("hz", "10"),
@@ -2064,6 +2083,7 @@ mod tests {
                 "snapshotdirname can't be a path, just a dirname",
             ),
             ("snapshot-full-ratio 0", "argument must be between 1 and 10000 inclusive"),
+            ("snapshot-pace 21", "argument must be between 0 and 20 inclusive"),
             ("rdbchecksum maybe", "argument must be 'yes' or 'no'"),
             ("save 60", "Invalid save parameters"),
             ("port \"abc", "Unbalanced quotes in configuration line"),
@@ -2604,7 +2624,7 @@ mod tests {
         );
         assert_eq!(
             names(&cfg, "SNAPSHOT*"),
-            vec!["snapshotdirname", "snapshot-full-ratio"]
+            vec!["snapshotdirname", "snapshot-full-ratio", "snapshot-pace"]
         );
         assert_eq!(get1(&cfg, "save"), "3600 1 300 100 60 10000");
 

@@ -196,7 +196,7 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
         let snap = shared.snapshot_status();
         let _ = write!(
             out,
-            "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{dirty}\r\nrdb_bgsave_in_progress:{running}\r\nrdb_last_save_time:{last}\r\nrdb_last_bgsave_status:{status}\r\nrdb_last_bgsave_time_sec:{took}\r\nrdb_current_bgsave_time_sec:{current}\r\nrdb_saves:{saves}\r\nrdb_last_cow_size:0\r\nrdb_last_snapshot_kind:{kind}\r\nrdb_last_snapshot_bytes:{bytes}\r\nrdb_last_snapshot_pages:{pages}\r\nrdb_last_snapshot_keys:{keys}\r\nrdb_last_snapshot_peak_pending_bytes:{peak}\r\nrdb_snapshots_kept:{kept}\r\n",
+            "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{dirty}\r\nrdb_bgsave_in_progress:{running}\r\nrdb_last_save_time:{last}\r\nrdb_last_bgsave_status:{status}\r\nrdb_last_bgsave_time_sec:{took}\r\nrdb_current_bgsave_time_sec:{current}\r\nrdb_saves:{saves}\r\nrdb_last_cow_size:0\r\nrdb_last_snapshot_kind:{kind}\r\nrdb_last_snapshot_bytes:{bytes}\r\nrdb_last_snapshot_pages:{pages}\r\nrdb_last_snapshot_keys:{keys}\r\nrdb_last_snapshot_peak_pending_bytes:{peak}\r\nrdb_last_snapshot_rest_usec:{rest}\r\nrdb_snapshots_kept:{kept}\r\n",
             dirty = figures.dirty,
             running = u8::from(snap.running_since.is_some()),
             last = snap.last_save_unix,
@@ -211,6 +211,7 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
             pages = snap.last_pages,
             keys = snap.last_keys,
             peak = snap.last_peak_pending,
+            rest = snap.last_rest_usec,
             kept = snap.manifest.snapshots.len(),
         );
         drop(snap);

@@ -62,6 +62,45 @@ pub async fn sleep(d: Duration) {
     tokio::time::sleep(d).await;
 }
 
+/// Sleeps with microsecond precision, for rests far shorter than the
+/// millisecond [`sleep`] resolves (a timerfd read on this thread's ring).
+/// Falls back to [`sleep`] where a timerfd cannot be made.
+pub struct FineTimer {
+    fd: Option<(tokio_uring::fs::File, RawFd)>,
+    buf: std::cell::Cell<Vec<u8>>,
+}
+
+impl FineTimer {
+    pub fn new() -> FineTimer {
+        let fd = crate::sys::timerfd().ok().map(|f| {
+            let raw = f.as_raw_fd();
+            (tokio_uring::fs::File::from_std(f), raw)
+        });
+        FineTimer {
+            fd,
+            buf: std::cell::Cell::new(Vec::with_capacity(8)),
+        }
+    }
+
+    pub async fn sleep(&self, d: Duration) {
+        let Some((file, raw)) = &self.fd else {
+            return sleep(d).await;
+        };
+        if crate::sys::timerfd_arm(*raw, d).is_err() {
+            return sleep(d).await;
+        }
+        // The expiry count (8 bytes); -1 = no offset (not seekable).
+        let mut buf = self.buf.take();
+        buf.clear();
+        buf.resize(8, 0);
+        let (r, buf) = file.read_at(buf, u64::MAX).await;
+        self.buf.set(buf);
+        if r.is_err() {
+            sleep(d).await;
+        }
+    }
+}
+
 /// Waits for `f` at most `d`; None on timeout (the operation is cancelled).
 pub async fn timeout<F: Future>(d: Duration, f: F) -> Option<F::Output> {
     tokio::time::timeout(d, f).await.ok()

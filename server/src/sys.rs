@@ -134,3 +134,38 @@ pub fn fadvise_dontneed(fd: RawFd, offset: u64, len: u64) {
         libc::posix_fadvise(fd, off, len, libc::POSIX_FADV_DONTNEED);
     }
 }
+
+/// A CLOCK_MONOTONIC timerfd (blocking reads: the ring polls it).
+pub fn timerfd() -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: no pointers; the descriptor is checked before use.
+    let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// Arms timerfd `fd` to expire once, `d` from now (at least 1 ns: a zero
+/// value would disarm it).
+pub fn timerfd_arm(fd: RawFd, d: std::time::Duration) -> io::Result<()> {
+    let d = d.max(std::time::Duration::from_nanos(1));
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+        },
+    };
+    // SAFETY: `spec` lives across the call; a null old-value pointer is
+    // allowed.
+    let r = unsafe { libc::timerfd_settime(fd, 0, &spec, std::ptr::null_mut()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

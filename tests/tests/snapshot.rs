@@ -1107,6 +1107,75 @@ fn snapshot_is_the_state_at_the_barrier_under_writes() {
     shutdown(server, &["SHUTDOWN", "NOSAVE"]);
 }
 
+/// Runs `f` while another connection keeps sending SETs; returns what
+/// `f` returned and how many SETs went out.
+fn with_busy_client<T>(server: &ServerProc, f: impl FnOnce() -> T) -> (T, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (mut con, stop) = (server.conn(), stop.clone());
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let () = redis::cmd("SET")
+                    .arg(format!("busy:{}", n % 100))
+                    .arg(n)
+                    .query(&mut con)
+                    .expect("the busy client's SET");
+                n += 1;
+            }
+            n
+        })
+    };
+    // It is sending before `f` starts.
+    thread::sleep(Duration::from_millis(50));
+    let out = f();
+    stop.store(true, Ordering::SeqCst);
+    let sets = writer.join().expect("busy client panicked");
+    (out, sets)
+}
+
+/// `snapshot-pace`: while clients send commands, the walker rests between
+/// its slices (INFO `rdb_last_snapshot_rest_usec`); with 0 it never rests.
+#[test]
+fn snapshot_rests_between_slices_while_clients_are_busy() {
+    if skip() {
+        return;
+    }
+    let mut rng = Rng::new(seed("snapshot_rests_between_slices_while_clients_are_busy"));
+    let scratch = ScratchDir::new("snapshot-pace");
+    let dir = scratch.path();
+    let mut state = State::new();
+    // ~8 MB over two shards: a dozen or more 256 KiB slices each.
+    for (pace, round) in [("20", "paced"), ("0", "unpaced")] {
+        // A fresh process, so that each snapshot is a full one.
+        let server = start(
+            dir,
+            &["--save", "", "--threads", "2", "--snapshot-pace", pace],
+        );
+        let mut con = server.conn();
+        if state.is_empty() {
+            preload(&mut con, &mut state, "bulk:", 8_000, 1000, &mut rng);
+        }
+        let (info, sets) = with_busy_client(&server, || bgsave(&server, &mut con));
+        info.expect(
+            round,
+            &[
+                ("rdb_last_bgsave_status", "ok"),
+                ("rdb_last_snapshot_kind", "full"),
+            ],
+        );
+        let rested = info.num("rdb_last_snapshot_rest_usec");
+        println!("{round}: rested {rested} us; {sets} SETs from the busy client");
+        assert!(sets > 0, "{round}: the busy client sent nothing");
+        if pace == "0" {
+            assert_eq!(rested, 0, "{round}: rested with snapshot-pace 0");
+        } else {
+            assert!(rested > 0, "{round}: never rested while a client was busy");
+        }
+        shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+    }
+}
+
 #[test]
 fn deltas_chain_loads_to_the_last_snapshot() {
     if skip() {

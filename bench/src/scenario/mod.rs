@@ -646,6 +646,42 @@ pub fn probe(
     }
 }
 
+/// A machine-stall detector beside the probe: a thread that asks to be
+/// woken every millisecond and records (start, ms late) of every wake-up
+/// over 2 ms late. It makes itself SCHED_FIFO (`chrt`, when allowed), so
+/// on a guest whose cores are all busy it still runs as soon as it is due:
+/// lateness it sees is the whole machine stopping (the host taking the
+/// vCPUs, kernel work that holds off scheduling), not the load on the
+/// guest's CPUs. Returns whether it got real-time priority.
+pub fn canary(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    out: std::sync::Arc<std::sync::Mutex<Vec<(Instant, f64)>>>,
+    rt: std::sync::mpsc::Sender<bool>,
+) {
+    let made_rt = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().map(|t| t.to_string_lossy().into_owned()))
+        .is_some_and(|tid| {
+            std::process::Command::new("chrt")
+                .args(["-f", "-p", "50", &tid])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    let _ = rt.send(made_rt);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_millis(1));
+        let late = start.elapsed().as_secs_f64() * 1e3 - 1.0;
+        if late > 2.0 {
+            if let Ok(mut v) = out.lock() {
+                v.push((start, late));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{
-    children_of, fill_values, info_field, info_u64, page_cache, page_size, probe, pss_of,
+    canary, children_of, fill_values, info_field, info_u64, page_cache, page_size, probe, pss_of,
     redis_server_bin, rss_of, Client, Common, Reply, Result, Scratch, Server, ServerProcess,
 };
 use crate::chart::{Chart, Marker, Panel, Series};
@@ -118,6 +118,16 @@ pub struct Summary {
     pub compared_secs: f64,
     pub stall_before_ms: f64,
     pub stall_during_ms: f64,
+    /// The same, leaving out probe stalls that overlap a machine-wide
+    /// stall of 5 ms or more seen by the real-time canary ([`canary`]).
+    pub stall_before_not_machine_ms: f64,
+    pub stall_during_not_machine_ms: f64,
+    /// Longest machine-wide stall the canary saw in either stretch.
+    pub machine_stall_before_ms: f64,
+    pub machine_stall_during_ms: f64,
+    /// Whether the canary ran SCHED_FIFO (else it shares the CPUs'
+    /// queue and its figures include the guest's own load).
+    pub canary_realtime: bool,
     pub probe_p99_before_ms: f64,
     pub probe_p99_during_ms: f64,
     pub throughput_before: f64,
@@ -198,6 +208,41 @@ pub fn probe_stats(probes: &[(f64, f64)], keep: impl Fn(f64, f64) -> bool) -> (f
     (max, quantile(&mut v, 0.99))
 }
 
+/// A canary wake-up this late (ms) marks a machine-wide stall.
+const MACHINE_STALL_MS: f64 = 5.0;
+
+/// The longest latency (ms) of the probes that `keep(sent, answered)`
+/// selects and whose wait overlaps no machine-wide stall (`machine`: the
+/// canary's (start s, ms late)); and the longest machine stall starting in
+/// the probes' stretch `[from, to)` (s).
+pub fn stall_not_machine(
+    probes: &[(f64, f64)],
+    machine: &[(f64, f64)],
+    keep: impl Fn(f64, f64) -> bool,
+    (from, to): (f64, f64),
+) -> (f64, f64) {
+    let stalls: Vec<(f64, f64)> = machine
+        .iter()
+        .filter(|m| m.1 >= MACHINE_STALL_MS)
+        .map(|&(at, late)| (at, at + (1.0 + late) / 1e3))
+        .collect();
+    let probe = probes
+        .iter()
+        .filter(|p| keep(p.0, p.0 + p.1 / 1e3))
+        .filter(|p| {
+            let (a, b) = (p.0, p.0 + p.1 / 1e3);
+            !stalls.iter().any(|&(s, e)| s < b && a < e)
+        })
+        .map(|p| p.1)
+        .fold(0.0, f64::max);
+    let worst = machine
+        .iter()
+        .filter(|m| m.0 >= from && m.0 < to)
+        .map(|m| m.1)
+        .fold(0.0, f64::max);
+    (probe, worst)
+}
+
 fn gib_str(b: f64) -> String {
     format!("{:.2} GiB", b / (1u64 << 30) as f64)
 }
@@ -266,6 +311,13 @@ fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> 
         let (stop, probes, port) = (stop.clone(), probes.clone(), server.port);
         thread::spawn(move || probe(port, t0, stop, probes))
     };
+    let machine = Arc::new(Mutex::new(Vec::new()));
+    let (rt_tx, rt_rx) = std::sync::mpsc::channel();
+    let canary = {
+        let (stop, machine) = (stop.clone(), machine.clone());
+        thread::spawn(move || canary(stop, machine, rt_tx))
+    };
+    let canary_rt = rt_rx.recv().unwrap_or(false);
 
     let pid = server.pid();
     let page = page_size();
@@ -355,6 +407,7 @@ fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> 
     };
     stop.store(true, Ordering::Relaxed);
     let _ = prober.join();
+    let _ = canary.join();
     let final_stats = info(&mut ctl, "stats").unwrap_or_default();
     let final_persistence = info(&mut ctl, "persistence").unwrap_or_default();
     drop(ctl);
@@ -383,6 +436,10 @@ fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> 
         .lock()
         .map(|v| v.iter().map(|&(at, lat)| (rel(at), lat)).collect())
         .unwrap_or_default();
+    let machine: Vec<(f64, f64)> = machine
+        .lock()
+        .map(|v| v.iter().map(|&(at, late)| (rel(at), late)).collect())
+        .unwrap_or_default();
     let snapshot_secs = rel(end_at);
     let summary = summarize(
         keys,
@@ -391,6 +448,7 @@ fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> 
         args.baseline,
         &samples,
         &probes,
+        canary_rt.then_some(machine.as_slice()),
         &final_stats,
         &final_persistence,
     );
@@ -411,6 +469,7 @@ pub fn summarize(
     baseline: f64,
     samples: &[Sample],
     probes: &[(f64, f64)],
+    machine: Option<&[(f64, f64)]>,
     stats: &str,
     persistence: &str,
 ) -> Summary {
@@ -433,9 +492,14 @@ pub fn summarize(
     let compared = snapshot_secs.min(baseline).max(0.1);
     let (stall_before, p99_before) =
         probe_stats(probes, |sent, answered| sent >= -compared && answered < 0.0);
-    let (stall_during, p99_during) = probe_stats(probes, |sent, answered| {
-        answered >= 0.0 && sent < snapshot_secs.max(0.1)
-    });
+    let in_snapshot = |sent: f64, answered: f64| answered >= 0.0 && sent < snapshot_secs.max(0.1);
+    let in_before = |sent: f64, answered: f64| sent >= -compared && answered < 0.0;
+    let (stall_during, p99_during) = probe_stats(probes, in_snapshot);
+    let canary = machine.unwrap_or_default();
+    let (not_machine_before, machine_before) =
+        stall_not_machine(probes, canary, in_before, (-compared, 0.0));
+    let (not_machine_during, machine_during) =
+        stall_not_machine(probes, canary, in_snapshot, (0.0, snapshot_secs.max(0.1)));
     let mean = |v: &[&Sample], from: f64| {
         let xs: Vec<f64> = v
             .iter()
@@ -467,6 +531,11 @@ pub fn summarize(
         compared_secs: compared,
         stall_before_ms: stall_before,
         stall_during_ms: stall_during,
+        stall_before_not_machine_ms: not_machine_before,
+        stall_during_not_machine_ms: not_machine_during,
+        machine_stall_before_ms: machine_before,
+        machine_stall_during_ms: machine_during,
+        canary_realtime: machine.is_some(),
         probe_p99_before_ms: p99_before,
         probe_p99_during_ms: p99_during,
         throughput_before: mean(&before, -compared),
@@ -512,6 +581,20 @@ fn print_summary(name: &str, s: &Summary) {
     println!(
         "  longest probe stall           {:.2} ms during vs {:.2} ms in the {:.1} s before",
         s.stall_during_ms, s.stall_before_ms, s.compared_secs
+    );
+    println!(
+        "  machine-wide stalls (canary{}) {:.2} ms during vs {:.2} ms before",
+        if s.canary_realtime {
+            ""
+        } else {
+            ", not real-time"
+        },
+        s.machine_stall_during_ms,
+        s.machine_stall_before_ms
+    );
+    println!(
+        "  longest probe stall not in one {:.2} ms during vs {:.2} ms before",
+        s.stall_during_not_machine_ms, s.stall_before_not_machine_ms
     );
     println!(
         "  probe p99                     {:.3} ms during vs {:.3} ms before",
@@ -736,6 +819,7 @@ mod tests {
             5.0,
             &samples,
             &probes,
+            Some(&[(0.21, 30.0)]),
             "latest_fork_usec:1234\r\n",
             "rdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:2\r\n",
         );
@@ -747,8 +831,40 @@ mod tests {
         assert_eq!(s.peak_page_cache_growth, 500);
         assert_eq!(s.compared_secs, 2.0);
         assert_eq!((s.stall_before_ms, s.stall_during_ms), (4.0, 20.0));
+        // The 20 ms stall at +0.2 s overlaps the canary's 30 ms one.
+        assert_eq!(
+            (s.stall_before_not_machine_ms, s.stall_during_not_machine_ms),
+            (4.0, 0.2)
+        );
+        assert_eq!(
+            (s.machine_stall_before_ms, s.machine_stall_during_ms),
+            (0.0, 30.0)
+        );
+        assert!(s.canary_realtime);
         assert_eq!(s.latest_fork_usec, Some(1234));
         assert_eq!(s.rdb_last_bgsave_time_sec, Some(2));
         assert_eq!(s.rdb_last_bgsave_status.as_deref(), Some("ok"));
+    }
+
+    #[test]
+    fn machine_stalls_excuse_only_the_probes_they_overlap() {
+        // Probes: (sent s, latency ms). Canary: (start s, ms late).
+        let probes = [(1.0, 12.0), (2.0, 15.0), (3.0, 19.0)];
+        let machine = [(0.995, 20.0), (2.0, 3.0), (2.97, 40.0)];
+        let all = |_: f64, _: f64| true;
+        // The first probe overlaps the stall at 0.995-1.016 s, the third the
+        // one at 2.97-3.011 s; a 3 ms lateness is no machine stall.
+        assert_eq!(
+            stall_not_machine(&probes, &machine, all, (0.0, 5.0)),
+            (15.0, 40.0)
+        );
+        assert_eq!(
+            stall_not_machine(&probes, &machine, all, (0.0, 2.8)),
+            (15.0, 20.0)
+        );
+        assert_eq!(
+            stall_not_machine(&probes, &[], all, (0.0, 5.0)),
+            (19.0, 0.0)
+        );
     }
 }

@@ -722,7 +722,7 @@ async fn apply_changes(conn: &Conn, changed: &[&str]) {
 /// Redis's SAVE the server keeps serving meanwhile (nothing forks and
 /// nothing blocks: it is the same work as BGSAVE).
 async fn save(conn: &mut Conn) -> Result<(), Error> {
-    match crate::snapshot::save(&conn.worker, false).await {
+    match crate::snapshot::save(&conn.worker, false, crate::snapshot::Speed::Now).await {
         Err(crate::snapshot::StartError::Busy) => {
             Err(Error::msg("ERR Background save already in progress"))
         }
@@ -754,7 +754,13 @@ fn bgsave(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
     };
     let worker = conn.worker.clone();
     crate::runtime::spawn(async move {
-        let _ = crate::snapshot::save_claimed(&worker, started, false).await;
+        let _ = crate::snapshot::save_claimed(
+            &worker,
+            started,
+            false,
+            crate::snapshot::Speed::Background,
+        )
+        .await;
     });
     log::notice("Background saving started");
     resp::write_simple(&mut conn.wbuf, "Background saving started");

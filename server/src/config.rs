@@ -134,9 +134,10 @@ pub struct Config {
     /// another delta once the deltas since the last full snapshot add up to
     /// more than this percentage of its size. 1..=10000, default 50.
     pub snapshot_full_ratio: u32,
-    /// `snapshot-pace` (ours): while clients send commands, the snapshot's
-    /// walker rests this many times as long as each slice of its work took
-    /// (0: never rests). A walker that never rests keeps its worker thread
+    /// `snapshot-pace` (ours): while clients send commands, a background
+    /// snapshot's walker (BGSAVE, save rules, log rewrites; not SAVE or the
+    /// snapshot at shutdown) rests this many times as long as each slice
+    /// of its work took (0: never rests). A walker that never rests keeps its worker thread
     /// busy without a break, and on a machine whose cores are all busy the
     /// scheduler then takes the thread off its core for milliseconds at a
     /// time, with the connections it serves. 0..=20, default 3.

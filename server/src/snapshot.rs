@@ -702,7 +702,8 @@ async fn write_file(
 /// Gives way to client requests between the walker's slices: a plain
 /// yield to the loop when no client sent a command since the last slice
 /// (the snapshot runs at full speed on an otherwise idle server), else a
-/// rest of `pace` times the slice's own time (`snapshot-pace`).
+/// rest of `pace` times the slice's own time (`snapshot-pace` for a
+/// [`Speed::Background`] snapshot, 0 for [`Speed::Now`]).
 ///
 /// Why rest at all: a walker that only yields keeps its worker thread
 /// runnable from the barrier to the end. Where the machine's cores are all
@@ -801,6 +802,17 @@ async fn write_blocks(
     Ok(written)
 }
 
+/// Whether a snapshot gives way to busy clients ([`Pacer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speed {
+    /// BGSAVE, the save rules, log rewrites: rests between slices while
+    /// clients send commands (`snapshot-pace`).
+    Background,
+    /// SAVE and the snapshot at shutdown: someone waits for it to end, so
+    /// it never rests.
+    Now,
+}
+
 /// Why a snapshot could not start.
 #[derive(Debug)]
 pub enum StartError {
@@ -826,9 +838,10 @@ pub fn claim(shared: &Shared) -> Result<Instant, StartError> {
 pub async fn save(
     worker: &Rc<Worker>,
     force_full: bool,
+    speed: Speed,
 ) -> Result<Result<Tally, String>, StartError> {
     let started = claim(&worker.shared)?;
-    Ok(save_claimed(worker, started, force_full).await)
+    Ok(save_claimed(worker, started, force_full, speed).await)
 }
 
 /// [`save`] after a successful [`claim`].
@@ -836,6 +849,7 @@ pub async fn save_claimed(
     worker: &Rc<Worker>,
     started: Instant,
     force_full: bool,
+    speed: Speed,
 ) -> Result<Tally, String> {
     let shared = worker.shared.clone();
     let (full, id, parent, base) = {
@@ -869,7 +883,7 @@ pub async fn save_claimed(
         };
         (full, id, parent, base)
     };
-    let r = run(worker, &shared, full, id, parent, base).await;
+    let r = run(worker, &shared, full, id, parent, base, speed).await;
     let elapsed = started.elapsed();
     let mut st = shared.snapshot_status();
     st.running_since = None;
@@ -913,12 +927,12 @@ pub async fn save_claimed(
 /// usual, and the log after the snapshot's lsns is what stays.
 pub async fn rewrite_claimed(worker: &Rc<Worker>, started: Instant) -> Result<Tally, String> {
     worker.shared.snapshot_status().rewrite_running = true;
-    let mut r = save_claimed(worker, started, false).await;
+    let mut r = save_claimed(worker, started, false, Speed::Background).await;
     // Turning the log on: if that snapshot only detached an old log
     // (`logswitch`, step 1), the next one is the new log's base.
     if r.is_ok() && crate::logswitch::pending(&worker.shared) {
         if let Ok(again) = claim(&worker.shared) {
-            r = save_claimed(worker, again, false).await;
+            r = save_claimed(worker, again, false, Speed::Background).await;
         }
     }
     let mut st = worker.shared.snapshot_status();
@@ -958,6 +972,7 @@ async fn run(
     id: u64,
     parent: u64,
     base: u64,
+    speed: Speed,
 ) -> Result<(SnapshotMeta, Tally, Costs), String> {
     let (dir, stem, compress, databases) = {
         let c = shared.config();
@@ -1045,6 +1060,7 @@ async fn run(
     } else {
         write_all(
             worker, &dir, &stem, kind, id, base, parent, databases, created_ms, &barrier, log_id,
+            speed,
         )
         .await
     };
@@ -1100,11 +1116,16 @@ async fn write_all(
     created_ms: u64,
     barrier: &[Point],
     log_id: Option<u64>,
+    speed: Speed,
 ) -> Result<(SnapshotMeta, Tally, Costs), String> {
     let shards = barrier.len();
     let (compression, pace) = {
         let c = worker.shared.config();
-        (c.rdbcompression, c.snapshot_pace)
+        let pace = match speed {
+            Speed::Background => c.snapshot_pace,
+            Speed::Now => 0,
+        };
+        (c.rdbcompression, pace)
     };
     // 2. Every shard writes its file.
     let mut waits = Vec::with_capacity(shards);
@@ -1369,7 +1390,7 @@ pub async fn cron(worker: Rc<Worker>) {
             continue;
         }
         if scheduled {
-            let _ = save(&worker, false).await;
+            let _ = save(&worker, false, Speed::Background).await;
             continue;
         }
         if let Some(why) = rewrite_due(&worker.shared) {
@@ -1390,7 +1411,7 @@ pub async fn cron(worker: Rc<Worker>) {
             continue;
         };
         log::notice(&format!("{changes} changes in {secs} seconds. Saving..."));
-        let _ = save(&worker, false).await;
+        let _ = save(&worker, false, Speed::Background).await;
     }
 }
 
@@ -1441,7 +1462,7 @@ fn rewrite_due(shared: &Shared) -> Option<String> {
 pub async fn final_save(worker: &Rc<Worker>) -> bool {
     log::notice("Saving the final snapshot before exiting.");
     loop {
-        match save(worker, false).await {
+        match save(worker, false, Speed::Now).await {
             Err(StartError::Busy) => {
                 crate::runtime::sleep(std::time::Duration::from_millis(10)).await;
             }

@@ -1134,8 +1134,9 @@ fn with_busy_client<T>(server: &ServerProc, f: impl FnOnce() -> T) -> (T, u64) {
     (out, sets)
 }
 
-/// `snapshot-pace`: while clients send commands, the walker rests between
-/// its slices (INFO `rdb_last_snapshot_rest_usec`); with 0 it never rests.
+/// `snapshot-pace`: while clients send commands, a background snapshot's
+/// walker rests between its slices (INFO `rdb_last_snapshot_rest_usec`);
+/// SAVE (its caller waits) and `snapshot-pace 0` never rest.
 #[test]
 fn snapshot_rests_between_slices_while_clients_are_busy() {
     if skip() {
@@ -1145,20 +1146,36 @@ fn snapshot_rests_between_slices_while_clients_are_busy() {
     let scratch = ScratchDir::new("snapshot-pace");
     let dir = scratch.path();
     let mut state = State::new();
-    // ~8 MB over two shards: a dozen or more 256 KiB slices each.
-    for (pace, round) in [("20", "paced"), ("0", "unpaced")] {
-        // A fresh process, so that each snapshot is a full one.
+    for (pace, command, rests) in [
+        ("20", "BGSAVE", true),
+        ("20", "SAVE", false),
+        ("0", "BGSAVE", false),
+    ] {
+        let round = format!("snapshot-pace {pace}, {command}");
+        // A fresh process each time, so that each snapshot is a full one.
         let server = start(
             dir,
             &["--save", "", "--threads", "2", "--snapshot-pace", pace],
         );
         let mut con = server.conn();
         if state.is_empty() {
+            // ~8 MB over two shards: a dozen or more 256 KiB slices each.
             preload(&mut con, &mut state, "bulk:", 8_000, 1000, &mut rng);
         }
-        let (info, sets) = with_busy_client(&server, || bgsave(&server, &mut con));
+        let (info, sets) = with_busy_client(&server, || {
+            if command == "SAVE" {
+                assert_eq!(
+                    show(&raw_cmd(&server, &["SAVE"])),
+                    show(b"+OK\r\n"),
+                    "{round}"
+                );
+                Info::read(&mut con)
+            } else {
+                bgsave(&server, &mut con)
+            }
+        });
         info.expect(
-            round,
+            &round,
             &[
                 ("rdb_last_bgsave_status", "ok"),
                 ("rdb_last_snapshot_kind", "full"),
@@ -1167,10 +1184,10 @@ fn snapshot_rests_between_slices_while_clients_are_busy() {
         let rested = info.num("rdb_last_snapshot_rest_usec");
         println!("{round}: rested {rested} us; {sets} SETs from the busy client");
         assert!(sets > 0, "{round}: the busy client sent nothing");
-        if pace == "0" {
-            assert_eq!(rested, 0, "{round}: rested with snapshot-pace 0");
-        } else {
+        if rests {
             assert!(rested > 0, "{round}: never rested while a client was busy");
+        } else {
+            assert_eq!(rested, 0, "{round}: rested");
         }
         shutdown(server, &["SHUTDOWN", "NOSAVE"]);
     }

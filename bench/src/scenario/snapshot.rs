@@ -71,6 +71,14 @@ pub struct SnapshotArgs {
     /// after run (the M1.4 targets need Redis in the same run).
     #[arg(long)]
     pub skip_redis: bool,
+    /// Idle seconds before each server starts. On this VM, after a process
+    /// frees gigabytes (the previous server, or a previous run), the guest
+    /// reports the free memory to the host (virtio-balloon free page
+    /// reporting, every ~2 s), and while that goes on, a server filling
+    /// and serving stalls the whole machine for 15-30 ms every 2.2-2.5 s
+    /// (a real-time canary saw it; none after 30 s idle; BENCHMARKS.md).
+    #[arg(long, default_value_t = 30.0)]
+    pub settle: f64,
 }
 
 /// One 100 ms sample. Times are seconds relative to the BGSAVE.
@@ -161,6 +169,7 @@ pub struct SnapshotResult {
     pub value_size: u64,
     pub baseline_secs: f64,
     pub duration_after_secs: f64,
+    pub settle_secs: f64,
     pub servers: Vec<ServerResult>,
 }
 
@@ -723,6 +732,14 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
         if args.skip_redis && matches!(server, Server::Redis) {
             continue;
         }
+        if args.settle > 0.0 {
+            println!(
+                "{}: {:.0} s idle first (the machine settles after earlier runs)",
+                server.name(),
+                args.settle
+            );
+            thread::sleep(Duration::from_secs_f64(args.settle));
+        }
         let p = match server {
             Server::Redis => ServerProcess::start(
                 server,
@@ -756,6 +773,7 @@ pub fn run(args: &SnapshotArgs) -> Result<()> {
         gib: args.gib,
         value_size: args.value_size,
         baseline_secs: args.baseline,
+        settle_secs: args.settle,
         duration_after_secs: args.duration_after,
         servers,
     };

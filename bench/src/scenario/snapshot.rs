@@ -1,7 +1,9 @@
 //! `bench scenario snapshot-under-load`: what a BGSAVE costs while the
 //! server is busy.
 //!
-//! Per server: fill `--gib` GiB with sequential SETs (pipelined), start an
+//! Per server, after `--settle` seconds idle (the VM stalls for tens of
+//! milliseconds every ~2 s for a while after a big process exits): fill
+//! `--gib` GiB with sequential SETs (pipelined), start an
 //! overwrite load at full speed (uniform keys over the filled range, in a
 //! background thread), start a probe client (one connection, a PING about
 //! every millisecond, its own thread), wait `--baseline` seconds, send

@@ -699,6 +699,9 @@ async fn write_file(
     })
 }
 
+/// The longest single rest of [`Pacer`].
+const MAX_REST: Duration = Duration::from_millis(10);
+
 /// Gives way to client requests between the walker's slices: a plain
 /// yield to the loop when no client sent a command since the last slice
 /// (the snapshot runs at full speed on an otherwise idle server), else a
@@ -758,7 +761,9 @@ impl<'a> Pacer<'a> {
         match &self.timer {
             Some(timer) if busy && roomy => {
                 let from = Instant::now();
-                timer.sleep(worked * self.pace).await;
+                // A slice the scheduler interrupted took far longer than
+                // its work: rest no more than MAX_REST after it.
+                timer.sleep((worked * self.pace).min(MAX_REST)).await;
                 self.rested += from.elapsed();
             }
             _ => crate::runtime::yield_to_loop().await,

@@ -270,7 +270,7 @@ impl Kept {
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&r[at..at + 8]);
-            u64::from_le_bytes(b) as usize
+            u64::from_le_bytes(b)
         };
         let u32_at = |at: usize| {
             let mut b = [0u8; 4];
@@ -278,12 +278,12 @@ impl Kept {
             u32::from_le_bytes(b)
         };
         let span = |at: usize| Span {
-            chunk: u64_at(at),
-            start: u64_at(at + 8),
-            len: u64_at(at + 16),
+            chunk: u64_at(at) as usize,
+            start: u64_at(at + 8) as usize,
+            len: u64_at(at + 16) as usize,
         };
         let kept = Kept {
-            hash: u64_at(0) as u64,
+            hash: u64_at(0),
             region: usize::from(r[12]),
             key: span(16),
             old: (r[13] == 1).then(|| span(40)),
@@ -307,9 +307,7 @@ impl std::fmt::Debug for Capture {
 impl Drop for Capture {
     /// The capture's buffers go back to the thread's pool for the next one.
     fn drop(&mut self) {
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        crate::snapshot::kept::recycle(out);
+        crate::snapshot::kept::recycle(std::mem::take(&mut self.out));
         std::mem::take(&mut self.enc).recycle();
     }
 }
@@ -326,14 +324,11 @@ impl Capture {
         }
         let region = (idx as usize / self.region_pages).min(self.arenas.len() - 1);
         let mut count = 0;
-        let mut at = page.kept;
-        while at != 0 {
-            let (k, next) = Kept::from_record(&self.records.get(at as usize - 1));
+        for k in self.list_of(page.kept) {
             if k.hash == hash && self.arenas[k.region].get(k.key) == key {
                 return;
             }
             count += 1;
-            at = next;
         }
         // (An index past u32 cannot be linked: write the page instead.)
         if count >= KEPT_MAX || self.records.len() >= u32::MAX as usize - 1 {
@@ -356,15 +351,16 @@ impl Capture {
         page.kept = (i + 1) as u32;
     }
 
-    /// Takes page `page`'s kept list into `self.list` (newest first).
-    fn take_list(&mut self, page: &mut Page) {
-        self.list.clear();
-        let mut at = std::mem::take(&mut page.kept);
-        while at != 0 {
-            let (k, next) = Kept::from_record(&self.records.get(at as usize - 1));
-            self.list.push(k);
+    /// The kept list starting at record `head` (a page's `kept`), newest
+    /// first.
+    fn list_of(&self, head: u32) -> impl Iterator<Item = Kept> + '_ {
+        let mut at = head;
+        std::iter::from_fn(move || {
+            let i = at.checked_sub(1)?;
+            let (k, next) = Kept::from_record(&self.records.get(i as usize));
             at = next;
-        }
+            Some(k)
+        })
     }
 
     /// Writes `page` into the snapshot as it was at the barrier, unless it
@@ -440,8 +436,10 @@ impl Capture {
 
     /// Writes a page of the table with what it kept (see [`Capture::save`]).
     fn save_page(&mut self, page: &mut Page) -> usize {
-        self.take_list(page);
-        let list = std::mem::take(&mut self.list);
+        // The page's kept list, decoded into the reused `self.list`.
+        let mut list = std::mem::take(&mut self.list);
+        list.clear();
+        list.extend(self.list_of(std::mem::take(&mut page.kept)));
         let work = self.save(page, &list);
         self.list = list;
         work

@@ -137,10 +137,11 @@ pub struct Config {
     /// `snapshot-pace` (ours): while clients send commands, a background
     /// snapshot's walker (BGSAVE, save rules, log rewrites; not SAVE or the
     /// snapshot at shutdown) rests this many times as long as each slice
-    /// of its work took (0: never rests). A walker that never rests keeps its worker thread
-    /// busy without a break, and on a machine whose cores are all busy the
-    /// scheduler then takes the thread off its core for milliseconds at a
-    /// time, with the connections it serves. 0..=20, default 3.
+    /// of its work took (0: never rests). A walker that never rests keeps
+    /// its worker thread busy without a break, and on a machine whose cores
+    /// are all busy the scheduler then takes the thread off its core for
+    /// milliseconds at a time, with the connections it serves. 0..=20,
+    /// default 3.
     pub snapshot_pace: u32,
     /// `auto-aof-rewrite-percentage`: rewrite the log (a snapshot it
     /// restarts from) when it grew by this % over its size after the last
@@ -402,8 +403,6 @@ enum Kind {
     Save,
 }
 
-/// Every directive the server understands, in the order CONFIG GET and
-/// CONFIG REWRITE list them.
 /// The values of the `enable-*` directives, as in Redis 7.
 const ENABLE: &[&str] = &["no", "yes", "local"];
 
@@ -412,6 +411,8 @@ fn enable_index(v: &str) -> usize {
     ENABLE.iter().position(|n| *n == v).unwrap_or(0)
 }
 
+/// Every directive the server understands, in the order CONFIG GET and
+/// CONFIG REWRITE list them.
 static DIRECTIVES: &[Directive] = &[
     Directive {
         name: "bind",

@@ -739,12 +739,7 @@ impl<'a> Pacer<'a> {
     /// Commands the server's clients have sent so far (all workers': a
     /// shard also runs commands for other workers' connections).
     fn commands(worker: &Worker) -> u64 {
-        worker
-            .shared
-            .stats
-            .iter()
-            .map(|s| s.commands.load(Ordering::Relaxed))
-            .sum()
+        crate::shared::sum(&worker.shared.stats, |s| &s.commands)
     }
 
     /// Gives way after a slice that took `worked`, the shard's snapshot

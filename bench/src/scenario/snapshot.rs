@@ -501,10 +501,9 @@ pub fn summarize(
     let cache_at_start = before.last().map_or(0, |s| s.page_cache);
     let peak_cache = after_start.iter().map(|s| s.page_cache).max().unwrap_or(0);
     let compared = snapshot_secs.min(baseline).max(0.1);
-    let (stall_before, p99_before) =
-        probe_stats(probes, |sent, answered| sent >= -compared && answered < 0.0);
-    let in_snapshot = |sent: f64, answered: f64| answered >= 0.0 && sent < snapshot_secs.max(0.1);
     let in_before = |sent: f64, answered: f64| sent >= -compared && answered < 0.0;
+    let in_snapshot = |sent: f64, answered: f64| answered >= 0.0 && sent < snapshot_secs.max(0.1);
+    let (stall_before, p99_before) = probe_stats(probes, in_before);
     let (stall_during, p99_during) = probe_stats(probes, in_snapshot);
     let canary = machine.unwrap_or_default();
     let (not_machine_before, machine_before) =

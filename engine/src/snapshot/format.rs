@@ -414,8 +414,7 @@ impl Encoder {
         let Encoder {
             raw, packed, parts, ..
         } = self;
-        for mut b in [raw, packed, parts] {
-            b.clear();
+        for b in [raw, packed, parts] {
             recycle(b);
         }
     }

@@ -33,7 +33,8 @@ thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Adds a chunk (its memory already touched) to this thread's pool.
+/// Adds a chunk (its memory already touched) to this thread's pool,
+/// emptied.
 pub fn give(mut chunk: Vec<u8>) {
     chunk.clear();
     POOL.with(|p| p.borrow_mut().push(chunk));
@@ -51,12 +52,17 @@ pub fn buffer() -> Vec<u8> {
     POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default()
 }
 
-/// Returns a buffer to the pool if it is a chunk and the pool is short;
-/// frees it otherwise.
+/// Returns a buffer to the pool (emptied) if it is a chunk and the pool
+/// is short; frees it otherwise.
 pub fn recycle(buf: Vec<u8>) {
     if buf.capacity() == CHUNK && pool_bytes() + CHUNK <= POOL_BYTES {
         give(buf);
     }
+}
+
+/// [`recycle`]s every chunk of `chunks`.
+fn recycle_all(chunks: &mut Vec<Vec<u8>>) {
+    chunks.drain(..).for_each(recycle);
 }
 
 /// A chunk of at least `len` bytes: from the pool, or newly allocated.
@@ -118,9 +124,7 @@ impl Records {
 
 impl Drop for Records {
     fn drop(&mut self) {
-        for c in self.chunks.drain(..) {
-            recycle(c);
-        }
+        recycle_all(&mut self.chunks);
     }
 }
 
@@ -171,9 +175,7 @@ impl Arena {
 impl Drop for Arena {
     /// Chunks go back to the pool while it is short; the rest is freed.
     fn drop(&mut self) {
-        for c in self.chunks.drain(..) {
-            recycle(c);
-        }
+        recycle_all(&mut self.chunks);
     }
 }
 

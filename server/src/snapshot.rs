@@ -654,11 +654,13 @@ async fn write_file(
         let (done, tally, held) = {
             let mut shard = worker.shard.borrow_mut();
             let done = shard.snapshot_step(SLICE);
-            let held = shard.snapshot_pending_bytes() as u64;
-            peak = peak.max(held);
+            peak = peak.max(shard.snapshot_pending_bytes() as u64);
             let start = pending.len();
             let t = shard.take_snapshot_frames(pending);
             body.crc = crc32c::crc32c_append(body.crc, &pending[start..]);
+            // What stays held after this slice's frames are taken: what
+            // a longer snapshot would keep growing (the pacer's bound).
+            let held = shard.snapshot_pending_bytes() as u64;
             (done, t, held)
         };
         body.tally.pages += tally.pages;
@@ -743,7 +745,8 @@ impl<'a> Pacer<'a> {
     }
 
     /// Gives way after a slice that took `worked`, the shard's snapshot
-    /// holding `held` bytes (kept entries and frames not yet written).
+    /// still holding `held` bytes once the slice's frames were taken (the
+    /// entries kept aside, mostly).
     async fn rest(&mut self, worked: Duration, held: u64) {
         let now = Self::commands(self.worker);
         let busy = now != self.commands;

@@ -1152,44 +1152,62 @@ fn snapshot_rests_between_slices_while_clients_are_busy() {
         ("0", "BGSAVE", false),
     ] {
         let round = format!("snapshot-pace {pace}, {command}");
-        // A fresh process each time, so that each snapshot is a full one.
-        let server = start(
-            dir,
-            &["--save", "", "--threads", "2", "--snapshot-pace", pace],
-        );
-        let mut con = server.conn();
-        if state.is_empty() {
-            // ~8 MB over two shards: a dozen or more 256 KiB slices each.
-            preload(&mut con, &mut state, "bulk:", 8_000, 1000, &mut rng);
-        }
-        let (info, sets) = with_busy_client(&server, || {
-            if command == "SAVE" {
-                assert_eq!(
-                    show(&raw_cmd(&server, &["SAVE"])),
-                    show(b"+OK\r\n"),
-                    "{round}"
-                );
-                Info::read(&mut con)
-            } else {
-                bgsave(&server, &mut con)
+        // A snapshot of 8 MB lasts a few tens of milliseconds; on a loaded
+        // machine (CI runs this file's tests side by side on 2 cores) the
+        // busy client can be off its core for all of it, and then there
+        // is nothing to rest for. So the round that must rest gets a few
+        // tries; the ones that must not rest get one, which is the strict
+        // side for them.
+        let tries = if rests { 4 } else { 1 };
+        let mut rested = 0;
+        for attempt in 1..=tries {
+            // A fresh process each time, so that each snapshot is a full one.
+            let server = start(
+                dir,
+                &["--save", "", "--threads", "2", "--snapshot-pace", pace],
+            );
+            let mut con = server.conn();
+            if state.is_empty() {
+                // ~8 MB over two shards: a dozen or more 256 KiB slices each.
+                preload(&mut con, &mut state, "bulk:", 8_000, 1000, &mut rng);
             }
-        });
-        info.expect(
-            &round,
-            &[
-                ("rdb_last_bgsave_status", "ok"),
-                ("rdb_last_snapshot_kind", "full"),
-            ],
-        );
-        let rested = info.num("rdb_last_snapshot_rest_usec");
-        println!("{round}: rested {rested} us; {sets} SETs from the busy client");
-        assert!(sets > 0, "{round}: the busy client sent nothing");
+            let (info, sets) = with_busy_client(&server, || {
+                if command == "SAVE" {
+                    assert_eq!(
+                        show(&raw_cmd(&server, &["SAVE"])),
+                        show(b"+OK\r\n"),
+                        "{round}"
+                    );
+                    Info::read(&mut con)
+                } else {
+                    bgsave(&server, &mut con)
+                }
+            });
+            info.expect(
+                &round,
+                &[
+                    ("rdb_last_bgsave_status", "ok"),
+                    ("rdb_last_snapshot_kind", "full"),
+                ],
+            );
+            rested = info.num("rdb_last_snapshot_rest_usec");
+            println!(
+                "{round} (try {attempt}): rested {rested} us; {sets} SETs from the busy client"
+            );
+            assert!(sets > 0, "{round}: the busy client sent nothing");
+            shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+            if rested > 0 {
+                break;
+            }
+        }
         if rests {
-            assert!(rested > 0, "{round}: never rested while a client was busy");
+            assert!(
+                rested > 0,
+                "{round}: never rested while a client was busy ({tries} tries)"
+            );
         } else {
             assert_eq!(rested, 0, "{round}: rested");
         }
-        shutdown(server, &["SHUTDOWN", "NOSAVE"]);
     }
 }
 

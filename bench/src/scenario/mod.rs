@@ -650,25 +650,38 @@ pub fn probe(
 /// woken every millisecond and records (start, ms late) of every wake-up
 /// over 2 ms late. It makes itself SCHED_FIFO (`chrt`, when allowed), so
 /// on a guest whose cores are all busy it still runs as soon as it is due:
-/// lateness it sees is the whole machine stopping (the host taking the
-/// vCPUs, kernel work that holds off scheduling), not the load on the
-/// guest's CPUs. Returns whether it got real-time priority.
+/// lateness it sees is the machine or its vCPU stopping (the host not
+/// running the vCPU, kernel work that holds off scheduling), not the load
+/// on the guest's CPUs.
+///
+/// With `cpu`, it first pins itself there (`taskset`): a timer fires on
+/// the CPU that armed it, so an unpinned canary sees only the stalls of
+/// whichever vCPU it happens to sit on, and a host that does not run the
+/// other vCPU for 15 ms (measured: a worker runnable that long while
+/// `perf sched` saw no event at all on the other vCPU) goes unseen. Run one
+/// per CPU ([`canaries`]). Sends whether it got real-time priority (and
+/// its CPU, when asked).
 pub fn canary(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     out: std::sync::Arc<std::sync::Mutex<Vec<(Instant, f64)>>>,
     rt: std::sync::mpsc::Sender<bool>,
+    cpu: Option<usize>,
 ) {
-    let made_rt = std::fs::read_link("/proc/thread-self")
+    let tid = std::fs::read_link("/proc/thread-self")
         .ok()
-        .and_then(|p| p.file_name().map(|t| t.to_string_lossy().into_owned()))
-        .is_some_and(|tid| {
-            std::process::Command::new("chrt")
-                .args(["-f", "-p", "50", &tid])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        });
+        .and_then(|p| p.file_name().map(|t| t.to_string_lossy().into_owned()));
+    let run = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let made_rt = tid.is_some_and(|tid| {
+        let pinned = cpu.is_none_or(|c| run("taskset", &["-p", "-c", &c.to_string(), &tid]));
+        pinned && run("chrt", &["-f", "-p", "50", &tid])
+    });
     let _ = rt.send(made_rt);
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let start = Instant::now();
@@ -680,6 +693,26 @@ pub fn canary(
             }
         }
     }
+}
+
+/// Starts one [`canary`] per CPU this process may run on, all recording
+/// into `out`; returns their threads and whether every one got real-time
+/// priority on its CPU.
+pub fn canaries(
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    out: &std::sync::Arc<std::sync::Mutex<Vec<(Instant, f64)>>>,
+) -> (Vec<std::thread::JoinHandle<()>>, bool) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let threads: Vec<_> = (0..cpus)
+        .map(|cpu| {
+            let (stop, out, tx) = (stop.clone(), out.clone(), tx.clone());
+            std::thread::spawn(move || canary(stop, out, tx, Some(cpu)))
+        })
+        .collect();
+    drop(tx);
+    let all_rt = (0..cpus).all(|_| rx.recv().unwrap_or(false));
+    (threads, all_rt)
 }
 
 #[cfg(test)]

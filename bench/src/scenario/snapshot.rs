@@ -39,7 +39,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{
-    canary, children_of, fill_values, info_field, info_u64, page_cache, page_size, probe, pss_of,
+    canaries, children_of, fill_values, info_field, info_u64, page_cache, page_size, probe, pss_of,
     redis_server_bin, rss_of, Client, Common, Reply, Result, Scratch, Server, ServerProcess,
 };
 use crate::chart::{Chart, Marker, Panel, Series};
@@ -128,15 +128,17 @@ pub struct Summary {
     pub compared_secs: f64,
     pub stall_before_ms: f64,
     pub stall_during_ms: f64,
-    /// The same, leaving out probe stalls that overlap a machine-wide
-    /// stall of 5 ms or more seen by the real-time canary ([`canary`]).
+    /// The same, leaving out probe stalls that overlap a stall of 5 ms or
+    /// more of the machine or one of its vCPUs, as seen by the real-time
+    /// canaries, one pinned to each CPU ([`super::canary`]).
     pub stall_before_not_machine_ms: f64,
     pub stall_during_not_machine_ms: f64,
-    /// Longest machine-wide stall the canary saw in either stretch.
+    /// Longest machine or vCPU stall a canary saw in either stretch.
     pub machine_stall_before_ms: f64,
     pub machine_stall_during_ms: f64,
-    /// Whether the canary ran SCHED_FIFO (else it shares the CPUs'
-    /// queue and its figures include the guest's own load).
+    /// Whether every canary ran SCHED_FIFO on its CPU (else nothing is
+    /// left out: a canary sharing the CPUs' queue sees the guest's own
+    /// load).
     pub canary_realtime: bool,
     pub probe_p99_before_ms: f64,
     pub probe_p99_during_ms: f64,
@@ -219,7 +221,8 @@ pub fn probe_stats(probes: &[(f64, f64)], keep: impl Fn(f64, f64) -> bool) -> (f
     (max, quantile(&mut v, 0.99))
 }
 
-/// A canary wake-up this late (ms) marks a machine-wide stall.
+/// A canary wake-up this late (ms) marks a stall of the machine or of the
+/// canary's vCPU.
 const MACHINE_STALL_MS: f64 = 5.0;
 
 /// The longest latency (ms) of the probes that `keep(sent, answered)`
@@ -323,12 +326,7 @@ fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> 
         thread::spawn(move || probe(port, t0, stop, probes))
     };
     let machine = Arc::new(Mutex::new(Vec::new()));
-    let (rt_tx, rt_rx) = std::sync::mpsc::channel();
-    let canary = {
-        let (stop, machine) = (stop.clone(), machine.clone());
-        thread::spawn(move || canary(stop, machine, rt_tx))
-    };
-    let canary_rt = rt_rx.recv().unwrap_or(false);
+    let (canary_threads, canary_rt) = canaries(&stop, &machine);
 
     let pid = server.pid();
     let page = page_size();
@@ -418,7 +416,9 @@ fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> 
     };
     stop.store(true, Ordering::Relaxed);
     let _ = prober.join();
-    let _ = canary.join();
+    for c in canary_threads {
+        let _ = c.join();
+    }
     let final_stats = info(&mut ctl, "stats").unwrap_or_default();
     let final_persistence = info(&mut ctl, "persistence").unwrap_or_default();
     drop(ctl);
@@ -592,15 +592,17 @@ fn print_summary(name: &str, s: &Summary) {
         "  longest probe stall           {:.2} ms during vs {:.2} ms in the {:.1} s before",
         s.stall_during_ms, s.stall_before_ms, s.compared_secs
     );
-    println!(
-        "  machine-wide stalls (canary{}) {:.2} ms during vs {:.2} ms before",
+    let canary_label = format!(
+        "vCPU stalls (canaries{})",
         if s.canary_realtime {
             ""
         } else {
             ", not real-time"
-        },
-        s.machine_stall_during_ms,
-        s.machine_stall_before_ms
+        }
+    );
+    println!(
+        "  {canary_label:<30}{:.2} ms during vs {:.2} ms before",
+        s.machine_stall_during_ms, s.machine_stall_before_ms
     );
     println!(
         "  longest probe stall not in one {:.2} ms during vs {:.2} ms before",

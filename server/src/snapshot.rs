@@ -705,6 +705,15 @@ async fn write_file(
 /// the clients as busy.
 const BUSY_WINDOW: Duration = Duration::from_millis(20);
 
+/// [`Pacer`] stops resting once the shards' snapshots hold this fraction
+/// (1/40 = 2.5%) of `used_memory` in entries kept aside. M1.4 allows a
+/// snapshot 5% of the dataset in all; besides the kept entries it has its
+/// pools and buffers (~35 MiB for two shards), and once the rests stop the
+/// walker finishes flat out and keeps 20-30 MiB more at 3 GiB under a
+/// full-speed overwrite load (BENCHMARKS.md). At 1/25 one run of 28
+/// reached +160 MiB over its RSS before the snapshot, where 5% is 153.
+const REST_HELD_SHARE: u64 = 40;
+
 /// The longest single rest of [`Pacer`].
 const MAX_REST: Duration = Duration::from_millis(10);
 
@@ -768,10 +777,10 @@ impl<'a> Pacer<'a> {
         // while a client sent SETs in a loop).
         let busy = self.busy_at.is_some_and(|t| t.elapsed() < BUSY_WINDOW);
         // A longer snapshot keeps more overwritten entries: no rests once
-        // the shards hold 4% of the data (M1.4 allows 5% in all, and the
-        // pools and buffers take ~20 MiB more).
+        // the shards hold 1/REST_HELD_SHARE of the data (see there).
         let shards = self.worker.shard_count() as u64;
-        let roomy = held.saturating_mul(shards).saturating_mul(25) < crate::alloc::used_memory();
+        let roomy = held.saturating_mul(shards).saturating_mul(REST_HELD_SHARE)
+            < crate::alloc::used_memory();
         match &self.timer {
             Some(timer) if busy && roomy => {
                 let from = Instant::now();

@@ -498,23 +498,56 @@ impl Buffers {
     /// oddity 6).
     async fn off_loop(supply: &KeptSupply) -> Buffers {
         match &supply.thread {
-            Some(t) => t.run(Buffers::new).await.unwrap_or_else(Buffers::new),
-            None => Buffers::new(),
+            Some(t) => t
+                .run(|| Buffers::new(true))
+                .await
+                .unwrap_or_else(|| Buffers::new(false)),
+            None => Buffers::new(false),
         }
     }
 
-    fn new() -> Buffers {
+    /// `paced`: on a helper thread ([`helper_pause`]).
+    fn new(paced: bool) -> Buffers {
         let mut pending = Vec::with_capacity(CHUNK + 2 * SLICE);
         // Touch it now, not in the middle of a snapshot.
-        pending.resize(pending.capacity(), 1);
+        while pending.len() < pending.capacity() {
+            if paced && !pending.is_empty() {
+                helper_pause();
+            }
+            let n = (pending.len() + kept::CHUNK).min(pending.capacity());
+            pending.resize(n, 1);
+        }
         pending.clear();
         let mut io = AlignedBuf::zeroed(CHUNK);
-        io.as_mut_slice().fill(1);
+        for (i, piece) in io.as_mut_slice().chunks_mut(kept::CHUNK).enumerate() {
+            if paced && i > 0 {
+                helper_pause();
+            }
+            piece.fill(1);
+        }
         Buffers {
             pending,
             io: Some(io),
         }
     }
+}
+
+/// How long a snapshot memory thread sleeps between two 512 KiB pieces of
+/// fresh memory it touches (each takes it ~1.5 ms of CPU here).
+const HELPER_PAUSE: Duration = Duration::from_millis(1);
+
+/// Sleeps [`HELPER_PAUSE`] (on a snapshot memory thread, never on a loop).
+/// A thread that touches megabytes in one go holds a core for as long: in
+/// `perf sched` traces of a 3 GiB snapshot under load, a helper ran 4-5 ms
+/// at a time while a worker waited for the core, and shared a core half
+/// and half with the worker serving a probe client for 11 ms (the probe's
+/// PING waited 18 ms). Sleeping between pieces gives the core back every
+/// ~1.5 ms; at ~200 MB/s the helper still outpaces the ~40 MB/s per worker
+/// that the start of a snapshot under a full-speed overwrite load keeps.
+/// (Running the helpers at nice 10 instead left the pools short at the
+/// start: 23 and 36 ms stalls there in two of four runs.)
+fn helper_pause() {
+    std::thread::sleep(HELPER_PAUSE);
 }
 
 /// Keeps this worker thread's snapshot memory pool
@@ -577,7 +610,10 @@ impl KeptSupply {
         let lack = kept::POOL_BYTES.saturating_sub(have) / kept::CHUNK;
         let give = self.give.clone();
         let made = move || {
-            for _ in 0..lack {
+            for i in 0..lack {
+                if i > 0 {
+                    helper_pause();
+                }
                 let mut c = Vec::with_capacity(kept::CHUNK);
                 c.resize(kept::CHUNK, 1);
                 c.clear();

@@ -39,8 +39,9 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{
-    canaries, children_of, fill_values, info_field, info_u64, page_cache, page_size, probe, pss_of,
-    redis_server_bin, rss_of, Client, Common, Reply, Result, Scratch, Server, ServerProcess,
+    canaries, children_of, fill_values, info_field, info_u64, kernel_hogs, page_cache, page_size,
+    probe, pss_of, redis_server_bin, rss_of, Client, Common, Reply, Result, Scratch, Server,
+    ServerProcess,
 };
 use crate::chart::{Chart, Marker, Panel, Series};
 use crate::{LoadSpec, Range, StopAfter};
@@ -136,10 +137,16 @@ pub struct Summary {
     /// Longest machine or vCPU stall a canary saw in either stretch.
     pub machine_stall_before_ms: f64,
     pub machine_stall_during_ms: f64,
-    /// Whether every canary ran SCHED_FIFO on its CPU (else nothing is
-    /// left out: a canary sharing the CPUs' queue sees the guest's own
-    /// load).
+    /// Whether every canary ran SCHED_FIFO on its CPU (else no canary
+    /// stall is left out: a canary sharing the CPUs' queue sees the
+    /// guest's own load).
     pub canary_realtime: bool,
+    /// CPU time (ms) of the longest burst of a kernel thread that takes a
+    /// vCPU on its own schedule ([`super::kernel_hogs`], `kdamond`)
+    /// starting in either stretch. Probe stalls overlapping such a burst
+    /// are left out of the `*_not_machine_ms` figures too.
+    pub kernel_burst_before_ms: f64,
+    pub kernel_burst_during_ms: f64,
     pub probe_p99_before_ms: f64,
     pub probe_p99_during_ms: f64,
     pub throughput_before: f64,
@@ -153,6 +160,10 @@ pub enum ServerOutcome {
         summary: Box<Summary>,
         samples: Vec<Sample>,
         probe: Vec<ProbeWindow>,
+        /// The stalls the canaries saw, (start s, ms late), and the kernel
+        /// threads' bursts, (start s, span ms, CPU ms), over the whole run.
+        vcpu_stalls: Vec<(f64, f64)>,
+        kernel_bursts: Vec<(f64, f64, f64)>,
     },
     Skipped {
         reason: String,
@@ -327,6 +338,11 @@ fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> 
     };
     let machine = Arc::new(Mutex::new(Vec::new()));
     let (canary_threads, canary_rt) = canaries(&stop, &machine);
+    let hogs = Arc::new(Mutex::new(Vec::new()));
+    let hog_watch = {
+        let (stop, hogs) = (stop.clone(), hogs.clone());
+        thread::spawn(move || kernel_hogs(stop, hogs))
+    };
 
     let pid = server.pid();
     let page = page_size();
@@ -419,6 +435,7 @@ fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> 
     for c in canary_threads {
         let _ = c.join();
     }
+    let _ = hog_watch.join();
     let final_stats = info(&mut ctl, "stats").unwrap_or_default();
     let final_persistence = info(&mut ctl, "persistence").unwrap_or_default();
     drop(ctl);
@@ -451,6 +468,14 @@ fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> 
         .lock()
         .map(|v| v.iter().map(|&(at, late)| (rel(at), late)).collect())
         .unwrap_or_default();
+    let hogs: Vec<(f64, f64, f64)> = hogs
+        .lock()
+        .map(|v| {
+            v.iter()
+                .map(|&(at, span, cpu)| (rel(at), span, cpu))
+                .collect()
+        })
+        .unwrap_or_default();
     let snapshot_secs = rel(end_at);
     let summary = summarize(
         keys,
@@ -460,6 +485,7 @@ fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> 
         &samples,
         &probes,
         canary_rt.then_some(machine.as_slice()),
+        &hogs,
         &final_stats,
         &final_persistence,
     );
@@ -467,6 +493,8 @@ fn measure(args: &SnapshotArgs, server: ServerProcess) -> Result<ServerOutcome> 
         summary: Box::new(summary),
         samples,
         probe: probe_windows(&probes, 0.1),
+        vcpu_stalls: machine,
+        kernel_bursts: hogs,
     })
 }
 
@@ -481,6 +509,7 @@ pub fn summarize(
     samples: &[Sample],
     probes: &[(f64, f64)],
     machine: Option<&[(f64, f64)]>,
+    hogs: &[(f64, f64, f64)],
     stats: &str,
     persistence: &str,
 ) -> Summary {
@@ -506,10 +535,27 @@ pub fn summarize(
     let (stall_before, p99_before) = probe_stats(probes, in_before);
     let (stall_during, p99_during) = probe_stats(probes, in_snapshot);
     let canary = machine.unwrap_or_default();
-    let (not_machine_before, machine_before) =
-        stall_not_machine(probes, canary, in_before, (-compared, 0.0));
-    let (not_machine_during, machine_during) =
-        stall_not_machine(probes, canary, in_snapshot, (0.0, snapshot_secs.max(0.1)));
+    // Probe stalls are excused by a canary's stall or a kernel thread's
+    // burst (as a stall as long as the burst) that they overlap.
+    let excuses: Vec<(f64, f64)> = canary
+        .iter()
+        .copied()
+        .chain(
+            hogs.iter()
+                .map(|&(at, span, _)| (at, span.max(MACHINE_STALL_MS))),
+        )
+        .collect();
+    let (before_span, during_span) = ((-compared, 0.0), (0.0, snapshot_secs.max(0.1)));
+    let (not_machine_before, _) = stall_not_machine(probes, &excuses, in_before, before_span);
+    let (not_machine_during, _) = stall_not_machine(probes, &excuses, in_snapshot, during_span);
+    let (_, machine_before) = stall_not_machine(probes, canary, in_before, before_span);
+    let (_, machine_during) = stall_not_machine(probes, canary, in_snapshot, during_span);
+    let hog_cpu = |(from, to): (f64, f64)| {
+        hogs.iter()
+            .filter(|h| h.0 >= from && h.0 < to)
+            .map(|h| h.2)
+            .fold(0.0, f64::max)
+    };
     let mean = |v: &[&Sample], from: f64| {
         let xs: Vec<f64> = v
             .iter()
@@ -546,6 +592,8 @@ pub fn summarize(
         machine_stall_before_ms: machine_before,
         machine_stall_during_ms: machine_during,
         canary_realtime: machine.is_some(),
+        kernel_burst_before_ms: hog_cpu(before_span),
+        kernel_burst_during_ms: hog_cpu(during_span),
         probe_p99_before_ms: p99_before,
         probe_p99_during_ms: p99_during,
         throughput_before: mean(&before, -compared),
@@ -605,6 +653,10 @@ fn print_summary(name: &str, s: &Summary) {
         s.machine_stall_during_ms, s.machine_stall_before_ms
     );
     println!(
+        "  kernel-thread bursts (CPU)    {:.1} ms during vs {:.1} ms before",
+        s.kernel_burst_during_ms, s.kernel_burst_before_ms
+    );
+    println!(
         "  longest probe stall not in one {:.2} ms during vs {:.2} ms before",
         s.stall_during_not_machine_ms, s.stall_before_not_machine_ms
     );
@@ -630,6 +682,7 @@ fn chart(args: &SnapshotArgs, servers: &[ServerResult]) -> Chart {
             summary,
             samples,
             probe,
+            ..
         } = &r.outcome
         else {
             continue;
@@ -841,6 +894,9 @@ mod tests {
             &samples,
             &probes,
             Some(&[(0.21, 30.0)]),
+            // A kdamond burst over the 4 ms stall before; one after both
+            // stretches counts for neither.
+            &[(-1.002, 20.0, 18.0), (5.0, 40.0, 39.0)],
             "latest_fork_usec:1234\r\n",
             "rdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:2\r\n",
         );
@@ -852,10 +908,15 @@ mod tests {
         assert_eq!(s.peak_page_cache_growth, 500);
         assert_eq!(s.compared_secs, 2.0);
         assert_eq!((s.stall_before_ms, s.stall_during_ms), (4.0, 20.0));
-        // The 20 ms stall at +0.2 s overlaps the canary's 30 ms one.
+        // The 20 ms stall at +0.2 s overlaps the canary's 30 ms one, the
+        // 4 ms one at -1.0 s the kernel thread's burst.
         assert_eq!(
             (s.stall_before_not_machine_ms, s.stall_during_not_machine_ms),
-            (4.0, 0.2)
+            (0.1, 0.2)
+        );
+        assert_eq!(
+            (s.kernel_burst_before_ms, s.kernel_burst_during_ms),
+            (18.0, 0.0)
         );
         assert_eq!(
             (s.machine_stall_before_ms, s.machine_stall_during_ms),

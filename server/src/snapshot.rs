@@ -746,8 +746,9 @@ const BUSY_WINDOW: Duration = Duration::from_millis(20);
 /// snapshot 5% of the dataset in all; besides the kept entries it has its
 /// pools and buffers (~35 MiB for two shards), and once the rests stop the
 /// walker finishes flat out and keeps 20-30 MiB more at 3 GiB under a
-/// full-speed overwrite load (BENCHMARKS.md). At 1/25 one run of 28
-/// reached +160 MiB over its RSS before the snapshot, where 5% is 153.
+/// full-speed overwrite load (BENCHMARKS.md). At 1/25, one run of 23 on
+/// 2026-11-21 reached +160 MiB over its RSS before the snapshot, where 5%
+/// is 153.
 const REST_HELD_SHARE: u64 = 40;
 
 /// The longest single rest of [`Pacer`].
@@ -755,9 +756,10 @@ const MAX_REST: Duration = Duration::from_millis(10);
 
 /// Gives way to client requests between the walker's slices: a plain
 /// yield to the loop when no client's command was counted in the last
-/// [`BUSY_WINDOW`] (the snapshot runs at full speed on an otherwise idle server), else a
-/// rest of `pace` times the slice's own time (`snapshot-pace` for a
-/// [`Speed::Background`] snapshot, 0 for [`Speed::Now`]).
+/// [`BUSY_WINDOW`] (the snapshot runs at full speed on an otherwise idle
+/// server), else a rest of `pace` times the slice's own time
+/// (`snapshot-pace` for a [`Speed::Background`] snapshot, 0 for
+/// [`Speed::Now`]).
 ///
 /// Why rest at all: a walker that only yields keeps its worker thread
 /// runnable from the barrier to the end. Where the machine's cores are all

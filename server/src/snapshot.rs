@@ -506,25 +506,15 @@ impl Buffers {
         }
     }
 
-    /// `paced`: on a helper thread ([`helper_pause`]).
+    /// `paced`: on a helper thread ([`touch`]).
     fn new(paced: bool) -> Buffers {
-        let mut pending = Vec::with_capacity(CHUNK + 2 * SLICE);
-        // Touch it now, not in the middle of a snapshot.
-        while pending.len() < pending.capacity() {
-            if paced && !pending.is_empty() {
-                helper_pause();
-            }
-            let n = (pending.len() + kept::CHUNK).min(pending.capacity());
-            pending.resize(n, 1);
-        }
+        // Both zeroed by the allocator (fresh pages, not written yet), and
+        // touched now, not in the middle of a snapshot.
+        let mut pending = vec![0u8; CHUNK + 2 * SLICE];
+        touch(&mut pending, paced);
         pending.clear();
         let mut io = AlignedBuf::zeroed(CHUNK);
-        for (i, piece) in io.as_mut_slice().chunks_mut(kept::CHUNK).enumerate() {
-            if paced && i > 0 {
-                helper_pause();
-            }
-            piece.fill(1);
-        }
+        touch(io.as_mut_slice(), paced);
         Buffers {
             pending,
             io: Some(io),
@@ -535,6 +525,17 @@ impl Buffers {
 /// How long a snapshot memory thread sleeps between two 512 KiB pieces of
 /// fresh memory it touches (each takes it ~1.5 ms of CPU here).
 const HELPER_PAUSE: Duration = Duration::from_millis(1);
+
+/// Writes every byte of `buf`, 512 KiB at a time, with [`helper_pause`]
+/// between pieces when `paced` (on a snapshot memory thread).
+fn touch(buf: &mut [u8], paced: bool) {
+    for (i, piece) in buf.chunks_mut(kept::CHUNK).enumerate() {
+        if paced && i > 0 {
+            helper_pause();
+        }
+        piece.fill(1);
+    }
+}
 
 /// Sleeps [`HELPER_PAUSE`] (on a snapshot memory thread, never on a loop).
 /// A thread that touches megabytes in one go holds a core for as long: in

@@ -654,18 +654,17 @@ pub fn probe(
 /// running the vCPU, kernel work that holds off scheduling), not the load
 /// on the guest's CPUs.
 ///
-/// With `cpu`, it first pins itself there (`taskset`): a timer fires on
-/// the CPU that armed it, so an unpinned canary sees only the stalls of
-/// whichever vCPU it happens to sit on, and a host that does not run the
-/// other vCPU for 15 ms (measured: a worker runnable that long while
-/// `perf sched` saw no event at all on the other vCPU) goes unseen. Run one
-/// per CPU ([`canaries`]). Sends whether it got real-time priority (and
-/// its CPU, when asked).
+/// It first pins itself to `cpu` (`taskset`): a timer fires on the CPU
+/// that armed it, so an unpinned canary sees only the stalls of whichever
+/// vCPU it happens to sit on, and a host that does not run the other vCPU
+/// for 15 ms (measured: a worker runnable that long while `perf sched` saw
+/// no event at all on the other vCPU) goes unseen. Run one per CPU
+/// ([`canaries`]). Sends whether it got real-time priority on its CPU.
 pub fn canary(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     out: std::sync::Arc<std::sync::Mutex<Vec<(Instant, f64)>>>,
     rt: std::sync::mpsc::Sender<bool>,
-    cpu: Option<usize>,
+    cpu: usize,
 ) {
     let tid = std::fs::read_link("/proc/thread-self")
         .ok()
@@ -679,8 +678,8 @@ pub fn canary(
             .is_ok_and(|s| s.success())
     };
     let made_rt = tid.is_some_and(|tid| {
-        let pinned = cpu.is_none_or(|c| run("taskset", &["-p", "-c", &c.to_string(), &tid]));
-        pinned && run("chrt", &["-f", "-p", "50", &tid])
+        run("taskset", &["-p", "-c", &cpu.to_string(), &tid])
+            && run("chrt", &["-f", "-p", "50", &tid])
     });
     let _ = rt.send(made_rt);
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -707,7 +706,7 @@ pub fn canaries(
     let threads: Vec<_> = (0..cpus)
         .map(|cpu| {
             let (stop, out, tx) = (stop.clone(), out.clone(), tx.clone());
-            std::thread::spawn(move || canary(stop, out, tx, Some(cpu)))
+            std::thread::spawn(move || canary(stop, out, tx, cpu))
         })
         .collect();
     drop(tx);

@@ -238,20 +238,18 @@ const MACHINE_STALL_MS: f64 = 5.0;
 
 /// The longest latency (ms) of the probes that `keep(sent, answered)`
 /// selects and whose wait overlaps no machine-wide stall (`machine`: the
-/// canary's (start s, ms late)); and the longest machine stall starting in
-/// the probes' stretch `[from, to)` (s).
+/// canary's (start s, ms late)).
 pub fn stall_not_machine(
     probes: &[(f64, f64)],
     machine: &[(f64, f64)],
     keep: impl Fn(f64, f64) -> bool,
-    (from, to): (f64, f64),
-) -> (f64, f64) {
+) -> f64 {
     let stalls: Vec<(f64, f64)> = machine
         .iter()
         .filter(|m| m.1 >= MACHINE_STALL_MS)
         .map(|&(at, late)| (at, at + (1.0 + late) / 1e3))
         .collect();
-    let probe = probes
+    probes
         .iter()
         .filter(|p| keep(p.0, p.0 + p.1 / 1e3))
         .filter(|p| {
@@ -259,13 +257,20 @@ pub fn stall_not_machine(
             !stalls.iter().any(|&(s, e)| s < b && a < e)
         })
         .map(|p| p.1)
-        .fold(0.0, f64::max);
-    let worst = machine
-        .iter()
-        .filter(|m| m.0 >= from && m.0 < to)
-        .map(|m| m.1)
-        .fold(0.0, f64::max);
-    (probe, worst)
+        .fold(0.0, f64::max)
+}
+
+/// The largest `value` of the `(start s, value)` events starting in the
+/// stretch `[from, to)` (s); 0 if none.
+pub fn worst_starting_in(
+    events: impl IntoIterator<Item = (f64, f64)>,
+    (from, to): (f64, f64),
+) -> f64 {
+    events
+        .into_iter()
+        .filter(|e| e.0 >= from && e.0 < to)
+        .map(|e| e.1)
+        .fold(0.0, f64::max)
 }
 
 fn gib_str(b: f64) -> String {
@@ -546,16 +551,8 @@ pub fn summarize(
         )
         .collect();
     let (before_span, during_span) = ((-compared, 0.0), (0.0, snapshot_secs.max(0.1)));
-    let (not_machine_before, _) = stall_not_machine(probes, &excuses, in_before, before_span);
-    let (not_machine_during, _) = stall_not_machine(probes, &excuses, in_snapshot, during_span);
-    let (_, machine_before) = stall_not_machine(probes, canary, in_before, before_span);
-    let (_, machine_during) = stall_not_machine(probes, canary, in_snapshot, during_span);
-    let hog_cpu = |(from, to): (f64, f64)| {
-        hogs.iter()
-            .filter(|h| h.0 >= from && h.0 < to)
-            .map(|h| h.2)
-            .fold(0.0, f64::max)
-    };
+    let worst_canary = |span| worst_starting_in(canary.iter().copied(), span);
+    let hog_cpu = |span| worst_starting_in(hogs.iter().map(|h| (h.0, h.2)), span);
     let mean = |v: &[&Sample], from: f64| {
         let xs: Vec<f64> = v
             .iter()
@@ -587,10 +584,10 @@ pub fn summarize(
         compared_secs: compared,
         stall_before_ms: stall_before,
         stall_during_ms: stall_during,
-        stall_before_not_machine_ms: not_machine_before,
-        stall_during_not_machine_ms: not_machine_during,
-        machine_stall_before_ms: machine_before,
-        machine_stall_during_ms: machine_during,
+        stall_before_not_machine_ms: stall_not_machine(probes, &excuses, in_before),
+        stall_during_not_machine_ms: stall_not_machine(probes, &excuses, in_snapshot),
+        machine_stall_before_ms: worst_canary(before_span),
+        machine_stall_during_ms: worst_canary(during_span),
         canary_realtime: machine.is_some(),
         kernel_burst_before_ms: hog_cpu(before_span),
         kernel_burst_during_ms: hog_cpu(during_span),
@@ -936,17 +933,11 @@ mod tests {
         let all = |_: f64, _: f64| true;
         // The first probe overlaps the stall at 0.995-1.016 s, the third the
         // one at 2.97-3.011 s; a 3 ms lateness is no machine stall.
-        assert_eq!(
-            stall_not_machine(&probes, &machine, all, (0.0, 5.0)),
-            (15.0, 40.0)
-        );
-        assert_eq!(
-            stall_not_machine(&probes, &machine, all, (0.0, 2.8)),
-            (15.0, 20.0)
-        );
-        assert_eq!(
-            stall_not_machine(&probes, &[], all, (0.0, 5.0)),
-            (19.0, 0.0)
-        );
+        assert_eq!(stall_not_machine(&probes, &machine, all), 15.0);
+        assert_eq!(stall_not_machine(&probes, &[], all), 19.0);
+        // The longest canary stall starting in a stretch.
+        assert_eq!(worst_starting_in(machine, (0.0, 5.0)), 40.0);
+        assert_eq!(worst_starting_in(machine, (0.0, 2.8)), 20.0);
+        assert_eq!(worst_starting_in([], (0.0, 5.0)), 0.0);
     }
 }

@@ -233,6 +233,17 @@ pub static DOCS: &[Doc] = &[
     doc("info", "1.0.0", "O(1)", "[section [section ...]]")
         .with_history(&[("7.0.0", "Added support for taking multiple section arguments.")]),
     doc("time", "2.6.0", "O(1)", ""),
+    doc("latency", "2.8.13", "Depends on subcommand.", ""),
+    doc("latency|doctor", "2.8.13", "O(1)", "")
+        .with_summary("Return a human readable latency analysis report."),
+    doc("latency|history", "2.8.13", "O(1)", "event")
+        .with_summary("Return timestamp-latency samples for the event."),
+    doc("latency|latest", "2.8.13", "O(1)", "")
+        .with_summary("Return the latest latency samples for all events."),
+    doc("latency|reset", "2.8.13", "O(1)", "[event [event ...]]")
+        .with_summary("Reset latency data for one or more events."),
+    doc("latency|help", "2.8.13", "O(1)", "")
+        .with_summary("Show helpful text about the different subcommands."),
     doc("debug", "1.0.0", "Depends on subcommand.", ""),
     doc(
         "shutdown",

@@ -63,6 +63,7 @@ pub async fn execute(conn: &mut Conn, spec: &'static CommandSpec, args: Args<'_>
             Ok(())
         }
         "debug" => debug(conn, args),
+        "latency" => latency(conn, args),
         other => Err(Error::msg(format!(
             "ERR command '{other}' is not available"
         ))),
@@ -711,6 +712,9 @@ async fn apply_changes(conn: &Conn, changed: &[&str]) {
             crate::logswitch::turn_off(&conn.worker).await;
         }
     }
+    if changed.contains(&"latency-monitor-threshold") {
+        crate::latency::set_threshold(shared.config().latency_monitor_threshold);
+    }
     if changed.contains(&"loglevel") {
         if let Some(l) = log::parse_level(shared.config().loglevel.name()) {
             log::set_level(l);
@@ -832,6 +836,68 @@ async fn shutdown(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
 /// `AOF-FAULT <write|sync|any> <EIO|ENOSPC|errno> [count]` makes the next
 /// `count` (default: all, until `AOF-FAULT OFF`) log writes or syncs of
 /// every shard fail with that error: the test seam for I/O faults.
+/// LATENCY: the latency monitor's samples (`crate::latency`), with
+/// Redis's replies. GRAPH and HISTOGRAM are not implemented.
+fn latency(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+    let sub = args.get(1);
+    let is = |name: &str| sub.eq_ignore_ascii_case(name.as_bytes());
+    let out = &mut conn.wbuf;
+    if is("latest") && args.len() == 2 {
+        let events = crate::latency::snapshot();
+        resp::write_array_len(out, events.len());
+        for (name, s) in &events {
+            let (time, ms) = s.samples.back().copied().unwrap_or((0, 0));
+            resp::write_array_len(out, 4);
+            resp::write_bulk(out, name.as_bytes());
+            resp::write_int(out, time);
+            resp::write_int(out, ms as i64);
+            resp::write_int(out, s.max as i64);
+        }
+    } else if is("history") && args.len() == 3 {
+        let event = String::from_utf8_lossy(args.get(2));
+        let samples = crate::latency::history(&event).map(|s| s.samples);
+        let samples = samples.unwrap_or_default();
+        resp::write_array_len(out, samples.len());
+        for (time, ms) in samples {
+            resp::write_array_len(out, 2);
+            resp::write_int(out, time);
+            resp::write_int(out, ms as i64);
+        }
+    } else if is("reset") {
+        let names: Vec<String> = (2..args.len())
+            .map(|i| String::from_utf8_lossy(args.get(i)).into_owned())
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        resp::write_int(out, crate::latency::reset(&names) as i64);
+    } else if is("doctor") && args.len() == 2 {
+        let text = crate::latency::doctor();
+        resp::write_bulk(out, text.as_bytes());
+    } else if is("help") && args.len() == 2 {
+        write_help(
+            out,
+            "latency",
+            &[
+                "DOCTOR",
+                "    Return a human readable latency analysis report.",
+                "HISTORY <event>",
+                "    Return time-latency samples for the <event> class.",
+                "LATEST",
+                "    Return the latest latency samples for all events.",
+                "RESET [<event> ...]",
+                "    Reset latency data of one or more <event> classes.",
+                "    (default: reset all data for all event classes)",
+            ],
+        );
+    } else {
+        let known = ["latest", "history", "reset", "doctor", "help"];
+        if known.iter().any(|k| is(k)) {
+            return Err(sub_arity("latency", sub));
+        }
+        return Err(unknown_subcommand("latency", sub));
+    }
+    Ok(())
+}
+
 fn debug(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
     let allowed = enabled_for(&conn.worker.shared.config().enable_debug_command, conn);
     if !allowed {
@@ -881,6 +947,17 @@ fn debug(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
             for a in &conn.worker.shared.aof {
                 a.set_fault(fault);
             }
+            resp::write_ok(&mut conn.wbuf);
+            Ok(())
+        }
+        b"sleep" if args.len() == 3 => {
+            // As Redis: holds this worker's event loop (not the others').
+            let secs = std::str::from_utf8(args.get(2))
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or(Error::NotFloat)?;
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs.min(3600.0)));
             resp::write_ok(&mut conn.wbuf);
             Ok(())
         }

@@ -143,6 +143,10 @@ pub struct Config {
     /// milliseconds at a time, with the connections it serves. 0..=20,
     /// default 3.
     pub snapshot_pace: u32,
+    /// `latency-monitor-threshold`: the latency monitor (LATENCY) records
+    /// every poll of an event-loop task that took at least this many
+    /// milliseconds; 0 (the default) turns it off.
+    pub latency_monitor_threshold: u64,
     /// `auto-aof-rewrite-percentage`: rewrite the log (a snapshot it
     /// restarts from) when it grew by this % over its size after the last
     /// rewrite; 0 disables. Default 100.
@@ -267,6 +271,7 @@ impl Default for Config {
             snapshotdirname: "snapshotdir".to_string(),
             snapshot_full_ratio: 50,
             snapshot_pace: 3,
+            latency_monitor_threshold: 0,
             auto_aof_rewrite_percentage: 100,
             auto_aof_rewrite_min_size: 64 * 1024 * 1024,
             hz: 10,
@@ -601,6 +606,16 @@ static DIRECTIVES: &[Directive] = &[
             max: 20,
             get: |c| i64::from(c.snapshot_pace),
             put: |c, v| c.snapshot_pace = v as u32,
+        },
+    },
+    Directive {
+        name: "latency-monitor-threshold",
+        mutable: true,
+        kind: Kind::Int {
+            min: 0,
+            max: i64::MAX,
+            get: |c| c.latency_monitor_threshold as i64,
+            put: |c, v| c.latency_monitor_threshold = v as u64,
         },
     },
     Directive {
@@ -1955,6 +1970,7 @@ mod tests {
             ("snapshotdirname", "snapshotdir"),
             ("snapshot-full-ratio", "50"),
             ("snapshot-pace", "3"),
+            ("latency-monitor-threshold", "0"),
             ("auto-aof-rewrite-percentage", "100"),
             ("auto-aof-rewrite-min-size", "67108864"),
             ("hz", "10"),

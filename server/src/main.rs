@@ -21,6 +21,7 @@ mod clients;
 mod config;
 mod conn;
 mod info;
+mod latency;
 mod log;
 mod logswitch;
 mod recover;
@@ -199,6 +200,7 @@ fn run(cfg: Config) -> i32 {
     if let Some(level) = log::parse_level(cfg.loglevel.name()) {
         log::set_level(level);
     }
+    latency::set_threshold(cfg.latency_monitor_threshold);
     if !cfg.logfile.is_empty() {
         if let Err(e) = log::set_file(&cfg.logfile) {
             eprintln!("Can't open the log file {}: {e}", cfg.logfile);

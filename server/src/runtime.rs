@@ -36,9 +36,10 @@ where
     })
 }
 
-/// Spawns a task on the current thread's loop.
+/// Spawns a task on the current thread's loop, timed for the latency
+/// monitor under the name of its type (the async function it runs).
 pub fn spawn<F: Future<Output = ()> + 'static>(f: F) {
-    tokio_uring::spawn(f);
+    tokio_uring::spawn(crate::latency::Timed::new(std::any::type_name::<F>(), f));
 }
 
 /// rename(2) on the ring.

@@ -675,6 +675,7 @@ async fn write_file(
     let file = StdLogIo::new()
         .create_file(&tmp)
         .map_err(|e| what("create", &e))?;
+    crate::latency::mark("created");
     let ring = RingFile::from_std(file.try_clone().map_err(|e| what("open", &e))?);
     // Frames accumulate in `pending`; whole blocks of it are written.
     let pending = &mut bufs.pending;
@@ -689,12 +690,15 @@ async fn write_file(
         supply.top_up();
         let started = Instant::now();
         let (done, tally, held) = {
+            crate::latency::mark("slice");
             let mut shard = worker.shard.borrow_mut();
             let done = shard.snapshot_step(SLICE);
+            crate::latency::mark("stepped");
             peak = peak.max(shard.snapshot_pending_bytes() as u64);
             let start = pending.len();
             let t = shard.take_snapshot_frames(pending);
             body.crc = crc32c::crc32c_append(body.crc, &pending[start..]);
+            crate::latency::mark("taken");
             // What stays held after this slice's frames are taken: what
             // a longer snapshot would keep growing (the pacer's bound).
             let held = shard.snapshot_pending_bytes() as u64;

@@ -1405,3 +1405,62 @@ fn query_buffer_limit_closes_the_connection() {
     assert_eq!(cmd::<String>(&mut other, &["GET", "before"]), "1");
     assert_serves(&mut server);
 }
+
+/// The latency monitor: off by default; on, a command that holds the loop
+/// (DEBUG SLEEP) is an event in LATEST, HISTORY and DOCTOR until RESET.
+/// Event names are the server's own (Redis says `command`), so the test
+/// finds the event by its latency.
+#[test]
+fn latency_monitor_records_a_blocked_loop() {
+    let server = ServerProc::start(&["--enable-debug-command", "yes"]);
+    let mut con = server.conn();
+    assert_eq!(
+        cmd::<Vec<String>>(&mut con, &["CONFIG", "GET", "latency-monitor-threshold"]),
+        vec!["latency-monitor-threshold", "0"]
+    );
+    assert_eq!(cmd::<String>(&mut con, &["DEBUG", "SLEEP", "0.05"]), "OK");
+    let latest: Vec<(String, i64, i64, i64)> = cmd(&mut con, &["LATENCY", "LATEST"]);
+    assert!(latest.is_empty(), "monitor off, yet {latest:?}");
+
+    cmd::<String>(
+        &mut con,
+        &["CONFIG", "SET", "latency-monitor-threshold", "40"],
+    );
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert_eq!(cmd::<String>(&mut con, &["DEBUG", "SLEEP", "0.08"]), "OK");
+    // A poll under the threshold is not an event.
+    assert_eq!(cmd::<String>(&mut con, &["DEBUG", "SLEEP", "0"]), "OK");
+    let latest: Vec<(String, i64, i64, i64)> = cmd(&mut con, &["LATENCY", "LATEST"]);
+    let slept: Vec<_> = latest.iter().filter(|e| e.3 >= 80).collect();
+    assert_eq!(slept.len(), 1, "one event of the 80 ms sleep in {latest:?}");
+    let (event, time, last, max) = slept[0].clone();
+    assert!(time >= before && time <= before + 5, "{time} vs {before}");
+    assert!((80..1000).contains(&last) && last <= max, "{last} {max}");
+    let history: Vec<(i64, i64)> = cmd(&mut con, &["LATENCY", "HISTORY", &event]);
+    assert_eq!(history, vec![(time, last)]);
+    let none: Vec<(i64, i64)> = cmd(&mut con, &["LATENCY", "HISTORY", "no-such-event"]);
+    assert!(none.is_empty());
+    let doctor: String = cmd(&mut con, &["LATENCY", "DOCTOR"]);
+    assert!(doctor.contains(&event), "{doctor}");
+    assert_eq!(
+        cmd_err(&mut con, &["LATENCY", "NOSUCH"]),
+        "ERR unknown subcommand 'NOSUCH'. Try LATENCY HELP."
+    );
+    assert_eq!(
+        cmd_err(&mut con, &["LATENCY", "HISTORY"]),
+        "ERR wrong number of arguments for 'latency|history' command"
+    );
+    assert_eq!(
+        cmd::<i64>(&mut con, &["LATENCY", "RESET", "no-such-event"]),
+        0
+    );
+    assert_eq!(
+        cmd::<i64>(&mut con, &["LATENCY", "RESET"]),
+        latest.len() as i64
+    );
+    let latest: Vec<(String, i64, i64, i64)> = cmd(&mut con, &["LATENCY", "LATEST"]);
+    assert!(latest.is_empty(), "after RESET: {latest:?}");
+}

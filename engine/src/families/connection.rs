@@ -100,6 +100,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Return the current server time",
     ),
     conn(
+        "latency",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        "server",
+        "A container for latency diagnostics commands",
+    ),
+    conn(
         "debug",
         -2,
         ADMIN | NOSCRIPT | LOADING | STALE,

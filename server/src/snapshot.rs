@@ -602,6 +602,23 @@ impl KeptSupply {
         }
     }
 
+    /// [`warm_heap`] on this supply's thread.
+    async fn warm(&self, part: usize, parts: usize) {
+        let Some(thread) = &self.thread else {
+            return;
+        };
+        match thread.run(move || warm_heap(part, parts)).await {
+            Some(Ok(pages)) => log::verbose(&format!(
+                "Snapshot: pool thread {part} read {} MiB of the heap",
+                pages / 256
+            )),
+            Some(Err(e)) => log::verbose(&format!(
+                "Snapshot: pool thread {part} could not read the heap: {e}"
+            )),
+            None => {}
+        }
+    }
+
     /// Asks for what the pool lacks.
     fn top_up(&self) {
         let Some(thread) = &self.thread else {
@@ -631,22 +648,37 @@ impl KeptSupply {
 
 /// How long a snapshot waits at most for the pools before its barrier
 /// (filling 8 MiB of fresh memory took 20-60 ms here).
-const FILL_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+const FILL_WAIT: Duration = Duration::from_millis(300);
+
+/// How long a background snapshot waits at most for [`warm_heap`] before
+/// its barrier (3.3 GiB took ~1 s here under a full-speed overwrite load).
+const WARM_WAIT: Duration = Duration::from_secs(5);
+
+/// Pieces of the heap the helpers share out in [`warm_heap`].
+const WARM_PIECE: usize = 4 << 20;
 
 /// Fills every worker's snapshot memory pool (see [`KeptSupply`]); a pool
-/// not full after [`FILL_WAIT`] is left to fill during the snapshot.
-async fn fill_pools(worker: &Rc<Worker>) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+/// not full after [`FILL_WAIT`] is left to fill during the snapshot. With
+/// `warm`, the pool threads then read the heap ([`warm_heap`]), for at most
+/// [`WARM_WAIT`] more.
+async fn fill_pools(worker: &Rc<Worker>, warm: bool) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    let parts = worker.shard_count();
     let asked = worker
         .ask_workers(|| {
             let tx = tx.clone();
             Box::new(move |w: &Rc<Worker>| {
                 let supply = w.snapshot_memory.borrow().clone();
+                let part = w.id;
                 crate::runtime::spawn(async move {
-                    if let Some(s) = supply {
+                    if let Some(s) = &supply {
                         s.fill().await;
                     }
-                    let _ = tx.send(());
+                    let _ = tx.send(false);
+                    if let (Some(s), true) = (&supply, warm) {
+                        s.warm(part, parts).await;
+                    }
+                    let _ = tx.send(true);
                 });
                 Reply::Ok
             })
@@ -654,14 +686,69 @@ async fn fill_pools(worker: &Rc<Worker>) {
         .await
         .len();
     drop(tx);
-    crate::runtime::timeout(FILL_WAIT, async {
-        for _ in 0..asked {
-            if rx.recv().await.is_none() {
-                break;
+    let started = Instant::now();
+    // Messages: false once a pool is full, true once its heap part is read.
+    let mut got = [0usize; 2];
+    let mut wait_for = async |warmed: bool, d: Duration| {
+        crate::runtime::timeout(d, async {
+            while got[usize::from(warmed)] < asked {
+                match rx.recv().await {
+                    Some(w) => got[usize::from(w)] += 1,
+                    None => break,
+                }
             }
+        })
+        .await
+    };
+    wait_for(false, FILL_WAIT).await;
+    if warm {
+        let waited = wait_for(true, WARM_WAIT).await.is_some();
+        log::verbose(&format!(
+            "Snapshot: heap read by the pool threads in {} ms{}",
+            started.elapsed().as_millis(),
+            if waited {
+                ""
+            } else {
+                " (not finished: starting anyway)"
+            }
+        ));
+    }
+}
+
+/// Reads one byte of every page of the heap on the snapshot memory
+/// threads, piece `part` of every `parts` pieces of [`WARM_PIECE`].
+///
+/// Why: on these VMs the host takes back guest memory that stays unread
+/// for a while, and the first read after that costs ~2 ms per MiB, with no
+/// fault the guest can see (measured: 3 GiB written, left 20 s, read
+/// again: 75-224 of 3,072 MiB read 1-2.6 ms each instead of 35 us, also
+/// with the memory mlocked). A snapshot reads every key, most of them
+/// unread since they were written, and did so on the event loop: 5-16
+/// walker slices of 3 ms or more per snapshot of 3 GiB under load, with
+/// the loop's clients waiting; 1-5 pages of 1.5 ms or more after this
+/// read (BENCHMARKS.md). Redis's fork child pays the same cost, off the
+/// serving thread.
+fn warm_heap(part: usize, parts: usize) -> io::Result<u64> {
+    let mut pages = 0;
+    let mut batches = 0u32;
+    for range in crate::sys::heap_ranges() {
+        let mut at = range.start;
+        while at < range.end {
+            let end = (at - at % WARM_PIECE + WARM_PIECE).min(range.end);
+            if (at / WARM_PIECE) % parts == part {
+                let r = crate::sys::touch_pages(at..end, 256, || {
+                    // 1 MiB of pages per call; a rest every 4 MiB.
+                    batches += 1;
+                    if batches.is_multiple_of(4) {
+                        helper_pause();
+                    }
+                });
+                pages += r?;
+            }
+            at = end;
         }
-    })
-    .await;
+    }
+    Ok(pages)
 }
 
 async fn write_file(
@@ -1058,7 +1145,7 @@ async fn run(
         .map_err(|e| format!("Can't create the snapshot directory {}: {e}", dir.display()))?;
     let shards = worker.shard_count();
     let kind = if full { Kind::Full } else { Kind::Delta };
-    fill_pools(worker).await;
+    fill_pools(worker, speed == Speed::Background).await;
     // 1. The barrier (where the log may also be turned on: see
     // `logswitch`). The log is switched on or off only under `log_switch`,
     // so every shard is seen with the log on or every shard with it off,

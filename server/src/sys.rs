@@ -169,3 +169,173 @@ pub fn timerfd_arm(fd: RawFd, d: std::time::Duration) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The process's anonymous private writable mappings (the heap: malloc's
+/// arenas and segments, thread stacks), as `start..end` address ranges,
+/// from /proc/self/maps.
+pub fn heap_ranges() -> Vec<std::ops::Range<usize>> {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return Vec::new();
+    };
+    maps.lines()
+        .filter_map(|line| {
+            // start-end perms offset dev inode [path]
+            let mut f = line.split_whitespace();
+            let (range, perms) = (f.next()?, f.next()?);
+            let inode = f.nth(2)?;
+            let path = f.next().unwrap_or("");
+            let anon = inode == "0" && (path.is_empty() || path == "[heap]");
+            if !anon || !perms.starts_with("rw") || !perms.ends_with('p') {
+                return None;
+            }
+            let (a, b) = range.split_once('-')?;
+            let start = usize::from_str_radix(a, 16).ok()?;
+            let end = usize::from_str_radix(b, 16).ok()?;
+            (start < end).then_some(start..end)
+        })
+        .collect()
+}
+
+/// Reads one byte of every resident 4 KiB page of `range` (page-aligned)
+/// in this process's memory through the kernel (process_vm_readv on
+/// itself), `batch` pages per call, calling `between` after each call.
+/// Pages never touched (mincore: not resident) are left alone: reading
+/// them would only map the zero page. Returns the pages read, or an error
+/// if the kernel refuses the call itself (ENOSYS, EPERM).
+///
+/// Why through the kernel: the pages belong to other threads, which may
+/// change or unmap them meanwhile; the kernel reads what is there and
+/// reports a page unmapped since as a short read, where a plain read
+/// would be a data race or a fault.
+pub fn touch_pages(
+    range: std::ops::Range<usize>,
+    batch: usize,
+    mut between: impl FnMut(),
+) -> io::Result<u64> {
+    const PAGE: usize = 4096;
+    let batch = batch.clamp(1, 1024);
+    let mut sink = vec![0u8; batch];
+    let mut remote: Vec<libc::iovec> = Vec::with_capacity(batch);
+    let mut read = 0u64;
+    let first = range.start & !(PAGE - 1);
+    let pages = range.end.saturating_sub(first).div_ceil(PAGE);
+    let mut resident = vec![0u8; pages];
+    // SAFETY: `resident` has one byte per page of the range, as mincore
+    // writes; `first` is page-aligned. A range unmapped meanwhile fails
+    // with ENOMEM and is then taken as all resident (the reads below
+    // skip what is gone).
+    if unsafe { libc::mincore(first as *mut _, pages * PAGE, resident.as_mut_ptr()) } != 0 {
+        resident.fill(1);
+    }
+    // The page index of each iovec of a call.
+    let mut idx = Vec::with_capacity(batch);
+    let mut i = 0;
+    while i < pages {
+        remote.clear();
+        idx.clear();
+        while i < pages && remote.len() < batch {
+            if resident[i] & 1 == 1 {
+                remote.push(libc::iovec {
+                    iov_base: (first + i * PAGE) as *mut libc::c_void,
+                    iov_len: 1,
+                });
+                idx.push(i);
+            }
+            i += 1;
+        }
+        if remote.is_empty() {
+            break;
+        }
+        let local = libc::iovec {
+            iov_base: sink.as_mut_ptr().cast(),
+            iov_len: remote.len(),
+        };
+        // SAFETY: `local` describes `sink`, which is live, writable and
+        // at least `remote.len()` bytes long; the remote iovecs are only
+        // addresses for the kernel to read (it checks them and stops at
+        // the first it cannot read), never dereferenced here.
+        let n = unsafe {
+            libc::process_vm_readv(
+                libc::getpid(),
+                &local,
+                1,
+                remote.as_ptr(),
+                remote.len() as libc::c_ulong,
+                0,
+            )
+        };
+        let done = if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EFAULT) {
+                return Err(e);
+            }
+            0
+        } else {
+            n as usize
+        };
+        read += done as u64;
+        // A short read stops at a page that is gone: go on after it.
+        if done < remote.len() {
+            i = idx[done] + 1;
+        }
+        between();
+    }
+    Ok(read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_ranges_hold_the_heap() {
+        let v = vec![7u8; 8 << 20];
+        let at = v.as_ptr() as usize;
+        let ranges = heap_ranges();
+        assert!(
+            ranges.iter().any(|r| r.contains(&at)),
+            "{at:#x} in none of {ranges:x?}"
+        );
+        drop(v);
+    }
+
+    #[test]
+    fn touch_pages_reads_every_page_and_steps_over_holes() {
+        const PAGE: usize = 4096;
+        // SAFETY: a fresh private anonymous mapping of 64 pages, unmapped
+        // in its middle (pages 20..30) and at the end; nothing else uses it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                64 * PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let start = base as usize;
+        let mut calls = 0;
+        // Never touched: nothing to read.
+        assert_eq!(
+            touch_pages(start..start + 64 * PAGE, 16, || calls += 1).unwrap(),
+            0
+        );
+        // SAFETY: the mapping made above, 64 pages long.
+        unsafe { std::ptr::write_bytes(base.cast::<u8>(), 1, 64 * PAGE) };
+        let all = touch_pages(start..start + 64 * PAGE, 16, || calls += 1).unwrap();
+        assert_eq!((all, calls), (64, 4));
+        // SAFETY: both ranges lie inside the mapping made above.
+        unsafe {
+            assert_eq!(libc::munmap((start + 20 * PAGE) as *mut _, 10 * PAGE), 0);
+        }
+        let holed = touch_pages(start..start + 64 * PAGE, 16, || {}).unwrap();
+        assert_eq!(holed, 54);
+        // SAFETY: the rest of the mapping.
+        unsafe {
+            assert_eq!(libc::munmap(base, 20 * PAGE), 0);
+            assert_eq!(libc::munmap((start + 30 * PAGE) as *mut _, 34 * PAGE), 0);
+        }
+    }
+}

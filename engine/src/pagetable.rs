@@ -593,17 +593,22 @@ impl PageTable {
     /// Walks on: encodes pages the snapshot still needs, about `budget`
     /// bytes of entries (before compression: the work, so that a slice
     /// takes about the same time however well the data compresses), and
-    /// fewer if `budget` bytes of frames are already waiting. Returns
-    /// true when every page is written (the frames may still wait in
+    /// fewer if `budget` bytes of frames are already waiting, and none
+    /// after `until` once one page is written. Returns true when every
+    /// page is written (the frames may still wait in
     /// [`PageTable::take_frames`]).
-    pub fn capture_step(&mut self, budget: usize) -> bool {
+    pub fn capture_step(&mut self, budget: usize, until: Option<std::time::Instant>) -> bool {
         let Some(c) = &mut self.capture else {
             return true;
         };
         let mut work = 0;
+        let late = || until.is_some_and(|t| std::time::Instant::now() >= t);
         while work < budget && c.out.len() < budget {
             if let Some(mut p) = c.retired.pop() {
                 work += c.save_page(&mut p);
+                if late() {
+                    break;
+                }
                 continue;
             }
             let Some(p) = self.pages.get_mut(c.cursor) else {
@@ -619,6 +624,9 @@ impl PageTable {
                 if region + 1 < c.arenas.len() {
                     c.arenas[region] = Arena::default();
                 }
+            }
+            if late() {
+                break;
             }
         }
         let done = c.retired.is_empty() && c.cursor >= self.pages.len();

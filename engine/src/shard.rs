@@ -203,9 +203,21 @@ impl Shard {
     /// wait). Returns true when every page of the snapshot has been
     /// captured.
     pub fn snapshot_step(&mut self, budget: usize) -> bool {
+        self.snapshot_step_until(budget, None)
+    }
+
+    /// [`Shard::snapshot_step`] that also stops at `until`, once it has
+    /// written a page: a slice that meets slow memory (a page can take
+    /// milliseconds where it takes ~50 us) holds its thread no longer
+    /// than one page past the deadline.
+    pub fn snapshot_step_until(
+        &mut self,
+        budget: usize,
+        until: Option<std::time::Instant>,
+    ) -> bool {
         // One table per step: the first one not done yet.
         for t in &mut self.dbs {
-            if !t.capture_step(budget) {
+            if !t.capture_step(budget, until) {
                 return false;
             }
         }

@@ -50,6 +50,9 @@ use crate::worker::{now_ms, Msg, Worker};
 
 /// Bytes of frames a shard captures per slice between client requests.
 const SLICE: usize = 256 * 1024;
+/// ... and a slice stops after this long, once it has written a page (a
+/// slice takes ~0.15 ms; slow memory made single slices of 3-40 ms).
+const SLICE_TIME: Duration = Duration::from_millis(1);
 /// A shard writes its file in pieces of about this size.
 const CHUNK: usize = 4 << 20;
 /// Bytes copied into the write buffer between client requests.
@@ -779,7 +782,7 @@ async fn write_file(
         let (done, tally, held) = {
             crate::latency::mark("slice");
             let mut shard = worker.shard.borrow_mut();
-            let done = shard.snapshot_step(SLICE);
+            let done = shard.snapshot_step_until(SLICE, Some(started + SLICE_TIME));
             crate::latency::mark("stepped");
             peak = peak.max(shard.snapshot_pending_bytes() as u64);
             let start = pending.len();

@@ -140,7 +140,9 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
                 if abandon_after == Some(steps) {
                     break;
                 }
-                let done = shard.snapshot_step(1 + rng.below(20_000) as usize);
+                // Now and then with a deadline already past: one page.
+                let until = (rng.below(3) == 0).then(std::time::Instant::now);
+                let done = shard.snapshot_step_until(1 + rng.below(20_000) as usize, until);
                 let mut chunk = Vec::new();
                 let t = shard.take_snapshot_frames(&mut chunk);
                 body.tally.pages += t.pages;

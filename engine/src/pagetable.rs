@@ -606,23 +606,20 @@ impl PageTable {
         while work < budget && c.out.len() < budget {
             if let Some(mut p) = c.retired.pop() {
                 work += c.save_page(&mut p);
-                if late() {
+            } else {
+                let Some(p) = self.pages.get_mut(c.cursor) else {
                     break;
-                }
-                continue;
-            }
-            let Some(p) = self.pages.get_mut(c.cursor) else {
-                break;
-            };
-            // Pages not needed still cost a look.
-            work += 64 + c.save_page(p);
-            c.cursor += 1;
-            if c.cursor % c.region_pages == 0 {
-                // Every page of the run before is written, and no retired
-                // page is waiting (they go first): its arena is free.
-                let region = c.cursor / c.region_pages - 1;
-                if region + 1 < c.arenas.len() {
-                    c.arenas[region] = Arena::default();
+                };
+                // Pages not needed still cost a look.
+                work += 64 + c.save_page(p);
+                c.cursor += 1;
+                if c.cursor % c.region_pages == 0 {
+                    // Every page of the run before is written, and no retired
+                    // page is waiting (they go first): its arena is free.
+                    let region = c.cursor / c.region_pages - 1;
+                    if region + 1 < c.arenas.len() {
+                        c.arenas[region] = Arena::default();
+                    }
                 }
             }
             if late() {

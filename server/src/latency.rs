@@ -75,13 +75,8 @@ fn events() -> std::sync::MutexGuard<'static, BTreeMap<String, Series>> {
     EVENTS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Records `ms` for `event` if the monitor is on and it reaches the
-/// threshold.
-pub fn add_if_needed(event: &str, ms: u64) {
-    let t = threshold();
-    if t == 0 || ms < t {
-        return;
-    }
+/// Records `ms` for `event` (the caller compared it with the threshold).
+fn add(event: &str, ms: u64) {
     let unix = (crate::worker::now_ms() / 1000) as i64;
     let mut ev = events();
     match ev.get_mut(event) {
@@ -231,7 +226,7 @@ impl<F: Future<Output = ()>> Future for Timed<F> {
         let ms = end.duration_since(start).as_millis() as u64;
         if ms >= t {
             let event = event_name(self.name);
-            add_if_needed(&event, ms);
+            add(&event, ms);
             let marks = MARKS.with_borrow(|m| {
                 m.iter()
                     .map(|(l, at)| format!(" {l}@{}us", at.duration_since(start).as_micros()))

@@ -207,6 +207,18 @@ fn run(cfg: Config) -> i32 {
             return 1;
         }
     }
+    // Before the workers allocate (it covers earlier mappings too, but a
+    // page already huge stays huge).
+    if cfg.disable_thp {
+        match sys::disable_thp() {
+            Ok(_) => {
+                log::verbose("Transparent huge pages are off for this process (disable-thp yes)")
+            }
+            Err(e) => log::warning(&format!(
+                "Can't turn transparent huge pages off (disable-thp): {e}"
+            )),
+        }
+    }
     let workers = if cfg.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {

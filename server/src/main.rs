@@ -207,11 +207,10 @@ fn run(cfg: Config) -> i32 {
             return 1;
         }
     }
-    // Before the workers allocate (it covers earlier mappings too, but a
-    // page already huge stays huge).
+    // Before the workers allocate.
     if cfg.disable_thp {
         match sys::disable_thp() {
-            Ok(_) => {
+            Ok(()) => {
                 log::verbose("Transparent huge pages are off for this process (disable-thp yes)")
             }
             Err(e) => log::warning(&format!(

@@ -24,21 +24,15 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
 }
 
 /// Turns transparent huge pages off for the whole process, mappings made
-/// before included (`prctl(PR_SET_THP_DISABLE)`); returns whether they
-/// were on for it before.
-pub fn disable_thp() -> io::Result<bool> {
-    // SAFETY: both prctl calls take integer arguments only; no memory is
-    // passed or kept.
-    unsafe {
-        let was = libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0);
-        if was < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(was == 0)
+/// before included (`prctl(PR_SET_THP_DISABLE)`; a page already huge
+/// stays huge).
+pub fn disable_thp() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only; no memory is passed or
+    // kept.
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
     }
+    Ok(())
 }
 
 /// Shuts down both directions of a socket so that a pending read on it

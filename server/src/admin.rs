@@ -832,10 +832,6 @@ async fn shutdown(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// DEBUG, gated by `enable-debug-command` as in Redis 7. Subcommands:
-/// `AOF-FAULT <write|sync|any> <EIO|ENOSPC|errno> [count]` makes the next
-/// `count` (default: all, until `AOF-FAULT OFF`) log writes or syncs of
-/// every shard fail with that error: the test seam for I/O faults.
 /// LATENCY: the latency monitor's samples (`crate::latency`), with
 /// Redis's replies. GRAPH and HISTOGRAM are not implemented.
 fn latency(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
@@ -898,6 +894,12 @@ fn latency(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// DEBUG, gated by `enable-debug-command` as in Redis 7. Subcommands:
+/// `AOF-FAULT <write|sync|any> <EIO|ENOSPC|errno> [count]` makes the next
+/// `count` (default: all, until `AOF-FAULT OFF`) log writes or syncs of
+/// every shard fail with that error: the test seam for I/O faults.
+/// `SLEEP <seconds>` holds this worker's event loop that long, as Redis
+/// holds its one thread.
 fn debug(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
     let allowed = enabled_for(&conn.worker.shared.config().enable_debug_command, conn);
     if !allowed {

@@ -876,10 +876,11 @@ fn build_bulk_log(data: &Path, segment_size: &str, count: usize) -> Vec<(PathBuf
     segs
 }
 
-/// Damage before the end of the log that cannot be the torn tail of the last
-/// write: in a segment that is not the last one, or in the last one but more
-/// than the largest single write (8 MiB + a block) before its end. The server
-/// must refuse to start, naming the file, the offset and the repair command.
+/// Damage before the end of the log: a bad record with valid records after
+/// it, in a segment that is not the last one, or in the last one, far from
+/// its end or within the last write (8 MiB). The server must refuse to
+/// start, naming the file, the offset and the repair command, change no
+/// file, and `check-aof` must refuse the same log.
 #[test]
 fn damage_before_the_tail_is_refused() {
     if self_check_against_redis() {
@@ -897,11 +898,38 @@ fn damage_before_the_tail_is_refused() {
         copy_dir(data, &copy);
         let seg_copy = copy.join(seg.strip_prefix(data).expect("inside data"));
         damage_file(&seg_copy, damage);
+        let damaged = fs::read(&seg_copy).expect("read damaged segment");
         let out = dir.join("output.log");
         let result = match launch(&copy, &out, &[]) {
             Launch::Exited(status) => {
                 let text = fs::read_to_string(&out).unwrap_or_default();
                 check_refusal(status, &text, &seg_copy, Some(start))
+                    .and_then(|()| {
+                        // A refused start changes nothing.
+                        if fs::read(&seg_copy).ok().as_ref() == Some(&damaged) {
+                            Ok(())
+                        } else {
+                            Err("the refused start changed the segment".to_string())
+                        }
+                    })
+                    .and_then(|()| {
+                        // check-aof agrees with the start, before and after.
+                        let log_dir = copy.join(LOG_DIR);
+                        let check = Command::new(server_bin())
+                            .arg("check-aof")
+                            .arg(&log_dir)
+                            .output()
+                            .expect("run check-aof");
+                        if check.status.code() == Some(1) {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "check-aof exited with {} on a log the start refused:\n{}",
+                                check.status,
+                                String::from_utf8_lossy(&check.stdout)
+                            ))
+                        }
+                    })
             }
             Launch::Started(proc) => {
                 let mut con = connect(proc.port);
@@ -973,6 +1001,22 @@ fn damage_before_the_tail_is_refused() {
         Damage::Flip(victim.start + 40),
         victim.start,
     );
+    // Inside the last 8 MiB (the largest single write) but with valid
+    // records after it: a flipped byte is not a torn write. An earlier
+    // start-up cut this as a torn tail and lost every record after it.
+    for before_end in [1_300_000, 100_000, 5_000] {
+        let victim = records
+            .iter()
+            .find(|r| r.start + before_end >= written)
+            .expect("a record that far before the end");
+        try_case(
+            &format!("record {before_end} bytes before the end of the last segment"),
+            &big,
+            seg,
+            Damage::Flip(victim.start + 40),
+            victim.start,
+        );
+    }
 
     println!(
         "damage_before_the_tail_is_refused: {cases} cases in {:.1?}",

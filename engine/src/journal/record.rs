@@ -430,18 +430,26 @@ pub struct Scan<'a> {
 }
 
 impl Scan<'_> {
-    /// Treats valid records that start less than `bytes` after the start of
-    /// the [`BLOCK_SIZE`] block holding a bad record as part of a torn tail,
-    /// not as evidence of corruption (default 0: any valid record after a
-    /// bad one means corruption).
+    /// Lets a bad record followed by valid ones still be a torn tail when it
+    /// has the marks of one unfinished multi-sector write (default 0: any
+    /// valid record after a bad one means corruption).
     ///
-    /// A device may persist the blocks of one unfinished multi-block write
-    /// in any order, so a crash can leave a later block of the last write
-    /// on disk and an earlier one not. None of that write was acknowledged;
-    /// recovery passes the largest single write the writer issues (its
-    /// group-commit limit plus one block) so such a crash is cut as a torn
-    /// tail instead of refusing to start. Only bytes of that last write can
-    /// be dropped this way.
+    /// A device may persist the sectors of one unfinished write in any
+    /// order, so a power loss can leave a later sector of the last write on
+    /// disk and an earlier one not. Such a gap is a sector that never
+    /// reached the disk, so it still reads as zeros (segments are
+    /// preallocated with zeros and only the tail block is ever rewritten, with
+    /// identical bytes up to the old end). So the bad record is taken for a
+    /// torn tail only if (1) every valid record after it starts less than
+    /// `bytes` after the start of the block holding it (inside one write of
+    /// at most `bytes`) and (2) between it and the next valid record lies an
+    /// unwritten sector: a 512-byte aligned sector of zeros, or zeros from
+    /// the bad record to the end of its sector. A flipped byte has neither
+    /// mark and stays corruption.
+    ///
+    /// Recovery at start-up scans strictly (0): it never drops a valid
+    /// record on its own. `check-aof --fix` passes the largest single write
+    /// the writer issues, so an operator can cut such a write.
     pub fn tail_window(mut self, bytes: usize) -> Self {
         self.tail_window = bytes;
         self
@@ -492,12 +500,19 @@ impl<'a> Iterator for Scan<'a> {
             }
         };
         self.done = true;
-        let block_start = self.pos.saturating_sub(self.pos % BLOCK_SIZE);
-        let from = self
-            .pos
-            .saturating_add(1)
-            .max(block_start.saturating_add(self.tail_window));
-        Some(Err(match find_valid(self.buf, from) {
+        let found = match find_valid(self.buf, self.pos.saturating_add(1)) {
+            None => None,
+            Some(next) => {
+                let block_start = self.pos.saturating_sub(self.pos % BLOCK_SIZE);
+                let window_end = block_start.saturating_add(self.tail_window);
+                let torn_write = self.tail_window > 0
+                    && next < window_end
+                    && find_valid(self.buf, next.saturating_add(1).max(window_end)).is_none()
+                    && shows_unwritten_sector(self.buf, self.pos, next);
+                (!torn_write).then_some(next)
+            }
+        };
+        Some(Err(match found {
             Some(next) => ScanError::Corruption {
                 offset,
                 reason: bad,
@@ -509,6 +524,23 @@ impl<'a> Iterator for Scan<'a> {
             },
         }))
     }
+}
+
+/// The smallest unit a device writes atomically (what FORMATS.md assumes).
+pub const SECTOR_SIZE: usize = 512;
+
+/// Whether `buf[from..to]` shows a sector that never reached the disk:
+/// zeros from `from` to the end of its sector, or a whole aligned sector of
+/// zeros (see [`Scan::tail_window`]).
+fn shows_unwritten_sector(buf: &[u8], from: usize, to: usize) -> bool {
+    let zero = |r: std::ops::Range<usize>| buf.get(r).is_some_and(|b| b.iter().all(|&x| x == 0));
+    let sector_end = (from / SECTOR_SIZE + 1) * SECTOR_SIZE;
+    if sector_end <= to && zero(from..sector_end) {
+        return true;
+    }
+    (sector_end..to)
+        .step_by(SECTOR_SIZE)
+        .any(|s| s.saturating_add(SECTOR_SIZE) <= to && zero(s..s + SECTOR_SIZE))
 }
 
 /// Decodes the record at the start of `rest`.

@@ -96,12 +96,15 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::io::parse_segment_file_name;
-use super::record::{scan, BadRecord, RecordType, ScanError, HEADER_LEN, MAX_PAYLOAD_LEN};
+use super::record::{
+    scan, BadRecord, RecordType, ScanError, BLOCK_SIZE, HEADER_LEN, MAX_PAYLOAD_LEN,
+};
 use crate::resp::{Limits, Parsed, Parser};
 
-/// Default for [`RecoveryOptions::max_write`]: the largest single write the
-/// log writer issues (its group-commit limit plus one block).
-pub const DEFAULT_MAX_WRITE: usize = 1 << 20;
+/// The largest single write the log writer issues (its group-commit limit
+/// plus the rewritten tail block): the torn-write window `check-aof --fix`
+/// passes as [`RecoveryOptions::max_write`].
+pub const DEFAULT_MAX_WRITE: usize = super::writer::DEFAULT_MAX_FLUSH_BYTES + BLOCK_SIZE;
 
 /// The offline repair command named in every recovery error.
 pub const REPAIR_COMMAND: &str = "kv-server check-aof --fix";
@@ -112,8 +115,11 @@ pub struct RecoveryOptions {
     /// `aof-load-truncated`: cut a torn tail of the last segment (true, the
     /// default) or refuse to start (false).
     pub aof_load_truncated: bool,
-    /// The largest single write the writer issues; passed to
-    /// [`super::record::Scan::tail_window`] for the last segment.
+    /// The torn-write window passed to [`super::record::Scan::tail_window`]
+    /// for the last segment: 0 (the default, and what start-up uses) is
+    /// strict, a bad record followed by any valid one is corruption;
+    /// `check-aof --fix` passes [`DEFAULT_MAX_WRITE`] so that an operator can
+    /// cut a write a power loss left unfinished.
     pub max_write: usize,
     /// The log continues a snapshot that holds every record up to this lsn
     /// (M1.5): segments holding only records up to it are not read, records
@@ -127,7 +133,7 @@ impl Default for RecoveryOptions {
     fn default() -> Self {
         Self {
             aof_load_truncated: true,
-            max_write: DEFAULT_MAX_WRITE,
+            max_write: 0,
             after: None,
         }
     }
@@ -327,6 +333,15 @@ pub struct LogRecord {
     pub parts: u16,
     /// The payload's byte range in the segment's bytes.
     pub payload: Range<usize>,
+}
+
+/// Whether the bad record at `offset` of a last segment is the torn tail of
+/// one unfinished write, as `check-aof --fix` would see it.
+fn is_torn_write(bytes: &[u8], offset: u64) -> bool {
+    scan(bytes, 0)
+        .tail_window(DEFAULT_MAX_WRITE)
+        .find_map(Result::err)
+        .is_some_and(|e| matches!(e, ScanError::TornTail { offset: o, .. } if o == offset))
 }
 
 /// Where a torn tail was cut.
@@ -640,11 +655,19 @@ pub fn read_shard_log_with(dir: &Path, opts: &RecoveryOptions) -> Result<ShardLo
                     reason,
                     resume_offset,
                 }) => {
-                    return Err(corruption(
-                        path,
-                        offset,
-                        format!("{reason} (valid records follow at offset {resume_offset})"),
-                    ))
+                    let mut detail =
+                        format!("{reason} (valid records follow at offset {resume_offset})");
+                    if is_last && window < DEFAULT_MAX_WRITE && is_torn_write(&seg.bytes, offset) {
+                        detail.push_str(&format!(
+                            ". It has the marks of the last write left unfinished by a power \
+                             loss (a sector of it never reached the disk, and every valid \
+                             record after it lies within that write), so no record from offset \
+                             {offset} on was acknowledged under appendfsync always. The start \
+                             does not drop valid records by itself: keep a copy of the log \
+                             directory, then `{REPAIR_COMMAND}` cuts that write"
+                        ));
+                    }
+                    return Err(corruption(path, offset, detail));
                 }
             };
             if rec.fields.kind == RecordType::Padding {
@@ -1189,7 +1212,13 @@ pub fn check(dir: &Path, fix: bool) -> CheckReport {
             fixed: false,
             error: None,
         };
-        match read_shard_log(&shard_dir) {
+        // Strict, as start-up reads; `--fix` also cuts a write a power loss
+        // left unfinished (`Scan::tail_window`).
+        let opts = RecoveryOptions {
+            max_write: if fix { DEFAULT_MAX_WRITE } else { 0 },
+            ..RecoveryOptions::default()
+        };
+        match read_shard_log_with(&shard_dir, &opts) {
             Ok(mut log) => {
                 sc.torn_tail = log.torn_tail.clone();
                 if let (true, Some(t)) = (fix, &log.torn_tail) {
@@ -1401,7 +1430,9 @@ pub fn export_aof(dir: &Path, out: &mut impl Write) -> Result<ExportSummary, Rec
 )]
 mod tests {
     use super::super::io::{segment_file_name, shard_dir_name};
-    use super::super::record::{encode, encode_command, encode_padding, RecordHeaderFields};
+    use super::super::record::{
+        encode, encode_command, encode_padding, RecordHeaderFields, SECTOR_SIZE,
+    };
     use super::*;
     use crate::testkit::TempDir;
 
@@ -1673,29 +1704,48 @@ mod tests {
             assert!(msg.contains(REPAIR_COMMAND), "{msg}");
             assert!(msg.contains(&format!("offset {at}")), "{msg}");
         }
-        // Damage in the last segment with valid records after it, beyond
-        // the largest write, is corruption too.
+        // Damage in the last segment with valid records after it is
+        // corruption too, at start-up (strict) and for `check-aof --fix`
+        // (the torn-write window): a flipped byte is not an unwritten
+        // sector.
         write_seg(&d, 1, &s1, PREALLOC);
         let mut s2 = segment(6..=9);
         let at2 = segment(6..=6).len();
         s2[at2 + 1] = 0x7f;
         let p2 = write_seg(&d, 6, &s2, PREALLOC);
-        let opts = RecoveryOptions {
-            max_write: 0,
+        let windowed = RecoveryOptions {
+            max_write: DEFAULT_MAX_WRITE,
             ..RecoveryOptions::default()
         };
-        let e = read_shard_log_with(&d, &opts).unwrap_err();
-        assert_eq!(
-            (e.path(), e.offset()),
-            (Some(p2.as_path()), Some(at2 as u64))
-        );
-        // Within the largest write it is the torn, unacknowledged last write.
-        let log = read_shard_log(&d).unwrap();
-        assert_eq!(loaded(&log), expected(1..=6));
-        let torn = log.torn_tail.unwrap();
-        assert_eq!(torn.offset, at2 as u64);
-        assert_eq!(torn.later_valid_record, Some(segment(6..=7).len() as u64));
+        for opts in [RecoveryOptions::default(), windowed] {
+            let e = read_shard_log_with(&d, &opts).unwrap_err();
+            assert_eq!(
+                (e.path(), e.offset()),
+                (Some(p2.as_path()), Some(at2 as u64))
+            );
+            assert!(!e.to_string().contains("power loss"), "{e}");
+        }
+        // A sector of the last write that never reached the disk (zeros)
+        // with later sectors of the same write on disk: start-up still
+        // refuses, naming the torn write and the fix; the window cuts it.
+        let mut s2 = Vec::new();
+        let mut lsn = 6;
+        while s2.len() < 3 * SECTOR_SIZE {
+            push(&mut s2, RecordHeaderFields::single(lsn), &cmd(lsn));
+            lsn += 1;
+        }
+        s2[SECTOR_SIZE..2 * SECTOR_SIZE].fill(0);
+        write_seg(&d, 6, &s2, PREALLOC);
+        let e = read_shard_log(&d).unwrap_err();
+        assert!(matches!(e, RecoveryError::Corruption { .. }), "{e}");
+        assert!(e.to_string().contains("power loss"), "{e}");
+        assert!(e.to_string().contains(REPAIR_COMMAND), "{e}");
+        let log = read_shard_log_with(&d, &windowed).unwrap();
+        let torn = log.torn_tail.clone().unwrap();
+        assert!(torn.offset <= SECTOR_SIZE as u64, "{torn}");
+        assert!(torn.later_valid_record.is_some(), "{torn}");
         assert!(torn.to_string().contains("was dropped with it"), "{torn}");
+        assert_eq!(loaded(&log), expected(1..=log.last_lsn().unwrap()));
     }
 
     #[test]
@@ -1846,36 +1896,125 @@ mod tests {
         }
     }
 
-    #[test]
-    fn flipping_any_byte_loads_a_prefix_or_refuses() {
-        let (s1, s2, _) = small_log();
-        let t = TempDir::new("flip");
-        let d = t.shard(0);
-        let all = expected(1..=7);
-        for seg in 0..2 {
-            let base = if seg == 0 { &s1 } else { &s2 };
-            for i in 0..base.len() {
-                let mut bad = base.clone();
-                bad[i] ^= 0x41;
-                let (a, b) = if seg == 0 { (&bad, &s2) } else { (&s1, &bad) };
-                write_seg(&d, 1, a, PREALLOC);
-                write_seg(&d, 4, b, PREALLOC);
-                match read_shard_log(&d) {
-                    Ok(log) => {
-                        // Only damage to the last segment's last record may
-                        // be taken for a torn tail.
-                        assert_eq!(seg, 1, "byte {i}");
-                        let got = loaded(&log);
-                        assert_eq!(got[..], all[..got.len()], "byte {i}");
-                        assert!(log.torn_tail.is_some(), "byte {i}");
-                    }
-                    Err(e) => {
-                        assert!(e.path().is_some(), "{e}");
-                        assert!(e.offset().is_some(), "{e}");
-                    }
+    /// Flips byte `i` of segment `seg` of a log written as `segs`, and reads
+    /// it as start-up does. Loading is allowed only when nothing valid
+    /// follows the damage: a flip inside the last record of the last
+    /// segment (`last_start..`), cut as a torn tail, with the prefix
+    /// before it loaded. Anything else is refused naming a file and an
+    /// offset at or before the flipped byte, and no file is changed.
+    /// `loaded_ok` checks the records of a log that loaded.
+    fn flip_and_read(
+        d: &Path,
+        segs: &[(u64, Vec<u8>)],
+        (seg, i): (usize, usize),
+        last_start: usize,
+        loaded_ok: impl Fn(&ShardLog),
+    ) {
+        let paths: Vec<PathBuf> = segs
+            .iter()
+            .enumerate()
+            .map(|(n, (first, bytes))| {
+                let mut b = bytes.clone();
+                if n == seg {
+                    b[i] ^= 0x41;
                 }
+                write_seg(d, *first, &b, b.len() + 4096)
+            })
+            .collect();
+        let before: Vec<Vec<u8>> = paths.iter().map(|p| fs::read(p).unwrap()).collect();
+        match read_shard_log(d) {
+            Ok(log) => {
+                let last = segs.len() - 1;
+                assert!(seg == last && i >= last_start, "seg {seg} byte {i} loaded");
+                let t = log.torn_tail.clone().unwrap();
+                assert_eq!(t.offset, last_start as u64, "seg {seg} byte {i}");
+                assert_eq!(t.later_valid_record, None);
+                loaded_ok(&log);
+            }
+            Err(e) => {
+                let at = paths.iter().position(|p| Some(p.as_path()) == e.path());
+                let at = at.unwrap_or_else(|| panic!("seg {seg} byte {i}: {e}"));
+                let offset = e.offset().unwrap() as usize;
+                assert!(
+                    at < seg || (at == seg && offset <= i) || (at == seg + 1 && offset == 0),
+                    "seg {seg} byte {i}: {e}"
+                );
+                assert!(e.to_string().contains(REPAIR_COMMAND), "{e}");
             }
         }
+        for (p, b) in paths.iter().zip(&before) {
+            assert_eq!(&fs::read(p).unwrap(), b, "reading changed {}", p.display());
+        }
+    }
+
+    #[test]
+    fn flipping_any_byte_loads_a_prefix_or_refuses() {
+        let (s1, s2, ends) = small_log();
+        let last_start = ends[ends.len() - 2];
+        let t = TempDir::new("flip");
+        let d = t.shard(0);
+        let segs = [(1, s1), (4, s2)];
+        for seg in 0..segs.len() {
+            for i in 0..segs[seg].1.len() {
+                flip_and_read(&d, &segs, (seg, i), last_start, |log| {
+                    assert_eq!(loaded(log), expected(1..=log.last_lsn().unwrap()));
+                });
+            }
+        }
+    }
+
+    /// The same over three segments of records from 40 bytes to 40 KiB
+    /// (about 400 KB): every byte of each record's header and of the
+    /// first and last 8 bytes of its payload, and every 97th byte else.
+    #[test]
+    fn flipping_bytes_of_a_large_multi_segment_log_loads_a_prefix_or_refuses() {
+        let t = TempDir::new("flip-large");
+        let d = t.shard(0);
+        let mut segs: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut starts: Vec<Vec<usize>> = Vec::new();
+        let mut lsn = 1;
+        for _ in 0..3 {
+            let (first, mut b, mut st) = (lsn, Vec::new(), Vec::new());
+            for n in 0..12u64 {
+                st.push(b.len());
+                let size = [4, 300, 4000, 40_000][(n % 4) as usize] + n as usize;
+                let args = vec![
+                    b"SET".to_vec(),
+                    format!("key:{lsn}").into_bytes(),
+                    vec![b'a' + (lsn % 26) as u8; size],
+                ];
+                push(&mut b, RecordHeaderFields::single(lsn), &args);
+                lsn += 1;
+            }
+            segs.push((first, b));
+            starts.push(st);
+        }
+        let last_start = *starts[2].last().unwrap();
+        let mut flips = 0;
+        for (seg, (_, bytes)) in segs.iter().enumerate() {
+            let near = |i: usize| {
+                starts[seg]
+                    .iter()
+                    .any(|&s| i >= s && i < s + HEADER_LEN + 40)
+                    || starts[seg]
+                        .iter()
+                        .skip(1)
+                        .chain(std::iter::once(&bytes.len()))
+                        .any(|&e| i + 8 >= e && i < e)
+            };
+            for i in (0..bytes.len()).filter(|&i| near(i) || i % 97 == 0) {
+                flip_and_read(&d, &segs, (seg, i), last_start, |log| {
+                    assert_eq!(log.records.len(), 35, "seg {seg} byte {i}");
+                    for (r, want) in log.records.iter().zip(1..) {
+                        assert_eq!(r.lsn, want);
+                        let c = log.commands(r).unwrap();
+                        assert_eq!(c[0][1], format!("key:{want}").into_bytes());
+                    }
+                });
+                flips += 1;
+            }
+        }
+        assert!(flips > 3000, "{flips}");
     }
 
     /// Writes one segment per shard from `(lsn, txid, parts)` records;

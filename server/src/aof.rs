@@ -244,13 +244,15 @@ impl LogSink for Sink {
 
 impl Aof {
     /// The log of shard `id` under `log_dir`, continuing at `next_lsn`
-    /// after recovery (`existing` record bytes already in it).
+    /// after recovery (`existing` record bytes already in it), in the
+    /// segment `resume` names if it can be opened (else in a new one).
     pub fn new(
         id: usize,
         shared: Arc<Shared>,
         log_dir: &Path,
         next_lsn: u64,
         existing: u64,
+        resume: Option<crate::recover::Resume>,
     ) -> Rc<Aof> {
         let (segment_size, mode) = {
             let c = shared.config();
@@ -284,7 +286,7 @@ impl Aof {
         stats.enabled.store(true, Ordering::Relaxed);
         stats.current_size.store(existing, Ordering::Relaxed);
         stats.base_size.store(0, Ordering::Relaxed);
-        Rc::new(Aof {
+        let aof = Rc::new(Aof {
             id,
             journal: RefCell::new(Journal::new(cfg, next_lsn, existing)),
             io: RefCell::new(io),
@@ -300,7 +302,35 @@ impl Aof {
             failed: Cell::new(false),
             closing: Cell::new(false),
             shared,
-        })
+        });
+        if let Some(r) = resume {
+            if let Err(e) = aof.resume(r) {
+                log::warning(&format!(
+                    "Can't continue the last log segment of shard {id} ({e}); the log goes on \
+                     in a new segment"
+                ));
+            }
+        }
+        aof
+    }
+
+    /// Opens the segment recovery left last and lets the journal continue
+    /// it (a restart adds no segment).
+    fn resume(&self, r: crate::recover::Resume) -> io::Result<()> {
+        let dir = self.journal.borrow().config().dir.clone();
+        let path = engine::journal::io::segment_path(&dir, r.first_lsn);
+        let (file, buffered) = {
+            let mut io = self.io.borrow_mut();
+            let f = io.open_segment(&dir, r.first_lsn)?;
+            (f, io.io_path() == Some(IoPath::Buffered))
+        };
+        self.set_io_path(buffered);
+        let seg = self.open_seg(r.first_lsn, &path, &file, buffered)?;
+        self.segs.borrow_mut().push(Rc::new(seg));
+        self.journal
+            .borrow_mut()
+            .resume(r.first_lsn, r.size, r.pos, r.tail, file);
+        Ok(())
     }
 
     fn stats(&self) -> &AofStats {

@@ -80,7 +80,7 @@ pub async fn prepare(worker: &Rc<Worker>) -> Result<u64, String> {
             let dir = dir.clone();
             Box::new(move |w: &Rc<Worker>| {
                 let next = w.shard.borrow().log.last_lsn() + 1;
-                let aof = crate::aof::Aof::new(w.id, w.shared.clone(), &dir, next, 0);
+                let aof = crate::aof::Aof::new(w.id, w.shared.clone(), &dir, next, 0, None);
                 w.shard
                     .borrow_mut()
                     .log

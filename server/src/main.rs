@@ -407,10 +407,16 @@ fn run(cfg: Config) -> i32 {
             }
             let worker = Worker::new(id, shard, shared);
             worker.set_tx_base(tx_base);
-            if let (Some(rec), Some(dir)) = (rec, log_dir) {
+            if let (Some(mut rec), Some(dir)) = (rec, log_dir) {
                 let durable = rec.next_lsn.saturating_sub(1);
-                let aof =
-                    aof::Aof::new(id, worker.shared.clone(), &dir, rec.next_lsn, rec.existing);
+                let aof = aof::Aof::new(
+                    id,
+                    worker.shared.clone(),
+                    &dir,
+                    rec.next_lsn,
+                    rec.existing,
+                    rec.resume.take(),
+                );
                 drop(rec);
                 worker
                     .shard

@@ -32,6 +32,61 @@ pub struct ShardRecovery {
     pub next_lsn: u64,
     /// Record bytes already in the log.
     pub existing: u64,
+    /// Where the writer continues: the last segment holding records, just
+    /// past its last one (after any cut). `None`: start a new segment.
+    pub resume: Option<Resume>,
+}
+
+/// The segment a restarted writer continues ([`engine::journal::writer::Journal::resume`]).
+pub struct Resume {
+    pub first_lsn: u64,
+    /// The segment file's size.
+    pub size: u64,
+    /// Just past its last valid record.
+    pub pos: u64,
+    /// The bytes of the block holding `pos`, before it.
+    pub tail: Vec<u8>,
+}
+
+/// Where the writer of `log` continues, given the cut recovery made
+/// (`cut`: segment index and offset), and the segments after it that hold
+/// no record (preallocated ahead, or emptied by the cut), which the caller
+/// removes: the writer's next segment must not find an empty one named
+/// before its first lsn.
+fn resume_point(log: &ShardLog, cut: Option<(usize, u64)>) -> (Option<Resume>, Vec<PathBuf>) {
+    let last = match cut {
+        Some((i, off)) => Some((i, off)),
+        None => log
+            .segments
+            .iter()
+            .rposition(|s| s.valid_end > 0)
+            .and_then(|i| Some((i, log.segments.get(i)?.valid_end))),
+    };
+    let Some((i, pos)) = last.filter(|&(_, pos)| pos > 0) else {
+        return (None, Vec::new());
+    };
+    let Some(seg) = log.segments.get(i) else {
+        return (None, Vec::new());
+    };
+    let block = usize::try_from(pos - pos % 4096).unwrap_or(usize::MAX);
+    let tail = seg
+        .bytes
+        .get(block..usize::try_from(pos).unwrap_or(usize::MAX))
+        .map(<[u8]>::to_vec);
+    let empty_after = log
+        .segments
+        .iter()
+        .skip(i + 1)
+        .filter(|s| s.path.exists())
+        .map(|s| s.path.clone())
+        .collect();
+    let resume = tail.map(|tail| Resume {
+        first_lsn: seg.first_lsn,
+        size: seg.bytes.len() as u64,
+        pos,
+        tail,
+    });
+    (resume, empty_after)
 }
 
 pub struct Recovered {
@@ -67,21 +122,48 @@ pub fn write_meta(dir: &Path, meta: Meta) -> Result<(), String> {
 
 pub fn read_meta(dir: &Path) -> Result<Option<Meta>, String> {
     let path = dir.join(META_FILE);
-    let text = match fs::read_to_string(&path) {
+    let bytes = match fs::read(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("Can't read {}: {e}", path.display())),
     };
-    let field = |name: &str| {
-        text.lines()
-            .filter_map(|l| l.strip_prefix(name))
-            .find_map(|n| n.trim().parse::<u64>().ok())
+    let damaged = |why: &str| {
+        format!(
+            "{} is damaged: {why}. It names how many shards wrote the log beside it and \
+             the log's id; restore it from a backup, or rewrite it by hand as two lines, \
+             'shards N' and 'id N' (N shards: the number of shard-<i> directories; the id: \
+             the one on the 'log id' line of the snapshot manifest, if it has one)",
+            path.display()
+        )
     };
-    let shards = field("shards ")
-        .ok_or_else(|| format!("{} is damaged: no 'shards N' line", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| damaged("it is not text"))?;
+    // Every line is a comment, `shards N` or `id N` (no id: written before
+    // logs had one); anything else is damage, not something to skip.
+    let (mut shards, mut id) = (None, None);
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (slot, n) = match line.split_once(' ') {
+            Some(("shards", n)) => (&mut shards, n),
+            Some(("id", n)) => (&mut id, n),
+            _ => return Err(damaged(&format!("unexpected line '{line}'"))),
+        };
+        let n = n
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| damaged(&format!("bad number in '{line}'")))?;
+        if slot.replace(n).is_some() {
+            return Err(damaged(&format!("'{line}' appears twice")));
+        }
+    }
+    let shards = shards.ok_or_else(|| damaged("no 'shards N' line"))?;
+    if shards == 0 {
+        return Err(damaged("'shards 0'"));
+    }
     Ok(Some(Meta {
-        shards: shards as usize,
-        id: field("id ").unwrap_or(0),
+        shards: usize::try_from(shards).map_err(|_| damaged("too many shards"))?,
+        id: id.unwrap_or(0),
     }))
 }
 
@@ -371,13 +453,35 @@ pub fn continued(
     line: &LogLine,
     dir: &Path,
 ) -> Result<(Option<u64>, Vec<u64>), String> {
-    let chosen = crate::snapshot::choose_in(snap_dir, manifest, |s| line.lsns_of(s).is_some())
-        .map_err(|e| {
-            format!(
-                "{e} The append-only log continues those snapshots; it can't be loaded \
-                 without one."
-            )
-        })?;
+    let chosen = match crate::snapshot::choose_in(snap_dir, manifest, |s| line.lsns_of(s).is_some())
+    {
+        Ok(chosen) => chosen,
+        // The log was started on an empty keyspace and still holds every
+        // record since: it alone is the whole dataset.
+        Err(e) if line.base == 0 && log_reaches_back(dir, &line.from) => {
+            log::warning(&format!(
+                "!!! WARNING: {e} The append-only log in {} still holds every write since the \
+                 keyspace was empty, so it is loaded alone instead: nothing is lost. The \
+                 snapshot files are left as they are; the next snapshot is a full one.",
+                dir.display()
+            ));
+            return Ok((None, line.from.clone()));
+        }
+        Err(e) => {
+            let why = if line.base == 0 {
+                "The append-only log continues those snapshots and no longer holds the \
+                 writes before them (its first segments were dropped after a snapshot), so \
+                 it can't rebuild the data alone."
+            } else {
+                "The append-only log continues those snapshots (it was started on snapshot \
+                 {base}), so it can't rebuild the data alone."
+            };
+            return Err(format!(
+                "{e} {}",
+                why.replace("{base}", &line.base.to_string())
+            ));
+        }
+    };
     let after = match chosen.and_then(|id| manifest.snapshots.iter().find(|s| s.id == id)) {
         Some(s) => line.lsns_of(s).unwrap_or_default(),
         None if line.base == 0 => line.from.clone(),
@@ -391,6 +495,19 @@ pub fn continued(
         }
     };
     Ok((chosen, after))
+}
+
+/// Whether every shard's log under `dir` still starts at its first record
+/// after `from` (its segment named `from + 1` or earlier is there, or it
+/// has none).
+fn log_reaches_back(dir: &Path, from: &[u64]) -> bool {
+    from.iter().enumerate().all(|(i, &f)| {
+        let d = engine::journal::JournalConfig::shard_dir(dir, i);
+        recovery::list_segments(&d)
+            .ok()
+            // No segment: the shard never logged a write.
+            .is_some_and(|segs| segs.first().is_none_or(|s| s.0 <= f.saturating_add(1)))
+    })
 }
 
 /// Reads every shard's log (in parallel) after the lsns `after`, cuts torn
@@ -483,15 +600,33 @@ pub fn read_logs_with(
         for r in &log.records {
             tx_base = tx_base.max(r.txid & ((1 << 48) - 1));
         }
-        let next_lsn = match plan.cut.as_ref().filter(|_| mutate) {
+        let follows_log = match plan.cut.as_ref().filter(|_| mutate) {
             Some(cut) => {
                 log.truncate_at(cut.segment, cut.offset)
                     .map_err(|e| format!("Can't cut the log: {e}"))?;
                 cut.lsn
             }
             None => log.next_lsn(),
+        };
+        let next_lsn = follows_log.max(after.get(out.len()).map_or(1, |a| a + 1));
+        // The writer continues the last segment only where its next record
+        // follows that segment's last one. A snapshot can hold a record the
+        // log never made durable (its barrier came after the append, the
+        // kill before the write): then the log goes on after the snapshot's
+        // lsn, in a new segment, as a segment may not have a gap.
+        let (resume, empty_after) = if mutate && next_lsn == follows_log {
+            resume_point(&log, plan.cut.as_ref().map(|c| (c.segment, c.offset)))
+        } else {
+            (None, Vec::new())
+        };
+        for p in &empty_after {
+            fs::remove_file(p).map_err(|e| format!("Can't remove {}: {e}", p.display()))?;
         }
-        .max(after.get(out.len()).map_or(1, |a| a + 1));
+        if !empty_after.is_empty() {
+            fs::File::open(&log.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| format!("Can't sync {}: {e}", log.dir.display()))?;
+        }
         let existing = match &plan.cut {
             Some(cut) => log
                 .segments
@@ -507,6 +642,7 @@ pub fn read_logs_with(
             steps: plan.steps,
             next_lsn,
             existing,
+            resume,
         });
     }
     let records: usize = out.iter().map(|s| s.steps.len()).sum();

@@ -1820,8 +1820,9 @@ pub fn choose_in(
         return Ok(None);
     }
     Err(format!(
-        "No snapshot in {} can be loaded: {}. Move the damaged files away to start empty, \
-         or run `kv-server check-snapshot` on them.",
+        "No snapshot in {} can be loaded: {}. Nothing was loaded or changed. Check them \
+         with `kv-server check-snapshot`, and restore them from a backup \
+         (docs/OPERATIONS.md).",
         dir.display(),
         errors.join("; ")
     ))

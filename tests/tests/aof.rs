@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tests::{redis_server_bin, RedisProc, ScratchDir, ServerProc};
+use tests::{redis_server_bin, self_check_against_redis, RedisProc, ScratchDir, ServerProc};
 
 /// `DEBUG AOF-FAULT <args>`: the I/O fault seam of every shard's log.
 fn aof_fault(con: &mut redis::Connection, args: &[&str]) {
@@ -556,6 +556,96 @@ fn a_full_filesystem_refuses_writes_until_space_is_freed() {
     }
     drop(con);
     drop(server);
+}
+
+/// Disk blocks held by the files under `dir` (what `du` counts).
+fn disk_use(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() {
+            disk_use(&e.path())
+        } else {
+            m.blocks() * 512
+        };
+    }
+    total
+}
+
+/// Fifty SIGKILLs, each after a few writes and a restart: the log's disk
+/// use and the segments a start reads depend on the data, not on how many
+/// times the process died (each restart used to add a segment per shard,
+/// all read at the next start), and every acknowledged key is back.
+#[test]
+fn fifty_crashes_keep_disk_use_and_start_up_flat() {
+    if self_check_against_redis() {
+        eprintln!("NOTE: tests kv-server's log files; skipped with KV_TEST_SERVER=redis");
+        return;
+    }
+    let args = [
+        "--threads",
+        "2",
+        "--appendfsync",
+        "always",
+        "--aof-segment-size",
+        "1mb",
+    ];
+    let dir = ScratchDir::new("fifty-crashes");
+    let mut server = ServerProc::start_in(dir.path(), &args);
+    let log = dir.path().join("appendonlydir");
+    let mut use_after = Vec::new();
+    let mut starts = Vec::new();
+    for cycle in 0..50 {
+        let mut con = server.conn();
+        for k in 0..20 {
+            let () = redis::cmd("SET")
+                .arg(format!("c{cycle}:{k}"))
+                .arg("v".repeat(100))
+                .query(&mut con)
+                .unwrap();
+        }
+        drop(con);
+        use_after.push(disk_use(&log));
+        let started = Instant::now();
+        server = restart(server, &args);
+        starts.push(started.elapsed());
+    }
+    let mut con = server.conn();
+    let mut missing = Vec::new();
+    for cycle in 0..50 {
+        for k in 0..20 {
+            let key = format!("c{cycle}:{k}");
+            if get(&mut con, &key).is_none() {
+                missing.push(key);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "lost after the crashes: {missing:?}");
+    let segments = std::fs::read_dir(&log)
+        .unwrap()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("seg-0"))
+        .count();
+    println!(
+        "disk use after crash 1, 10, 50: {} / {} / {} KiB; {segments} segments; starts: \
+         first {:?}, last {:?}",
+        use_after[0] / 1024,
+        use_after[9] / 1024,
+        use_after[49] / 1024,
+        starts[0],
+        starts[49]
+    );
+    // 100 KB of records fit the first 1 MiB segment of each shard: the same
+    // files at the end as after the first crash (segment + spare a shard).
+    assert!(segments <= 2, "{segments} segments after 50 crashes");
+    assert!(
+        use_after[49] <= use_after[0] + (1 << 20),
+        "disk use grew from {} to {} bytes over 50 crashes",
+        use_after[0],
+        use_after[49]
+    );
 }
 
 /// Two servers never share a data directory (they would write the same

@@ -2052,6 +2052,78 @@ fn damaged_newest_snapshot_loads_the_older_one_and_more_log() {
     kill(server);
 }
 
+/// Every snapshot is unreadable, but the log was started on an empty
+/// keyspace and still holds every write since: the log alone loads, with
+/// a warning, and nothing is lost. A damaged `kv-log.meta` stops the start
+/// and says it is damaged.
+#[test]
+fn unreadable_snapshots_load_the_log_when_it_holds_every_write() {
+    if skip() {
+        return;
+    }
+    let seed = seed("unreadable_snapshots_load_the_log_when_it_holds_every_write");
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("log-holds-all");
+    let dir = scratch.path();
+    let server = start_log(dir, &["--aof-segment-size", "4mb"]);
+    let mut con = server.conn();
+    let mut state = State::new();
+    let keys = Keys::new("k:", 300, 2);
+    let mut db = 0;
+    preload(&mut con, &mut state, "k:", 200, 100, &mut rng);
+    bgsave(&server, &mut con);
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 500),
+        &mut state,
+        &mut db,
+        "a",
+    );
+    bgsave(&server, &mut con);
+    run_ops(
+        &mut con,
+        &random_ops(&mut rng, &keys, 500),
+        &mut state,
+        &mut db,
+        "b",
+    );
+    kill(server);
+    let snaps = dir.join("snapshotdir");
+    let files: Vec<String> = snapshot_files(&snaps)
+        .into_iter()
+        .filter(|n| n.ends_with(".kvs"))
+        .collect();
+    assert!(files.len() >= 2, "{files:?}");
+    for f in &files {
+        flip_middle_byte(&snaps.join(f));
+    }
+    let server = start_log(dir, &["--aof-segment-size", "4mb"]);
+    let out = server.output();
+    assert!(
+        out.lines()
+            .any(|l| l.contains("WARNING") && l.contains("still holds every write")),
+        "a WARNING says the log is loaded alone:\n{out}"
+    );
+    assert_state(&server, &state, "log alone");
+    kill(server);
+
+    let meta = dir.join("appendonlydir").join("kv-log.meta");
+    for garbage in [
+        &b"shards 2\nid 7x\n"[..],
+        b"\xff\xfe\x00garbage",
+        b"shards 0\n",
+        b"",
+    ] {
+        fs::write(&meta, garbage).unwrap();
+        let out = start_must_fail(dir, &["--appendonly", "yes"], "damaged kv-log.meta");
+        assert!(
+            out.contains("kv-log.meta is damaged"),
+            "{:?}: the error does not say kv-log.meta is damaged:\n{out}",
+            String::from_utf8_lossy(garbage)
+        );
+    }
+}
+
 /// Never restore empty: a server that ran with snapshots only, started with
 /// `appendonly yes` (no log yet), loads the snapshot and starts the log
 /// from it; a crash after more writes loses nothing.

@@ -17,9 +17,11 @@
 //! Nothing here panics or exits: every failure is a [`ConfigError`] (start-up)
 //! or an error string ready to be sent as a RESP error (CONFIG commands).
 //!
-//! Directives that arrive with later milestones (`repl-backlog-size`, ...)
-//! are deliberately absent, so a file that uses them is refused as
-//! "Bad directive" instead of being silently half-honoured.
+//! Redis 7.0 directives that do not apply here (replication, cluster, TLS,
+//! encodings, ...) are in [`FOREIGN`]: a file may use them (Debian's stock
+//! redis.conf does); they are accepted with one warning each and not
+//! applied, except the few values that would be unsafe to ignore
+//! ([`refused`]). Names unknown to Redis stay "Bad directive".
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -171,7 +173,8 @@ pub struct Config {
     pub loglevel: LogLevel,
     /// `logfile`: empty = log to stderr.
     pub logfile: String,
-    /// `daemonize`: always false; `daemonize yes` is refused at load.
+    /// `daemonize`: fork into the background at start, as Redis does
+    /// (stdin, stdout and stderr go to /dev/null; logs to `logfile`).
     pub daemonize: bool,
     /// `pidfile`: empty = write no pid file.
     pub pidfile: String,
@@ -210,6 +213,13 @@ pub struct Config {
     /// The config file this configuration was loaded from, as an absolute
     /// path (not a directive). CONFIG REWRITE writes here.
     pub config_file: Option<PathBuf>,
+    /// Not a directive: the number of worker threads the running server
+    /// uses (`threads` resolved; 0 before start). CONFIG GET threads shows
+    /// it.
+    pub threads_in_use: usize,
+    /// Not a directive: one warning per Redis directive the load accepted
+    /// without applying it (see [`FOREIGN`]), to log at start.
+    pub warnings: Vec<String>,
 }
 
 /// `appendfsync`.
@@ -301,6 +311,8 @@ impl Default for Config {
             enable_protected_configs: "no".to_string(),
             server_cpulist: String::new(),
             config_file: None,
+            threads_in_use: 0,
+            warnings: Vec::new(),
         }
     }
 }
@@ -320,12 +332,14 @@ pub enum Startup {
 /// print before exiting with status 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
-    /// A line was refused. Displays as Redis's block:
-    /// `*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***`, the line number
-    /// (counted in the file the line is in; command-line options count as
-    /// lines after the main file, as in Redis), the line, then the reason.
-    /// Redis prints an empty line before the block.
+    /// A line was refused. From a file, displays as Redis's block with
+    /// our name: `*** FATAL CONFIG FILE ERROR (kv-server <version>) ***`,
+    /// the file and line number (counted in the file the line is in), the
+    /// line, then the reason. From the command line, the option instead of
+    /// a line number. Redis prints an empty line before the block.
     Line {
+        /// Where the line came from.
+        origin: Origin,
         line_no: usize,
         line: String,
         reason: String,
@@ -335,20 +349,42 @@ pub enum ConfigError {
     Open { path: String, reason: String },
 }
 
+/// Where a configuration line came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A config file (or stdin, `-`), by the name given.
+    File(String),
+    /// A `--name value` option.
+    CommandLine,
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let version = env!("CARGO_PKG_VERSION");
         match self {
             ConfigError::Line {
+                origin: Origin::File(file),
                 line_no,
                 line,
                 reason,
             } => write!(
                 f,
-                "*** FATAL CONFIG FILE ERROR (Redis {}) ***\n\
-                 Reading the configuration file, at line {line_no}\n\
+                "*** FATAL CONFIG FILE ERROR (kv-server {version}) ***\n\
+                 Reading the configuration file {file}, at line {line_no}\n\
                  >>> '{line}'\n\
-                 {reason}",
-                engine::REDIS_VERSION
+                 {reason}"
+            ),
+            ConfigError::Line {
+                origin: Origin::CommandLine,
+                line,
+                reason,
+                ..
+            } => write!(
+                f,
+                "*** FATAL CONFIG ERROR (kv-server {version}) ***\n\
+                 Reading the command-line options\n\
+                 >>> '--{line}'\n\
+                 {reason}"
             ),
             ConfigError::Open { path, reason } => {
                 write!(f, "Fatal error, can't open config file '{path}': {reason}")
@@ -367,6 +403,8 @@ impl std::error::Error for ConfigError {}
 struct Directive {
     /// Lower-case name, as in redis.conf.
     name: &'static str,
+    /// One line for `--help`.
+    help: &'static str,
     /// Whether CONFIG SET may change it.
     mutable: bool,
     kind: Kind,
@@ -428,6 +466,7 @@ fn enable_index(v: &str) -> usize {
 static DIRECTIVES: &[Directive] = &[
     Directive {
         name: "bind",
+        help: "addresses to listen on; a leading - marks one that may be missing",
         // Mutable in Redis 7 (it re-listens); immutable here until the
         // runtime can re-bind its per-thread listeners.
         mutable: false,
@@ -435,6 +474,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "port",
+        help: "TCP port (0: no TCP listener)",
         // Mutable in Redis 7; immutable here for the same reason as bind.
         mutable: false,
         kind: Kind::Int {
@@ -446,16 +486,25 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "threads",
+        help: "worker threads, one shard each (0: one per core)",
         mutable: false,
         kind: Kind::Int {
             min: 0,
             max: MAX_THREADS,
-            get: |c| c.threads as i64,
+            // The number in use once the server runs (0 resolved).
+            get: |c| {
+                if c.threads_in_use > 0 {
+                    c.threads_in_use as i64
+                } else {
+                    c.threads as i64
+                }
+            },
             put: |c, v| c.threads = v as usize,
         },
     },
     Directive {
         name: "databases",
+        help: "number of logical databases",
         mutable: false,
         kind: Kind::Int {
             min: 1,
@@ -466,6 +515,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "requirepass",
+        help: "password of the default user (empty: no AUTH)",
         mutable: true,
         kind: Kind::Str {
             get: |c| c.requirepass.clone(),
@@ -477,6 +527,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "maxclients",
+        help: "connected clients at most (lowered at start to fit the open-file limit)",
         mutable: true,
         kind: Kind::Int {
             min: 1,
@@ -487,6 +538,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "proto-max-bulk-len",
+        help: "largest bulk string a client may send",
         mutable: true,
         kind: Kind::Memory {
             min: 1024 * 1024,
@@ -497,6 +549,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "client-query-buffer-limit",
+        help: "largest unparsed input a client may queue",
         mutable: true,
         kind: Kind::Memory {
             min: 1024 * 1024,
@@ -507,6 +560,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "dir",
+        help: "data directory (log, snapshots, lock file)",
         // Protected (`PROTECTED`), as in Redis 7.
         mutable: true,
         kind: Kind::Str {
@@ -523,6 +577,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "dbfilename",
+        help: "snapshot file name prefix inside snapshotdirname",
         // Protected (`PROTECTED`), as in Redis 7.
         mutable: true,
         kind: Kind::Str {
@@ -535,11 +590,13 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "save",
+        help: "snapshot after <seconds> if at least <changes> writes (\"\": never)",
         mutable: true,
         kind: Kind::Save,
     },
     Directive {
         name: "stop-writes-on-bgsave-error",
+        help: "refuse writes while the last background snapshot failed",
         mutable: true,
         kind: Kind::Bool {
             get: |c| c.stop_writes_on_bgsave_error,
@@ -551,6 +608,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "rdbcompression",
+        help: "LZ4-compress snapshot pages",
         mutable: true,
         kind: Kind::Bool {
             get: |c| c.rdbcompression,
@@ -562,6 +620,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "rdbchecksum",
+        help: "shown only: snapshots always carry and verify checksums",
         // Immutable in Redis 7 too.
         mutable: false,
         kind: Kind::Bool {
@@ -574,6 +633,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "rdb-del-sync-files",
+        help: "shown only: there is no replication",
         mutable: true,
         kind: Kind::Bool {
             get: |c| c.rdb_del_sync_files,
@@ -585,6 +645,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "snapshotdirname",
+        help: "directory inside dir for snapshots and their manifest",
         mutable: false,
         kind: Kind::Str {
             get: |c| c.snapshotdirname.clone(),
@@ -597,6 +658,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "snapshot-full-ratio",
+        help: "take a full snapshot once deltas pass this % of the base",
         mutable: true,
         kind: Kind::Int {
             min: 1,
@@ -607,6 +669,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "snapshot-pace",
+        help: "a background snapshot rests this many times its work while clients are busy",
         mutable: true,
         kind: Kind::Int {
             min: 0,
@@ -617,6 +680,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "latency-monitor-threshold",
+        help: "record event-loop stalls of at least this many ms (0: off)",
         mutable: true,
         kind: Kind::Int {
             min: 0,
@@ -627,6 +691,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "disable-thp",
+        help: "turn transparent huge pages off for the process",
         mutable: false,
         kind: Kind::Bool {
             get: |c| c.disable_thp,
@@ -638,6 +703,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "auto-aof-rewrite-percentage",
+        help: "rewrite the log when it grew by this % (0: never)",
         mutable: true,
         kind: Kind::Int {
             min: 0,
@@ -648,6 +714,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "auto-aof-rewrite-min-size",
+        help: "... and is at least this big",
         mutable: true,
         kind: Kind::Memory {
             min: 0,
@@ -658,6 +725,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "hz",
+        help: "background task frequency per second (1-500)",
         mutable: true,
         kind: Kind::Int {
             min: 0,
@@ -669,6 +737,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "timeout",
+        help: "close a client idle for this many seconds (0: never)",
         mutable: true,
         kind: Kind::Int {
             min: 0,
@@ -679,6 +748,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "tcp-keepalive",
+        help: "TCP keepalive interval in seconds (0: off)",
         mutable: true,
         kind: Kind::Int {
             min: 0,
@@ -689,6 +759,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "tcp-backlog",
+        help: "listen(2) backlog",
         mutable: false,
         kind: Kind::Int {
             min: 0,
@@ -699,11 +770,13 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "loglevel",
+        help: "log verbosity",
         mutable: true,
         kind: Kind::LogLevel,
     },
     Directive {
         name: "logfile",
+        help: "log file (empty: stderr)",
         mutable: false,
         kind: Kind::Str {
             get: |c| c.logfile.clone(),
@@ -715,21 +788,19 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "daemonize",
+        help: "fork into the background at start (logs go to logfile, or nowhere)",
         mutable: false,
         kind: Kind::Bool {
             get: |c| c.daemonize,
             put: |c, v| {
-                if v {
-                    return Err("daemonize yes is not supported: the server does not \
-                                daemonize itself (run it under a service manager)");
-                }
-                c.daemonize = false;
+                c.daemonize = v;
                 Ok(())
             },
         },
     },
     Directive {
         name: "server_cpulist",
+        help: "CPUs to pin the worker threads to, e.g. 0-7:2 (empty: no pinning)",
         mutable: false,
         kind: Kind::Str {
             get: |c| c.server_cpulist.clone(),
@@ -742,6 +813,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "pidfile",
+        help: "write the process id here (empty: no pid file)",
         mutable: false,
         kind: Kind::Str {
             get: |c| c.pidfile.clone(),
@@ -753,6 +825,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "protected-mode",
+        help: "shown only",
         mutable: true,
         kind: Kind::Bool {
             get: |c| c.protected_mode,
@@ -764,6 +837,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "appendonly",
+        help: "keep the append-only log",
         // CONFIG SET turns the log on or off (`logswitch`).
         mutable: true,
         kind: Kind::Bool {
@@ -776,6 +850,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "appendfsync",
+        help: "when the log is fsynced",
         mutable: true,
         kind: Kind::Enum {
             names: AppendFsync::NAMES,
@@ -785,6 +860,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "appenddirname",
+        help: "log directory inside dir",
         mutable: false,
         kind: Kind::Str {
             get: |c| c.appenddirname.clone(),
@@ -796,6 +872,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "appendfilename",
+        help: "base name of a Redis AOF to import when the log is empty",
         mutable: false,
         kind: Kind::Str {
             get: |c| c.appendfilename.clone(),
@@ -807,6 +884,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "aof-load-truncated",
+        help: "cut a torn log tail at start instead of refusing to start",
         mutable: true,
         kind: Kind::Bool {
             get: |c| c.aof_load_truncated,
@@ -818,6 +896,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "aof-segment-size",
+        help: "size of a preallocated log segment",
         mutable: false,
         kind: Kind::Memory {
             min: 64 * 1024,
@@ -828,6 +907,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "aof-io",
+        help: "log I/O: io_uring with O_DIRECT, plain pwrite, or buffered",
         mutable: false,
         kind: Kind::Enum {
             names: AofIo::NAMES,
@@ -837,6 +917,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "enable-debug-command",
+        help: "allow DEBUG (local: from loopback clients only)",
         mutable: false,
         kind: Kind::Enum {
             names: ENABLE,
@@ -846,6 +927,7 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "enable-protected-configs",
+        help: "allow CONFIG SET of dir and dbfilename (local: loopback only)",
         mutable: false,
         kind: Kind::Enum {
             names: ENABLE,
@@ -858,6 +940,306 @@ static DIRECTIVES: &[Directive] = &[
 /// Directives CONFIG SET refuses unless `enable-protected-configs` allows
 /// it (Redis 7's PROTECTED_CONFIG ones that we have).
 pub const PROTECTED: &[&str] = &["dir", "dbfilename"];
+
+/// Redis 7.0 directives that do not apply here, with why: a config file may
+/// use them (Debian's stock redis.conf does), and loading accepts them with
+/// any arguments and one warning per directive, never applying them. An
+/// empty reason means no warning (Redis's own deprecated no-ops). The
+/// values [`refused`] names stay fatal. Every name of redis-server 7.0.15's
+/// `CONFIG GET *` that is not in [`DIRECTIVES`] is here, plus config.c's
+/// non-table directives (`rename-command`, `user`, `loadmodule`,
+/// `sentinel`) and its `deprecated_configs`.
+static FOREIGN: &[(&[&str], &str)] = &[
+    (
+        &[
+            "replicaof",
+            "slaveof",
+            "masterauth",
+            "masteruser",
+            "replica-serve-stale-data",
+            "slave-serve-stale-data",
+            "replica-read-only",
+            "slave-read-only",
+            "repl-diskless-sync",
+            "repl-diskless-sync-delay",
+            "repl-diskless-sync-max-replicas",
+            "repl-diskless-load",
+            "repl-ping-replica-period",
+            "repl-ping-slave-period",
+            "repl-timeout",
+            "repl-disable-tcp-nodelay",
+            "repl-backlog-size",
+            "repl-backlog-ttl",
+            "replica-priority",
+            "slave-priority",
+            "replica-announced",
+            "min-replicas-to-write",
+            "min-slaves-to-write",
+            "min-replicas-max-lag",
+            "min-slaves-max-lag",
+            "replica-announce-ip",
+            "slave-announce-ip",
+            "replica-announce-port",
+            "slave-announce-port",
+            "replica-ignore-maxmemory",
+            "slave-ignore-maxmemory",
+            "replica-lazy-flush",
+            "slave-lazy-flush",
+            "replica-ignore-disk-write-errors",
+            "propagation-error-behavior",
+        ],
+        "no replication in kv-server",
+    ),
+    (
+        &[
+            "cluster-enabled",
+            "cluster-config-file",
+            "cluster-node-timeout",
+            "cluster-port",
+            "cluster-replica-validity-factor",
+            "cluster-slave-validity-factor",
+            "cluster-migration-barrier",
+            "cluster-allow-replica-migration",
+            "cluster-require-full-coverage",
+            "cluster-replica-no-failover",
+            "cluster-slave-no-failover",
+            "cluster-allow-reads-when-down",
+            "cluster-allow-pubsubshard-when-down",
+            "cluster-link-sendbuf-limit",
+            "cluster-announce-hostname",
+            "cluster-preferred-endpoint-type",
+            "cluster-announce-ip",
+            "cluster-announce-port",
+            "cluster-announce-tls-port",
+            "cluster-announce-bus-port",
+        ],
+        "no cluster mode in kv-server",
+    ),
+    (
+        &[
+            "tls-port",
+            "tls-cert-file",
+            "tls-key-file",
+            "tls-key-file-pass",
+            "tls-client-cert-file",
+            "tls-client-key-file",
+            "tls-client-key-file-pass",
+            "tls-dh-params-file",
+            "tls-ca-cert-file",
+            "tls-ca-cert-dir",
+            "tls-auth-clients",
+            "tls-replication",
+            "tls-cluster",
+            "tls-protocols",
+            "tls-ciphers",
+            "tls-ciphersuites",
+            "tls-prefer-server-ciphers",
+            "tls-session-caching",
+            "tls-session-cache-size",
+            "tls-session-cache-timeout",
+        ],
+        "no TLS in kv-server (plain TCP only)",
+    ),
+    (
+        &["unixsocket", "unixsocketperm"],
+        "no Unix socket listener in kv-server (TCP only)",
+    ),
+    (
+        &["supervised"],
+        "kv-server does not signal readiness to upstart/systemd (use a simple service type)",
+    ),
+    (
+        &["always-show-logo", "set-proc-title", "proc-title-template"],
+        "kv-server has no ASCII logo and keeps its process title",
+    ),
+    (
+        &["syslog-enabled", "syslog-ident", "syslog-facility"],
+        "kv-server logs to logfile or stderr only",
+    ),
+    (
+        &["crash-log-enabled", "crash-memcheck-enabled"],
+        "a panic always logs a bug report and aborts",
+    ),
+    (
+        &["io-threads", "io-threads-do-reads"],
+        "every worker thread does its own I/O (see threads)",
+    ),
+    (
+        &["aof_rewrite_cpulist", "bgsave_cpulist", "bio_cpulist"],
+        "snapshots and log rewrites run on the worker threads (see server_cpulist)",
+    ),
+    (
+        &[
+            "maxmemory",
+            "maxmemory-policy",
+            "maxmemory-samples",
+            "maxmemory-eviction-tenacity",
+            "maxmemory-clients",
+            "lfu-log-factor",
+            "lfu-decay-time",
+        ],
+        "no memory limit or eviction in kv-server yet",
+    ),
+    (
+        &["client-output-buffer-limit"],
+        "no client output buffer limits in kv-server yet",
+    ),
+    (
+        &["oom-score-adj", "oom-score-adj-values"],
+        "kv-server does not change its OOM score",
+    ),
+    (
+        &[
+            "lazyfree-lazy-eviction",
+            "lazyfree-lazy-expire",
+            "lazyfree-lazy-server-del",
+            "lazyfree-lazy-user-del",
+            "lazyfree-lazy-user-flush",
+        ],
+        "values are freed by the worker that owns their shard",
+    ),
+    (
+        &[
+            "activedefrag",
+            "active-defrag-ignore-bytes",
+            "active-defrag-threshold-lower",
+            "active-defrag-threshold-upper",
+            "active-defrag-cycle-min",
+            "active-defrag-cycle-max",
+            "active-defrag-max-scan-fields",
+            "jemalloc-bg-thread",
+        ],
+        "kv-server uses mimalloc, with no active defragmentation",
+    ),
+    (
+        &[
+            "hash-max-listpack-entries",
+            "hash-max-listpack-value",
+            "hash-max-ziplist-entries",
+            "hash-max-ziplist-value",
+            "list-max-listpack-size",
+            "list-max-ziplist-size",
+            "list-compress-depth",
+            "set-max-intset-entries",
+            "zset-max-listpack-entries",
+            "zset-max-listpack-value",
+            "zset-max-ziplist-entries",
+            "zset-max-ziplist-value",
+            "hll-sparse-max-bytes",
+            "stream-node-max-bytes",
+            "stream-node-max-entries",
+            "activerehashing",
+        ],
+        "kv-server's keyspace has its own encodings",
+    ),
+    (
+        &["active-expire-effort", "dynamic-hz"],
+        "kv-server's expire cycle is its own (see hz)",
+    ),
+    (
+        &[
+            "aof-use-rdb-preamble",
+            "aof-timestamp-enabled",
+            "aof-disable-auto-gc",
+            "aof-rewrite-incremental-fsync",
+            "rdb-save-incremental-fsync",
+            "no-appendfsync-on-rewrite",
+        ],
+        "kv-server's log and snapshots have their own format and write path (no fork)",
+    ),
+    (
+        &["lua-time-limit", "busy-reply-threshold"],
+        "no scripting in kv-server",
+    ),
+    (&["enable-module-command"], "no modules in kv-server"),
+    (
+        &["notify-keyspace-events"],
+        "no keyspace notifications in kv-server yet",
+    ),
+    (
+        &["slowlog-log-slower-than", "slowlog-max-len"],
+        "no SLOWLOG in kv-server yet (see latency-monitor-threshold)",
+    ),
+    (
+        &["latency-tracking", "latency-tracking-info-percentiles"],
+        "no per-command latency tracking in kv-server yet",
+    ),
+    (
+        &["tracking-table-max-keys"],
+        "no client-side caching (CLIENT TRACKING) in kv-server",
+    ),
+    (
+        &["acllog-max-len", "acl-pubsub-default", "aclfile"],
+        "no ACL users in kv-server (requirepass only)",
+    ),
+    (&["sanitize-dump-payload"], "no DUMP/RESTORE in kv-server"),
+    (
+        &[
+            "shutdown-timeout",
+            "shutdown-on-sigint",
+            "shutdown-on-sigterm",
+        ],
+        "SIGTERM/SIGINT always shut down in order (final snapshot when save rules are set)",
+    ),
+    (
+        &["ignore-warnings", "socket-mark-id", "bind-source-addr"],
+        "not applicable to kv-server",
+    ),
+    (
+        &["rename-command", "user", "loadmodule", "sentinel"],
+        "always refused: no command renaming, ACL users, modules or sentinel",
+    ),
+    // Redis 7.0 ignores these silently (config.c `deprecated_configs`).
+    (
+        &[
+            "list-max-ziplist-entries",
+            "list-max-ziplist-value",
+            "lua-replicate-commands",
+        ],
+        "",
+    ),
+];
+
+/// Why `name` is not applied here, if it is a Redis directive of [`FOREIGN`].
+fn foreign(name: &[u8]) -> Option<&'static str> {
+    FOREIGN
+        .iter()
+        .find(|(names, _)| {
+            names
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+        })
+        .map(|(_, why)| *why)
+}
+
+/// The ignored directives whose values would make ignoring them unsafe
+/// (a replica that would serve as an empty master, a command meant to be
+/// renamed away, users and modules, a TLS or cluster setup): those stay
+/// fatal, with the reason.
+fn refused(name: &[u8], values: &[Vec<u8>]) -> Option<&'static str> {
+    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+    let is = |v: &[&str]| {
+        values.len() == v.len()
+            && values
+                .iter()
+                .zip(v)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b.as_bytes()))
+    };
+    let empty = values.iter().all(|v| v.is_empty());
+    match name.as_str() {
+        "replicaof" | "slaveof" if !is(&["no", "one"]) => {
+            Some("kv-server has no replication: it cannot start as a replica")
+        }
+        "cluster-enabled" if !is(&["no"]) => Some("kv-server has no cluster mode"),
+        "tls-port" if !is(&["0"]) => Some("kv-server has no TLS listener"),
+        "aclfile" if !empty => Some("kv-server has no ACL users (use requirepass)"),
+        "user" => Some("kv-server has no ACL users (use requirepass)"),
+        "rename-command" => Some("kv-server cannot rename or remove commands"),
+        "loadmodule" => Some("kv-server cannot load Redis modules"),
+        "sentinel" => Some("kv-server has no sentinel mode"),
+        _ => None,
+    }
+}
 
 /// `v` if it names a file (or directory) without a path, else `err`.
 /// Parses a CPU list in Redis's `server_cpulist` syntax: comma-separated
@@ -1398,14 +1780,25 @@ impl Config {
                 })?;
         }
         text.push(b'\n');
+        let source = Source {
+            file: cfg
+                .config_file
+                .as_ref()
+                .map_or("stdin".to_string(), |p| p.to_string_lossy().into_owned()),
+            cmdline_from: text.iter().filter(|&&b| b == b'\n').count(),
+        };
         text.extend_from_slice(&options);
-        load_text(&mut cfg, &text, 0, &mut Loading::default())?;
+        let mut loading = Loading::default();
+        load_text(&mut cfg, &text, 0, &mut loading, &source)?;
+        cfg.warnings = loading.warnings;
         Ok(Startup::Run(Box::new(cfg)))
     }
 }
 
+/// The `--help` text: how to start, then every directive of [`DIRECTIVES`]
+/// with its default and [`FOREIGN`]'s names.
 fn usage(program: &str) -> String {
-    format!(
+    let mut out = format!(
         "Usage: {p} [/path/to/redis.conf] [options] [-]\n       \
          {p} - (read config from stdin)\n       \
          {p} -v or --version\n       \
@@ -1417,7 +1810,58 @@ fn usage(program: &str) -> String {
          {p} --port 7777 --threads 4 --dir /var/lib/kv\n       \
          {p} /etc/kv.conf --loglevel verbose -\n",
         p = program
-    )
+    );
+    out.push_str(
+        "\nOptions (as `--name value` or as `name value` lines of the config file;\n\
+         options come after the file, so they win):\n",
+    );
+    let defaults = Config::default();
+    for d in DIRECTIVES {
+        let arg = match &d.kind {
+            Kind::Int { .. } => "<n>".to_string(),
+            Kind::Memory { .. } => "<bytes>".to_string(),
+            Kind::Bool { .. } => "yes|no".to_string(),
+            Kind::Str { .. } => "<text>".to_string(),
+            Kind::LogLevel => LogLevel::ALL.map(LogLevel::name).join("|"),
+            Kind::Enum { names, .. } => names.join("|"),
+            Kind::Bind => "<addr>...".to_string(),
+            Kind::Save => "<seconds> <changes>...".to_string(),
+        };
+        let default = match &d.kind {
+            Kind::Memory { get, .. } => format_memory(get(&defaults)),
+            _ => d.value(&defaults),
+        };
+        let default = if default.is_empty() {
+            "\"\"".to_string()
+        } else {
+            default
+        };
+        out.push_str(&format!(
+            "  --{} {arg}   (default: {default})\n        {}{}\n",
+            d.name,
+            d.help,
+            if d.mutable { "" } else { " [fixed at start]" }
+        ));
+    }
+    out.push_str(
+        "\nRedis 7 directives that do not apply here are accepted and ignored, with a\n\
+         warning each at start (a few values that could not be ignored safely are\n\
+         refused):\n",
+    );
+    for (names, why) in FOREIGN.iter().filter(|(_, why)| !why.is_empty()) {
+        let mut line = String::from(" ");
+        for name in names.iter() {
+            if line.len() + name.len() > 76 {
+                out.push_str(&line);
+                out.push('\n');
+                line = String::from(" ");
+            }
+            line.push(' ');
+            line.push_str(name);
+        }
+        out.push_str(&format!("{line}\n        ({why})\n"));
+    }
+    out
 }
 
 /// Builds the directive lines for the command-line options after the config
@@ -1478,6 +1922,17 @@ struct Loading {
     /// Whether a `save` line was applied: the first one replaces the default
     /// rules, later ones add to them (Redis 7).
     save_seen: bool,
+    /// One warning per ignored Redis directive ([`FOREIGN`]), and the
+    /// names warned about.
+    warnings: Vec<String>,
+    warned: Vec<String>,
+}
+
+/// Where the text [`load_text`] reads comes from: the file's name, and the
+/// line index (from 0) from which lines are command-line options.
+struct Source {
+    file: String,
+    cmdline_from: usize,
 }
 
 /// Applies every line of `text` to `cfg`, like Redis's
@@ -1487,13 +1942,20 @@ fn load_text(
     text: &[u8],
     depth: usize,
     state: &mut Loading,
+    source: &Source,
 ) -> Result<(), ConfigError> {
     for (index, raw) in text.split(|&b| b == b'\n').enumerate() {
         let line = trim_line(raw);
         if line.is_empty() || line.first() == Some(&b'#') {
             continue;
         }
+        let origin = if index >= source.cmdline_from {
+            Origin::CommandLine
+        } else {
+            Origin::File(source.file.clone())
+        };
         let fail = |reason: String| ConfigError::Line {
+            origin: origin.clone(),
             line_no: index + 1,
             line: String::from_utf8_lossy(line).into_owned(),
             reason,
@@ -1517,6 +1979,22 @@ fn load_text(
                 )));
             }
             load_include(cfg, path, depth + 1, state)?;
+        } else if let Some(why) = foreign(name) {
+            if let Some(refusal) = refused(name, values) {
+                return Err(fail(refusal.to_string()));
+            }
+            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+            if !why.is_empty() && !state.warned.contains(&name) {
+                state.warnings.push(format!(
+                    "Config directive '{name}' ignored: {why} (line {} of {})",
+                    index + 1,
+                    match &origin {
+                        Origin::File(f) => f.as_str(),
+                        Origin::CommandLine => "the command line",
+                    }
+                ));
+                state.warned.push(name);
+            }
         } else {
             return Err(fail(
                 "Bad directive or wrong number of arguments".to_string(),
@@ -1540,7 +2018,11 @@ fn load_include(
             path: file.to_string_lossy().into_owned(),
             reason: os_reason(&e),
         })?;
-        load_text(cfg, &text, depth, state)?;
+        let source = Source {
+            file: file.to_string_lossy().into_owned(),
+            cmdline_from: usize::MAX,
+        };
+        load_text(cfg, &text, depth, state, &source)?;
     }
     Ok(())
 }
@@ -1690,7 +2172,11 @@ impl Config {
         // and whether the value comes from the last of those lines or from
         // an included file (`loading.set` keeps the directives an include
         // set after the file's last line for them).
-        let mut from_file = Config::default();
+        let mut from_file = Config {
+            // `threads` shows the number in use: compare like with like.
+            threads_in_use: self.threads_in_use,
+            ..Config::default()
+        };
         let mut mentions: HashMap<&'static str, Vec<usize>> = HashMap::new();
         let mut loading = Loading::default();
         let mut include_sets_save = false;
@@ -1847,7 +2333,13 @@ mod tests {
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         let mut cfg = Config::default();
-        load_text(&mut cfg, text.as_bytes(), 0, &mut Loading::default())?;
+        let source = Source {
+            file: "test.conf".to_string(),
+            cmdline_from: usize::MAX,
+        };
+        let mut loading = Loading::default();
+        load_text(&mut cfg, text.as_bytes(), 0, &mut loading, &source)?;
+        cfg.warnings = loading.warnings;
         Ok(cfg)
     }
 
@@ -1857,6 +2349,7 @@ mod tests {
                 line_no,
                 line,
                 reason,
+                ..
             }) => (line_no, line, reason),
             other => panic!("expected a line error for {text:?}, got {other:?}"),
         }
@@ -2065,16 +2558,91 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "*** FATAL CONFIG FILE ERROR (Redis {}) ***\n\
-                 Reading the configuration file, at line 2\n\
+                "*** FATAL CONFIG FILE ERROR (kv-server {}) ***\n\
+                 Reading the configuration file test.conf, at line 2\n\
                  >>> 'foo bar'\n\
                  Bad directive or wrong number of arguments",
-                engine::REDIS_VERSION
+                env!("CARGO_PKG_VERSION")
             )
         );
-        // Not accepted yet, so refused rather than ignored.
-        let (_, _, reason) = line_error("repl-backlog-size 1mb");
+        // A command-line option: no line number, the option as given.
+        let err = run(&["--hz", "10", "--port", "99999"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "*** FATAL CONFIG ERROR (kv-server {}) ***\n\
+                 Reading the command-line options\n\
+                 >>> '--port \"99999\"'\n\
+                 argument must be between 0 and 65535 inclusive",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        // A file then options: the file's line is a file line.
+        let tmp = TempDir::new("origin");
+        let file = tmp.write("kv.conf", "port 7000\n\nhz x\n");
+        let err = run(&[file.to_str().unwrap(), "--port", "1"]).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "Reading the configuration file {}, at line 3\n>>> 'hz x'",
+                file.display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn redis_directives_that_do_not_apply_are_accepted_with_one_warning() {
+        let cfg = load(
+            "repl-backlog-size 1mb\n\
+             client-output-buffer-limit normal 0 0 0\n\
+             client-output-buffer-limit replica 256mb 64mb 60\n\
+             Maxmemory 1gb\n\
+             replicaof no one\n\
+             list-max-ziplist-entries 512\n\
+             port 7000\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.port, 7000);
+        assert_eq!(cfg.warnings.len(), 4, "{:?}", cfg.warnings);
+        assert_eq!(
+            cfg.warnings[1],
+            "Config directive 'client-output-buffer-limit' ignored: no client output buffer \
+             limits in kv-server yet (line 2 of test.conf)"
+        );
+        assert!(cfg.warnings[2].starts_with("Config directive 'maxmemory' ignored"));
+        // Not shown by CONFIG GET: they have no value here.
+        assert!(cfg.get(b"maxmemory").is_empty());
+        // Values that would be unsafe to ignore stay fatal.
+        for line in [
+            "replicaof 10.0.0.1 6379",
+            "slaveof 10.0.0.1 6379",
+            "cluster-enabled yes",
+            "tls-port 6380",
+            "aclfile /etc/redis/users.acl",
+            "user alice on >pw ~* +@all",
+            "rename-command CONFIG \"\"",
+            "loadmodule /x.so",
+        ] {
+            let (_, _, reason) = line_error(line);
+            assert!(reason.starts_with("kv-server "), "{line}: {reason}");
+        }
+        // Unknown to Redis: still an error.
+        let (_, _, reason) = line_error("maxmemry 1gb");
         assert_eq!(reason, "Bad directive or wrong number of arguments");
+    }
+
+    #[test]
+    fn every_redis_7_0_directive_loads() {
+        // redis-server 7.0.15's `CONFIG GET *` names (aliases included).
+        const REDIS_7_0: &str = "acl-pubsub-default aclfile acllog-max-len active-defrag-cycle-max active-defrag-cycle-min active-defrag-ignore-bytes active-defrag-max-scan-fields active-defrag-threshold-lower active-defrag-threshold-upper active-expire-effort activedefrag activerehashing always-show-logo aof-disable-auto-gc aof-load-truncated aof-rewrite-incremental-fsync aof-timestamp-enabled aof-use-rdb-preamble aof_rewrite_cpulist appenddirname appendfilename appendfsync appendonly auto-aof-rewrite-min-size auto-aof-rewrite-percentage bgsave_cpulist bind bind-source-addr bio_cpulist busy-reply-threshold client-output-buffer-limit client-query-buffer-limit cluster-allow-pubsubshard-when-down cluster-allow-reads-when-down cluster-allow-replica-migration cluster-announce-bus-port cluster-announce-hostname cluster-announce-ip cluster-announce-port cluster-announce-tls-port cluster-config-file cluster-enabled cluster-link-sendbuf-limit cluster-migration-barrier cluster-node-timeout cluster-port cluster-preferred-endpoint-type cluster-replica-no-failover cluster-replica-validity-factor cluster-require-full-coverage cluster-slave-no-failover cluster-slave-validity-factor crash-log-enabled crash-memcheck-enabled daemonize databases dbfilename dir disable-thp dynamic-hz enable-debug-command enable-module-command enable-protected-configs hash-max-listpack-entries hash-max-listpack-value hash-max-ziplist-entries hash-max-ziplist-value hll-sparse-max-bytes hz ignore-warnings io-threads io-threads-do-reads jemalloc-bg-thread latency-monitor-threshold latency-tracking latency-tracking-info-percentiles lazyfree-lazy-eviction lazyfree-lazy-expire lazyfree-lazy-server-del lazyfree-lazy-user-del lazyfree-lazy-user-flush lfu-decay-time lfu-log-factor list-compress-depth list-max-listpack-size list-max-ziplist-size logfile loglevel lua-time-limit masterauth masteruser maxclients maxmemory maxmemory-clients maxmemory-eviction-tenacity maxmemory-policy maxmemory-samples min-replicas-max-lag min-replicas-to-write min-slaves-max-lag min-slaves-to-write no-appendfsync-on-rewrite notify-keyspace-events oom-score-adj oom-score-adj-values pidfile port proc-title-template propagation-error-behavior protected-mode proto-max-bulk-len rdb-del-sync-files rdb-save-incremental-fsync rdbchecksum rdbcompression repl-backlog-size repl-backlog-ttl repl-disable-tcp-nodelay repl-diskless-load repl-diskless-sync repl-diskless-sync-delay repl-diskless-sync-max-replicas repl-ping-replica-period repl-ping-slave-period repl-timeout replica-announce-ip replica-announce-port replica-announced replica-ignore-disk-write-errors replica-ignore-maxmemory replica-lazy-flush replica-priority replica-read-only replica-serve-stale-data replicaof requirepass sanitize-dump-payload save server_cpulist set-max-intset-entries set-proc-title shutdown-on-sigint shutdown-on-sigterm shutdown-timeout slave-announce-ip slave-announce-port slave-ignore-maxmemory slave-lazy-flush slave-priority slave-read-only slave-serve-stale-data slaveof slowlog-log-slower-than slowlog-max-len socket-mark-id stop-writes-on-bgsave-error stream-node-max-bytes stream-node-max-entries supervised syslog-enabled syslog-facility syslog-ident tcp-backlog tcp-keepalive timeout tls-auth-clients tls-ca-cert-dir tls-ca-cert-file tls-cert-file tls-ciphers tls-ciphersuites tls-client-cert-file tls-client-key-file tls-client-key-file-pass tls-cluster tls-dh-params-file tls-key-file tls-key-file-pass tls-port tls-prefer-server-ciphers tls-protocols tls-replication tls-session-cache-size tls-session-cache-timeout tls-session-caching tracking-table-max-keys unixsocket unixsocketperm zset-max-listpack-entries zset-max-listpack-value zset-max-ziplist-entries zset-max-ziplist-value";
+        let names: Vec<&str> = REDIS_7_0.split(' ').collect();
+        assert_eq!(names.len(), 192);
+        for name in names {
+            assert!(
+                lookup(name.as_bytes()).is_some() || foreign(name.as_bytes()).is_some(),
+                "{name} is neither applied nor accepted"
+            );
+        }
     }
 
     #[test]
@@ -2132,9 +2700,9 @@ mod tests {
             let (line_no, shown, got) = line_error(&text);
             assert_eq!((line_no, shown.as_str(), got.as_str()), (4, line, reason));
         }
-        let (line_no, _, reason) = line_error("daemonize yes");
+        let (line_no, _, reason) = line_error("replicaof 10.0.0.1 6379");
         assert_eq!(line_no, 1);
-        assert!(reason.contains("not supported"), "{reason}");
+        assert!(reason.contains("cannot start as a replica"), "{reason}");
         // The line is shown trimmed, as Redis does.
         let (_, shown, _) = line_error("   port x  \r");
         assert_eq!(shown, "port x");
@@ -2223,6 +2791,7 @@ mod tests {
         assert_eq!(
             err,
             ConfigError::Line {
+                origin: Origin::CommandLine,
                 line_no: 6,
                 line: "port \"abc\"".into(),
                 reason: "argument couldn't be parsed into an integer".into()
@@ -2232,6 +2801,7 @@ mod tests {
         assert_eq!(
             err,
             ConfigError::Line {
+                origin: Origin::CommandLine,
                 line_no: 2,
                 line: "foo \"bar\"".into(),
                 reason: "Bad directive or wrong number of arguments".into()
@@ -2271,10 +2841,20 @@ mod tests {
     fn help_and_version() {
         for flag in ["-h", "--help"] {
             match Config::from_args(&[flag]).unwrap() {
-                Startup::Help(text) => assert!(
-                    text.starts_with("Usage: kv-server [/path/to/redis.conf]"),
-                    "{text}"
-                ),
+                Startup::Help(text) => {
+                    assert!(
+                        text.starts_with("Usage: kv-server [/path/to/redis.conf]"),
+                        "{text}"
+                    );
+                    // Every directive, with its default and its line.
+                    for d in DIRECTIVES {
+                        assert!(text.contains(&format!("\n  --{} ", d.name)), "{}", d.name);
+                        assert!(text.contains(d.help), "{}", d.name);
+                    }
+                    assert!(text.contains("--port <n>   (default: 6379)"), "{text}");
+                    assert!(text.contains("--proto-max-bulk-len <bytes>   (default: 512mb)"));
+                    assert!(text.contains(" maxmemory "), "{text}");
+                }
                 other => panic!("{other:?}"),
             }
         }
@@ -2645,6 +3225,7 @@ mod tests {
         assert_eq!(
             run(&["--save", "60"]).unwrap_err(),
             ConfigError::Line {
+                origin: Origin::CommandLine,
                 line_no: 2,
                 line: "save \"60\"".into(),
                 reason: "Invalid save parameters".into()

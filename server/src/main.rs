@@ -80,6 +80,13 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // As Redis, before anything else starts (a fork keeps one thread).
+    if cfg.daemonize {
+        if let Err(e) = sys::daemonize() {
+            eprintln!("Can't daemonize (daemonize yes): {e}");
+            std::process::exit(1);
+        }
+    }
     std::process::exit(run(cfg));
 }
 
@@ -190,13 +197,124 @@ fn watch_signals(shared: Arc<Shared>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Logs a failed accept (EMFILE when the server is out of descriptors), at
+/// most one line a second across all workers, saying how many were not
+/// logged since the last line.
+fn log_accept_error(e: &std::io::Error) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
+    static NOT_LOGGED: AtomicU64 = AtomicU64::new(0);
+    let now = worker::now_ms() / 1000;
+    let last = LAST_SECOND.load(Ordering::Relaxed);
+    if now > last
+        && LAST_SECOND
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let more = match NOT_LOGGED.swap(0, Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!(" ({n} more accept errors since the last one logged)"),
+        };
+        log::warning(&format!("Accepting client connection: {e}{more}"));
+    } else {
+        NOT_LOGGED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Loading is over: every worker starts accepting clients.
 fn start_serving(shared: &Shared, port: u16) {
     shared.serving.send_replace(true);
     log::notice(&format!("Ready to accept connections tcp on port {port}"));
 }
 
-fn run(cfg: Config) -> i32 {
+/// An I/O error as C's strerror gives it (without " (os error N)").
+fn strerror(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text.get(..i).unwrap_or(&text).to_string(),
+        None => text,
+    }
+}
+
+/// Redis's `CONFIG_MIN_RESERVED_FDS`: descriptors kept for the server's
+/// own use beyond those counted per worker.
+const MIN_RESERVED_FDS: u64 = 32;
+/// Descriptors a worker keeps open besides its listeners, measured with
+/// /proc/<pid>/fd during a BGSAVE: its io_uring, eventfd and two epoll
+/// fds, up to five for the log (segment, spare, directory), a snapshot
+/// file or two; rounded up.
+const FDS_PER_WORKER: u64 = 16;
+
+/// Redis's `adjustOpenFilesLimit`: raises RLIMIT_NOFILE to what
+/// `maxclients` clients need plus the server's own descriptors, or, when
+/// the system does not allow that, lowers `maxclients` to fit (with
+/// Redis's warnings). Err: the limit does not even leave room for the
+/// server itself.
+fn adjust_open_files_limit(cfg: &mut Config, workers: usize) -> Result<(), String> {
+    let own = MIN_RESERVED_FDS + workers as u64 * (cfg.bind.len() as u64 + FDS_PER_WORKER);
+    let maxfiles = u64::from(cfg.maxclients) + own;
+    let (soft, hard) = match sys::nofile_limit() {
+        Ok(l) => l,
+        Err(e) => {
+            cfg.maxclients = (1024u64.saturating_sub(own)).max(1) as u32;
+            log::warning(&format!(
+                "Unable to obtain the current NOFILE limit ({e}), assuming 1024 and setting \
+                 the max clients configuration to {}.",
+                cfg.maxclients
+            ));
+            return Ok(());
+        }
+    };
+    if soft >= maxfiles {
+        return Ok(());
+    }
+    // Up to `maxfiles`, raising the hard limit too when allowed (root);
+    // else as far as the hard limit goes.
+    let mut error = None;
+    let mut best = soft;
+    for (s, h) in [(maxfiles, hard.max(maxfiles)), (maxfiles.min(hard), hard)] {
+        if s <= soft {
+            continue;
+        }
+        match sys::set_nofile_limit(s, h) {
+            Ok(()) => {
+                best = s;
+                break;
+            }
+            Err(e) => error = Some(e),
+        }
+    }
+    if best >= maxfiles {
+        log::notice(&format!(
+            "Increased maximum number of open files to {maxfiles} (it was originally set to {soft})."
+        ));
+        return Ok(());
+    }
+    if best <= own {
+        return Err(format!(
+            "Your current 'ulimit -n' of {best} is not enough for the server to start. \
+             Please increase your open file limit to at least {}. Exiting.",
+            own + 1
+        ));
+    }
+    let requested = cfg.maxclients;
+    cfg.maxclients = u32::try_from(best - own).unwrap_or(u32::MAX);
+    log::warning(&format!(
+        "You requested maxclients of {requested} requiring at least {maxfiles} max file descriptors."
+    ));
+    let why = error.map_or_else(|| "the hard limit is lower".to_string(), |e| strerror(&e));
+    log::warning(&format!(
+        "Server can't set maximum open files to {maxfiles} because of OS error: {why}."
+    ));
+    log::warning(&format!(
+        "Current maximum open files is {best}. maxclients has been reduced to {} to compensate \
+         for low ulimit. If you need higher maxclients increase 'ulimit -n'.",
+        cfg.maxclients
+    ));
+    Ok(())
+}
+
+fn run(mut cfg: Config) -> i32 {
     if let Some(level) = log::parse_level(cfg.loglevel.name()) {
         log::set_level(level);
     }
@@ -223,6 +341,7 @@ fn run(cfg: Config) -> i32 {
     } else {
         cfg.threads
     };
+    cfg.threads_in_use = workers;
     // Validated when the config was loaded.
     let cpulist = Arc::new(config::parse_cpulist(&cfg.server_cpulist).unwrap_or_default());
     log::notice("oO0OoO0OoO0Oo kv-server is starting oO0OoO0OoO0Oo");
@@ -232,27 +351,49 @@ fn run(cfg: Config) -> i32 {
         engine::REDIS_VERSION,
         std::process::id()
     ));
+    for w in std::mem::take(&mut cfg.warnings) {
+        log::warning(&w);
+    }
+    if let Err(e) = adjust_open_files_limit(&mut cfg, workers) {
+        log::warning(&e);
+        return 1;
+    }
     if let Err(e) = std::fs::create_dir_all(&cfg.dir) {
         log::warning(&format!(
-            "Can't create data directory '{}': {e}",
-            cfg.dir.display()
+            "Can't create data directory '{}': {e} (running as {})",
+            cfg.dir.display(),
+            sys::effective_user()
         ));
         return 1;
     }
     // One server per data directory: two would write the same log.
     let lock_path = cfg.dir.join("kv-server.lock");
-    let _dir_lock = match std::fs::File::create(&lock_path)
-        .and_then(|f| f.try_lock().map(|()| f).map_err(std::io::Error::from))
-    {
-        Ok(f) => f,
+    let _dir_lock = match std::fs::File::create(&lock_path) {
         Err(e) => {
             log::warning(&format!(
-                "Can't lock {}: another kv-server is using the data directory '{}' ({e})",
+                "Can't create the lock file {} in the data directory '{}': {} (running as {})",
                 lock_path.display(),
-                cfg.dir.display()
+                cfg.dir.display(),
+                strerror(&e),
+                sys::effective_user()
             ));
             return 1;
         }
+        Ok(f) => match f.try_lock() {
+            Ok(()) => f,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                log::warning(&format!(
+                    "Can't lock {}: another kv-server is using the data directory '{}'",
+                    lock_path.display(),
+                    cfg.dir.display()
+                ));
+                return 1;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                log::warning(&format!("Can't lock {}: {e}", lock_path.display()));
+                return 1;
+            }
+        },
     };
     let listeners = match bind_all(&cfg, workers) {
         Ok(l) => l,
@@ -500,8 +641,13 @@ fn run(cfg: Config) -> i32 {
                             // The listener was shut at exit.
                             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
                             Err(e) => {
-                                log::warning(&format!("Accepting client connection: {e}"));
-                                runtime::sleep(std::time::Duration::from_millis(10)).await;
+                                log_accept_error(&e);
+                                // Out of descriptors, the connection stays
+                                // in the backlog: retry later, not in a loop.
+                                let out_of_fds =
+                                    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                                let pause = if out_of_fds { 100 } else { 10 };
+                                runtime::sleep(std::time::Duration::from_millis(pause)).await;
                             }
                         }
                     }

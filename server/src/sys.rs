@@ -35,6 +35,67 @@ pub fn disable_thp() -> io::Result<()> {
     Ok(())
 }
 
+/// The open-file limit (`RLIMIT_NOFILE`): (soft, hard).
+pub fn nofile_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Sets the open-file limit (`RLIMIT_NOFILE`) to `soft` and `hard`.
+pub fn set_nofile_limit(soft: u64, hard: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit only reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The user the process runs as, for error messages: `name (uid N)`, the
+/// name from /etc/passwd when it is there.
+pub fn effective_user() -> String {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let id = fields.nth(1)?;
+                (id.parse::<u32>().ok() == Some(uid)).then(|| name.to_string())
+            })
+        });
+    match name {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
+}
+
+/// Forks into the background as Redis's `daemonize()`: the parent exits 0,
+/// the child starts a new session and has stdin, stdout and stderr on
+/// /dev/null; the working directory stays. Must run before any other
+/// thread is started (only the calling thread survives a fork).
+pub fn daemonize() -> io::Result<()> {
+    // SAFETY: called from main() while the process has one thread, so the
+    // child is a full copy; daemon(3) only forks, calls setsid and dup2s
+    // /dev/null over fds 0-2.
+    if unsafe { libc::daemon(1, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Shuts down both directions of a socket so that a pending read on it
 /// returns 0 (CLIENT KILL from another thread), or a listening socket so
 /// that it stops listening (at exit). The caller guarantees `fd` is still

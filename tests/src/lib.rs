@@ -418,6 +418,42 @@ impl ServerProc {
         Self::start_with_dir(Some(dir), extra_args)
     }
 
+    /// Starts the server as `<wrapper...> kv-server [config_file] --port N
+    /// --bind 127.0.0.1 --dir <tmp> <extra_args...>`: `wrapper` is a
+    /// command that execs the rest (e.g. `prlimit --nofile=256:256`), or
+    /// empty. kv-server only (not in the self-check mode).
+    pub fn start_custom(
+        wrapper: &[&str],
+        config_file: Option<&Path>,
+        extra_args: &[&str],
+    ) -> ServerProc {
+        let bin = server_bin();
+        let (program, pre) = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut pre: Vec<OsString> = rest.iter().map(OsString::from).collect();
+                pre.push(bin.into_os_string());
+                (PathBuf::from(first), pre)
+            }
+            None => (bin, Vec::new()),
+        };
+        let file: Option<OsString> = config_file.map(|f| f.as_os_str().to_owned());
+        let extra: Vec<OsString> = extra_args.iter().map(OsString::from).collect();
+        ServerProc(Running::start("kv-server", &program, &|port, dir| {
+            let mut args = pre.clone();
+            args.extend(file.clone());
+            args.extend([
+                "--port".into(),
+                port.to_string().into(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--dir".into(),
+                dir.as_os_str().to_owned(),
+            ]);
+            args.extend(extra.iter().cloned());
+            args
+        }))
+    }
+
     fn start_with_dir(data: Option<&Path>, extra_args: &[&str]) -> ServerProc {
         if self_check_against_redis() {
             let bin =

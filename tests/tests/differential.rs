@@ -10,6 +10,9 @@
 //! - `SCAN` (lines starting with `scanall`): a whole cursor iteration is run on
 //!   each server and the sets of keys compared.
 //!
+//! `glob_patterns_match_redis` compares KEYS and SCAN MATCH over thousands
+//! of random and pathological glob patterns.
+//!
 //! Sequences never depend on time: expiries are far in the future (and
 //! pairwise distinct, so GT/LT never compare equal times) or in the past
 //! where Redis deletes the key at once (EXPIREAT, GETEX; not SET ... EXAT,
@@ -1250,6 +1253,163 @@ fn keys_match_redis() {
     };
     let failures = run_groups(&mut pair, KEY_CASES);
     assert_no_mismatches("key-command groups", failures);
+}
+
+/// Pieces of random glob patterns: every element of Redis's syntax and its
+/// odd corners (unterminated classes, `[a-]`, a trailing `\`, signed-char
+/// ranges over bytes >= 0x80), over a tiny alphabet so matches are common.
+const GLOB_PIECES: &[&[u8]] = &[
+    b"*",
+    b"**",
+    b"?",
+    b"a",
+    b"b",
+    b"a",
+    b"b",
+    b"A",
+    b"\\*",
+    b"\\a",
+    b"\\",
+    b"[ab]",
+    b"[^a]",
+    b"[a-b]",
+    b"[b-a]",
+    b"[^]",
+    b"[]",
+    b"[\\]]",
+    b"[\\",
+    b"[a-]",
+    b"[A-Z]",
+    b"[",
+    b"[^",
+    b"-",
+    b"]",
+    b"^",
+    b"\xe9",
+    b"[a-\xff]",
+    b"[\x80-\xff]",
+    b"[^\xe9-a]",
+    b"*a",
+    b"a*",
+    b"*?",
+];
+
+/// Keys for the glob comparison: every string over {a, b} up to 4 bytes,
+/// glob syntax as plain bytes, upper case, high bytes, and the long keys of
+/// the pathological patterns.
+fn glob_keys() -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut layer: Vec<Vec<u8>> = vec![Vec::new()];
+    for _ in 0..4 {
+        layer = layer
+            .iter()
+            .flat_map(|k| [b'a', b'b'].map(|c| [k.as_slice(), &[c]].concat()))
+            .collect();
+        keys.extend(layer.iter().cloned());
+    }
+    for k in [
+        &b"A"[..],
+        b"aB",
+        b"Ab",
+        b"*",
+        b"a*b",
+        b"[",
+        b"]",
+        b"[a]",
+        b"\\",
+        b"a\\",
+        b"^",
+        b"-",
+        b"a-b",
+        b"\xe9",
+        b"\x80a",
+        b"a\xe9",
+        b"?",
+        b"ab]",
+    ] {
+        keys.push(k.to_vec());
+    }
+    keys.push(vec![b'a'; 40]);
+    keys.push([&[b'a'; 40][..], b"b"].concat());
+    keys.push(vec![b'a'; 1100]);
+    keys
+}
+
+/// KEYS and SCAN MATCH with random patterns (the pieces above) and with
+/// pathological ones (CVE-2022-36021's shape, Redis's 1000-level nesting
+/// cap) give the same keys as redis-server.
+#[test]
+fn glob_patterns_match_redis() {
+    let Some(mut pair) = Pair::start() else {
+        return;
+    };
+    let mut s = pair.session();
+    let mut failures = Vec::new();
+    for reset in [args(&["FLUSHALL"]), args(&["SELECT", "0"])] {
+        if let Err(m) = s.step(&Step::new(reset)) {
+            failures.push(m.render("reset"));
+        }
+    }
+    let mut mset = vec![b"MSET".to_vec()];
+    for key in glob_keys() {
+        mset.push(key);
+        mset.push(b"v".to_vec());
+    }
+    if let Err(m) = s.step(&Step::new(mset)) {
+        failures.push(m.render("MSET"));
+    }
+    let mut patterns: Vec<Vec<u8>> = vec![
+        [b"a*".repeat(20), b"b".to_vec()].concat(),
+        [b"a*".repeat(20), b"c".to_vec()].concat(),
+        [b"*a".repeat(30), b"*b".to_vec()].concat(),
+        [b"*?".repeat(30), b"#".to_vec()].concat(),
+        b"*a".repeat(1000),
+        b"*a".repeat(1001),
+        [b"*a".repeat(1000), b"***".to_vec()].concat(),
+        [b"*a".repeat(1001), b"***".to_vec()].concat(),
+        b"\\*a".repeat(1001),
+    ];
+    let mut rng = Rng::new(36021);
+    for _ in 0..3000 {
+        let mut p = Vec::new();
+        for _ in 0..rng.below(7) {
+            let piece: &&[u8] = rng.pick(GLOB_PIECES);
+            p.extend_from_slice(piece);
+        }
+        patterns.push(p);
+    }
+    let mut compared = 0;
+    for (i, p) in patterns.iter().enumerate() {
+        let mut steps = vec![Step::new(vec![b"KEYS".to_vec(), p.clone()])];
+        if i % 10 == 0 {
+            steps.push(Step {
+                args: vec![
+                    b"MATCH".to_vec(),
+                    p.clone(),
+                    b"COUNT".to_vec(),
+                    b"7".to_vec(),
+                ],
+                check: Check::ScanAll,
+            });
+        }
+        for step in steps {
+            compared += 1;
+            if let Err(m) = s.step(&step) {
+                failures.push(m.render(&format!("pattern {i}")));
+            }
+            s.history.clear();
+        }
+        if failures.len() >= 10 {
+            break;
+        }
+    }
+    pair.assert_alive();
+    eprintln!(
+        "{} patterns, {compared} commands, {} mismatches",
+        patterns.len(),
+        failures.len()
+    );
+    assert_no_mismatches("glob pattern results", failures);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{Connection, FromRedisValue};
 use tests::resp::{self, Frame};
@@ -1065,6 +1065,73 @@ fn config_get_and_set() {
     let err = cmd_err(&mut con, &["CONFIG", "SET", "maxclients", "abc"]);
     assert!(err.starts_with("ERR CONFIG SET failed"), "{err}");
     assert_eq!(cmd::<String>(&mut con, &["CONFIG", "RESETSTAT"]), "OK");
+}
+
+/// CVE-2022-36021: a glob that takes a backtracking matcher exponential
+/// time (20 x `a*` then `b` against a key of 40 `a`s; `*?` 20 times then
+/// `#` against the directive names) answers at once in KEYS, SCAN MATCH and
+/// CONFIG GET, and another client of the same shard (one thread, one
+/// shard) is served meanwhile.
+#[test]
+fn pathological_glob_patterns_answer_quickly() {
+    const BOUND: Duration = Duration::from_secs(2);
+    let server = ServerProc::start(&["--threads", "1"]);
+    let long = "a".repeat(40);
+    let hit = format!("{long}b");
+    let mut con = server.raw();
+    for key in [long.as_str(), hit.as_str(), "other"] {
+        assert_eq!(con.cmd(&["SET", key, "v"]), b"+OK\r\n");
+    }
+    let keys_pattern = format!("{}b", "a*".repeat(20));
+    let config_pattern = format!("{}#", "*?".repeat(20));
+    let one_key = format!("*1\r\n$41\r\n{hit}\r\n");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = {
+        let stop = Arc::clone(&stop);
+        let mut other = server.raw();
+        thread::spawn(move || {
+            let (mut worst, mut served) = (Duration::ZERO, 0u32);
+            while !stop.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                assert_eq!(other.cmd(&["GET", "other"]), b"$1\r\nv\r\n");
+                worst = worst.max(start.elapsed());
+                served += 1;
+            }
+            (worst, served)
+        })
+    };
+    let mut timed = |args: &[&str], expected: &[u8]| {
+        let start = Instant::now();
+        con.send_cmd(args);
+        let reply = match con.try_read_reply(BOUND) {
+            tests::ReadOutcome::Reply(r) => r,
+            other => panic!("{args:?}: no reply within {BOUND:?}: {other:?}"),
+        };
+        let took = start.elapsed();
+        assert_eq!(resp::show(&reply), resp::show(expected), "{args:?}");
+        took
+    };
+    let mut worst_glob = Duration::ZERO;
+    for _ in 0..20 {
+        worst_glob = worst_glob
+            .max(timed(&["KEYS", &keys_pattern], one_key.as_bytes()))
+            .max(timed(
+                &["SCAN", "0", "MATCH", &keys_pattern, "COUNT", "1000"],
+                format!("*2\r\n$1\r\n0\r\n{one_key}").as_bytes(),
+            ))
+            .max(timed(&["CONFIG", "GET", &config_pattern], b"*0\r\n"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (worst_other, served) = other.join().expect("the other client's thread panicked");
+    eprintln!(
+        "slowest glob command {worst_glob:?}; other client: {served} GETs, slowest {worst_other:?}"
+    );
+    assert!(served > 0, "the other client was never served");
+    assert!(
+        worst_other < BOUND,
+        "the other client waited {worst_other:?} for a GET"
+    );
 }
 
 /// `disable-thp` (default yes) turns transparent huge pages off for the

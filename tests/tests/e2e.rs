@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, FromRedisValue};
 use tests::resp::{self, Frame};
-use tests::{wait_until, Rng, Running, ServerProc};
+use tests::{wait_until, Fill, RawConn, Rng, Running, ServerProc};
 
 /// How long a "the server must not answer yet" check waits.
 const SILENCE: Duration = Duration::from_millis(300);
@@ -924,6 +924,121 @@ fn auth_without_requirepass() {
         resp::show(&raw.cmd(&["AUTH", "x"])),
         resp::show(b"-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n")
     );
+}
+
+/// Redis 7.0's refusal in protected mode, word for word (redis-server
+/// 7.0.15 sends it at accept, then closes).
+const PROTECTED_MODE_DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// A client connection to `to` from the local address `from`.
+fn connect_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> RawConn {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None).expect("socket");
+    socket
+        .bind(&std::net::SocketAddr::new(from, 0).into())
+        .unwrap_or_else(|e| panic!("cannot bind a client socket to {from}: {e}"));
+    socket
+        .connect_timeout(&to.into(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("cannot connect from {from} to {to}: {e}"));
+    RawConn::from_stream(socket.into())
+}
+
+/// Reads without sending: what the server says at accept within 300 ms,
+/// and whether it then closed.
+fn greeting(conn: &mut RawConn) -> (String, Fill) {
+    let (bytes, end) = conn.read_while(Duration::from_millis(300), |_| false);
+    (resp::show(&bytes), end)
+}
+
+/// Whether a client from `from` is served (silence at accept, then PING
+/// answered, maybe with NOAUTH) or refused (the DENIED text, then close); anything else fails.
+fn served_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> bool {
+    let mut conn = connect_from(from, to);
+    let (said, end) = greeting(&mut conn);
+    if (said.as_str(), end)
+        == (
+            resp::show(PROTECTED_MODE_DENIED.as_bytes()).as_str(),
+            Fill::Closed,
+        )
+    {
+        return false;
+    }
+    assert_eq!(
+        (said, end),
+        (resp::show(b""), Fill::TimedOut),
+        "from {from}"
+    );
+    let pong = resp::show(&conn.cmd(&["PING"]));
+    assert!(
+        pong == resp::show(b"+PONG\r\n")
+            || pong == resp::show(b"-NOAUTH Authentication required.\r\n"),
+        "from {from}: PING answered {pong}"
+    );
+    true
+}
+
+/// protected-mode (default yes) without a password refuses every client
+/// that is not exactly 127.0.0.1 or ::1 with Redis's DENIED text, then
+/// closes; a client of 127.0.0.2 (loopback, but not 127.0.0.1: Redis 7.0
+/// refuses it too) shows it on any Linux host. CONFIG SET protected-mode
+/// and requirepass apply to the next connection.
+#[test]
+fn protected_mode_refuses_clients_not_from_127_0_0_1() {
+    let server = ServerProc::start(&[]);
+    let (local, other) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+    let mut con = server.conn();
+    let rejected = |con: &mut Connection| -> u64 {
+        info_field(con, "stats", "rejected_connections")
+            .and_then(|v| v.parse().ok())
+            .expect("rejected_connections in INFO stats")
+    };
+    assert_eq!(rejected(&mut con), 0);
+    let mut refused = connect_from(other, server.addr());
+    assert_eq!(
+        greeting(&mut refused),
+        (resp::show(PROTECTED_MODE_DENIED.as_bytes()), Fill::Closed)
+    );
+    assert_eq!(rejected(&mut con), 1);
+    assert!(served_from(local, server.addr()));
+
+    cmd::<()>(&mut con, &["CONFIG", "SET", "protected-mode", "no"]);
+    assert!(served_from(other, server.addr()), "protected-mode no");
+    cmd::<()>(&mut con, &["CONFIG", "SET", "protected-mode", "yes"]);
+    assert!(
+        !served_from(other, server.addr()),
+        "protected-mode yes again"
+    );
+
+    // With a password, protected mode has nothing to protect.
+    cmd::<()>(&mut con, &["CONFIG", "SET", "requirepass", "pw"]);
+    assert!(served_from(other, server.addr()), "with requirepass");
+    let mut raw = connect_from(other, server.addr());
+    assert_eq!(raw.cmd(&["AUTH", "pw"]), b"+OK\r\n");
+    assert_eq!(raw.cmd(&["CONFIG", "SET", "requirepass", ""]), b"+OK\r\n");
+    assert!(!served_from(other, server.addr()), "password removed");
+    assert_eq!(rejected(&mut con), 3);
+}
+
+/// The same on a real non-loopback address of this host (the one a
+/// default route would use), the server bound to it and to 127.0.0.1.
+/// Skipped, with a note, on a host without one.
+#[test]
+fn protected_mode_refuses_a_non_loopback_address() {
+    let Some(ip) = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("203.0.113.1:9").and_then(|()| s.local_addr()))
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+    else {
+        eprintln!("skipped: this host has no non-loopback address with a route");
+        return;
+    };
+    let server = ServerProc::start(&["--bind", &ip.to_string(), "127.0.0.1"]);
+    let there = std::net::SocketAddr::new(ip, server.port());
+    assert!(!served_from(ip, there), "protected-mode yes, no password");
+    let mut con = server.conn();
+    cmd::<()>(&mut con, &["CONFIG", "SET", "protected-mode", "no"]);
+    assert!(served_from(ip, there));
 }
 
 #[test]

@@ -106,11 +106,22 @@ fn check_password(conn: &Conn, user: Option<&[u8]>, pass: &[u8]) -> Result<(), E
         // plain AUTH reports the misconfiguration, as Redis does.
         return Ok(());
     }
-    if cfg.requirepass.as_bytes() == pass {
+    if password_matches(cfg.requirepass.as_bytes(), pass) {
         Ok(())
     } else {
         Err(wrongpass())
     }
+}
+
+/// Compares a password in time that does not depend on where it differs
+/// from the real one, nor on the real one's length: both are hashed with
+/// SHA-256 (as Redis 7 compares password hashes) and the digests compared
+/// with `subtle`'s constant-time equality.
+fn password_matches(real: &[u8], given: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let (real, given) = (Sha256::digest(real), Sha256::digest(given));
+    real.as_slice().ct_eq(given.as_slice()).into()
 }
 
 fn auth(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
@@ -967,5 +978,20 @@ fn debug(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
             "ERR unknown subcommand '{}'. Try DEBUG HELP.",
             String::from_utf8_lossy(args.get(1))
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::password_matches;
+
+    #[test]
+    fn password_comparison() {
+        assert!(password_matches(b"secret", b"secret"));
+        assert!(!password_matches(b"secret", b"secreT"));
+        assert!(!password_matches(b"secret", b"secret2"));
+        assert!(!password_matches(b"secret", b"secre"));
+        assert!(!password_matches(b"secret", b""));
+        assert!(password_matches(b"\x00\xff", b"\x00\xff"));
     }
 }

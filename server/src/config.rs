@@ -178,7 +178,8 @@ pub struct Config {
     pub daemonize: bool,
     /// `pidfile`: empty = write no pid file.
     pub pidfile: String,
-    /// `protected-mode`: stored and shown; default yes.
+    /// `protected-mode` (default yes): without a password, clients from
+    /// other addresses than 127.0.0.1 and ::1 are refused (conn.rs).
     pub protected_mode: bool,
     /// `appendonly`: keep the append-only log. Default **yes** (Redis: no):
     /// persistence is the point of this server.

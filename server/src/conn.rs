@@ -66,6 +66,13 @@ pub async fn serve(worker: Rc<Worker>, stream: Stream, peer: SocketAddr, local: 
         return;
     }
 
+    if protected_mode_refuses(&shared, peer) {
+        shared.connected.fetch_sub(1, Ordering::AcqRel);
+        stats.rejected.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.write_all(PROTECTED_MODE_DENIED.to_vec()).await;
+        return;
+    }
+
     let id = shared.clients.next_id();
     let client = Arc::new(ClientHandle::new(id, peer, local, stream.raw_fd()));
     shared.clients.register(client.clone());
@@ -74,6 +81,21 @@ pub async fn serve(worker: Rc<Worker>, stream: Stream, peer: SocketAddr, local: 
     shared.clients.unregister(id);
     shared.connected.fetch_sub(1, Ordering::AcqRel);
     // `stream` closes when dropped, after unregistering (see Clients::kill).
+}
+
+/// Redis 7.0's refusal of a client in protected mode, word for word.
+const PROTECTED_MODE_DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// Redis 7.0's protected mode (networking.c, clientAcceptHandler): with
+/// `protected-mode yes` and no password for the default user, only clients
+/// from exactly 127.0.0.1 or ::1 are served, whatever `bind` says (7.0
+/// dropped 6.x's "no bind address" condition; redis-server 7.0.15 refuses
+/// a client of 127.0.0.2 too). Read at every accept, so CONFIG SET of
+/// protected-mode or requirepass applies to the next connection.
+fn protected_mode_refuses(shared: &crate::shared::Shared, peer: SocketAddr) -> bool {
+    let ip = peer.ip().to_canonical();
+    let loopback = ip == std::net::Ipv4Addr::LOCALHOST || ip == std::net::Ipv6Addr::LOCALHOST;
+    !loopback && !shared.requires_password() && shared.config().protected_mode
 }
 
 impl Conn {

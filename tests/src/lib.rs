@@ -616,6 +616,16 @@ impl RawConn {
         })
     }
 
+    /// Wraps a connected stream (one bound to a chosen local address, say).
+    pub fn from_stream(stream: TcpStream) -> RawConn {
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(REPLY_TIMEOUT));
+        RawConn {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
     /// Writes all of `bytes`.
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)?;

@@ -9,11 +9,11 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{Connection, FromRedisValue};
 use tests::resp::{self, Frame};
-use tests::{wait_until, Rng, Running, ServerProc};
+use tests::{wait_until, Fill, RawConn, Rng, Running, ServerProc};
 
 /// How long a "the server must not answer yet" check waits.
 const SILENCE: Duration = Duration::from_millis(300);
@@ -926,6 +926,121 @@ fn auth_without_requirepass() {
     );
 }
 
+/// Redis 7.0's refusal in protected mode, word for word (redis-server
+/// 7.0.15 sends it at accept, then closes).
+const PROTECTED_MODE_DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// A client connection to `to` from the local address `from`.
+fn connect_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> RawConn {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None).expect("socket");
+    socket
+        .bind(&std::net::SocketAddr::new(from, 0).into())
+        .unwrap_or_else(|e| panic!("cannot bind a client socket to {from}: {e}"));
+    socket
+        .connect_timeout(&to.into(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("cannot connect from {from} to {to}: {e}"));
+    RawConn::from_stream(socket.into())
+}
+
+/// Reads without sending: what the server says at accept within 300 ms,
+/// and whether it then closed.
+fn greeting(conn: &mut RawConn) -> (String, Fill) {
+    let (bytes, end) = conn.read_while(Duration::from_millis(300), |_| false);
+    (resp::show(&bytes), end)
+}
+
+/// Whether a client from `from` is served (silence at accept, then PING
+/// answered, maybe with NOAUTH) or refused (the DENIED text, then close); anything else fails.
+fn served_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> bool {
+    let mut conn = connect_from(from, to);
+    let (said, end) = greeting(&mut conn);
+    if (said.as_str(), end)
+        == (
+            resp::show(PROTECTED_MODE_DENIED.as_bytes()).as_str(),
+            Fill::Closed,
+        )
+    {
+        return false;
+    }
+    assert_eq!(
+        (said, end),
+        (resp::show(b""), Fill::TimedOut),
+        "from {from}"
+    );
+    let pong = resp::show(&conn.cmd(&["PING"]));
+    assert!(
+        pong == resp::show(b"+PONG\r\n")
+            || pong == resp::show(b"-NOAUTH Authentication required.\r\n"),
+        "from {from}: PING answered {pong}"
+    );
+    true
+}
+
+/// protected-mode (default yes) without a password refuses every client
+/// that is not exactly 127.0.0.1 or ::1 with Redis's DENIED text, then
+/// closes; a client of 127.0.0.2 (loopback, but not 127.0.0.1: Redis 7.0
+/// refuses it too) shows it on any Linux host. CONFIG SET protected-mode
+/// and requirepass apply to the next connection.
+#[test]
+fn protected_mode_refuses_clients_not_from_127_0_0_1() {
+    let server = ServerProc::start(&[]);
+    let (local, other) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+    let mut con = server.conn();
+    let rejected = |con: &mut Connection| -> u64 {
+        info_field(con, "stats", "rejected_connections")
+            .and_then(|v| v.parse().ok())
+            .expect("rejected_connections in INFO stats")
+    };
+    assert_eq!(rejected(&mut con), 0);
+    let mut refused = connect_from(other, server.addr());
+    assert_eq!(
+        greeting(&mut refused),
+        (resp::show(PROTECTED_MODE_DENIED.as_bytes()), Fill::Closed)
+    );
+    assert_eq!(rejected(&mut con), 1);
+    assert!(served_from(local, server.addr()));
+
+    cmd::<()>(&mut con, &["CONFIG", "SET", "protected-mode", "no"]);
+    assert!(served_from(other, server.addr()), "protected-mode no");
+    cmd::<()>(&mut con, &["CONFIG", "SET", "protected-mode", "yes"]);
+    assert!(
+        !served_from(other, server.addr()),
+        "protected-mode yes again"
+    );
+
+    // With a password, protected mode has nothing to protect.
+    cmd::<()>(&mut con, &["CONFIG", "SET", "requirepass", "pw"]);
+    assert!(served_from(other, server.addr()), "with requirepass");
+    let mut raw = connect_from(other, server.addr());
+    assert_eq!(raw.cmd(&["AUTH", "pw"]), b"+OK\r\n");
+    assert_eq!(raw.cmd(&["CONFIG", "SET", "requirepass", ""]), b"+OK\r\n");
+    assert!(!served_from(other, server.addr()), "password removed");
+    assert_eq!(rejected(&mut con), 3);
+}
+
+/// The same on a real non-loopback address of this host (the one a
+/// default route would use), the server bound to it and to 127.0.0.1.
+/// Skipped, with a note, on a host without one.
+#[test]
+fn protected_mode_refuses_a_non_loopback_address() {
+    let Some(ip) = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("203.0.113.1:9").and_then(|()| s.local_addr()))
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+    else {
+        eprintln!("skipped: this host has no non-loopback address with a route");
+        return;
+    };
+    let server = ServerProc::start(&["--bind", &ip.to_string(), "127.0.0.1"]);
+    let there = std::net::SocketAddr::new(ip, server.port());
+    assert!(!served_from(ip, there), "protected-mode yes, no password");
+    let mut con = server.conn();
+    cmd::<()>(&mut con, &["CONFIG", "SET", "protected-mode", "no"]);
+    assert!(served_from(ip, there));
+}
+
 #[test]
 fn hello_speaks_resp2_only() {
     let server = ServerProc::start(&[]);
@@ -1065,6 +1180,73 @@ fn config_get_and_set() {
     let err = cmd_err(&mut con, &["CONFIG", "SET", "maxclients", "abc"]);
     assert!(err.starts_with("ERR CONFIG SET failed"), "{err}");
     assert_eq!(cmd::<String>(&mut con, &["CONFIG", "RESETSTAT"]), "OK");
+}
+
+/// CVE-2022-36021: a glob that takes a backtracking matcher exponential
+/// time (20 x `a*` then `b` against a key of 40 `a`s; `*?` 20 times then
+/// `#` against the directive names) answers at once in KEYS, SCAN MATCH and
+/// CONFIG GET, and another client of the same shard (one thread, one
+/// shard) is served meanwhile.
+#[test]
+fn pathological_glob_patterns_answer_quickly() {
+    const BOUND: Duration = Duration::from_secs(2);
+    let server = ServerProc::start(&["--threads", "1"]);
+    let long = "a".repeat(40);
+    let hit = format!("{long}b");
+    let mut con = server.raw();
+    for key in [long.as_str(), hit.as_str(), "other"] {
+        assert_eq!(con.cmd(&["SET", key, "v"]), b"+OK\r\n");
+    }
+    let keys_pattern = format!("{}b", "a*".repeat(20));
+    let config_pattern = format!("{}#", "*?".repeat(20));
+    let one_key = format!("*1\r\n$41\r\n{hit}\r\n");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = {
+        let stop = Arc::clone(&stop);
+        let mut other = server.raw();
+        thread::spawn(move || {
+            let (mut worst, mut served) = (Duration::ZERO, 0u32);
+            while !stop.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                assert_eq!(other.cmd(&["GET", "other"]), b"$1\r\nv\r\n");
+                worst = worst.max(start.elapsed());
+                served += 1;
+            }
+            (worst, served)
+        })
+    };
+    let mut timed = |args: &[&str], expected: &[u8]| {
+        let start = Instant::now();
+        con.send_cmd(args);
+        let reply = match con.try_read_reply(BOUND) {
+            tests::ReadOutcome::Reply(r) => r,
+            other => panic!("{args:?}: no reply within {BOUND:?}: {other:?}"),
+        };
+        let took = start.elapsed();
+        assert_eq!(resp::show(&reply), resp::show(expected), "{args:?}");
+        took
+    };
+    let mut worst_glob = Duration::ZERO;
+    for _ in 0..20 {
+        worst_glob = worst_glob
+            .max(timed(&["KEYS", &keys_pattern], one_key.as_bytes()))
+            .max(timed(
+                &["SCAN", "0", "MATCH", &keys_pattern, "COUNT", "1000"],
+                format!("*2\r\n$1\r\n0\r\n{one_key}").as_bytes(),
+            ))
+            .max(timed(&["CONFIG", "GET", &config_pattern], b"*0\r\n"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (worst_other, served) = other.join().expect("the other client's thread panicked");
+    eprintln!(
+        "slowest glob command {worst_glob:?}; other client: {served} GETs, slowest {worst_other:?}"
+    );
+    assert!(served > 0, "the other client was never served");
+    assert!(
+        worst_other < BOUND,
+        "the other client waited {worst_other:?} for a GET"
+    );
 }
 
 /// `disable-thp` (default yes) turns transparent huge pages off for the

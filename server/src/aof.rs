@@ -303,15 +303,91 @@ impl Aof {
             closing: Cell::new(false),
             shared,
         });
-        if let Some(r) = resume {
-            if let Err(e) = aof.resume(r) {
+        let resumed = match resume.map(|r| aof.resume(r)) {
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
                 log::warning(&format!(
                     "Can't continue the last log segment of shard {id} ({e}); the log goes on \
                      in a new segment"
                 ));
+                false
             }
+            None => false,
+        };
+        if !resumed {
+            aof.probe();
         }
         aof
+    }
+
+    /// Checks, before the server serves, that the shard's log directory can
+    /// take a new segment. If not, writes are refused from the first one
+    /// (MISCONF, as for a failure later on) instead of waiting for a flush
+    /// that can't happen; the flush loop creates the segment, retrying
+    /// every second, and writes are accepted once it exists.
+    fn probe(&self) {
+        let dir = self.journal.borrow().config().dir.clone();
+        let probe = dir.join("probe.tmp");
+        let made = std::fs::create_dir_all(&dir)
+            .map_err(|e| JournalError::new("create directory", &dir, None, &e))
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&probe)
+                    .map_err(|e| JournalError::new("create", &probe, None, &e))
+            });
+        match made {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+            }
+            Err(e) => {
+                log::warning(&format!(
+                    "Can't write the append-only log of shard {}: {e}. Writes are refused \
+                     (MISCONF) until it can be written; retrying every second.",
+                    self.id
+                ));
+                self.set_failed(true, Some(&e));
+            }
+        }
+    }
+
+    /// A log that starts a new segment (no segment to continue) creates it
+    /// before the first write needs it: a failure shows at once, as
+    /// MISCONF, and is retried every second until it succeeds.
+    async fn first_segment(&self) {
+        loop {
+            let (lsn, size, needed) = {
+                let j = self.journal.borrow();
+                (
+                    j.next_lsn(),
+                    j.config().segment_size,
+                    j.current_segment().is_none() && self.segs.borrow().is_empty(),
+                )
+            };
+            if !needed || self.closing.get() {
+                return;
+            }
+            match self.create_segment(lsn, size).await {
+                Ok(seg) => {
+                    self.segs.borrow_mut().push(seg);
+                    self.set_failed(false, None);
+                    return;
+                }
+                Err(e) => {
+                    if !self.failed.get() {
+                        log::warning(&format!(
+                            "Can't create the log segment of shard {}: {e}. Writes are refused \
+                             (MISCONF) until it can be written; retrying every second.",
+                            self.id
+                        ));
+                    }
+                    self.set_failed(true, Some(&e));
+                    runtime::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
 
     /// Opens the segment recovery left last and lets the journal continue
@@ -771,6 +847,7 @@ fn io_thread_gone() -> io::Error {
 /// Group commit: flushes whatever is pending, one plan at a time, and
 /// releases the replies each flush makes durable.
 pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
+    aof.first_segment().await;
     aof.start_spare();
     loop {
         let plan = aof.journal.borrow_mut().prepare_flush();

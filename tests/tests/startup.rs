@@ -307,6 +307,143 @@ fn unwritable_data_dir_reports_permission_denied() {
     assert!(!out.contains("BUG REPORT"), "{out}");
 }
 
+/// A log directory the server's user may not write (left by a run as
+/// root): the server starts and serves reads, and writes get MISCONF at
+/// once instead of waiting for a flush that can't happen. Once the
+/// directory is writable, writes are accepted again by themselves, and
+/// they survive a restart.
+#[test]
+fn unwritable_log_refuses_writes_at_once_and_recovers() {
+    if self_check_against_redis() {
+        return;
+    }
+    let Some(setpriv) = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+    else {
+        assert!(
+            !tests::ci(),
+            "setpriv missing: cannot run the server as another user"
+        );
+        eprintln!("note: no setpriv; test skipped");
+        return;
+    };
+    let scratch = ScratchDir::new("ro-log");
+    let dir = scratch.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    let dir_s = dir.to_str().unwrap().to_string();
+    // A first run as ourselves (root in CI) leaves the log owned by us.
+    {
+        let server = ServerProc::start_in(&dir, &["--threads", "2"]);
+        let mut con = server.conn();
+        let () = redis::cmd("SET")
+            .arg("before")
+            .arg("1")
+            .query(&mut con)
+            .unwrap();
+    }
+    set_mode(scratch.path(), 0o755);
+    set_mode(&dir, 0o777);
+    set_mode(&dir.join("kv-server.lock"), 0o666);
+    set_mode(&dir.join("appendonlydir").join("kv-log.meta"), 0o644);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let port_s = port.to_string();
+    let child = Command::new(setpriv)
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            &bin(),
+        ])
+        .args([
+            "--port",
+            &port_s,
+            "--bind",
+            "127.0.0.1",
+            "--threads",
+            "2",
+            "--dir",
+            &dir_s,
+        ])
+        .args(["--save", ""])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id();
+    let guard = Kill(child);
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut con = loop {
+        if let Ok(c) = client.get_connection() {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server (pid {pid}) never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    con.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let v: Option<String> = redis::cmd("GET").arg("before").query(&mut con).unwrap();
+    assert_eq!(v.as_deref(), Some("1"));
+    for i in 0..10 {
+        let started = Instant::now();
+        let err = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg("v")
+            .query::<String>(&mut con)
+            .unwrap_err();
+        assert_eq!(err.code(), Some("MISCONF"), "{err}");
+        assert!(err.to_string().contains("Permission denied"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    // Make the log writable: writes come back without a restart.
+    let status = Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(dir.join("appendonlydir"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match redis::cmd("SET")
+            .arg("after")
+            .arg("2")
+            .query::<String>(&mut con)
+        {
+            Ok(_) => break,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "writes still refused 10 s after the log became writable: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(con);
+    drop(guard);
+    let server = ServerProc::start_in(&dir, &["--threads", "2"]);
+    let mut con = server.conn();
+    let v: Vec<Option<String>> = redis::cmd("MGET")
+        .arg("before")
+        .arg("after")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(v, vec![Some("1".to_string()), Some("2".to_string())]);
+}
+
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))

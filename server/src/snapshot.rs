@@ -348,7 +348,11 @@ pub struct Status {
     /// for other than a rewrite; ours is another snapshot).
     pub scheduled: bool,
     pub last_save_unix: u64,
+    /// How the last save (SAVE, BGSAVE, a save rule, the final one) went:
+    /// `rdb_last_bgsave_status` and, with `stop-writes-on-bgsave-error`,
+    /// MISCONF. Log rewrites do not change it, as in Redis.
     pub last_ok: bool,
+    /// When the last save started (Redis's `lastbgsave_try`).
     pub last_attempt: Option<Instant>,
     pub last_time_sec: i64,
     pub saves: u64,
@@ -378,6 +382,9 @@ pub struct Status {
     /// A BGREWRITEAOF waits for the running snapshot.
     pub rewrite_scheduled: bool,
     pub rewrite_last_ok: bool,
+    /// When the last log rewrite started: a failed one is retried
+    /// [`RETRY_DELAY`] after it.
+    pub rewrite_last_attempt: Option<Instant>,
     pub rewrite_last_time_sec: i64,
     pub rewrites: u64,
     /// Id of the log the shards write (None: the log is off). Once a
@@ -412,6 +419,7 @@ impl Status {
             rewrite_running: false,
             rewrite_scheduled: false,
             rewrite_last_ok: true,
+            rewrite_last_attempt: None,
             rewrite_last_time_sec: -1,
             rewrites: 0,
             log_id: None,
@@ -989,7 +997,6 @@ pub fn claim(shared: &Shared) -> Result<Instant, StartError> {
     }
     let now = Instant::now();
     st.running_since = Some(now);
-    st.last_attempt = Some(now);
     Ok(now)
 }
 
@@ -1014,7 +1021,15 @@ pub async fn save_claimed(
 ) -> Result<Tally, String> {
     let shared = worker.shared.clone();
     let (full, id, parent, base) = {
-        let st = shared.snapshot_status();
+        let mut st = shared.snapshot_status();
+        // A log rewrite (`rewrite_claimed`) counts as a rewrite only: its
+        // outcome is `aof_last_bgrewrite_status`, never the save status
+        // and MISCONF (Redis's rdb and aof statuses are apart too).
+        if st.rewrite_running {
+            st.rewrite_last_attempt = Some(started);
+        } else {
+            st.last_attempt = Some(started);
+        }
         let cfg = shared.config();
         let newest = st.manifest.snapshots.first();
         // Ids continue after every snapshot file in the directory, named
@@ -1049,9 +1064,13 @@ pub async fn save_claimed(
     let mut st = shared.snapshot_status();
     st.running_since = None;
     st.last_time_sec = elapsed.as_secs() as i64;
+    let rewrite = st.rewrite_running;
     match &r {
         Ok((meta, tally, costs)) => {
-            st.last_ok = true;
+            if !rewrite {
+                st.last_ok = true;
+                shared.bgsave_failed.store(false, Ordering::Relaxed);
+            }
             st.last_save_unix = meta.created_ms / 1000;
             st.saves += 1;
             st.last_kind = meta.kind.name();
@@ -1061,7 +1080,6 @@ pub async fn save_claimed(
             st.last_peak_pending = costs.peak_pending;
             st.last_rest_usec = costs.rested.as_micros() as u64;
             st.delta_ok = true;
-            shared.bgsave_failed.store(false, Ordering::Relaxed);
             log::notice(&format!(
                 "DB saved on disk: {} snapshot {}, {} keys, {} pages, {} bytes in {:.3} seconds",
                 meta.kind.name(),
@@ -1072,10 +1090,14 @@ pub async fn save_claimed(
                 elapsed.as_secs_f64()
             ));
         }
+        // A failed rewrite is logged once, by `rewrite_claimed`.
+        Err(_) if rewrite => {}
         Err(e) => {
+            // Logged before the status changes (under its lock): whoever
+            // sees the failure in INFO finds it in the log.
+            log::warning(&format!("Background saving error: {e}"));
             st.last_ok = false;
             shared.bgsave_failed.store(true, Ordering::Relaxed);
-            log::warning(&format!("Background saving error: {e}"));
         }
     }
     r.map(|(_, t, _)| t)
@@ -1099,13 +1121,15 @@ pub async fn rewrite_claimed(worker: &Rc<Worker>, started: Instant) -> Result<Ta
     let mut st = worker.shared.snapshot_status();
     st.rewrite_running = false;
     st.rewrite_last_time_sec = started.elapsed().as_secs() as i64;
-    st.rewrite_last_ok = r.is_ok();
-    if r.is_ok() {
-        st.rewrites += 1;
-        log::notice("Background AOF rewrite finished successfully");
-    } else {
-        log::warning("Background AOF rewrite failed");
+    match &r {
+        Ok(_) => {
+            st.rewrites += 1;
+            log::notice("Background AOF rewrite finished successfully");
+        }
+        // One line per failure (a full disk fails every retry).
+        Err(e) => log::warning(&format!("Background AOF rewrite failed: {e}")),
     }
+    st.rewrite_last_ok = r.is_ok();
     r
 }
 
@@ -1515,11 +1539,20 @@ async fn sync_dir(dir: &Path) -> io::Result<()> {
     RingFile::from_std(File::open(dir)?).sync_all().await
 }
 
+/// How long a failed save or log rewrite waits before it is tried again
+/// (Redis's CONFIG_BGSAVE_RETRY_DELAY).
+pub const RETRY_DELAY: Duration = Duration::from_secs(5);
+
 /// The `save` rules, checked ten times a second on worker 0: a snapshot
 /// starts when, for one rule, its time has passed since the last save and
-/// at least its number of changes were made. After a failure, the next
-/// try waits 5 seconds (Redis's CONFIG_BGSAVE_RETRY_DELAY). A BGSAVE
-/// SCHEDULE that found a snapshot running starts here once it is over.
+/// at least its number of changes were made. A failed save (whatever
+/// started it) is tried again every [`RETRY_DELAY`] while save rules are
+/// set, until one succeeds and so lifts the MISCONF of
+/// `stop-writes-on-bgsave-error`: Redis retries only while a rule still
+/// holds, which a failed BGSAVE with few changes, or changes counted off by
+/// a log rewrite, never does again while writes are refused. Retries log
+/// their failure only (one line each). A BGSAVE SCHEDULE that found a
+/// snapshot running starts here once it is over.
 pub async fn cron(worker: Rc<Worker>) {
     loop {
         crate::runtime::sleep(std::time::Duration::from_millis(100)).await;
@@ -1536,16 +1569,21 @@ pub async fn cron(worker: Rc<Worker>) {
             continue;
         }
         let rules = worker.shared.config().save.clone();
-        let (running, scheduled, since_save, retry_later) = {
+        let (running, scheduled, since_save, failed, retry_due, rewrite_retry) = {
             let mut st = worker.shared.snapshot_status();
             let running = st.running_since.is_some();
             let scheduled = !running && std::mem::take(&mut st.scheduled);
-            let retry_later = !st.last_ok
-                && st
-                    .last_attempt
-                    .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5));
+            let retry_due = st.last_attempt.is_none_or(|t| t.elapsed() >= RETRY_DELAY);
             let since = (now_ms() / 1000).saturating_sub(st.last_save_unix);
-            (running, scheduled, since, retry_later)
+            let rewrite_retry = !st.rewrite_last_ok;
+            (
+                running,
+                scheduled,
+                since,
+                !st.last_ok,
+                retry_due,
+                rewrite_retry,
+            )
         };
         if running {
             continue;
@@ -1556,12 +1594,23 @@ pub async fn cron(worker: Rc<Worker>) {
         }
         if let Some(why) = rewrite_due(&worker.shared) {
             if let Ok(started) = claim(&worker.shared) {
-                log::notice(&why);
+                if rewrite_retry {
+                    log::verbose(&why);
+                } else {
+                    log::notice(&why);
+                }
                 let _ = rewrite_claimed(&worker, started).await;
             }
             continue;
         }
-        if retry_later || !rules.iter().any(|&(secs, _)| since_save >= secs) {
+        if failed {
+            if retry_due && !rules.is_empty() {
+                log::verbose("Retrying the background save that failed");
+                let _ = save(&worker, false, Speed::Background).await;
+            }
+            continue;
+        }
+        if !rules.iter().any(|&(secs, _)| since_save >= secs) {
             continue;
         }
         let dirty = dirty(&worker).await;
@@ -1579,7 +1628,11 @@ pub async fn cron(worker: Rc<Worker>) {
 /// Whether a log rewrite should start now: one was scheduled while a
 /// snapshot ran, or the log grew past `auto-aof-rewrite-min-size` and by
 /// `auto-aof-rewrite-percentage` % over its size after the last rewrite
-/// (Redis's rule, with the snapshot chain counted as the base file).
+/// (Redis's rule, with the snapshot chain counted as the base file). A
+/// failed rewrite is tried again [`RETRY_DELAY`] after it while the rule
+/// still holds (Redis 7.0 retries at once three times, then after 1, 2,
+/// 4... up to 60 minutes; a full disk here costs one try and one log line
+/// every 5 s, and space freed is used within 5 s).
 fn rewrite_due(shared: &Shared) -> Option<String> {
     let (pct, min) = {
         let c = shared.config();
@@ -1588,14 +1641,14 @@ fn rewrite_due(shared: &Shared) -> Option<String> {
     let enabled = shared.aof.iter().any(|a| a.enabled.load(Ordering::Relaxed));
     let (scheduled, base, failed_recently, any_failed_recently) = {
         let mut st = shared.snapshot_status();
-        let recently = st
-            .last_attempt
-            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5));
+        let recently = |t: Option<Instant>| t.is_some_and(|t| t.elapsed() < RETRY_DELAY);
+        let rewrite_failed = !st.rewrite_last_ok && recently(st.rewrite_last_attempt);
+        let save_failed = !st.last_ok && recently(st.last_attempt);
         (
             std::mem::take(&mut st.rewrite_scheduled),
             st.aof_base_size,
-            !st.rewrite_last_ok && recently,
-            (!st.rewrite_last_ok || !st.last_ok) && recently,
+            rewrite_failed,
+            rewrite_failed || save_failed,
         )
     };
     if scheduled {

@@ -23,6 +23,15 @@
 //! - `failed_snapshot_refuses_writes_until_one_succeeds`: MISCONF after a
 //!   failed snapshot while `save` rules are set, as in Redis, until one works;
 //!   not with `stop-writes-on-bgsave-error no`.
+//! - `snapshots_on_a_full_disk_resume_writes_by_themselves`: a real 4 MB
+//!   tmpfs filled to its last block: a save rule's snapshot, then a BGSAVE
+//!   with nothing changed, fail with MISCONF; once the space is freed writes
+//!   resume within 12 s with no manual BGSAVE (root only, as in CI).
+//! - `failed_log_rewrite_keeps_writes_and_retries_once_space_is_back`: an
+//!   automatic log rewrite fails on a full 1 MB tmpfs under `snapshotdir`
+//!   while the log has room: writes go on (no MISCONF, save rules set),
+//!   one log line per retry, and the rewrite succeeds by itself once the
+//!   space is freed.
 //! - `save_rules_in_one_argument_as_in_redis`: `--save "3600 1"` as Redis 7
 //!   takes it (the single argument of a multi-argument directive is split at
 //!   spaces; this test found that kv-server did not).
@@ -2818,5 +2827,260 @@ fn log_toggled_at_random_under_writes_and_snapshots() {
         "{context}: writes 0..{k} loaded, {acked} acknowledged"
     );
     println!("{acked} acknowledged writes, all loaded");
+    kill(server);
+}
+
+// ------------------------------------------------------- full filesystems
+
+/// A small tmpfs mounted on a directory for one test (needs root, as in
+/// CI), unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (mount's syntax: "4m") on `dir`; None, with
+    /// a note, where mounting is not allowed.
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).expect("create the mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Fills the filesystem to its last block with one file; returns it.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("create the filler");
+        for chunk in [64 * 1024, BLOCK] {
+            let buf = vec![0x5a_u8; chunk];
+            while f.write_all(&buf).is_ok() {}
+        }
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Sends SET every 50 ms until one is accepted; returns how long that took.
+/// Panics after `limit` with the last refusal.
+fn wait_writable(server: &ServerProc, limit: Duration) -> Duration {
+    let since = Instant::now();
+    loop {
+        let reply = raw_cmd(server, &["SET", "probe", "1"]);
+        if reply == b"+OK\r\n" {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < limit,
+            "writes still refused {limit:?} after space was freed: {}\n{}",
+            show(&reply),
+            server.output_tail(20)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Lines of the server's log output after the first `skip`.
+fn log_lines_after(server: &ServerProc, skip: usize) -> Vec<String> {
+    server
+        .output()
+        .lines()
+        .filter(|l| !l.starts_with('['))
+        .skip(skip)
+        .map(str::to_string)
+        .collect()
+}
+
+/// A full disk under the snapshots: a failed snapshot refuses writes with
+/// MISCONF (`stop-writes-on-bgsave-error yes`), and once space is back the
+/// failed save is retried by itself (every 5 s, Redis's
+/// CONFIG_BGSAVE_RETRY_DELAY) and writes resume with no manual BGSAVE:
+/// first after a save rule's snapshot failed, then after a BGSAVE that
+/// failed with nothing changed since the last save (no save rule can fire
+/// again: the change count stays 0 while writes are refused; kv-server
+/// used to stay in MISCONF until someone ran BGSAVE).
+#[test]
+fn snapshots_on_a_full_disk_resume_writes_by_themselves() {
+    if skip() {
+        return;
+    }
+    let scratch = ScratchDir::new("snapshot-fullfs");
+    let Some(disk) = Tmpfs::mount(&scratch.path().join("fs"), "4m") else {
+        return;
+    };
+    let data = disk.0.join("data");
+    let server = start(&data, &["--save", "1 1", "--threads", "2"]);
+    let mut con = server.conn();
+
+    // 1. A save rule's snapshot fails.
+    let filler = disk.fill();
+    let () = query(&mut con, &["SET", "k", "v"]);
+    wait_info(&mut con, "a failed save", |i| {
+        i.get("rdb_last_bgsave_status") == "err"
+    });
+    let failed_at = log_lines_after(&server, 0).len();
+    let refused = raw_cmd(&server, &["SET", "k", "w"]);
+    assert!(
+        refused.starts_with(MISCONF.as_bytes()),
+        "SET after the failed save: {}",
+        show(&refused)
+    );
+    fs::remove_file(&filler).expect("free the space");
+    let waited = wait_writable(&server, Duration::from_secs(12));
+    let info = wait_idle(&mut con);
+    info.expect("after the retry", &[("rdb_last_bgsave_status", "ok")]);
+    let lines = log_lines_after(&server, failed_at);
+    println!(
+        "save rule: writes resumed {:.1} s after space was freed; {} log lines meanwhile",
+        waited.as_secs_f64(),
+        lines.len()
+    );
+
+    // 2. A BGSAVE fails with nothing changed since the last save.
+    wait_info(&mut con, "every change saved", |i| {
+        i.num("rdb_changes_since_last_save") == 0 && i.num("rdb_bgsave_in_progress") == 0
+    });
+    let filler = disk.fill();
+    bgsave(&server, &mut con).expect(
+        "BGSAVE on a full disk",
+        &[
+            ("rdb_last_bgsave_status", "err"),
+            ("rdb_changes_since_last_save", "0"),
+        ],
+    );
+    let refused = raw_cmd(&server, &["SET", "k", "x"]);
+    assert!(
+        refused.starts_with(MISCONF.as_bytes()),
+        "SET after the failed BGSAVE: {}",
+        show(&refused)
+    );
+    fs::remove_file(&filler).expect("free the space");
+    let waited = wait_writable(&server, Duration::from_secs(12));
+    wait_idle(&mut con).expect("after the retry", &[("rdb_last_bgsave_status", "ok")]);
+    println!(
+        "BGSAVE: writes resumed {:.1} s after space was freed",
+        waited.as_secs_f64()
+    );
+    let got: Vec<String> = query(&mut con, &["MGET", "k", "probe"]);
+    assert_eq!(got, ["v", "1"]);
+    kill(server);
+}
+
+/// A log rewrite (`auto-aof-rewrite-*`) that fails because the snapshot
+/// directory is full, while the log itself has room: as in Redis, only
+/// `aof_last_bgrewrite_status` says so; writes go on (no MISCONF, although
+/// save rules are set) and the RDB status stays ok. The rewrite is retried
+/// every 5 s with one log line per failure, and succeeds by itself once
+/// space is back.
+#[test]
+fn failed_log_rewrite_keeps_writes_and_retries_once_space_is_back() {
+    if skip() {
+        return;
+    }
+    let scratch = ScratchDir::new("rewrite-fullfs");
+    let data = scratch.path().join("data");
+    let Some(snaps) = Tmpfs::mount(&data.join("snapshotdir"), "1m") else {
+        return;
+    };
+    let server = ServerProc::start_in(
+        &data,
+        &[
+            "--appendonly",
+            "yes",
+            "--save",
+            "3600 1000000",
+            "--auto-aof-rewrite-min-size",
+            "64kb",
+            "--auto-aof-rewrite-percentage",
+            "50",
+            "--threads",
+            "2",
+        ],
+    );
+    let mut con = server.conn();
+    let filler = snaps.fill();
+    // 200 KiB that does not compress: the log passes 64 KiB and grows by
+    // more than 50%.
+    let mut rng = Rng::new(seed("failed_log_rewrite_keeps_writes"));
+    for i in 0..100 {
+        let value: Vec<u8> = (0..2048).map(|_| rng.next_u64() as u8).collect();
+        let () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(value)
+            .query(&mut con)
+            .unwrap_or_else(|e| panic!("SET k{i}: {e}"));
+    }
+    wait_info(&mut con, "a failed log rewrite", |i| {
+        i.get("aof_last_bgrewrite_status") == "err"
+    });
+    let failed_at = log_lines_after(&server, 0).len();
+    // The disk stays full for 11 s: writes go on meanwhile.
+    let full_until = Instant::now() + Duration::from_secs(11);
+    let mut writes = 0;
+    while Instant::now() < full_until {
+        assert_eq!(
+            show(&raw_cmd(&server, &["SET", "during", &writes.to_string()])),
+            show(b"+OK\r\n"),
+            "a write while the log rewrite fails:\n{}",
+            server.output_tail(20)
+        );
+        writes += 1;
+        thread::sleep(Duration::from_millis(200));
+    }
+    let info = Info::read(&mut con);
+    info.expect(
+        "while rewrites fail",
+        &[
+            ("aof_last_bgrewrite_status", "err"),
+            ("rdb_last_bgsave_status", "ok"),
+            ("aof_last_write_status", "ok"),
+        ],
+    );
+    // Retried every 5 s, one line per failure, nothing else.
+    let lines = log_lines_after(&server, failed_at);
+    assert!(
+        (1..=3).contains(&lines.len())
+            && lines
+                .iter()
+                .all(|l| l.contains("# Background AOF rewrite failed: ")),
+        "11 s of failed rewrites after the first, logged: {lines:#?}"
+    );
+    println!(
+        "{} retries in 11 s of a full snapshot disk, one log line each: {:?}",
+        lines.len(),
+        lines.first()
+    );
+    fs::remove_file(&filler).expect("free the space");
+    let freed = Instant::now();
+    let info = wait_info(&mut con, "the rewrite to succeed by itself", |i| {
+        i.get("aof_last_bgrewrite_status") == "ok" && i.num("aof_rewrites") >= 1
+    });
+    println!(
+        "the rewrite succeeded {:.1} s after space was freed",
+        freed.elapsed().as_secs_f64()
+    );
+    info.expect("after the retry", &[("rdb_last_bgsave_status", "ok")]);
+    assert_eq!(
+        show(&raw_cmd(&server, &["SET", "after", "1"])),
+        show(b"+OK\r\n")
+    );
     kill(server);
 }

@@ -210,6 +210,8 @@ pub struct Aof {
     /// The shard detached the log (CONFIG SET appendonly no): the flush
     /// loop writes what is pending, syncs and ends.
     closing: Cell<bool>,
+    /// `aof-segment-size`: the largest segment ([`Aof::adapt_segment_size`]).
+    max_segment: u64,
 }
 
 /// What the shard's commands append through. Dropping it (the shard
@@ -301,8 +303,10 @@ impl Aof {
             sync_failed: Cell::new(false),
             failed: Cell::new(false),
             closing: Cell::new(false),
+            max_segment: segment_size,
             shared,
         });
+        aof.adapt_segment_size();
         let resumed = match resume.map(|r| aof.resume(r)) {
             Some(Ok(())) => true,
             Some(Err(e)) => {
@@ -318,6 +322,33 @@ impl Aof {
             aof.probe();
         }
         aof
+    }
+
+    /// Sets the size of the next segment: it grows with the log (the
+    /// smallest power of two at least the log's size, from 1 MiB up to
+    /// `aof-segment-size`), so that a small dataset does not hold 64 MiB
+    /// per shard (plus as much again for the spare), and it is at most a
+    /// quarter of the free space left (at least 64 KiB), so that a small or
+    /// nearly full disk still takes a segment, with room for the spare and
+    /// for snapshots. Called at start, before each spare is made, and
+    /// before a failed flush is retried.
+    fn adapt_segment_size(&self) {
+        const SMALLEST: u64 = 1 << 20;
+        const FLOOR: u64 = 64 << 10;
+        let mut j = self.journal.borrow_mut();
+        let grown = j
+            .stats()
+            .current_size
+            .max(1)
+            .checked_next_power_of_two()
+            .unwrap_or(u64::MAX)
+            .clamp(SMALLEST.min(self.max_segment), self.max_segment);
+        let dir = &j.config().dir;
+        let room = dir
+            .ancestors()
+            .find_map(|d| crate::sys::free_space(d).ok())
+            .map_or(u64::MAX, |free| (free / 4) / FLOOR * FLOOR);
+        j.set_segment_size(grown.min(room.max(FLOOR)));
     }
 
     /// Checks, before the server serves, that the shard's log directory can
@@ -684,6 +715,7 @@ impl Aof {
     }
 
     async fn make_spare(&self) -> Result<Spare, JournalError> {
+        self.adapt_segment_size();
         let (dir, size) = {
             let j = self.journal.borrow();
             (j.config().dir.clone(), j.config().segment_size)
@@ -905,8 +937,11 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
                     ));
                 }
                 aof.set_failed(true, Some(&e));
-                // Redis retries a failed AOF write from serverCron, once a second.
+                // Redis retries a failed AOF write from serverCron, once a
+                // second. A segment that could not be made (ENOSPC) is
+                // tried again at the size the free space allows now.
                 runtime::sleep(Duration::from_secs(1)).await;
+                aof.adapt_segment_size();
             }
         }
     }

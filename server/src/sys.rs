@@ -208,6 +208,24 @@ pub fn fadvise_dontneed(fd: RawFd, offset: u64, len: u64) {
     }
 }
 
+/// Bytes an unprivileged process may still write on the filesystem that
+/// holds `path` (`statvfs`: available blocks times the fragment size).
+pub fn free_space(path: &std::path::Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a valid NUL-terminated string and `st` points to a
+    // statvfs-sized buffer that the call fills; it is read only on success.
+    let r = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it initialised the whole struct.
+    let st = unsafe { st.assume_init() };
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// A CLOCK_MONOTONIC timerfd (blocking reads: the ring polls it).
 pub fn timerfd() -> io::Result<std::fs::File> {
     use std::os::fd::FromRawFd;

@@ -290,6 +290,12 @@ impl<I: LogIo> Journal<I> {
         &self.cfg
     }
 
+    /// The size of segments started from now on (rounded up to 4 KiB, at
+    /// least 4 KiB); the current segment keeps its own.
+    pub fn set_segment_size(&mut self, bytes: u64) {
+        self.cfg.segment_size = round_up(bytes.max(1));
+    }
+
     /// Appends one command record (the RESP array of `args`) to the pending
     /// buffer; no I/O. `tx` = `(txid, parts)` for this shard's part of a
     /// multi-shard command. Returns the record's lsn. The caller refuses

@@ -194,10 +194,11 @@ fn refuse_shards(dir: &Path, n: usize, shards: usize) -> String {
     format!(
         "The append-only log in {} was written by {n} shards, but this server runs \
          {shards} (threads {shards}). A key's shard depends on that number, so the log \
-         can't be replayed as it is. Start with 'threads {n}', or move the data: \
-         'kv-server export-aof {} dump.aof', start on an empty directory and load \
-         dump.aof (e.g. redis-cli --pipe < dump.aof).",
-        dir.display(),
+         can't be replayed as it is (a snapshot loads with any threads count, a log does \
+         not). Start with 'threads {n}', then turn the log into a snapshot: \
+         'CONFIG SET appendonly no' and 'SAVE'; the next start, with any threads count and \
+         appendonly yes, loads that snapshot and starts a new log from it. Nothing was \
+         loaded or changed.",
         dir.display()
     )
 }

@@ -2133,6 +2133,60 @@ fn unreadable_snapshots_load_the_log_when_it_holds_every_write() {
     }
 }
 
+/// A log written by two shards is refused by a one-shard server, which
+/// names the way out; following it (log off, SAVE, start with the new
+/// count) loads everything and starts a new log.
+#[test]
+fn changing_threads_is_refused_with_a_log_and_the_way_out_works() {
+    if skip() {
+        return;
+    }
+    let seed = seed("changing_threads_is_refused_with_a_log_and_the_way_out_works");
+    let mut rng = Rng::new(seed);
+    let scratch = ScratchDir::new("threads-change");
+    let dir = scratch.path();
+    let server = start_log(dir, &[]);
+    let mut con = server.conn();
+    let mut state = State::new();
+    preload(&mut con, &mut state, "k:", 300, 50, &mut rng);
+    drop(con);
+    kill(server);
+    let out = start_must_fail(
+        dir,
+        &["--appendonly", "yes", "--threads", "1"],
+        "one shard on a two-shard log",
+    );
+    assert!(
+        out.contains("written by 2 shards") && out.contains("CONFIG SET appendonly no"),
+        "the refusal names the count and the way out:\n{out}"
+    );
+    let server = start_log(dir, &[]);
+    assert_state(&server, &state, "two shards again");
+    set_appendonly(&server, "no");
+    assert_eq!(show(&raw_cmd(&server, &["SAVE"])), show(b"+OK\r\n"));
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+    let server = start_log(dir, &["--threads", "1"]);
+    assert_state(&server, &state, "one shard from the snapshot");
+    let mut con = server.conn();
+    let () = redis::cmd("SET")
+        .arg("after")
+        .arg("1")
+        .query(&mut con)
+        .unwrap();
+    state.insert(
+        (0, b"after".to_vec()),
+        Entry {
+            value: b"1".to_vec(),
+            expire_at: None,
+        },
+    );
+    drop(con);
+    kill(server);
+    let server = start_log(dir, &["--threads", "1"]);
+    assert_state(&server, &state, "one shard, snapshot and new log");
+    kill(server);
+}
+
 /// Never restore empty: a server that ran with snapshots only, started with
 /// `appendonly yes` (no log yet), loads the snapshot and starts the log
 /// from it; a crash after more writes loses nothing.

@@ -981,19 +981,17 @@ fn damage_before_the_tail_is_refused() {
         try_case(name, &multi, first, damage, start);
     }
 
-    // One 16 MiB segment with 9.5 MB of records: damage near its start lies
-    // more than the largest write (8 MiB + 4 KiB) before the end.
+    // 20 MB of records in segments growing from 1 MiB to 16 MiB: the last
+    // one holds megabytes. Damage near its start, and within its last
+    // megabytes (the largest single write is 8 MiB), with valid records
+    // after it.
     let big = scratch.0.join("big");
-    let segs = build_bulk_log(&big, "16mb", 9500);
-    assert_eq!(segs.len(), 1, "expected one segment with data");
-    let (seg, bytes) = &segs[0];
+    let segs = build_bulk_log(&big, "16mb", 20_000);
+    let (seg, bytes) = segs.last().expect("segments with data");
     let written = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let records = parse_records(bytes, written);
+    assert!(written > 1_400_000, "the last segment holds only {written} bytes");
     let victim = &records[2];
-    assert!(
-        written - victim.end > (8 << 20) + 8192,
-        "the log is too short"
-    );
     try_case(
         "early record of the last segment, far before its end",
         &big,

@@ -187,6 +187,9 @@ impl Conn {
             return false;
         }
         let mut buf = std::mem::take(&mut self.wbuf);
+        self.client
+            .output_memory
+            .store(self.buffer_memory() + buf.capacity(), Ordering::Relaxed);
         let mut done = 0;
         let mut ok = true;
         while done < upto {

@@ -176,8 +176,9 @@ impl Conn {
             self.wbuf.drain(..upto);
             return true;
         };
-        let shared = self.worker.shared.clone();
-        let hard = shared.obuf_hard_normal();
+        // No clone of the shared Arc per write: its count would bounce
+        // between the workers' caches.
+        let hard = self.worker.shared.obuf_hard_normal();
         if hard > 0 && self.wbuf.len() as u64 >= hard {
             self.publish_output(self.wbuf.len());
             log::warning(&format!(
@@ -201,7 +202,7 @@ impl Conn {
             match res {
                 Ok(n) if n > 0 => {
                     done += n;
-                    shared.stats[self.worker.id]
+                    self.worker.shared.stats[self.worker.id]
                         .net_output
                         .fetch_add(n as u64, Ordering::Relaxed);
                 }

@@ -215,6 +215,9 @@ impl Conn {
         buf.drain(..done.min(buf.len()));
         // Keep a reply buffer, not the memory of one huge reply.
         if buf.is_empty() && buf.capacity() > 64 * READ_CHUNK {
+            if buf.capacity() > 4 * REPLY_BUDGET {
+                self.worker.shared.request_memory_collect();
+            }
             buf = Vec::with_capacity(READ_CHUNK);
         }
         self.wbuf = buf;

@@ -194,6 +194,11 @@ impl Batch {
         self.out.clear();
         self.ends.clear();
         self.sent = 0;
+        // The replies were copied out: do not hold a big reply twice while
+        // the client is slow to take it.
+        if self.out.capacity() > KEEP_REPLY_BUFFER {
+            self.out = Vec::new();
+        }
     }
 
     /// Bytes of memory the batch's buffers hold.
@@ -857,16 +862,19 @@ pub async fn rates_loop(shared: Arc<Shared>) {
 /// Active expiry: `hz` times a second, a bounded sample per database.
 pub async fn expire_loop(worker: std::rc::Rc<Worker>) {
     let mut collected = 0;
+    let mut last_collect = std::time::Instant::now();
     loop {
         let hz = worker.shared.hz().clamp(1, 500);
         crate::runtime::sleep(Duration::from_millis(1000 / hz)).await;
-        // A client with big buffers closed: give the memory back.
+        // A client's big buffers were freed: give the memory back, at most
+        // once a second (it walks this thread's heap).
         let collect = worker
             .shared
             .memory_collect
             .load(std::sync::atomic::Ordering::Relaxed);
-        if collect != collected {
+        if collect != collected && last_collect.elapsed() >= Duration::from_secs(1) {
             collected = collect;
+            last_collect = std::time::Instant::now();
             crate::alloc::collect();
         }
         if !worker.can_run_now() {

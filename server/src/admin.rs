@@ -322,6 +322,19 @@ fn client(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
         resp::write_bulk(&mut conn.wbuf, text.as_bytes());
     } else if is("kill") && n >= 3 {
         client_kill(conn, args)?;
+    } else if is("no-evict") && n == 3 {
+        let v = args.get(2);
+        let on = if v.eq_ignore_ascii_case(b"on") {
+            true
+        } else if v.eq_ignore_ascii_case(b"off") {
+            false
+        } else {
+            return Err(Error::Syntax);
+        };
+        conn.client
+            .no_evict
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        resp::write_ok(&mut conn.wbuf);
     } else if is("help") && n == 2 {
         write_help(
             &mut conn.wbuf,
@@ -339,12 +352,16 @@ fn client(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
                 "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>, SKIPME (YES|NO), USER <username>, TYPE (NORMAL|MASTER|REPLICA|PUBSUB).",
                 "LIST [options ...]",
                 "    Return information about client connections. Options: TYPE (NORMAL|MASTER|REPLICA|PUBSUB), ID <client-id> [<client-id> ...]",
+                "NO-EVICT (ON|OFF)",
+                "    Protect current client connection from eviction.",
                 "SETNAME <name>",
                 "    Assign the name <name> to the current connection.",
             ],
         );
     } else {
-        let known = ["id", "setname", "getname", "info", "list", "kill", "help"];
+        let known = [
+            "id", "setname", "getname", "info", "list", "kill", "no-evict", "help",
+        ];
         if known.iter().any(|k| is(k)) {
             return Err(sub_arity("client", sub));
         }

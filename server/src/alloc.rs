@@ -79,3 +79,18 @@ pub fn used_memory() -> u64 {
     let sum: isize = COUNTERS.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
     sum.max(0) as u64
 }
+
+extern "C" {
+    /// mimalloc's own API (linked in by libmimalloc-sys).
+    fn mi_collect(force: bool);
+}
+
+/// Returns the memory this thread's heap has freed to the system now,
+/// rather than keeping it cached (mimalloc purges freed memory only on
+/// later allocator activity of the thread, which an idle worker may never
+/// have). Walks the thread's heap: for rare use, after big frees.
+pub fn collect() {
+    // SAFETY: mi_collect takes no pointers; it only acts on the calling
+    // thread's heap and mimalloc's arenas, which mimalloc synchronizes.
+    unsafe { mi_collect(true) }
+}

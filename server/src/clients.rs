@@ -22,8 +22,24 @@ pub struct ClientHandle {
     pub last_active: AtomicU64,
     pub last_cmd: Mutex<&'static str>,
     pub query_buffer: AtomicUsize,
+    /// Capacity of the query buffer (`qbuf` + `qbuf-free`).
+    pub query_buffer_cap: AtomicUsize,
+    /// Reply bytes not yet accepted by the socket (`omem`): what
+    /// `client-output-buffer-limit` is checked against.
+    pub output_pending: AtomicUsize,
+    /// Bytes the connection's reply buffers hold (capacity, pending or not).
+    pub output_memory: AtomicUsize,
+    /// Milliseconds since `created` when `output_pending` was first seen
+    /// over the soft limit, 0 when it is not (the clients cron's only).
+    pub soft_since_ms: AtomicU64,
+    /// CLIENT NO-EVICT: `maxmemory-clients` never closes this client.
+    pub no_evict: AtomicBool,
     pub killed: AtomicBool,
 }
+
+/// Memory a connection holds besides its buffers (its task, handle,
+/// parser, batch slots), an estimate counted in `tot-mem`.
+pub const CLIENT_FIXED_BYTES: usize = 2048;
 
 impl ClientHandle {
     pub fn new(id: u64, addr: SocketAddr, laddr: SocketAddr, fd: RawFd) -> Self {
@@ -38,6 +54,11 @@ impl ClientHandle {
             last_active: AtomicU64::new(0),
             last_cmd: Mutex::new("NULL"),
             query_buffer: AtomicUsize::new(0),
+            query_buffer_cap: AtomicUsize::new(0),
+            output_pending: AtomicUsize::new(0),
+            output_memory: AtomicUsize::new(0),
+            soft_since_ms: AtomicU64::new(0),
+            no_evict: AtomicBool::new(false),
             killed: AtomicBool::new(false),
         }
     }
@@ -50,7 +71,17 @@ impl ClientHandle {
         *self.name.lock().unwrap_or_else(|e| e.into_inner()) = name.to_vec();
     }
 
-    /// One line of CLIENT LIST, in Redis's field order.
+    /// What the client holds in memory (`tot-mem`): query and reply
+    /// buffers plus a fixed overhead; what `maxmemory-clients` counts.
+    pub fn total_memory(&self) -> usize {
+        self.query_buffer_cap.load(Ordering::Relaxed)
+            + self.output_memory.load(Ordering::Relaxed)
+            + CLIENT_FIXED_BYTES
+    }
+
+    /// One line of CLIENT LIST, in Redis's field order. Replies wait in one
+    /// buffer, not in Redis's 16 KiB buffer plus a list of blocks: `obl` is
+    /// 0, `oll` 1 while replies are pending, `omem` the pending bytes.
     pub fn info_line(&self) -> String {
         let age = self.created.elapsed().as_secs();
         let idle = self
@@ -60,9 +91,16 @@ impl ClientHandle {
             .saturating_sub(u128::from(self.last_active.load(Ordering::Relaxed)))
             / 1000;
         let qbuf = self.query_buffer.load(Ordering::Relaxed);
+        let qcap = self.query_buffer_cap.load(Ordering::Relaxed).max(qbuf);
+        let omem = self.output_pending.load(Ordering::Relaxed);
+        let flags = if self.no_evict.load(Ordering::Relaxed) {
+            "e"
+        } else {
+            "N"
+        };
         let cmd = *self.last_cmd.lock().unwrap_or_else(|e| e.into_inner());
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp=2",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={qcap} rbp={qbuf} obl=0 oll={} omem={omem} tot-mem={} events={} cmd={} user=default redir=-1 resp=2",
             self.id,
             self.addr,
             self.laddr,
@@ -72,6 +110,10 @@ impl ClientHandle {
             idle,
             self.db.load(Ordering::Relaxed),
             qbuf,
+            qcap - qbuf,
+            usize::from(omem > 0),
+            self.total_memory(),
+            if omem > 0 { "rw" } else { "r" },
             cmd,
         )
     }
@@ -130,4 +172,79 @@ impl Clients {
         });
         n
     }
+}
+
+/// The clients cron (worker 0, every 100 ms): closes clients whose pending
+/// output stayed over `client-output-buffer-limit`'s soft limit for longer
+/// than its seconds (or is over the hard limit, e.g. after CONFIG SET
+/// lowered it), and, while all clients together hold more than
+/// `maxmemory-clients`, closes the biggest first (Redis 7's client
+/// eviction; CLIENT NO-EVICT exempts a client). A connection checks the
+/// hard limit itself whenever it writes.
+pub async fn cron(shared: std::sync::Arc<crate::shared::Shared>) {
+    loop {
+        crate::runtime::sleep(std::time::Duration::from_millis(100)).await;
+        let (limit, max_clients_mem) = {
+            let cfg = shared.config();
+            // No `maxmemory` yet: a percentage of it is no limit.
+            (
+                cfg.client_output_buffer_limit[0],
+                cfg.maxmemory_clients.bytes(0),
+            )
+        };
+        let all = shared.clients.all();
+        for c in &all {
+            if over_output_limit(c, limit) {
+                crate::log::warning(&format!(
+                    "Client {} scheduled to be closed ASAP for overcoming of output buffer limits.",
+                    c.info_line()
+                ));
+                shared.clients.kill(|h| h.id == c.id);
+            }
+        }
+        if max_clients_mem == 0 {
+            continue;
+        }
+        let mut sizes: Vec<(usize, &Arc<ClientHandle>)> =
+            all.iter().map(|c| (c.total_memory(), c)).collect();
+        let mut total: usize = sizes.iter().map(|s| s.0).sum();
+        if total as u64 <= max_clients_mem {
+            continue;
+        }
+        sizes.sort_by_key(|s| std::cmp::Reverse(s.0));
+        for (size, c) in sizes {
+            if total as u64 <= max_clients_mem {
+                break;
+            }
+            if c.no_evict.load(Ordering::Relaxed) || c.killed.load(Ordering::Relaxed) {
+                continue;
+            }
+            crate::log::notice(&format!("Evicting client: {}", c.info_line()));
+            if shared.clients.kill(|h| h.id == c.id) > 0 {
+                shared.evicted_clients.fetch_add(1, Ordering::Relaxed);
+                total = total.saturating_sub(size);
+            }
+        }
+    }
+}
+
+/// Redis's `checkClientOutputBufferLimits`: over the hard limit, or over
+/// the soft limit for more than its seconds (whole seconds, as Redis
+/// counts). Keeps the client's soft-limit clock.
+fn over_output_limit(c: &ClientHandle, limit: crate::config::ObufLimit) -> bool {
+    let pending = c.output_pending.load(Ordering::Relaxed) as u64;
+    if limit.hard > 0 && pending >= limit.hard {
+        return true;
+    }
+    if limit.soft == 0 || pending < limit.soft {
+        c.soft_since_ms.store(0, Ordering::Relaxed);
+        return false;
+    }
+    let now = c.created.elapsed().as_millis() as u64 + 1;
+    let since = c.soft_since_ms.load(Ordering::Relaxed);
+    if since == 0 {
+        c.soft_since_ms.store(now, Ordering::Relaxed);
+        return false;
+    }
+    (now - since.min(now)) / 1000 > limit.soft_seconds
 }

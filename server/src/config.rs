@@ -75,6 +75,37 @@ impl LogLevel {
     }
 }
 
+const MB: u64 = 1024 * 1024;
+
+/// One class of `client-output-buffer-limit` (bytes; 0 = no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObufLimit {
+    pub hard: u64,
+    pub soft: u64,
+    pub soft_seconds: u64,
+}
+
+/// The classes of `client-output-buffer-limit`, as CONFIG GET names them
+/// (Redis's `getClientTypeName`); `replica` is accepted for `slave`.
+pub const OBUF_CLASSES: [&str; 3] = ["normal", "slave", "pubsub"];
+
+/// `maxmemory-clients`: bytes, or a percentage of `maxmemory`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxmemoryClients {
+    Bytes(u64),
+    Percent(u64),
+}
+
+impl MaxmemoryClients {
+    /// The limit in bytes given `maxmemory` (0 = none).
+    pub fn bytes(self, maxmemory: u64) -> u64 {
+        match self {
+            MaxmemoryClients::Bytes(b) => b,
+            MaxmemoryClients::Percent(p) => maxmemory / 100 * p,
+        }
+    }
+}
+
 /// The server's configuration. Field names are the directive names with `_`
 /// for `-`; defaults are Redis's unless a field says otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +131,18 @@ pub struct Config {
     /// `client-query-buffer-limit`: largest unparsed input a client may
     /// queue, in bytes. Default 1gb.
     pub client_query_buffer_limit: u64,
+    /// `client-output-buffer-limit`: per class (normal, replica, pubsub,
+    /// in [`OBUF_CLASSES`] order) the output a client may have pending:
+    /// closed at once above `hard`, or after more than `soft_seconds` above
+    /// `soft` (0 = no limit). Redis's defaults for replica and pubsub; for
+    /// normal clients ours is `512mb 128mb 60` where Redis has `0 0 0`
+    /// (unlimited), see docs/OPERATIONS.md.
+    pub client_output_buffer_limit: [ObufLimit; 3],
+    /// `maxmemory-clients`: when all clients together use more memory than
+    /// this, the biggest are closed. Bytes, or a percentage of `maxmemory`
+    /// (there is no `maxmemory` yet, so a percentage means no limit).
+    /// Default 0 (off).
+    pub maxmemory_clients: MaxmemoryClients,
     /// `dir`: data directory (snapshots, logs). Default `./data` (Redis's
     /// is the working directory). Kept as written; relative to the working
     /// directory the server started in.
@@ -278,6 +321,24 @@ impl Default for Config {
             maxclients: 10_000,
             proto_max_bulk_len: 512 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
+            client_output_buffer_limit: [
+                ObufLimit {
+                    hard: 512 * MB,
+                    soft: 128 * MB,
+                    soft_seconds: 60,
+                },
+                ObufLimit {
+                    hard: 256 * MB,
+                    soft: 64 * MB,
+                    soft_seconds: 60,
+                },
+                ObufLimit {
+                    hard: 32 * MB,
+                    soft: 8 * MB,
+                    soft_seconds: 60,
+                },
+            ],
+            maxmemory_clients: MaxmemoryClients::Bytes(0),
             dir: PathBuf::from("./data"),
             dbfilename: "dump.rdb".to_string(),
             save: vec![(3600, 1), (300, 100), (60, 10_000)],
@@ -452,6 +513,11 @@ enum Kind {
     Bind,
     /// `save`: zero or more `<seconds> <changes>` pairs.
     Save,
+    /// `client-output-buffer-limit`: `<class> <hard> <soft> <seconds>`
+    /// groups.
+    ObufLimit,
+    /// `maxmemory-clients`: a memory value or a percentage.
+    MaxmemoryClients,
 }
 
 /// The values of the `enable-*` directives, as in Redis 7.
@@ -558,6 +624,16 @@ static DIRECTIVES: &[Directive] = &[
             get: |c| c.client_query_buffer_limit,
             put: |c, v| c.client_query_buffer_limit = v,
         },
+    },
+    Directive {
+        name: "client-output-buffer-limit",
+        mutable: true,
+        kind: Kind::ObufLimit,
+    },
+    Directive {
+        name: "maxmemory-clients",
+        mutable: true,
+        kind: Kind::MaxmemoryClients,
     },
     Directive {
         name: "dir",
@@ -1301,7 +1377,7 @@ impl Directive {
 
     /// Whether the directive takes any number of arguments (else exactly one).
     fn multi_arg(&self) -> bool {
-        matches!(self.kind, Kind::Bind | Kind::Save)
+        matches!(self.kind, Kind::Bind | Kind::Save | Kind::ObufLimit)
     }
 
     /// Applies one config-file line's `args` to `cfg`, the way loading
@@ -1326,6 +1402,7 @@ impl Directive {
         match self.kind {
             Kind::Bind => return apply_bind(cfg, args),
             Kind::Save => return apply_save(cfg, args, true),
+            Kind::ObufLimit => return apply_obuf_limit(cfg, args),
             _ => {}
         }
         let [arg] = args else {
@@ -1386,7 +1463,10 @@ impl Directive {
                     })?;
                 put(cfg, i);
             }
-            Kind::Bind | Kind::Save => {}
+            Kind::MaxmemoryClients => {
+                cfg.maxmemory_clients = parse_maxmemory_clients(arg)?;
+            }
+            Kind::Bind | Kind::Save | Kind::ObufLimit => {}
         }
         Ok(())
     }
@@ -1409,6 +1489,18 @@ impl Directive {
                     .collect();
                 words.join(" ")
             }
+            Kind::ObufLimit => {
+                let words: Vec<String> = OBUF_CLASSES
+                    .iter()
+                    .zip(&cfg.client_output_buffer_limit)
+                    .map(|(name, l)| format!("{name} {} {} {}", l.hard, l.soft, l.soft_seconds))
+                    .collect();
+                words.join(" ")
+            }
+            Kind::MaxmemoryClients => match cfg.maxmemory_clients {
+                MaxmemoryClients::Bytes(b) => b.to_string(),
+                MaxmemoryClients::Percent(p) => format!("{p}%"),
+            },
         }
     }
 
@@ -1423,6 +1515,25 @@ impl Directive {
                 words.join(" ")
             }
             Kind::Save if cfg.save.is_empty() => "\"\"".to_string(),
+            Kind::ObufLimit => {
+                let words: Vec<String> = OBUF_CLASSES
+                    .iter()
+                    .zip(&cfg.client_output_buffer_limit)
+                    .map(|(name, l)| {
+                        format!(
+                            "{name} {} {} {}",
+                            format_memory(l.hard),
+                            format_memory(l.soft),
+                            l.soft_seconds
+                        )
+                    })
+                    .collect();
+                words.join(" ")
+            }
+            Kind::MaxmemoryClients => match cfg.maxmemory_clients {
+                MaxmemoryClients::Bytes(b) => format_memory(b),
+                MaxmemoryClients::Percent(p) => format!("{p}%"),
+            },
             _ => self.value(cfg),
         };
         format!("{} {}", self.name, value)
@@ -1467,6 +1578,65 @@ fn apply_save(cfg: &mut Config, args: &[Vec<u8>], replace: bool) -> Result<(), S
     }
     cfg.save.extend(pairs);
     Ok(())
+}
+
+/// `client-output-buffer-limit` (Redis 7's `updateClientOutputBufferLimit`):
+/// groups of `<class> <hard> <soft> <soft-seconds>`; each group replaces its
+/// class, the others stay. All groups are checked before any is applied.
+fn apply_obuf_limit(cfg: &mut Config, args: &[Vec<u8>]) -> Result<(), String> {
+    if !args.len().is_multiple_of(4) {
+        return Err("Wrong number of arguments in buffer limit configuration.".to_string());
+    }
+    let mut next = cfg.client_output_buffer_limit;
+    for group in args.chunks(4) {
+        let [class, hard, soft, seconds] = group else {
+            continue;
+        };
+        let index = match class.to_ascii_lowercase().as_slice() {
+            b"normal" => 0,
+            b"slave" | b"replica" => 1,
+            b"pubsub" => 2,
+            _ => {
+                return Err(
+                    "Invalid client class specified in buffer limit configuration.".to_string(),
+                )
+            }
+        };
+        let hard = parse_memory(hard);
+        let soft = parse_memory(soft);
+        let seconds = parse_ll(seconds).filter(|s| *s >= 0);
+        let (Some(hard), Some(soft), Some(seconds)) = (hard, soft, seconds) else {
+            return Err(
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration."
+                    .to_string(),
+            );
+        };
+        next[index] = ObufLimit {
+            hard,
+            soft,
+            soft_seconds: seconds.unsigned_abs(),
+        };
+    }
+    cfg.client_output_buffer_limit = next;
+    Ok(())
+}
+
+/// `maxmemory-clients`: a memory value, or `<n>%` with n at most 100
+/// (Redis 7's percent configs).
+fn parse_maxmemory_clients(arg: &[u8]) -> Result<MaxmemoryClients, String> {
+    if let Some(digits) = arg.strip_suffix(b"%") {
+        let p = parse_ll(digits)
+            .filter(|p| *p >= 0)
+            .ok_or_else(|| "argument must be a memory or percent value".to_string())?;
+        if p > 100 {
+            return Err("percentage argument must be less or equal to 100".to_string());
+        }
+        return Ok(MaxmemoryClients::Percent(p.unsigned_abs()));
+    }
+    let b = parse_memory(arg)
+        .filter(|b| *b <= i64::MAX as u64)
+        .ok_or_else(|| "argument must be a memory or percent value".to_string())?;
+    Ok(MaxmemoryClients::Bytes(b))
 }
 
 fn utf8(arg: &[u8]) -> Result<String, String> {
@@ -2459,6 +2629,99 @@ mod tests {
         }
     }
 
+    /// Syntax, replies and errors checked against redis-server 7.0.15.
+    #[test]
+    fn client_output_buffer_limit_and_maxmemory_clients() {
+        let get = |cfg: &Config, name: &str| cfg.get(name.as_bytes())[0].1.clone();
+        let set = |cfg: &mut Config, name: &str, v: &str| {
+            cfg.set(&[(name.as_bytes().to_vec(), v.as_bytes().to_vec())])
+        };
+        let mut cfg = load(
+            "client-output-buffer-limit normal 1mb 2mb 3
+             client-output-buffer-limit pubsub 10 20 30 replica 1gb 0 0
+",
+        )
+        .unwrap();
+        assert_eq!(
+            get(&cfg, "client-output-buffer-limit"),
+            "normal 1048576 2097152 3 slave 1073741824 0 0 pubsub 10 20 30"
+        );
+        set(&mut cfg, "client-output-buffer-limit", "NORMAL 64mb 0 0").unwrap();
+        assert_eq!(cfg.client_output_buffer_limit[0].hard, 64 << 20);
+        let err = |reason: &str| {
+            format!(
+                "ERR CONFIG SET failed (possibly related to argument 'client-output-buffer-limit') - {reason}"
+            )
+        };
+        for (bad, reason) in [
+            (
+                "normal 1mb 2mb",
+                "Wrong number of arguments in buffer limit configuration.",
+            ),
+            (
+                "foo 1 2 3",
+                "Invalid client class specified in buffer limit configuration.",
+            ),
+            (
+                "master 1 2 3",
+                "Invalid client class specified in buffer limit configuration.",
+            ),
+            (
+                "normal 1x 2 3",
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration.",
+            ),
+            (
+                "normal 1 2 -3",
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration.",
+            ),
+            // All or nothing: a good group before a bad one changes nothing.
+            (
+                "pubsub 1 1 1 normal 1 2 3x",
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration.",
+            ),
+        ] {
+            assert_eq!(
+                set(&mut cfg, "client-output-buffer-limit", bad),
+                Err(err(reason)),
+                "{bad}"
+            );
+        }
+        assert_eq!(cfg.client_output_buffer_limit[2].hard, 10);
+        // Round trip through CONFIG REWRITE's line.
+        let line = lookup(b"client-output-buffer-limit")
+            .unwrap()
+            .rewrite_line(&cfg);
+        assert_eq!(
+            line,
+            "client-output-buffer-limit normal 64mb 0 0 slave 1gb 0 0 pubsub 10 20 30"
+        );
+        assert_eq!(
+            load(&line).unwrap().client_output_buffer_limit,
+            cfg.client_output_buffer_limit
+        );
+
+        assert_eq!(get(&cfg, "maxmemory-clients"), "0");
+        set(&mut cfg, "maxmemory-clients", "10%").unwrap();
+        assert_eq!(get(&cfg, "maxmemory-clients"), "10%");
+        set(&mut cfg, "maxmemory-clients", "1mb").unwrap();
+        assert_eq!(get(&cfg, "maxmemory-clients"), "1048576");
+        let err = |reason: &str| {
+            format!(
+                "ERR CONFIG SET failed (possibly related to argument 'maxmemory-clients') - {reason}"
+            )
+        };
+        assert_eq!(
+            set(&mut cfg, "maxmemory-clients", "101%"),
+            Err(err("percentage argument must be less or equal to 100"))
+        );
+        for bad in ["abc", "-1"] {
+            assert_eq!(
+                set(&mut cfg, "maxmemory-clients", bad),
+                Err(err("argument must be a memory or percent value"))
+            );
+        }
+    }
+
     #[test]
     fn defaults_are_the_documented_ones() {
         let cfg = Config::default();
@@ -2472,6 +2735,11 @@ mod tests {
             ("maxclients", "10000"),
             ("proto-max-bulk-len", "536870912"),
             ("client-query-buffer-limit", "1073741824"),
+            (
+                "client-output-buffer-limit",
+                "normal 536870912 134217728 60 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
+            ),
+            ("maxmemory-clients", "0"),
             ("dir", "./data"),
             ("dbfilename", "dump.rdb"),
             ("save", "3600 1 300 100 60 10000"),
@@ -2879,7 +3147,10 @@ mod tests {
             cfg.get(p.as_bytes()).into_iter().map(|(n, _)| n).collect()
         };
         assert_eq!(names("*").len(), DIRECTIVES.len());
-        assert_eq!(names("*max*"), vec!["maxclients", "proto-max-bulk-len"]);
+        assert_eq!(
+            names("*max*"),
+            vec!["maxclients", "proto-max-bulk-len", "maxmemory-clients"]
+        );
         assert_eq!(names("po?t"), vec!["port"]);
         assert_eq!(names("P*T"), vec!["port"], "globs ignore case");
         assert_eq!(names("tcp-*"), vec!["tcp-keepalive", "tcp-backlog"]);

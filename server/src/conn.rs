@@ -27,6 +27,15 @@ use crate::{admin, log, tx};
 /// Smallest free space offered to each read.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Backpressure: reply bytes a connection lets pile up before it writes
+/// them out and waits for the socket to take them, before it runs more of
+/// the client's commands. A shard's execution of a batch stops there too
+/// ([`Batch`]'s budget) and runs the rest once the replies before it left.
+/// A client that pipelines requests and never reads thus holds about this
+/// much per shard plus one reply, however much it sends: its further
+/// requests wait in the kernel's socket buffers, and then in its own.
+const REPLY_BUDGET: usize = 1024 * 1024;
+
 pub struct Conn {
     pub worker: Rc<Worker>,
     pub client: Arc<ClientHandle>,
@@ -44,6 +53,13 @@ pub struct Conn {
     /// The replies in `wbuf` may leave once the local shard's log is
     /// durable up to this lsn (0: at once).
     wait: u64,
+    /// The client's socket (None for an internal client).
+    stream: Option<Rc<Stream>>,
+    /// Reply bytes after which output is written before more commands run
+    /// (0: no limit, internal clients).
+    budget: usize,
+    /// `process` stopped at the budget with commands left in its buffer.
+    paused: bool,
 }
 
 pub async fn serve(worker: Rc<Worker>, stream: Stream, peer: SocketAddr, local: SocketAddr) {
@@ -76,8 +92,12 @@ pub async fn serve(worker: Rc<Worker>, stream: Stream, peer: SocketAddr, local: 
     let id = shared.clients.next_id();
     let client = Arc::new(ClientHandle::new(id, peer, local, stream.raw_fd()));
     shared.clients.register(client.clone());
+    let stream = Rc::new(stream);
     let mut conn = Conn::new(worker, client, !shared.requires_password());
+    conn.stream = Some(stream.clone());
+    conn.budget = REPLY_BUDGET;
     conn.run(&stream).await;
+    conn.release();
     shared.clients.unregister(id);
     shared.connected.fetch_sub(1, Ordering::AcqRel);
     // `stream` closes when dropped, after unregistering (see Clients::kill).
@@ -113,13 +133,131 @@ impl Conn {
             holes: Vec::new(),
             commands: 0,
             wait: 0,
+            stream: None,
+            budget: 0,
+            paused: false,
         }
+    }
+
+    /// Frees the connection's buffers when it ends, and asks every worker
+    /// to give freed memory back to the system when they were big.
+    fn release(&mut self) {
+        let held = self.buffer_memory();
+        self.wbuf = Vec::new();
+        self.splice = Vec::new();
+        self.batches.clear();
+        self.client.output_pending.store(0, Ordering::Relaxed);
+        self.client.output_memory.store(0, Ordering::Relaxed);
+        if held > 4 * REPLY_BUDGET {
+            self.worker.shared.request_memory_collect();
+        }
+    }
+
+    /// Bytes the reply buffers hold.
+    fn buffer_memory(&self) -> usize {
+        self.wbuf.capacity()
+            + self.splice.capacity()
+            + self
+                .batches
+                .iter()
+                .flatten()
+                .map(|b| b.memory())
+                .sum::<usize>()
+    }
+
+    /// Publishes what CLIENT LIST and the limits see of the reply buffers.
+    fn publish_output(&self, pending: usize) {
+        self.client.output_pending.store(pending, Ordering::Relaxed);
+        self.client
+            .output_memory
+            .store(self.buffer_memory(), Ordering::Relaxed);
+    }
+
+    /// How many reply bytes may pile up before they are written: the
+    /// budget, or half the hard limit when that is lower.
+    fn reply_budget(&self) -> usize {
+        if self.budget == 0 {
+            return 0;
+        }
+        let hard = self.worker.shared.obuf_hard_normal();
+        if hard == 0 {
+            return self.budget;
+        }
+        usize::try_from(hard / 2)
+            .unwrap_or(usize::MAX)
+            .clamp(READ_CHUNK, self.budget)
+    }
+
+    /// Writes `wbuf[..upto]` to the socket and removes it from `wbuf`.
+    /// Returns false when the connection must close: the socket failed, or
+    /// the pending output passed `client-output-buffer-limit`'s hard limit
+    /// (the soft limit is the clients cron's, `clients::cron`).
+    async fn write_out(&mut self, upto: usize) -> bool {
+        let upto = upto.min(self.wbuf.len());
+        let Some(stream) = self.stream.clone() else {
+            self.wbuf.drain(..upto);
+            return true;
+        };
+        // No clone of the shared Arc per write: its count would bounce
+        // between the workers' caches.
+        let hard = self.worker.shared.obuf_hard_normal();
+        if hard > 0 && self.wbuf.len() as u64 >= hard {
+            self.publish_output(self.wbuf.len());
+            log::warning(&format!(
+                "Client {} scheduled to be closed ASAP for overcoming of output buffer limits.",
+                self.client.info_line()
+            ));
+            return false;
+        }
+        let mut buf = std::mem::take(&mut self.wbuf);
+        self.client
+            .output_memory
+            .store(self.buffer_memory() + buf.capacity(), Ordering::Relaxed);
+        let mut done = 0;
+        let mut ok = true;
+        while done < upto {
+            self.client
+                .output_pending
+                .store(buf.len() - done, Ordering::Relaxed);
+            let (res, b) = stream.write_some(buf, done, upto).await;
+            buf = b;
+            match res {
+                Ok(n) if n > 0 => {
+                    done += n;
+                    self.worker.shared.stats[self.worker.id]
+                        .net_output
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                _ => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        buf.drain(..done.min(buf.len()));
+        // Keep a reply buffer, not the memory of one huge reply.
+        if buf.is_empty() && buf.capacity() > 64 * READ_CHUNK {
+            if buf.capacity() > 4 * REPLY_BUDGET {
+                self.worker.shared.request_memory_collect();
+            }
+            buf = Vec::with_capacity(READ_CHUNK);
+        }
+        self.wbuf = buf;
+        self.publish_output(self.wbuf.len());
+        ok
     }
 
     async fn run(&mut self, stream: &Stream) {
         let mut rbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut parser = Parser::new();
         let mut need = 0usize;
+        // Commands left in `rbuf` when the replies reached the budget: they
+        // run after the replies are written, before the next read.
+        let mut more = false;
+        self.client
+            .query_buffer_cap
+            .store(rbuf.capacity(), Ordering::Relaxed);
+        self.publish_output(0);
         // One reference for the connection's life: cloning the Arc per read
         // would bounce its count between the workers' caches.
         let shared = self.worker.shared.clone();
@@ -132,7 +270,9 @@ impl Conn {
                 rbuf.reserve(want);
             }
             let timeout = shared.timeout_secs();
-            let (res, buf) = if timeout > 0 {
+            let (res, buf) = if more {
+                (Ok(usize::MAX), rbuf)
+            } else if timeout > 0 {
                 match crate::runtime::timeout(Duration::from_secs(timeout), stream.read(rbuf)).await
                 {
                     Some(r) => r,
@@ -144,12 +284,19 @@ impl Conn {
             rbuf = buf;
             let n = match res {
                 Ok(0) | Err(_) => return,
+                Ok(usize::MAX) => 0,
                 Ok(n) => n,
             };
             if self.client.killed.load(Ordering::Relaxed) {
                 return;
             }
             stats.net_input.fetch_add(n as u64, Ordering::Relaxed);
+            self.client
+                .query_buffer
+                .store(rbuf.len(), Ordering::Relaxed);
+            self.client
+                .query_buffer_cap
+                .store(rbuf.capacity(), Ordering::Relaxed);
 
             let limit = shared.query_buffer_limit();
             if limit > 0 && rbuf.len() as u64 > limit {
@@ -163,10 +310,14 @@ impl Conn {
             }
 
             let consumed = self.process(&mut parser, &rbuf, &mut need).await;
+            more = std::mem::take(&mut self.paused) && consumed < rbuf.len() && !self.close;
             rbuf.drain(..consumed);
             self.client
                 .query_buffer
                 .store(rbuf.len(), Ordering::Relaxed);
+            self.client
+                .query_buffer_cap
+                .store(rbuf.capacity(), Ordering::Relaxed);
             self.client.last_active.store(
                 self.client.created.elapsed().as_millis() as u64,
                 Ordering::Relaxed,
@@ -180,21 +331,8 @@ impl Conn {
                 // write is still in flight: wait for the log.
                 self.worker.durable(std::mem::take(&mut self.wait)).await;
             }
-            if !self.wbuf.is_empty() {
-                stats
-                    .net_output
-                    .fetch_add(self.wbuf.len() as u64, Ordering::Relaxed);
-                let out = std::mem::take(&mut self.wbuf);
-                let (res, mut out) = stream.write_all(out).await;
-                out.clear();
-                // Keep a reply buffer, not the memory of one huge reply.
-                if out.capacity() > 64 * READ_CHUNK {
-                    out = Vec::with_capacity(READ_CHUNK);
-                }
-                self.wbuf = out;
-                if res.is_err() {
-                    return;
-                }
+            if !self.wbuf.is_empty() && !self.write_out(self.wbuf.len()).await {
+                return;
             }
             if self.close {
                 return;
@@ -212,7 +350,13 @@ impl Conn {
     async fn process(&mut self, parser: &mut Parser, buf: &[u8], need: &mut usize) -> usize {
         let mut pos = 0;
         *need = 0;
+        let budget = self.reply_budget();
         while !self.close {
+            if budget > 0 && self.wbuf.len() >= budget {
+                // Backpressure: write these replies before running more.
+                self.paused = true;
+                break;
+            }
             let limits = Limits {
                 max_bulk_len: self.worker.shared.proto_max_bulk_len(),
                 authenticated: self.authenticated,
@@ -329,6 +473,36 @@ impl Conn {
         if self.holes.is_empty() {
             return;
         }
+        let budget = self.reply_budget();
+        loop {
+            self.send_round(direct, budget).await;
+            if self.holes.is_empty() {
+                return;
+            }
+            // A shard stopped at the budget: write the replies before the
+            // first one still owed, then let it run the rest.
+            let upto = self.holes.first().map_or(0, |h| h.0);
+            if self.wait > 0 {
+                self.worker.durable(std::mem::take(&mut self.wait)).await;
+            }
+            if !self.write_out(upto).await {
+                self.close = true;
+                self.holes.clear();
+                self.wbuf.clear();
+                for b in self.batches.iter_mut().flatten() {
+                    b.clear();
+                }
+                return;
+            }
+            for h in &mut self.holes {
+                h.0 -= upto.min(h.0);
+            }
+        }
+    }
+
+    /// Sends every batch with commands left, waits for the replies and
+    /// splices them in; holes whose command did not run this round stay.
+    async fn send_round(&mut self, direct: bool, budget: usize) {
         // Every reply owed comes from one other shard: the holes say which.
         let one_other_shard = self
             .holes
@@ -343,9 +517,10 @@ impl Conn {
             .then_some(self.client.fd);
         let mut waiting = Vec::new();
         for s in 0..self.batches.len() {
-            let Some(batch) = self.batches[s].take_if(|b| !b.is_empty()) else {
+            let Some(mut batch) = self.batches[s].take_if(|b| b.has_more()) else {
                 continue;
             };
+            batch.budget = budget;
             let (tx, rx) = oneshot::channel();
             self.worker.send(
                 s,
@@ -364,10 +539,12 @@ impl Conn {
         let mut out = std::mem::take(&mut self.splice);
         out.clear();
         let mut last = 0;
+        let mut left = Vec::new();
         for &(pos, s, i) in &self.holes {
             out.extend_from_slice(&self.wbuf[last..pos]);
             match &self.batches[s] {
-                Some(b) => out.extend_from_slice(b.reply(i)),
+                Some(b) if b.has_reply(i) => out.extend_from_slice(b.reply(i)),
+                Some(_) => left.push((out.len(), s, i)),
                 None => resp::write_error(&mut out, "ERR shard unavailable"),
             }
             last = pos;
@@ -375,19 +552,29 @@ impl Conn {
         out.extend_from_slice(&self.wbuf[last..]);
         std::mem::swap(&mut self.wbuf, &mut out);
         self.splice = out;
-        self.holes.clear();
+        self.holes = left;
         // What the shard already sent: with a socket, the batch's replies
-        // were all of `wbuf`, so they are its first bytes.
+        // were all of `wbuf`, so they are its first bytes, before any hole
+        // still owed.
         let sent: usize = self.batches.iter().flatten().map(|b| b.sent).sum();
         if sent > 0 {
-            self.wbuf.drain(..sent.min(self.wbuf.len()));
+            let sent = sent.min(self.wbuf.len());
+            self.wbuf.drain(..sent);
+            for h in &mut self.holes {
+                h.0 -= sent.min(h.0);
+            }
             self.worker.shared.stats[self.worker.id]
                 .net_output
                 .fetch_add(sent as u64, Ordering::Relaxed);
         }
         for b in self.batches.iter_mut().flatten() {
-            b.clear();
+            if b.has_more() {
+                b.advance();
+            } else {
+                b.clear();
+            }
         }
+        self.publish_output(self.wbuf.len());
     }
 }
 

@@ -154,7 +154,7 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
         section(&mut out, "Clients");
         let _ = write!(
             out,
-            "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:{}\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+            "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:{}\r\nclient_recent_max_output_buffer:{}\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
             shared.clients.len(),
             shared.maxclients(),
             shared
@@ -162,6 +162,13 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
                 .all()
                 .iter()
                 .map(|c| c.query_buffer.load(std::sync::atomic::Ordering::Relaxed))
+                .max()
+                .unwrap_or(0),
+            shared
+                .clients
+                .all()
+                .iter()
+                .map(|c| c.output_pending.load(std::sync::atomic::Ordering::Relaxed))
                 .max()
                 .unwrap_or(0),
         );
@@ -185,7 +192,13 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
         };
         let _ = write!(
             out,
-            "used_memory:{used}\r\nused_memory_human:{uh}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{rh}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{th}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{frag:.2}\r\nmem_allocator:mimalloc\r\n",
+            "used_memory:{used}\r\nused_memory_human:{uh}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{rh}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{th}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_clients_slaves:0\r\nmem_clients_normal:{clients}\r\nmem_fragmentation_ratio:{frag:.2}\r\nmem_allocator:mimalloc\r\n",
+            clients = shared
+                .clients
+                .all()
+                .iter()
+                .map(|c| c.total_memory())
+                .sum::<usize>(),
             uh = human(used),
             rh = human(rss),
             th = human(total),
@@ -227,13 +240,16 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
             .mean();
         let _ = write!(
             out,
-            "total_connections_received:{conns}\r\ntotal_commands_processed:{cmds}\r\ninstantaneous_ops_per_sec:{ops:.0}\r\ntotal_net_input_bytes:{inb}\r\ntotal_net_output_bytes:{outb}\r\ninstantaneous_input_kbps:{inkbps:.2}\r\ninstantaneous_output_kbps:{outkbps:.2}\r\nrejected_connections:{rej}\r\nexpired_keys:{exp}\r\nevicted_keys:0\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\npubsub_channels:0\r\npubsub_patterns:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\ntotal_error_replies:{errs}\r\n",
+            "total_connections_received:{conns}\r\ntotal_commands_processed:{cmds}\r\ninstantaneous_ops_per_sec:{ops:.0}\r\ntotal_net_input_bytes:{inb}\r\ntotal_net_output_bytes:{outb}\r\ninstantaneous_input_kbps:{inkbps:.2}\r\ninstantaneous_output_kbps:{outkbps:.2}\r\nrejected_connections:{rej}\r\nexpired_keys:{exp}\r\nevicted_keys:0\r\nevicted_clients:{evc}\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\npubsub_channels:0\r\npubsub_patterns:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\ntotal_error_replies:{errs}\r\n",
             conns = sum(st, |s| &s.connections),
             cmds = sum(st, |s| &s.commands),
             inb = sum(st, |s| &s.net_input),
             outb = sum(st, |s| &s.net_output),
             rej = sum(st, |s| &s.rejected),
             exp = figures.expired,
+            evc = shared
+                .evicted_clients
+                .load(std::sync::atomic::Ordering::Relaxed),
             hits = figures.hits,
             misses = figures.misses,
             errs = sum(st, |s| &s.error_replies),

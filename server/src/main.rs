@@ -625,6 +625,7 @@ fn run(mut cfg: Config) -> i32 {
             runtime::spawn(worker::expire_loop(worker.clone()));
             if id == 0 {
                 runtime::spawn(worker::rates_loop(worker.shared.clone()));
+                runtime::spawn(crate::clients::cron(worker.shared.clone()));
             }
             let mut accepts = Vec::new();
             for l in mine {

@@ -144,6 +144,20 @@ impl Stream {
         (res, buf)
     }
 
+    /// Writes some of `buf[start..end]` (one operation; it completes once
+    /// the socket took at least a byte). Returns how many bytes went.
+    pub async fn write_some(
+        &self,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        let end = end.min(buf.len());
+        let start = start.min(end);
+        let (res, slice) = self.0.write(buf.slice(start..end)).submit().await;
+        (res, slice.into_inner())
+    }
+
     pub fn set_nodelay(&self) -> io::Result<()> {
         self.0.set_nodelay(true)
     }

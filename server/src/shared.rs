@@ -49,6 +49,13 @@ pub struct Shared {
     query_buffer_limit: AtomicU64,
     hz: AtomicU64,
     timeout_secs: AtomicU64,
+    /// `client-output-buffer-limit normal`'s hard limit (0 = none).
+    obuf_hard_normal: AtomicU64,
+    /// INFO `evicted_clients`: clients closed by `maxmemory-clients`.
+    pub evicted_clients: AtomicU64,
+    /// Bumped when a connection with big buffers closed: every worker then
+    /// returns its freed memory to the system (`alloc::collect`).
+    pub memory_collect: AtomicU64,
     pub has_password: std::sync::atomic::AtomicBool,
     /// Samples for INFO's instantaneous_* fields.
     pub rates: Mutex<Rates>,
@@ -107,6 +114,9 @@ impl Shared {
             query_buffer_limit: AtomicU64::new(0),
             hz: AtomicU64::new(10),
             timeout_secs: AtomicU64::new(0),
+            obuf_hard_normal: AtomicU64::new(0),
+            evicted_clients: AtomicU64::new(0),
+            memory_collect: AtomicU64::new(0),
             has_password: std::sync::atomic::AtomicBool::new(false),
             shutdown: Mutex::new(Some(shutdown)),
             rates: Mutex::new(Rates::default()),
@@ -134,6 +144,8 @@ impl Shared {
             .store(c.client_query_buffer_limit, Ordering::Relaxed);
         self.hz.store(c.hz as u64, Ordering::Relaxed);
         self.timeout_secs.store(c.timeout as u64, Ordering::Relaxed);
+        self.obuf_hard_normal
+            .store(c.client_output_buffer_limit[0].hard, Ordering::Relaxed);
         self.has_password
             .store(!c.requirepass.is_empty(), Ordering::Relaxed);
         self.appendfsync
@@ -205,6 +217,15 @@ impl Shared {
 
     pub fn timeout_secs(&self) -> u64 {
         self.timeout_secs.load(Ordering::Relaxed)
+    }
+
+    pub fn obuf_hard_normal(&self) -> u64 {
+        self.obuf_hard_normal.load(Ordering::Relaxed)
+    }
+
+    /// Asks every worker to return freed memory to the system.
+    pub fn request_memory_collect(&self) {
+        self.memory_collect.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn requires_password(&self) -> bool {

@@ -120,6 +120,9 @@ pub enum LockScope {
     Whole,
 }
 
+/// A batch keeps buffers up to this size for its next use.
+const KEEP_REPLY_BUFFER: usize = 1024 * 1024;
+
 /// Commands of one connection for one shard, with their argument bytes
 /// copied into one buffer, and room for the replies. Batches go back and
 /// forth between a connection and a shard and are reused.
@@ -132,6 +135,13 @@ pub struct Batch {
     ends: Vec<usize>,
     /// How many bytes of the replies the shard already sent to the client.
     pub sent: usize,
+    /// The first command the next execution runs: a batch whose replies
+    /// passed `budget` stops there and is sent again for the rest.
+    start: usize,
+    /// Reply bytes after which an execution stops (0: no limit), so that a
+    /// client that pipelines big replies does not make the shard build
+    /// them all at once (conn.rs, "Backpressure").
+    pub budget: usize,
 }
 
 struct BatchCmd {
@@ -157,6 +167,43 @@ impl Batch {
         self.out.clear();
         self.ends.clear();
         self.sent = 0;
+        self.start = 0;
+        // Keep a reply buffer, not the memory of big replies.
+        if self.out.capacity() > KEEP_REPLY_BUFFER {
+            self.out = Vec::new();
+        }
+        if self.data.capacity() > KEEP_REPLY_BUFFER {
+            self.data = Vec::new();
+        }
+    }
+
+    /// Whether commands are left that no execution has run yet.
+    pub fn has_more(&self) -> bool {
+        self.start + self.ends.len() < self.cmds.len()
+    }
+
+    /// Whether command `i` has its reply in this round.
+    pub fn has_reply(&self, i: usize) -> bool {
+        i >= self.start && i < self.start + self.ends.len()
+    }
+
+    /// After a partial execution: drops this round's replies, so that the
+    /// next execution runs the commands after them.
+    pub fn advance(&mut self) {
+        self.start += self.ends.len();
+        self.out.clear();
+        self.ends.clear();
+        self.sent = 0;
+        // The replies were copied out: do not hold a big reply twice while
+        // the client is slow to take it.
+        if self.out.capacity() > KEEP_REPLY_BUFFER {
+            self.out = Vec::new();
+        }
+    }
+
+    /// Bytes of memory the batch's buffers hold.
+    pub fn memory(&self) -> usize {
+        self.out.capacity() + self.data.capacity()
     }
 
     pub fn push(&mut self, spec: &'static CommandSpec, db: usize, args: Args<'_>) {
@@ -173,24 +220,34 @@ impl Batch {
         });
     }
 
-    /// The reply of command `i`, after execution.
+    /// The reply of command `i`, after execution (see [`Batch::has_reply`]).
     pub fn reply(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.out[start..self.ends[i]]
+        let Some(k) = i.checked_sub(self.start) else {
+            return &[];
+        };
+        let start = match k.checked_sub(1) {
+            Some(j) => self.ends.get(j).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.ends.get(k).copied().unwrap_or(start);
+        self.out.get(start..end).unwrap_or(&[])
     }
 
     fn execute(&mut self, shard: &mut Shard, refusal: Option<&str>) {
         self.out.clear();
         self.ends.clear();
-        for c in &self.cmds {
+        for c in self.cmds.iter().skip(self.start) {
             let args = Args::new(&self.data, &self.ranges[c.args.clone()]);
             execute(shard, c.spec, c.db, args, &mut self.out, refusal);
             self.ends.push(self.out.len());
+            if self.budget > 0 && self.out.len() >= self.budget {
+                break;
+            }
         }
     }
 
     fn keys(&self) -> impl Iterator<Item = (usize, &[u8])> {
-        self.cmds.iter().flat_map(move |c| {
+        self.cmds.iter().skip(self.start).flat_map(move |c| {
             let ranges = &self.ranges[c.args.clone()];
             c.spec
                 .key_indices(ranges.len())
@@ -804,9 +861,22 @@ pub async fn rates_loop(shared: Arc<Shared>) {
 
 /// Active expiry: `hz` times a second, a bounded sample per database.
 pub async fn expire_loop(worker: std::rc::Rc<Worker>) {
+    let mut collected = 0;
+    let mut last_collect = std::time::Instant::now();
     loop {
         let hz = worker.shared.hz().clamp(1, 500);
         crate::runtime::sleep(Duration::from_millis(1000 / hz)).await;
+        // A client's big buffers were freed: give the memory back, at most
+        // once a second (it walks this thread's heap).
+        let collect = worker
+            .shared
+            .memory_collect
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if collect != collected && last_collect.elapsed() >= Duration::from_secs(1) {
+            collected = collect;
+            last_collect = std::time::Instant::now();
+            crate::alloc::collect();
+        }
         if !worker.can_run_now() {
             continue;
         }

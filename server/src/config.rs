@@ -627,11 +627,13 @@ static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "client-output-buffer-limit",
+        help: "per client class: hard limit, soft limit, soft seconds of pending replies",
         mutable: true,
         kind: Kind::ObufLimit,
     },
     Directive {
         name: "maxmemory-clients",
+        help: "all clients' memory over this closes the biggest (0 = off)",
         mutable: true,
         kind: Kind::MaxmemoryClients,
     },
@@ -1151,15 +1153,10 @@ static FOREIGN: &[(&[&str], &str)] = &[
             "maxmemory-policy",
             "maxmemory-samples",
             "maxmemory-eviction-tenacity",
-            "maxmemory-clients",
             "lfu-log-factor",
             "lfu-decay-time",
         ],
         "no memory limit or eviction in kv-server yet",
-    ),
-    (
-        &["client-output-buffer-limit"],
-        "no client output buffer limits in kv-server yet",
     ),
     (
         &["oom-score-adj", "oom-score-adj-values"],
@@ -1997,6 +1994,8 @@ fn usage(program: &str) -> String {
             Kind::Enum { names, .. } => names.join("|"),
             Kind::Bind => "<addr>...".to_string(),
             Kind::Save => "<seconds> <changes>...".to_string(),
+            Kind::ObufLimit => "<class> <hard> <soft> <seconds>...".to_string(),
+            Kind::MaxmemoryClients => "<bytes>|<percent>%".to_string(),
         };
         let default = match &d.kind {
             Kind::Memory { get, .. } => format_memory(get(&defaults)),
@@ -2872,13 +2871,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.port, 7000);
-        assert_eq!(cfg.warnings.len(), 4, "{:?}", cfg.warnings);
+        // client-output-buffer-limit applies (no warning); the others warn.
+        assert_eq!(cfg.warnings.len(), 3, "{:?}", cfg.warnings);
         assert_eq!(
             cfg.warnings[1],
-            "Config directive 'client-output-buffer-limit' ignored: no client output buffer \
-             limits in kv-server yet (line 2 of test.conf)"
+            "Config directive 'maxmemory' ignored: no memory limit or eviction in kv-server \
+             yet (line 4 of test.conf)"
         );
-        assert!(cfg.warnings[2].starts_with("Config directive 'maxmemory' ignored"));
+        assert!(cfg.warnings[2].starts_with("Config directive 'replicaof' ignored"));
         // Not shown by CONFIG GET: they have no value here.
         assert!(cfg.get(b"maxmemory").is_empty());
         // Values that would be unsafe to ignore stay fatal.

@@ -990,7 +990,10 @@ fn damage_before_the_tail_is_refused() {
     let (seg, bytes) = segs.last().expect("segments with data");
     let written = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let records = parse_records(bytes, written);
-    assert!(written > 1_400_000, "the last segment holds only {written} bytes");
+    assert!(
+        written > 1_400_000,
+        "the last segment holds only {written} bytes"
+    );
     let victim = &records[2];
     try_case(
         "early record of the last segment, far before its end",

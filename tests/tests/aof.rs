@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tests::{redis_server_bin, self_check_against_redis, RedisProc, ScratchDir, ServerProc};
+use tests::{redis_server_bin, self_check_against_redis, RedisProc, ScratchDir, ServerProc, Tmpfs};
 
 /// `DEBUG AOF-FAULT <args>`: the I/O fault seam of every shard's log.
 fn aof_fault(con: &mut redis::Connection, args: &[&str]) {
@@ -468,26 +468,11 @@ fn imports_a_redis_aof_when_the_log_is_empty() {
 /// skipped otherwise.
 #[test]
 fn a_full_filesystem_refuses_writes_until_space_is_freed() {
-    let mnt = std::env::temp_dir().join(format!("kv-fullfs-{}", std::process::id()));
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
-        let _ = std::fs::remove_dir(&mnt);
+    let scratch = ScratchDir::new("kv-fullfs");
+    let Some(fs) = Tmpfs::mount(&scratch.path().join("fs"), "4m") else {
         return;
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(self.0).status();
-            let _ = std::fs::remove_dir(self.0);
-        }
-    }
-    let _guard = Unmount(&mnt);
+    };
+    let mnt = fs.path().to_path_buf();
     let data = mnt.join("data");
     std::fs::create_dir_all(&data).unwrap();
     // Leave room for about two 512 KiB segments.
@@ -682,26 +667,11 @@ fn a_small_disk_takes_segments_it_can_hold() {
     if self_check_against_redis() {
         return;
     }
-    let mnt = std::env::temp_dir().join(format!("kv-smallfs-{}", std::process::id()));
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
-        let _ = std::fs::remove_dir(&mnt);
+    let scratch = ScratchDir::new("kv-smallfs");
+    let Some(fs) = Tmpfs::mount(&scratch.path().join("fs"), "24m") else {
         return;
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(self.0).status();
-            let _ = std::fs::remove_dir(self.0);
-        }
-    }
-    let _guard = Unmount(&mnt);
+    };
+    let mnt = fs.path().to_path_buf();
     let data = mnt.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let args = ["--threads", "2", "--appendfsync", "always"];

@@ -58,7 +58,7 @@ use engine::keyhash::shard_of;
 use redis::{Connection, Value};
 use tests::resp::{self, show};
 use tests::{
-    self_check_against_redis, server_bin, RawConn, ReadOutcome, Rng, ScratchDir, ServerProc,
+    self_check_against_redis, server_bin, RawConn, ReadOutcome, Rng, ScratchDir, ServerProc, Tmpfs,
 };
 
 const DATABASES: u16 = 16;
@@ -2886,53 +2886,6 @@ fn log_toggled_at_random_under_writes_and_snapshots() {
 
 // ------------------------------------------------------- full filesystems
 
-/// A small tmpfs mounted on a directory for one test (needs root, as in
-/// CI), unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (mount's syntax: "4m") on `dir`; None, with
-    /// a note, where mounting is not allowed.
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(dir).expect("create the mount point");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
-            return None;
-        }
-        Some(Tmpfs(dir.to_path_buf()))
-    }
-
-    /// Fills the filesystem to its last block with one file; returns it.
-    fn fill(&self) -> PathBuf {
-        use std::io::Write;
-        let path = self.0.join("filler");
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .expect("create the filler");
-        for chunk in [64 * 1024, BLOCK] {
-            let buf = vec![0x5a_u8; chunk];
-            while f.write_all(&buf).is_ok() {}
-        }
-        let _ = f.sync_all();
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// Sends SET every 50 ms until one is accepted; returns how long that took.
 /// Panics after `limit` with the last refusal.
 fn wait_writable(server: &ServerProc, limit: Duration) -> Duration {
@@ -2980,7 +2933,7 @@ fn snapshots_on_a_full_disk_resume_writes_by_themselves() {
     let Some(disk) = Tmpfs::mount(&scratch.path().join("fs"), "4m") else {
         return;
     };
-    let data = disk.0.join("data");
+    let data = disk.path().join("data");
     let server = start(&data, &["--save", "1 1", "--threads", "2"]);
     let mut con = server.conn();
 

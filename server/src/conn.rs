@@ -552,7 +552,10 @@ impl Conn {
         out.extend_from_slice(&self.wbuf[last..]);
         std::mem::swap(&mut self.wbuf, &mut out);
         self.splice = out;
-        self.holes = left;
+        // Keep the holes' capacity: `left` is empty (no allocation) unless
+        // a shard stopped at the budget.
+        self.holes.clear();
+        self.holes.extend(left);
         // What the shard already sent: with a socket, the batch's replies
         // were all of `wbuf`, so they are its first bytes, before any hole
         // still owed.

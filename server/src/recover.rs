@@ -68,7 +68,8 @@ fn resume_point(log: &ShardLog, cut: Option<(usize, u64)>) -> (Option<Resume>, V
     let Some(seg) = log.segments.get(i) else {
         return (None, Vec::new());
     };
-    let block = usize::try_from(pos - pos % 4096).unwrap_or(usize::MAX);
+    let block_size = engine::journal::record::BLOCK_SIZE as u64;
+    let block = usize::try_from(pos - pos % block_size).unwrap_or(usize::MAX);
     let tail = seg
         .bytes
         .get(block..usize::try_from(pos).unwrap_or(usize::MAX))

@@ -165,6 +165,17 @@ impl Conn {
                 .sum::<usize>()
     }
 
+    /// Publishes what CLIENT LIST sees of the query buffer (`qbuf`,
+    /// `qbuf-free`).
+    fn publish_query(&self, rbuf: &Vec<u8>) {
+        self.client
+            .query_buffer
+            .store(rbuf.len(), Ordering::Relaxed);
+        self.client
+            .query_buffer_cap
+            .store(rbuf.capacity(), Ordering::Relaxed);
+    }
+
     /// Publishes what CLIENT LIST and the limits see of the reply buffers.
     fn publish_output(&self, pending: usize) {
         self.client.output_pending.store(pending, Ordering::Relaxed);
@@ -291,12 +302,7 @@ impl Conn {
                 return;
             }
             stats.net_input.fetch_add(n as u64, Ordering::Relaxed);
-            self.client
-                .query_buffer
-                .store(rbuf.len(), Ordering::Relaxed);
-            self.client
-                .query_buffer_cap
-                .store(rbuf.capacity(), Ordering::Relaxed);
+            self.publish_query(&rbuf);
 
             let limit = shared.query_buffer_limit();
             if limit > 0 && rbuf.len() as u64 > limit {
@@ -312,12 +318,7 @@ impl Conn {
             let consumed = self.process(&mut parser, &rbuf, &mut need).await;
             more = std::mem::take(&mut self.paused) && consumed < rbuf.len() && !self.close;
             rbuf.drain(..consumed);
-            self.client
-                .query_buffer
-                .store(rbuf.len(), Ordering::Relaxed);
-            self.client
-                .query_buffer_cap
-                .store(rbuf.capacity(), Ordering::Relaxed);
+            self.publish_query(&rbuf);
             self.client.last_active.store(
                 self.client.created.elapsed().as_millis() as u64,
                 Ordering::Relaxed,

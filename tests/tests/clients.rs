@@ -21,6 +21,16 @@ fn start() -> ServerProc {
     ServerProc::start(&["--threads", "2", "--appendonly", "no", "--save", ""])
 }
 
+/// `CONFIG SET name value`, which must succeed.
+fn config_set(con: &mut redis::Connection, name: &str, value: &str) {
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query(con)
+        .unwrap_or_else(|e| panic!("CONFIG SET {name} {value}: {e}"));
+}
+
 fn set_big(con: &mut Connection) {
     let () = redis::cmd("SET")
         .arg("big")
@@ -201,12 +211,7 @@ fn hard_limit_closes_a_non_reader() {
     let server = start();
     let mut con = server.conn();
     set_big(&mut con);
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("client-output-buffer-limit")
-        .arg("normal 4mb 0 0")
-        .query(&mut con)
-        .unwrap();
+    config_set(&mut con, "client-output-buffer-limit", "normal 4mb 0 0");
     let mut h = NonReader::connect(&server);
     assert_eq!(h.pipeline(&mget_big(8), 4), 4);
     wait_until(Duration::from_secs(5), "the client closed", || {
@@ -220,12 +225,7 @@ fn hard_limit_closes_a_non_reader() {
         }
         c
     };
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("client-output-buffer-limit")
-        .arg("normal 16mb 0 0")
-        .query(&mut con)
-        .unwrap();
+    config_set(&mut con, "client-output-buffer-limit", "normal 16mb 0 0");
     let v: Vec<Vec<u8>> = cmd.query(&mut con).unwrap();
     assert_eq!(v.len(), 3);
 }
@@ -237,12 +237,7 @@ fn soft_limit_closes_after_its_seconds() {
     let server = start();
     let mut con = server.conn();
     set_big(&mut con);
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("client-output-buffer-limit")
-        .arg("normal 0 4mb 2")
-        .query(&mut con)
-        .unwrap();
+    config_set(&mut con, "client-output-buffer-limit", "normal 0 4mb 2");
     let mut h = NonReader::connect(&server);
     let started = Instant::now();
     assert_eq!(h.pipeline(&mget_big(16), 4), 4);
@@ -282,12 +277,7 @@ fn maxmemory_clients_evicts_the_biggest_client() {
     );
     let mut small = NonReader::connect(&server);
     let mut h = NonReader::connect(&server);
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-clients")
-        .arg("1mb")
-        .query(&mut con)
-        .unwrap();
+    config_set(&mut con, "maxmemory-clients", "1mb");
     assert_eq!(h.pipeline(&mget_big(16), 4), 4);
     wait_until(Duration::from_secs(5), "the big client evicted", || {
         !listed(&mut con, h.id)

@@ -219,6 +219,9 @@ pub struct Config {
     /// `daemonize`: fork into the background at start, as Redis does
     /// (stdin, stdout and stderr go to /dev/null; logs to `logfile`).
     pub daemonize: bool,
+    /// `supervised`: how the server tells a supervisor it is ready
+    /// ([`SUPERVISED`]: no, upstart, systemd, auto).
+    pub supervised: usize,
     /// `pidfile`: empty = write no pid file.
     pub pidfile: String,
     /// `protected-mode` (default yes): without a password, clients from
@@ -360,6 +363,7 @@ impl Default for Config {
             loglevel: LogLevel::Notice,
             logfile: String::new(),
             daemonize: false,
+            supervised: 0,
             pidfile: String::new(),
             protected_mode: true,
             appendonly: true,
@@ -866,6 +870,16 @@ static DIRECTIVES: &[Directive] = &[
         },
     },
     Directive {
+        name: "supervised",
+        help: "tell upstart (SIGSTOP) or systemd (READY=1 on NOTIFY_SOCKET) when ready",
+        mutable: false,
+        kind: Kind::Enum {
+            names: SUPERVISED,
+            get: |c| c.supervised,
+            put: |c, i| c.supervised = i,
+        },
+    },
+    Directive {
         name: "daemonize",
         help: "fork into the background at start (logs go to logfile, or nowhere)",
         mutable: false,
@@ -1016,6 +1030,9 @@ static DIRECTIVES: &[Directive] = &[
     },
 ];
 
+/// `supervised`'s values, as Redis 7 names them.
+pub const SUPERVISED: &[&str] = &["no", "upstart", "systemd", "auto"];
+
 /// Directives CONFIG SET refuses unless `enable-protected-configs` allows
 /// it (Redis 7's PROTECTED_CONFIG ones that we have).
 pub const PROTECTED: &[&str] = &["dir", "dbfilename"];
@@ -1122,10 +1139,6 @@ static FOREIGN: &[(&[&str], &str)] = &[
     (
         &["unixsocket", "unixsocketperm"],
         "no Unix socket listener in kv-server (TCP only)",
-    ),
-    (
-        &["supervised"],
-        "kv-server does not signal readiness to upstart/systemd (use a simple service type)",
     ),
     (
         &["always-show-logo", "set-proc-title", "proc-title-template"],
@@ -2760,6 +2773,7 @@ mod tests {
             ("loglevel", "notice"),
             ("logfile", ""),
             ("daemonize", "no"),
+            ("supervised", "no"),
             ("pidfile", ""),
             ("protected-mode", "yes"),
             ("appendonly", "yes"),

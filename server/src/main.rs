@@ -28,6 +28,7 @@ mod recover;
 mod runtime;
 mod shared;
 mod snapshot;
+mod supervise;
 mod sys;
 mod tools;
 mod tx;
@@ -225,6 +226,7 @@ fn log_accept_error(e: &std::io::Error) {
 fn start_serving(shared: &Shared, port: u16) {
     shared.serving.send_replace(true);
     log::notice(&format!("Ready to accept connections tcp on port {port}"));
+    supervise::ready(shared.config().supervised);
 }
 
 /// An I/O error as C's strerror gives it (without " (os error N)").

@@ -226,6 +226,15 @@ pub fn free_space(path: &std::path::Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// Stops the process with SIGSTOP (upstart's `expect stop` readiness
+/// signal; the supervisor sends SIGCONT).
+pub fn stop_self() {
+    // SAFETY: raise only delivers a signal to this process.
+    unsafe {
+        libc::raise(libc::SIGSTOP);
+    }
+}
+
 /// A CLOCK_MONOTONIC timerfd (blocking reads: the ring polls it).
 pub fn timerfd() -> io::Result<std::fs::File> {
     use std::os::fd::FromRawFd;

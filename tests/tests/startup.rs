@@ -448,6 +448,79 @@ fn unwritable_log_refuses_writes_at_once_and_recovers() {
     assert_eq!(v, vec![Some("1".to_string()), Some("2".to_string())]);
 }
 
+/// `supervised systemd` (and `auto` with `$NOTIFY_SOCKET` set), as
+/// Debian's `Type=notify` unit starts redis-server: `READY=1` arrives on
+/// the notify socket once the server answers; with `no`, nothing does.
+#[test]
+fn supervised_systemd_sends_ready_on_the_notify_socket() {
+    if self_check_against_redis() {
+        return;
+    }
+    use std::os::unix::net::UnixDatagram;
+    let scratch = ScratchDir::new("notify");
+    for (mode, expect) in [("systemd", true), ("auto", true), ("no", false)] {
+        let path = scratch.path().join(format!("notify-{mode}.sock"));
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let data = scratch.path().join(format!("data-{mode}"));
+        std::fs::create_dir(&data).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(bin())
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(&data)
+            .args(["--supervised", mode])
+            .env("NOTIFY_SOCKET", &path)
+            .env_remove("UPSTART_JOB")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let got = if expect {
+            let n = sock.recv(&mut buf).unwrap_or_else(|e| {
+                let _ = child.kill();
+                panic!("supervised {mode}: no notification within 10 s: {e}")
+            });
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        } else {
+            // Ready once it answers; then nothing may have been sent.
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while RawConn::try_connect(addr, Duration::from_millis(100)).is_err() {
+                assert!(Instant::now() < deadline, "the server never answered");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            sock.set_nonblocking(true).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            match sock.recv(&mut buf) {
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                Err(_) => String::new(),
+            }
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        if expect {
+            assert!(
+                got.lines().any(|l| l == "READY=1"),
+                "supervised {mode}: {got:?}"
+            );
+            assert!(
+                got.contains("STATUS=Ready to accept connections"),
+                "{got:?}"
+            );
+        } else {
+            assert_eq!(got, "", "supervised no sent a notification");
+        }
+    }
+}
+
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))

@@ -87,6 +87,7 @@ fetch_deb() {
     (cd "$dir/debs" && apt-get "${opts[@]}" -q download "$pkg" >&2) ||
         die "apt-get download $pkg failed"
     deb="$(ls "$dir"/debs/linux-image-*.deb | head -n 1)"
+    rm -rf "$apt" # the package lists: only the .deb is kept
     echo "$deb"
 }
 

@@ -121,6 +121,7 @@ expect "GET smoke after the restart" hello "$(cli get smoke)"
 expect "GET key:1 after the restart" value:1 "$(cli get key:1)"
 expect "GET key:10000 after the restart" value:10000 "$(cli get key:10000)"
 expect "GET after:bgsave after the restart" yes "$(cli get after:bgsave)"
+grep -i 'loaded\|read the append-only' /mnt/server-2.log | sed 's/^/kv-smoke: server: /'
 kill -9 "$SERVER_PID"
 wait "$SERVER_PID" 2>/dev/null
 

@@ -354,6 +354,13 @@ fn run(mut cfg: Config) -> i32 {
     for w in std::mem::take(&mut cfg.warnings) {
         log::warning(&w);
     }
+    match runtime::init() {
+        Ok(f) => log::notice(&format!("io_uring features in use: {}", f.names())),
+        Err(e) => {
+            log::warning(&e);
+            return 1;
+        }
+    }
     if let Err(e) = adjust_open_files_limit(&mut cfg, workers) {
         log::warning(&e);
         return 1;

@@ -17,23 +17,187 @@ use std::time::Duration;
 use engine::journal::io::AlignedBuf;
 use tokio_uring::buf::BoundedBuf;
 
-/// Runs `main` on a new thread with its own io_uring event loop.
+/// The io_uring set-up flags and opcodes newer than Linux 5.10 that this
+/// process found usable at start ([`init`]); every ring uses these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// IORING_SETUP_COOP_TASKRUN (5.19): completions are reaped when the
+    /// loop polls the ring anyway, so the kernel need not interrupt the
+    /// thread to run task work.
+    pub coop_taskrun: bool,
+    /// IORING_SETUP_SINGLE_ISSUER (6.0): only the ring's thread submits.
+    pub single_issuer: bool,
+    /// IORING_OP_RENAMEAT (5.11): rename on the ring; without it, rename
+    /// runs on a blocking helper thread.
+    pub renameat: bool,
+}
+
+impl Features {
+    /// The features in use, comma-separated (`none` when none are).
+    pub fn names(&self) -> String {
+        let names: Vec<&str> = [
+            (self.coop_taskrun, "coop_taskrun"),
+            (self.single_issuer, "single_issuer"),
+            (self.renameat, "renameat"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(",")
+        }
+    }
+}
+
+/// What [`init`] chose for this process.
+static FEATURES: std::sync::OnceLock<Features> = std::sync::OnceLock::new();
+
+/// The features every ring of this process uses (none before [`init`]).
+pub fn features() -> Features {
+    FEATURES.get().copied().unwrap_or_default()
+}
+
+/// The event loop's name, as INFO's `multiplexing_api` says it.
+pub fn backend_name() -> &'static str {
+    "io_uring"
+}
+
+/// INFO's server fields for the runtime: the backend and the io_uring
+/// features in use.
+pub fn info_fields() -> String {
+    format!(
+        "io_backend:{}\r\nio_uring_features:{}\r\n",
+        backend_name(),
+        features().names()
+    )
+}
+
+/// The test seam `KV_IO_URING_MASK`: a comma-separated list of features
+/// to treat as unsupported whatever the kernel says (`coop_taskrun`,
+/// `single_issuer`, `renameat`), so that the 5.10 fallbacks can be run on
+/// a newer kernel; `io_uring` makes the ring set-up itself fail with EPERM
+/// (as under a seccomp profile that denies io_uring).
+struct Mask {
+    coop_taskrun: bool,
+    single_issuer: bool,
+    renameat: bool,
+    io_uring: bool,
+}
+
+impl Mask {
+    fn from_env() -> Mask {
+        let v = std::env::var("KV_IO_URING_MASK").unwrap_or_default();
+        let has = |name: &str| v.split(',').any(|x| x.trim() == name);
+        Mask {
+            coop_taskrun: has("coop_taskrun"),
+            single_issuer: has("single_issuer"),
+            renameat: has("renameat"),
+            io_uring: has("io_uring"),
+        }
+    }
+}
+
+/// Probes, once and on the main thread before any worker starts, which
+/// io_uring set-up flags and opcodes this kernel (and the mask, see
+/// [`Mask`]) allows: a small ring is set up with every flag, and on EINVAL
+/// again without the newest one, down to none (Linux 5.10); opcodes come
+/// from the ring's probe. Err: io_uring cannot be set up at all, with the
+/// cause and the remedy in one line.
+pub fn init() -> Result<Features, String> {
+    let mask = Mask::from_env();
+    let f = probe(&mask).map_err(|e| setup_error(&e))?;
+    let _ = FEATURES.set(f);
+    Ok(features())
+}
+
+fn probe(mask: &Mask) -> io::Result<Features> {
+    if mask.io_uring {
+        return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
+    // Newest first: SINGLE_ISSUER (6.0) needs COOP_TASKRUN's era (5.19).
+    let tries: Vec<(bool, bool)> = [(true, true), (true, false), (false, false)]
+        .into_iter()
+        .filter(|&(coop, single)| !((coop && mask.coop_taskrun) || (single && mask.single_issuer)))
+        .collect();
+    let mut last = io::Error::from_raw_os_error(libc::EINVAL);
+    for (coop, single) in tries {
+        let mut b: io_uring::Builder = io_uring::IoUring::builder();
+        if coop {
+            b.setup_coop_taskrun();
+        }
+        if single {
+            b.setup_single_issuer();
+        }
+        match b.build(8) {
+            Ok(ring) => {
+                let mut p = io_uring::Probe::new();
+                let ops = ring.submitter().register_probe(&mut p).is_ok();
+                let renameat =
+                    !mask.renameat && ops && p.is_supported(io_uring::opcode::RenameAt::CODE);
+                return Ok(Features {
+                    coop_taskrun: coop,
+                    single_issuer: single,
+                    renameat,
+                });
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// One line for an io_uring set-up that failed: the cause and the remedy.
+pub fn setup_error(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOMEM) => format!(
+            "Can't set up an io_uring ({e}): this kernel charges ring memory to the \
+             locked-memory limit (Linux 5.10 before 5.10.162 does): raise `ulimit -l` \
+             (LimitMEMLOCK= under systemd, --ulimit memlock= under Docker)"
+        ),
+        Some(libc::EPERM | libc::ENOSYS | libc::EACCES) => format!(
+            "io_uring is denied or unavailable ({e}): likely a seccomp profile (Docker's \
+             default denies io_uring since Docker 25) or the kernel.io_uring_disabled sysctl; \
+             allow io_uring (the seccomp profile in the repository adds it to Docker's \
+             default; sysctl kernel.io_uring_disabled=0)"
+        ),
+        _ => format!("Can't set up an io_uring: {e}"),
+    }
+}
+
+/// Runs `main` on a new thread with its own io_uring event loop, set up
+/// with the [`features`] found at start. A ring that cannot be set up
+/// there (the locked-memory limit reached by the later rings) ends the
+/// process with one line saying why.
 pub fn start_thread<F, Fut>(name: String, main: F) -> io::Result<std::thread::JoinHandle<()>>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    std::thread::Builder::new().name(name).spawn(move || {
-        // Completions are reaped when the loop polls the ring anyway, so the
-        // kernel need not interrupt the thread to run task work
-        // (COOP_TASKRUN); only this thread submits (SINGLE_ISSUER).
-        let mut ring = io_uring::IoUring::builder();
-        ring.setup_coop_taskrun().setup_single_issuer();
-        tokio_uring::builder()
-            .entries(1024)
-            .uring_builder(&ring)
-            .start(async move { main().await });
-    })
+    let f = features();
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let mut ring = io_uring::IoUring::builder();
+            if f.coop_taskrun {
+                ring.setup_coop_taskrun();
+            }
+            if f.single_issuer {
+                ring.setup_single_issuer();
+            }
+            let mut b = tokio_uring::builder();
+            b.entries(1024).uring_builder(&ring);
+            match tokio_uring::Runtime::new(&b) {
+                Ok(rt) => rt.block_on(async move { main().await }),
+                Err(e) => {
+                    crate::log::warning(&format!("{name}: {}", setup_error(&e)));
+                    std::process::exit(1);
+                }
+            }
+        })
 }
 
 /// Spawns a task on the current thread's loop, timed for the latency
@@ -43,8 +207,16 @@ pub fn spawn<F: Future<Output = ()> + 'static>(f: F) {
 }
 
 /// rename(2) on the ring.
+/// rename(2) on the ring; on a blocking helper thread where the kernel has
+/// no IORING_OP_RENAMEAT (before 5.11).
 pub async fn rename(from: &std::path::Path, to: &std::path::Path) -> io::Result<()> {
-    tokio_uring::fs::rename(from, to).await
+    if features().renameat {
+        return tokio_uring::fs::rename(from, to).await;
+    }
+    let (from, to) = (from.to_path_buf(), to.to_path_buf());
+    tokio::task::spawn_blocking(move || std::fs::rename(from, to))
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("rename thread: {e}"))))
 }
 
 /// Lets the other tasks of this thread run, and the ring submit what they
@@ -270,5 +442,5 @@ impl JobThread {
 
 /// Whether this process may use io_uring at all (set up a small ring).
 pub fn io_uring_available() -> bool {
-    io_uring::IoUring::new(4).is_ok()
+    FEATURES.get().is_some()
 }

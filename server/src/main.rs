@@ -354,8 +354,14 @@ fn run(mut cfg: Config) -> i32 {
     for w in std::mem::take(&mut cfg.warnings) {
         log::warning(&w);
     }
-    match runtime::init() {
-        Ok(f) => log::notice(&format!("io_uring features in use: {}", f.names())),
+    let choice = match cfg.io_backend {
+        config::IoBackend::Auto => runtime::Choice::Auto,
+        config::IoBackend::IoUring => runtime::Choice::IoUring,
+        config::IoBackend::Epoll => runtime::Choice::Epoll,
+    };
+    match runtime::init(choice) {
+        Ok((true, line)) => log::warning(&line),
+        Ok((false, line)) => log::notice(&line),
         Err(e) => {
             log::warning(&e);
             return 1;
@@ -637,7 +643,13 @@ fn run(mut cfg: Config) -> i32 {
             let mut accepts = Vec::new();
             for l in mine {
                 let local = l.local_addr().ok();
-                let listener = runtime::Listener::from_std(l);
+                let listener = match runtime::Listener::from_std(l) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        log::warning(&format!("worker {id}: can't listen: {e}"));
+                        std::process::exit(1);
+                    }
+                };
                 let worker = worker.clone();
                 accepts.push(async move {
                     loop {
@@ -677,7 +689,8 @@ fn run(mut cfg: Config) -> i32 {
         }
     }
     log::notice(&format!(
-        "Server initialized: {workers} worker threads (one shard each), io_uring event loops"
+        "Server initialized: {workers} worker threads (one shard each), {} event loops",
+        runtime::backend_name()
     ));
     let _ = shutdown_rx.recv();
     for &fd in &listening {

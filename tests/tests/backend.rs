@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use tests::{self_check_against_redis, server_bin, wait_until, ScratchDir, ServerProc};
 
+/// The seccomp wrapper built with the tests (src/bin/deny-io-uring.rs).
+const DENY_IO_URING: &str = env!("CARGO_BIN_EXE_deny-io-uring");
+
 fn info_field(server: &ServerProc, section: &str, name: &str) -> String {
     let mut con = server.conn();
     let info: String = redis::cmd("INFO")
@@ -82,7 +85,14 @@ fn masked_io_uring_features_fall_back_to_their_5_10_forms() {
     }
     let all = "KV_IO_URING_MASK=coop_taskrun,single_issuer,renameat";
     let dir = ScratchDir::new("masked");
-    let args = ["--appendfsync", "always", "--threads", "2"];
+    let args = [
+        "--appendfsync",
+        "always",
+        "--threads",
+        "2",
+        "--io-backend",
+        "io_uring",
+    ];
     let mut server = start_with_env(&[all], dir.path(), &args);
     assert_eq!(info_field(&server, "server", "io_uring_features"), "none");
     assert_eq!(info_field(&server, "server", "io_backend"), "io_uring");
@@ -105,13 +115,14 @@ fn masked_io_uring_features_fall_back_to_their_5_10_forms() {
 
     // Only some masked: the others stay in use.
     let dir = ScratchDir::new("some-masked");
-    let server = start_with_env(&["KV_IO_URING_MASK=single_issuer"], dir.path(), &[]);
+    let uring = ["--io-backend", "io_uring"];
+    let server = start_with_env(&["KV_IO_URING_MASK=single_issuer"], dir.path(), &uring);
     assert_eq!(
         info_field(&server, "server", "io_uring_features"),
         "coop_taskrun,renameat"
     );
     let dir = ScratchDir::new("unmasked");
-    let server = start_with_env(&[], dir.path(), &[]);
+    let server = start_with_env(&[], dir.path(), &uring);
     assert_eq!(
         info_field(&server, "server", "io_uring_features"),
         "coop_taskrun,single_issuer,renameat"
@@ -152,7 +163,7 @@ fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
 }
 
 /// io_uring denied (EPERM, through the test seam) with the io_uring
-/// backend required: exit status 1 and one line naming the causes and
+/// backend required (`--io-backend io_uring`): exit status 1 and one line naming the causes and
 /// the remedy, no panic.
 #[test]
 fn io_uring_denied_and_required_exits_with_one_clear_line() {
@@ -163,7 +174,7 @@ fn io_uring_denied_and_required_exits_with_one_clear_line() {
     let d = dir.path().to_string_lossy().into_owned();
     let (code, out) = run_to_exit(
         &[("KV_IO_URING_MASK", "io_uring")],
-        &["--port", "0", "--dir", &d],
+        &["--port", "0", "--dir", &d, "--io-backend", "io_uring"],
     );
     assert_eq!(code, Some(1), "output:\n{out}");
     assert!(!out.contains("BUG REPORT"), "a panic:\n{out}");
@@ -178,4 +189,95 @@ fn io_uring_denied_and_required_exits_with_one_clear_line() {
     ] {
         assert!(line.contains(needle), "{needle} not in: {line}");
     }
+}
+
+/// Under a seccomp filter that denies io_uring_setup/_enter/_register
+/// with EPERM (Docker's default profile since Docker 25), with the
+/// default `io-backend auto`: the server starts on epoll with a warning
+/// naming the cause, says so in INFO, serves, takes a snapshot, and after
+/// a SIGKILL with `appendfsync always` has every acknowledged write back.
+#[test]
+fn under_a_seccomp_filter_denying_io_uring_it_serves_on_epoll_and_survives_sigkill() {
+    if self_check_against_redis() {
+        return;
+    }
+    let dir = ScratchDir::new("seccomp");
+    let d = dir.path().to_string_lossy().into_owned();
+    let args = [
+        "--dir",
+        d.as_str(),
+        "--appendfsync",
+        "always",
+        "--threads",
+        "2",
+        "--io-backend",
+        "auto",
+    ];
+    let mut server = ServerProc::start_custom(&[DENY_IO_URING], None, &args);
+    assert_eq!(info_field(&server, "server", "io_backend"), "epoll");
+    assert_eq!(info_field(&server, "server", "multiplexing_api"), "epoll");
+    assert_eq!(
+        info_field(&server, "persistence", "aof_io_path")
+            .split('+')
+            .next(),
+        Some("pwrite")
+    );
+    let log = server.output();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("io_uring is denied or unavailable"))
+        .unwrap_or_else(|| panic!("no warning at start:\n{log}"));
+    assert!(
+        warning.contains("seccomp") && warning.contains("epoll"),
+        "{warning}"
+    );
+    set_keys(&server, 0..500);
+    bgsave_ok(&server);
+    set_keys(&server, 500..1000);
+    server.signal("KILL");
+    wait_until(Duration::from_secs(5), "the server to die", || {
+        !server.is_running()
+    });
+    drop(server);
+    let server = ServerProc::start_custom(&[DENY_IO_URING], None, &args);
+    check_keys(&server, 1000);
+    assert_eq!(info_field(&server, "server", "io_backend"), "epoll");
+}
+
+/// The same denial through the test seam, and `--io-backend epoll` asked
+/// for on a kernel that has io_uring: both run on epoll and serve.
+#[test]
+fn io_backend_epoll_and_auto_without_io_uring_serve_on_epoll() {
+    if self_check_against_redis() {
+        return;
+    }
+    let dir = ScratchDir::new("seam-denied");
+    let server = start_with_env(
+        &["KV_IO_URING_MASK=io_uring"],
+        dir.path(),
+        &["--io-backend", "auto"],
+    );
+    assert_eq!(info_field(&server, "server", "io_backend"), "epoll");
+    assert_eq!(info_field(&server, "server", "io_uring_features"), "none");
+    set_keys(&server, 0..10);
+    check_keys(&server, 10);
+    let dir = ScratchDir::new("asked-epoll");
+    let server = start_with_env(&[], dir.path(), &["--io-backend", "epoll"]);
+    assert_eq!(info_field(&server, "server", "io_backend"), "epoll");
+    let mut con = server.conn();
+    let pair: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("io-backend")
+        .query(&mut con)
+        .expect("CONFIG GET");
+    assert_eq!(pair, ["io-backend", "epoll"]);
+    let e = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("io-backend")
+        .arg("io_uring")
+        .query::<()>(&mut con)
+        .expect_err("io-backend is immutable");
+    assert!(e.to_string().contains("immutable"), "{e}");
+    set_keys(&server, 0..10);
+    check_keys(&server, 10);
 }

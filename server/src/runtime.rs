@@ -154,7 +154,10 @@ pub fn init(choice: Choice) -> Result<(bool, String), String> {
     };
     let _ = FEATURES.set(chosen);
     Ok(match chosen {
-        Some(f) => (false, format!("io_uring features in use: {}", f.names())),
+        Some(f) => (
+            false,
+            format!("Event loops on io_uring, features: {}", f.names()),
+        ),
         None => (
             false,
             "Event loops on epoll (io-backend epoll); file I/O on helper threads".to_string(),

@@ -57,7 +57,11 @@ pub fn self_check_against_redis() -> bool {
 /// `KV_TEST_IO_BACKEND=epoll` (or `io_uring`): every kv-server the
 /// harness starts gets `--io-backend <value>` before the test's own
 /// arguments (which can still override it), so that the whole suite runs
-/// on that backend (.ci/run runs it once with epoll).
+/// on that backend (.ci/run runs it once with epoll). True when epoll.
+pub fn epoll_forced() -> bool {
+    std::env::var("KV_TEST_IO_BACKEND").as_deref() == Ok("epoll")
+}
+
 fn io_backend_args() -> Vec<OsString> {
     match std::env::var("KV_TEST_IO_BACKEND") {
         Ok(b) if !b.is_empty() => vec!["--io-backend".into(), b.into()],

@@ -97,7 +97,9 @@ fn masked_io_uring_features_fall_back_to_their_5_10_forms() {
     assert_eq!(info_field(&server, "server", "io_uring_features"), "none");
     assert_eq!(info_field(&server, "server", "io_backend"), "io_uring");
     assert!(
-        server.output().contains("io_uring features in use: none"),
+        server
+            .output()
+            .contains("Event loops on io_uring, features: none"),
         "start-up log:\n{}",
         server.output()
     );

@@ -668,3 +668,53 @@ impl JobThread {
 pub fn io_uring_available() -> bool {
     uring()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask(names: &str) -> Mask {
+        let has = |n: &str| names.split(',').any(|x| x == n);
+        Mask {
+            coop_taskrun: has("coop_taskrun"),
+            single_issuer: has("single_issuer"),
+            renameat: has("renameat"),
+            io_uring: has("io_uring"),
+        }
+    }
+
+    /// Masked features are never probed, whatever the kernel has; the
+    /// set-up flags fall back newest first.
+    #[test]
+    fn probe_honours_the_mask() {
+        let Ok(all) = probe(&mask("")) else {
+            return; // no io_uring where these tests run
+        };
+        let none = probe(&mask("coop_taskrun,single_issuer,renameat")).expect("probe");
+        assert_eq!(none, Features::default());
+        assert_eq!(none.names(), "none");
+        let f = probe(&mask("single_issuer")).expect("probe");
+        assert!(!f.single_issuer);
+        assert_eq!(f.coop_taskrun, all.coop_taskrun);
+        assert_eq!(f.renameat, all.renameat);
+        // Without COOP_TASKRUN, SINGLE_ISSUER is not tried either (it came
+        // later: a kernel without the one has not the other).
+        let f = probe(&mask("coop_taskrun")).expect("probe");
+        assert!(!f.coop_taskrun && !f.single_issuer);
+        let e = probe(&mask("io_uring")).expect_err("masked io_uring");
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+    }
+
+    #[test]
+    fn setup_errors_name_the_cause_and_the_remedy() {
+        let memlock = setup_error(&io::Error::from_raw_os_error(libc::ENOMEM));
+        assert!(memlock.contains("ulimit -l"), "{memlock}");
+        assert!(memlock.contains("5.10.162"), "{memlock}");
+        for errno in [libc::EPERM, libc::ENOSYS] {
+            let denied = setup_error(&io::Error::from_raw_os_error(errno));
+            for needle in ["seccomp", "kernel.io_uring_disabled", "--io-backend epoll"] {
+                assert!(denied.contains(needle), "{needle}: {denied}");
+            }
+        }
+    }
+}

@@ -273,7 +273,7 @@ impl Aof {
         } else {
             if mode == AofIo::Auto && id == 0 {
                 log::warning(
-                    "io_uring is not available: the append-only log falls back to \
+                    "The event loops run on epoll: the append-only log uses \
                      pwrite/fdatasync on a helper thread",
                 );
             }

@@ -246,6 +246,10 @@ pub struct Config {
     /// allows), `pwrite` (plain pwrite/fdatasync on a helper thread),
     /// `buffered` (pwrite without O_DIRECT, pages dropped after each sync).
     pub aof_io: AofIo,
+    /// `io-backend` (ours): the event loops' backend, `auto` (io_uring
+    /// where it can be set up, else epoll with a warning), `io_uring`,
+    /// `epoll`.
+    pub io_backend: IoBackend,
     /// `enable-debug-command`: DEBUG is refused unless `yes` (or `local`
     /// for loopback clients), as in Redis 7.
     pub enable_debug_command: String,
@@ -289,6 +293,26 @@ impl AppendFsync {
             0 => Self::Always,
             1 => Self::Everysec,
             _ => Self::No,
+        }
+    }
+}
+
+/// `io-backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoBackend {
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+impl IoBackend {
+    pub const NAMES: &'static [&'static str] = &["auto", "io_uring", "epoll"];
+
+    pub fn from_index(i: usize) -> Self {
+        match i {
+            0 => Self::Auto,
+            1 => Self::IoUring,
+            _ => Self::Epoll,
         }
     }
 }
@@ -373,6 +397,7 @@ impl Default for Config {
             aof_load_truncated: true,
             aof_segment_size: 64 * 1024 * 1024,
             aof_io: AofIo::Auto,
+            io_backend: IoBackend::Auto,
             enable_debug_command: "no".to_string(),
             enable_protected_configs: "no".to_string(),
             server_cpulist: String::new(),
@@ -1006,6 +1031,16 @@ static DIRECTIVES: &[Directive] = &[
             names: AofIo::NAMES,
             get: |c| c.aof_io as usize,
             put: |c, i| c.aof_io = AofIo::from_index(i),
+        },
+    },
+    Directive {
+        name: "io-backend",
+        help: "event loops on io_uring, or epoll (auto: epoll where io_uring is denied)",
+        mutable: false,
+        kind: Kind::Enum {
+            names: IoBackend::NAMES,
+            get: |c| c.io_backend as usize,
+            put: |c, i| c.io_backend = IoBackend::from_index(i),
         },
     },
     Directive {
@@ -2783,6 +2818,7 @@ mod tests {
             ("aof-load-truncated", "yes"),
             ("aof-segment-size", "67108864"),
             ("aof-io", "auto"),
+            ("io-backend", "auto"),
             ("enable-debug-command", "no"),
             ("enable-protected-configs", "no"),
             ("server_cpulist", ""),

@@ -135,7 +135,7 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
             .unwrap_or_default();
         let _ = write!(
             out,
-            "redis_version:{ver}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:{os} {arch}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:io_uring\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{pid}\r\nprocess_supervised:no\r\nrun_id:{run_id}\r\ntcp_port:{port}\r\nserver_time_usec:{usec}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{days}\r\nhz:{hz}\r\nconfigured_hz:{hz}\r\nlru_clock:{lru}\r\nexecutable:{exe}\r\nconfig_file:{config_file}\r\nio_threads_active:0\r\nserver_name:kv-server\r\nserver_version:{ours}\r\nthreads:{threads}\r\n",
+            "redis_version:{ver}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:{os} {arch}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:{mux}\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{pid}\r\nprocess_supervised:no\r\nrun_id:{run_id}\r\ntcp_port:{port}\r\nserver_time_usec:{usec}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{days}\r\nhz:{hz}\r\nconfigured_hz:{hz}\r\nlru_clock:{lru}\r\nexecutable:{exe}\r\nconfig_file:{config_file}\r\nio_threads_active:0\r\nserver_name:kv-server\r\nserver_version:{ours}\r\nthreads:{threads}\r\n",
             ver = engine::REDIS_VERSION,
             os = std::env::consts::OS,
             arch = std::env::consts::ARCH,
@@ -148,7 +148,9 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
             lru = (now_ms / 1000) & ((1 << 24) - 1),
             ours = env!("CARGO_PKG_VERSION"),
             threads = conn.worker.shard_count(),
+            mux = crate::runtime::backend_name(),
         );
+        let _ = write!(out, "{}", crate::runtime::info_fields());
     }
     if want("clients") {
         section(&mut out, "Clients");

@@ -211,16 +211,19 @@ impl<F: Future<Output = ()>> Future for Timed<F> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let t = threshold();
-        if t == 0 {
-            return self.task.as_mut().poll(cx);
-        }
+        // The threshold is read after the poll: one poll can run several
+        // commands (a pipeline; on epoll, whatever the socket already
+        // holds), and one that turns the monitor on times those after it.
         let start = Instant::now();
         let idle = LAST_POLL_END
             .get()
             .map(|end| start.saturating_duration_since(end));
         MARKS.with_borrow_mut(Vec::clear);
         let r = self.task.as_mut().poll(cx);
+        let t = threshold();
+        if t == 0 {
+            return r;
+        }
         let end = Instant::now();
         LAST_POLL_END.set(Some(end));
         let ms = end.duration_since(start).as_millis() as u64;

@@ -356,6 +356,19 @@ fn run(mut cfg: Config) -> i32 {
     for w in std::mem::take(&mut cfg.warnings) {
         log::warning(&w);
     }
+    let choice = match cfg.io_backend {
+        config::IoBackend::Auto => runtime::Choice::Auto,
+        config::IoBackend::IoUring => runtime::Choice::IoUring,
+        config::IoBackend::Epoll => runtime::Choice::Epoll,
+    };
+    match runtime::init(choice) {
+        Ok((true, line)) => log::warning(&line),
+        Ok((false, line)) => log::notice(&line),
+        Err(e) => {
+            log::warning(&e);
+            return 1;
+        }
+    }
     if let Err(e) = adjust_open_files_limit(&mut cfg, workers) {
         log::warning(&e);
         return 1;
@@ -632,7 +645,13 @@ fn run(mut cfg: Config) -> i32 {
             let mut accepts = Vec::new();
             for l in mine {
                 let local = l.local_addr().ok();
-                let listener = runtime::Listener::from_std(l);
+                let listener = match runtime::Listener::from_std(l) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        log::warning(&format!("worker {id}: can't listen: {e}"));
+                        std::process::exit(1);
+                    }
+                };
                 let worker = worker.clone();
                 accepts.push(async move {
                     loop {
@@ -672,7 +691,8 @@ fn run(mut cfg: Config) -> i32 {
         }
     }
     log::notice(&format!(
-        "Server initialized: {workers} worker threads (one shard each), io_uring event loops"
+        "Server initialized: {workers} worker threads (one shard each), {} event loops",
+        runtime::backend_name()
     ));
     let _ = shutdown_rx.recv();
     for &fd in &listening {

@@ -235,6 +235,20 @@ pub fn stop_self() {
     }
 }
 
+/// Sets O_NONBLOCK on `fd` (a timerfd awaited through epoll).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: no pointers; fcntl on a bad descriptor returns an error.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A CLOCK_MONOTONIC timerfd (blocking reads: the ring polls it).
 pub fn timerfd() -> io::Result<std::fs::File> {
     use std::os::fd::FromRawFd;

@@ -54,6 +54,21 @@ pub fn self_check_against_redis() -> bool {
     std::env::var("KV_TEST_SERVER").as_deref() == Ok("redis")
 }
 
+/// `KV_TEST_IO_BACKEND=epoll` (or `io_uring`): every kv-server the
+/// harness starts gets `--io-backend <value>` before the test's own
+/// arguments (which can still override it), so that the whole suite runs
+/// on that backend (.ci/run runs it once with epoll). True when epoll.
+pub fn epoll_forced() -> bool {
+    std::env::var("KV_TEST_IO_BACKEND").as_deref() == Ok("epoll")
+}
+
+fn io_backend_args() -> Vec<OsString> {
+    match std::env::var("KV_TEST_IO_BACKEND") {
+        Ok(b) if !b.is_empty() => vec!["--io-backend".into(), b.into()],
+        _ => Vec::new(),
+    }
+}
+
 fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
@@ -449,6 +464,7 @@ impl ServerProc {
                 "--dir".into(),
                 dir.as_os_str().to_owned(),
             ]);
+            args.extend(io_backend_args());
             args.extend(extra.iter().cloned());
             args
         }))
@@ -481,6 +497,7 @@ impl ServerProc {
                 "--dir".into(),
                 dir.as_os_str().to_owned(),
             ];
+            args.extend(io_backend_args());
             args.extend(extra.iter().cloned());
             args
         }))

@@ -215,7 +215,8 @@ pub fn setup_error(e: &io::Error) -> String {
             "io_uring is denied or unavailable ({e}): likely a seccomp profile (Docker's \
              default denies io_uring since Docker 25) or the kernel.io_uring_disabled sysctl; \
              allow io_uring_setup, io_uring_enter and io_uring_register in the seccomp profile \
-             (docker run --security-opt seccomp=<profile>) or set \
+             (deploy/seccomp/with-io-uring.py adds them to Docker's; docker run \
+             --security-opt seccomp=<profile>) or set \
              kernel.io_uring_disabled=0, or run with --io-backend epoll"
         ),
         _ => format!("Can't set up an io_uring: {e}"),

@@ -456,15 +456,7 @@ impl ServerProc {
         ServerProc(Running::start("kv-server", &program, &|port, dir| {
             let mut args = pre.clone();
             args.extend(file.clone());
-            args.extend([
-                "--port".into(),
-                port.to_string().into(),
-                "--bind".into(),
-                "127.0.0.1".into(),
-                "--dir".into(),
-                dir.as_os_str().to_owned(),
-            ]);
-            args.extend(io_backend_args());
+            args.extend(kv_server_args(port, dir));
             args.extend(extra.iter().cloned());
             args
         }))
@@ -489,15 +481,7 @@ impl ServerProc {
         }
         let extra: Vec<OsString> = extra_args.iter().map(OsString::from).collect();
         ServerProc(Running::start_in("kv-server", &bin, data, &|port, dir| {
-            let mut args: Vec<OsString> = vec![
-                "--port".into(),
-                port.to_string().into(),
-                "--bind".into(),
-                "127.0.0.1".into(),
-                "--dir".into(),
-                dir.as_os_str().to_owned(),
-            ];
-            args.extend(io_backend_args());
+            let mut args = kv_server_args(port, dir);
             args.extend(extra.iter().cloned());
             args
         }))
@@ -515,6 +499,21 @@ impl DerefMut for ServerProc {
     fn deref_mut(&mut self) -> &mut Running {
         &mut self.0
     }
+}
+
+/// What every kv-server a test starts gets first: its port, loopback, its
+/// data directory, and the forced backend (`KV_TEST_IO_BACKEND`).
+fn kv_server_args(port: u16, dir: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "--port".into(),
+        port.to_string().into(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--dir".into(),
+        dir.as_os_str().to_owned(),
+    ];
+    args.extend(io_backend_args());
+    args
 }
 
 /// Our flags that `redis-server` does not know are dropped (self-check mode).

@@ -78,6 +78,18 @@ fn bgsave_ok(server: &ServerProc) {
 /// says so in its log and INFO, takes a snapshot (renames off the ring),
 /// logs with `appendfsync always`, and after a SIGKILL has every
 /// acknowledged write back. Unmasked on this kernel (6.0+), all are used.
+/// 500 keys, a BGSAVE, 500 more keys, then SIGKILL: what every backend
+/// test then expects back in full (`check_keys(.., 1000)`).
+fn writes_snapshot_and_sigkill(mut server: ServerProc) {
+    set_keys(&server, 0..500);
+    bgsave_ok(&server);
+    set_keys(&server, 500..1000);
+    server.signal("KILL");
+    wait_until(Duration::from_secs(5), "the server to die", || {
+        !server.is_running()
+    });
+}
+
 #[test]
 fn masked_io_uring_features_fall_back_to_their_5_10_forms() {
     if self_check_against_redis() {
@@ -93,7 +105,7 @@ fn masked_io_uring_features_fall_back_to_their_5_10_forms() {
         "--io-backend",
         "io_uring",
     ];
-    let mut server = start_with_env(&[all], dir.path(), &args);
+    let server = start_with_env(&[all], dir.path(), &args);
     assert_eq!(info_field(&server, "server", "io_uring_features"), "none");
     assert_eq!(info_field(&server, "server", "io_backend"), "io_uring");
     assert!(
@@ -103,14 +115,7 @@ fn masked_io_uring_features_fall_back_to_their_5_10_forms() {
         "start-up log:\n{}",
         server.output()
     );
-    set_keys(&server, 0..500);
-    bgsave_ok(&server);
-    set_keys(&server, 500..1000);
-    server.signal("KILL");
-    wait_until(Duration::from_secs(5), "the server to die", || {
-        !server.is_running()
-    });
-    drop(server);
+    writes_snapshot_and_sigkill(server);
     let server = start_with_env(&[all], dir.path(), &args);
     check_keys(&server, 1000);
     bgsave_ok(&server);
@@ -215,7 +220,7 @@ fn under_a_seccomp_filter_denying_io_uring_it_serves_on_epoll_and_survives_sigki
         "--io-backend",
         "auto",
     ];
-    let mut server = ServerProc::start_custom(&[DENY_IO_URING], None, &args);
+    let server = ServerProc::start_custom(&[DENY_IO_URING], None, &args);
     assert_eq!(info_field(&server, "server", "io_backend"), "epoll");
     assert_eq!(info_field(&server, "server", "multiplexing_api"), "epoll");
     assert_eq!(
@@ -233,14 +238,7 @@ fn under_a_seccomp_filter_denying_io_uring_it_serves_on_epoll_and_survives_sigki
         warning.contains("seccomp") && warning.contains("epoll"),
         "{warning}"
     );
-    set_keys(&server, 0..500);
-    bgsave_ok(&server);
-    set_keys(&server, 500..1000);
-    server.signal("KILL");
-    wait_until(Duration::from_secs(5), "the server to die", || {
-        !server.is_running()
-    });
-    drop(server);
+    writes_snapshot_and_sigkill(server);
     let server = ServerProc::start_custom(&[DENY_IO_URING], None, &args);
     check_keys(&server, 1000);
     assert_eq!(info_field(&server, "server", "io_backend"), "epoll");

@@ -49,45 +49,40 @@ pub struct Resume {
 }
 
 /// Where the writer of `log` continues, given the cut recovery made
-/// (`cut`: segment index and offset), and the segments after it that hold
-/// no record (preallocated ahead, or emptied by the cut), which the caller
-/// removes: the writer's next segment must not find an empty one named
-/// before its first lsn.
-fn resume_point(log: &ShardLog, cut: Option<(usize, u64)>) -> (Option<Resume>, Vec<PathBuf>) {
-    let last = match cut {
-        Some((i, off)) => Some((i, off)),
-        None => log
-            .segments
-            .iter()
-            .rposition(|s| s.valid_end > 0)
-            .and_then(|i| Some((i, log.segments.get(i)?.valid_end))),
+/// (`cut`: segment index and offset; none: just past the last record).
+/// Segments after it that hold no record (preallocated ahead) are removed
+/// first, by the same [`ShardLog::truncate_at`] that cuts torn tails and
+/// transactions: the writer's next segment must not find an empty one
+/// named before its first lsn.
+fn resume_point(
+    log: &ShardLog,
+    cut: Option<(usize, u64)>,
+) -> Result<Option<Resume>, recovery::RecoveryError> {
+    let last = cut.or_else(|| {
+        let i = log.segments.iter().rposition(|s| s.valid_end > 0)?;
+        Some((i, log.segments.get(i)?.valid_end))
+    });
+    let Some((i, pos, seg)) = last
+        .filter(|&(_, pos)| pos > 0)
+        .and_then(|(i, pos)| Some((i, pos, log.segments.get(i)?)))
+    else {
+        return Ok(None);
     };
-    let Some((i, pos)) = last.filter(|&(_, pos)| pos > 0) else {
-        return (None, Vec::new());
-    };
-    let Some(seg) = log.segments.get(i) else {
-        return (None, Vec::new());
-    };
+    if log.segments.iter().skip(i + 1).any(|s| s.path.exists()) {
+        log.truncate_at(i, pos)?;
+    }
     let block_size = engine::journal::record::BLOCK_SIZE as u64;
     let block = usize::try_from(pos - pos % block_size).unwrap_or(usize::MAX);
     let tail = seg
         .bytes
         .get(block..usize::try_from(pos).unwrap_or(usize::MAX))
         .map(<[u8]>::to_vec);
-    let empty_after = log
-        .segments
-        .iter()
-        .skip(i + 1)
-        .filter(|s| s.path.exists())
-        .map(|s| s.path.clone())
-        .collect();
-    let resume = tail.map(|tail| Resume {
+    Ok(tail.map(|tail| Resume {
         first_lsn: seg.first_lsn,
         size: seg.bytes.len() as u64,
         pos,
         tail,
-    });
-    (resume, empty_after)
+    }))
 }
 
 pub struct Recovered {
@@ -469,19 +464,19 @@ pub fn continued(
             ));
             return Ok((None, line.from.clone()));
         }
-        Err(e) => {
-            let why = if line.base == 0 {
-                "The append-only log continues those snapshots and no longer holds the \
+        Err(e) if line.base == 0 => {
+            return Err(format!(
+                "{e} The append-only log continues those snapshots and no longer holds the \
                  writes before them (its first segments were dropped after a snapshot), so \
                  it can't rebuild the data alone."
-            } else {
-                "The append-only log continues those snapshots (it was started on snapshot \
-                 {base}), so it can't rebuild the data alone."
-            };
+            ))
+        }
+        Err(e) => {
             return Err(format!(
-                "{e} {}",
-                why.replace("{base}", &line.base.to_string())
-            ));
+                "{e} The append-only log continues those snapshots (it was started on snapshot \
+                 {}), so it can't rebuild the data alone.",
+                line.base
+            ))
         }
     };
     let after = match chosen.and_then(|id| manifest.snapshots.iter().find(|s| s.id == id)) {
@@ -616,19 +611,12 @@ pub fn read_logs_with(
         // log never made durable (its barrier came after the append, the
         // kill before the write): then the log goes on after the snapshot's
         // lsn, in a new segment, as a segment may not have a gap.
-        let (resume, empty_after) = if mutate && next_lsn == follows_log {
+        let resume = if mutate && next_lsn == follows_log {
             resume_point(&log, plan.cut.as_ref().map(|c| (c.segment, c.offset)))
+                .map_err(|e| format!("Can't prepare the log to continue: {e}"))?
         } else {
-            (None, Vec::new())
+            None
         };
-        for p in &empty_after {
-            fs::remove_file(p).map_err(|e| format!("Can't remove {}: {e}", p.display()))?;
-        }
-        if !empty_after.is_empty() {
-            fs::File::open(&log.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| format!("Can't sync {}: {e}", log.dir.display()))?;
-        }
         let existing = match &plan.cut {
             Some(cut) => log
                 .segments

@@ -144,13 +144,7 @@ impl AofStats {
 /// strerror-style text of an I/O error (no " (os error N)" suffix).
 pub fn error_text(kind_errno: Option<i32>, message: &str) -> String {
     match kind_errno {
-        Some(e) => {
-            let s = io::Error::from_raw_os_error(e).to_string();
-            match s.rfind(" (os error") {
-                Some(i) => s[..i].to_string(),
-                None => s,
-            }
-        }
+        Some(e) => crate::sys::strerror(&io::Error::from_raw_os_error(e)),
         None => message.to_string(),
     }
 }

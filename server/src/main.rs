@@ -229,15 +229,6 @@ fn start_serving(shared: &Shared, port: u16) {
     supervise::ready(shared.config().supervised);
 }
 
-/// An I/O error as C's strerror gives it (without " (os error N)").
-fn strerror(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match text.rfind(" (os error ") {
-        Some(i) => text.get(..i).unwrap_or(&text).to_string(),
-        None => text,
-    }
-}
-
 /// Redis's `CONFIG_MIN_RESERVED_FDS`: descriptors kept for the server's
 /// own use beyond those counted per worker.
 const MIN_RESERVED_FDS: u64 = 32;
@@ -304,7 +295,10 @@ fn adjust_open_files_limit(cfg: &mut Config, workers: usize) -> Result<(), Strin
     log::warning(&format!(
         "You requested maxclients of {requested} requiring at least {maxfiles} max file descriptors."
     ));
-    let why = error.map_or_else(|| "the hard limit is lower".to_string(), |e| strerror(&e));
+    let why = error.map_or_else(
+        || "the hard limit is lower".to_string(),
+        |e| sys::strerror(&e),
+    );
     log::warning(&format!(
         "Server can't set maximum open files to {maxfiles} because of OS error: {why}."
     ));
@@ -389,7 +383,7 @@ fn run(mut cfg: Config) -> i32 {
                 "Can't create the lock file {} in the data directory '{}': {} (running as {})",
                 lock_path.display(),
                 cfg.dir.display(),
-                strerror(&e),
+                sys::strerror(&e),
                 sys::effective_user()
             ));
             return 1;

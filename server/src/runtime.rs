@@ -276,7 +276,6 @@ pub fn spawn<F: Future<Output = ()> + 'static>(f: F) {
     tokio::task::spawn_local(crate::latency::Timed::new(std::any::type_name::<F>(), f));
 }
 
-/// rename(2) on the ring.
 /// rename(2) on the ring; on a blocking helper thread on epoll or where
 /// the kernel has no IORING_OP_RENAMEAT (before 5.11).
 pub async fn rename(from: &std::path::Path, to: &std::path::Path) -> io::Result<()> {

@@ -226,6 +226,15 @@ pub fn free_space(path: &std::path::Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// An I/O error as C's strerror gives it (without " (os error N)").
+pub fn strerror(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text.get(..i).unwrap_or(&text).to_string(),
+        None => text,
+    }
+}
+
 /// Stops the process with SIGSTOP (upstart's `expect stop` readiness
 /// signal; the supervisor sends SIGCONT).
 pub fn stop_self() {

@@ -204,6 +204,7 @@ impl Conn {
     /// the pending output passed `client-output-buffer-limit`'s hard limit
     /// (the soft limit is the clients cron's, `clients::cron`).
     async fn write_out(&mut self, upto: usize) -> bool {
+        crate::latency::checkpoint();
         let upto = upto.min(self.wbuf.len());
         let Some(stream) = self.stream.clone() else {
             self.wbuf.drain(..upto);
@@ -419,6 +420,8 @@ impl Conn {
             }
             Route::Conn => {
                 self.flush().await;
+                // LATENCY in the same read as a slow command sees it.
+                crate::latency::checkpoint();
                 *self
                     .client
                     .last_cmd

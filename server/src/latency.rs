@@ -11,7 +11,11 @@
 //! (`conn-serve` for a client's connection, a batch of its commands;
 //! `snapshot-writer-loop` for a slice of snapshot work; ...). A poll's
 //! time is wall time: it includes any time the scheduler took the thread
-//! off its core during the poll.
+//! off its core during the poll. A poll that answers several requests (a
+//! pipeline; on epoll, whatever the socket already holds) is cut at
+//! [`checkpoint`] before its replies leave and before an administration
+//! command runs, so a client that got the reply of a slow command finds
+//! its event, as in Redis.
 //!
 //! At `loglevel verbose` each event is also logged with its thread, and
 //! at `loglevel debug` so is every stretch of the threshold or longer in
@@ -178,6 +182,51 @@ thread_local! {
     static MARKS: std::cell::RefCell<Vec<(&'static str, Instant)>> = const { std::cell::RefCell::new(Vec::new()) };
     /// When this thread's last timed poll ended.
     static LAST_POLL_END: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    /// The running poll: its task's name and when its unrecorded stretch
+    /// began (moved on by [`checkpoint`]).
+    static RUNNING: std::cell::Cell<Option<(&'static str, Instant)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Records the running poll's time so far as an event if it reached the
+/// threshold, and starts its count again. A connection calls it before its
+/// replies leave: on epoll one poll can answer several requests in a row
+/// (whatever the socket already holds), and a client that got the reply of
+/// a slow command must find its event in LATENCY LATEST, as in Redis, which
+/// records a command's latency before its reply is written.
+pub fn checkpoint() {
+    let t = threshold();
+    if t == 0 {
+        return;
+    }
+    if let Some((name, start)) = RUNNING.get() {
+        let now = Instant::now();
+        let ms = now.duration_since(start).as_millis() as u64;
+        if ms >= t {
+            record(name, ms, start);
+            RUNNING.set(Some((name, now)));
+        }
+    }
+}
+
+/// Adds an event of `ms` for the task `name` whose stretch began at
+/// `start`, and logs it at `loglevel verbose` with the poll's marks.
+fn record(name: &'static str, ms: u64, start: Instant) {
+    let event = event_name(name);
+    add(&event, ms);
+    let marks = MARKS.with_borrow(|m| {
+        m.iter()
+            .map(|(l, at)| format!(" {l}@{}us", at.saturating_duration_since(start).as_micros()))
+            .collect::<String>()
+    });
+    log::verbose(&format!(
+        "Latency event {event}: {ms} ms on thread {}{}",
+        std::thread::current().name().unwrap_or("?"),
+        if marks.is_empty() {
+            String::new()
+        } else {
+            format!(" (marks:{marks})")
+        }
+    ));
 }
 
 /// Notes that the running poll reached `label` (while the monitor is on),
@@ -219,31 +268,19 @@ impl<F: Future<Output = ()>> Future for Timed<F> {
             .get()
             .map(|end| start.saturating_duration_since(end));
         MARKS.with_borrow_mut(Vec::clear);
+        RUNNING.set(Some((self.name, start)));
         let r = self.task.as_mut().poll(cx);
+        // What `checkpoint` left unrecorded of this poll.
+        let since = RUNNING.take().map_or(start, |(_, s)| s);
         let t = threshold();
         if t == 0 {
             return r;
         }
         let end = Instant::now();
         LAST_POLL_END.set(Some(end));
-        let ms = end.duration_since(start).as_millis() as u64;
+        let ms = end.duration_since(since).as_millis() as u64;
         if ms >= t {
-            let event = event_name(self.name);
-            add(&event, ms);
-            let marks = MARKS.with_borrow(|m| {
-                m.iter()
-                    .map(|(l, at)| format!(" {l}@{}us", at.duration_since(start).as_micros()))
-                    .collect::<String>()
-            });
-            log::verbose(&format!(
-                "Latency event {event}: {ms} ms on thread {}{}",
-                std::thread::current().name().unwrap_or("?"),
-                if marks.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (marks:{marks})")
-                }
-            ));
+            record(self.name, ms, start);
         }
         if let Some(idle) = idle.filter(|d| d.as_millis() as u64 >= t) {
             log::log(

@@ -1681,4 +1681,20 @@ fn latency_monitor_records_a_blocked_loop() {
     );
     let latest: Vec<(String, i64, i64, i64)> = cmd(&mut con, &["LATENCY", "LATEST"]);
     assert!(latest.is_empty(), "after RESET: {latest:?}");
+
+    // A slow command and LATENCY in one read (one poll of the connection):
+    // the event is there before the replies leave, as in Redis.
+    let (ok, latest): (String, Vec<(String, i64, i64, i64)>) = redis::pipe()
+        .cmd("DEBUG")
+        .arg("SLEEP")
+        .arg("0.08")
+        .cmd("LATENCY")
+        .arg("LATEST")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    assert!(
+        latest.iter().any(|e| e.3 >= 80),
+        "the sleep in the same pipeline: {latest:?}"
+    );
 }

@@ -13,26 +13,22 @@
 
 #![deny(unsafe_code)]
 
-mod admin;
-mod alloc;
-mod aof;
-mod clients;
-
+// The server in layers, each importing only those below it (see
+// docs/ARCHITECTURE.md, and the `layering` test below):
+// config (the ground) < platform < workers < persist < serve < main, tools.
 mod config;
-mod conn;
-mod info;
-mod latency;
-mod log;
-mod logswitch;
-mod recover;
-mod runtime;
-mod shared;
-mod snapshot;
-mod supervise;
-mod sys;
+mod persist;
+mod platform;
+mod serve;
 mod tools;
-mod tx;
-mod worker;
+mod workers;
+
+// Every module is also named at the crate root (`crate::log`,
+// `crate::snapshot`, ...): paths stay short, and the folder says the layer.
+use persist::{aof, logswitch, recover, snapshot};
+use platform::{alloc, latency, log, runtime, supervise, sys};
+use serve::{admin, conn, info};
+use workers::{clients, shared, tx, worker};
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;

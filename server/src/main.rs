@@ -17,6 +17,8 @@
 // docs/ARCHITECTURE.md, and the `layering` test below):
 // config (the ground) < platform < workers < persist < serve < main, tools.
 mod config;
+#[cfg(test)]
+mod layering;
 mod persist;
 mod platform;
 mod serve;

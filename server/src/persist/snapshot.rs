@@ -1142,7 +1142,7 @@ async fn write_all(
         }
         worker.shared.snapshot_status().log_chain_bytes =
             keep.chain_bytes(meta.id).unwrap_or(meta.bytes);
-        let base = crate::info::aof_current_size(&worker.shared);
+        let base = crate::aof::aof_current_size(&worker.shared);
         worker.shared.snapshot_status().aof_base_size = base;
     } else if let Some(old) = detached {
         crate::recover::remove_detached_log(&log_dir, old.id);
@@ -1380,7 +1380,7 @@ fn rewrite_due(shared: &Shared) -> Option<String> {
     if !enabled || pct == 0 || failed_recently {
         return None;
     }
-    let current = crate::info::aof_current_size(shared);
+    let current = crate::aof::aof_current_size(shared);
     if current < min {
         return None;
     }

@@ -208,6 +208,13 @@ pub fn fadvise_dontneed(fd: RawFd, offset: u64, len: u64) {
     }
 }
 
+/// Wall-clock Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The engine's reading I/O ([`engine::journal::ReadIo`]) for snapshot
 /// files and the manifest, which also drops what was read from the page
 /// cache: a snapshot is read once at start, and keeping it cached would

@@ -1,38 +1,37 @@
 //! # kv-server
 //!
-//! A Redis-compatible server, thread per core. Map of the crate:
+//! A Redis-compatible server, thread per core, in layers that import
+//! downwards only (docs/ARCHITECTURE.md, "The server in layers"):
 //! - [`config`]: redis.conf syntax, `--name value` flags, CONFIG GET/SET/REWRITE.
-//! - [`runtime`]: the io_uring event loop (tokio-uring), behind one module.
-//! - [`worker`]: a worker thread = one shard + its mailbox and lock table.
-//! - [`conn`]: a client connection: read, parse, route, batch, reply.
-//! - [`tx`]: commands that span shards (lock, run, unlock).
-//! - [`admin`], [`info`]: connection and server commands the server answers.
-//! - [`shared`], [`clients`]: state shared by workers (never on the data path).
-//! - [`log`]: Redis-style log lines. [`alloc`]: mimalloc with a byte count.
-//! - [`sys`]: the few `unsafe` libc calls.
+//! - [`platform`]: the event loop ([`runtime`]), libc ([`sys`]), the
+//!   allocator, log lines, the latency monitor, systemd.
+//! - [`workers`]: a worker thread = one shard + its mailbox and lock table
+//!   ([`worker`]); commands across shards ([`tx`]); shared state.
+//! - [`persist`]: the append-only log, recovery, snapshots.
+//! - [`serve`]: a client connection ([`conn`]), the commands the server
+//!   answers itself ([`admin`]), INFO ([`info`]).
+//! - [`tools`]: offline subcommands (check-snapshot, backup, export-aof...).
 
 #![deny(unsafe_code)]
 
-mod admin;
-mod alloc;
-mod aof;
-mod clients;
-
+// The server in layers, each importing only those below it (see
+// docs/ARCHITECTURE.md, and the `layering` test below):
+// config (the ground) < platform < workers < persist < serve < main, tools.
 mod config;
-mod conn;
-mod info;
-mod latency;
-mod log;
-mod logswitch;
-mod recover;
-mod runtime;
-mod shared;
-mod snapshot;
-mod supervise;
-mod sys;
+#[cfg(test)]
+mod layering;
+mod persist;
+mod platform;
+mod serve;
 mod tools;
-mod tx;
-mod worker;
+mod workers;
+
+// Every module is also named at the crate root (`crate::log`,
+// `crate::snapshot`, ...): paths stay short, and the folder says the layer.
+use persist::{aof, logswitch, recover, snapshot};
+use platform::{alloc, latency, log, runtime, supervise, sys};
+use serve::{admin, conn, info};
+use workers::{clients, shared, tx, worker};
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;

@@ -18,6 +18,13 @@
 //!   preallocation with `EIO` or `ENOSPC`, tears a write (only a prefix of
 //!   its blocks reaches the file), or "crashes" (refuses all further I/O).
 //!
+//! [`ReadIo`] is the reading half of the same seam, for the readers of
+//! snapshot files and the snapshot manifest (`crate::snapshot::manifest`,
+//! `crate::snapshot::reader`): open, length, positioned reads, whole small
+//! files, directory listings, and a hint that what was read may leave the
+//! page cache. [`StdLogIo`], [`MemIo`] and [`FaultyIo`] implement it too
+//! ([`Op::Read`] faults), so those readers get the same fault injection.
+//!
 //! Aligned buffers come from [`AlignedBuf`], without `unsafe`: a `Vec<u8>`
 //! 4 KiB longer than needed, used from its first 4 KiB-aligned address.
 //!
@@ -551,6 +558,8 @@ pub enum Op {
     Write,
     Sync,
     Preallocate,
+    /// A [`ReadIo`] read ([`ReadIo::read_at`], [`ReadIo::read_whole`]).
+    Read,
 }
 
 /// What an injected fault does.
@@ -713,6 +722,172 @@ impl<I: LogIo> LogIo for FaultyIo<I> {
             return Err(crashed_error());
         }
         self.inner.remove_segment(dir, first_lsn)
+    }
+}
+
+/// What the readers of snapshot files and of the manifest need from the
+/// operating system: the reading half of the seam [`LogIo`] is the writing
+/// half of. Paths are whole.
+pub trait ReadIo {
+    /// A file open for reading.
+    type Reader;
+
+    /// Opens `path` for reading. The error is the operating system's, with
+    /// no path in it (callers say which file).
+    fn open_read(&mut self, path: &Path) -> io::Result<Self::Reader>;
+
+    /// The file's length in bytes.
+    fn file_len(&mut self, file: &Self::Reader) -> io::Result<u64>;
+
+    /// Reads up to `buf.len()` bytes at `offset`; 0 at the end of the file.
+    fn read_at(&mut self, file: &Self::Reader, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// The whole of a small file (the manifest).
+    fn read_whole(&mut self, path: &Path) -> io::Result<Vec<u8>>;
+
+    /// Names of the entries of `dir` (any order; names that are not UTF-8
+    /// left out).
+    fn list_names(&mut self, dir: &Path) -> io::Result<Vec<String>>;
+
+    /// A hint: bytes `0..upto` of `file` (the whole file when `upto` is 0)
+    /// will not be read again and may leave the page cache. An optimisation
+    /// only; the default does nothing (dropping pages needs `unsafe` libc,
+    /// which this crate does not allow: the server's implementation does it).
+    fn drop_cache(&mut self, _file: &Self::Reader, _upto: u64) {}
+}
+
+impl ReadIo for StdLogIo {
+    type Reader = File;
+
+    fn open_read(&mut self, path: &Path) -> io::Result<File> {
+        File::open(path)
+    }
+
+    fn file_len(&mut self, file: &File) -> io::Result<u64> {
+        Ok(file.metadata()?.len())
+    }
+
+    fn read_at(&mut self, file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match FileExt::read_at(file, buf, offset) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        }
+    }
+
+    fn read_whole(&mut self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn list_names(&mut self, dir: &Path) -> io::Result<Vec<String>> {
+        Ok(std::fs::read_dir(dir)?
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect())
+    }
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no such file {}", path.display()),
+    )
+}
+
+impl MemIo {
+    /// Puts a whole file in place, durable (a test's fixture).
+    pub fn insert_file(&mut self, path: &Path, bytes: Vec<u8>) {
+        self.files.insert(
+            path.to_path_buf(),
+            MemFile {
+                durable: bytes.clone(),
+                current: bytes,
+                dirty: BTreeSet::new(),
+            },
+        );
+    }
+}
+
+impl ReadIo for MemIo {
+    type Reader = MemHandle;
+
+    fn open_read(&mut self, path: &Path) -> io::Result<MemHandle> {
+        if self.files.contains_key(path) {
+            Ok(MemHandle(path.to_path_buf()))
+        } else {
+            Err(not_found(path))
+        }
+    }
+
+    fn file_len(&mut self, file: &MemHandle) -> io::Result<u64> {
+        Ok(self.file_mut(file)?.current.len() as u64)
+    }
+
+    fn read_at(&mut self, file: &MemHandle, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let f = self.file_mut(file)?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let src = f.current.get(start..).unwrap_or(&[]);
+        let n = src.len().min(buf.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), src.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        Ok(n)
+    }
+
+    fn read_whole(&mut self, path: &Path) -> io::Result<Vec<u8>> {
+        self.files
+            .get(path)
+            .map(|f| f.current.clone())
+            .ok_or_else(|| not_found(path))
+    }
+
+    fn list_names(&mut self, dir: &Path) -> io::Result<Vec<String>> {
+        Ok(self
+            .files
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .collect())
+    }
+}
+
+impl<I: LogIo + ReadIo> ReadIo for FaultyIo<I> {
+    type Reader = <I as ReadIo>::Reader;
+
+    fn open_read(&mut self, path: &Path) -> io::Result<Self::Reader> {
+        if self.crashed {
+            return Err(crashed_error());
+        }
+        self.inner.open_read(path)
+    }
+
+    fn file_len(&mut self, file: &Self::Reader) -> io::Result<u64> {
+        if self.crashed {
+            return Err(crashed_error());
+        }
+        self.inner.file_len(file)
+    }
+
+    fn read_at(&mut self, file: &Self::Reader, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.check(Op::Read)?;
+        self.inner.read_at(file, offset, buf)
+    }
+
+    fn read_whole(&mut self, path: &Path) -> io::Result<Vec<u8>> {
+        self.check(Op::Read)?;
+        self.inner.read_whole(path)
+    }
+
+    fn list_names(&mut self, dir: &Path) -> io::Result<Vec<String>> {
+        if self.crashed {
+            return Err(crashed_error());
+        }
+        self.inner.list_names(dir)
+    }
+
+    fn drop_cache(&mut self, file: &Self::Reader, upto: u64) {
+        self.inner.drop_cache(file, upto);
     }
 }
 

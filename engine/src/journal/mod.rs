@@ -35,7 +35,7 @@ pub use record::{
     RecordHeaderFields, RecordType, Scan, ScanError,
 };
 
-pub use io::{AlignedBuf, FaultyIo, IoPath, LogIo, MemIo, StdLogIo};
+pub use io::{AlignedBuf, FaultyIo, IoPath, LogIo, MemIo, ReadIo, StdLogIo};
 pub use recovery::{
     check, decode_command, decode_commands, export_aof, read_shard_log, read_shard_log_with,
     resolve_transactions, CheckReport, RecoveryError, RecoveryOptions, Resolved, ShardLog,

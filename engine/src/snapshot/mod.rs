@@ -12,12 +12,18 @@
 //!   end frame; optional LZ4), reading and writing it in memory.
 //! - [`chain`]: which entries of a chain's files make up its state.
 //! - [`kept`]: the memory copy-before-write keeps entries in.
+//! - [`manifest`]: the manifest that names the snapshots kept and the log
+//!   that continues them; reading it.
+//! - [`reader`]: reading files back (streaming, verifying a chain,
+//!   choosing and loading one), through the journal's `ReadIo` seam.
 //!
 //! The layout and the crash-safety argument are in `docs/FORMATS.md`.
 
 pub mod chain;
 pub mod format;
 pub mod kept;
+pub mod manifest;
+pub mod reader;
 
 #[cfg(test)]
 mod tests;

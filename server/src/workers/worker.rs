@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use engine::command::{self, Args, Exec, Job};
 use engine::{CommandSpec, Reply, Shard};
@@ -26,12 +26,7 @@ use crate::shared::Shared;
 
 pub type Mailbox = mpsc::UnboundedSender<Msg>;
 
-/// Wall-clock Unix milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::sys::now_ms;
 
 /// Work for a shard.
 pub enum Msg {

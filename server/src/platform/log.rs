@@ -87,7 +87,7 @@ pub fn log(level: Level, msg: &str) {
     let line = format!(
         "{}:M {} {} {}\n",
         std::process::id(),
-        timestamp(crate::worker::now_ms()),
+        timestamp(crate::sys::now_ms()),
         mark,
         msg
     );

@@ -870,6 +870,23 @@ fn io_thread_gone() -> io::Error {
     io::Error::other("log I/O thread is gone")
 }
 
+/// `aof_current_size`: the snapshot chain the log continues plus the log's
+/// record bytes since it (Redis: base file plus incremental files).
+pub fn aof_current_size(shared: &crate::shared::Shared) -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    let chain = shared.snapshot_status().log_chain_bytes;
+    chain
+        + shared
+            .aof
+            .iter()
+            .map(|a| {
+                a.current_size
+                    .load(Relaxed)
+                    .saturating_sub(a.base_size.load(Relaxed))
+            })
+            .sum::<u64>()
+}
+
 /// Group commit: flushes whatever is pending, one plan at a time, and
 /// releases the replies each flush makes durable.
 pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {

@@ -81,7 +81,7 @@ fn events() -> std::sync::MutexGuard<'static, BTreeMap<String, Series>> {
 
 /// Records `ms` for `event` (the caller compared it with the threshold).
 fn add(event: &str, ms: u64) {
-    let unix = (crate::worker::now_ms() / 1000) as i64;
+    let unix = (crate::sys::now_ms() / 1000) as i64;
     let mut ev = events();
     match ev.get_mut(event) {
         Some(s) => s.add(unix, ms),
@@ -133,7 +133,7 @@ pub fn doctor() -> String {
              has been observed since the monitor was last reset.\n"
         );
     }
-    let now = (crate::worker::now_ms() / 1000) as i64;
+    let now = (crate::sys::now_ms() / 1000) as i64;
     let mut text = format!(
         "Latency spikes observed (threshold {t} ms; an event is a task that held a \
          worker's event loop that long):\n\n"

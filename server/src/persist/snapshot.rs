@@ -24,9 +24,8 @@
 //! manifest and every file it names untouched. `docs/FORMATS.md` has the
 //! layouts.
 
-use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -35,11 +34,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use engine::journal::io::{AlignedBuf, StdLogIo};
-use engine::snapshot::chain::Coverage;
-use engine::snapshot::format::{
-    self, Body, FileHeader, Frame, Kind, Parsed, Tally, BLOCK, FRAME_HEADER,
-};
+use engine::snapshot::format::{self, Body, FileHeader, Kind, Tally, BLOCK};
 use engine::snapshot::kept;
+pub use engine::snapshot::manifest::{
+    self, file_name, manifest_path, LogLine, Manifest, SnapshotMeta,
+};
+use engine::snapshot::reader;
 use engine::{Reply, Shard};
 use tokio::sync::oneshot;
 
@@ -57,286 +57,15 @@ const SLICE_TIME: Duration = Duration::from_millis(1);
 const CHUNK: usize = 4 << 20;
 /// Bytes copied into the write buffer between client requests.
 const COPY_PIECE: usize = 256 * 1024;
-/// First line of a manifest without a log line (read and written).
-const MANIFEST_MAGIC: &str = "kv-snapshot-manifest 1";
-/// First line of a manifest that names the append-only log (M1.5).
-const MANIFEST_MAGIC_2: &str = "kv-snapshot-manifest 2";
 
 /// The snapshot directory inside `dir`.
 pub fn snapshot_dir(cfg: &crate::config::Config) -> PathBuf {
     cfg.dir.join(&cfg.snapshotdirname)
 }
 
-fn manifest_path(dir: &Path, stem: &str) -> PathBuf {
-    dir.join(format!("{stem}.manifest"))
-}
-
-fn file_name(stem: &str, id: u64, kind: Kind, shard: usize) -> String {
-    format!("{stem}.{id}.{}.s{shard}.kvs", kind.name())
-}
-
-/// One snapshot as the manifest lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotMeta {
-    pub id: u64,
-    pub kind: Kind,
-    pub base_id: u64,
-    pub parent_id: u64,
-    pub shards: usize,
-    pub databases: usize,
-    pub created_ms: u64,
-    pub keys: u64,
-    /// Bytes of this snapshot's files.
-    pub bytes: u64,
-    /// Per shard: file name, size, last log sequence number.
-    pub files: Vec<(String, u64, u64)>,
-}
-
-/// The append-only log that continues the manifest's snapshots (M1.5):
-/// restart loads a snapshot, then the log's records after that snapshot's
-/// lsns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    /// The log's identity (its `kv-log.meta`): a log directory with another
-    /// id is not this log.
-    pub id: u64,
-    pub shards: usize,
-    /// Snapshots with a larger id were taken with this log on: each holds
-    /// the state at its own lsns.
-    pub after: u64,
-    /// The snapshot the log was started on (0: an empty keyspace), which
-    /// holds the state at `from`.
-    pub base: u64,
-    /// Per shard: the lsn the log continues `base` from.
-    pub from: Vec<u64>,
-}
-
-impl LogLine {
-    /// The lsns after which the log continues snapshot `snap`, if `snap`
-    /// was taken while this log was on (or is its base).
-    pub fn lsns_of(&self, snap: &SnapshotMeta) -> Option<Vec<u64>> {
-        if snap.id == self.base {
-            Some(self.from.clone())
-        } else if snap.id > self.after && snap.shards == self.shards {
-            Some(snap.files.iter().map(|f| f.2).collect())
-        } else {
-            None
-        }
-    }
-}
-
-/// The manifest: snapshots kept, newest first, and the log that continues
-/// them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Manifest {
-    pub snapshots: Vec<SnapshotMeta>,
-    pub log: Option<LogLine>,
-}
-
-impl Manifest {
-    pub fn encode(&self) -> String {
-        let mut s = String::new();
-        let magic = if self.log.is_some() {
-            MANIFEST_MAGIC_2
-        } else {
-            MANIFEST_MAGIC
-        };
-        let _ = writeln!(s, "{magic}");
-        for m in &self.snapshots {
-            let _ = writeln!(
-                s,
-                "snapshot {} {} base {} parent {} shards {} databases {} created {} keys {} bytes {}",
-                m.id,
-                m.kind.name(),
-                m.base_id,
-                m.parent_id,
-                m.shards,
-                m.databases,
-                m.created_ms,
-                m.keys,
-                m.bytes
-            );
-            for (shard, (name, size, lsn)) in m.files.iter().enumerate() {
-                let _ = writeln!(s, "file {shard} {name} {size} {lsn}");
-            }
-        }
-        if let Some(l) = &self.log {
-            let _ = write!(
-                s,
-                "log id {} shards {} after {} base {} from",
-                l.id, l.shards, l.after, l.base
-            );
-            for f in &l.from {
-                let _ = write!(s, " {f}");
-            }
-            s.push('\n');
-        }
-        let crc = crc32c::crc32c(s.as_bytes());
-        let _ = writeln!(s, "crc32c {crc:08x}");
-        s
-    }
-
-    pub fn decode(text: &str) -> Result<Manifest, String> {
-        let body_end = text.trim_end_matches('\n').rfind('\n').map_or(0, |i| i + 1);
-        let (body, last) = text.split_at(body_end);
-        let crc = last
-            .trim()
-            .strip_prefix("crc32c ")
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .ok_or("no checksum line at the end")?;
-        if crc32c::crc32c(body.as_bytes()) != crc {
-            return Err("checksum mismatch".into());
-        }
-        let mut lines = body.lines();
-        let version2 = match lines.next() {
-            Some(MANIFEST_MAGIC) => false,
-            Some(MANIFEST_MAGIC_2) => true,
-            _ => return Err("not a kv-server snapshot manifest (first line)".into()),
-        };
-        let mut out = Manifest::default();
-        for line in lines {
-            let w: Vec<&str> = line.split(' ').collect();
-            let num = |i: usize| -> Result<u64, String> {
-                w.get(i)
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| format!("bad line '{line}'"))
-            };
-            match w.first() {
-                Some(&"snapshot")
-                    if w.len() == 17
-                        && [
-                            (3, "base"),
-                            (5, "parent"),
-                            (7, "shards"),
-                            (9, "databases"),
-                            (11, "created"),
-                            (13, "keys"),
-                            (15, "bytes"),
-                        ]
-                        .iter()
-                        .all(|&(i, k)| w.get(i) == Some(&k)) =>
-                {
-                    let kind = match w.get(2) {
-                        Some(&"full") => Kind::Full,
-                        Some(&"delta") => Kind::Delta,
-                        _ => return Err(format!("bad line '{line}'")),
-                    };
-                    out.snapshots.push(SnapshotMeta {
-                        id: num(1)?,
-                        kind,
-                        base_id: num(4)?,
-                        parent_id: num(6)?,
-                        shards: num(8)? as usize,
-                        databases: num(10)? as usize,
-                        created_ms: num(12)?,
-                        keys: num(14)?,
-                        bytes: num(16)?,
-                        files: Vec::new(),
-                    });
-                }
-                // `file <shard> <name> <size> <lsn>`; the name (from
-                // `dbfilename`) may hold spaces, so it is what lies between.
-                Some(&"file") if w.len() >= 5 => {
-                    let snap = out
-                        .snapshots
-                        .last_mut()
-                        .ok_or_else(|| format!("file before any snapshot: '{line}'"))?;
-                    let n = w.len();
-                    let name = w.get(2..n - 2).unwrap_or_default().join(" ");
-                    if num(1)? as usize != snap.files.len() || name.is_empty() || name.contains('/')
-                    {
-                        return Err(format!("bad line '{line}'"));
-                    }
-                    snap.files.push((name, num(n - 2)?, num(n - 1)?));
-                }
-                // `log id <n> shards <s> after <a> base <b> from <lsn>...`
-                Some(&"log")
-                    if version2
-                        && out.log.is_none()
-                        && w.len() >= 11
-                        && [
-                            (1, "id"),
-                            (3, "shards"),
-                            (5, "after"),
-                            (7, "base"),
-                            (9, "from"),
-                        ]
-                        .iter()
-                        .all(|&(i, k)| w.get(i) == Some(&k)) =>
-                {
-                    let shards = num(4)? as usize;
-                    let from = (10..w.len()).map(num).collect::<Result<Vec<u64>, _>>()?;
-                    if from.len() != shards {
-                        return Err(format!("bad line '{line}'"));
-                    }
-                    out.log = Some(LogLine {
-                        id: num(2)?,
-                        shards,
-                        after: num(6)?,
-                        base: num(8)?,
-                        from,
-                    });
-                }
-                _ => return Err(format!("bad line '{line}'")),
-            }
-        }
-        for m in &out.snapshots {
-            if m.files.len() != m.shards || m.shards == 0 {
-                return Err(format!(
-                    "snapshot {} lists {} files for {} shards",
-                    m.id,
-                    m.files.len(),
-                    m.shards
-                ));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Bytes of the files of snapshot `id`'s whole chain.
-    pub fn chain_bytes(&self, id: u64) -> Option<u64> {
-        self.chain(id).ok().map(|c| c.iter().map(|s| s.bytes).sum())
-    }
-
-    /// The chain of snapshot `id`, oldest (its full base) first.
-    pub fn chain(&self, id: u64) -> Result<Vec<&SnapshotMeta>, String> {
-        let mut out = Vec::new();
-        let mut next = id;
-        loop {
-            let m = self
-                .snapshots
-                .iter()
-                .find(|m| m.id == next)
-                .ok_or_else(|| {
-                    format!("snapshot {next} of the chain of {id} is not in the manifest")
-                })?;
-            out.push(m);
-            match m.kind {
-                Kind::Full => break,
-                Kind::Delta => next = m.parent_id,
-            }
-            if out.len() > self.snapshots.len() {
-                return Err(format!("the chain of snapshot {id} loops"));
-            }
-        }
-        out.reverse();
-        Ok(out)
-    }
-}
-
-/// Reads the manifest of `dir`; None if there is none.
+/// [`manifest::read_manifest`] on the server's I/O.
 pub fn read_manifest(dir: &Path, stem: &str) -> Result<Option<Manifest>, String> {
-    let path = manifest_path(dir, stem);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Manifest::decode(&text)
-            .map(Some)
-            .map_err(|e| format!("Bad snapshot manifest {}: {e}", path.display())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!(
-            "Can't read the snapshot manifest {}: {e}",
-            path.display()
-        )),
-    }
+    manifest::read_manifest(&mut read_io(), dir, stem)
 }
 
 /// State of snapshots for INFO, LASTSAVE, the `save` rules and MISCONF.
@@ -1133,21 +862,9 @@ pub async fn rewrite_claimed(worker: &Rc<Worker>, started: Instant) -> Result<Ta
     r
 }
 
-/// The largest snapshot id among the files of `dir` named after `stem`.
+/// [`manifest::highest_file_id`] on the server's I/O.
 pub fn highest_file_id(dir: &Path, stem: &str) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    let prefix = format!("{stem}.");
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let rest = name.strip_prefix(&prefix)?;
-            rest.split('.').next()?.parse::<u64>().ok()
-        })
-        .max()
-        .unwrap_or(0)
+    manifest::highest_file_id(&mut read_io(), dir, stem)
 }
 
 async fn run(
@@ -1425,7 +1142,7 @@ async fn write_all(
         }
         worker.shared.snapshot_status().log_chain_bytes =
             keep.chain_bytes(meta.id).unwrap_or(meta.bytes);
-        let base = crate::info::aof_current_size(&worker.shared);
+        let base = crate::aof::aof_current_size(&worker.shared);
         worker.shared.snapshot_status().aof_base_size = base;
     } else if let Some(old) = detached {
         crate::recover::remove_detached_log(&log_dir, old.id);
@@ -1663,7 +1380,7 @@ fn rewrite_due(shared: &Shared) -> Option<String> {
     if !enabled || pct == 0 || failed_recently {
         return None;
     }
-    let current = crate::info::aof_current_size(shared);
+    let current = crate::aof::aof_current_size(shared);
     if current < min {
         return None;
     }
@@ -1695,190 +1412,38 @@ pub async fn dirty(worker: &Worker) -> u64 {
         .sum()
 }
 
-/// Checks every file of snapshot `id`'s chain (checksums, end frames,
-/// headers against the manifest) without loading anything.
-pub fn verify_chain(dir: &Path, m: &Manifest, id: u64) -> Result<(), String> {
-    for snap in m.chain(id)? {
-        for (s, (name, size, _)) in snap.files.iter().enumerate() {
-            let path = dir.join(name);
-            let mut seen = 0u64;
-            let header = stream_file(&path, |_| {
-                seen += 1;
-                Ok(())
-            })
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-            let actual = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if header.id != snap.id
-                || header.shard as usize != s
-                || header.shards as usize != snap.shards
-                || header.kind != snap.kind
-                || actual != *size
-            {
-                return Err(format!(
-                    "{}: the file does not match the manifest (snapshot {}, shard {s}, {size} bytes)",
-                    path.display(),
-                    snap.id
-                ));
-            }
-        }
-    }
-    Ok(())
+/// The I/O the server reads snapshot files and the manifest with: the
+/// engine's, dropping what was read from the page cache.
+fn read_io() -> crate::sys::ReadOnceIo {
+    crate::sys::ReadOnceIo::default()
 }
 
-/// Reads a snapshot file from start to end, checking everything, and
-/// hands every page frame to `f`. What was read is dropped from the page
-/// cache as it goes (the file is read once; keeping it cached would double
-/// the dataset in memory).
+/// [`reader::verify_chain`] on the server's I/O.
+pub fn verify_chain(dir: &Path, m: &Manifest, id: u64) -> Result<(), String> {
+    reader::verify_chain(&mut read_io(), dir, m, id)
+}
+
+/// [`reader::stream_file`] on the server's I/O.
 pub fn stream_file(
     path: &Path,
-    mut f: impl FnMut(format::PageFrame) -> Result<(), String>,
+    f: impl FnMut(format::PageFrame) -> Result<(), String>,
 ) -> Result<FileHeader, String> {
-    let mut file = File::open(path).map_err(|e| format!("can't open: {e}"))?;
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let fd = file.as_raw_fd();
-    let mut buf = vec![0u8; CHUNK];
-    let mut have = 0usize;
-    let mut pos = 0u64; // file offset of buf[0]
-    let mut eof = false;
-    let mut fill = |buf: &mut Vec<u8>, have: &mut usize, eof: &mut bool| -> Result<(), String> {
-        while !*eof && *have < buf.len() {
-            let n = file
-                .read(&mut buf[*have..])
-                .map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                *eof = true;
-            }
-            *have += n;
-        }
-        Ok(())
-    };
-    fill(&mut buf, &mut have, &mut eof)?;
-    let header = FileHeader::decode(&buf[..have]).map_err(|e| e.to_string())?;
-    let mut at = BLOCK;
-    let mut body = Body::default();
-    loop {
-        let left = len.saturating_sub(pos + at as u64);
-        match parse_frame_at(&buf[at..have], pos + at as u64, left)? {
-            Parsed::NeedMore(need) => {
-                // Move the unread part to the front and read more.
-                buf.copy_within(at..have, 0);
-                have -= at;
-                pos += at as u64;
-                at = 0;
-                if need > buf.len() {
-                    buf.resize(need.max(FRAME_HEADER), 0);
-                }
-                crate::sys::fadvise_dontneed(fd, 0, pos);
-                fill(&mut buf, &mut have, &mut eof)?;
-            }
-            Parsed::Frame(Frame::Page(p), n) => {
-                body.add(&buf[at..at + n], p.entries);
-                at += n;
-                f(p)?;
-            }
-            Parsed::Frame(Frame::End { tally, body_crc }, n) => {
-                body.check_end(tally, body_crc, pos + at as u64)
-                    .map_err(|e| e.to_string())?;
-                let end = pos + (at + n) as u64;
-                if len % BLOCK as u64 != 0 || len < end || len - end >= BLOCK as u64 {
-                    return Err(format!("bytes after the end frame at offset {end}"));
-                }
-                crate::sys::fadvise_dontneed(fd, 0, 0);
-                return Ok(header);
-            }
-        }
-    }
+    reader::stream_file(&mut read_io(), path, f)
 }
 
-fn parse_frame_at(b: &[u8], offset: u64, left: u64) -> Result<Parsed, String> {
-    format::parse_frame(b, offset, left).map_err(|e| e.to_string())
-}
-
-/// Loads the chain of snapshot `id` into `shard` (this worker's shard of
-/// `shards`): files newest first, entries hidden by newer frames skipped, keys
-/// of other shards skipped (the shard count changed), expired keys
-/// dropped. Returns the keys loaded.
+/// [`reader::load_chain`] on the server's I/O.
 pub fn load_chain(dir: &Path, m: &Manifest, id: u64, shard: &mut Shard) -> Result<u64, String> {
-    let chain = m.chain(id)?;
-    let Some(top) = chain.last() else {
-        return Ok(0);
-    };
-    let shards = shard.shard_count();
-    let me = shard.id();
-    let now = shard.now_ms();
-    let same = top.shards == shards;
-    let mut coverage: Vec<Coverage> = (0..top.shards).map(|_| Coverage::default()).collect();
-    let mut loaded = 0u64;
-    for snap in chain.iter().rev() {
-        for (s, (name, _, _)) in snap.files.iter().enumerate() {
-            if same && s != me {
-                continue;
-            }
-            let path = dir.join(name);
-            let cov = &mut coverage[s];
-            stream_file(&path, |p| {
-                // Databases this server does not have are not loaded.
-                if (p.db as usize) < shard.databases() {
-                    cov.current_entries(&p, 0, |e| {
-                        if e.is_expired(now) || engine::keyhash::shard_of_hash(e.hash, shards) != me
-                        {
-                            return;
-                        }
-                        shard
-                            .db_mut(p.db as usize)
-                            .insert(e.hash, &e.key, e.value, e.expire_at);
-                        loaded += 1;
-                    })
-                    .map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            })
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-            cov.end_file();
-        }
-    }
-    Ok(loaded)
+    reader::load_chain(&mut read_io(), dir, m, id, shard)
 }
 
-/// The snapshot to load at start: the newest whose chain reads back
-/// whole; an older one only with a loud warning. None if there is no
-/// manifest (or it is empty).
-/// The newest snapshot of `m` accepted by `usable` whose whole chain
-/// verifies; an older one loads with a warning. `Ok(None)`: `m` has no
-/// such snapshot; `Err`: it has some, and none can be read.
+/// [`reader::choose_in`] on the server's I/O; the fallback's warning is
+/// logged.
 pub fn choose_in(
     dir: &Path,
     m: &Manifest,
     usable: impl Fn(&SnapshotMeta) -> bool,
 ) -> Result<Option<u64>, String> {
-    let mut errors = Vec::new();
-    for snap in m.snapshots.iter().filter(|s| usable(s)) {
-        match verify_chain(dir, m, snap.id) {
-            Ok(()) => {
-                if !errors.is_empty() {
-                    log::warning(&format!(
-                        "WARNING: the newest snapshot could not be read ({}); loading the older \
-                         snapshot {} taken at unix time {} instead. Changes after it are not in it.",
-                        errors.join("; "),
-                        snap.id,
-                        snap.created_ms / 1000
-                    ));
-                }
-                return Ok(Some(snap.id));
-            }
-            Err(e) => errors.push(format!("snapshot {}: {e}", snap.id)),
-        }
-    }
-    if errors.is_empty() {
-        return Ok(None);
-    }
-    Err(format!(
-        "No snapshot in {} can be loaded: {}. Nothing was loaded or changed. Check them \
-         with `kv-server check-snapshot`, and restore them from a backup \
-         (docs/OPERATIONS.md).",
-        dir.display(),
-        errors.join("; ")
-    ))
+    reader::choose_in(&mut read_io(), dir, m, usable, log::warning)
 }
 
 #[cfg(test)]
@@ -1906,62 +1471,6 @@ mod tests {
                 })
                 .collect(),
         }
-    }
-
-    #[test]
-    fn manifest_names_may_hold_spaces() {
-        let mut m = Manifest {
-            snapshots: vec![meta(1, Kind::Full, 0, 1)],
-            log: None,
-        };
-        m.snapshots[0].files[0].0 = file_name("my  dump.rdb", 1, Kind::Full, 0);
-        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
-    }
-
-    #[test]
-    fn manifest_round_trip_chain_and_damage() {
-        let mut m = Manifest {
-            snapshots: vec![
-                meta(3, Kind::Delta, 2, 1),
-                meta(2, Kind::Delta, 1, 1),
-                meta(1, Kind::Full, 0, 1),
-            ],
-            log: None,
-        };
-        let v1 = m.encode();
-        assert!(v1.starts_with("kv-snapshot-manifest 1\n"), "{v1}");
-        assert_eq!(Manifest::decode(&v1).unwrap(), m);
-        m.log = Some(LogLine {
-            id: 1_795_238_411_584,
-            shards: 2,
-            after: 1,
-            base: 1,
-            from: vec![7, 0],
-        });
-        let text = m.encode();
-        assert!(text.starts_with("kv-snapshot-manifest 2\n"), "{text}");
-        assert!(text.contains("\nlog id 1795238411584 shards 2 after 1 base 1 from 7 0\n"));
-        assert_eq!(Manifest::decode(&text).unwrap(), m);
-        // Which snapshots the log continues, and from where.
-        let log = m.log.as_ref().unwrap();
-        assert_eq!(log.lsns_of(&m.snapshots[2]), Some(vec![7, 0]));
-        assert_eq!(log.lsns_of(&m.snapshots[0]), Some(vec![100, 101]));
-        m.log.as_mut().unwrap().base = 0;
-        assert_eq!(m.log.as_ref().unwrap().lsns_of(&m.snapshots[2]), None);
-        // A log line needs version 2, and names one lsn per shard.
-        let bad = text.replace("manifest 2", "manifest 1");
-        assert!(Manifest::decode(&bad).is_err());
-        let ids: Vec<u64> = m.chain(3).unwrap().iter().map(|s| s.id).collect();
-        assert_eq!(ids, vec![1, 2, 3]);
-        // Any changed byte is caught (by the checksum or the parser).
-        for i in 0..text.len() {
-            let mut b = text.clone().into_bytes();
-            b[i] = if b[i] == b'7' { b'8' } else { b'7' };
-            if let Ok(t) = String::from_utf8(b) {
-                assert!(Manifest::decode(&t).is_err(), "byte {i} changed unnoticed");
-            }
-        }
-        assert!(Manifest::decode(&text[..text.len() - 3]).is_err());
     }
 
     /// The ids `retain` keeps of `snapshots`, and how many files it drops.

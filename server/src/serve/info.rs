@@ -288,22 +288,7 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
     out
 }
 
-/// `aof_current_size`: the snapshot chain the log continues plus the log's
-/// record bytes since it (Redis: base file plus incremental files).
-pub fn aof_current_size(shared: &crate::shared::Shared) -> u64 {
-    use std::sync::atomic::Ordering::Relaxed;
-    let chain = shared.snapshot_status().log_chain_bytes;
-    chain
-        + shared
-            .aof
-            .iter()
-            .map(|a| {
-                a.current_size
-                    .load(Relaxed)
-                    .saturating_sub(a.base_size.load(Relaxed))
-            })
-            .sum::<u64>()
-}
+pub use crate::aof::aof_current_size;
 
 /// The aof_* fields of INFO persistence (Redis 7.0's names and order), then
 /// ours: the I/O path, fsyncs done, records per group commit, fsync p99.

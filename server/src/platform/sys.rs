@@ -208,6 +208,48 @@ pub fn fadvise_dontneed(fd: RawFd, offset: u64, len: u64) {
     }
 }
 
+/// Wall-clock Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The engine's reading I/O ([`engine::journal::ReadIo`]) for snapshot
+/// files and the manifest, which also drops what was read from the page
+/// cache: a snapshot is read once at start, and keeping it cached would
+/// double the dataset in memory.
+#[derive(Debug, Default)]
+pub struct ReadOnceIo(engine::journal::StdLogIo);
+
+impl engine::journal::ReadIo for ReadOnceIo {
+    type Reader = std::fs::File;
+
+    fn open_read(&mut self, path: &std::path::Path) -> io::Result<std::fs::File> {
+        self.0.open_read(path)
+    }
+
+    fn file_len(&mut self, file: &std::fs::File) -> io::Result<u64> {
+        self.0.file_len(file)
+    }
+
+    fn read_at(&mut self, file: &std::fs::File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_at(file, offset, buf)
+    }
+
+    fn read_whole(&mut self, path: &std::path::Path) -> io::Result<Vec<u8>> {
+        self.0.read_whole(path)
+    }
+
+    fn list_names(&mut self, dir: &std::path::Path) -> io::Result<Vec<String>> {
+        self.0.list_names(dir)
+    }
+
+    fn drop_cache(&mut self, file: &std::fs::File, upto: u64) {
+        fadvise_dontneed(std::os::fd::AsRawFd::as_raw_fd(file), 0, upto);
+    }
+}
+
 /// Bytes an unprivileged process may still write on the filesystem that
 /// holds `path` (`statvfs`: available blocks times the fragment size).
 pub fn free_space(path: &std::path::Path) -> io::Result<u64> {

@@ -155,7 +155,7 @@ impl LogState {
     }
 
     /// Whether the running command wrote its own records.
-    pub(crate) fn propagated(&self) -> bool {
+    pub fn propagated(&self) -> bool {
         self.propagated
     }
 

@@ -417,14 +417,14 @@ impl Conn {
                 }
                 reply.write_to(&mut self.wbuf);
             }
-            Route::Conn => {
+            Route::Conn(handler) => {
                 self.flush().await;
                 *self
                     .client
                     .last_cmd
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = spec.name;
-                admin::execute(self, spec, args).await;
+                admin::execute(self, handler, args).await;
             }
         }
     }

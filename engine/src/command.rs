@@ -1,10 +1,23 @@
-//! The command table: the single list of commands, their arity, key
-//! positions, flags, and how each one executes.
+//! The command table: the single list of commands, and for each one
+//! everything the rest of the system asks about it.
 //!
 //! Each family module (`families::strings`, `families::keys`, ...) declares
-//! its own slice of [`CommandSpec`]s; [`lookup`] searches all of them. The
-//! table drives arity errors, shard routing (key positions), COMMAND INFO,
-//! and, later, what goes to the log and to replicas.
+//! its own slice of [`CommandSpec`] rows, every row built by [`cmd`];
+//! [`lookup`] searches all of them. A row decides:
+//! - arity (the arity error) and flags (COMMAND INFO, NOAUTH, refusing
+//!   writes when the log fails);
+//! - key positions, hence the shard(s) it runs on ([`route`]);
+//! - how it executes ([`Exec`]): on one shard, across shards, keyspace-wide,
+//!   or by the server for connection and administration commands
+//!   ([`ConnCmd`]: the server maps each one to its handler in one
+//!   exhaustive `match`, so a new row without a handler does not compile);
+//! - how its changes reach the log ([`Log`]), which [`execute_shard`] and
+//!   the cross-shard paths follow and check ([`unlogged_change`]);
+//! - its COMMAND DOCS ([`CommandSpec::doc`], parsed by [`crate::docs`]).
+//!
+//! MULTI/EXEC, WATCH, SUBSCRIBE and blocking commands will be rows of the
+//! same kind: a [`ConnCmd`] (or a new [`Exec`] kind) with its handler in
+//! the server, and a [`Log`] that says what they leave in the log.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,6 +25,7 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::sync::OnceLock;
 
+use crate::docs::Doc;
 use crate::error::{CmdResult, Error};
 use crate::reply::Reply;
 use crate::shard::{ExecCtx, Shard};
@@ -88,8 +102,70 @@ pub enum Exec {
     /// Keyspace-wide: runs as `cross` over all shards; with `lock`, under
     /// locks on every shard so it sees no multi-shard command half done.
     Global { cross: CrossFn, lock: bool },
-    /// Connection or server administration, executed by the server itself.
-    Conn,
+    /// Connection or server administration, executed by the server itself
+    /// with the handler it maps the [`ConnCmd`] to.
+    Conn(ConnCmd),
+}
+
+/// A connection or administration command: the server's handler for it
+/// (the engine cannot name server functions, so the row names the handler
+/// and `server/src/admin.rs` maps every variant in one exhaustive `match`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnCmd {
+    Ping,
+    Echo,
+    Quit,
+    Select,
+    Auth,
+    Hello,
+    Client,
+    Reset,
+    Command,
+    Config,
+    Info,
+    Time,
+    Latency,
+    Debug,
+    Shutdown,
+    Save,
+    Bgsave,
+    Lastsave,
+    Bgrewriteaof,
+}
+
+/// How a command's changes reach the log (and, later, replicas).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Log {
+    /// On one shard, the command as it arrived is logged when it changed
+    /// the keyspace (counted a change with [`ExecCtx::dirty`]) and wrote no
+    /// record itself. Replaying it gives the same state: it depends on
+    /// neither the clock nor randomness.
+    Auto,
+    /// The command writes its own records through [`ExecCtx::propagate`]
+    /// (see [`crate::propagate`]): a canonical form that replays the same
+    /// at any time (`SET .. PXAT` for a relative expiry, `SET .. KEEPTTL`
+    /// for INCRBYFLOAT, `DEL` for a key that expired at once), or one
+    /// record per shard (FLUSHALL, SWAPDB).
+    Effect,
+    /// Never logged: it must not change the keyspace (reads, connection
+    /// and administration commands).
+    Never,
+}
+
+/// Whether a command that ran with logging on broke its row's [`Log`]:
+/// `changed`: it counted a change (on this shard); `propagated`: it wrote
+/// a record itself. A `Never` command must not change the keyspace; an
+/// `Effect` command that changed it must have written its record; an
+/// `Auto` command must not write its own (its row would say `Effect`).
+/// Across shards every job writes its own part, whatever the row says
+/// (the command as it arrived names keys of other shards), so a job that
+/// changed its shard must have written a record unless the row is `Never`.
+pub fn unlogged_change(log: Log, changed: bool, propagated: bool, cross: bool) -> bool {
+    match log {
+        Log::Never => changed || propagated,
+        Log::Auto if !cross => propagated,
+        Log::Auto | Log::Effect => changed && !propagated,
+    }
 }
 
 /// Command flags as COMMAND INFO prints them.
@@ -136,9 +212,117 @@ pub struct CommandSpec {
     pub group: &'static str,
     pub summary: &'static str,
     pub exec: Exec,
+    /// How its changes reach the log.
+    pub log: Log,
+    /// COMMAND DOCS (with the subcommands' docs of a container).
+    pub doc: Doc,
 }
 
+/// Counts in [`crate::shard::ShardStats::unlogged_changes`], and fails a
+/// debug build on, a command (or one shard's job of it, `cross`) that
+/// broke its row's [`Log`] (see [`unlogged_change`]). For shards that log.
+pub fn check_logged(
+    shard: &mut Shard,
+    spec: &CommandSpec,
+    changed: bool,
+    wrote: bool,
+    cross: bool,
+) {
+    if unlogged_change(spec.log, changed, wrote, cross) {
+        shard.stats.unlogged_changes += 1;
+        debug_assert!(
+            false,
+            "{} broke its row's Log::{:?} on shard {} (changed the keyspace: {changed}, \
+             wrote a record: {wrote}, across shards: {cross})",
+            spec.name,
+            spec.log,
+            shard.id()
+        );
+    }
+}
+
+/// Starts a row: the one helper every family's table builds its rows with.
+/// A row has no keys until [`CommandSpec::keys`] and no docs until
+/// [`CommandSpec::doc`] (the tests refuse a row without docs).
+pub const fn cmd(name: &'static str, arity: i32, flags: u32, exec: Exec, log: Log) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        group: "",
+        summary: "",
+        exec,
+        log,
+        doc: Doc::empty(name),
+    }
+}
+
+/// The rest of a row, after [`cmd`].
 impl CommandSpec {
+    /// Key positions: the first key, the last (negative counts from the
+    /// end), the step.
+    pub const fn keys(self, first: i32, last: i32, step: i32) -> CommandSpec {
+        CommandSpec {
+            first_key: first,
+            last_key: last,
+            step,
+            ..self
+        }
+    }
+
+    /// Its COMMAND DOCS: Redis's group and summary, since-version,
+    /// complexity and argument syntax (see [`crate::docs`]).
+    pub const fn doc(
+        self,
+        group: &'static str,
+        summary: &'static str,
+        since: &'static str,
+        complexity: &'static str,
+        syntax: &'static str,
+    ) -> CommandSpec {
+        CommandSpec {
+            group,
+            summary,
+            doc: Doc::new(self.name, since, complexity, syntax),
+            ..self
+        }
+    }
+
+    /// Notes on arguments ([`Doc::notes`]).
+    pub const fn notes(self, notes: &'static [(&'static str, &'static str)]) -> CommandSpec {
+        CommandSpec {
+            doc: self.doc.with_notes(notes),
+            ..self
+        }
+    }
+
+    /// `(version, change)`, oldest first.
+    pub const fn history(self, history: &'static [(&'static str, &'static str)]) -> CommandSpec {
+        CommandSpec {
+            doc: self.doc.with_history(history),
+            ..self
+        }
+    }
+
+    /// Deprecated since a version, replaced by something.
+    pub const fn deprecated(self, since: &'static str, replaced_by: &'static str) -> CommandSpec {
+        CommandSpec {
+            doc: self.doc.with_deprecation(since, replaced_by),
+            ..self
+        }
+    }
+
+    /// The docs of a container's subcommands (see [`Doc::sub`]).
+    pub const fn subcommands(self, subcommands: &'static [Doc]) -> CommandSpec {
+        CommandSpec {
+            doc: self.doc.with_subcommands(subcommands),
+            ..self
+        }
+    }
+
     pub fn arity_ok(&self, argc: usize) -> bool {
         let argc = argc as i64;
         let arity = i64::from(self.arity);
@@ -229,15 +413,16 @@ pub enum Route {
     CrossKeys,
     /// Over the whole keyspace; `lock`: under locks on every shard.
     Global { lock: bool },
-    /// By the server (connection and administration commands).
-    Conn,
+    /// By the server, with this handler (connection and administration
+    /// commands).
+    Conn(ConnCmd),
 }
 
 /// Decides where a command runs. Keyless shard commands run on `home`
 /// (the connection's own shard).
 pub fn route(spec: &CommandSpec, args: Args<'_>, shards: usize, home: usize) -> Route {
     match spec.exec {
-        Exec::Conn => Route::Conn,
+        Exec::Conn(handler) => Route::Conn(handler),
         Exec::Global { lock, .. } => Route::Global { lock },
         Exec::Shard(_) | Exec::Keys { .. } => {
             let mut keys = spec.key_indices(args.len());
@@ -256,9 +441,18 @@ pub fn route(spec: &CommandSpec, args: Args<'_>, shards: usize, home: usize) -> 
 }
 
 /// Runs a single-shard command and writes its reply (or its error). When
-/// the shard logs and the command counted a change without writing its own
-/// record, the command as it arrived is logged (see [`crate::propagate`]).
-pub fn execute_shard(f: ShardFn, ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) {
+/// the shard logs, the row's [`Log`] decides: `Auto` logs the command as it
+/// arrived if it counted a change; `Effect` commands wrote their own
+/// records. A command that broke its row (see [`unlogged_change`]) is
+/// counted in [`crate::shard::ShardStats::unlogged_changes`] (and fails a
+/// debug build).
+pub fn execute_shard(
+    spec: &CommandSpec,
+    f: ShardFn,
+    ctx: &mut ExecCtx<'_>,
+    args: Args<'_>,
+    out: &mut Vec<u8>,
+) {
     let mark = out.len();
     let logging = ctx.shard.log.enabled();
     let dirty = ctx.shard.stats.dirty;
@@ -269,7 +463,13 @@ pub fn execute_shard(f: ShardFn, ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mu
         out.truncate(mark);
         e.write_to(out);
     }
-    if logging && ctx.shard.stats.dirty != dirty && !ctx.shard.log.propagated() {
+    if !logging {
+        return;
+    }
+    let changed = ctx.shard.stats.dirty != dirty;
+    let propagated = ctx.shard.log.propagated();
+    check_logged(ctx.shard, spec, changed, propagated, false);
+    if spec.log == Log::Auto && changed && !propagated {
         ctx.propagate(args.iter());
     }
 }

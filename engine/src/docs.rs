@@ -10,8 +10,10 @@
 //! [`arguments`] parses the syntax into Redis's argument tree (name, type,
 //! token, flags, nested arguments); [`Doc::notes`] add what a syntax string
 //! cannot show: names of groups, non-default types, `since` of arguments.
-//! The summary of a command is its table's ([`CommandSpec::summary`]);
-//! subcommands carry their own.
+//! Each command's `Doc` lives in its table row (`families/*.rs`), with
+//! its subcommands' docs; the summary and group are the row's
+//! ([`CommandSpec::summary`], [`CommandSpec::group`]); subcommands carry
+//! their own summary.
 //!
 //! The syntax:
 //! - `word` (has a lower-case letter: `key`, `ip:port`, `yes/no`): an
@@ -37,11 +39,15 @@
 use crate::command::{self, CommandSpec};
 use crate::reply::Reply;
 
-/// What COMMAND DOCS says about one command or subcommand.
+/// What COMMAND DOCS says about one command or subcommand. A command's
+/// `Doc` is part of its table row ([`CommandSpec::doc`], built by the row's
+/// `.doc(..)`); a subcommand's is in its container's row
+/// ([`Doc::subcommands`]).
+#[derive(Clone, Copy)]
 pub struct Doc {
     /// Lower-case name; `container|sub` for a subcommand.
     pub name: &'static str,
-    /// Subcommands only; a command's summary is its table's.
+    /// Subcommands only; a command's summary is its row's.
     pub summary: Option<&'static str>,
     pub since: &'static str,
     pub complexity: &'static str,
@@ -57,392 +63,93 @@ pub struct Doc {
     pub history: &'static [(&'static str, &'static str)],
     /// `(deprecated_since, replaced_by)`.
     pub deprecated: Option<(&'static str, &'static str)>,
-}
-
-const fn doc(
-    name: &'static str,
-    since: &'static str,
-    complexity: &'static str,
-    syntax: &'static str,
-) -> Doc {
-    Doc {
-        name,
-        summary: None,
-        since,
-        complexity,
-        syntax,
-        notes: &[],
-        history: &[],
-        deprecated: None,
-    }
+    /// A container's subcommands that the server implements
+    /// (`server/src/admin.rs`), in COMMAND DOCS order.
+    pub subcommands: &'static [Doc],
 }
 
 impl Doc {
-    const fn with_summary(self, summary: &'static str) -> Doc {
+    /// A command's doc before its row fills it in: no since-version, which
+    /// the tests refuse.
+    pub const fn empty(name: &'static str) -> Doc {
         Doc {
-            summary: Some(summary),
-            ..self
+            name,
+            summary: None,
+            since: "",
+            complexity: "",
+            syntax: "",
+            notes: &[],
+            history: &[],
+            deprecated: None,
+            subcommands: &[],
         }
     }
 
-    const fn with_notes(self, notes: &'static [(&'static str, &'static str)]) -> Doc {
+    /// A command's doc (the summary is the row's).
+    pub const fn new(
+        name: &'static str,
+        since: &'static str,
+        complexity: &'static str,
+        syntax: &'static str,
+    ) -> Doc {
+        Doc {
+            since,
+            complexity,
+            syntax,
+            ..Doc::empty(name)
+        }
+    }
+
+    /// A subcommand's doc: `name` is `container|sub`.
+    pub const fn sub(
+        name: &'static str,
+        summary: &'static str,
+        since: &'static str,
+        complexity: &'static str,
+        syntax: &'static str,
+    ) -> Doc {
+        Doc {
+            summary: Some(summary),
+            ..Doc::new(name, since, complexity, syntax)
+        }
+    }
+
+    pub const fn with_notes(self, notes: &'static [(&'static str, &'static str)]) -> Doc {
         Doc { notes, ..self }
     }
 
-    const fn with_history(self, history: &'static [(&'static str, &'static str)]) -> Doc {
+    pub const fn with_history(self, history: &'static [(&'static str, &'static str)]) -> Doc {
         Doc { history, ..self }
     }
 
-    const fn with_deprecation(self, since: &'static str, replaced_by: &'static str) -> Doc {
+    pub const fn with_deprecation(self, since: &'static str, replaced_by: &'static str) -> Doc {
         Doc {
             deprecated: Some((since, replaced_by)),
             ..self
         }
     }
-}
 
-/// Every command of the table (in its order) and, after each container,
-/// the subcommands the server implements (`server/src/admin.rs`). Texts are
-/// Redis 7.0's.
-pub static DOCS: &[Doc] = &[
-    doc("ping", "1.0.0", "O(1)", "[message]"),
-    doc("echo", "1.0.0", "O(1)", "message"),
-    doc("quit", "1.0.0", "O(1)", ""),
-    doc("select", "1.0.0", "O(1)", "index"),
-    doc(
-        "auth",
-        "1.0.0",
-        "O(N) where N is the number of passwords defined for the user",
-        "[username] password",
-    )
-    .with_notes(&[("username", "since=6.0.0")])
-    .with_history(&[("6.0.0", "Added ACL style (username and password).")]),
-    doc("hello", "6.0.0", "O(1)", "[protover [AUTH username password] [SETNAME clientname]]")
-        .with_notes(&[("protover [AUTH username password] [SETNAME clientname]", "name=arguments")])
-        .with_history(&[
-            ("6.2.0", "`protover` made optional; when called without arguments the command reports the current connection's context."),
-        ]),
-    doc("client", "2.4.0", "Depends on subcommand.", ""),
-    doc("client|id", "5.0.0", "O(1)", "")
-        .with_summary("Returns the client ID for the current connection"),
-    doc("client|setname", "2.6.9", "O(1)", "connection-name")
-        .with_summary("Set the current connection name"),
-    doc("client|getname", "2.6.9", "O(1)", "")
-        .with_summary("Get the current connection name"),
-    doc("client|info", "6.2.0", "O(1)", "")
-        .with_summary("Returns information about the current client connection."),
-    doc(
-        "client|list",
-        "2.4.0",
-        "O(N) where N is the number of client connections",
-        "[TYPE <NORMAL|MASTER|REPLICA|PUBSUB>] [ID <client-id [client-id ...]>]",
-    )
-    .with_summary("Get the list of client connections")
-    .with_notes(&[
-        ("TYPE NORMAL|...", "since=5.0.0"),
-        ("ID client-id [client-id ...]", "name=id since=6.2.0"),
-    ])
-    .with_history(&[
-        ("2.8.12", "Added unique client `id` field."),
-        ("5.0.0", "Added optional `TYPE` filter."),
-        ("6.0.0", "Added `user` field."),
-        ("6.2.0", "Added `argv-mem`, `tot-mem`, `laddr` and `redir` fields and the optional `ID` filter."),
-        ("7.0.0", "Added `resp`, `multi-mem`, `rbs` and `rbp` fields."),
-        ("7.0.3", "Added `ssub` field."),
-    ]),
-    doc(
-        "client|kill",
-        "2.4.0",
-        "O(N) where N is the number of client connections",
-        "ip:port|<[ID client-id]|[TYPE <NORMAL|MASTER|SLAVE|REPLICA|PUBSUB>]|[USER username]|[ADDR ip:port]|[LADDR ip:port]|[SKIPME yes/no]> [[ID client-id]|[TYPE NORMAL|MASTER|SLAVE|REPLICA|PUBSUB]|[USER username]|[ADDR ip:port]|[LADDR ip:port]|[SKIPME yes/no] ...]",
-    )
-    .with_summary("Kill the connection of a client")
-    .with_notes(&[
-        ("ip:port|...", "name=filter"),
-        ("ip:port", "deprecated=2.8.12"),
-        ("[ID client-id]|...", "name=new-format"),
-        ("ID client-id", "since=2.8.12"),
-        ("TYPE NORMAL|...", "name=normal_master_slave_pubsub since=2.8.12"),
-        ("MASTER", "since=3.2.0"),
-        ("REPLICA", "since=5.0.0"),
-        ("LADDR ip:port", "since=6.2.0"),
-    ])
-    .with_history(&[
-        ("2.8.12", "Added new filter format."),
-        ("2.8.12", "`ID` option."),
-        ("3.2.0", "Added `master` type in for `TYPE` option."),
-        ("5.0.0", "Replaced `slave` `TYPE` with `replica`. `slave` still supported for backward compatibility."),
-        ("6.2.0", "`LADDR` option."),
-    ]),
-    doc("client|help", "5.0.0", "O(1)", "")
-        .with_summary("Show helpful text about the different subcommands"),
-    doc("reset", "6.2.0", "O(1)", ""),
-    doc("command", "2.8.13", "O(N) where N is the total number of Redis commands", ""),
-    doc("command|count", "2.8.13", "O(1)", "")
-        .with_summary("Get total number of Redis commands"),
-    doc(
-        "command|info",
-        "2.8.13",
-        "O(N) where N is the number of commands to look up",
-        "[command-name [command-name ...]]",
-    )
-    .with_summary("Get array of specific Redis command details, or all when no argument is given.")
-    .with_history(&[
-        ("7.0.0", "Allowed to be called with no argument to get info on all commands."),
-    ]),
-    doc(
-        "command|docs",
-        "7.0.0",
-        "O(N) where N is the number of commands to look up",
-        "[command-name [command-name ...]]",
-    )
-    .with_summary("Get array of specific Redis command documentation"),
-    doc(
-        "command|list",
-        "7.0.0",
-        "O(N) where N is the total number of Redis commands",
-        "[FILTERBY <MODULE module-name|ACLCAT category|PATTERN pattern>]",
-    )
-    .with_summary("Get an array of Redis command names")
-    .with_notes(&[("FILTERBY MODULE module-name|...", "name=filterby")]),
-    doc("command|help", "5.0.0", "O(1)", "")
-        .with_summary("Show helpful text about the different subcommands"),
-    doc("config", "2.0.0", "Depends on subcommand.", ""),
-    doc(
-        "config|get",
-        "2.0.0",
-        "O(N) when N is the number of configuration parameters provided",
-        "<parameter> [parameter ...]",
-    )
-    .with_summary("Get the values of configuration parameters")
-    .with_history(&[("7.0.0", "Added the ability to pass multiple pattern parameters in one call")]),
-    doc(
-        "config|set",
-        "2.0.0",
-        "O(N) when N is the number of configuration parameters provided",
-        "parameter value [parameter value ...]",
-    )
-    .with_summary("Set configuration parameters to the given values")
-    .with_history(&[("7.0.0", "Added the ability to set multiple parameters in one call.")]),
-    doc("config|resetstat", "2.0.0", "O(1)", "")
-        .with_summary("Reset the stats returned by INFO"),
-    doc("config|rewrite", "2.8.0", "O(1)", "")
-        .with_summary("Rewrite the configuration file with the in memory configuration"),
-    doc("config|help", "5.0.0", "O(1)", "")
-        .with_summary("Show helpful text about the different subcommands"),
-    doc("info", "1.0.0", "O(1)", "[section [section ...]]")
-        .with_history(&[("7.0.0", "Added support for taking multiple section arguments.")]),
-    doc("time", "2.6.0", "O(1)", ""),
-    doc("latency", "2.8.13", "Depends on subcommand.", ""),
-    doc("latency|doctor", "2.8.13", "O(1)", "")
-        .with_summary("Return a human readable latency analysis report."),
-    doc("latency|history", "2.8.13", "O(1)", "event")
-        .with_summary("Return timestamp-latency samples for the event."),
-    doc("latency|latest", "2.8.13", "O(1)", "")
-        .with_summary("Return the latest latency samples for all events."),
-    doc("latency|reset", "2.8.13", "O(1)", "[event [event ...]]")
-        .with_summary("Reset latency data for one or more events."),
-    doc("latency|help", "2.8.13", "O(1)", "")
-        .with_summary("Show helpful text about the different subcommands."),
-    doc("debug", "1.0.0", "Depends on subcommand.", ""),
-    doc(
-        "shutdown",
-        "1.0.0",
-        "O(N) when saving, where N is the total number of keys in all databases when saving data, otherwise O(1)",
-        "[NOSAVE|SAVE] [NOW] [FORCE] [ABORT]",
-    )
-    .with_notes(&[("NOW", "since=7.0.0"), ("FORCE", "since=7.0.0"), ("ABORT", "since=7.0.0")])
-    .with_history(&[("7.0.0", "Added the `NOW`, `FORCE` and `ABORT` modifiers.")]),
-    doc("save", "1.0.0", "O(N) where N is the total number of keys in all databases", ""),
-    doc(
-        "bgsave",
-        "1.0.0",
-        "O(N) where N is the total number of keys in all databases",
-        "[SCHEDULE]",
-    )
-    .with_notes(&[("SCHEDULE", "since=3.2.2")])
-    .with_history(&[("3.2.2", "Added the `SCHEDULE` option.")]),
-    doc("lastsave", "1.0.0", "O(1)", ""),
-    doc("bgrewriteaof", "1.0.0", "O(1)", ""),
-    doc(
-        "del",
-        "1.0.0",
-        "O(N) where N is the number of keys that will be removed. When a key to remove holds a value other than a string, the individual complexity for this key is O(M) where M is the number of elements in the list, set, sorted set or hash. Removing a single key that holds a string value is O(1).",
-        "key [key ...]",
-    ),
-    doc(
-        "unlink",
-        "4.0.0",
-        "O(1) for each key removed regardless of its size. Then the command does O(N) work in a different thread in order to reclaim memory, where N is the number of allocations the deleted objects where composed of.",
-        "key [key ...]",
-    ),
-    doc("exists", "1.0.0", "O(N) where N is the number of keys to check.", "key [key ...]")
-        .with_history(&[("3.0.3", "Accepts multiple `key` arguments.")]),
-    doc(
-        "touch",
-        "3.2.1",
-        "O(N) where N is the number of keys that will be touched.",
-        "key [key ...]",
-    ),
-    doc("type", "1.0.0", "O(1)", "key"),
-    doc("expire", "1.0.0", "O(1)", "key seconds [NX|XX|GT|LT]")
-        .with_notes(&[("NX|XX|GT|LT", "name=condition since=7.0.0")])
-        .with_history(&[("7.0.0", "Added options: `NX`, `XX`, `GT` and `LT`.")]),
-    doc("pexpire", "2.6.0", "O(1)", "key milliseconds [NX|XX|GT|LT]")
-        .with_notes(&[("NX|XX|GT|LT", "name=condition since=7.0.0")])
-        .with_history(&[("7.0.0", "Added options: `NX`, `XX`, `GT` and `LT`.")]),
-    doc("expireat", "1.2.0", "O(1)", "key unix-time-seconds [NX|XX|GT|LT]")
-        .with_notes(&[("NX|XX|GT|LT", "name=condition since=7.0.0")])
-        .with_history(&[("7.0.0", "Added options: `NX`, `XX`, `GT` and `LT`.")]),
-    doc("pexpireat", "2.6.0", "O(1)", "key unix-time-milliseconds [NX|XX|GT|LT]")
-        .with_notes(&[("NX|XX|GT|LT", "name=condition since=7.0.0")])
-        .with_history(&[("7.0.0", "Added options: `NX`, `XX`, `GT` and `LT`.")]),
-    doc("ttl", "1.0.0", "O(1)", "key")
-        .with_history(&[("2.8.0", "Added the -2 reply.")]),
-    doc("pttl", "2.6.0", "O(1)", "key")
-        .with_history(&[("2.8.0", "Added the -2 reply.")]),
-    doc("expiretime", "7.0.0", "O(1)", "key"),
-    doc("pexpiretime", "7.0.0", "O(1)", "key"),
-    doc("persist", "2.2.0", "O(1)", "key"),
-    doc("rename", "1.0.0", "O(1)", "key newkey"),
-    doc("renamenx", "1.0.0", "O(1)", "key newkey")
-        .with_history(&[
-            ("3.2.0", "The command no longer returns an error when source and destination names are the same."),
-        ]),
-    doc(
-        "keys",
-        "1.0.0",
-        "O(N) with N being the number of keys in the database, under the assumption that the key names in the database and the given pattern have limited length.",
-        "pattern",
-    ),
-    doc(
-        "scan",
-        "2.8.0",
-        "O(1) for every call. O(N) for a complete iteration, including enough command calls for the cursor to return back to 0. N is the number of elements inside the collection.",
-        "cursor [MATCH pattern] [COUNT count] [TYPE type]",
-    )
-    .with_notes(&[("TYPE type", "since=6.0.0")])
-    .with_history(&[("6.0.0", "Added the `TYPE` subcommand.")]),
-    doc("randomkey", "1.0.0", "O(1)", ""),
-    doc("dbsize", "1.0.0", "O(1)", ""),
-    doc(
-        "flushdb",
-        "1.0.0",
-        "O(N) where N is the number of keys in the selected database",
-        "[ASYNC|SYNC]",
-    )
-    .with_notes(&[("ASYNC|SYNC", "name=async"), ("ASYNC", "since=4.0.0"), ("SYNC", "since=6.2.0")])
-    .with_history(&[
-        ("4.0.0", "Added the `ASYNC` flushing mode modifier."),
-        ("6.2.0", "Added the `SYNC` flushing mode modifier."),
-    ]),
-    doc(
-        "flushall",
-        "1.0.0",
-        "O(N) where N is the total number of keys in all databases",
-        "[ASYNC|SYNC]",
-    )
-    .with_notes(&[("ASYNC|SYNC", "name=async"), ("ASYNC", "since=4.0.0"), ("SYNC", "since=6.2.0")])
-    .with_history(&[
-        ("4.0.0", "Added the `ASYNC` flushing mode modifier."),
-        ("6.2.0", "Added the `SYNC` flushing mode modifier."),
-    ]),
-    doc(
-        "swapdb",
-        "4.0.0",
-        "O(N) where N is the count of clients watching or blocking on keys from both databases.",
-        "index1 index2",
-    ),
-    doc("get", "1.0.0", "O(1)", "key"),
-    doc(
-        "set",
-        "1.0.0",
-        "O(1)",
-        "key value [NX|XX] [GET] [EX seconds|PX milliseconds|EXAT unix-time-seconds|PXAT unix-time-milliseconds|KEEPTTL]",
-    )
-    .with_notes(&[
-        ("NX|XX", "name=condition since=2.6.12"),
-        ("GET", "since=6.2.0"),
-        ("EX seconds|...", "name=expiration"),
-        ("EX seconds", "since=2.6.12"),
-        ("PX milliseconds", "since=2.6.12"),
-        ("EXAT unix-time-seconds", "since=6.2.0"),
-        ("PXAT unix-time-milliseconds", "since=6.2.0"),
-        ("KEEPTTL", "since=6.0.0"),
-    ])
-    .with_history(&[
-        ("2.6.12", "Added the `EX`, `PX`, `NX` and `XX` options."),
-        ("6.0.0", "Added the `KEEPTTL` option."),
-        ("6.2.0", "Added the `GET`, `EXAT` and `PXAT` option."),
-        ("7.0.0", "Allowed the `NX` and `GET` options to be used together."),
-    ]),
-    doc("setnx", "1.0.0", "O(1)", "key value"),
-    doc("setex", "2.0.0", "O(1)", "key seconds value"),
-    doc("psetex", "2.6.0", "O(1)", "key milliseconds value"),
-    doc("getset", "1.0.0", "O(1)", "key value")
-        .with_deprecation("6.2.0", "`SET` with the `!GET` argument"),
-    doc("getdel", "6.2.0", "O(1)", "key"),
-    doc(
-        "getex",
-        "6.2.0",
-        "O(1)",
-        "key [EX seconds|PX milliseconds|EXAT unix-time-seconds|PXAT unix-time-milliseconds|PERSIST]",
-    )
-    .with_notes(&[("EX seconds|...", "name=expiration")]),
-    doc("mget", "1.0.0", "O(N) where N is the number of keys to retrieve.", "key [key ...]"),
-    doc("mset", "1.0.1", "O(N) where N is the number of keys to set.", "key value [key value ...]"),
-    doc(
-        "msetnx",
-        "1.0.1",
-        "O(N) where N is the number of keys to set.",
-        "key value [key value ...]",
-    ),
-    doc("incr", "1.0.0", "O(1)", "key"),
-    doc("decr", "1.0.0", "O(1)", "key"),
-    doc("incrby", "1.0.0", "O(1)", "key increment"),
-    doc("decrby", "1.0.0", "O(1)", "key decrement"),
-    doc("incrbyfloat", "2.6.0", "O(1)", "key increment")
-        .with_notes(&[("increment", "type=double")]),
-    doc(
-        "append",
-        "2.0.0",
-        "O(1). The amortized time complexity is O(1) assuming the appended value is small and the already present value is of any size, since the dynamic string library used by Redis will double the free space available on every reallocation.",
-        "key value",
-    ),
-    doc("strlen", "2.2.0", "O(1)", "key"),
-    doc(
-        "getrange",
-        "2.4.0",
-        "O(N) where N is the length of the returned string. The complexity is ultimately determined by the returned length, but because creating a substring from an existing string is very cheap, it can be considered O(1) for small strings.",
-        "key start end",
-    ),
-    doc(
-        "substr",
-        "1.0.0",
-        "O(N) where N is the length of the returned string. The complexity is ultimately determined by the returned length, but because creating a substring from an existing string is very cheap, it can be considered O(1) for small strings.",
-        "key start end",
-    )
-    .with_deprecation("2.0.0", "`GETRANGE`"),
-    doc(
-        "setrange",
-        "2.2.0",
-        "O(1), not counting the time taken to copy the new string in place. Usually, this string is very small so the amortized complexity is O(1). Otherwise, complexity is O(M) with M being the length of the value argument.",
-        "key offset value",
-    ),
-];
+    pub const fn with_subcommands(self, subcommands: &'static [Doc]) -> Doc {
+        Doc {
+            subcommands,
+            ..self
+        }
+    }
+}
 
 /// The docs of `name` (lower-case; `container|sub` for a subcommand).
 pub fn get(name: &str) -> Option<&'static Doc> {
-    DOCS.iter().find(|d| d.name == name)
+    match name.split_once('|') {
+        None => command::lookup(name.as_bytes()).map(|spec| &spec.doc),
+        Some((base, _)) => subcommands(base).find(|d| d.name == name),
+    }
 }
 
-/// The subcommand docs of a container (`client`), in [`DOCS`] order.
-pub fn subcommands(container: &str) -> impl Iterator<Item = &'static Doc> + '_ {
-    DOCS.iter().filter(move |d| {
-        d.name
-            .split_once('|')
-            .is_some_and(|(base, _)| base == container)
-    })
+/// The subcommand docs of a container (`client`), in its row's order.
+pub fn subcommands(container: &str) -> impl Iterator<Item = &'static Doc> {
+    command::lookup(container.as_bytes())
+        .map_or(&[][..], |spec| spec.doc.subcommands)
+        .iter()
 }
 
 /// An argument type, as COMMAND DOCS names it.
@@ -1038,7 +745,7 @@ fn doc_reply(doc: &Doc, summary: &str, group: &str) -> Reply {
         m.push(Reply::Array(args.iter().map(Arg::reply).collect()));
     }
     let mut subs = Vec::new();
-    for sub in subcommands(doc.name) {
+    for sub in doc.subcommands {
         subs.push(bulk(sub.name));
         subs.push(doc_reply(sub, summary, group));
     }
@@ -1051,15 +758,7 @@ fn doc_reply(doc: &Doc, summary: &str, group: &str) -> Reply {
 
 /// The COMMAND DOCS entry of a command of the table.
 pub fn command_docs(spec: &CommandSpec) -> Reply {
-    match get(spec.name) {
-        Some(doc) => doc_reply(doc, spec.summary, spec.group),
-        None => Reply::Array(vec![
-            bulk("summary"),
-            bulk(spec.summary),
-            bulk("group"),
-            bulk(spec.group),
-        ]),
-    }
+    doc_reply(&spec.doc, spec.summary, spec.group)
 }
 
 /// COMMAND DOCS for a name as a client wrote it, any case: a command
@@ -1133,37 +832,32 @@ mod tests {
 
     #[test]
     fn every_command_has_docs_and_every_doc_a_command() {
-        for spec in command::all_commands() {
-            assert!(get(spec.name).is_some(), "no docs for {}", spec.name);
-        }
         let mut seen = HashSet::new();
-        for doc in DOCS {
+        let mut all = Vec::new();
+        for spec in command::all_commands() {
+            let doc = &spec.doc;
+            assert_eq!(doc.name, spec.name, "the row's doc is named after it");
+            assert!(!doc.since.is_empty(), "no docs for {}", spec.name);
+            assert!(
+                doc.summary.is_none(),
+                "{}: the row has the summary",
+                doc.name
+            );
+            assert!(doc.subcommands.is_empty() || doc.syntax.is_empty());
+            all.push(doc);
+            for sub in doc.subcommands {
+                let (base, name) = sub.name.split_once('|').unwrap_or_default();
+                assert_eq!(base, spec.name, "{} in the row of {}", sub.name, spec.name);
+                assert!(!name.is_empty() && !name.contains('|'), "{}", sub.name);
+                assert!(sub.summary.is_some(), "{}: no summary", sub.name);
+                assert!(sub.subcommands.is_empty(), "{}", sub.name);
+                assert!(get(sub.name).is_some_and(|d| std::ptr::eq(d, sub)));
+                all.push(sub);
+            }
+        }
+        for doc in all {
             assert!(seen.insert(doc.name), "docs for {} twice", doc.name);
             assert_eq!(doc.name, doc.name.to_ascii_lowercase());
-            match doc.name.split_once('|') {
-                None => {
-                    assert!(
-                        command::lookup(doc.name.as_bytes()).is_some(),
-                        "docs for {}, which is not a command",
-                        doc.name
-                    );
-                    assert!(
-                        doc.summary.is_none(),
-                        "{}: the table has the summary",
-                        doc.name
-                    );
-                }
-                Some((base, sub)) => {
-                    assert!(
-                        command::lookup(base.as_bytes()).is_some() && get(base).is_some(),
-                        "docs for {}, whose container is not a command",
-                        doc.name
-                    );
-                    assert!(!sub.is_empty() && !sub.contains('|'), "{}", doc.name);
-                    assert!(doc.summary.is_some(), "{}: no summary", doc.name);
-                    assert!(get(base).is_some_and(|c| c.syntax.is_empty()));
-                }
-            }
             let args = arguments(doc).unwrap_or_else(|e| panic!("{e}"));
             // The syntax is the hint redis-cli prints, but for the groups.
             let shown: String = doc
@@ -1299,7 +993,7 @@ mod tests {
         }
         let with_notes = |syntax, notes| Doc {
             notes,
-            ..doc("x", "1.0.0", "O(1)", syntax)
+            ..Doc::new("x", "1.0.0", "O(1)", syntax)
         };
         for (syntax, notes) in [
             ("key", &[("value", "since=1.0.0")][..]),

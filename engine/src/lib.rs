@@ -39,6 +39,8 @@ pub mod families;
 pub mod glob;
 pub mod journal;
 pub mod keyhash;
+#[cfg(test)]
+mod logged_tests;
 pub mod longdouble;
 pub mod pagetable;
 pub mod propagate;

@@ -5,11 +5,12 @@
 //! command that changed something leaves exactly the records that replay
 //! it:
 //!
-//! - by default the command as it arrived ([`crate::command::execute_shard`]
-//!   calls [`crate::shard::ExecCtx::propagate`] when the command counted a
-//!   change and wrote nothing itself);
-//! - commands whose effect depends on the clock or on randomness write
-//!   their own canonical form instead (`SET .. PXAT`, `PEXPIREAT`, `DEL`,
+//! - the command as it arrived, for rows with [`crate::command::Log::Auto`]
+//!   ([`crate::command::execute_shard`] calls
+//!   [`crate::shard::ExecCtx::propagate`] when the command counted a
+//!   change);
+//! - rows with [`crate::command::Log::Effect`], whose effect depends on the
+//!   clock or on randomness, write their own canonical form instead (`SET .. PXAT`, `PEXPIREAT`, `DEL`,
 //!   `SET .. KEEPTTL` for INCRBYFLOAT), so replay at another time gives the
 //!   same state;
 //! - a key found expired is deleted and logged as `DEL`;
@@ -155,7 +156,7 @@ impl LogState {
     }
 
     /// Whether the running command wrote its own records.
-    pub(crate) fn propagated(&self) -> bool {
+    pub fn propagated(&self) -> bool {
         self.propagated
     }
 

@@ -14,6 +14,9 @@ pub struct ShardStats {
     pub expired_keys: u64,
     /// Changes since the last successful save (Redis's `server.dirty`).
     pub dirty: u64,
+    /// Commands that broke their row's logging rule
+    /// ([`crate::command::unlogged_change`]): always 0 unless a row is wrong.
+    pub unlogged_changes: u64,
 }
 
 /// How much active expiry may examine per cycle and database

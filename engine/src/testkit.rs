@@ -2,15 +2,17 @@
 //! arity-checked and executed exactly as the server does it, but every
 //! shard lives in this thread and the clock is set by the test.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use crate::command::{self, Args, Cluster, Exec, Job, LocalBoxFuture, Route};
+use crate::command::{self, Args, Cluster, CommandSpec, Exec, Job, LocalBoxFuture, Route};
+use crate::propagate::LogSink;
 use crate::reply::Reply;
 use crate::shard::Shard;
 
@@ -50,6 +52,30 @@ impl Drop for TempDir {
 
 pub struct TestCluster {
     shards: RefCell<Vec<Shard>>,
+    /// The cross-shard command running, whose jobs `run` checks against
+    /// its row's logging rule.
+    running: Cell<Option<&'static CommandSpec>>,
+}
+
+/// One record a shard logged: `(shard, payload)`.
+pub type Record = (usize, Vec<u8>);
+
+/// Records a [`TestCluster`]'s shards logged, in the order they were
+/// appended.
+#[derive(Clone, Default)]
+pub struct Captured(pub Rc<RefCell<Vec<Record>>>);
+
+struct CaptureSink {
+    shard: usize,
+    into: Captured,
+}
+
+impl LogSink for CaptureSink {
+    fn append(&mut self, payload: &[u8], _tx: Option<(u64, u16)>) -> u64 {
+        let mut v = self.into.0.borrow_mut();
+        v.push((self.shard, payload.to_vec()));
+        v.len() as u64
+    }
 }
 
 /// Polls a future whose every step is immediately ready.
@@ -66,7 +92,24 @@ impl TestCluster {
     pub fn new(shards: usize) -> Self {
         TestCluster {
             shards: RefCell::new((0..shards).map(|i| Shard::new(i, shards, 16)).collect()),
+            running: Cell::new(None),
         }
+    }
+
+    /// Turns logging on for every shard; what they log lands in the
+    /// returned [`Captured`]. Records of cross-shard commands are appended
+    /// by each job as it runs (no transaction: the test cluster commits
+    /// every part).
+    pub fn capture_log(&self) -> Captured {
+        let captured = Captured::default();
+        for (i, s) in self.shards.borrow_mut().iter_mut().enumerate() {
+            let sink = CaptureSink {
+                shard: i,
+                into: captured.clone(),
+            };
+            s.log.attach(Box::new(sink), 0);
+        }
+        captured
     }
 
     /// Sets every shard's clock (Unix ms).
@@ -104,11 +147,13 @@ impl TestCluster {
             (Route::Shard(s), Exec::Shard(f) | Exec::Keys { shard: f, .. }) => {
                 let mut shards = self.shards.borrow_mut();
                 let mut ctx = shards[s].ctx(db);
-                command::execute_shard(f, &mut ctx, args, &mut out);
+                command::execute_shard(spec, f, &mut ctx, args, &mut out);
             }
             (Route::CrossKeys, Exec::Keys { cross, .. })
             | (Route::Global { .. }, Exec::Global { cross, .. }) => {
+                self.running.set(Some(spec));
                 block_on(cross(self, db, args.to_vecs())).write_to(&mut out);
+                self.running.set(None);
             }
             (route, _) => panic!("test cluster cannot run {} ({route:?})", spec.name),
         }
@@ -128,7 +173,15 @@ impl Cluster for TestCluster {
     }
 
     fn run(&self, shard: usize, job: Job) -> LocalBoxFuture<'_, Reply> {
-        let r = job(&mut self.shards.borrow_mut()[shard]);
+        let mut shards = self.shards.borrow_mut();
+        let sh = &mut shards[shard];
+        let dirty = sh.stats.dirty;
+        sh.log.begin_command();
+        let r = job(sh);
+        if let Some(spec) = self.running.get().filter(|_| sh.log.enabled()) {
+            let (changed, wrote) = (sh.stats.dirty != dirty, sh.log.propagated());
+            command::check_logged(sh, spec, changed, wrote, true);
+        }
         Box::pin(std::future::ready(r))
     }
 }

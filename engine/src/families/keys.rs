@@ -11,8 +11,8 @@
 
 use crate::command::flags::*;
 use crate::command::{
-    group_by_shard, join_all, ready, run_value, Args, Cluster, CommandSpec, CrossFn, Exec,
-    LocalBoxFuture,
+    cmd, group_by_shard, join_all, ready, run_value, Args, Cluster, CommandSpec, Exec,
+    LocalBoxFuture, Log,
 };
 use crate::error::{CmdResult, Error};
 use crate::families::server::on_every_shard;
@@ -22,217 +22,77 @@ use crate::resp::{self, parse_i64};
 use crate::shard::{ExecCtx, Shard};
 use crate::value::Entry;
 
-const fn cmd(
-    name: &'static str,
-    arity: i32,
-    flags: u32,
-    keys: (i32, i32, i32),
-    summary: &'static str,
-    exec: Exec,
-) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key: keys.0,
-        last_key: keys.1,
-        step: keys.2,
-        group: "generic",
-        summary,
-        exec,
-    }
-}
-
-/// A keyspace-wide command (no key arguments).
-const fn global(
-    name: &'static str,
-    arity: i32,
-    flags: u32,
-    summary: &'static str,
-    cross: CrossFn,
-    lock: bool,
-) -> CommandSpec {
-    cmd(
-        name,
-        arity,
-        flags,
-        (0, 0, 0),
-        summary,
-        Exec::Global { cross, lock },
-    )
-}
-
 pub static COMMANDS: &[CommandSpec] = &[
-    cmd(
-        "del",
-        -2,
-        WRITE,
-        (1, -1, 1),
-        "Delete a key",
-        Exec::Keys {
-            shard: del,
-            cross: del_cross,
-        },
-    ),
-    cmd(
-        "unlink",
-        -2,
-        WRITE | FAST,
-        (1, -1, 1),
-        "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking.",
-        Exec::Keys {
-            shard: del,
-            cross: del_cross,
-        },
-    ),
-    cmd(
-        "exists",
-        -2,
-        READONLY | FAST,
-        (1, -1, 1),
-        "Determine if a key exists",
-        Exec::Keys {
-            shard: exists,
-            cross: exists_cross,
-        },
-    ),
-    cmd(
-        "touch",
-        -2,
-        READONLY | FAST,
-        (1, -1, 1),
-        "Alters the last access time of a key(s). Returns the number of existing keys specified.",
-        Exec::Keys {
-            shard: exists,
-            cross: exists_cross,
-        },
-    ),
-    cmd(
-        "type",
-        2,
-        READONLY | FAST,
-        (1, 1, 1),
-        "Determine the type stored at key",
-        Exec::Shard(type_cmd),
-    ),
-    cmd(
-        "expire",
-        -3,
-        WRITE | FAST,
-        (1, 1, 1),
-        "Set a key's time to live in seconds",
-        Exec::Shard(expire),
-    ),
-    cmd(
-        "pexpire",
-        -3,
-        WRITE | FAST,
-        (1, 1, 1),
-        "Set a key's time to live in milliseconds",
-        Exec::Shard(pexpire),
-    ),
-    cmd(
-        "expireat",
-        -3,
-        WRITE | FAST,
-        (1, 1, 1),
-        "Set the expiration for a key as a UNIX timestamp",
-        Exec::Shard(expireat),
-    ),
-    cmd(
-        "pexpireat",
-        -3,
-        WRITE | FAST,
-        (1, 1, 1),
-        "Set the expiration for a key as a UNIX timestamp specified in milliseconds",
-        Exec::Shard(pexpireat),
-    ),
-    cmd(
-        "ttl",
-        2,
-        READONLY | FAST,
-        (1, 1, 1),
-        "Get the time to live for a key in seconds",
-        Exec::Shard(ttl),
-    ),
-    cmd(
-        "pttl",
-        2,
-        READONLY | FAST,
-        (1, 1, 1),
-        "Get the time to live for a key in milliseconds",
-        Exec::Shard(pttl),
-    ),
-    cmd(
-        "expiretime",
-        2,
-        READONLY | FAST,
-        (1, 1, 1),
-        "Get the expiration Unix timestamp for a key",
-        Exec::Shard(expiretime),
-    ),
-    cmd(
-        "pexpiretime",
-        2,
-        READONLY | FAST,
-        (1, 1, 1),
-        "Get the expiration Unix timestamp for a key in milliseconds",
-        Exec::Shard(pexpiretime),
-    ),
-    cmd(
-        "persist",
-        2,
-        WRITE | FAST,
-        (1, 1, 1),
-        "Remove the expiration from a key",
-        Exec::Shard(persist),
-    ),
-    cmd(
-        "rename",
-        3,
-        WRITE,
-        (1, 2, 1),
-        "Rename a key",
-        Exec::Keys {
-            shard: rename,
-            cross: rename_cross,
-        },
-    ),
-    cmd(
-        "renamenx",
-        3,
-        WRITE | FAST,
-        (1, 2, 1),
-        "Rename a key, only if the new key does not exist",
-        Exec::Keys {
-            shard: renamenx,
-            cross: renamenx_cross,
-        },
-    ),
-    global(
-        "keys",
-        2,
-        READONLY,
-        "Find all keys matching the given pattern",
-        keys_cmd,
-        true,
-    ),
-    global(
-        "scan",
-        -2,
-        READONLY,
-        "Incrementally iterate the keys space",
-        scan,
-        false,
-    ),
-    global(
-        "randomkey",
-        1,
-        READONLY,
-        "Return a random key from the keyspace",
-        randomkey,
-        false,
-    ),
+    cmd("del", -2, WRITE, Exec::Keys { shard: del, cross: del_cross }, Log::Auto)
+        .keys(1, -1, 1)
+        .doc("generic", "Delete a key", "1.0.0", "O(N) where N is the number of keys that will be removed. When a key to remove holds a value other than a string, the individual complexity for this key is O(M) where M is the number of elements in the list, set, sorted set or hash. Removing a single key that holds a string value is O(1).", "key [key ...]"),
+    cmd("unlink", -2, WRITE | FAST, Exec::Keys { shard: del, cross: del_cross }, Log::Auto)
+        .keys(1, -1, 1)
+        .doc("generic", "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking.", "4.0.0", "O(1) for each key removed regardless of its size. Then the command does O(N) work in a different thread in order to reclaim memory, where N is the number of allocations the deleted objects where composed of.", "key [key ...]"),
+    cmd("exists", -2, READONLY | FAST, Exec::Keys { shard: exists, cross: exists_cross }, Log::Never)
+        .keys(1, -1, 1)
+        .doc("generic", "Determine if a key exists", "1.0.0", "O(N) where N is the number of keys to check.", "key [key ...]")
+        .history(&[("3.0.3", "Accepts multiple `key` arguments.")]),
+    cmd("touch", -2, READONLY | FAST, Exec::Keys { shard: exists, cross: exists_cross }, Log::Never)
+        .keys(1, -1, 1)
+        .doc("generic", "Alters the last access time of a key(s). Returns the number of existing keys specified.", "3.2.1", "O(N) where N is the number of keys that will be touched.", "key [key ...]"),
+    cmd("type", 2, READONLY | FAST, Exec::Shard(type_cmd), Log::Never)
+        .keys(1, 1, 1)
+        .doc("generic", "Determine the type stored at key", "1.0.0", "O(1)", "key"),
+    cmd("expire", -3, WRITE | FAST, Exec::Shard(expire), Log::Effect)
+        .keys(1, 1, 1)
+        .doc("generic", "Set a key's time to live in seconds", "1.0.0", "O(1)", "key seconds [NX|XX|GT|LT]")
+        .notes(&[("NX|XX|GT|LT", "name=condition since=7.0.0")])
+        .history(&[("7.0.0", "Added options: `NX`, `XX`, `GT` and `LT`.")]),
+    cmd("pexpire", -3, WRITE | FAST, Exec::Shard(pexpire), Log::Effect)
+        .keys(1, 1, 1)
+        .doc("generic", "Set a key's time to live in milliseconds", "2.6.0", "O(1)", "key milliseconds [NX|XX|GT|LT]")
+        .notes(&[("NX|XX|GT|LT", "name=condition since=7.0.0")])
+        .history(&[("7.0.0", "Added options: `NX`, `XX`, `GT` and `LT`.")]),
+    cmd("expireat", -3, WRITE | FAST, Exec::Shard(expireat), Log::Effect)
+        .keys(1, 1, 1)
+        .doc("generic", "Set the expiration for a key as a UNIX timestamp", "1.2.0", "O(1)", "key unix-time-seconds [NX|XX|GT|LT]")
+        .notes(&[("NX|XX|GT|LT", "name=condition since=7.0.0")])
+        .history(&[("7.0.0", "Added options: `NX`, `XX`, `GT` and `LT`.")]),
+    cmd("pexpireat", -3, WRITE | FAST, Exec::Shard(pexpireat), Log::Effect)
+        .keys(1, 1, 1)
+        .doc("generic", "Set the expiration for a key as a UNIX timestamp specified in milliseconds", "2.6.0", "O(1)", "key unix-time-milliseconds [NX|XX|GT|LT]")
+        .notes(&[("NX|XX|GT|LT", "name=condition since=7.0.0")])
+        .history(&[("7.0.0", "Added options: `NX`, `XX`, `GT` and `LT`.")]),
+    cmd("ttl", 2, READONLY | FAST, Exec::Shard(ttl), Log::Never)
+        .keys(1, 1, 1)
+        .doc("generic", "Get the time to live for a key in seconds", "1.0.0", "O(1)", "key")
+        .history(&[("2.8.0", "Added the -2 reply.")]),
+    cmd("pttl", 2, READONLY | FAST, Exec::Shard(pttl), Log::Never)
+        .keys(1, 1, 1)
+        .doc("generic", "Get the time to live for a key in milliseconds", "2.6.0", "O(1)", "key")
+        .history(&[("2.8.0", "Added the -2 reply.")]),
+    cmd("expiretime", 2, READONLY | FAST, Exec::Shard(expiretime), Log::Never)
+        .keys(1, 1, 1)
+        .doc("generic", "Get the expiration Unix timestamp for a key", "7.0.0", "O(1)", "key"),
+    cmd("pexpiretime", 2, READONLY | FAST, Exec::Shard(pexpiretime), Log::Never)
+        .keys(1, 1, 1)
+        .doc("generic", "Get the expiration Unix timestamp for a key in milliseconds", "7.0.0", "O(1)", "key"),
+    cmd("persist", 2, WRITE | FAST, Exec::Shard(persist), Log::Auto)
+        .keys(1, 1, 1)
+        .doc("generic", "Remove the expiration from a key", "2.2.0", "O(1)", "key"),
+    cmd("rename", 3, WRITE, Exec::Keys { shard: rename, cross: rename_cross }, Log::Auto)
+        .keys(1, 2, 1)
+        .doc("generic", "Rename a key", "1.0.0", "O(1)", "key newkey"),
+    cmd("renamenx", 3, WRITE | FAST, Exec::Keys { shard: renamenx, cross: renamenx_cross }, Log::Auto)
+        .keys(1, 2, 1)
+        .doc("generic", "Rename a key, only if the new key does not exist", "1.0.0", "O(1)", "key newkey")
+        .history(&[
+            ("3.2.0", "The command no longer returns an error when source and destination names are the same."),
+        ]),
+    cmd("keys", 2, READONLY, Exec::Global { cross: keys_cmd, lock: true }, Log::Never)
+        .doc("generic", "Find all keys matching the given pattern", "1.0.0", "O(N) with N being the number of keys in the database, under the assumption that the key names in the database and the given pattern have limited length.", "pattern"),
+    cmd("scan", -2, READONLY, Exec::Global { cross: scan, lock: false }, Log::Never)
+        .doc("generic", "Incrementally iterate the keys space", "2.8.0", "O(1) for every call. O(N) for a complete iteration, including enough command calls for the cursor to return back to 0. N is the number of elements inside the collection.", "cursor [MATCH pattern] [COUNT count] [TYPE type]")
+        .notes(&[("TYPE type", "since=6.0.0")])
+        .history(&[("6.0.0", "Added the `TYPE` subcommand.")]),
+    cmd("randomkey", 1, READONLY, Exec::Global { cross: randomkey, lock: false }, Log::Never)
+        .doc("generic", "Return a random key from the keyspace", "1.0.0", "O(1)", ""),
 ];
 
 // ---------------------------------------------------------------------------

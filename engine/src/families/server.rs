@@ -1,64 +1,97 @@
 //! Keyspace-wide server commands: DBSIZE, FLUSHDB, FLUSHALL, SWAPDB.
 
 use crate::command::flags::*;
-use crate::command::{join_all, ready, Cluster, CommandSpec, Exec, Job, LocalBoxFuture};
+use crate::command::{cmd, join_all, ready, Cluster, CommandSpec, Exec, Job, LocalBoxFuture, Log};
 use crate::error::Error;
 use crate::reply::Reply;
 use crate::resp::parse_i64;
 
-const fn global(
-    name: &'static str,
-    arity: i32,
-    flags: u32,
-    group: &'static str,
-    summary: &'static str,
-    cross: crate::command::CrossFn,
-) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        group,
-        summary,
-        exec: Exec::Global { cross, lock: true },
-    }
-}
-
 pub static COMMANDS: &[CommandSpec] = &[
-    global(
+    cmd(
         "dbsize",
         1,
         READONLY | FAST,
+        Exec::Global {
+            cross: dbsize,
+            lock: true,
+        },
+        Log::Never,
+    )
+    .doc(
         "server",
         "Return the number of keys in the selected database",
-        dbsize,
+        "1.0.0",
+        "O(1)",
+        "",
     ),
-    global(
+    cmd(
         "flushdb",
         -1,
         WRITE,
+        Exec::Global {
+            cross: flushdb,
+            lock: true,
+        },
+        Log::Effect,
+    )
+    .doc(
         "server",
         "Remove all keys from the current database",
-        flushdb,
-    ),
-    global(
+        "1.0.0",
+        "O(N) where N is the number of keys in the selected database",
+        "[ASYNC|SYNC]",
+    )
+    .notes(&[
+        ("ASYNC|SYNC", "name=async"),
+        ("ASYNC", "since=4.0.0"),
+        ("SYNC", "since=6.2.0"),
+    ])
+    .history(&[
+        ("4.0.0", "Added the `ASYNC` flushing mode modifier."),
+        ("6.2.0", "Added the `SYNC` flushing mode modifier."),
+    ]),
+    cmd(
         "flushall",
         -1,
         WRITE,
+        Exec::Global {
+            cross: flushall,
+            lock: true,
+        },
+        Log::Effect,
+    )
+    .doc(
         "server",
         "Remove all keys from all databases",
-        flushall,
-    ),
-    global(
+        "1.0.0",
+        "O(N) where N is the total number of keys in all databases",
+        "[ASYNC|SYNC]",
+    )
+    .notes(&[
+        ("ASYNC|SYNC", "name=async"),
+        ("ASYNC", "since=4.0.0"),
+        ("SYNC", "since=6.2.0"),
+    ])
+    .history(&[
+        ("4.0.0", "Added the `ASYNC` flushing mode modifier."),
+        ("6.2.0", "Added the `SYNC` flushing mode modifier."),
+    ]),
+    cmd(
         "swapdb",
         3,
         WRITE | FAST,
+        Exec::Global {
+            cross: swapdb,
+            lock: true,
+        },
+        Log::Effect,
+    )
+    .doc(
         "server",
         "Swaps two Redis databases",
-        swapdb,
+        "4.0.0",
+        "O(N) where N is the count of clients watching or blocking on keys from both databases.",
+        "index1 index2",
     ),
 ];
 

@@ -9,7 +9,9 @@
 //! SETRANGE) keep it.
 
 use crate::command::flags::*;
-use crate::command::{group_by_shard, join_all, Args, Cluster, CommandSpec, Exec, LocalBoxFuture};
+use crate::command::{
+    cmd, group_by_shard, join_all, Args, Cluster, CommandSpec, Exec, LocalBoxFuture, Log,
+};
 use crate::error::{CmdResult, Error};
 use crate::longdouble::LongDouble;
 use crate::reply::Reply;
@@ -17,206 +19,91 @@ use crate::resp::{self, parse_i64};
 use crate::shard::ExecCtx;
 use crate::value::Value;
 
-const fn cmd(
-    name: &'static str,
-    arity: i32,
-    flags: u32,
-    keys: (i32, i32, i32),
-    summary: &'static str,
-    exec: Exec,
-) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key: keys.0,
-        last_key: keys.1,
-        step: keys.2,
-        group: "string",
-        summary,
-        exec,
-    }
-}
-
 /// Arity, flags and key positions are Redis 7.0's (`src/commands/*.json`).
 pub static COMMANDS: &[CommandSpec] = &[
-    cmd(
-        "get",
-        2,
-        READONLY | FAST,
-        (1, 1, 1),
-        "Get the value of a key",
-        Exec::Shard(get),
-    ),
-    cmd(
-        "set",
-        -3,
-        WRITE | DENYOOM,
-        (1, 1, 1),
-        "Set the string value of a key",
-        Exec::Shard(set),
-    ),
-    cmd(
-        "setnx",
-        3,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        "Set the value of a key, only if the key does not exist",
-        Exec::Shard(setnx),
-    ),
-    cmd(
-        "setex",
-        4,
-        WRITE | DENYOOM,
-        (1, 1, 1),
-        "Set the value and expiration of a key",
-        Exec::Shard(setex),
-    ),
-    cmd(
-        "psetex",
-        4,
-        WRITE | DENYOOM,
-        (1, 1, 1),
-        "Set the value and expiration in milliseconds of a key",
-        Exec::Shard(psetex),
-    ),
-    cmd(
-        "getset",
-        3,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        "Set the string value of a key and return its old value",
-        Exec::Shard(getset),
-    ),
-    cmd(
-        "getdel",
-        2,
-        WRITE | FAST,
-        (1, 1, 1),
-        "Get the value of a key and delete the key",
-        Exec::Shard(getdel),
-    ),
-    cmd(
-        "getex",
-        -2,
-        WRITE | FAST,
-        (1, 1, 1),
-        "Get the value of a key and optionally set its expiration",
-        Exec::Shard(getex),
-    ),
-    cmd(
-        "mget",
-        -2,
-        READONLY | FAST,
-        (1, -1, 1),
-        "Get the values of all the given keys",
-        Exec::Keys {
-            shard: mget,
-            cross: mget_cross,
-        },
-    ),
-    cmd(
-        "mset",
-        -3,
-        WRITE | DENYOOM,
-        (1, -1, 2),
-        "Set multiple keys to multiple values",
-        Exec::Keys {
-            shard: mset,
-            cross: mset_cross,
-        },
-    ),
-    cmd(
-        "msetnx",
-        -3,
-        WRITE | DENYOOM,
-        (1, -1, 2),
-        "Set multiple keys to multiple values, only if none of the keys exist",
-        Exec::Keys {
-            shard: msetnx,
-            cross: msetnx_cross,
-        },
-    ),
-    cmd(
-        "incr",
-        2,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        "Increment the integer value of a key by one",
-        Exec::Shard(incr),
-    ),
-    cmd(
-        "decr",
-        2,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        "Decrement the integer value of a key by one",
-        Exec::Shard(decr),
-    ),
-    cmd(
-        "incrby",
-        3,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        "Increment the integer value of a key by the given amount",
-        Exec::Shard(incrby),
-    ),
-    cmd(
-        "decrby",
-        3,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        "Decrement the integer value of a key by the given number",
-        Exec::Shard(decrby),
-    ),
-    cmd(
-        "incrbyfloat",
-        3,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        "Increment the float value of a key by the given amount",
-        Exec::Shard(incrbyfloat),
-    ),
-    cmd(
-        "append",
-        3,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        "Append a value to a key",
-        Exec::Shard(append),
-    ),
-    cmd(
-        "strlen",
-        2,
-        READONLY | FAST,
-        (1, 1, 1),
-        "Get the length of the value stored in a key",
-        Exec::Shard(strlen),
-    ),
-    cmd(
-        "getrange",
-        4,
-        READONLY,
-        (1, 1, 1),
-        "Get a substring of the string stored at a key",
-        Exec::Shard(getrange),
-    ),
-    cmd(
-        "substr",
-        4,
-        READONLY,
-        (1, 1, 1),
-        "Get a substring of the string stored at a key",
-        Exec::Shard(getrange),
-    ),
-    cmd(
-        "setrange",
-        4,
-        WRITE | DENYOOM,
-        (1, 1, 1),
-        "Overwrite part of a string at key starting at the specified offset",
-        Exec::Shard(setrange),
-    ),
+    cmd("get", 2, READONLY | FAST, Exec::Shard(get), Log::Never)
+        .keys(1, 1, 1)
+        .doc("string", "Get the value of a key", "1.0.0", "O(1)", "key"),
+    cmd("set", -3, WRITE | DENYOOM, Exec::Shard(set), Log::Effect)
+        .keys(1, 1, 1)
+        .doc("string", "Set the string value of a key", "1.0.0", "O(1)", "key value [NX|XX] [GET] [EX seconds|PX milliseconds|EXAT unix-time-seconds|PXAT unix-time-milliseconds|KEEPTTL]")
+        .notes(&[
+            ("NX|XX", "name=condition since=2.6.12"),
+            ("GET", "since=6.2.0"),
+            ("EX seconds|...", "name=expiration"),
+            ("EX seconds", "since=2.6.12"),
+            ("PX milliseconds", "since=2.6.12"),
+            ("EXAT unix-time-seconds", "since=6.2.0"),
+            ("PXAT unix-time-milliseconds", "since=6.2.0"),
+            ("KEEPTTL", "since=6.0.0"),
+        ])
+        .history(&[
+            ("2.6.12", "Added the `EX`, `PX`, `NX` and `XX` options."),
+            ("6.0.0", "Added the `KEEPTTL` option."),
+            ("6.2.0", "Added the `GET`, `EXAT` and `PXAT` option."),
+            ("7.0.0", "Allowed the `NX` and `GET` options to be used together."),
+        ]),
+    cmd("setnx", 3, WRITE | DENYOOM | FAST, Exec::Shard(setnx), Log::Auto)
+        .keys(1, 1, 1)
+        .doc("string", "Set the value of a key, only if the key does not exist", "1.0.0", "O(1)", "key value"),
+    cmd("setex", 4, WRITE | DENYOOM, Exec::Shard(setex), Log::Effect)
+        .keys(1, 1, 1)
+        .doc("string", "Set the value and expiration of a key", "2.0.0", "O(1)", "key seconds value"),
+    cmd("psetex", 4, WRITE | DENYOOM, Exec::Shard(psetex), Log::Effect)
+        .keys(1, 1, 1)
+        .doc("string", "Set the value and expiration in milliseconds of a key", "2.6.0", "O(1)", "key milliseconds value"),
+    cmd("getset", 3, WRITE | DENYOOM | FAST, Exec::Shard(getset), Log::Auto)
+        .keys(1, 1, 1)
+        .doc("string", "Set the string value of a key and return its old value", "1.0.0", "O(1)", "key value")
+        .deprecated("6.2.0", "`SET` with the `!GET` argument"),
+    cmd("getdel", 2, WRITE | FAST, Exec::Shard(getdel), Log::Effect)
+        .keys(1, 1, 1)
+        .doc("string", "Get the value of a key and delete the key", "6.2.0", "O(1)", "key"),
+    cmd("getex", -2, WRITE | FAST, Exec::Shard(getex), Log::Effect)
+        .keys(1, 1, 1)
+        .doc("string", "Get the value of a key and optionally set its expiration", "6.2.0", "O(1)", "key [EX seconds|PX milliseconds|EXAT unix-time-seconds|PXAT unix-time-milliseconds|PERSIST]")
+        .notes(&[("EX seconds|...", "name=expiration")]),
+    cmd("mget", -2, READONLY | FAST, Exec::Keys { shard: mget, cross: mget_cross }, Log::Never)
+        .keys(1, -1, 1)
+        .doc("string", "Get the values of all the given keys", "1.0.0", "O(N) where N is the number of keys to retrieve.", "key [key ...]"),
+    cmd("mset", -3, WRITE | DENYOOM, Exec::Keys { shard: mset, cross: mset_cross }, Log::Auto)
+        .keys(1, -1, 2)
+        .doc("string", "Set multiple keys to multiple values", "1.0.1", "O(N) where N is the number of keys to set.", "key value [key value ...]"),
+    cmd("msetnx", -3, WRITE | DENYOOM, Exec::Keys { shard: msetnx, cross: msetnx_cross }, Log::Auto)
+        .keys(1, -1, 2)
+        .doc("string", "Set multiple keys to multiple values, only if none of the keys exist", "1.0.1", "O(N) where N is the number of keys to set.", "key value [key value ...]"),
+    cmd("incr", 2, WRITE | DENYOOM | FAST, Exec::Shard(incr), Log::Auto)
+        .keys(1, 1, 1)
+        .doc("string", "Increment the integer value of a key by one", "1.0.0", "O(1)", "key"),
+    cmd("decr", 2, WRITE | DENYOOM | FAST, Exec::Shard(decr), Log::Auto)
+        .keys(1, 1, 1)
+        .doc("string", "Decrement the integer value of a key by one", "1.0.0", "O(1)", "key"),
+    cmd("incrby", 3, WRITE | DENYOOM | FAST, Exec::Shard(incrby), Log::Auto)
+        .keys(1, 1, 1)
+        .doc("string", "Increment the integer value of a key by the given amount", "1.0.0", "O(1)", "key increment"),
+    cmd("decrby", 3, WRITE | DENYOOM | FAST, Exec::Shard(decrby), Log::Auto)
+        .keys(1, 1, 1)
+        .doc("string", "Decrement the integer value of a key by the given number", "1.0.0", "O(1)", "key decrement"),
+    cmd("incrbyfloat", 3, WRITE | DENYOOM | FAST, Exec::Shard(incrbyfloat), Log::Effect)
+        .keys(1, 1, 1)
+        .doc("string", "Increment the float value of a key by the given amount", "2.6.0", "O(1)", "key increment")
+        .notes(&[("increment", "type=double")]),
+    cmd("append", 3, WRITE | DENYOOM | FAST, Exec::Shard(append), Log::Auto)
+        .keys(1, 1, 1)
+        .doc("string", "Append a value to a key", "2.0.0", "O(1). The amortized time complexity is O(1) assuming the appended value is small and the already present value is of any size, since the dynamic string library used by Redis will double the free space available on every reallocation.", "key value"),
+    cmd("strlen", 2, READONLY | FAST, Exec::Shard(strlen), Log::Never)
+        .keys(1, 1, 1)
+        .doc("string", "Get the length of the value stored in a key", "2.2.0", "O(1)", "key"),
+    cmd("getrange", 4, READONLY, Exec::Shard(getrange), Log::Never)
+        .keys(1, 1, 1)
+        .doc("string", "Get a substring of the string stored at a key", "2.4.0", "O(N) where N is the length of the returned string. The complexity is ultimately determined by the returned length, but because creating a substring from an existing string is very cheap, it can be considered O(1) for small strings.", "key start end"),
+    cmd("substr", 4, READONLY, Exec::Shard(getrange), Log::Never)
+        .keys(1, 1, 1)
+        .doc("string", "Get a substring of the string stored at a key", "1.0.0", "O(N) where N is the length of the returned string. The complexity is ultimately determined by the returned length, but because creating a substring from an existing string is very cheap, it can be considered O(1) for small strings.", "key start end")
+        .deprecated("2.0.0", "`GETRANGE`"),
+    cmd("setrange", 4, WRITE | DENYOOM, Exec::Shard(setrange), Log::Auto)
+        .keys(1, 1, 1)
+        .doc("string", "Overwrite part of a string at key starting at the specified offset", "2.2.0", "O(1), not counting the time taken to copy the new string in place. Usually, this string is very small so the amortized complexity is O(1). Otherwise, complexity is O(M) with M being the length of the value argument.", "key offset value"),
 ];
 
 // ---------------------------------------------------------------------------

@@ -716,7 +716,7 @@ pub fn replay(shard: &mut Shard, rec: &ShardRecovery) -> Result<u64, String> {
                 })?;
             match spec.exec {
                 Exec::Shard(f) | Exec::Keys { shard: f, .. } => {
-                    command::execute_shard(f, &mut shard.ctx(db), args, &mut out);
+                    command::execute_shard(spec, f, &mut shard.ctx(db), args, &mut out);
                 }
                 _ => replay_global(shard, spec.name, db, &args.to_vecs()).ok_or_else(|| {
                     format!("Command '{}' can't be replayed: {}", spec.name, at())

@@ -1,11 +1,15 @@
 //! Connection and administration commands, which the server answers itself:
 //! PING, ECHO, QUIT, SELECT, AUTH, HELLO, RESET, CLIENT, COMMAND, CONFIG,
-//! INFO, TIME, SHUTDOWN. Their table entries are in the engine's
-//! `families::connection`; replies and errors follow Redis 7.
+//! INFO, TIME, SHUTDOWN, ... Their table rows are in the engine's
+//! `families::connection`; each names its handler as an
+//! `engine::command::ConnCmd`, which [`execute`] maps to a function here in
+//! one exhaustive `match` (a row without a handler does not compile).
+//! MULTI/EXEC, WATCH, SUBSCRIBE and blocking commands will be added the
+//! same way. Replies and errors follow Redis 7.
 
 use std::sync::atomic::Ordering;
 
-use engine::command::{self, flags, Args};
+use engine::command::{self, flags, Args, ConnCmd};
 use engine::docs;
 use engine::resp::{self, parse_i64};
 use engine::{CommandSpec, Error, Reply};
@@ -13,22 +17,24 @@ use engine::{CommandSpec, Error, Reply};
 use crate::conn::Conn;
 use crate::{info, log};
 
-pub async fn execute(conn: &mut Conn, spec: &'static CommandSpec, args: Args<'_>) {
-    let r = match spec.name {
-        "ping" => ping(conn, args),
-        "echo" => {
+/// Runs a connection or administration command with the handler its row
+/// names.
+pub async fn execute(conn: &mut Conn, handler: ConnCmd, args: Args<'_>) {
+    let r = match handler {
+        ConnCmd::Ping => ping(conn, args),
+        ConnCmd::Echo => {
             resp::write_bulk(&mut conn.wbuf, args.get(1));
             Ok(())
         }
-        "quit" => {
+        ConnCmd::Quit => {
             resp::write_ok(&mut conn.wbuf);
             conn.close = true;
             Ok(())
         }
-        "select" => select(conn, args),
-        "auth" => auth(conn, args),
-        "hello" => hello(conn, args),
-        "reset" => {
+        ConnCmd::Select => select(conn, args),
+        ConnCmd::Auth => auth(conn, args),
+        ConnCmd::Hello => hello(conn, args),
+        ConnCmd::Reset => {
             conn.db = 0;
             conn.client.db.store(0, Ordering::Relaxed);
             conn.client.set_name(b"");
@@ -36,15 +42,15 @@ pub async fn execute(conn: &mut Conn, spec: &'static CommandSpec, args: Args<'_>
             resp::write_simple(&mut conn.wbuf, "RESET");
             Ok(())
         }
-        "client" => client(conn, args),
-        "command" => command_cmd(conn, args),
-        "config" => config(conn, args).await,
-        "info" => {
+        ConnCmd::Client => client(conn, args),
+        ConnCmd::Command => command_cmd(conn, args),
+        ConnCmd::Config => config(conn, args).await,
+        ConnCmd::Info => {
             let text = info::render(conn, args).await;
             resp::write_bulk(&mut conn.wbuf, text.as_bytes());
             Ok(())
         }
-        "time" => {
+        ConnCmd::Time => {
             let us = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros());
@@ -53,20 +59,17 @@ pub async fn execute(conn: &mut Conn, spec: &'static CommandSpec, args: Args<'_>
             resp::write_bulk(&mut conn.wbuf, (us % 1_000_000).to_string().as_bytes());
             Ok(())
         }
-        "shutdown" => shutdown(conn, args).await,
-        "save" => save(conn).await,
-        "bgsave" => bgsave(conn, args),
-        "bgrewriteaof" => bgrewriteaof(conn),
-        "lastsave" => {
+        ConnCmd::Shutdown => shutdown(conn, args).await,
+        ConnCmd::Save => save(conn).await,
+        ConnCmd::Bgsave => bgsave(conn, args),
+        ConnCmd::Bgrewriteaof => bgrewriteaof(conn),
+        ConnCmd::Lastsave => {
             let t = conn.worker.shared.snapshot_status().last_save_unix;
             resp::write_int(&mut conn.wbuf, t as i64);
             Ok(())
         }
-        "debug" => debug(conn, args),
-        "latency" => latency(conn, args),
-        other => Err(Error::msg(format!(
-            "ERR command '{other}' is not available"
-        ))),
+        ConnCmd::Debug => debug(conn, args),
+        ConnCmd::Latency => latency(conn, args),
     };
     if let Err(e) = r {
         conn.error(e);

@@ -418,7 +418,7 @@ impl Conn {
                 }
                 reply.write_to(&mut self.wbuf);
             }
-            Route::Conn => {
+            Route::Conn(handler) => {
                 self.flush().await;
                 // LATENCY in the same read as a slow command sees it.
                 crate::latency::checkpoint();
@@ -427,7 +427,7 @@ impl Conn {
                     .last_cmd
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = spec.name;
-                admin::execute(self, spec, args).await;
+                admin::execute(self, handler, args).await;
             }
         }
     }

@@ -22,6 +22,7 @@ struct TxCluster<'w> {
     tx: Option<u64>,
     /// Jobs read the whole keyspace (keyspace-wide commands).
     keyspace_read: bool,
+    spec: &'static CommandSpec,
     /// Shards where a job staged records for the log.
     staged: RefCell<BTreeSet<usize>>,
 }
@@ -40,6 +41,7 @@ impl Cluster for TxCluster<'_> {
                 tx: self.tx,
                 from: self.worker.id,
                 keyspace_read: self.keyspace_read,
+                spec: Some(self.spec),
                 reply,
             },
         );
@@ -125,6 +127,7 @@ pub async fn run(
         worker,
         tx: if locked.is_empty() { None } else { Some(tx) },
         keyspace_read: matches!(route, Route::Global { .. }),
+        spec,
         staged: RefCell::new(BTreeSet::new()),
     };
     let reply = if ok {

@@ -53,6 +53,10 @@ pub enum Msg {
         tx: Option<u64>,
         from: usize,
         keyspace_read: bool,
+        /// The command the job is part of, checked against its row's
+        /// logging rule (`command::check_logged`); None for the server's
+        /// own jobs.
+        spec: Option<&'static CommandSpec>,
         reply: oneshot::Sender<(Reply, bool)>,
     },
     /// Lock keys (or the whole shard) for transaction `tx`; answer when granted.
@@ -267,7 +271,7 @@ pub fn execute(
     }
     match spec.exec {
         Exec::Shard(f) | Exec::Keys { shard: f, .. } => {
-            command::execute_shard(f, &mut shard.ctx(db), args, out)
+            command::execute_shard(spec, f, &mut shard.ctx(db), args, out)
         }
         // The connection routes other kinds elsewhere; answer rather than panic.
         _ => engine::Error::msg("ERR command cannot run in a batch").write_to(out),
@@ -626,6 +630,7 @@ impl Worker {
                 tx,
                 from,
                 keyspace_read,
+                spec,
                 reply,
             } => {
                 let (r, staged, wait) = {
@@ -634,8 +639,14 @@ impl Worker {
                     if let Some(t) = tx {
                         shard.log.stage(t);
                     }
+                    let dirty = shard.stats.dirty;
                     let r = job(&mut shard);
+                    let wrote = shard.log.propagated();
                     let staged = tx.is_some() && shard.log.end_stage();
+                    if let Some(spec) = spec.filter(|_| tx.is_some() && shard.log.enabled()) {
+                        let changed = shard.stats.dirty != dirty;
+                        command::check_logged(&mut shard, spec, changed, wrote, true);
+                    }
                     if keyspace_read {
                         shard.log.wait_for_all();
                     }
@@ -801,6 +812,7 @@ impl Worker {
             tx: None,
             from: self.id,
             keyspace_read: false,
+            spec: None,
             reply,
         })
         .await

@@ -22,6 +22,7 @@ mod config;
 mod conn;
 mod info;
 mod latency;
+mod lazyfree;
 mod log;
 mod logswitch;
 mod recover;
@@ -487,6 +488,8 @@ fn run(mut cfg: Config) -> i32 {
     let pidfile = cfg.pidfile.clone();
     let databases = cfg.databases as usize;
     let max_string = cfg.proto_max_bulk_len as usize;
+    lazyfree::start();
+    let lazy = lazyfree::settings(&cfg);
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
     let (shutdown_tx, shutdown_rx) = std::sync::mpsc::channel();
@@ -528,6 +531,7 @@ fn run(mut cfg: Config) -> i32 {
             }
             let mut shard = Shard::new(id, workers, databases);
             shard.max_string_len = max_string;
+            shard.lazyfree = lazyfree::for_shard(lazy);
             if let Some(load) = &snap_load {
                 let (m, snap) = &**load;
                 shard.set_now_ms(worker::now_ms());

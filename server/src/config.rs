@@ -2439,7 +2439,13 @@ impl Config {
             if !directive.mutable {
                 return Err(failed(name, "can't set immutable config"));
             }
-            if chosen.iter().any(|d| std::ptr::eq(*d, directive)) {
+            // By name: a directive and its alias in one CONFIG SET are
+            // two parameters in Redis 7.0 (the last one wins).
+            let given = canonical_name(name);
+            let seen = pairs[..chosen.len()]
+                .iter()
+                .any(|(n, _)| canonical_name(n) == given);
+            if seen {
                 return Err(failed(name, "duplicate parameter"));
             }
             chosen.push(directive);
@@ -2455,11 +2461,12 @@ impl Config {
                 .apply(&mut next, &args)
                 .map_err(|reason| failed(canonical_name(name).as_bytes(), &reason))?;
         }
-        let changed = chosen
-            .iter()
-            .filter(|d| d.value(&next) != d.value(self))
-            .map(|d| d.name)
-            .collect();
+        let mut changed: Vec<&'static str> = Vec::with_capacity(chosen.len());
+        for d in chosen {
+            if d.value(&next) != d.value(self) && !changed.contains(&d.name) {
+                changed.push(d.name);
+            }
+        }
         *self = next;
         Ok(changed)
     }
@@ -3780,11 +3787,20 @@ mod tests {
             cfg.get(b"SLAVE-lazy-flush"),
             vec![("SLAVE-lazy-flush".to_string(), "yes".to_string())]
         );
-        // Both names are one setting: setting both at once is a duplicate.
+        // Both names in one CONFIG SET: two parameters, the last one wins
+        // (as redis-server 7.0.15); one name twice is a duplicate.
+        assert_eq!(
+            cfg.set(&[
+                pair("replica-lazy-flush", "no"),
+                pair("slave-lazy-flush", "yes")
+            ]),
+            Ok(vec![])
+        );
+        assert!(cfg.replica_lazy_flush);
         assert!(cfg
             .set(&[
-                pair("replica-lazy-flush", "no"),
-                pair("slave-lazy-flush", "no")
+                pair("slave-lazy-flush", "no"),
+                pair("SLAVE-LAZY-FLUSH", "no")
             ])
             .unwrap_err()
             .contains("duplicate parameter"));

@@ -1727,11 +1727,24 @@ fn lazyfree_directives_get_and_set() {
             "OK"
         );
     }
-    // The alias is the same setting.
+    // The alias is the same setting; both in one CONFIG SET: the last wins.
     cmd::<String>(&mut con, &["CONFIG", "SET", "slave-lazy-flush", "yes"]);
     assert_eq!(
         cmd::<Vec<String>>(&mut con, &["CONFIG", "GET", "replica-lazy-flush"]),
         vec!["replica-lazy-flush", "yes"]
+    );
+    let both = [
+        "CONFIG",
+        "SET",
+        "slave-lazy-flush",
+        "yes",
+        "replica-lazy-flush",
+        "no",
+    ];
+    assert_eq!(cmd::<String>(&mut con, &both), "OK");
+    assert_eq!(
+        cmd::<Vec<String>>(&mut con, &["CONFIG", "GET", "slave-lazy-flush"]),
+        vec!["slave-lazy-flush", "no"]
     );
     drop(con);
     drop(server);

@@ -9,6 +9,8 @@
 //! - [`keyhash`]: the one key hash; picks the shard and the page.
 //! - [`pagetable`]: a database's keys in hash-range pages with snapshot epochs.
 //! - [`value`]: what a key holds.
+//! - [`lazyfree`]: which freed values and emptied databases go to the
+//!   lazy-free thread (Redis's `lazyfree-lazy-*` rule).
 //! - [`propagate`]: what writes leave for the log (canonical records,
 //!   staged multi-shard parts) and which replies wait for the log.
 //! - [`shard`]: one shard (all databases' pages for its hash residue), its
@@ -39,6 +41,7 @@ pub mod families;
 pub mod glob;
 pub mod journal;
 pub mod keyhash;
+pub mod lazyfree;
 #[cfg(test)]
 mod logged_tests;
 pub mod longdouble;

@@ -821,19 +821,25 @@ impl PageTable {
     /// the old pages it has not written yet (they are freed as it writes
     /// them); the new page is not part of it.
     pub fn clear(&mut self) {
+        drop(self.take_pages());
+    }
+
+    /// [`PageTable::clear`], giving the old pages to the caller (to free
+    /// them on the lazy-free thread) instead of freeing them here, less
+    /// those a running snapshot still needs (it keeps them, as `clear`).
+    pub fn take_pages(&mut self) -> Vec<Page> {
         let capture = self.capture.take();
         let old = std::mem::replace(self, PageTable::new(self.epoch));
+        let mut pages = old.pages;
         if let Some(mut c) = capture {
-            c.retired.extend(
-                old.pages
-                    .into_iter()
-                    .filter(|p| p.serialized_epoch < c.epoch),
-            );
+            c.retired
+                .extend(pages.extract_if(.., |p| p.serialized_epoch < c.epoch));
             for p in &mut self.pages {
                 p.serialized_epoch = c.epoch;
             }
             self.capture = Some(c);
         }
+        pages
     }
 
     /// Splits page `idx` on its next hash bit. A running snapshot writes
@@ -945,13 +951,14 @@ impl PageTable {
 
     /// Active expiry: starting at page `cursor`, removes expired entries from
     /// pages that hold volatile keys, looking at no more than about `budget`
-    /// volatile entries. Returns (next cursor, entries examined, removed keys).
+    /// volatile entries, and appends them to `removed` (for the caller to
+    /// log and free). Returns (next cursor, entries examined).
     pub fn expire_sample(
         &mut self,
         cursor: usize,
         budget: usize,
         now_ms: u64,
-        removed: &mut Vec<Box<[u8]>>,
+        removed: &mut Vec<Entry>,
     ) -> (usize, usize) {
         let n = self.pages.len();
         let mut examined = 0;
@@ -972,9 +979,7 @@ impl PageTable {
                         .fold(0u64, |m, e| m | 1u64 << page.sub_range(e.hash));
                     let page = self.page_for_write(idx, bits);
                     let before = removed.len();
-                    for e in page.entries.extract_if(|e| e.is_expired(now_ms)) {
-                        removed.push(e.key);
-                    }
+                    removed.extend(page.entries.extract_if(|e| e.is_expired(now_ms)));
                     let k = removed.len() - before;
                     page.volatile -= k as u32;
                     self.volatile -= k;

@@ -2,6 +2,7 @@
 //! owned by exactly one worker thread. Nothing in here is shared or locked.
 
 use crate::keyhash::hash_key;
+use crate::lazyfree::LazyFree;
 use crate::pagetable::PageTable;
 use crate::propagate::LogState;
 use crate::value::{Entry, Value};
@@ -40,9 +41,12 @@ pub struct Shard {
     pub max_string_len: usize,
     rng: u64,
     expire_cursor: Vec<usize>,
-    expire_scratch: Vec<Box<[u8]>>,
+    expire_scratch: Vec<Entry>,
     /// What writes leave for the log, and which replies wait for it.
     pub log: LogState,
+    /// Where big values and emptied databases are freed (the lazy-free
+    /// thread, or at once), and the `lazyfree-lazy-*` settings.
+    pub lazyfree: LazyFree,
     /// The epoch the last successful snapshot closed (None: none yet, so
     /// the next one must be full).
     snapshot_since: Option<u64>,
@@ -74,6 +78,7 @@ impl Shard {
             expire_cursor: vec![0; databases],
             expire_scratch: Vec::new(),
             log: LogState::default(),
+            lazyfree: LazyFree::default(),
             snapshot_since: None,
             snapshot_running: None,
         }
@@ -167,10 +172,12 @@ impl Shard {
                     &mut self.expire_scratch,
                 );
                 self.expire_cursor[db] = cursor;
-                for key in &self.expire_scratch {
-                    self.log.expired(db, key);
-                }
                 let removed = self.expire_scratch.len();
+                let lazy = self.lazyfree.settings.expire;
+                for e in self.expire_scratch.drain(..) {
+                    self.log.expired(db, &e.key);
+                    self.lazyfree.free_value(e.value, lazy);
+                }
                 total += removed;
                 self.stats.expired_keys += removed as u64;
                 if examined == 0 || removed * 4 <= examined {
@@ -268,6 +275,20 @@ impl Shard {
         }
     }
 
+    /// Empties database `db` (this shard's part of FLUSHDB, and of
+    /// FLUSHALL for each database): its pages are freed on the lazy-free
+    /// thread when `lazy` (ASYNC), else at once; those a running snapshot
+    /// still needs stay with it (freed as it writes them). Returns the
+    /// keys removed.
+    pub fn flush_db(&mut self, db: usize, lazy: bool) -> u64 {
+        let t = &mut self.dbs[db];
+        let removed = t.len() as u64;
+        let pages = t.take_pages();
+        let keys = pages.iter().map(|p| p.len() as u64).sum();
+        self.lazyfree.free_pages(pages, keys, lazy);
+        removed
+    }
+
     /// Keys and keys-with-expiry per database (INFO keyspace, DBSIZE).
     pub fn keyspace(&self) -> Vec<(usize, usize)> {
         self.dbs
@@ -324,7 +345,10 @@ impl ExecCtx<'_> {
         let t = &mut self.shard.dbs[self.db];
         match t.get(hash, key) {
             Some(e) if e.is_expired(now) => {
-                t.remove(hash, key);
+                if let Some(e) = t.remove(hash, key) {
+                    let lazy = self.shard.lazyfree.settings.expire;
+                    self.shard.lazyfree.free_value(e.value, lazy);
+                }
                 self.shard.stats.expired_keys += 1;
                 self.shard.log.expired(self.db, key);
                 true
@@ -369,22 +393,58 @@ impl ExecCtx<'_> {
         self.shard.dbs[self.db].get_value_mut(hash, key)
     }
 
-    /// Sets a key to a value with an absolute expiry (0 = none).
-    pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64) -> Option<Entry> {
+    /// Sets a key to a value with an absolute expiry (0 = none). Returns
+    /// whether it replaced a value, which is freed as an implicit delete
+    /// (lazily with `lazyfree-lazy-server-del`, as Redis's dbOverwrite).
+    pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64) -> bool {
         let hash = hash_key(key);
         self.shard.log.touch(self.db, hash);
-        self.shard.dbs[self.db].insert(hash, key, value, expire_at)
+        let old = self.shard.dbs[self.db].insert(hash, key, value, expire_at);
+        self.free_replaced(old)
     }
 
-    /// Sets a key, keeping its current expiry if it has one.
-    pub fn set_keep_ttl(&mut self, key: &[u8], value: Value) -> Option<Entry> {
+    /// Sets a key, keeping its current expiry if it has one. Returns
+    /// whether it replaced a value (freed as by [`ExecCtx::set`]).
+    pub fn set_keep_ttl(&mut self, key: &[u8], value: Value) -> bool {
         let hash = hash_key(key);
         self.expire_if_needed(hash, key);
         self.shard.log.touch(self.db, hash);
-        self.shard.dbs[self.db].insert_keep_ttl(hash, key, value)
+        let old = self.shard.dbs[self.db].insert_keep_ttl(hash, key, value);
+        self.free_replaced(old)
     }
 
-    /// Removes a key if present and not expired.
+    fn free_replaced(&mut self, old: Option<Entry>) -> bool {
+        let Some(old) = old else {
+            return false;
+        };
+        let lazy = self.shard.lazyfree.settings.server_del;
+        self.shard.lazyfree.free_value(old.value, lazy);
+        true
+    }
+
+    /// Deletes a key if present and not expired, freeing its value on the
+    /// lazy-free thread when `lazy` and it is big enough (UNLINK; DEL with
+    /// `lazyfree-lazy-user-del`), else at once. Returns whether it existed.
+    pub fn delete(&mut self, key: &[u8], lazy: bool) -> bool {
+        match self.remove(key) {
+            Some(e) => {
+                self.shard.lazyfree.free_value(e.value, lazy);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Deletes a key whose expiry is past (EXPIRE or GETEX with a time
+    /// already gone): its value is freed as an expired key's
+    /// (`lazyfree-lazy-expire`). Returns whether it existed.
+    pub fn delete_expired(&mut self, key: &[u8]) -> bool {
+        let lazy = self.shard.lazyfree.settings.expire;
+        self.delete(key, lazy)
+    }
+
+    /// Removes a key if present and not expired, giving its entry to the
+    /// caller (which takes over freeing it).
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let hash = hash_key(key);
         if self.expire_if_needed(hash, key) {

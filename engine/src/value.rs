@@ -21,6 +21,18 @@ impl Value {
             Value::Str(s) => s.capacity(),
         }
     }
+
+    /// How many allocations freeing this value takes, as Redis's
+    /// `lazyfreeGetFreeEffort`: a value above
+    /// [`crate::lazyfree::LAZYFREE_THRESHOLD`] is freed on the lazy-free
+    /// thread where Redis would free it lazily. A string is one
+    /// allocation today, however long (as in Redis, which never frees a
+    /// string lazily); a value made of chunks counts its chunks.
+    pub fn free_effort(&self) -> usize {
+        match self {
+            Value::Str(_) => 1,
+        }
+    }
 }
 
 /// One key and its value, as stored in a page.

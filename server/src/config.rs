@@ -198,6 +198,24 @@ pub struct Config {
     /// when the system setting is `madvise`: the first touch of a 2 MiB
     /// page cost 3-6 ms on the event loop here. Default yes.
     pub disable_thp: bool,
+    /// `lazyfree-lazy-user-del`: DEL frees big values on the lazy-free
+    /// thread, as UNLINK does. Default no, as the other `lazyfree-*`.
+    pub lazyfree_lazy_user_del: bool,
+    /// `lazyfree-lazy-server-del`: implicit deletes (SET over a value,
+    /// RENAME over a key) free big values on the lazy-free thread.
+    pub lazyfree_lazy_server_del: bool,
+    /// `lazyfree-lazy-expire`: expired keys' big values are freed on the
+    /// lazy-free thread.
+    pub lazyfree_lazy_expire: bool,
+    /// `lazyfree-lazy-user-flush`: FLUSHALL/FLUSHDB without an argument
+    /// are ASYNC.
+    pub lazyfree_lazy_user_flush: bool,
+    /// `lazyfree-lazy-eviction`: accepted and shown; there is no eviction
+    /// yet (no `maxmemory`), so nothing to free.
+    pub lazyfree_lazy_eviction: bool,
+    /// `replica-lazy-flush` (alias `slave-lazy-flush`): accepted and shown;
+    /// there is no replication, so no replica flushes.
+    pub replica_lazy_flush: bool,
     /// `auto-aof-rewrite-percentage`: rewrite the log (a snapshot it
     /// restarts from) when it grew by this % over its size after the last
     /// rewrite; 0 disables. Default 100.
@@ -378,6 +396,12 @@ impl Default for Config {
             snapshot_pace: 3,
             latency_monitor_threshold: 0,
             disable_thp: true,
+            lazyfree_lazy_user_del: false,
+            lazyfree_lazy_server_del: false,
+            lazyfree_lazy_expire: false,
+            lazyfree_lazy_user_flush: false,
+            lazyfree_lazy_eviction: false,
+            replica_lazy_flush: false,
             auto_aof_rewrite_percentage: 100,
             auto_aof_rewrite_min_size: 64 * 1024 * 1024,
             hz: 10,
@@ -810,6 +834,78 @@ static DIRECTIVES: &[Directive] = &[
         },
     },
     Directive {
+        name: "lazyfree-lazy-user-del",
+        help: "DEL frees big values on the lazy-free thread, as UNLINK",
+        mutable: true,
+        kind: Kind::Bool {
+            get: |c| c.lazyfree_lazy_user_del,
+            put: |c, v| {
+                c.lazyfree_lazy_user_del = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "lazyfree-lazy-server-del",
+        help: "implicit deletes (SET over a value, RENAME over a key) free lazily",
+        mutable: true,
+        kind: Kind::Bool {
+            get: |c| c.lazyfree_lazy_server_del,
+            put: |c, v| {
+                c.lazyfree_lazy_server_del = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "lazyfree-lazy-expire",
+        help: "expired keys' big values are freed on the lazy-free thread",
+        mutable: true,
+        kind: Kind::Bool {
+            get: |c| c.lazyfree_lazy_expire,
+            put: |c, v| {
+                c.lazyfree_lazy_expire = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "lazyfree-lazy-user-flush",
+        help: "FLUSHALL and FLUSHDB without an argument are ASYNC",
+        mutable: true,
+        kind: Kind::Bool {
+            get: |c| c.lazyfree_lazy_user_flush,
+            put: |c, v| {
+                c.lazyfree_lazy_user_flush = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "lazyfree-lazy-eviction",
+        help: "shown only: there is no eviction yet",
+        mutable: true,
+        kind: Kind::Bool {
+            get: |c| c.lazyfree_lazy_eviction,
+            put: |c, v| {
+                c.lazyfree_lazy_eviction = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "replica-lazy-flush",
+        help: "shown only: there is no replication",
+        mutable: true,
+        kind: Kind::Bool {
+            get: |c| c.replica_lazy_flush,
+            put: |c, v| {
+                c.replica_lazy_flush = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
         name: "auto-aof-rewrite-percentage",
         help: "rewrite the log when it grew by this % (0: never)",
         mutable: true,
@@ -1114,8 +1210,6 @@ static FOREIGN: &[(&[&str], &str)] = &[
             "slave-announce-port",
             "replica-ignore-maxmemory",
             "slave-ignore-maxmemory",
-            "replica-lazy-flush",
-            "slave-lazy-flush",
             "replica-ignore-disk-write-errors",
             "propagation-error-behavior",
         ],
@@ -1209,16 +1303,6 @@ static FOREIGN: &[(&[&str], &str)] = &[
     (
         &["oom-score-adj", "oom-score-adj-values"],
         "kv-server does not change its OOM score",
-    ),
-    (
-        &[
-            "lazyfree-lazy-eviction",
-            "lazyfree-lazy-expire",
-            "lazyfree-lazy-server-del",
-            "lazyfree-lazy-user-del",
-            "lazyfree-lazy-user-flush",
-        ],
-        "values are freed by the worker that owns their shard",
     ),
     (
         &[
@@ -1397,8 +1481,27 @@ fn file_name(v: String, err: &'static str) -> Result<String, &'static str> {
     Ok(v)
 }
 
-/// The directive called `name` (case-insensitive), if any.
+/// Other names of directives, as Redis 7's aliases: `(alias, directive)`.
+/// Loading, CONFIG GET and CONFIG SET take either; CONFIG GET with a
+/// pattern lists both, as Redis does; CONFIG REWRITE writes the directive.
+const ALIASES: &[(&str, &str)] = &[("slave-lazy-flush", "replica-lazy-flush")];
+
+/// How Redis names directive (or alias) `name` in errors: in lower case.
+fn canonical_name(name: &[u8]) -> &'static str {
+    ALIASES
+        .iter()
+        .map(|(alias, _)| *alias)
+        .chain(DIRECTIVES.iter().map(|d| d.name))
+        .find(|n| n.as_bytes().eq_ignore_ascii_case(name))
+        .unwrap_or("")
+}
+
+/// The directive called `name` (case-insensitive, or an alias), if any.
 fn lookup(name: &[u8]) -> Option<&'static Directive> {
+    let name = ALIASES
+        .iter()
+        .find(|(alias, _)| alias.as_bytes().eq_ignore_ascii_case(name))
+        .map_or(name, |(_, target)| target.as_bytes());
     DIRECTIVES
         .iter()
         .find(|d| d.name.as_bytes().eq_ignore_ascii_case(name))
@@ -2299,10 +2402,16 @@ impl Config {
                 .map(|d| vec![(String::from_utf8_lossy(pattern).into_owned(), d.value(self))])
                 .unwrap_or_default();
         }
+        let aliases = ALIASES.iter().filter_map(|(alias, target)| {
+            let d = lookup(target.as_bytes())?;
+            Some((*alias, d))
+        });
         DIRECTIVES
             .iter()
-            .filter(|d| engine::glob::matches(pattern, d.name.as_bytes(), true))
-            .map(|d| (d.name.to_string(), d.value(self)))
+            .map(|d| (d.name, d))
+            .chain(aliases)
+            .filter(|(name, _)| engine::glob::matches(pattern, name.as_bytes(), true))
+            .map(|(name, d)| (name.to_string(), d.value(self)))
             .collect()
     }
 
@@ -2330,13 +2439,19 @@ impl Config {
             if !directive.mutable {
                 return Err(failed(name, "can't set immutable config"));
             }
-            if chosen.iter().any(|d| std::ptr::eq(*d, directive)) {
+            // By name: a directive and its alias in one CONFIG SET are
+            // two parameters in Redis 7.0 (the last one wins).
+            let given = canonical_name(name);
+            let seen = pairs[..chosen.len()]
+                .iter()
+                .any(|(n, _)| canonical_name(n) == given);
+            if seen {
                 return Err(failed(name, "duplicate parameter"));
             }
             chosen.push(directive);
         }
         let mut next = self.clone();
-        for (directive, (_, value)) in chosen.iter().zip(pairs) {
+        for (directive, (name, value)) in chosen.iter().zip(pairs) {
             let args = if directive.multi_arg() {
                 split_on_spaces(value)
             } else {
@@ -2344,13 +2459,14 @@ impl Config {
             };
             directive
                 .apply(&mut next, &args)
-                .map_err(|reason| failed(directive.name.as_bytes(), &reason))?;
+                .map_err(|reason| failed(canonical_name(name).as_bytes(), &reason))?;
         }
-        let changed = chosen
-            .iter()
-            .filter(|d| d.value(&next) != d.value(self))
-            .map(|d| d.name)
-            .collect();
+        let mut changed: Vec<&'static str> = Vec::with_capacity(chosen.len());
+        for d in chosen {
+            if d.value(&next) != d.value(self) && !changed.contains(&d.name) {
+                changed.push(d.name);
+            }
+        }
         *self = next;
         Ok(changed)
     }
@@ -2799,6 +2915,13 @@ mod tests {
             ("snapshot-pace", "3"),
             ("latency-monitor-threshold", "0"),
             ("disable-thp", "yes"),
+            ("lazyfree-lazy-user-del", "no"),
+            ("lazyfree-lazy-server-del", "no"),
+            ("lazyfree-lazy-expire", "no"),
+            ("lazyfree-lazy-user-flush", "no"),
+            ("lazyfree-lazy-eviction", "no"),
+            ("replica-lazy-flush", "no"),
+            ("slave-lazy-flush", "no"),
             ("auto-aof-rewrite-percentage", "100"),
             ("auto-aof-rewrite-min-size", "67108864"),
             ("hz", "10"),
@@ -3196,7 +3319,7 @@ mod tests {
         let names = |p: &str| -> Vec<String> {
             cfg.get(p.as_bytes()).into_iter().map(|(n, _)| n).collect()
         };
-        assert_eq!(names("*").len(), DIRECTIVES.len());
+        assert_eq!(names("*").len(), DIRECTIVES.len() + ALIASES.len());
         assert_eq!(
             names("*max*"),
             vec!["maxclients", "proto-max-bulk-len", "maxmemory-clients"]
@@ -3649,6 +3772,54 @@ mod tests {
         }
         assert!(cfg.rdbchecksum);
         assert_eq!(cfg.snapshotdirname, "snapshotdir");
+    }
+
+    #[test]
+    fn lazyfree_directives_load_set_and_rewrite_with_the_alias() {
+        let tmp = TempDir::new("rewrite-lazyfree");
+        let original = "slave-lazy-flush yes\nlazyfree-lazy-user-del yes\n";
+        let file = tmp.write("kv.conf", original);
+        let path = file.to_str().unwrap();
+        let mut cfg = run(&[path]).unwrap();
+        assert!(cfg.replica_lazy_flush && cfg.lazyfree_lazy_user_del);
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        assert_eq!(
+            cfg.get(b"SLAVE-lazy-flush"),
+            vec![("SLAVE-lazy-flush".to_string(), "yes".to_string())]
+        );
+        // Both names in one CONFIG SET: two parameters, the last one wins
+        // (as redis-server 7.0.15); one name twice is a duplicate.
+        assert_eq!(
+            cfg.set(&[
+                pair("replica-lazy-flush", "no"),
+                pair("slave-lazy-flush", "yes")
+            ]),
+            Ok(vec![])
+        );
+        assert!(cfg.replica_lazy_flush);
+        assert!(cfg
+            .set(&[
+                pair("slave-lazy-flush", "no"),
+                pair("SLAVE-LAZY-FLUSH", "no")
+            ])
+            .unwrap_err()
+            .contains("duplicate parameter"));
+        let changed = cfg
+            .set(&[
+                pair("slave-lazy-flush", "no"),
+                pair("lazyfree-lazy-expire", "yes"),
+            ])
+            .unwrap();
+        assert_eq!(changed, vec!["replica-lazy-flush", "lazyfree-lazy-expire"]);
+        cfg.rewrite().unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!(
+                "replica-lazy-flush no\nlazyfree-lazy-user-del yes\n\
+                 {REWRITE_SIGNATURE}\nlazyfree-lazy-expire yes\n"
+            )
+        );
+        assert_eq!(run(&[path]).unwrap(), cfg);
     }
 
     #[test]

@@ -29,7 +29,7 @@ mod workers;
 // Every module is also named at the crate root (`crate::log`,
 // `crate::snapshot`, ...): paths stay short, and the folder says the layer.
 use persist::{aof, logswitch, recover, snapshot};
-use platform::{alloc, latency, log, runtime, supervise, sys};
+use platform::{alloc, latency, lazyfree, log, runtime, supervise, sys};
 use serve::{admin, conn, info};
 use workers::{clients, shared, tx, worker};
 
@@ -486,6 +486,8 @@ fn run(mut cfg: Config) -> i32 {
     let pidfile = cfg.pidfile.clone();
     let databases = cfg.databases as usize;
     let max_string = cfg.proto_max_bulk_len as usize;
+    lazyfree::start();
+    let lazy = lazyfree::settings(&cfg);
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
     let (shutdown_tx, shutdown_rx) = std::sync::mpsc::channel();
@@ -527,6 +529,7 @@ fn run(mut cfg: Config) -> i32 {
             }
             let mut shard = Shard::new(id, workers, databases);
             shard.max_string_len = max_string;
+            shard.lazyfree = lazyfree::for_shard(lazy);
             if let Some(load) = &snap_load {
                 let (m, snap) = &**load;
                 shard.set_now_ms(worker::now_ms());

@@ -1935,7 +1935,14 @@ impl Generator {
             39 => vec!["SWAPDB".into(), "0".into(), "1".into()],
             40 => {
                 if self.rng.chance(20) {
-                    vec!["FLUSHDB".into()]
+                    // Lazy or not, the keyspace is empty for the next command.
+                    let mut v = vec!["FLUSHDB".to_string()];
+                    v.extend(
+                        self.rng
+                            .pick(&[None, Some("ASYNC"), Some("SYNC")])
+                            .map(String::from),
+                    );
+                    v
                 } else {
                     vec!["EXISTS".into(), k]
                 }

@@ -3091,3 +3091,80 @@ fn failed_log_rewrite_keeps_writes_and_retries_once_space_is_back() {
     );
     kill(server);
 }
+
+/// FLUSHALL ASYNC while a BGSAVE runs: the client sees an empty keyspace
+/// at once; the pages the snapshot has not written yet stay with it, the
+/// others go to the lazy-free thread; the snapshot holds the keyspace as
+/// it was at its barrier: every key (the flush came after the barrier,
+/// the usual case here) or none (before it; the barrier follows BGSAVE's
+/// reply once the heap is read), never part of them.
+#[test]
+fn flushall_async_during_bgsave_keeps_the_snapshot_whole() {
+    if skip() {
+        return;
+    }
+    let mut rng = Rng::new(seed(
+        "flushall_async_during_bgsave_keeps_the_snapshot_whole",
+    ));
+    let scratch = ScratchDir::new("snapshot-flush-async");
+    let dir = scratch.path();
+    let args = ["--save", "", "--threads", "2", "--snapshot-pace", "20"];
+    let server = start(dir, &args);
+    let mut con = server.conn();
+    let mut state = State::new();
+    // ~100 MB over two shards: with the busy client the walker rests
+    // between its slices and takes a second or more.
+    preload(&mut con, &mut state, "bulk:", 100_000, 1000, &mut rng);
+    // INFO memory's lazyfree_pending_objects and lazyfreed_objects.
+    let lazyfree = |con: &mut Connection| {
+        let text: String = query(con, &["INFO", "memory"]);
+        let num = |f: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(f)?.strip_prefix(':')?.parse::<i64>().ok())
+                .unwrap_or_else(|| panic!("INFO memory has no {f}: {text}"))
+        };
+        (num("lazyfree_pending_objects"), num("lazyfreed_objects"))
+    };
+    let before = lazyfree(&mut con).1;
+    // A busy client makes the walker rest, so the flush lands mid-way.
+    let (running, _) = with_busy_client(&server, || {
+        assert_eq!(show(&raw_cmd(&server, &["BGSAVE"])), show(STARTED));
+        // The barrier follows the reply once the heap is read (~0.3 s).
+        thread::sleep(Duration::from_millis(400));
+        let running = Info::read(&mut con).num("rdb_bgsave_in_progress") == 1;
+        assert_eq!(
+            show(&raw_cmd(&server, &["FLUSHALL", "ASYNC"])),
+            show(b"+OK\r\n")
+        );
+        // Only the busy client's keys (100 at most) come back at once.
+        assert!(query::<i64>(&mut con, &["DBSIZE"]) <= 100);
+        assert_eq!(query::<Option<Vec<u8>>>(&mut con, &["GET", "bulk:7"]), None);
+        running
+    });
+    wait_idle(&mut con).expect("after the flush", &[("rdb_last_bgsave_status", "ok")]);
+    let deadline = Instant::now() + TIMEOUT;
+    let freed = loop {
+        match lazyfree(&mut con) {
+            (0, freed) => break freed - before,
+            _ => assert!(Instant::now() < deadline, "the lazy-free thread is stuck"),
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+
+    let server = start(dir, &args);
+    let mut loaded = read_state(&server);
+    loaded.retain(|(_, k), _| k.starts_with(b"bulk:"));
+    println!(
+        "snapshot running at the flush: {running}; keys freed on the lazy-free thread: \
+         {freed}; bulk keys in the snapshot: {} of {}",
+        loaded.len(),
+        state.len()
+    );
+    if !loaded.is_empty() {
+        if let Some(why) = diff(&state, &loaded) {
+            panic!("the snapshot is not the state before the flush: {why}");
+        }
+    }
+    shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+}

@@ -26,7 +26,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd("del", -2, WRITE, Exec::Keys { shard: del, cross: del_cross }, Log::Auto)
         .keys(1, -1, 1)
         .doc("generic", "Delete a key", "1.0.0", "O(N) where N is the number of keys that will be removed. When a key to remove holds a value other than a string, the individual complexity for this key is O(M) where M is the number of elements in the list, set, sorted set or hash. Removing a single key that holds a string value is O(1).", "key [key ...]"),
-    cmd("unlink", -2, WRITE | FAST, Exec::Keys { shard: del, cross: del_cross }, Log::Auto)
+    cmd("unlink", -2, WRITE | FAST, Exec::Keys { shard: unlink, cross: unlink_cross }, Log::Auto)
         .keys(1, -1, 1)
         .doc("generic", "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking.", "4.0.0", "O(1) for each key removed regardless of its size. Then the command does O(N) work in a different thread in order to reclaim memory, where N is the number of allocations the deleted objects where composed of.", "key [key ...]"),
     cmd("exists", -2, READONLY | FAST, Exec::Keys { shard: exists, cross: exists_cross }, Log::Never)
@@ -98,16 +98,28 @@ pub static COMMANDS: &[CommandSpec] = &[
 // ---------------------------------------------------------------------------
 // DEL, UNLINK, EXISTS, TOUCH
 
-fn del(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+/// DEL and UNLINK on one shard; `lazy`: values big enough are freed on
+/// the lazy-free thread (UNLINK always, DEL with
+/// `lazyfree-lazy-user-del`).
+fn del_here(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>, lazy: bool) -> CmdResult {
     let mut n = 0;
     for k in args.iter().skip(1) {
-        if ctx.remove(k).is_some() {
+        if ctx.delete(k, lazy) {
             n += 1;
         }
     }
     ctx.dirty(n as u64);
     resp::write_int(out, n);
     Ok(())
+}
+
+fn del(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    let lazy = ctx.shard.lazyfree.settings.user_del;
+    del_here(ctx, args, out, lazy)
+}
+
+fn unlink(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    del_here(ctx, args, out, true)
 }
 
 /// Runs `f` over each shard's share of the key arguments and sums the
@@ -132,10 +144,12 @@ pub fn sum_over_shards(
     })
 }
 
-fn del_keys(ctx: &mut ExecCtx<'_>, keys: &[Vec<u8>]) -> i64 {
+/// This shard's share of a cross-shard DEL or UNLINK (`lazy` as in
+/// [`del_here`]).
+fn del_keys_here(ctx: &mut ExecCtx<'_>, keys: &[Vec<u8>], lazy: bool) -> i64 {
     let removed: Vec<&[u8]> = keys
         .iter()
-        .filter(|k| ctx.remove(k).is_some())
+        .filter(|k| ctx.delete(k, lazy))
         .map(Vec::as_slice)
         .collect();
     let n = removed.len() as u64;
@@ -150,8 +164,21 @@ fn del_keys(ctx: &mut ExecCtx<'_>, keys: &[Vec<u8>]) -> i64 {
     n as i64
 }
 
+fn del_keys(ctx: &mut ExecCtx<'_>, keys: &[Vec<u8>]) -> i64 {
+    let lazy = ctx.shard.lazyfree.settings.user_del;
+    del_keys_here(ctx, keys, lazy)
+}
+
+fn unlink_keys(ctx: &mut ExecCtx<'_>, keys: &[Vec<u8>]) -> i64 {
+    del_keys_here(ctx, keys, true)
+}
+
 fn del_cross(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_, Reply> {
     sum_over_shards(c, db, args, del_keys)
+}
+
+fn unlink_cross(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_, Reply> {
+    sum_over_shards(c, db, args, unlink_keys)
 }
 
 /// EXISTS and TOUCH: how many of the named keys exist, a key named twice
@@ -260,7 +287,7 @@ fn expire_generic(
         return Ok(());
     }
     if when <= now {
-        ctx.remove(key);
+        ctx.delete_expired(key);
         ctx.propagate([&b"DEL"[..], key]);
     } else {
         // `when > now >= 0`, so it is a valid (non-zero) expiry.

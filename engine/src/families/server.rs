@@ -109,18 +109,31 @@ fn dbsize(c: &dyn Cluster, db: usize, _args: Vec<Vec<u8>>) -> LocalBoxFuture<'_,
     })
 }
 
-/// FLUSHDB/FLUSHALL take an optional ASYNC or SYNC; both are immediate here.
-fn flush_mode_ok(args: &[Vec<u8>]) -> Result<(), Error> {
+/// How FLUSHDB/FLUSHALL free what they remove (Redis's
+/// `getFlushCommandFlags`).
+#[derive(Clone, Copy)]
+enum FlushMode {
+    /// `ASYNC`: on the lazy-free thread.
+    Async,
+    /// `SYNC`: at once.
+    Sync,
+    /// No argument: as `lazyfree-lazy-user-flush` says.
+    Default,
+}
+
+/// FLUSHDB/FLUSHALL take an optional ASYNC or SYNC. Either way the
+/// keyspace is empty when the reply leaves; ASYNC frees the old pages on
+/// the lazy-free thread.
+fn flush_mode(args: &[Vec<u8>]) -> Result<FlushMode, Error> {
     match args.len() {
-        1 => Ok(()),
-        2 if args[1].eq_ignore_ascii_case(b"async") || args[1].eq_ignore_ascii_case(b"sync") => {
-            Ok(())
-        }
+        1 => Ok(FlushMode::Default),
+        2 if args[1].eq_ignore_ascii_case(b"async") => Ok(FlushMode::Async),
+        2 if args[1].eq_ignore_ascii_case(b"sync") => Ok(FlushMode::Sync),
         _ => Err(Error::Syntax),
     }
 }
 
-fn flush(c: &dyn Cluster, dbs: Option<usize>) -> LocalBoxFuture<'_, Reply> {
+fn flush(c: &dyn Cluster, dbs: Option<usize>, mode: FlushMode) -> LocalBoxFuture<'_, Reply> {
     Box::pin(async move {
         on_every_shard(c, || {
             Box::new(move |sh| {
@@ -128,10 +141,14 @@ fn flush(c: &dyn Cluster, dbs: Option<usize>) -> LocalBoxFuture<'_, Reply> {
                     Some(db) => db..db + 1,
                     None => 0..sh.databases(),
                 };
+                let lazy = match mode {
+                    FlushMode::Async => true,
+                    FlushMode::Sync => false,
+                    FlushMode::Default => sh.lazyfree.settings.user_flush,
+                };
                 let mut removed = 0;
                 for db in range.clone() {
-                    removed += sh.db(db).len() as u64;
-                    sh.db_mut(db).clear();
+                    removed += sh.flush_db(db, lazy);
                 }
                 sh.stats.dirty += removed;
                 // Logged on every shard, emptied or not (as Redis does).
@@ -150,17 +167,17 @@ fn flush(c: &dyn Cluster, dbs: Option<usize>) -> LocalBoxFuture<'_, Reply> {
 }
 
 fn flushdb(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_, Reply> {
-    if let Err(e) = flush_mode_ok(&args) {
-        return ready(Reply::Error(e));
+    match flush_mode(&args) {
+        Ok(mode) => flush(c, Some(db), mode),
+        Err(e) => ready(Reply::Error(e)),
     }
-    flush(c, Some(db))
 }
 
 fn flushall(c: &dyn Cluster, _db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_, Reply> {
-    if let Err(e) = flush_mode_ok(&args) {
-        return ready(Reply::Error(e));
+    match flush_mode(&args) {
+        Ok(mode) => flush(c, None, mode),
+        Err(e) => ready(Reply::Error(e)),
     }
-    flush(c, None)
 }
 
 /// A database index argument: an integer that fits in 32 bits, else

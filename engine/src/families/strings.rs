@@ -450,7 +450,7 @@ fn getex(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult 
         // Only EXAT/PXAT can name a time already past (EX/PX values are at
         // least 1): the key expires at once.
         ExpireOpt::At(at) if at <= now => {
-            ctx.remove(key);
+            ctx.delete_expired(key);
             ctx.propagate([&b"DEL"[..], key]);
             ctx.dirty(1);
         }

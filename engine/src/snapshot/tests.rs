@@ -58,7 +58,9 @@ fn random_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model) {
             }
         }
         997 => {
-            shard.db_mut(db).clear();
+            // FLUSHDB, ASYNC or not: the pages the running snapshot still
+            // needs stay with it either way.
+            shard.flush_db(db, rng.below(2) == 0);
             model.retain(|(d, _), _| *d != db as u16);
         }
         _ => {
@@ -108,11 +110,16 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
     for seed in [1u64, 7, 42] {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
         let mut shard = Shard::new(0, 1, DBS);
+        // Flushed pages handed to the lazy-free thread wait here (dropped
+        // each round).
+        let (tx, lazy_freed) = std::sync::mpsc::channel();
+        shard.lazyfree = crate::lazyfree::LazyFree::new(tx, Default::default());
         let mut model = Model::new();
         let mut chain: Vec<Vec<u8>> = Vec::new();
         let mut delta_bytes = 0u64;
         let mut full_bytes = 0u64;
         for round in 0..30u64 {
+            lazy_freed.try_iter().for_each(drop);
             for _ in 0..rng.below(3000) {
                 random_write(&mut rng, &mut shard, &mut model);
             }

@@ -68,7 +68,7 @@ pub async fn execute(conn: &mut Conn, handler: ConnCmd, args: Args<'_>) {
             resp::write_int(&mut conn.wbuf, t as i64);
             Ok(())
         }
-        ConnCmd::Debug => debug(conn, args),
+        ConnCmd::Debug => debug(conn, args).await,
         ConnCmd::Latency => latency(conn, args),
     };
     if let Err(e) = r {
@@ -726,6 +726,17 @@ async fn apply_changes(conn: &Conn, changed: &[&str]) {
             })
             .await;
     }
+    if changed.iter().any(|n| n.starts_with("lazyfree-lazy-")) {
+        let lazy = crate::lazyfree::settings(&shared.config());
+        conn.worker
+            .ask_all(move || {
+                Box::new(move |sh| {
+                    sh.lazyfree.settings = lazy;
+                    Reply::Ok
+                })
+            })
+            .await;
+    }
     if changed.contains(&"dir") || changed.contains(&"dbfilename") {
         // Snapshots now go elsewhere: the next is a full one with a new
         // manifest there. Nothing is read from or deleted in the new place
@@ -930,8 +941,11 @@ fn latency(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
 /// `count` (default: all, until `AOF-FAULT OFF`) log writes or syncs of
 /// every shard fail with that error: the test seam for I/O faults.
 /// `SLEEP <seconds>` holds this worker's event loop that long, as Redis
-/// holds its one thread.
-fn debug(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
+/// holds its one thread. `LAZYFREE-THRESHOLD <effort>` (ours) sets the
+/// free effort above which UNLINK and the other lazy cases hand a value
+/// to the lazy-free thread (Redis's 64 by default): the test seam for
+/// lazy freeing while every value is a one-allocation string.
+async fn debug(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
     let allowed = enabled_for(&conn.worker.shared.config().enable_debug_command, conn);
     if !allowed {
         return Err(Error::msg(
@@ -980,6 +994,22 @@ fn debug(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
             for a in &conn.worker.shared.aof {
                 a.set_fault(fault);
             }
+            resp::write_ok(&mut conn.wbuf);
+            Ok(())
+        }
+        b"lazyfree-threshold" if args.len() == 3 => {
+            let effort = std::str::from_utf8(args.get(2))
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok())
+                .ok_or(Error::NotInteger)?;
+            conn.worker
+                .ask_all(move || {
+                    Box::new(move |sh| {
+                        sh.lazyfree.threshold = effort;
+                        Reply::Ok
+                    })
+                })
+                .await;
             resp::write_ok(&mut conn.wbuf);
             Ok(())
         }

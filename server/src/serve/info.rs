@@ -194,13 +194,15 @@ pub async fn render(conn: &Conn, args: Args<'_>) -> String {
         };
         let _ = write!(
             out,
-            "used_memory:{used}\r\nused_memory_human:{uh}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{rh}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{th}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_clients_slaves:0\r\nmem_clients_normal:{clients}\r\nmem_fragmentation_ratio:{frag:.2}\r\nmem_allocator:mimalloc\r\n",
+            "used_memory:{used}\r\nused_memory_human:{uh}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{rh}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{th}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_clients_slaves:0\r\nmem_clients_normal:{clients}\r\nmem_fragmentation_ratio:{frag:.2}\r\nmem_allocator:mimalloc\r\nlazyfree_pending_objects:{lazy_pending}\r\nlazyfreed_objects:{lazy_freed}\r\n",
             clients = shared
                 .clients
                 .all()
                 .iter()
                 .map(|c| c.total_memory())
                 .sum::<usize>(),
+            lazy_pending = crate::lazyfree::counters().0,
+            lazy_freed = crate::lazyfree::counters().1,
             uh = human(used),
             rh = human(rss),
             th = human(total),

@@ -223,6 +223,10 @@ pub struct Capture {
     /// `arenas[i / region_pages]` (the last one takes the rest).
     arenas: Vec<Arena>,
     region_pages: usize,
+    /// Entries of chunked values kept aside as clones (O(1): the chunks
+    /// are shared, a later write copies only the chunk it changes), one
+    /// list per arena, freed with it.
+    held: Vec<Vec<Entry>>,
     /// The pages' kept lists ([`Kept::to_record`]).
     records: Records,
     /// One page's kept list, decoded for [`Capture::save`] (reused).
@@ -238,9 +242,17 @@ pub struct Kept {
     /// Which of the capture's arenas holds `key` and `old`.
     region: usize,
     key: Span,
-    /// The entry at the barrier, encoded ([`snapformat::encode_entry`]);
-    /// None if the key did not exist then.
-    old: Option<Span>,
+    /// The entry at the barrier; None if the key did not exist then.
+    old: Option<Old>,
+}
+
+/// Where a kept entry is.
+#[derive(Debug, Clone, Copy)]
+enum Old {
+    /// Encoded ([`snapformat::encode_entry`]) in the region's arena.
+    Encoded(Span),
+    /// A clone, at this index of the region's `held` list.
+    Held(usize),
 }
 
 impl Kept {
@@ -258,9 +270,16 @@ impl Kept {
             r[16..24].copy_from_slice(&(s.len as u64).to_le_bytes());
         };
         span(&mut r[16..40], self.key);
-        if let Some(old) = self.old {
-            r[13] = 1;
-            span(&mut r[40..64], old);
+        match self.old {
+            Some(Old::Encoded(old)) => {
+                r[13] = 1;
+                span(&mut r[40..64], old);
+            }
+            Some(Old::Held(i)) => {
+                r[13] = 2;
+                r[40..48].copy_from_slice(&(i as u64).to_le_bytes());
+            }
+            None => {}
         }
         r
     }
@@ -286,7 +305,11 @@ impl Kept {
             hash: u64_at(0),
             region: usize::from(r[12]),
             key: span(16),
-            old: (r[13] == 1).then(|| span(40)),
+            old: match r[13] {
+                1 => Some(Old::Encoded(span(40))),
+                2 => Some(Old::Held(u64_at(40) as usize)),
+                _ => None,
+            },
         };
         (kept, u32_at(8))
     }
@@ -336,11 +359,21 @@ impl Capture {
             return;
         }
         let arena = &mut self.arenas[region];
-        // Encoded in place; the three varints and the type byte take at
-        // most 31 bytes besides the key and value.
-        let old = page
-            .find(hash, key)
-            .map(|e| arena.push_with(e.data_bytes() + 31, |buf| snapformat::encode_entry(buf, e)));
+        let held = &mut self.held[region];
+        let old = page.find(hash, key).map(|e| {
+            if e.value.is_chunked() {
+                // A clone shares the chunks: the write that follows copies
+                // the one it changes, not the value.
+                held.push(e.clone());
+                Old::Held(held.len() - 1)
+            } else {
+                // Encoded in place; the three varints and the type byte
+                // take at most 31 bytes besides the key and value.
+                Old::Encoded(
+                    arena.push_with(e.data_bytes() + 31, |buf| snapformat::encode_entry(buf, e)),
+                )
+            }
+        });
         let k = Kept {
             hash,
             region,
@@ -385,6 +418,7 @@ impl Capture {
             page.changed_mask()
         };
         let arenas = &self.arenas;
+        let held = &self.held;
         let at_barrier = || {
             page.entries
                 .iter()
@@ -395,8 +429,11 @@ impl Capture {
                 })
                 .map(|e| (e.hash, EntryRef::Live(e)))
                 .chain(kept.iter().filter_map(|k| {
-                    let old = k.old?;
-                    Some((k.hash, EntryRef::Encoded(arenas[k.region].get(old))))
+                    let e = match k.old? {
+                        Old::Encoded(old) => EntryRef::Encoded(arenas[k.region].get(old)),
+                        Old::Held(i) => EntryRef::Live(held[k.region].get(i)?),
+                    };
+                    Some((k.hash, e))
                 }))
         };
         if mask.count_ones() > SUB_FRAMES_MAX {
@@ -579,6 +616,7 @@ impl PageTable {
             cursor: 0,
             retired: Vec::new(),
             arenas: (0..KEPT_REGIONS).map(|_| Arena::default()).collect(),
+            held: (0..KEPT_REGIONS).map(|_| Vec::new()).collect(),
             region_pages: self.pages.len().div_ceil(KEPT_REGIONS).max(1),
             records: Records::default(),
             list: Vec::new(),
@@ -619,6 +657,7 @@ impl PageTable {
                     let region = c.cursor / c.region_pages - 1;
                     if region + 1 < c.arenas.len() {
                         c.arenas[region] = Arena::default();
+                        c.held[region] = Vec::new();
                     }
                 }
             }
@@ -630,6 +669,7 @@ impl PageTable {
         if done {
             // Every page is written: nothing kept is needed any more.
             c.arenas.iter_mut().for_each(|a| *a = Arena::default());
+            c.held.iter_mut().for_each(|h| *h = Vec::new());
             c.records = Records::default();
         }
         done
@@ -688,10 +728,14 @@ impl PageTable {
     pub fn get_value_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Value> {
         let idx = self.page_index(hash);
         self.pages[idx].find(hash, key)?;
+        let epoch = self.epoch;
         let page = self.page_for_key_write(idx, hash, key);
         page.entries
             .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key)
-            .map(|e| &mut e.value)
+            .map(|e| {
+                e.value.stamp(epoch);
+                &mut e.value
+            })
     }
 
     /// Inserts or replaces `key`; returns the previous entry.
@@ -997,7 +1041,71 @@ mod tests {
     }
 
     fn put(t: &mut PageTable, k: &[u8]) {
-        t.insert(hash_key(k), k, Value::Str(k.to_vec()), 0);
+        t.insert(hash_key(k), k, Value::string(k.to_vec()), 0);
+    }
+
+    /// Copy-before-write of a chunked value keeps a clone that shares
+    /// every chunk; the write then copies the one chunk it changes (and
+    /// the top vector of chunk pointers), not the value; the snapshot
+    /// still gets the value as it was at the barrier.
+    #[test]
+    fn copy_before_write_of_a_big_value_copies_one_chunk() {
+        use crate::types::string::CHUNK;
+        let big: Vec<u8> = (0..40 * CHUNK + 9).map(|i| (i % 253) as u8).collect();
+        let mut t = PageTable::new(1);
+        for i in 0..300 {
+            put(&mut t, &key(i));
+        }
+        let h = hash_key(b"big");
+        t.insert(h, b"big", Value::string(big.clone()), 0);
+        t.set_epoch(2);
+        t.begin_capture(1, true, 0, false);
+        let kept_before = t.pending_bytes();
+        for at in [3 * CHUNK + 1, 3 * CHUNK + 2, 3 * CHUNK + 100] {
+            let Some(Value::Str(s)) = t.get_value_mut(h, b"big") else {
+                panic!("no value");
+            };
+            s.set_range(at, b"!");
+        }
+        let c = t.capture.as_ref().unwrap();
+        let held: Vec<&Entry> = c.held.iter().flatten().collect();
+        assert_eq!(held.len(), 1, "the value is kept once, as a clone");
+        let (Value::Str(old), Value::Str(new)) = (&held[0].value, &t.get(h, b"big").unwrap().value);
+        let (old, new) = (old.as_chunked().unwrap(), new.as_chunked().unwrap());
+        let copied = old
+            .chunks()
+            .iter()
+            .zip(new.chunks())
+            .filter(|(a, b)| !std::sync::Arc::ptr_eq(a, b))
+            .count();
+        assert_eq!(copied, 1, "one chunk copied");
+        // Nothing encoded: the arenas hold the key and one record only.
+        assert!(
+            t.pending_bytes() - kept_before < 1024,
+            "{}",
+            t.pending_bytes()
+        );
+        // The snapshot holds the value at the barrier.
+        while !t.capture_step(1 << 20, None) {}
+        let mut out = Vec::new();
+        t.take_frames(&mut out);
+        let mut pos = 0;
+        let mut found = None;
+        while pos < out.len() {
+            let rest = &out[pos..];
+            let snapformat::Parsed::Frame(snapformat::Frame::Page(f), n) =
+                snapformat::parse_frame(rest, 0, rest.len() as u64).unwrap()
+            else {
+                panic!("not a page frame");
+            };
+            for e in f.decode_entries(0).unwrap() {
+                if &*e.key == b"big" {
+                    found = Some(e.value);
+                }
+            }
+            pos += n;
+        }
+        assert_eq!(found, Some(Value::string(big)));
     }
 
     #[test]
@@ -1024,7 +1132,7 @@ mod tests {
             let k = key(i);
             assert_eq!(
                 t.get(hash_key(&k), &k).map(|e| e.value.clone()),
-                Some(Value::Str(k.clone()))
+                Some(Value::string(k.clone()))
             );
         }
         for i in 0..5_000 {
@@ -1052,7 +1160,7 @@ mod tests {
         assert_eq!(page_epoch(&t), 1, "a read must not mark the page");
 
         t.set_epoch(3);
-        t.insert(h, &k, Value::Str(b"x".to_vec()), 0);
+        t.insert(h, &k, Value::string(b"x".to_vec()), 0);
         assert_eq!(page_epoch(&t), 3, "insert marks");
 
         t.set_epoch(4);
@@ -1191,7 +1299,7 @@ mod tests {
         for i in 0..1000 {
             let k = key(i);
             let exp = if i % 2 == 0 { 100 } else { 0 };
-            t.insert(hash_key(&k), &k, Value::Str(vec![]), exp);
+            t.insert(hash_key(&k), &k, Value::string(vec![]), exp);
         }
         t.set_epoch(2);
         let mut removed = Vec::new();

@@ -1,27 +1,6 @@
 //! What a key holds.
 
-/// A stored value. Only strings exist so far; the other Redis types join as
-/// their command families arrive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    Str(Vec<u8>),
-}
-
-impl Value {
-    /// The name `TYPE` replies with.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Value::Str(_) => "string",
-        }
-    }
-
-    /// Approximate heap bytes used, for page size accounting and INFO memory.
-    pub fn heap_size(&self) -> usize {
-        match self {
-            Value::Str(s) => s.capacity(),
-        }
-    }
-}
+pub use crate::types::{Str, Value};
 
 /// One key and its value, as stored in a page.
 #[derive(Debug, Clone)]
@@ -47,7 +26,6 @@ impl Entry {
 
     /// Bytes of key and value (not counting the allocator's overhead).
     pub fn data_bytes(&self) -> usize {
-        let Value::Str(v) = &self.value;
-        self.key.len() + v.len()
+        self.key.len() + self.value.data_len()
     }
 }

@@ -338,7 +338,7 @@ fn put_entries<'a, E: Into<EntryRef<'a>>>(
             Value::Str(s) => {
                 buf.push(TYPE_STRING);
                 put_varint(buf, s.len() as u64);
-                buf.extend_from_slice(s);
+                s.pieces().for_each(|p| buf.extend_from_slice(p));
             }
         }
         put_varint(buf, e.expire_at);
@@ -750,7 +750,7 @@ impl PageFrame {
             out.push(Entry {
                 hash,
                 key: key.into(),
-                value: Value::Str(value.to_vec()),
+                value: Value::string(value),
                 expire_at,
             });
         }
@@ -859,7 +859,7 @@ mod tests {
         Entry {
             hash: hash_key(k.as_bytes()),
             key: k.as_bytes().into(),
-            value: Value::Str(v.to_vec()),
+            value: Value::string(v.to_vec()),
             expire_at: exp,
         }
     }

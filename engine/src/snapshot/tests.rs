@@ -44,7 +44,7 @@ fn random_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model) {
             } else {
                 0
             };
-            shard.ctx(db).set(&key, Value::Str(v.clone()), exp);
+            shard.ctx(db).set(&key, Value::string(v.clone()), exp);
             model.insert(mk, (v, exp));
         }
         600..=849 => {
@@ -93,6 +93,7 @@ fn load(chain: &[Vec<u8>]) -> Model {
             coverage
                 .current_entries(&f, 0, |e| {
                     let Value::Str(v) = e.value;
+                    let v = v.to_vec();
                     let old = state.insert((f.db, e.key.to_vec()), (v, e.expire_at));
                     assert!(old.is_none(), "a key in two current pages");
                 })
@@ -202,7 +203,7 @@ fn a_delta_after_few_changes_is_small() {
     for i in 0..100_000 {
         shard.ctx(0).set(
             format!("key:{i}").as_bytes(),
-            Value::Str(vec![b'v'; 100]),
+            Value::string(vec![b'v'; 100]),
             0,
         );
     }
@@ -228,7 +229,7 @@ fn a_delta_after_few_changes_is_small() {
     for i in (0..100_000).step_by(100) {
         shard.ctx(0).set(
             format!("key:{i}").as_bytes(),
-            Value::Str(vec![b'w'; 100]),
+            Value::string(vec![b'w'; 100]),
             0,
         );
     }
@@ -248,7 +249,7 @@ fn capture_speed() {
     for i in 0..300_000u32 {
         shard.ctx(0).set(
             format!("key:{i}").as_bytes(),
-            Value::Str(vec![b'x'; 1024]),
+            Value::string(vec![b'x'; 1024]),
             0,
         );
     }
@@ -287,7 +288,7 @@ fn delta_ratio() {
         for i in 0..n {
             shard.ctx(0).set(
                 format!("key:{i}").as_bytes(),
-                Value::Str(vec![b'v'; 100]),
+                Value::string(vec![b'v'; 100]),
                 0,
             );
         }
@@ -309,7 +310,7 @@ fn delta_ratio() {
             let i = rng.below(n);
             shard.ctx(0).set(
                 format!("key:{i}").as_bytes(),
-                Value::Str(vec![b'w'; 100]),
+                Value::string(vec![b'w'; 100]),
                 0,
             );
         }
@@ -329,7 +330,7 @@ fn delta_ratio() {
 fn fixture_writes(shard: &mut Option<&mut Shard>, model: &mut Model, base: bool) {
     let mut set = |db: usize, k: String, v: Vec<u8>, exp: u64| {
         if let Some(s) = shard.as_deref_mut() {
-            s.ctx(db).set(k.as_bytes(), Value::Str(v.clone()), exp);
+            s.ctx(db).set(k.as_bytes(), Value::string(v.clone()), exp);
         }
         model.insert((db as u16, k.into_bytes()), (v, exp));
     };

@@ -21,10 +21,13 @@
 //! the page yet keeps the key's state at its barrier aside (copy-before-
 //! write of one entry) or writes the page first.
 
+use std::collections::VecDeque;
+
 use hashbrown::HashTable;
 
 use crate::snapshot::format::{self as snapformat, Encoder, EntryRef, Tally};
 use crate::snapshot::kept::{Arena, Records, Span, RECORD};
+use crate::types::Str;
 use crate::value::{Entry, Value};
 
 /// A page splits when it holds more entries than this. 112 is what a
@@ -214,6 +217,13 @@ pub struct Capture {
     /// Encoded frames not yet taken, and their count.
     out: Vec<u8>,
     pending: Tally,
+    /// What goes into `out` after it, in order: the chunks of the chunked
+    /// strings of the frames written so far (each frame's right after it),
+    /// and frames written while chunks were still queued. The walker
+    /// writes them a bounded piece at a time ([`Capture::drain`]), so a
+    /// big value is never one unit of work; the chunks are shared with
+    /// the live value (a later write copies the one it changes).
+    queue: VecDeque<Queued>,
     /// Next page index for the walker.
     cursor: usize,
     /// Pages of a table emptied during the snapshot that it still needs,
@@ -232,6 +242,38 @@ pub struct Capture {
     /// One page's kept list, decoded for [`Capture::save`] (reused).
     list: Vec<Kept>,
     enc: Encoder,
+}
+
+/// What waits in a capture's queue.
+enum Queued {
+    /// An encoded frame.
+    Bytes(Vec<u8>),
+    /// A chunked string whose chunks from `next` on are still to write.
+    Big { value: Str, next: usize },
+}
+
+/// Writes a frame with `f` into `out`, or (chunks being queued before
+/// it) into the queue, then queues its chunked strings' chunks.
+fn emit(
+    enc: &mut Encoder,
+    out: &mut Vec<u8>,
+    queue: &mut VecDeque<Queued>,
+    f: impl FnOnce(&mut Encoder, &mut Vec<u8>) -> Tally,
+) -> Tally {
+    let t = if queue.is_empty() {
+        f(enc, out)
+    } else {
+        let mut buf = Vec::new();
+        let t = f(enc, &mut buf);
+        if !buf.is_empty() {
+            queue.push_back(Queued::Bytes(buf));
+        }
+        t
+    };
+    for value in enc.take_big() {
+        queue.push_back(Queued::Big { value, next: 0 });
+    }
+    t
 }
 
 /// A key's state at the barrier, kept aside because it changed before its
@@ -437,14 +479,18 @@ impl Capture {
                 }))
         };
         if mask.count_ones() > SUB_FRAMES_MAX {
-            let t = self.enc.encode_page(
-                &mut self.out,
-                self.db,
-                page.prefix,
-                page.depth,
-                at_barrier().map(|(_, e)| e),
-                self.compress,
-            );
+            let (db, compress) = (self.db, self.compress);
+            let (prefix, depth) = (page.prefix, page.depth);
+            let t = emit(&mut self.enc, &mut self.out, &mut self.queue, |enc, out| {
+                enc.encode_page(
+                    out,
+                    db,
+                    prefix,
+                    depth,
+                    at_barrier().map(|(_, e)| e),
+                    compress,
+                )
+            });
             self.count(t);
             self.enc.raw_len()
         } else {
@@ -484,8 +530,49 @@ impl Capture {
 
     /// Writes the parts gathered so far as one ranges frame.
     fn finish_parts(&mut self) {
-        let t = self.enc.finish_parts(&mut self.out, self.db, self.compress);
+        let (db, compress) = (self.db, self.compress);
+        let t = emit(&mut self.enc, &mut self.out, &mut self.queue, |enc, out| {
+            enc.finish_parts(out, db, compress)
+        });
         self.count(t);
+    }
+
+    /// Moves queued frames and chunks into `out`, about `budget` bytes
+    /// (one chunks frame at least); returns the bytes moved.
+    fn drain(&mut self, budget: usize) -> usize {
+        let mut work = 0;
+        while work < budget.max(1) {
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
+            match front {
+                Queued::Bytes(b) => {
+                    work += b.len();
+                    self.out.append(b);
+                    self.queue.pop_front();
+                }
+                Queued::Big { value, next } => {
+                    let n = value.as_chunked().map_or(0, |c| c.chunks().len());
+                    if *next < n {
+                        let (t, to) = self.enc.encode_chunks(
+                            &mut self.out,
+                            self.db,
+                            value,
+                            *next,
+                            self.compress,
+                        );
+                        *next = to;
+                        work += t.bytes as usize;
+                        self.pending.pages += t.pages;
+                        self.pending.bytes += t.bytes;
+                    }
+                    if *next >= n {
+                        self.queue.pop_front();
+                    }
+                }
+            }
+        }
+        work
     }
 
     fn count(&mut self, t: Tally) {
@@ -613,6 +700,7 @@ impl PageTable {
                 Vec::new()
             },
             pending: Tally::default(),
+            queue: VecDeque::new(),
             cursor: 0,
             retired: Vec::new(),
             arenas: (0..KEPT_REGIONS).map(|_| Arena::default()).collect(),
@@ -642,7 +730,9 @@ impl PageTable {
         let mut work = 0;
         let late = || until.is_some_and(|t| std::time::Instant::now() >= t);
         while work < budget && c.out.len() < budget {
-            if let Some(mut p) = c.retired.pop() {
+            if !c.queue.is_empty() {
+                work += c.drain(budget - work);
+            } else if let Some(mut p) = c.retired.pop() {
                 work += c.save_page(&mut p);
             } else {
                 let Some(p) = self.pages.get_mut(c.cursor) else {
@@ -665,7 +755,15 @@ impl PageTable {
                 break;
             }
         }
-        let done = c.retired.is_empty() && c.cursor >= self.pages.len();
+        let mut done = c.retired.is_empty() && c.cursor >= self.pages.len();
+        if done {
+            // The last ranges frame, and the chunks still queued.
+            c.finish_parts();
+            if work < budget && c.out.len() < budget && !late() {
+                c.drain(budget - work);
+            }
+            done = c.queue.is_empty();
+        }
         if done {
             // Every page is written: nothing kept is needed any more.
             c.arenas.iter_mut().for_each(|a| *a = Arena::default());
@@ -691,6 +789,13 @@ impl PageTable {
     pub fn pending_bytes(&self) -> usize {
         self.capture.as_ref().map_or(0, |c| {
             c.out.len()
+                + c.queue
+                    .iter()
+                    .map(|q| match q {
+                        Queued::Bytes(b) => b.len(),
+                        Queued::Big { .. } => 0,
+                    })
+                    .sum::<usize>()
                 + c.enc.parts_len()
                 + c.arenas.iter().map(Arena::bytes).sum::<usize>()
                 + c.records.len() * RECORD
@@ -1086,25 +1191,38 @@ mod tests {
             t.pending_bytes()
         );
         // The snapshot holds the value at the barrier.
-        while !t.capture_step(1 << 20, None) {}
         let mut out = Vec::new();
-        t.take_frames(&mut out);
+        loop {
+            let done = t.capture_step(1 << 20, None);
+            t.take_frames(&mut out);
+            if done {
+                break;
+            }
+        }
         let mut pos = 0;
         let mut found = None;
+        let mut assembler = snapformat::Assembler::default();
+        let mut frames = 0;
         while pos < out.len() {
             let rest = &out[pos..];
-            let snapformat::Parsed::Frame(snapformat::Frame::Page(f), n) =
+            let snapformat::Parsed::Frame(frame, n) =
                 snapformat::parse_frame(rest, 0, rest.len() as u64).unwrap()
             else {
-                panic!("not a page frame");
+                panic!("not a whole frame");
             };
-            for e in f.decode_entries(0).unwrap() {
-                if &*e.key == b"big" {
-                    found = Some(e.value);
+            frames += usize::from(matches!(frame, snapformat::Frame::Chunks(..)));
+            if let Some(f) = assembler.add(frame, 0).unwrap() {
+                for e in f.decode_entries(0).unwrap() {
+                    if &*e.key == b"big" {
+                        found = Some(e.value);
+                    }
                 }
             }
             pos += n;
         }
+        assembler.finish(0).unwrap();
+        // The big value, in chunks frames of 4 chunks each.
+        assert_eq!(frames, 41usize.div_ceil(4));
         assert_eq!(found, Some(Value::string(big)));
     }
 

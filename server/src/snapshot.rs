@@ -1756,6 +1756,7 @@ pub fn stream_file(
     let header = FileHeader::decode(&buf[..have]).map_err(|e| e.to_string())?;
     let mut at = BLOCK;
     let mut body = Body::default();
+    let mut assembler = format::Assembler::default();
     loop {
         let left = len.saturating_sub(pos + at as u64);
         match parse_frame_at(&buf[at..have], pos + at as u64, left)? {
@@ -1771,12 +1772,10 @@ pub fn stream_file(
                 crate::sys::fadvise_dontneed(fd, 0, pos);
                 fill(&mut buf, &mut have, &mut eof)?;
             }
-            Parsed::Frame(Frame::Page(p), n) => {
-                body.add(&buf[at..at + n], p.entries);
-                at += n;
-                f(p)?;
-            }
             Parsed::Frame(Frame::End { tally, body_crc }, n) => {
+                assembler
+                    .finish(pos + at as u64)
+                    .map_err(|e| e.to_string())?;
                 body.check_end(tally, body_crc, pos + at as u64)
                     .map_err(|e| e.to_string())?;
                 let end = pos + (at + n) as u64;
@@ -1785,6 +1784,19 @@ pub fn stream_file(
                 }
                 crate::sys::fadvise_dontneed(fd, 0, 0);
                 return Ok(header);
+            }
+            // A page frame, or the chunks of its chunked strings after it.
+            Parsed::Frame(frame, n) => {
+                let entries = match &frame {
+                    Frame::Page(p) => p.entries,
+                    _ => 0,
+                };
+                body.add(&buf[at..at + n], entries);
+                let offset = pos + at as u64;
+                at += n;
+                if let Some(p) = assembler.add(frame, offset).map_err(|e| e.to_string())? {
+                    f(p)?;
+                }
             }
         }
     }

@@ -34,7 +34,28 @@ fn random_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model) {
     let key = format!("k{}", rng.below(KEYS)).into_bytes();
     let mk = (db as u16, key.clone());
     match rng.below(1000) {
-        0..=599 => {
+        // A chunked string (version 3's chunks frames), or a write inside
+        // one (copy-before-write of one chunk).
+        0..=4 => {
+            let len = crate::types::string::BIG + rng.below(3 * 65536) as usize;
+            let seed = rng.next() as u8;
+            let v: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_add(seed)).collect();
+            shard.ctx(db).set(&key, Value::string(v.clone()), 0);
+            model.insert(mk, (v, 0));
+        }
+        5..=40 => {
+            let at = rng.below(300_000) as usize;
+            let patch = [b'#'; 3];
+            if let Some(Value::Str(s)) = shard.ctx(db).value_mut(&key) {
+                s.set_range(at, &patch);
+                let (v, _) = model.get_mut(&mk).expect("model has the key");
+                if v.len() < at + 3 {
+                    v.resize(at + 3, 0);
+                }
+                v[at..at + 3].copy_from_slice(&patch);
+            }
+        }
+        41..=599 => {
             let len = [3usize, 20, 200, 2000][rng.below(4) as usize];
             let v: Vec<u8> = (0..len)
                 .map(|i| b'a' + ((i as u64 + rng.next()) % 26) as u8)

@@ -37,7 +37,7 @@ const CHUNK_OVERHEAD: usize = 8 + 16 + 32;
 
 /// One chunk of a chunked string: [`CHUNK`] bytes (the last one of a
 /// string 1 to [`CHUNK`]), and the snapshot epoch it last changed in.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
     pub bytes: Vec<u8>,
     pub epoch: u64,
@@ -180,6 +180,24 @@ impl Str {
         } else {
             Str::Plain(vec![0; len])
         }
+    }
+
+    /// A chunked string of these chunks (as read from a snapshot): None
+    /// unless there is one at least and every one but the last is whole.
+    pub fn from_chunks(chunks: Vec<Arc<Chunk>>) -> Option<Str> {
+        let (last, whole) = chunks.split_last()?;
+        if whole.iter().any(|c| c.bytes.len() != CHUNK)
+            || last.bytes.is_empty()
+            || last.bytes.len() > CHUNK
+        {
+            return None;
+        }
+        let len = whole.len() * CHUNK + last.bytes.len();
+        Some(Str::Chunked(Chunked {
+            chunks: Arc::new(chunks),
+            len,
+            stamp: 0,
+        }))
     }
 
     pub fn len(&self) -> usize {

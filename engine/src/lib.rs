@@ -31,6 +31,8 @@
 //! - [`snapshot`]: fork-less incremental snapshots: the file format and how
 //!   a chain of full and delta snapshots resolves.
 //! - [`testkit`]: an in-process cluster of shards for unit tests.
+//! - [`types`]: the value types, one module each (strings: plain or in
+//!   shared chunks); what every other part asks about a value.
 
 #![deny(unsafe_code)]
 
@@ -52,6 +54,7 @@ pub mod resp;
 pub mod shard;
 pub mod snapshot;
 pub mod testkit;
+pub mod types;
 pub mod value;
 
 pub use command::{Args, Cluster, CommandSpec, Exec};

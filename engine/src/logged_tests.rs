@@ -203,7 +203,7 @@ fn keyspace(c: &TestCluster, now: u64) -> Keyspace {
                         let Value::Str(v) = &e.value;
                         all.entry((s, db))
                             .or_default()
-                            .insert(e.key.to_vec(), (v.clone(), e.expire_at));
+                            .insert(e.key.to_vec(), (v.to_vec(), e.expire_at));
                     }
                 }
             }

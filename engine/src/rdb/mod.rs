@@ -91,6 +91,25 @@ impl std::error::Error for RdbError {}
 pub enum PayloadError {
     VersionOrChecksum,
     BadFormat(RdbError),
+    /// A value of a type this server does not hold yet (lists, sorted
+    /// sets) or at all (streams, modules): its name.
+    Unsupported(&'static str),
+}
+
+/// The name of the type an object type byte holds, for the types
+/// [`decode_object`] does not read.
+pub fn unsupported_type(ty: u8) -> Option<&'static str> {
+    match ty {
+        types::LIST | types::LIST_ZIPLIST | types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => {
+            Some("list")
+        }
+        types::ZSET | types::ZSET_2 | types::ZSET_ZIPLIST | types::ZSET_LISTPACK => {
+            Some("sorted set")
+        }
+        types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 => Some("stream"),
+        types::MODULE | types::MODULE_2 => Some("module value"),
+        _ => None,
+    }
 }
 
 /// A value as a payload holds it, whatever its encoding there.
@@ -170,6 +189,9 @@ pub fn decode_payload(p: &[u8]) -> Result<RdbValue, PayloadError> {
     let (&ty, body) = obj
         .split_first()
         .ok_or_else(|| PayloadError::BadFormat(RdbError("no type byte".into())))?;
+    if let Some(name) = unsupported_type(ty) {
+        return Err(PayloadError::Unsupported(name));
+    }
     decode_object(ty, body).map_err(PayloadError::BadFormat)
 }
 

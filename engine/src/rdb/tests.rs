@@ -397,8 +397,13 @@ fn other_types_answer_clearly() {
         (types::STREAM_LISTPACKS_2, "stream"),
         (200, "unknown"),
     ] {
+        match decode_object(ty, &[0]) {
+            Err(e) => assert!(e.0.contains(what), "{e}"),
+            other => panic!("{other:?}"),
+        }
         let p = finish_payload(vec![ty, 0]);
         match decode_payload(&p) {
+            Err(PayloadError::Unsupported(name)) => assert_eq!(name, what),
             Err(PayloadError::BadFormat(e)) => assert!(e.0.contains(what), "{e}"),
             other => panic!("{other:?}"),
         }

@@ -182,11 +182,15 @@ pub fn verify_payload(p: &[u8]) -> Result<&[u8], PayloadError> {
     Ok(obj)
 }
 
-/// Verifies a DUMP payload and decodes its value. Bytes after the object
-/// body are ignored, as Redis's RESTORE does.
+/// Verifies a DUMP payload and decodes its value. As Redis's RESTORE
+/// (which reads the object from the whole payload buffer), the object may
+/// run into the footer's bytes, and bytes after it are ignored.
 pub fn decode_payload(p: &[u8]) -> Result<RdbValue, PayloadError> {
     let obj = verify_payload(p)?;
-    let (&ty, body) = obj
+    if obj.is_empty() {
+        return Err(PayloadError::BadFormat(RdbError("no type byte".into())));
+    }
+    let (&ty, body) = p
         .split_first()
         .ok_or_else(|| PayloadError::BadFormat(RdbError("no type byte".into())))?;
     if let Some(name) = unsupported_type(ty) {

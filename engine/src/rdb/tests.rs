@@ -389,6 +389,23 @@ fn version_and_checksum() {
 }
 
 #[test]
+fn the_object_may_run_into_the_footer_as_in_redis() {
+    // A 5-byte string with 1 byte of body: Redis reads the object from the
+    // whole payload buffer, so it takes 4 bytes of the footer (redis-server
+    // 7.0.15 answers OK to this payload; tests/tests/dump.rs compares).
+    let p = finish_payload(vec![types::STRING, 0x05, b'a']);
+    let Ok(RdbValue::Str(s)) = decode_payload(&p) else {
+        panic!("{:?}", decode_payload(&p))
+    };
+    assert_eq!(&s[..], &[&b"a"[..], &p[3..7]].concat()[..]);
+    let p = finish_payload(vec![types::STRING, 0x3f, b'a']);
+    assert!(matches!(
+        decode_payload(&p),
+        Err(PayloadError::BadFormat(_))
+    ));
+}
+
+#[test]
 fn other_types_answer_clearly() {
     for (ty, what) in [
         (types::LIST_QUICKLIST_2, "list"),

@@ -3,6 +3,7 @@
 //! family's module.
 
 pub mod connection;
+pub mod dump;
 pub mod keys;
 pub mod server;
 pub mod strings;
@@ -14,6 +15,7 @@ pub static TABLES: &[&[CommandSpec]] = &[
     strings::COMMANDS,
     keys::COMMANDS,
     server::COMMANDS,
+    dump::COMMANDS,
 ];
 
 /// Logs the records that recreate `key` holding `value` with absolute

@@ -44,14 +44,17 @@ pub static COMMANDS: &[CommandSpec] = &[
 /// A stored value as a DUMP payload.
 fn payload_of(value: &Value) -> Vec<u8> {
     match value {
-        Value::Str(s) => rdb::dump_string(s),
+        Value::Str(s) => match s.as_plain() {
+            Some(bytes) => rdb::dump_string(bytes),
+            None => rdb::dump_string(&s.to_vec()),
+        },
     }
 }
 
 /// A decoded payload as a value to store, or why it cannot be stored yet.
 fn value_of(v: RdbValue) -> Result<Value, Error> {
     match v {
-        RdbValue::Str(s) => Ok(Value::Str(s)),
+        RdbValue::Str(s) => Ok(Value::string(s)),
         RdbValue::Hash(_) => Err(unsupported("hash")),
         RdbValue::Set(_) => Err(unsupported("set")),
     }

@@ -855,22 +855,13 @@ impl PageTable {
             Some(e) => {
                 let old_value = std::mem::replace(&mut e.value, value);
                 let old_expire = std::mem::replace(&mut e.expire_at, expire_at);
-                Some(Entry {
-                    hash,
-                    key: e.key.clone(),
-                    value: old_value,
-                    expire_at: old_expire,
-                })
+                e.access.touch();
+                Some(Entry::new(hash, e.key.clone(), old_value, old_expire))
             }
             None => {
                 page.entries.insert_unique(
                     th,
-                    Entry {
-                        hash,
-                        key: key.into(),
-                        value,
-                        expire_at,
-                    },
+                    Entry::new(hash, key.into(), value, expire_at),
                     |e| table_hash(e.hash),
                 );
                 None

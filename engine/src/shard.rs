@@ -102,6 +102,7 @@ impl Shard {
 
     pub fn set_now_ms(&mut self, now: u64) {
         self.now_ms = now;
+        crate::value::set_clock(now);
     }
 
     pub fn epoch(&self) -> u64 {
@@ -358,8 +359,18 @@ impl ExecCtx<'_> {
     }
 
     /// Looks up a key for reading: expired keys are removed, hits and misses
-    /// are counted (Redis's lookupKeyRead).
+    /// are counted, the key's access time is set (Redis's lookupKeyRead).
     pub fn lookup_read(&mut self, key: &[u8]) -> Option<&Entry> {
+        let found = self.lookup_read_notouch(key);
+        if let Some(e) = found {
+            e.access.touch();
+        }
+        found
+    }
+
+    /// [`ExecCtx::lookup_read`] that leaves the access time as it is
+    /// (Redis's LOOKUP_NOTOUCH: EXISTS, TYPE, TTL, OBJECT).
+    pub fn lookup_read_notouch(&mut self, key: &[u8]) -> Option<&Entry> {
         let hash = hash_key(key);
         self.expire_if_needed(hash, key);
         let Shard { dbs, stats, .. } = &mut *self.shard;
@@ -377,7 +388,11 @@ impl ExecCtx<'_> {
     pub fn lookup_write(&mut self, key: &[u8]) -> Option<&Entry> {
         let hash = hash_key(key);
         self.expire_if_needed(hash, key);
-        self.shard.dbs[self.db].get(hash, key)
+        let found = self.shard.dbs[self.db].get(hash, key);
+        if let Some(e) = found {
+            e.access.touch();
+        }
+        found
     }
 
     /// Whether a key exists (after lazy expiry), without hit/miss counting.

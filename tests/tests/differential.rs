@@ -1164,6 +1164,80 @@ CLIENT "x\r\n"
 NOSUCHCMD "a\r\nb\r\n"
 EXPIRE k 100 "\r\n"
 EXPIRE k 100 "\nab\r"
+
+## copy and move across shards and databases
+FLUSHALL
+SET a 1
+SET b hello PX 900000000
+COPY a a
+COPY a a DB 1
+COPY a a DB 1
+COPY a a DB 1 REPLACE
+COPY a c
+COPY a c
+COPY b c REPLACE
+PTTL c
+GET c
+COPY b k1
+COPY b k2
+COPY b k3 DB 2
+COPY missing k4
+COPY a b foo
+COPY a b DB
+COPY a b DB x
+COPY a b DB 16
+COPY a b DB -1
+COPY a b DB 99999999999
+COPY a b REPLACE DB 1 REPLACE
+COPY a
+SELECT 1
+GET a
+SELECT 0
+MOVE a 0
+MOVE a 1
+MOVE a 2
+MOVE a 2
+MOVE missing 3
+MOVE b x
+MOVE b 16
+MOVE b -1
+MOVE b 99999999999
+MOVE b
+MOVE k1 3
+SELECT 3
+GET k1
+PTTL k1
+MOVE k1 0
+SELECT 0
+DBSIZE
+
+## object
+FLUSHALL
+SET i 12
+SET big 123456
+SET neg -5
+SET s hello
+SET l aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+OBJECT ENCODING i
+OBJECT ENCODING big
+OBJECT ENCODING s
+OBJECT ENCODING l
+OBJECT ENCODING missing
+OBJECT REFCOUNT i
+OBJECT REFCOUNT big
+OBJECT REFCOUNT neg
+OBJECT REFCOUNT s
+OBJECT REFCOUNT missing
+OBJECT FREQ s
+OBJECT FREQ missing
+OBJECT IDLETIME missing
+OBJECT HELP
+object help
+OBJECT HELP x
+OBJECT ENCODING
+OBJECT ENCODING a b
+OBJECT FOO
+OBJECT
 "#;
 
 const CONNECTION_CASES: &str = r#"

@@ -1960,3 +1960,33 @@ fn flushall_async_empties_at_once_and_frees_on_the_thread() {
     assert_eq!(cmd::<String>(&mut con, &["FLUSHDB", "ASYNC"]), "OK");
     assert_eq!(lazyfree_settled(&mut con), freed + 2000, "FLUSHDB ASYNC");
 }
+
+/// OBJECT IDLETIME counts the seconds since the key was last read or
+/// written: GET, SET and TOUCH reset it; EXISTS, TYPE, TTL and OBJECT
+/// itself do not (Redis's LOOKUP_NOTOUCH). Also runs against redis-server.
+#[test]
+fn object_idletime_counts_from_the_last_access() {
+    let server = ServerProc::start(&[]);
+    let mut con = server.conn();
+    let idle = |con: &mut Connection, key: &str| -> i64 { cmd(con, &["OBJECT", "IDLETIME", key]) };
+    let _: () = cmd(
+        &mut con,
+        &["MSET", "read", "1", "touched", "2", "peeked", "3"],
+    );
+    assert_eq!(idle(&mut con, "read"), 0);
+    std::thread::sleep(Duration::from_millis(2100));
+    for key in ["read", "touched", "peeked"] {
+        assert!(idle(&mut con, key) >= 2, "{key}: {}", idle(&mut con, key));
+    }
+    let _: Option<String> = cmd(&mut con, &["GET", "read"]);
+    let _: i64 = cmd(&mut con, &["TOUCH", "touched", "missing"]);
+    let _: i64 = cmd(&mut con, &["EXISTS", "peeked"]);
+    let _: String = cmd(&mut con, &["TYPE", "peeked"]);
+    let _: i64 = cmd(&mut con, &["TTL", "peeked"]);
+    let _: Option<String> = cmd(&mut con, &["OBJECT", "ENCODING", "peeked"]);
+    assert!(idle(&mut con, "read") <= 1);
+    assert!(idle(&mut con, "touched") <= 1);
+    assert!(idle(&mut con, "peeked") >= 2);
+    let missing: Option<i64> = cmd(&mut con, &["OBJECT", "IDLETIME", "missing"]);
+    assert_eq!(missing, None);
+}

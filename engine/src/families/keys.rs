@@ -33,7 +33,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         .keys(1, -1, 1)
         .doc("generic", "Determine if a key exists", "1.0.0", "O(N) where N is the number of keys to check.", "key [key ...]")
         .history(&[("3.0.3", "Accepts multiple `key` arguments.")]),
-    cmd("touch", -2, READONLY | FAST, Exec::Keys { shard: exists, cross: exists_cross }, Log::Never)
+    cmd("touch", -2, READONLY | FAST, Exec::Keys { shard: touch, cross: touch_cross }, Log::Never)
         .keys(1, -1, 1)
         .doc("generic", "Alters the last access time of a key(s). Returns the number of existing keys specified.", "3.2.1", "O(N) where N is the number of keys that will be touched.", "key [key ...]"),
     cmd("type", 2, READONLY | FAST, Exec::Shard(type_cmd), Log::Never)
@@ -182,28 +182,52 @@ fn unlink_cross(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFutur
 }
 
 /// EXISTS and TOUCH: how many of the named keys exist, a key named twice
-/// counting twice. Both are reads (hits and misses are counted); there is no
-/// access-time bookkeeping for TOUCH to update yet.
-fn count_existing<'k>(ctx: &mut ExecCtx<'_>, keys: impl Iterator<Item = &'k [u8]>) -> i64 {
-    keys.filter(|k| ctx.lookup_read(k).is_some()).count() as i64
+/// counting twice. Both are reads (hits and misses are counted); TOUCH
+/// also sets their access time (`touch`), EXISTS does not.
+fn count_existing<'k>(
+    ctx: &mut ExecCtx<'_>,
+    keys: impl Iterator<Item = &'k [u8]>,
+    touch: bool,
+) -> i64 {
+    keys.filter(|k| {
+        if touch {
+            ctx.lookup_read(k).is_some()
+        } else {
+            ctx.lookup_read_notouch(k).is_some()
+        }
+    })
+    .count() as i64
 }
 
 fn exists(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
-    resp::write_int(out, count_existing(ctx, args.iter().skip(1)));
+    resp::write_int(out, count_existing(ctx, args.iter().skip(1), false));
     Ok(())
 }
 
 fn exists_keys(ctx: &mut ExecCtx<'_>, keys: &[Vec<u8>]) -> i64 {
-    count_existing(ctx, keys.iter().map(Vec::as_slice))
+    count_existing(ctx, keys.iter().map(Vec::as_slice), false)
 }
 
 fn exists_cross(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_, Reply> {
     sum_over_shards(c, db, args, exists_keys)
 }
 
+fn touch(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
+    resp::write_int(out, count_existing(ctx, args.iter().skip(1), true));
+    Ok(())
+}
+
+fn touch_keys(ctx: &mut ExecCtx<'_>, keys: &[Vec<u8>]) -> i64 {
+    count_existing(ctx, keys.iter().map(Vec::as_slice), true)
+}
+
+fn touch_cross(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>) -> LocalBoxFuture<'_, Reply> {
+    sum_over_shards(c, db, args, touch_keys)
+}
+
 fn type_cmd(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
     let name = ctx
-        .lookup_read(args.get(1))
+        .lookup_read_notouch(args.get(1))
         .map_or("none", |e| e.value.type_name());
     resp::write_simple(out, name);
     Ok(())
@@ -329,7 +353,7 @@ fn ttl_generic(
     absolute: bool,
 ) -> CmdResult {
     let now = i64::try_from(ctx.now_ms()).unwrap_or(i64::MAX);
-    let reply = match ctx.lookup_read(args.get(1)) {
+    let reply = match ctx.lookup_read_notouch(args.get(1)) {
         None => -2,
         Some(e) if e.expire_at == 0 => -1,
         Some(e) => {

@@ -3,8 +3,10 @@
 //! family's module.
 
 pub mod connection;
+pub mod copy;
 pub mod dump;
 pub mod keys;
+pub mod object;
 pub mod server;
 pub mod strings;
 
@@ -16,6 +18,8 @@ pub static TABLES: &[&[CommandSpec]] = &[
     keys::COMMANDS,
     server::COMMANDS,
     dump::COMMANDS,
+    copy::COMMANDS,
+    object::COMMANDS,
 ];
 
 /// Logs the records that recreate `key` holding `value` with absolute

@@ -882,12 +882,7 @@ impl PageFrame {
             if hash < first || hash > last {
                 return Err(bad("key outside the page's hash range"));
             }
-            out.push(Entry {
-                hash,
-                key: key.into(),
-                value,
-                expire_at,
-            });
+            out.push(Entry::new(hash, key.into(), value, expire_at));
         }
         if out.len() != part.entries as usize {
             return Err(bad("entry count differs from the header"));
@@ -1067,12 +1062,12 @@ mod tests {
     use super::*;
 
     fn entry(k: &str, v: &[u8], exp: u64) -> Entry {
-        Entry {
-            hash: hash_key(k.as_bytes()),
-            key: k.as_bytes().into(),
-            value: Value::string(v.to_vec()),
-            expire_at: exp,
-        }
+        Entry::new(
+            hash_key(k.as_bytes()),
+            k.as_bytes().into(),
+            Value::string(v.to_vec()),
+            exp,
+        )
     }
 
     fn header(kind: Kind) -> FileHeader {

@@ -81,6 +81,15 @@ impl Value {
         }
     }
 
+    /// What OBJECT REFCOUNT says of it: Redis shares the integers 0..9999
+    /// among keys (when no `maxmemory` is set) and names their count
+    /// 2147483647; every other value has one reference.
+    pub fn refcount(&self) -> i64 {
+        match self {
+            Value::Str(s) => s.refcount(),
+        }
+    }
+
     /// The commands that recreate the value at `key` with absolute expiry
     /// `expire_at` (0: none), each argument bounded (cross-shard RENAME,
     /// MOVE, `export-aof`). `f` gets each command's arguments.

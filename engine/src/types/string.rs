@@ -356,6 +356,21 @@ impl Str {
         }
     }
 
+    /// See [`super::Value::refcount`].
+    pub fn refcount(&self) -> i64 {
+        const SHARED_INTEGERS: i64 = 10_000;
+        let shared = self.encoding() == "int"
+            && self
+                .as_plain()
+                .and_then(crate::resp::parse_i64)
+                .is_some_and(|n| (0..SHARED_INTEGERS).contains(&n));
+        if shared {
+            i64::from(i32::MAX)
+        } else {
+            1
+        }
+    }
+
     /// Approximate heap bytes used (kept up to date by each change: a
     /// plain string's capacity, a chunked one's chunk count).
     #[inline]

@@ -488,8 +488,12 @@ async fn rename_across(c: &dyn Cluster, db: usize, args: Vec<Vec<u8>>, nx: bool)
     };
     let put = move |sh: &mut Shard| {
         let mut ctx = sh.ctx(db);
-        // Expire a stale destination first, as a lookup would.
-        ctx.exists(&dst);
+        // Expire a stale destination first, as a lookup would. A value
+        // replaced goes first in the log too: the recreating commands of
+        // a collection add to what is there.
+        if ctx.exists(&dst) {
+            ctx.propagate([&b"DEL"[..], &dst]);
+        }
         crate::families::propagate_entry(&mut ctx, &dst, &entry.value, entry.expire_at);
         ctx.set(&dst, entry.value, entry.expire_at);
         ctx.dirty(1);

@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod dump;
+pub mod hashes;
 pub mod keys;
 pub mod server;
 pub mod strings;
@@ -16,6 +17,7 @@ pub static TABLES: &[&[CommandSpec]] = &[
     keys::COMMANDS,
     server::COMMANDS,
     dump::COMMANDS,
+    hashes::COMMANDS,
 ];
 
 /// Logs the records that recreate `key` holding `value` with absolute

@@ -726,6 +726,17 @@ async fn apply_changes(conn: &Conn, changed: &[&str]) {
             })
             .await;
     }
+    if changed.iter().any(|n| n.starts_with("hash-max-listpack-")) {
+        let limits = crate::config::hash_limits(&shared.config());
+        conn.worker
+            .ask_all(move || {
+                Box::new(move |sh| {
+                    sh.hash_limits = limits;
+                    Reply::Ok
+                })
+            })
+            .await;
+    }
     if changed.iter().any(|n| n.starts_with("lazyfree-lazy-")) {
         let lazy = crate::lazyfree::settings(&shared.config());
         conn.worker

@@ -362,7 +362,9 @@ fn hrandfield(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdRe
     }
     let count = parse_i64(args.get(2)).ok_or(Error::NotInteger)?;
     if count == i64::MIN {
-        return Err(Error::msg("ERR value is out of range"));
+        return Err(Error::msg(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ));
     }
     if args.len() > 4 || (args.len() == 4 && !args.get(3).eq_ignore_ascii_case(b"withvalues")) {
         return Err(Error::Syntax);

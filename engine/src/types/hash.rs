@@ -1011,3 +1011,18 @@ mod tests {
         assert_eq!(pairs, 2500);
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    /// Adding hashes to `Value` does not grow every entry.
+    #[test]
+    fn a_hash_is_no_bigger_than_a_string_in_a_value() {
+        assert!(std::mem::size_of::<super::Hash>() <= std::mem::size_of::<super::super::Str>());
+        eprintln!(
+            "Value {} Str {} Hash {}",
+            std::mem::size_of::<super::super::Value>(),
+            std::mem::size_of::<super::super::Str>(),
+            std::mem::size_of::<super::Hash>()
+        );
+    }
+}

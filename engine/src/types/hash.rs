@@ -593,6 +593,9 @@ impl Hash {
                     false
                 }
                 None => {
+                    // Exactly sized, as Redis's listpack (realloc per
+                    // insert): small hashes are most of the memory.
+                    b.reserve_exact(pair_bytes(f, v));
                     put_pair(b, f, v);
                     let n = pack_len(b) + 1;
                     pack_set_len(b, n);

@@ -11,8 +11,9 @@
 //!   numbers and `Vec<Arc<Segment>>`. A segment is a small hash table of at
 //!   most [`SEG_MAX_ITEMS`] pairs or [`SEG_MAX_BYTES`] bytes, picked by the
 //!   low bits of the field's hash; a full segment splits in two (the
-//!   directory doubles when needed: it holds 4 bytes per slot). Each pair
-//!   is one allocation (`varint len, field, value`). Cloning is O(1), so a
+//!   directory doubles when needed: it holds 4 bytes per slot). A segment
+//!   holds its pairs back to back in one byte vector, indexed by a hash
+//!   table of offsets (no allocation per pair). Cloning is O(1), so a
 //!   running snapshot keeps the value at its barrier by cloning it, and
 //!   the write that follows copies the directory (4 + 8 bytes per segment)
 //!   and the one segment it changes (`Arc::make_mut`), never the hash.
@@ -183,86 +184,161 @@ fn pack_find<'a>(b: &'a [u8], f: &[u8]) -> Option<PackPair<'a>> {
 // ---------------------------------------------------------------------------
 // The hashtable.
 
-/// One pair of a hashtable: `varint len, field, value`.
-type Item = Box<[u8]>;
-
-fn make_item(f: &[u8], v: &[u8]) -> Item {
-    let mut b = Vec::with_capacity(varint_len(f.len() as u64) + f.len() + v.len());
-    put_varint(&mut b, f.len() as u64);
-    b.extend_from_slice(f);
-    b.extend_from_slice(v);
-    b.into_boxed_slice()
-}
-
-fn item_parts(it: &[u8]) -> (&[u8], &[u8]) {
-    let mut pos = 0;
-    let n = get_varint(it, &mut pos).unwrap_or(0) as usize;
-    let split = pos.saturating_add(n).min(it.len());
-    (
-        it.get(pos..split).unwrap_or_default(),
-        it.get(split..).unwrap_or_default(),
-    )
+/// The pair at offset `o` of a segment's bytes: (field, value, end).
+fn pair_at(data: &[u8], o: usize) -> (&[u8], &[u8], usize) {
+    let mut pos = o;
+    let mut part = || {
+        let n = get_varint(data, &mut pos)?;
+        take(data, &mut pos, n)
+    };
+    let f = part().unwrap_or_default();
+    let v = part().unwrap_or_default();
+    (f, v, pos)
 }
 
 #[inline]
-fn item_field(it: &[u8]) -> &[u8] {
-    item_parts(it).0
+fn field_at(data: &[u8], o: usize) -> &[u8] {
+    pair_at(data, o).0
 }
 
-/// The allocator's size for an item (its bytes rounded to 8, at least 16).
-fn item_heap(it: &[u8]) -> usize {
-    it.len().next_multiple_of(8).max(16)
-}
-
-/// Bytes of a pair in the pair encoding, from its item.
-fn item_data(it: &[u8]) -> usize {
-    let (f, v) = item_parts(it);
-    pair_bytes(f, v)
-}
-
-/// One segment of a hashtable.
+/// One segment of a hashtable: its pairs back to back in one byte vector
+/// (as a listpack's), and a small hash table of their offsets. A pair
+/// replaced or removed leaves its bytes behind (`garbage`) until the
+/// segment is compacted (when they pass half of it): a bounded copy, as a
+/// segment is at most [`SEG_MAX_BYTES`] of live pairs (or one pair).
 #[derive(Debug, Clone)]
 pub struct Segment {
     /// How many low bits of the hash all its fields share.
     depth: u32,
-    /// Heap bytes of its items.
-    bytes: usize,
-    items: HashTable<Item>,
+    data: Vec<u8>,
+    /// Bytes of `data` that no live pair uses.
+    garbage: usize,
+    index: HashTable<usize>,
 }
 
 impl Segment {
     fn new(depth: u32) -> Segment {
         Segment {
             depth,
-            bytes: 0,
-            items: HashTable::new(),
+            data: Vec::new(),
+            garbage: 0,
+            index: HashTable::new(),
         }
     }
 
-    /// Heap bytes: items, table slots, the segment and its `Arc`.
+    /// Heap bytes: the pairs' bytes, the table, the segment and its `Arc`.
     fn heap(&self) -> usize {
-        self.bytes
-            + self.items.capacity() * (std::mem::size_of::<Item>() + 1)
+        self.data.capacity()
+            + self.index.capacity() * (std::mem::size_of::<usize>() + 1)
             + std::mem::size_of::<Segment>()
             + 16
     }
 
-    fn find(&self, h: u64, f: &[u8]) -> Option<&Item> {
-        self.items.find(inner(h), |it| item_field(it) == f)
+    /// Bytes of live pairs.
+    fn live(&self) -> usize {
+        self.data.len() - self.garbage
     }
 
-    fn insert_new(&mut self, h: u64, it: Item) {
-        self.bytes += item_heap(&it);
-        self.items
-            .insert_unique(inner(h), it, |it| inner(field_hash(item_field(it))));
+    fn find(&self, h: u64, f: &[u8]) -> Option<usize> {
+        let data = &self.data;
+        self.index
+            .find(inner(h), |&o| field_at(data, o) == f)
+            .copied()
+    }
+
+    /// Appends a pair's bytes; returns its offset. Grows by a quarter (not
+    /// double) so a segment's slack stays small.
+    fn append(&mut self, f: &[u8], v: &[u8]) -> usize {
+        let need = pair_bytes(f, v);
+        if self.data.capacity() - self.data.len() < need {
+            self.data
+                .reserve_exact(need.max(self.data.len() / 4).max(64));
+        }
+        let o = self.data.len();
+        put_pair(&mut self.data, f, v);
+        o
+    }
+
+    fn insert_new(&mut self, h: u64, f: &[u8], v: &[u8]) {
+        let o = self.append(f, v);
+        let data = &self.data;
+        self.index
+            .insert_unique(inner(h), o, |&o| inner(field_hash(field_at(data, o))));
+    }
+
+    /// Sets `f` (hash `h`) to `v`; returns the bytes of the pair it
+    /// replaced (None: `f` is new).
+    fn set(&mut self, h: u64, f: &[u8], v: &[u8]) -> Option<usize> {
+        match self.find(h, f) {
+            Some(old) => {
+                let (of, ov, _) = pair_at(&self.data, old);
+                let old_len = pair_bytes(of, ov);
+                let o = self.append(f, v);
+                if let Some(slot) = self.index.find_mut(inner(h), |&x| x == old) {
+                    *slot = o;
+                }
+                self.garbage += old_len;
+                self.compact_if_sparse();
+                Some(old_len)
+            }
+            None => {
+                self.insert_new(h, f, v);
+                None
+            }
+        }
+    }
+
+    /// Removes `f`; returns its pair's bytes.
+    fn remove(&mut self, h: u64, f: &[u8]) -> Option<usize> {
+        let data = &self.data;
+        let found = self
+            .index
+            .find_entry(inner(h), |&o| field_at(data, o) == f)
+            .ok()?;
+        let (o, _) = found.remove();
+        let (of, ov, _) = pair_at(&self.data, o);
+        let len = pair_bytes(of, ov);
+        self.garbage += len;
+        if self.index.capacity() > 64 && self.index.len() * 4 < self.index.capacity() {
+            let want = self.index.len() * 2;
+            let data = &self.data;
+            self.index
+                .shrink_to(want, |&o| inner(field_hash(field_at(data, o))));
+        }
+        self.compact_if_sparse();
+        Some(len)
+    }
+
+    /// Rewrites the pairs without the garbage when it is more than half.
+    fn compact_if_sparse(&mut self) {
+        if self.garbage * 2 <= self.data.len() {
+            return;
+        }
+        let live = self.live();
+        let mut data = Vec::with_capacity(live + live / 8);
+        for o in self.index.iter_mut() {
+            let (_, _, end) = pair_at(&self.data, *o);
+            let at = data.len();
+            data.extend_from_slice(self.data.get(*o..end).unwrap_or_default());
+            *o = at;
+        }
+        self.data = data;
+        self.garbage = 0;
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.index.iter().map(|&o| {
+            let (f, v, _) = pair_at(&self.data, o);
+            (f, v)
+        })
     }
 
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.index.is_empty()
     }
 }
 
@@ -328,7 +404,7 @@ impl Table {
     pub fn get(&self, f: &[u8]) -> Option<&[u8]> {
         let h = field_hash(f);
         let seg = self.dir.segs.get(Self::seg_of(&self.dir, h))?;
-        seg.find(h, f).map(|it| item_parts(it).1)
+        seg.find(h, f).map(|o| pair_at(&seg.data, o).1)
     }
 
     /// Sets `f` to `v`; returns whether `f` is new.
@@ -341,22 +417,18 @@ impl Table {
         };
         let seg = Arc::make_mut(arc);
         let before = seg.heap();
-        let new_item = make_item(f, v);
-        let added = match seg.items.find_mut(inner(h), |it| item_field(it) == f) {
-            Some(it) => {
-                seg.bytes = seg.bytes - item_heap(it) + item_heap(&new_item);
-                dir.data = dir.data - item_data(it) + pair_bytes(f, v);
-                *it = new_item;
+        let added = match seg.set(h, f, v) {
+            Some(old_len) => {
+                dir.data = dir.data - old_len + pair_bytes(f, v);
                 false
             }
             None => {
-                seg.insert_new(h, new_item);
                 dir.data += pair_bytes(f, v);
                 dir.len += 1;
                 true
             }
         };
-        let full = seg.items.len() > SEG_MAX_ITEMS || seg.bytes > SEG_MAX_BYTES;
+        let full = seg.len() > SEG_MAX_ITEMS || seg.live() > SEG_MAX_BYTES;
         dir.seg_heap = dir.seg_heap + seg.heap() - before;
         if added && full {
             dir.split(si);
@@ -377,28 +449,18 @@ impl Table {
         };
         let seg = Arc::make_mut(arc);
         let before = seg.heap();
-        let Ok(found) = seg.items.find_entry(inner(h), |it| item_field(it) == f) else {
+        let Some(len) = seg.remove(h, f) else {
             return false;
         };
-        let (it, _) = found.remove();
-        seg.bytes -= item_heap(&it);
-        dir.data -= item_data(&it);
+        dir.data -= len;
         dir.len -= 1;
-        if seg.items.capacity() > 64 && seg.items.len() * 4 < seg.items.capacity() {
-            let want = seg.items.len() * 2;
-            seg.items
-                .shrink_to(want, |it| inner(field_hash(item_field(it))));
-        }
         dir.seg_heap = dir.seg_heap + seg.heap() - before;
         true
     }
 
     /// The pairs, segment by segment.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.dir
-            .segs
-            .iter()
-            .flat_map(|s| s.items.iter().map(|it| item_parts(it)))
+        self.dir.segs.iter().flat_map(|s| s.pairs())
     }
 
     /// A pair picked at random from `r1`, `r2` (not exactly uniform: a
@@ -413,7 +475,7 @@ impl Table {
             .find(|s| !s.is_empty())
             .and_then(|s| {
                 let k = (r2 % s.len() as u64) as usize;
-                s.items.iter().nth(k).map(|it| item_parts(it))
+                s.pairs().nth(k)
             })
     }
 
@@ -438,8 +500,7 @@ impl Table {
                 .get(slot as usize)
                 .and_then(|&s| dir.segs.get(s as usize));
             if let Some(seg) = seg {
-                for it in seg.items.iter() {
-                    let (f, val) = item_parts(it);
+                for (f, val) in seg.pairs() {
                     if field_hash(f) & mask == slot {
                         emit(f, val);
                         n += 1;
@@ -461,37 +522,28 @@ impl Dir {
     fn split(&mut self, si: usize) {
         let Some(old) = self.segs.get(si) else { return };
         let depth = old.depth;
-        if depth >= MAX_DEPTH || old.items.len() < 2 {
+        if depth >= MAX_DEPTH || old.len() < 2 {
             return;
         }
+        let bit = 1u64 << depth;
+        let mut a = Segment::new(depth + 1);
+        let mut b = Segment::new(depth + 1);
+        let mut low = None;
+        for (f, v) in old.pairs() {
+            let h = field_hash(f);
+            low.get_or_insert(h & (bit - 1));
+            if h & bit != 0 {
+                b.insert_new(h, f, v);
+            } else {
+                a.insert_new(h, f, v);
+            }
+        }
+        self.seg_heap = self.seg_heap + a.heap() + b.heap() - old.heap();
         if depth == self.depth {
             let n = self.slots.len();
             self.slots.extend_from_within(0..n);
             self.depth += 1;
         }
-        let bit = 1u64 << depth;
-        let mut a = Segment::new(depth + 1);
-        let mut b = Segment::new(depth + 1);
-        let Some(place) = self.segs.get_mut(si) else {
-            return;
-        };
-        let old = std::mem::replace(place, Arc::new(Segment::new(0)));
-        let old_heap = old.heap();
-        let items = match Arc::try_unwrap(old) {
-            Ok(seg) => seg.items.into_iter().collect::<Vec<_>>(),
-            Err(shared) => shared.items.iter().cloned().collect(),
-        };
-        let mut low = None;
-        for it in items {
-            let h = field_hash(item_field(&it));
-            low.get_or_insert(h & (bit - 1));
-            if h & bit != 0 {
-                b.insert_new(h, it);
-            } else {
-                a.insert_new(h, it);
-            }
-        }
-        self.seg_heap = self.seg_heap + a.heap() + b.heap() - old_heap;
         let bi = self.segs.len() as u32;
         if let Some(s) = self.segs.get_mut(si) {
             *s = Arc::new(a);
@@ -711,7 +763,8 @@ impl Hash {
     pub fn free_effort(&self) -> usize {
         match self {
             Hash::Pack(_) => 1,
-            Hash::Table(t) => t.len() + t.dir.segs.len() + 1,
+            // A segment is two allocations (its pairs and its table).
+            Hash::Table(t) => 2 * t.dir.segs.len() + 1,
         }
     }
 
@@ -877,15 +930,11 @@ mod tests {
         assert_eq!(t.dir.data, data);
         let seg_heap: usize = t.segments().iter().map(|s| s.heap()).sum();
         assert_eq!(t.dir.seg_heap, seg_heap);
-        let seg_bytes: usize = t
-            .segments()
-            .iter()
-            .map(|s| s.items.iter().map(|i| item_heap(i)).sum::<usize>())
-            .sum();
-        assert_eq!(
-            t.segments().iter().map(|s| s.bytes).sum::<usize>(),
-            seg_bytes
-        );
+        for s in t.segments() {
+            let live: usize = s.pairs().map(|(f, v)| pair_bytes(f, v)).sum();
+            assert_eq!(s.live(), live);
+            assert!(s.garbage * 2 <= s.data.len(), "compacted when sparse");
+        }
         // The snapshot encoding round-trips.
         let mut b = Vec::new();
         h.write_snapshot(&mut b);

@@ -165,6 +165,10 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "RENAME n n",
             "RENAME c cx",
             "RENAME nope x",
+            "RENAME h1 hx1",
+            "RENAME hx1 hx2",
+            "RENAME ht hx3",
+            "RENAME hx3 s2",
         ],
     ),
     (

@@ -392,17 +392,30 @@ fn hrandfield(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdRe
     };
     let per = if with_values { 2 } else { 1 };
     let len = h.len() as u64;
+    let n = count.unsigned_abs();
+    // A random pick from a hashtable walks part of one segment (up to
+    // 1024 pairs), from a listpack part of it: when the count is more
+    // than a 64th of the hash (or the hash is a listpack), all pairs are
+    // gathered once instead, so the work is O(size + count) either way.
+    let gather = h.as_table().is_none() || n.saturating_mul(64) >= len;
     if count < 0 {
-        let n = count.unsigned_abs();
         resp::write_array_len(out, (n as usize) * per);
-        for _ in 0..n {
-            if let Some((f, v)) = h.random(next(), next()) {
-                write_pair(out, f, v, with_values);
+        if gather {
+            let all: Vec<(&[u8], &[u8])> = h.iter().collect();
+            for _ in 0..n {
+                if let Some(&(f, v)) = all.get((next() % len.max(1)) as usize) {
+                    write_pair(out, f, v, with_values);
+                }
+            }
+        } else {
+            for _ in 0..n {
+                if let Some((f, v)) = h.random(next(), next()) {
+                    write_pair(out, f, v, with_values);
+                }
             }
         }
         return Ok(());
     }
-    let n = count as u64;
     if n >= len {
         resp::write_array_len(out, h.len() * per);
         for (f, v) in h.iter() {
@@ -411,8 +424,8 @@ fn hrandfield(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdRe
         return Ok(());
     }
     resp::write_array_len(out, (n as usize) * per);
-    if n * 3 > len {
-        // Most of the hash: all pairs, then random ones dropped.
+    if gather {
+        // All pairs, then random ones dropped (Redis's CASE 3).
         let mut all: Vec<(&[u8], &[u8])> = h.iter().collect();
         while all.len() as u64 > n {
             let i = (next() % all.len() as u64) as usize;
@@ -422,6 +435,7 @@ fn hrandfield(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdRe
             write_pair(out, f, v, with_values);
         }
     } else {
+        // Few of a big hash: distinct random picks (Redis's CASE 4).
         let mut seen = hashbrown::HashSet::new();
         while (seen.len() as u64) < n {
             if let Some((f, v)) = h.random(next(), next()) {

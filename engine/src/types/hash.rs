@@ -593,17 +593,20 @@ impl Hash {
         Hash::Pack(vec![0; PACK_HEAD])
     }
 
-    /// A hash of these pairs (fields distinct) in the encoding Redis picks
-    /// when it loads a whole hash (RESTORE): a listpack if it is within the
-    /// limits, else a hashtable.
+    /// A hash of these pairs (fields distinct) in the encoding Redis 7.0
+    /// picks when it loads a whole hash (RESTORE): a listpack if it is
+    /// within the limits, else a hashtable. `from_listpack`: the payload
+    /// was a listpack, which Redis 7.0 converts by its count only.
     pub fn from_pairs<'a>(
         pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone,
         limits: Limits,
+        from_listpack: bool,
     ) -> Hash {
         let fits = pairs.len() <= limits.max_entries
-            && pairs
-                .clone()
-                .all(|(f, v)| f.len() <= limits.max_value && v.len() <= limits.max_value);
+            && (from_listpack
+                || pairs
+                    .clone()
+                    .all(|(f, v)| f.len() <= limits.max_value && v.len() <= limits.max_value));
         let mut h = if fits {
             Hash::new()
         } else {
@@ -977,13 +980,17 @@ mod tests {
         // From pairs: the encoding Redis picks.
         let pairs = [(&b"a"[..], &b"1"[..]), (b"b", b"2")];
         assert_eq!(
-            Hash::from_pairs(pairs.iter().copied(), limits).encoding(),
+            Hash::from_pairs(pairs.iter().copied(), limits, false).encoding(),
             "listpack"
         );
         let long = [(&b"a"[..], &[b'x'; 65][..])];
         assert_eq!(
-            Hash::from_pairs(long.iter().copied(), limits).encoding(),
+            Hash::from_pairs(long.iter().copied(), limits, false).encoding(),
             "hashtable"
+        );
+        assert_eq!(
+            Hash::from_pairs(long.iter().copied(), limits, true).encoding(),
+            "listpack"
         );
     }
 

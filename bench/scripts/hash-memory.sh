@@ -37,18 +37,18 @@ PY
 mem() { redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '$1=="used_memory"{u=$2} $1=="used_memory_rss"{r=$2} END{print u, r}'; }
 for data in small big; do
     rm -rf "$scratch/kv" "$scratch/r"; mkdir -p "$scratch/kv" "$scratch/r"
-    redis-server --port 7431 --save "" --appendonly no --dir "$scratch/r" >/dev/null 2>&1 &
+    redis-server --port 7441 --save "" --appendonly no --dir "$scratch/r" >/dev/null 2>&1 &
     rp=$!
-    "$bin" --port 7432 --threads "$threads" --save "" --appendonly no --dir "$scratch/kv" >/dev/null 2>&1 &
+    "$bin" --port 7442 --threads "$threads" --save "" --appendonly no --dir "$scratch/kv" >/dev/null 2>&1 &
     kp=$!
-    for p in 7431 7432; do
+    for p in 7441 7442; do
         for _ in $(seq 100); do redis-cli -p $p ping >/dev/null 2>&1 && break; sleep 0.05; done
     done
-    read -r r0 rr0 < <(mem 7431); read -r k0 kr0 < <(mem 7432)
-    redis-cli -p 7431 --pipe < "$scratch/$data.resp" >/dev/null
-    redis-cli -p 7432 --pipe < "$scratch/$data.resp" >/dev/null
+    read -r r0 rr0 < <(mem 7441); read -r k0 kr0 < <(mem 7442)
+    redis-cli -p 7441 --pipe < "$scratch/$data.resp" >/dev/null
+    redis-cli -p 7442 --pipe < "$scratch/$data.resp" >/dev/null
     sleep 1
-    read -r r1 rr1 < <(mem 7431); read -r k1 kr1 < <(mem 7432)
+    read -r r1 rr1 < <(mem 7441); read -r k1 kr1 < <(mem 7442)
     echo "$data: redis used_memory $r1 (empty $r0) rss $rr1 (empty $rr0) | ours used_memory $k1 (empty $k0) rss $kr1 (empty $kr0)"
     kill $rp $kp; wait $rp $kp 2>/dev/null || true
 done

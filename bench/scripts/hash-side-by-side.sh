@@ -21,8 +21,8 @@ bin=${KV_SERVER_BIN:-${CARGO_TARGET_DIR:-target}/release/kv-server}
 command -v redis-benchmark >/dev/null || { echo "apt-get install redis-tools redis-server" >&2; exit 1; }
 
 scratch=$(mktemp -d)
-ours_port=7421
-redis_port=7422
+ours_port=7451
+redis_port=7452
 "$bin" --port $ours_port --dir "$scratch" --threads "$threads" --appendonly no --save "" \
     >"$scratch/kv.log" 2>&1 &
 ours_pid=$!

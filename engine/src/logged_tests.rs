@@ -33,6 +33,9 @@ const SEED: &[&str] = &[
     "SET c 3",
     "@1 SET s1 other",
     "@1 SET n 7 EX 100000",
+    "HSET h1 a 1 b 2 c 1.5 d x",
+    "HSET ht f 1",
+    "EXPIRE ht 100000",
 ];
 
 /// Example lines per command, run in order after [`SEED`]; `@N` runs the
@@ -162,6 +165,10 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "RENAME n n",
             "RENAME c cx",
             "RENAME nope x",
+            "RENAME h1 hx1",
+            "RENAME hx1 hx2",
+            "RENAME ht hx3",
+            "RENAME hx3 s2",
         ],
     ),
     (
@@ -224,11 +231,52 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         "swapdb",
         &["SWAPDB 0 1", "SET after 1", "SWAPDB 1 2", "SWAPDB 3 3"],
     ),
+    // Hashes.
+    (
+        "hset",
+        &[
+            "HSET h1 a 9 e 5",
+            "HSET hnew f v",
+            "HSET ht g 2",
+            "HSET s1 f v",
+            "@1 HSET h1 a 1",
+        ],
+    ),
+    ("hsetnx", &["HSETNX h1 a 0", "HSETNX h1 z 0", "HSETNX hn2 f v"]),
+    ("hmset", &["HMSET h1 a 7 q 8", "HMSET hm f v"]),
+    ("hget", &["HGET h1 a", "HGET missing f"]),
+    ("hmget", &["HMGET h1 a b zz"]),
+    (
+        "hdel",
+        &["HDEL h1 a b zz", "HDEL ht f", "HDEL missing f", "HDEL h1 c d"],
+    ),
+    ("hexists", &["HEXISTS h1 a"]),
+    ("hlen", &["HLEN h1"]),
+    ("hstrlen", &["HSTRLEN h1 a"]),
+    ("hkeys", &["HKEYS h1"]),
+    ("hvals", &["HVALS h1"]),
+    ("hgetall", &["HGETALL h1"]),
+    (
+        "hincrby",
+        &["HINCRBY h1 a 5", "HINCRBY h1 new -3", "HINCRBY ht f 2", "HINCRBY h1 d 1"],
+    ),
+    (
+        "hincrbyfloat",
+        &[
+            "HINCRBYFLOAT h1 c 0.1",
+            "HINCRBYFLOAT h1 nf 3.0e3",
+            "HINCRBYFLOAT ht f 1.5",
+            "HINCRBYFLOAT hf2 f 0.3",
+            "@1 HINCRBYFLOAT h1 c 1",
+        ],
+    ),
+    ("hrandfield", &["HRANDFIELD h1", "HRANDFIELD h1 -5 WITHVALUES"]),
+    ("hscan", &["HSCAN h1 0", "HSCAN h1 0 MATCH a* COUNT 5"]),
 ];
 
 /// Each shard's keyspace at time `now`: (shard, db) -> key -> (value,
 /// expiry), keys already expired at `now` left out.
-type Keyspace = BTreeMap<(usize, usize), BTreeMap<Vec<u8>, (Vec<u8>, u64)>>;
+type Keyspace = BTreeMap<(usize, usize), BTreeMap<Vec<u8>, (Value, u64)>>;
 
 fn keyspace(c: &TestCluster, now: u64) -> Keyspace {
     let mut all = Keyspace::new();
@@ -237,10 +285,9 @@ fn keyspace(c: &TestCluster, now: u64) -> Keyspace {
             for db in 0..sh.databases() {
                 for p in sh.db(db).pages() {
                     for e in p.entries().filter(|e| !e.is_expired(now)) {
-                        let Value::Str(v) = &e.value;
                         all.entry((s, db))
                             .or_default()
-                            .insert(e.key.to_vec(), (v.to_vec(), e.expire_at));
+                            .insert(e.key.to_vec(), (e.value.clone(), e.expire_at));
                     }
                 }
             }
@@ -396,9 +443,9 @@ fn check(name: &str, lines: &[&str]) -> (Vec<Route>, bool) {
         for &(shard, db) in places {
             let w = want.get(&(shard, db)).unwrap_or(&empty);
             let g = got.get(&(shard, db)).unwrap_or(&empty);
-            let show = |e: Option<&(Vec<u8>, u64)>| match e {
+            let show = |e: Option<&(Value, u64)>| match e {
                 None => "(none)".to_string(),
-                Some((v, at)) => format!("{:?} expire_at {at}", String::from_utf8_lossy(v)),
+                Some((v, at)) => format!("{v:?} expire_at {at}"),
             };
             for k in w.keys().chain(g.keys()).collect::<BTreeSet<_>>() {
                 if w.get(k) != g.get(k) {

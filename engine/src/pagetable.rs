@@ -1171,7 +1171,10 @@ mod tests {
         let c = t.capture.as_ref().unwrap();
         let held: Vec<&Entry> = c.held.iter().flatten().collect();
         assert_eq!(held.len(), 1, "the value is kept once, as a clone");
-        let (Value::Str(old), Value::Str(new)) = (&held[0].value, &t.get(h, b"big").unwrap().value);
+        let (Value::Str(old), Value::Str(new)) = (&held[0].value, &t.get(h, b"big").unwrap().value)
+        else {
+            panic!("not strings");
+        };
         let (old, new) = (old.as_chunked().unwrap(), new.as_chunked().unwrap());
         let copied = old
             .chunks()
@@ -1429,5 +1432,89 @@ mod tests {
         assert_eq!(removed.len(), 500);
         assert_eq!(t.len(), 500);
         assert_eq!(t.volatile_len(), 0);
+    }
+
+    /// As `copy_before_write_of_a_big_value_copies_one_chunk`, for a big
+    /// hash: the capture keeps a clone (O(1)), the writes that follow copy
+    /// the directory and the one segment they change, and the snapshot
+    /// gets the hash as it was at the barrier.
+    #[test]
+    fn copy_before_write_of_a_big_hash_copies_one_segment() {
+        use crate::types::hash::{Hash, Limits};
+        let mut big = Hash::new();
+        for i in 0..50_000 {
+            big.set(format!("field:{i}").as_bytes(), b"value", Limits::default());
+        }
+        let at_barrier = big.clone();
+        let mut t = PageTable::new(1);
+        for i in 0..300 {
+            put(&mut t, &key(i));
+        }
+        let h = hash_key(b"big");
+        t.insert(h, b"big", Value::Hash(big), 0);
+        t.set_epoch(2);
+        t.begin_capture(1, true, 0, false);
+        let kept_before = t.pending_bytes();
+        for v in [&b"1"[..], b"2", b"3"] {
+            let Some(Value::Hash(hash)) = t.get_value_mut(h, b"big") else {
+                panic!("no hash");
+            };
+            hash.set(b"field:7", v, Limits::default());
+        }
+        let c = t.capture.as_ref().unwrap();
+        let held: Vec<&Entry> = c.held.iter().flatten().collect();
+        assert_eq!(held.len(), 1, "the value is kept once, as a clone");
+        let (Value::Hash(old), Value::Hash(new)) =
+            (&held[0].value, &t.get(h, b"big").unwrap().value)
+        else {
+            panic!("not hashes");
+        };
+        let (old, new) = (old.as_table().unwrap(), new.as_table().unwrap());
+        assert!(old.segments().len() > 40, "{}", old.segments().len());
+        let copied = old
+            .segments()
+            .iter()
+            .zip(new.segments())
+            .filter(|(a, b)| !std::sync::Arc::ptr_eq(a, b))
+            .count();
+        assert_eq!(copied, 1, "one segment copied");
+        assert!(
+            t.pending_bytes() - kept_before < 1024,
+            "{}",
+            t.pending_bytes()
+        );
+        let mut out = Vec::new();
+        loop {
+            let done = t.capture_step(1 << 20, None);
+            t.take_frames(&mut out);
+            if done {
+                break;
+            }
+        }
+        let mut pos = 0;
+        let mut found = None;
+        let mut assembler = snapformat::Assembler::default();
+        while pos < out.len() {
+            let rest = &out[pos..];
+            let snapformat::Parsed::Frame(frame, n) =
+                snapformat::parse_frame(rest, 0, rest.len() as u64).unwrap()
+            else {
+                panic!("not a whole frame");
+            };
+            if let Some(f) = assembler.add(frame, 0).unwrap() {
+                for e in f.decode_entries(0).unwrap() {
+                    if &*e.key == b"big" {
+                        found = Some(e.value);
+                    }
+                }
+            }
+            pos += n;
+        }
+        assembler.finish(0).unwrap();
+        assert_eq!(found, Some(Value::Hash(at_barrier)));
+        let Some(Value::Hash(now)) = t.get(h, b"big").map(|e| e.value.clone()) else {
+            panic!("no hash");
+        };
+        assert_eq!(now.get(b"field:7"), Some(&b"3"[..]));
     }
 }

@@ -216,6 +216,12 @@ pub struct Config {
     /// `replica-lazy-flush` (alias `slave-lazy-flush`): accepted and shown;
     /// there is no replication, so no replica flushes.
     pub replica_lazy_flush: bool,
+    /// `hash-max-listpack-entries` (alias `hash-max-ziplist-entries`): a
+    /// hash with more fields becomes a hashtable.
+    pub hash_max_listpack_entries: u64,
+    /// `hash-max-listpack-value` (alias `hash-max-ziplist-value`): a hash
+    /// with a longer field or value becomes a hashtable.
+    pub hash_max_listpack_value: u64,
     /// `auto-aof-rewrite-percentage`: rewrite the log (a snapshot it
     /// restarts from) when it grew by this % over its size after the last
     /// rewrite; 0 disables. Default 100.
@@ -402,6 +408,8 @@ impl Default for Config {
             lazyfree_lazy_user_flush: false,
             lazyfree_lazy_eviction: false,
             replica_lazy_flush: false,
+            hash_max_listpack_entries: 512,
+            hash_max_listpack_value: 64,
             auto_aof_rewrite_percentage: 100,
             auto_aof_rewrite_min_size: 64 * 1024 * 1024,
             hz: 10,
@@ -1159,6 +1167,28 @@ static DIRECTIVES: &[Directive] = &[
             put: |c, i| c.enable_protected_configs = ENABLE[i.min(ENABLE.len() - 1)].to_string(),
         },
     },
+    Directive {
+        name: "hash-max-listpack-entries",
+        help: "a hash with more fields than this becomes a hashtable",
+        mutable: true,
+        kind: Kind::Int {
+            min: 0,
+            max: i64::MAX,
+            get: |c| c.hash_max_listpack_entries as i64,
+            put: |c, v| c.hash_max_listpack_entries = v as u64,
+        },
+    },
+    Directive {
+        name: "hash-max-listpack-value",
+        help: "a hash with a field or value longer than this becomes a hashtable",
+        mutable: true,
+        kind: Kind::Memory {
+            min: 0,
+            max: i64::MAX as u64,
+            get: |c| c.hash_max_listpack_value,
+            put: |c, v| c.hash_max_listpack_value = v,
+        },
+    },
 ];
 
 /// `supervised`'s values, as Redis 7 names them.
@@ -1319,10 +1349,6 @@ static FOREIGN: &[(&[&str], &str)] = &[
     ),
     (
         &[
-            "hash-max-listpack-entries",
-            "hash-max-listpack-value",
-            "hash-max-ziplist-entries",
-            "hash-max-ziplist-value",
             "list-max-listpack-size",
             "list-max-ziplist-size",
             "list-compress-depth",
@@ -1484,7 +1510,19 @@ fn file_name(v: String, err: &'static str) -> Result<String, &'static str> {
 /// Other names of directives, as Redis 7's aliases: `(alias, directive)`.
 /// Loading, CONFIG GET and CONFIG SET take either; CONFIG GET with a
 /// pattern lists both, as Redis does; CONFIG REWRITE writes the directive.
-const ALIASES: &[(&str, &str)] = &[("slave-lazy-flush", "replica-lazy-flush")];
+const ALIASES: &[(&str, &str)] = &[
+    ("slave-lazy-flush", "replica-lazy-flush"),
+    ("hash-max-ziplist-entries", "hash-max-listpack-entries"),
+    ("hash-max-ziplist-value", "hash-max-listpack-value"),
+];
+
+/// The hash encoding thresholds of `cfg`, as the shards apply them.
+pub fn hash_limits(cfg: &Config) -> engine::types::hash::Limits {
+    engine::types::hash::Limits {
+        max_entries: usize::try_from(cfg.hash_max_listpack_entries).unwrap_or(usize::MAX),
+        max_value: usize::try_from(cfg.hash_max_listpack_value).unwrap_or(usize::MAX),
+    }
+}
 
 /// How Redis names directive (or alias) `name` in errors: in lower case.
 fn canonical_name(name: &[u8]) -> &'static str {
@@ -2951,6 +2989,10 @@ mod tests {
             ("enable-debug-command", "no"),
             ("enable-protected-configs", "no"),
             ("server_cpulist", ""),
+            ("hash-max-listpack-entries", "512"),
+            ("hash-max-listpack-value", "64"),
+            ("hash-max-ziplist-entries", "512"),
+            ("hash-max-ziplist-value", "64"),
         ];
         assert_eq!(all.len(), expected.len());
         for (name, value) in expected {
@@ -3328,7 +3370,15 @@ mod tests {
         assert_eq!(names("*").len(), DIRECTIVES.len() + ALIASES.len());
         assert_eq!(
             names("*max*"),
-            vec!["maxclients", "proto-max-bulk-len", "maxmemory-clients"]
+            vec![
+                "maxclients",
+                "proto-max-bulk-len",
+                "maxmemory-clients",
+                "hash-max-listpack-entries",
+                "hash-max-listpack-value",
+                "hash-max-ziplist-entries",
+                "hash-max-ziplist-value"
+            ]
         );
         assert_eq!(names("po?t"), vec!["port"]);
         assert_eq!(names("P*T"), vec!["port"], "globs ignore case");
@@ -3341,7 +3391,11 @@ mod tests {
                 "dbfilename",
                 "disable-thp",
                 "hz",
-                "daemonize"
+                "daemonize",
+                "hash-max-listpack-entries",
+                "hash-max-listpack-value",
+                "hash-max-ziplist-entries",
+                "hash-max-ziplist-value"
             ]
         );
         assert!(names("nosuch*").is_empty());
@@ -3778,6 +3832,44 @@ mod tests {
         }
         assert!(cfg.rdbchecksum);
         assert_eq!(cfg.snapshotdirname, "snapshotdir");
+    }
+
+    #[test]
+    fn hash_directives_load_as_flags_and_set_with_the_ziplist_aliases() {
+        let tmp = TempDir::new("hash-directives");
+        let file = tmp.write(
+            "kv.conf",
+            "hash-max-ziplist-entries 100
+hash-max-listpack-value 1kb
+",
+        );
+        let path = file.to_str().unwrap();
+        let mut cfg = run(&[path, "--hash-max-listpack-entries", "7"]).unwrap();
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        assert_eq!(
+            (cfg.hash_max_listpack_entries, cfg.hash_max_listpack_value),
+            (7, 1024)
+        );
+        assert_eq!(
+            cfg.get(b"hash-max-ziplist-*"),
+            vec![
+                ("hash-max-ziplist-entries".to_string(), "7".to_string()),
+                ("hash-max-ziplist-value".to_string(), "1024".to_string())
+            ]
+        );
+        let changed = cfg
+            .set(&[
+                pair("hash-max-ziplist-value", "10"),
+                pair("hash-max-listpack-entries", "3"),
+            ])
+            .unwrap();
+        assert_eq!(
+            changed,
+            vec!["hash-max-listpack-value", "hash-max-listpack-entries"]
+        );
+        let limits = hash_limits(&cfg);
+        assert_eq!((limits.max_entries, limits.max_value), (3, 10));
+        assert!(cfg.set(&[pair("hash-max-listpack-entries", "-1")]).is_err());
     }
 
     #[test]

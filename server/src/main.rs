@@ -486,6 +486,7 @@ fn run(mut cfg: Config) -> i32 {
     let pidfile = cfg.pidfile.clone();
     let databases = cfg.databases as usize;
     let max_string = cfg.proto_max_bulk_len as usize;
+    let hash_limits = config::hash_limits(&cfg);
     lazyfree::start();
     let lazy = lazyfree::settings(&cfg);
     let (senders, receivers): (Vec<_>, Vec<_>) =
@@ -529,6 +530,7 @@ fn run(mut cfg: Config) -> i32 {
             }
             let mut shard = Shard::new(id, workers, databases);
             shard.max_string_len = max_string;
+            shard.hash_limits = hash_limits;
             shard.lazyfree = lazyfree::for_shard(lazy);
             if let Some(load) = &snap_load {
                 let (m, snap) = &**load;

@@ -53,6 +53,18 @@ enum Check {
     },
     /// A whole SCAN iteration with these options; key sets compared.
     ScanAll,
+    /// A flat array of field, value pairs compared as a set of pairs
+    /// (HGETALL: a hashtable's order is its own).
+    SortedPairs,
+    /// A random reply (HRANDFIELD): errors exact; arrays of the same
+    /// length; bulk strings both nil or both not.
+    Shape,
+    /// One HSCAN call: errors exact; when both cursors are 0, the same
+    /// pairs in any order; otherwise both a cursor and a batch.
+    HScan,
+    /// DUMP: exact, or for a hash in the hashtable encoding (whose order
+    /// is its own) a payload of the same type and length.
+    Dump,
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +87,11 @@ fn check_for(args: &Args) -> Check {
         .map(|a| a.to_ascii_uppercase())
         .unwrap_or_default();
     match name.as_slice() {
-        b"KEYS" => Check::Sorted,
+        b"KEYS" | b"HKEYS" | b"HVALS" => Check::Sorted,
+        b"HGETALL" => Check::SortedPairs,
+        b"HRANDFIELD" => Check::Shape,
+        b"HSCAN" => Check::HScan,
+        b"DUMP" => Check::Dump,
         b"TTL" | b"EXPIRETIME" => Check::Approx {
             tol: 2,
             unit_ms: 1000,
@@ -197,6 +213,59 @@ fn sorted_bulks(reply: &[u8]) -> Option<Vec<Vec<u8>>> {
     }
 }
 
+fn first_line(reply: &[u8]) -> &[u8] {
+    let end = reply
+        .iter()
+        .position(|&b| b == b'\r')
+        .unwrap_or(reply.len());
+    &reply[..end]
+}
+
+/// A flat array of bulks as pairs, or None if not one of an even length.
+fn pairs_of(items: &[Frame]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    if !items.len().is_multiple_of(2) {
+        return None;
+    }
+    items
+        .chunks(2)
+        .map(|p| match p {
+            [Frame::Bulk(Some(f)), Frame::Bulk(Some(v))] => Some((f.clone(), v.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sort_pairs(mut p: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    p.sort();
+    p
+}
+
+fn sorted_pairs(reply: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    match resp::parse(reply) {
+        Ok(Some((Frame::Array(Some(items)), len))) if len == reply.len() => {
+            pairs_of(&items).map(sort_pairs)
+        }
+        _ => None,
+    }
+}
+
+/// An HSCAN reply: its cursor and its batch as pairs (None: not pairs).
+#[allow(clippy::type_complexity)]
+fn hscan_reply(reply: &[u8]) -> Option<(Vec<u8>, Option<Vec<(Vec<u8>, Vec<u8>)>>)> {
+    let Ok(Some((Frame::Array(Some(items)), len))) = resp::parse(reply) else {
+        return None;
+    };
+    if len != reply.len() {
+        return None;
+    }
+    match &items[..] {
+        [Frame::Bulk(Some(cursor)), Frame::Array(Some(batch))] => {
+            Some((cursor.clone(), pairs_of(batch)))
+        }
+        _ => None,
+    }
+}
+
 /// Runs a whole SCAN iteration; `Ok(keys)` or `Err(first non-SCAN reply)`.
 fn scan_all(conn: &mut RawConn, opts: &[Vec<u8>]) -> Result<BTreeSet<Vec<u8>>, Vec<u8>> {
     let mut cursor = b"0".to_vec();
@@ -247,6 +316,30 @@ fn same_reply(check: Check, theirs: &[u8], ours: &[u8]) -> bool {
             Check::Exact | Check::ScanAll => false,
             Check::Sorted => {
                 sorted_bulks(theirs).is_some() && sorted_bulks(theirs) == sorted_bulks(ours)
+            }
+            Check::SortedPairs => {
+                sorted_pairs(theirs).is_some_and(|t| sorted_pairs(ours) == Some(t))
+            }
+            Check::Shape => match (theirs.first(), ours.first()) {
+                (Some(b'*'), Some(b'*')) => first_line(theirs) == first_line(ours),
+                (Some(b'$'), Some(b'$')) => theirs.starts_with(b"$-1") == ours.starts_with(b"$-1"),
+                _ => false,
+            },
+            Check::HScan => match (hscan_reply(theirs), hscan_reply(ours)) {
+                (Some((c1, p1)), Some((c2, p2))) if c1 == b"0" && c2 == b"0" => {
+                    p1.map(sort_pairs) == p2.map(sort_pairs)
+                }
+                (Some(_), Some(_)) => true,
+                _ => false,
+            },
+            Check::Dump => {
+                // `$<len>\r\n` then the payload: its type byte 4 is
+                // RDB_TYPE_HASH.
+                let payload = |r: &[u8]| {
+                    let at = r.iter().position(|&b| b == b'\n')? + 1;
+                    r.get(at).copied()
+                };
+                theirs.len() == ours.len() && payload(theirs) == Some(4) && payload(ours) == Some(4)
             }
             Check::Approx { tol, .. } => match (int_of(theirs), int_of(ours)) {
                 (Some(a), Some(b)) => a > 0 && b > 0 && (a - b).abs() <= tol,
@@ -366,6 +459,8 @@ impl Session {
             let keys = self.step(&Step::new(args(&["KEYS", "*"])))?;
             for key in sorted_bulks(&keys).unwrap_or_default() {
                 self.step(&Step::new(vec![b"GET".to_vec(), key.clone()]))?;
+                self.step(&Step::new(vec![b"TYPE".to_vec(), key.clone()]))?;
+                self.step(&Step::new(vec![b"HGETALL".to_vec(), key.clone()]))?;
                 self.step(&Step::new(vec![b"PTTL".to_vec(), key]))?;
             }
         }
@@ -1884,9 +1979,129 @@ impl Generator {
         flags
     }
 
+    fn field(&mut self) -> String {
+        if self.rng.chance(30) {
+            format!("f{}", self.rng.range(0, 700))
+        } else {
+            self.rng
+                .pick(&["a", "b", "c", "n", "x", "", "field with space", "поле"])
+                .to_string()
+        }
+    }
+
+    /// A hash value: a short one, or (sometimes) one past
+    /// hash-max-listpack-value, so encodings convert.
+    fn hvalue(&mut self) -> String {
+        if self.rng.chance(5) {
+            let n = self.rng.range(60, 200) as usize;
+            "y".repeat(n)
+        } else {
+            self.value()
+        }
+    }
+
+    /// A hash command on `k` (which may hold a string: WRONGTYPE both ways).
+    fn hash_command(&mut self, k: String) -> Vec<String> {
+        match self.rng.below(16) {
+            0 | 1 => {
+                let mut v = vec![self.rng.pick(&["HSET", "HMSET"]).to_string(), k];
+                // Sometimes many fields at once: past
+                // hash-max-listpack-entries.
+                let n = if self.rng.chance(4) {
+                    self.rng.range(100, 700) as usize
+                } else {
+                    1 + self.rng.below(4)
+                };
+                for _ in 0..n {
+                    v.push(self.field());
+                    v.push(self.hvalue());
+                }
+                v
+            }
+            2 => vec!["HSETNX".into(), k, self.field(), self.hvalue()],
+            3 => vec!["HGET".into(), k, self.field()],
+            4 => {
+                let mut v = vec!["HMGET".into(), k];
+                for _ in 0..1 + self.rng.below(4) {
+                    v.push(self.field());
+                }
+                v
+            }
+            5 => {
+                let mut v = vec!["HDEL".into(), k];
+                for _ in 0..1 + self.rng.below(4) {
+                    v.push(self.field());
+                }
+                v
+            }
+            6 => vec![
+                self.rng.pick(&["HEXISTS", "HSTRLEN"]).to_string(),
+                k,
+                self.field(),
+            ],
+            7 => vec!["HLEN".into(), k],
+            8 => vec![self.rng.pick(&["HKEYS", "HVALS", "HGETALL"]).to_string(), k],
+            9 => vec!["HINCRBY".into(), k, self.field(), self.int()],
+            10 => vec![
+                "HINCRBYFLOAT".into(),
+                k,
+                self.field(),
+                self.rng.pick(FLOATS).to_string(),
+            ],
+            11 => {
+                let mut v = vec!["HRANDFIELD".into(), k];
+                if self.rng.chance(80) {
+                    v.push(
+                        self.rng
+                            .pick(&["0", "1", "3", "-3", "10", "-20", "1000", "-1000", "x"])
+                            .to_string(),
+                    );
+                    if self.rng.chance(50) {
+                        v.push(
+                            self.rng
+                                .pick(&["WITHVALUES", "withvalues", "bad"])
+                                .to_string(),
+                        );
+                    }
+                }
+                v
+            }
+            12 => {
+                let mut v = vec![
+                    "HSCAN".into(),
+                    k,
+                    self.rng.pick(&["0", "0", "x"]).to_string(),
+                ];
+                if self.rng.chance(50) {
+                    v.extend([
+                        "MATCH".into(),
+                        self.rng.pick(&["*", "f1*", "?", "a"]).to_string(),
+                    ]);
+                }
+                if self.rng.chance(50) {
+                    v.extend([
+                        "COUNT".into(),
+                        self.rng.pick(&["1", "5", "1000", "0"]).to_string(),
+                    ]);
+                }
+                v
+            }
+            13 => vec![
+                "CONFIG".into(),
+                "SET".into(),
+                self.rng
+                    .pick(&["hash-max-listpack-entries", "hash-max-ziplist-entries"])
+                    .to_string(),
+                self.rng.pick(&["2", "8", "128", "512"]).to_string(),
+            ],
+            14 => vec!["HSET".into(), k, self.field(), "z".repeat(70)],
+            _ => vec!["TYPE".into(), k],
+        }
+    }
+
     fn command(&mut self) -> Step {
         let k = self.key();
-        let mut a: Vec<String> = match self.rng.below(47) {
+        let mut a: Vec<String> = match self.rng.below(63) {
             0..=3 => {
                 let mut v = vec!["SET".into(), k, self.value()];
                 v.extend(self.set_options());
@@ -2027,6 +2242,7 @@ impl Generator {
             44 => vec!["GETRANGE".into(), k, "0".into(), "-1".into()],
             // Our DUMP bytes are redis-server's (tests/tests/dump.rs).
             45 => vec!["DUMP".into(), k],
+            47..=62 => self.hash_command(k),
             _ => vec!["MGET".into(), k, self.key()],
         };
         // Sometimes break the arity or the spelling.
@@ -2240,4 +2456,203 @@ fn random_pipelines_match_redis() {
         failures.len()
     );
     assert_no_mismatches("random pipelines", failures);
+}
+
+const HASH_CASES: &str = r#"
+## hset, hget and the listpack order
+HSET h a 1 b 2 c 3
+HSET h a 10 d 4
+HGET h a
+HGET h zz
+HGET nokey a
+HMGET h a zz c
+HMGET nokey a b
+HGETALL h
+HKEYS h
+HVALS h
+HLEN h
+HLEN nokey
+HSTRLEN h a
+HSTRLEN h zz
+HEXISTS h d
+HEXISTS h zz
+HSET h
+HSET h a
+HSET h a 1 b
+HMSET h e 5 f 6
+HMSET h e
+HSETNX h a x
+HSETNX h new x
+HSETNX h2 f v
+HGETALL h
+DUMP h
+TYPE h
+
+## hdel removes the key with its last field
+HSET h a 1 b 2
+HDEL h a a zz
+HDEL h b
+EXISTS h
+HDEL h b
+HDEL h
+HLEN h
+HGETALL h
+HKEYS h
+TYPE h
+
+## wrongtype both ways
+SET s x
+HSET h f 1
+HSET s f v
+HSETNX s f v
+HMSET s f v
+HGET s f
+HMGET s f
+HDEL s f
+HLEN s
+HSTRLEN s f
+HEXISTS s f
+HKEYS s
+HVALS s
+HGETALL s
+HINCRBY s f 1
+HINCRBYFLOAT s f 1
+HRANDFIELD s
+HRANDFIELD s 2
+HRANDFIELD s 2 x
+HSCAN s 0
+GET h
+MGET h s
+APPEND h x
+INCR h
+DECRBY h 2
+INCRBYFLOAT h 1
+SETRANGE h 0 x
+STRLEN h
+GETRANGE h 0 -1
+GETDEL h
+GETEX h
+GETEX h PERSIST
+GETSET h x
+SETNX h x
+SET h y
+TYPE h
+GET h
+
+## hincrby and hincrbyfloat
+HINCRBY h n 5
+HINCRBY h n -7
+HINCRBY h n x
+HINCRBY h n 1.5
+HINCRBY h n ""
+HSET h s abc m 9223372036854775807 neg -9223372036854775808 sp " 1"
+HINCRBY h s 1
+HINCRBY h sp 1
+HINCRBY h m 1
+HINCRBY h m 0
+HINCRBY h neg -1
+HINCRBY h neg 1
+HINCRBYFLOAT h f 10.5
+HINCRBYFLOAT h f 0.1
+HINCRBYFLOAT h n 1.5e3
+HINCRBYFLOAT h s 1
+HINCRBYFLOAT h f inf
+HINCRBYFLOAT h f -inf
+HINCRBYFLOAT h f nan
+HINCRBYFLOAT h f x
+HINCRBYFLOAT h f ""
+HINCRBYFLOAT h g 1e400
+HINCRBYFLOAT h g2 0x10
+HSET h big 1.18973149535723176502e+4932
+HINCRBYFLOAT h big 1e4913
+HINCRBYFLOAT h m 1
+HGETALL h
+DUMP h
+
+## encodings convert past the thresholds, and not back
+CONFIG SET hash-max-listpack-entries 4
+HSET h a 1 b 2 c 3 d 4
+DUMP h
+HSET h e 5
+HDEL h e d c b
+HGETALL h
+DUMP h
+HSET v f yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy
+DUMP v
+HSET w yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy 1
+DUMP w
+HINCRBYFLOAT x yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy 1
+DUMP x
+HINCRBY x yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy 1
+DUMP x
+HSETNX x yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy 1
+DUMP x
+CONFIG SET hash-max-ziplist-entries 512
+CONFIG GET hash-max-listpack-entries
+CONFIG SET hash-max-listpack-value 2
+HSET y a 12 b 3
+DUMP y
+HSET y c 123
+DUMP y
+CONFIG SET hash-max-listpack-value 64
+
+## hrandfield shapes
+HRANDFIELD nokey
+HRANDFIELD nokey 5
+HRANDFIELD nokey 5 WITHVALUES
+HRANDFIELD nokey 5 x
+HRANDFIELD nokey x
+HRANDFIELD nokey -9223372036854775808
+HRANDFIELD nokey -9223372036854775807 WITHVALUES
+HRANDFIELD nokey 1 WITHVALUES extra
+HSET h a 1 b 2 c 3
+HRANDFIELD h 0
+HRANDFIELD h 0 WITHVALUES
+HRANDFIELD h 3
+HRANDFIELD h 5 WITHVALUES
+HRANDFIELD h -5
+HRANDFIELD h -5 WITHVALUES
+HRANDFIELD h 2
+HRANDFIELD h 1 withvalues
+HRANDFIELD h -9223372036854775807 WITHVALUES
+
+## hscan of a listpack is one call
+HSCAN nokey 0
+HSCAN nokey 0 BAD
+HSCAN nokey x
+HSET h a 1 b 2 ab 3
+HSCAN h 0
+HSCAN h 0 MATCH a*
+HSCAN h 0 MATCH a* COUNT 1
+HSCAN h 0 COUNT 0
+HSCAN h 0 COUNT x
+HSCAN h 0 COUNT
+HSCAN h 0 MATCH
+HSCAN h 0 BAD 1
+HSCAN h x
+HSCAN h -1
+HSCAN h 18446744073709551616
+HSCAN h 7
+CONFIG SET hash-max-listpack-entries 1 2
+
+## rename and type of a hash across shards
+HSET {a}h f 1 g 2
+RENAME {a}h other
+HGETALL other
+TYPE other
+SCAN 0 TYPE hash
+RENAMENX other s2
+SET s3 x
+RENAME s2 s3
+HGETALL s3
+EXISTS s2
+"#;
+
+#[test]
+fn hashes_match_redis() {
+    let Some(mut pair) = Pair::start() else {
+        return;
+    };
+    let failures = run_groups(&mut pair, HASH_CASES);
+    assert_no_mismatches("hash groups", failures);
 }

@@ -3246,3 +3246,150 @@ fn big_value_under_setrange_during_bgsave_restarts_intact() {
     );
     kill(server);
 }
+
+/// A hash of 200k fields (a hashtable of many segments) and small hashes
+/// (listpacks) under HSET/HDEL while BGSAVE writes them: the snapshot
+/// holds each as it was at the barrier (found by a sequence key set after
+/// each write), the snapshot plus the log give the latest state after a
+/// SIGKILL, and so does a delta snapshot taken after the restart.
+#[test]
+fn big_hash_under_hset_during_bgsave_restarts_intact() {
+    use std::collections::HashMap;
+    if skip() {
+        return;
+    }
+    let mut rng = Rng::new(seed("big_hash_under_hset_during_bgsave_restarts_intact"));
+    let scratch = ScratchDir::new("snapshot-big-hash");
+    let dir = scratch.path().join("data");
+    fs::create_dir_all(&dir).unwrap();
+    let args = ["--save", "", "--appendonly", "yes"];
+    let server = ServerProc::start_in(&dir, &args);
+    let mut con = server.conn();
+    type Model = HashMap<String, HashMap<Vec<u8>, Vec<u8>>>;
+    let mut model: Model = HashMap::new();
+    const FIELDS: usize = 200_000;
+    for chunk in 0..FIELDS / 1000 {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg("big");
+        for i in chunk * 1000..(chunk + 1) * 1000 {
+            let (f, v) = (
+                format!("field:{i}").into_bytes(),
+                format!("value {i}").into_bytes(),
+            );
+            cmd.arg(&f).arg(&v);
+            model.entry("big".into()).or_default().insert(f, v);
+        }
+        let _: i64 = cmd.query(&mut con).unwrap();
+    }
+    for k in 0..50 {
+        let key = format!("small:{k}");
+        for i in 0..1 + k % 7 {
+            let (f, v) = (
+                format!("f{i}").into_bytes(),
+                vec![b'a' + (i % 26) as u8; i * 10],
+            );
+            let _: i64 = redis::cmd("HSET")
+                .arg(&key)
+                .arg(&f)
+                .arg(&v)
+                .query(&mut con)
+                .unwrap();
+            model.entry(key.clone()).or_default().insert(f, v);
+        }
+    }
+    let hgetall = |con: &mut redis::Connection, key: &str| -> HashMap<Vec<u8>, Vec<u8>> {
+        redis::cmd("HGETALL").arg(key).query(con).unwrap()
+    };
+    let check = |con: &mut redis::Connection, model: &Model, what: &str| {
+        let n: usize = redis::cmd("DBSIZE").query(con).unwrap();
+        let hashes = model.len();
+        assert!(
+            n == hashes || n == hashes + 1,
+            "{what}: {n} keys, {hashes} hashes"
+        );
+        for (k, want) in model {
+            let got = hgetall(con, k);
+            assert!(
+                &got == want,
+                "{what}: {k}: {} fields, want {}",
+                got.len(),
+                want.len()
+            );
+        }
+    };
+    let original = model.clone();
+    // Writes: (key, field, Some(value) for HSET, None for HDEL).
+    type Write = (String, Vec<u8>, Option<Vec<u8>>);
+    let random_writes =
+        |con: &mut Connection, rng: &mut Rng, model: &mut Model, n: usize| -> Vec<Write> {
+            let mut pipe = redis::pipe();
+            let mut writes = Vec::new();
+            for i in 0..n {
+                let key = if rng.below(2) == 0 {
+                    "big".to_string()
+                } else {
+                    format!("small:{}", rng.below(50))
+                };
+                let f = format!("field:{}", rng.below(FIELDS + 1000)).into_bytes();
+                let del = rng.below(3) == 0 && key == "big";
+                let v = (!del).then(|| format!("new {}", rng.below(1_000_000)).into_bytes());
+                match &v {
+                    Some(v) => {
+                        pipe.cmd("HSET").arg(&key).arg(&f).arg(v).ignore();
+                        model
+                            .entry(key.clone())
+                            .or_default()
+                            .insert(f.clone(), v.clone());
+                    }
+                    None => {
+                        pipe.cmd("HDEL").arg(&key).arg(&f).ignore();
+                        model.entry(key.clone()).or_default().remove(&f);
+                    }
+                }
+                pipe.cmd("SET").arg("seq").arg(i).ignore();
+                writes.push((key, f, v));
+            }
+            let _: () = pipe.query(con).unwrap();
+            writes
+        };
+    let reply = raw_cmd(&server, &["BGSAVE"]);
+    assert_eq!(show(&reply), show(STARTED), "BGSAVE");
+    let writes = random_writes(&mut con, &mut rng, &mut model, 3000);
+    wait_idle(&mut con);
+    check(&mut con, &model, "live");
+    kill(server);
+    // The snapshot alone: each hash at the barrier.
+    let snap_only = scratch.path().join("snap-only");
+    copy_dir(&dir.join("snapshotdir"), &snap_only.join("snapshotdir"));
+    let server = start(&snap_only, &["--save", ""]);
+    let mut con = server.conn();
+    let seq: Option<usize> = redis::cmd("GET").arg("seq").query(&mut con).unwrap();
+    let mut at_barrier = original;
+    for (k, f, v) in &writes[..seq.map_or(0, |i| i + 1)] {
+        let h = at_barrier.entry(k.clone()).or_default();
+        match v {
+            Some(v) => h.insert(f.clone(), v.clone()),
+            None => h.remove(f),
+        };
+    }
+    check(&mut con, &at_barrier, "the snapshot at the barrier");
+    kill(server);
+    // The snapshot and the log, after SIGKILL: the latest state.
+    let server = ServerProc::start_in(&dir, &args);
+    let mut con = server.conn();
+    check(&mut con, &model, "snapshot and log");
+    // A delta snapshot after the restart's full one, more writes, SIGKILL.
+    let reply = raw_cmd(&server, &["BGSAVE"]);
+    assert_eq!(show(&reply), show(STARTED), "BGSAVE");
+    wait_idle(&mut con);
+    let _ = random_writes(&mut con, &mut rng, &mut model, 500);
+    let reply = raw_cmd(&server, &["BGSAVE"]);
+    assert_eq!(show(&reply), show(STARTED), "BGSAVE (delta)");
+    let _ = random_writes(&mut con, &mut rng, &mut model, 500);
+    wait_idle(&mut con);
+    kill(server);
+    let server = ServerProc::start_in(&dir, &args);
+    let mut con = server.conn();
+    check(&mut con, &model, "full, delta and log");
+    kill(server);
+}

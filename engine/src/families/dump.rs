@@ -48,14 +48,34 @@ fn payload_of(value: &Value) -> Vec<u8> {
             Some(bytes) => rdb::dump_string(bytes),
             None => rdb::dump_string(&s.to_vec()),
         },
+        Value::Hash(h) => {
+            // The RDB encoding of the value's own encoding, as Redis.
+            let enc = match h.as_table() {
+                None => rdb::HashEncoding::Listpack,
+                Some(_) => rdb::HashEncoding::Hashtable,
+            };
+            let pairs: Vec<(&[u8], &[u8])> = h.iter().collect();
+            rdb::dump_hash(pairs.into_iter(), enc)
+        }
     }
 }
 
-/// A decoded payload as a value to store, or why it cannot be stored yet.
-fn value_of(v: RdbValue) -> Result<Value, Error> {
+/// A decoded payload (whose type byte is `ty`) as a value to store, or why
+/// it cannot be stored yet. A hash takes the encoding Redis 7.0 picks for
+/// it on load (by the shard's `hash-max-listpack-*`; a listpack payload by
+/// its count only).
+fn value_of(
+    v: RdbValue,
+    ty: Option<u8>,
+    hash_limits: crate::types::hash::Limits,
+) -> Result<Value, Error> {
     match v {
         RdbValue::Str(s) => Ok(Value::string(s)),
-        RdbValue::Hash(_) => Err(unsupported("hash")),
+        RdbValue::Hash(pairs) => Ok(Value::Hash(crate::types::Hash::from_pairs(
+            pairs.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
+            hash_limits,
+            ty == Some(rdb::types::HASH_LISTPACK),
+        ))),
         RdbValue::Set(_) => Err(unsupported("set")),
     }
 }
@@ -118,7 +138,7 @@ fn restore(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResul
     }
     let payload = args.get(3);
     let value = match rdb::decode_payload(payload) {
-        Ok(v) => value_of(v)?,
+        Ok(v) => value_of(v, payload.first().copied(), ctx.shard.hash_limits)?,
         Err(PayloadError::VersionOrChecksum) => {
             return Err(Error::msg("ERR DUMP payload version or checksum are wrong"))
         }

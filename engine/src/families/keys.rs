@@ -573,7 +573,7 @@ const CURSOR_SHARD_MASK: u64 = (1 << CURSOR_SHARD_BITS) - 1;
 
 /// Parses a cursor as Redis does (strtoul, base 10): an optional sign, then
 /// digits; a leading `-` wraps; the empty string is 0.
-fn parse_cursor(a: &[u8]) -> Option<u64> {
+pub(crate) fn parse_cursor(a: &[u8]) -> Option<u64> {
     if a.is_empty() {
         return Some(0);
     }

@@ -5,6 +5,7 @@
 pub mod connection;
 pub mod copy;
 pub mod dump;
+pub mod hashes;
 pub mod keys;
 pub mod object;
 pub mod server;
@@ -20,6 +21,7 @@ pub static TABLES: &[&[CommandSpec]] = &[
     dump::COMMANDS,
     copy::COMMANDS,
     object::COMMANDS,
+    hashes::COMMANDS,
 ];
 
 /// Logs the records that recreate `key` holding `value` with absolute

@@ -80,6 +80,9 @@ const TYPE_STRING: u8 = 1;
 /// A chunked string (version 3): its length and the index of its first
 /// chunk among the chunks that follow the frame; no bytes in the payload.
 const TYPE_STRING_CHUNKED: u8 = 2;
+/// A hash (version 3): the byte length of its encoding, then
+/// [`crate::types::Hash::write_snapshot`]'s bytes (docs/FORMATS.md).
+const TYPE_HASH: u8 = 4;
 /// The most chunks that may follow one frame (bytes 5..8 of its header).
 const MAX_FOLLOWING: u32 = (1 << 24) - 1;
 /// Bytes of the end frame's payload.
@@ -380,6 +383,11 @@ fn put_entries<'a, E: Into<EntryRef<'a>>>(
                 buf.push(TYPE_STRING);
                 put_varint(buf, s.len() as u64);
                 s.pieces().for_each(|p| buf.extend_from_slice(p));
+            }
+            Value::Hash(h) => {
+                buf.push(TYPE_HASH);
+                put_varint(buf, h.snapshot_len() as u64);
+                h.write_snapshot(buf);
             }
         }
         put_varint(buf, e.expire_at);
@@ -875,6 +883,11 @@ impl PageFrame {
                             .ok_or_else(|| bad("chunked value's chunks do not add up"))?,
                     )
                 }
+                TYPE_HASH => Value::Hash(
+                    take(b, &mut pos, len)
+                        .and_then(crate::types::Hash::read_snapshot)
+                        .ok_or_else(|| bad("bad hash"))?,
+                ),
                 _ => return Err(bad("unknown value type")),
             };
             let expire_at = get_varint(b, &mut pos).ok_or_else(|| bad("bad expiry"))?;

@@ -9,7 +9,7 @@ use super::format::{self, Body, FileHeader, Kind};
 use crate::value::Value;
 use crate::Shard;
 
-type Model = BTreeMap<(u16, Vec<u8>), (Vec<u8>, u64)>;
+type Model = BTreeMap<(u16, Vec<u8>), (Value, u64)>;
 
 struct Rng(u64);
 
@@ -41,21 +41,57 @@ fn random_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model) {
             let seed = rng.next() as u8;
             let v: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_add(seed)).collect();
             shard.ctx(db).set(&key, Value::string(v.clone()), 0);
-            model.insert(mk, (v, 0));
+            model.insert(mk, (Value::string(v), 0));
         }
         5..=40 => {
             let at = rng.below(300_000) as usize;
             let patch = [b'#'; 3];
             if let Some(Value::Str(s)) = shard.ctx(db).value_mut(&key) {
                 s.set_range(at, &patch);
-                let (v, _) = model.get_mut(&mk).expect("model has the key");
-                if v.len() < at + 3 {
-                    v.resize(at + 3, 0);
+                if let Some((Value::Str(v), _)) = model.get_mut(&mk) {
+                    v.set_range(at, &patch);
                 }
-                v[at..at + 3].copy_from_slice(&patch);
             }
         }
-        41..=599 => {
+        // A hash: a new one (listpack or hashtable, sometimes of many
+        // segments), or a field set or removed in place.
+        41..=120 => {
+            let limits = crate::types::hash::Limits::default();
+            let field = format!("f{}", rng.below(6000)).into_bytes();
+            let value = format!("{}", rng.next()).into_bytes();
+            let is_hash = matches!(model.get(&mk), Some((Value::Hash(_), _)));
+            if is_hash && rng.below(4) != 0 {
+                let remove = rng.below(3) == 0;
+                if let Some(Value::Hash(h)) = shard.ctx(db).value_mut(&key) {
+                    if remove && h.len() > 1 {
+                        h.remove(&field);
+                    } else {
+                        h.set(&field, &value, limits);
+                    }
+                }
+                if let Some((Value::Hash(h), _)) = model.get_mut(&mk) {
+                    if remove && h.len() > 1 {
+                        h.remove(&field);
+                    } else {
+                        h.set(&field, &value, limits);
+                    }
+                }
+            } else {
+                let n = [1u64, 10, 600, 3000][rng.below(4) as usize];
+                let mut h = crate::types::Hash::new();
+                for i in 0..n {
+                    h.set(format!("f{i}").as_bytes(), &value, limits);
+                }
+                let exp = if rng.below(4) == 0 {
+                    4_000_000_000_000 + rng.below(1000)
+                } else {
+                    0
+                };
+                shard.ctx(db).set(&key, Value::Hash(h.clone()), exp);
+                model.insert(mk, (Value::Hash(h), exp));
+            }
+        }
+        121..=599 => {
             let len = [3usize, 20, 200, 2000][rng.below(4) as usize];
             let v: Vec<u8> = (0..len)
                 .map(|i| b'a' + ((i as u64 + rng.next()) % 26) as u8)
@@ -66,7 +102,7 @@ fn random_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model) {
                 0
             };
             shard.ctx(db).set(&key, Value::string(v.clone()), exp);
-            model.insert(mk, (v, exp));
+            model.insert(mk, (Value::string(v), exp));
         }
         600..=849 => {
             shard.ctx(db).remove(&key);
@@ -115,9 +151,7 @@ fn load(chain: &[Vec<u8>]) -> Model {
         for f in frames {
             coverage
                 .current_entries(&f, 0, |e| {
-                    let Value::Str(v) = e.value;
-                    let v = v.to_vec();
-                    let old = state.insert((f.db, e.key.to_vec()), (v, e.expire_at));
+                    let old = state.insert((f.db, e.key.to_vec()), (e.value, e.expire_at));
                     assert!(old.is_none(), "a key in two current pages");
                 })
                 .expect("valid entries");
@@ -360,7 +394,7 @@ fn fixture_writes(shard: &mut Option<&mut Shard>, model: &mut Model, base: bool)
         if let Some(s) = shard.as_deref_mut() {
             s.ctx(db).set(k.as_bytes(), Value::string(v.clone()), exp);
         }
-        model.insert((db as u16, k.into_bytes()), (v, exp));
+        model.insert((db as u16, k.into_bytes()), (Value::string(v), exp));
     };
     if base {
         for i in 0..300u64 {

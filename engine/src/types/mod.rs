@@ -5,9 +5,12 @@
 //! command rows.
 //!
 //! - [`string`]: strings, plain or in shared chunks.
+//! - [`hash`]: hashes, a listpack or a hashtable in shared segments.
 
+pub mod hash;
 pub mod string;
 
+pub use hash::Hash;
 pub use string::Str;
 
 /// A stored value. Only strings exist so far; the other Redis types join as
@@ -15,6 +18,7 @@ pub use string::Str;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Str(Str),
+    Hash(Hash),
 }
 
 impl Value {
@@ -28,6 +32,7 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) => "string",
+            Value::Hash(_) => "hash",
         }
     }
 
@@ -35,6 +40,7 @@ impl Value {
     pub fn encoding(&self) -> &'static str {
         match self {
             Value::Str(s) => s.encoding(),
+            Value::Hash(h) => h.encoding(),
         }
     }
 
@@ -43,14 +49,17 @@ impl Value {
     pub fn heap_size(&self) -> usize {
         match self {
             Value::Str(s) => s.heap_size(),
+            Value::Hash(h) => h.heap_size(),
         }
     }
 
-    /// Bytes of data the value holds (a string's length).
+    /// Bytes of data the value holds (a string's length; a hash's
+    /// snapshot encoding).
     #[inline]
     pub fn data_len(&self) -> usize {
         match self {
             Value::Str(s) => s.len(),
+            Value::Hash(h) => h.snapshot_len(),
         }
     }
 
@@ -60,6 +69,7 @@ impl Value {
     pub fn free_effort(&self) -> usize {
         match self {
             Value::Str(s) => s.free_effort(),
+            Value::Hash(h) => h.free_effort(),
         }
     }
 
@@ -69,6 +79,7 @@ impl Value {
     pub fn is_chunked(&self) -> bool {
         match self {
             Value::Str(s) => s.as_chunked().is_some(),
+            Value::Hash(h) => h.as_table().is_some(),
         }
     }
 
@@ -78,6 +89,7 @@ impl Value {
     pub fn stamp(&mut self, epoch: u64) {
         match self {
             Value::Str(s) => s.stamp(epoch),
+            Value::Hash(_) => {}
         }
     }
 
@@ -87,6 +99,7 @@ impl Value {
     pub fn refcount(&self) -> i64 {
         match self {
             Value::Str(s) => s.refcount(),
+            Value::Hash(_) => 1,
         }
     }
 
@@ -96,6 +109,7 @@ impl Value {
     pub fn recreate(&self, key: &[u8], expire_at: u64, f: impl FnMut(&[&[u8]])) {
         match self {
             Value::Str(s) => s.recreate(key, expire_at, f),
+            Value::Hash(h) => h.recreate(key, expire_at, f),
         }
     }
 }

@@ -578,6 +578,9 @@ async fn config(conn: &mut Conn, args: Args<'_>) -> Result<(), Error> {
         shared.refresh_hot();
         apply_changes(conn, &changed).await;
         resp::write_ok(&mut conn.wbuf);
+    } else if is("set") && args.len() >= 4 {
+        // A parameter without a value: Redis's syntax error.
+        return Err(Error::Syntax);
     } else if is("resetstat") && args.len() == 2 {
         for s in &shared.stats {
             for c in [
@@ -721,6 +724,17 @@ async fn apply_changes(conn: &Conn, changed: &[&str]) {
             .ask_all(move || {
                 Box::new(move |sh| {
                     sh.max_string_len = max;
+                    Reply::Ok
+                })
+            })
+            .await;
+    }
+    if changed.iter().any(|n| n.starts_with("hash-max-listpack-")) {
+        let limits = crate::config::hash_limits(&shared.config());
+        conn.worker
+            .ask_all(move || {
+                Box::new(move |sh| {
+                    sh.hash_limits = limits;
                     Reply::Ok
                 })
             })

@@ -1180,7 +1180,10 @@ mod tests {
         let c = t.capture.as_ref().unwrap();
         let held: Vec<&Entry> = c.held.iter().flatten().collect();
         assert_eq!(held.len(), 1, "the value is kept once, as a clone");
-        let (Value::Str(old), Value::Str(new)) = (&held[0].value, &t.get(h, b"big").unwrap().value);
+        let (Value::Str(old), Value::Str(new)) = (&held[0].value, &t.get(h, b"big").unwrap().value)
+        else {
+            panic!("strings")
+        };
         let (old, new) = (old.as_chunked().unwrap(), new.as_chunked().unwrap());
         let copied = old
             .chunks()

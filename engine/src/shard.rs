@@ -47,6 +47,8 @@ pub struct Shard {
     /// Where big values and emptied databases are freed (the lazy-free
     /// thread, or at once), and the `lazyfree-lazy-*` settings.
     pub lazyfree: LazyFree,
+    /// The thresholds sets convert at (`set-max-*` directives).
+    pub set_limits: crate::types::set::Limits,
     /// The epoch the last successful snapshot closed (None: none yet, so
     /// the next one must be full).
     snapshot_since: Option<u64>,
@@ -79,6 +81,7 @@ impl Shard {
             expire_scratch: Vec::new(),
             log: LogState::default(),
             lazyfree: LazyFree::default(),
+            set_limits: Default::default(),
             snapshot_since: None,
             snapshot_running: None,
         }

@@ -6,6 +6,7 @@ pub mod connection;
 pub mod dump;
 pub mod keys;
 pub mod server;
+pub mod sets;
 pub mod strings;
 
 use crate::command::CommandSpec;
@@ -16,6 +17,7 @@ pub static TABLES: &[&[CommandSpec]] = &[
     keys::COMMANDS,
     server::COMMANDS,
     dump::COMMANDS,
+    sets::COMMANDS,
 ];
 
 /// Logs the records that recreate `key` holding `value` with absolute

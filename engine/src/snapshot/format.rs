@@ -80,6 +80,9 @@ const TYPE_STRING: u8 = 1;
 /// A chunked string (version 3): its length and the index of its first
 /// chunk among the chunks that follow the frame; no bytes in the payload.
 const TYPE_STRING_CHUNKED: u8 = 2;
+/// A set (version 3): its encoded length, then [`crate::types::Set::encode`]'s
+/// bytes (encoding byte, member count, members), inline in the payload.
+const TYPE_SET: u8 = 3;
 /// The most chunks that may follow one frame (bytes 5..8 of its header).
 const MAX_FOLLOWING: u32 = (1 << 24) - 1;
 /// Bytes of the end frame's payload.
@@ -380,6 +383,11 @@ fn put_entries<'a, E: Into<EntryRef<'a>>>(
                 buf.push(TYPE_STRING);
                 put_varint(buf, s.len() as u64);
                 s.pieces().for_each(|p| buf.extend_from_slice(p));
+            }
+            Value::Set(s) => {
+                buf.push(TYPE_SET);
+                put_varint(buf, s.encoded_len() as u64);
+                s.encode(buf);
             }
         }
         put_varint(buf, e.expire_at);
@@ -875,6 +883,12 @@ impl PageFrame {
                             .ok_or_else(|| bad("chunked value's chunks do not add up"))?,
                     )
                 }
+                TYPE_SET => Value::Set(
+                    crate::types::Set::decode(
+                        take(b, &mut pos, len).ok_or_else(|| bad("value runs past the page"))?,
+                    )
+                    .ok_or_else(|| bad("malformed set"))?,
+                ),
                 _ => return Err(bad("unknown value type")),
             };
             let expire_at = get_varint(b, &mut pos).ok_or_else(|| bad("bad expiry"))?;

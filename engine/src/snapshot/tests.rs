@@ -115,8 +115,10 @@ fn load(chain: &[Vec<u8>]) -> Model {
         for f in frames {
             coverage
                 .current_entries(&f, 0, |e| {
-                    let Value::Str(v) = e.value;
-                    let v = v.to_vec();
+                    let v = match e.value {
+                        Value::Str(v) => v.to_vec(),
+                        other => format!("{other:?}").into_bytes(),
+                    };
                     let old = state.insert((f.db, e.key.to_vec()), (v, e.expire_at));
                     assert!(old.is_none(), "a key in two current pages");
                 })

@@ -5,9 +5,12 @@
 //! command rows.
 //!
 //! - [`string`]: strings, plain or in shared chunks.
+//! - [`set`]: sets: intset, listpack, or a hashtable in shared segments.
 
+pub mod set;
 pub mod string;
 
+pub use set::Set;
 pub use string::Str;
 
 /// A stored value. Only strings exist so far; the other Redis types join as
@@ -15,6 +18,7 @@ pub use string::Str;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Str(Str),
+    Set(Set),
 }
 
 impl Value {
@@ -28,6 +32,7 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) => "string",
+            Value::Set(_) => "set",
         }
     }
 
@@ -35,6 +40,7 @@ impl Value {
     pub fn encoding(&self) -> &'static str {
         match self {
             Value::Str(s) => s.encoding(),
+            Value::Set(s) => s.encoding(),
         }
     }
 
@@ -43,6 +49,7 @@ impl Value {
     pub fn heap_size(&self) -> usize {
         match self {
             Value::Str(s) => s.heap_size(),
+            Value::Set(s) => s.heap_size(),
         }
     }
 
@@ -51,6 +58,7 @@ impl Value {
     pub fn data_len(&self) -> usize {
         match self {
             Value::Str(s) => s.len(),
+            Value::Set(s) => s.data_len(),
         }
     }
 
@@ -60,6 +68,7 @@ impl Value {
     pub fn free_effort(&self) -> usize {
         match self {
             Value::Str(s) => s.free_effort(),
+            Value::Set(s) => s.free_effort(),
         }
     }
 
@@ -69,6 +78,7 @@ impl Value {
     pub fn is_chunked(&self) -> bool {
         match self {
             Value::Str(s) => s.as_chunked().is_some(),
+            Value::Set(s) => s.is_chunked(),
         }
     }
 
@@ -78,6 +88,7 @@ impl Value {
     pub fn stamp(&mut self, epoch: u64) {
         match self {
             Value::Str(s) => s.stamp(epoch),
+            Value::Set(_) => {}
         }
     }
 
@@ -87,6 +98,7 @@ impl Value {
     pub fn recreate(&self, key: &[u8], expire_at: u64, f: impl FnMut(&[&[u8]])) {
         match self {
             Value::Str(s) => s.recreate(key, expire_at, f),
+            Value::Set(s) => s.recreate(key, expire_at, f),
         }
     }
 }

@@ -309,11 +309,11 @@ fn spop(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
     }
     let key = args.get(1);
     let count = if args.len() == 3 {
-        let l = parse_i64(args.get(2)).ok_or(Error::NotInteger)?;
-        if l < 0 {
-            return Err(Error::msg("ERR value is out of range, must be positive"));
+        // Redis's getPositiveLongFromObjectOrReply: one text for both.
+        match parse_i64(args.get(2)) {
+            Some(l) if l >= 0 => Some(l as u64),
+            _ => return Err(Error::msg("ERR value is out of range, must be positive")),
         }
-        Some(l as u64)
     } else {
         None
     };

@@ -745,6 +745,14 @@ impl Set {
         }
     }
 
+    /// A hashtable's segments (None for a compact set).
+    pub fn segments(&self) -> Option<&[Arc<Segment>]> {
+        match self {
+            Set::Table(t) => Some(&t.segs),
+            Set::Compact(_) => None,
+        }
+    }
+
     /// Whether it is held in shared segments (a copy-before-write keeps a
     /// clone, not its bytes).
     pub fn is_chunked(&self) -> bool {

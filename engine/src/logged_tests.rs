@@ -165,6 +165,8 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "RENAME n n",
             "RENAME c cx",
             "RENAME nope x",
+            "RENAME st1 st2",
+            "RENAME si st2",
         ],
     ),
     (

@@ -682,7 +682,7 @@ fn store(ctx: &mut ExecCtx<'_>, dst: &[u8], members: &[Vec<u8>], log: bool) -> i
         Some(s) => {
             let n = s.len() as i64;
             if log {
-                ctx.propagate([&b"DEL"[..], dst]);
+                // DEL of what was there, then bounded SADDs.
                 s.recreate(dst, 0, |a| ctx.propagate(a.iter().copied()));
             }
             ctx.set(dst, Value::Set(s), 0);
@@ -984,7 +984,7 @@ mod tests {
         );
         assert_eq!(
             c.cmd(0, &["SPOP", "s", "x"]),
-            "-ERR value is not an integer or out of range\r\n"
+            "-ERR value is out of range, must be positive\r\n"
         );
         assert_eq!(c.cmd(0, &["SPOP", "s", "1", "2"]), "-ERR syntax error\r\n");
         assert_eq!(

@@ -760,9 +760,12 @@ impl Set {
     }
 
     /// The commands that recreate it at `key` with absolute expiry
-    /// `expire_at` (0: none): SADDs of at most [`RECREATE_MEMBERS`]
-    /// members and [`RECREATE_BYTES`] bytes each, then PEXPIREAT.
+    /// `expire_at` (0: none): DEL of whatever `key` held (SADD would add
+    /// to a set there, where a string's SET replaces), SADDs of at most
+    /// [`RECREATE_MEMBERS`] members and [`RECREATE_BYTES`] bytes each,
+    /// then PEXPIREAT.
     pub fn recreate(&self, key: &[u8], expire_at: u64, mut f: impl FnMut(&[&[u8]])) {
+        f(&[b"DEL", key]);
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut bytes = 0;
         let mut flush = |batch: &mut Vec<Vec<u8>>| {
@@ -1035,11 +1038,13 @@ mod tests {
             if args[0] == b"SADD" {
                 assert!(args.len() - 2 <= RECREATE_MEMBERS);
                 got.extend(args[2..].iter().map(|m| m.to_vec()));
+            } else if args[0] == b"DEL" {
+                assert_eq!(args, &[&b"DEL"[..], b"k"]);
             } else {
                 assert_eq!(args, &[&b"PEXPIREAT"[..], b"k", b"77"]);
             }
         });
-        assert_eq!(cmds, ["SADD", "SADD", "SADD", "PEXPIREAT"]);
+        assert_eq!(cmds, ["DEL", "SADD", "SADD", "SADD", "PEXPIREAT"]);
         assert_eq!(got.len(), 2500);
     }
 }

@@ -580,6 +580,8 @@ impl Set {
                         let off = 2 + at * w;
                         let bytes = v.to_le_bytes();
                         let new = bytes.get(..w).unwrap_or_default();
+                        // Compact sets are many and small: no spare room.
+                        c.reserve_exact(w);
                         c.splice(off..off, new.iter().copied());
                     }
                     if self.len() > limits.intset_entries {
@@ -626,6 +628,7 @@ impl Set {
                 }
                 if lp_iter(c).count() < limits.listpack_entries && m.len() <= limits.listpack_value
                 {
+                    c.reserve_exact(m.len() + varint_len(m.len() as u64));
                     put_varint(c, m.len() as u64);
                     c.extend_from_slice(m);
                 } else {
@@ -876,6 +879,14 @@ mod tests {
         let mut v = s.to_vecs();
         v.sort();
         v
+    }
+
+    /// A set fits in a `Vec`'s size (the table's `Arc` in its niche), so
+    /// sets do not make every `Value` bigger.
+    #[test]
+    fn a_set_is_as_small_as_a_vec() {
+        assert_eq!(std::mem::size_of::<Set>(), std::mem::size_of::<Vec<u8>>());
+        assert!(std::mem::size_of::<crate::types::Value>() <= 32);
     }
 
     #[test]

@@ -84,9 +84,94 @@ impl Default for Limits {
 /// A set value.
 #[derive(Debug, Clone)]
 pub enum Set {
+    /// A small intset inside the value itself (no allocation).
+    Small(Small),
     /// intset or listpack: byte 0 says which (see the module docs).
     Compact(Vec<u8>),
     Table(Arc<Table>),
+}
+
+/// Bytes of a [`Small`] intset.
+const INLINE: usize = 15;
+
+/// An intset small enough to live inside the value (a set is as big as a
+/// `Vec` anyway): byte 0 is the count, then the integers ascending, the
+/// first as a zigzag varint and each next one as the varint of its gap.
+/// Ten integers a few dozen apart take 12 bytes here, against a 24-byte
+/// allocation and its pointer as a `Compact` intset. OBJECT ENCODING calls
+/// it an intset, which is what it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Small([u8; INLINE]);
+
+impl Small {
+    fn empty() -> Small {
+        Small([0; INLINE])
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.0.first().copied().unwrap_or(0))
+    }
+
+    /// The integers, ascending.
+    fn ints(&self) -> Vec<i64> {
+        let n = self.len();
+        let mut out = Vec::with_capacity(n);
+        let mut pos = 1usize;
+        let mut prev = 0i64;
+        for i in 0..n {
+            let Some(x) = get_varint(&self.0, &mut pos) else {
+                break;
+            };
+            prev = if i == 0 {
+                ((x >> 1) as i64) ^ -((x & 1) as i64)
+            } else {
+                prev.wrapping_add(x as i64)
+            };
+            out.push(prev);
+        }
+        out
+    }
+
+    /// These integers (ascending, distinct) inline, if they fit.
+    fn pack(ints: &[i64]) -> Option<Small> {
+        let mut b = [0u8; INLINE];
+        *b.first_mut()? = u8::try_from(ints.len()).ok()?;
+        let mut pos = 1usize;
+        let mut prev = 0i64;
+        for (i, &v) in ints.iter().enumerate() {
+            let mut x = if i == 0 {
+                ((v << 1) ^ (v >> 63)) as u64
+            } else {
+                v.wrapping_sub(prev) as u64
+            };
+            prev = v;
+            loop {
+                let byte = if x >= 0x80 { (x as u8) | 0x80 } else { x as u8 };
+                *b.get_mut(pos)? = byte;
+                pos += 1;
+                x >>= 7;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+        Some(Small(b))
+    }
+}
+
+/// A `Compact` intset of these integers (ascending, distinct).
+fn intset_of(ints: &[i64]) -> Vec<u8> {
+    let w = ints
+        .iter()
+        .map(|&v| usize::from(width_of(v)))
+        .max()
+        .unwrap_or(2);
+    let mut c = Vec::with_capacity(2 + ints.len() * w);
+    c.extend_from_slice(&[KIND_INTSET, w as u8]);
+    for v in ints {
+        c.extend_from_slice(v.to_le_bytes().get(..w).unwrap_or_default());
+    }
+    c
 }
 
 /// A hashtable set: a directory of `2^depth` slots, each naming the
@@ -450,7 +535,7 @@ impl Set {
     /// set that will take `first` and about `hint` members.
     pub fn create(first: &[u8], hint: usize, limits: &Limits) -> Set {
         if as_int(first).is_some() && hint <= limits.intset_entries {
-            Set::Compact(vec![KIND_INTSET, 2])
+            Set::Small(Small::empty())
         } else if hint <= limits.listpack_entries {
             Set::Compact(vec![KIND_LISTPACK])
         } else {
@@ -485,6 +570,7 @@ impl Set {
 
     pub fn len(&self) -> usize {
         match self {
+            Set::Small(s) => s.len(),
             Set::Compact(c) if c.first() == Some(&KIND_INTSET) => ints(c).len(),
             Set::Compact(c) => lp_iter(c).count(),
             Set::Table(t) => t.len,
@@ -493,6 +579,7 @@ impl Set {
 
     pub fn is_empty(&self) -> bool {
         match self {
+            Set::Small(s) => s.len() == 0,
             Set::Compact(c) => c.len() <= 2 && (c.len() == 1 || c.first() == Some(&KIND_INTSET)),
             Set::Table(t) => t.len == 0,
         }
@@ -501,6 +588,7 @@ impl Set {
     /// The name OBJECT ENCODING gives it.
     pub fn encoding(&self) -> &'static str {
         match self {
+            Set::Small(_) => "intset",
             Set::Compact(c) if c.first() == Some(&KIND_INTSET) => "intset",
             Set::Compact(_) => "listpack",
             Set::Table(_) => "hashtable",
@@ -508,7 +596,11 @@ impl Set {
     }
 
     pub fn is_intset(&self) -> bool {
-        matches!(self, Set::Compact(c) if c.first() == Some(&KIND_INTSET))
+        match self {
+            Set::Small(_) => true,
+            Set::Compact(c) => c.first() == Some(&KIND_INTSET),
+            Set::Table(_) => false,
+        }
     }
 
     pub fn is_table(&self) -> bool {
@@ -517,6 +609,7 @@ impl Set {
 
     pub fn contains(&self, m: &[u8]) -> bool {
         match self {
+            Set::Small(s) => as_int(m).is_some_and(|v| s.ints().binary_search(&v).is_ok()),
             Set::Compact(c) if c.first() == Some(&KIND_INTSET) => {
                 as_int(m).is_some_and(|v| ints(c).search(v).is_ok())
             }
@@ -533,6 +626,7 @@ impl Set {
                 let is = ints(c);
                 Box::new((0..is.len()).map(move |i| Member::Int(is.get(i))))
             }
+            Set::Small(s) => Box::new(s.ints().into_iter().map(Member::Int)),
             Set::Compact(c) => Box::new(lp_iter(c).map(Member::Bytes)),
             Set::Table(t) => Box::new(t.iter().map(Member::Bytes)),
         }
@@ -556,6 +650,28 @@ impl Set {
     /// `setTypeAdd`; false if it was there.
     pub fn add(&mut self, m: &[u8], limits: &Limits) -> bool {
         match self {
+            Set::Small(s) => {
+                let mut all = s.ints();
+                let v = as_int(m);
+                if let Some(v) = v {
+                    let Err(at) = all.binary_search(&v) else {
+                        return false;
+                    };
+                    all.insert(at, v);
+                    if all.len() <= limits.intset_entries {
+                        if let Some(p) = Small::pack(&all) {
+                            *s = p;
+                            return true;
+                        }
+                    }
+                    all.remove(at);
+                }
+                // Past what fits inline (or not an integer): the same set
+                // as a `Compact` intset takes the member, converting as
+                // it must.
+                *self = Set::Compact(intset_of(&all));
+                self.add(m, limits)
+            }
             Set::Compact(c) if c.first() == Some(&KIND_INTSET) => {
                 if let Some(v) = as_int(m) {
                     let is = ints(c);
@@ -651,6 +767,18 @@ impl Set {
     /// Removes a member; false if it was not there.
     pub fn remove(&mut self, m: &[u8]) -> bool {
         match self {
+            Set::Small(s) => {
+                let mut all = s.ints();
+                let Some(Ok(at)) = as_int(m).map(|v| all.binary_search(&v)) else {
+                    return false;
+                };
+                all.remove(at);
+                *self = match Small::pack(&all) {
+                    Some(p) => Set::Small(p),
+                    None => Set::Compact(intset_of(&all)),
+                };
+                true
+            }
             Set::Compact(c) if c.first() == Some(&KIND_INTSET) => {
                 let is = ints(c);
                 let w = is.w;
@@ -659,6 +787,12 @@ impl Set {
                 };
                 let off = 2 + at * w;
                 c.drain(off..off + w);
+                // Small enough again to live inline.
+                if ints(c).len() < INLINE {
+                    if let Some(p) = Small::pack(&ints(c).iter().collect::<Vec<_>>()) {
+                        *self = Set::Small(p);
+                    }
+                }
                 true
             }
             Set::Compact(c) => match lp_find(c, m) {
@@ -691,6 +825,7 @@ impl Set {
     /// compact set's capacity, a table's counted members and segments).
     pub fn heap_size(&self) -> usize {
         match self {
+            Set::Small(_) => 0,
             Set::Compact(c) => c.capacity(),
             Set::Table(t) => t.heap_size(),
         }
@@ -699,6 +834,7 @@ impl Set {
     /// Bytes of data the set holds (its members, and a byte each).
     pub fn data_len(&self) -> usize {
         match self {
+            Set::Small(_) => INLINE,
             Set::Compact(c) => c.len(),
             Set::Table(t) => t.bytes + t.len,
         }
@@ -707,7 +843,7 @@ impl Set {
     /// Allocations dropping it frees.
     pub fn free_effort(&self) -> usize {
         match self {
-            Set::Compact(_) => 1,
+            Set::Small(_) | Set::Compact(_) => 1,
             Set::Table(t) => t.len + t.segs.len() + 1,
         }
     }
@@ -752,7 +888,7 @@ impl Set {
     pub fn segments(&self) -> Option<&[Arc<Segment>]> {
         match self {
             Set::Table(t) => Some(&t.segs),
-            Set::Compact(_) => None,
+            Set::Small(_) | Set::Compact(_) => None,
         }
     }
 
@@ -802,6 +938,7 @@ impl Set {
     /// count, then each member as a varint length and its bytes.
     pub fn encode(&self, buf: &mut Vec<u8>) {
         buf.push(match self {
+            Set::Small(_) => KIND_INTSET,
             Set::Compact(c) => c.first().copied().unwrap_or(KIND_LISTPACK),
             Set::Table(_) => 2,
         });
@@ -835,7 +972,7 @@ impl Set {
             return None;
         }
         let mut s = match kind {
-            KIND_INTSET => Set::Compact(vec![KIND_INTSET, 2]),
+            KIND_INTSET => Set::Small(Small::empty()),
             KIND_LISTPACK => Set::Compact(vec![KIND_LISTPACK]),
             2 => Set::Table(Arc::new(Table::new())),
             _ => return None,
@@ -887,6 +1024,62 @@ mod tests {
     fn a_set_is_as_small_as_a_vec() {
         assert_eq!(std::mem::size_of::<Set>(), std::mem::size_of::<Vec<u8>>());
         assert!(std::mem::size_of::<crate::types::Value>() <= 32);
+    }
+
+    /// Intsets inline and in a `Vec` behave as one sorted set of integers
+    /// through random adds and removes of near and far values, moving
+    /// between the two forms as they fit.
+    #[test]
+    fn small_and_compact_intsets_match_a_btreeset() {
+        let l = Limits::default();
+        let mut x = 99u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut inline, mut vec) = (0, 0);
+        for round in 0..200 {
+            let mut s = Set::create(b"1", 1, &l);
+            let mut want = BTreeSet::new();
+            for _ in 0..60 {
+                let r = next();
+                let v: i64 = match r % 4 {
+                    0 => (r % 40) as i64,
+                    1 => (r % 1000) as i64 - 500,
+                    2 => [i64::MIN, i64::MAX, -1, 0][(r / 4 % 4) as usize],
+                    _ => r as i64,
+                };
+                let m = v.to_string().into_bytes();
+                if next() % 3 == 0 {
+                    assert_eq!(s.remove(&m), want.remove(&v), "round {round}");
+                } else {
+                    assert_eq!(s.add(&m, &l), want.insert(v), "round {round}");
+                }
+                assert_eq!(s.len(), want.len());
+                assert_eq!(s.encoding(), "intset");
+                match &s {
+                    Set::Small(_) => inline += 1,
+                    _ => vec += 1,
+                }
+                let got: Vec<i64> = s
+                    .to_vecs()
+                    .iter()
+                    .map(|m| std::str::from_utf8(m).unwrap().parse().unwrap())
+                    .collect();
+                assert_eq!(got, want.iter().copied().collect::<Vec<_>>());
+                assert!(s.contains(v.to_string().as_bytes()) == want.contains(&v));
+            }
+        }
+        assert!(inline > 100 && vec > 100, "both forms: {inline} {vec}");
+        // Ten integers a few dozen apart live inline, with no allocation.
+        let mut s = Set::create(b"1", 10, &l);
+        for i in 0..10 {
+            s.add((i * 37).to_string().as_bytes(), &l);
+        }
+        assert!(matches!(s, Set::Small(_)));
+        assert_eq!(s.heap_size(), 0);
     }
 
     #[test]

@@ -555,7 +555,7 @@ mod tests {
 
     #[test]
     fn groups_are_redis_groups() {
-        let known = ["connection", "server", "string", "generic", "hash"];
+        let known = ["connection", "server", "string", "generic", "hash", "set"];
         for c in all_commands() {
             assert!(known.contains(&c.group), "{}: group {:?}", c.name, c.group);
             assert!(!c.summary.is_empty(), "{} has no summary", c.name);

@@ -36,6 +36,9 @@ const SEED: &[&str] = &[
     "HSET h1 a 1 b 2 c 1.5 d x",
     "HSET ht f 1",
     "EXPIRE ht 100000",
+    "SADD st1 a b c",
+    "SADD st2 b c d",
+    "SADD si 1 2 3",
 ];
 
 /// Example lines per command, run in order after [`SEED`]; `@N` runs the
@@ -169,6 +172,8 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "RENAME hx1 hx2",
             "RENAME ht hx3",
             "RENAME hx3 s2",
+            "RENAME st1 st2",
+            "RENAME si st2",
         ],
     ),
     (
@@ -220,6 +225,99 @@ const EXAMPLES: &[(&str, &[&str])] = &[
     ("keys", &["KEYS *", "KEYS s*"]),
     ("scan", &["SCAN 0", "SCAN 0 MATCH s* COUNT 100"]),
     ("randomkey", &["RANDOMKEY"]),
+    // Sets.
+    (
+        "sadd",
+        &[
+            "SADD st1 a b c",
+            "SADD si 1 2 3 -5 70000",
+            "SADD si 1",
+            "SADD si x",
+            "SADD s1 a",
+            "@1 SADD st1 z",
+            "SADD big m0 m1 m2 m3 m4 m5 m6 m7 m8 m9 m10 m11 m12 m13 m14 m15 m16 m17 m18 m19",
+        ],
+    ),
+    (
+        "srem",
+        &["SADD st1 a b c", "SREM st1 a x", "SREM st1 b c", "SREM nope a", "SREM s1 a"],
+    ),
+    ("sismember", &["SISMEMBER st1 a", "SISMEMBER s1 a"]),
+    ("smismember", &["SMISMEMBER st1 a b"]),
+    ("scard", &["SCARD st1", "SCARD nope"]),
+    ("smembers", &["SMEMBERS st1"]),
+    ("srandmember", &["SRANDMEMBER st1", "SRANDMEMBER st1 -5"]),
+    (
+        "spop",
+        &[
+            "SADD st1 a b c d e f",
+            "SPOP st1",
+            "SPOP st1 2",
+            "SPOP st1 0",
+            "SADD st2 1 2",
+            "SPOP st2 5",
+            "SPOP nope",
+            "@1 SADD st1 a b",
+            "@1 SPOP st1 1",
+        ],
+    ),
+    (
+        "smove",
+        &[
+            "SADD st1 a b c",
+            "SMOVE st1 st1 a",
+            "SMOVE st1 st2 a",
+            "SMOVE st1 d1 b",
+            "SMOVE st1 d2 c",
+            "SMOVE st1 d3 c",
+            "SMOVE s1 st2 a",
+        ],
+    ),
+    ("sinter", &["SINTER st1 st2", "SINTER st1"]),
+    (
+        "sintercard",
+        &["SINTERCARD 2 st1 st2 LIMIT 1", "SINTERCARD 1 st1"],
+    ),
+    ("sunion", &["SUNION st1 st2", "SUNION st1"]),
+    ("sdiff", &["SDIFF st1 st2", "SDIFF st1"]),
+    (
+        "sinterstore",
+        &[
+            "SADD st1 a b c",
+            "SADD st2 b c",
+            "SINTERSTORE st1 st1",
+            "SINTERSTORE d1 st1 st2",
+            "SINTERSTORE d2 st1 st2",
+            "SINTERSTORE d3 st1 st2",
+            "SINTERSTORE d1 st1 nope",
+            "SINTERSTORE s1 st1 st2",
+        ],
+    ),
+    (
+        "sunionstore",
+        &[
+            "SADD st1 a b c",
+            "SADD st2 1 2",
+            "SUNIONSTORE st2 st2",
+            "SUNIONSTORE d1 st1 st2",
+            "SUNIONSTORE d2 st1 st2",
+            "SUNIONSTORE d3 st2 st2",
+            "SUNIONSTORE t st1",
+        ],
+    ),
+    (
+        "sdiffstore",
+        &[
+            "SADD st1 a b c",
+            "SADD st2 b",
+            "SDIFFSTORE st1 st1 st1",
+            "SDIFFSTORE d1 st1 st2",
+            "SDIFFSTORE d2 st1 st2",
+            "SDIFFSTORE d3 st1 st2",
+            "SDIFFSTORE d2 nope st2",
+        ],
+    ),
+    ("sscan", &["SSCAN st1 0", "SSCAN st1 0 MATCH a COUNT 5"]),
     // Server.
     ("dbsize", &["DBSIZE", "@1 DBSIZE"]),
     (
@@ -445,6 +543,9 @@ fn check(name: &str, lines: &[&str]) -> (Vec<Route>, bool) {
             let g = got.get(&(shard, db)).unwrap_or(&empty);
             let show = |e: Option<&(Value, u64)>| match e {
                 None => "(none)".to_string(),
+                Some((Value::Str(v), at)) => {
+                    format!("{:?} expire_at {at}", String::from_utf8_lossy(&v.to_vec()))
+                }
                 Some((v, at)) => format!("{v:?} expire_at {at}"),
             };
             for k in w.keys().chain(g.keys()).collect::<BTreeSet<_>>() {

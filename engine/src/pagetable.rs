@@ -1517,4 +1517,77 @@ mod tests {
         };
         assert_eq!(now.get(b"field:7"), Some(&b"3"[..]));
     }
+
+    /// A big set during a snapshot: its barrier state is kept as a clone
+    /// (no encoding), each write copies one segment, and the snapshot
+    /// still gets the set as it was at the barrier.
+    #[test]
+    fn copy_before_write_of_a_big_set_copies_one_segment() {
+        use crate::types::set::{Limits, Set};
+        let members: Vec<Vec<u8>> = (0..200_000)
+            .map(|i| format!("member:{i}").into_bytes())
+            .collect();
+        let set = Set::from_members(members.iter().map(Vec::as_slice), &Limits::default()).unwrap();
+        let before = set.clone();
+        let mut t = PageTable::new(1);
+        for i in 0..300 {
+            put(&mut t, &key(i));
+        }
+        let h = hash_key(b"bigset");
+        t.insert(h, b"bigset", Value::Set(set), 0);
+        t.set_epoch(2);
+        t.begin_capture(1, true, 0, false);
+        let kept_before = t.pending_bytes();
+        let Some(Value::Set(s)) = t.get_value_mut(h, b"bigset") else {
+            panic!("no set");
+        };
+        assert!(s.add(b"new member", &Limits::default()));
+        let c = t.capture.as_ref().unwrap();
+        let held: Vec<&Entry> = c.held.iter().flatten().collect();
+        assert_eq!(held.len(), 1, "the set is kept once, as a clone");
+        let (Value::Set(old), Value::Set(new)) =
+            (&held[0].value, &t.get(h, b"bigset").unwrap().value)
+        else {
+            panic!("sets")
+        };
+        let (old, new) = (old.segments().unwrap(), new.segments().unwrap());
+        assert!(old.len() > 100, "{} segments", old.len());
+        let copied = old
+            .iter()
+            .zip(new)
+            .filter(|(a, b)| !std::sync::Arc::ptr_eq(a, b))
+            .count();
+        assert_eq!(copied, 1, "one segment copied");
+        assert!(t.pending_bytes() - kept_before < 1024, "nothing encoded");
+        // The snapshot holds the set at the barrier.
+        let mut out = Vec::new();
+        loop {
+            let done = t.capture_step(1 << 20, None);
+            t.take_frames(&mut out);
+            if done {
+                break;
+            }
+        }
+        let mut pos = 0;
+        let mut found = None;
+        let mut assembler = snapformat::Assembler::default();
+        while pos < out.len() {
+            let rest = &out[pos..];
+            let snapformat::Parsed::Frame(frame, n) =
+                snapformat::parse_frame(rest, 0, rest.len() as u64).unwrap()
+            else {
+                panic!("not a whole frame");
+            };
+            if let Some(f) = assembler.add(frame, 0).unwrap() {
+                for e in f.decode_entries(0).unwrap() {
+                    if &*e.key == b"bigset" {
+                        found = Some(e.value);
+                    }
+                }
+            }
+            pos += n;
+        }
+        assembler.finish(0).unwrap();
+        assert_eq!(found, Some(Value::Set(before)));
+    }
 }

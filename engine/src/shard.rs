@@ -49,6 +49,8 @@ pub struct Shard {
     pub lazyfree: LazyFree,
     /// `hash-max-listpack-entries` and `hash-max-listpack-value`.
     pub hash_limits: crate::types::hash::Limits,
+    /// The thresholds sets convert at (`set-max-*` directives).
+    pub set_limits: crate::types::set::Limits,
     /// The epoch the last successful snapshot closed (None: none yet, so
     /// the next one must be full).
     snapshot_since: Option<u64>,
@@ -82,6 +84,7 @@ impl Shard {
             log: LogState::default(),
             lazyfree: LazyFree::default(),
             hash_limits: Default::default(),
+            set_limits: Default::default(),
             snapshot_since: None,
             snapshot_running: None,
         }

@@ -213,6 +213,15 @@ pub struct Config {
     /// `lazyfree-lazy-eviction`: accepted and shown; there is no eviction
     /// yet (no `maxmemory`), so nothing to free.
     pub lazyfree_lazy_eviction: bool,
+    /// `set-max-intset-entries`: sets of at most this many integers are
+    /// intsets (default 512).
+    pub set_max_intset_entries: u64,
+    /// `set-max-listpack-entries`: other sets of at most this many members
+    /// are listpacks (Redis 7.2; default 128).
+    pub set_max_listpack_entries: u64,
+    /// `set-max-listpack-value`: ... of members of at most this many bytes
+    /// (Redis 7.2; default 64).
+    pub set_max_listpack_value: u64,
     /// `replica-lazy-flush` (alias `slave-lazy-flush`): accepted and shown;
     /// there is no replication, so no replica flushes.
     pub replica_lazy_flush: bool,
@@ -407,6 +416,9 @@ impl Default for Config {
             lazyfree_lazy_expire: false,
             lazyfree_lazy_user_flush: false,
             lazyfree_lazy_eviction: false,
+            set_max_intset_entries: 512,
+            set_max_listpack_entries: 128,
+            set_max_listpack_value: 64,
             replica_lazy_flush: false,
             hash_max_listpack_entries: 512,
             hash_max_listpack_value: 64,
@@ -1189,6 +1201,39 @@ static DIRECTIVES: &[Directive] = &[
             put: |c, v| c.hash_max_listpack_value = v,
         },
     },
+    Directive {
+        name: "set-max-intset-entries",
+        help: "sets of at most this many integers are intsets",
+        mutable: true,
+        kind: Kind::Int {
+            min: 0,
+            max: i64::MAX,
+            get: |c| c.set_max_intset_entries as i64,
+            put: |c, v| c.set_max_intset_entries = v as u64,
+        },
+    },
+    Directive {
+        name: "set-max-listpack-entries",
+        help: "other sets of at most this many members are listpacks",
+        mutable: true,
+        kind: Kind::Int {
+            min: 0,
+            max: i64::MAX,
+            get: |c| c.set_max_listpack_entries as i64,
+            put: |c, v| c.set_max_listpack_entries = v as u64,
+        },
+    },
+    Directive {
+        name: "set-max-listpack-value",
+        help: "... whose members are at most this many bytes",
+        mutable: true,
+        kind: Kind::Memory {
+            min: 0,
+            max: i64::MAX as u64,
+            get: |c| c.set_max_listpack_value,
+            put: |c, v| c.set_max_listpack_value = v,
+        },
+    },
 ];
 
 /// `supervised`'s values, as Redis 7 names them.
@@ -1352,7 +1397,6 @@ static FOREIGN: &[(&[&str], &str)] = &[
             "list-max-listpack-size",
             "list-max-ziplist-size",
             "list-compress-depth",
-            "set-max-intset-entries",
             "zset-max-listpack-entries",
             "zset-max-listpack-value",
             "zset-max-ziplist-entries",
@@ -2682,6 +2726,16 @@ pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     result
 }
 
+/// The `set-max-*` thresholds of `cfg`, as the shards apply them.
+pub fn set_limits(cfg: &Config) -> engine::types::set::Limits {
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    engine::types::set::Limits {
+        intset_entries: size(cfg.set_max_intset_entries),
+        listpack_entries: size(cfg.set_max_listpack_entries),
+        listpack_value: size(cfg.set_max_listpack_value),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -2993,6 +3047,9 @@ mod tests {
             ("hash-max-listpack-value", "64"),
             ("hash-max-ziplist-entries", "512"),
             ("hash-max-ziplist-value", "64"),
+            ("set-max-intset-entries", "512"),
+            ("set-max-listpack-entries", "128"),
+            ("set-max-listpack-value", "64"),
         ];
         assert_eq!(all.len(), expected.len());
         for (name, value) in expected {
@@ -3376,6 +3433,9 @@ mod tests {
                 "maxmemory-clients",
                 "hash-max-listpack-entries",
                 "hash-max-listpack-value",
+                "set-max-intset-entries",
+                "set-max-listpack-entries",
+                "set-max-listpack-value",
                 "hash-max-ziplist-entries",
                 "hash-max-ziplist-value"
             ]

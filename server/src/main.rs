@@ -489,6 +489,7 @@ fn run(mut cfg: Config) -> i32 {
     let hash_limits = config::hash_limits(&cfg);
     lazyfree::start();
     let lazy = lazyfree::settings(&cfg);
+    let set_limits = config::set_limits(&cfg);
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
     let (shutdown_tx, shutdown_rx) = std::sync::mpsc::channel();
@@ -532,6 +533,7 @@ fn run(mut cfg: Config) -> i32 {
             shard.max_string_len = max_string;
             shard.hash_limits = hash_limits;
             shard.lazyfree = lazyfree::for_shard(lazy);
+            shard.set_limits = set_limits;
             if let Some(load) = &snap_load {
                 let (m, snap) = &**load;
                 shard.set_now_ms(worker::now_ms());

@@ -52,18 +52,19 @@ enum Check {
         unit_ms: i64,
     },
     /// A whole SCAN iteration with these options; key sets compared.
+    /// (`SSCAN key opts..` as the args: a whole SSCAN iteration.)
     ScanAll,
     /// A flat array of field, value pairs compared as a set of pairs
     /// (HGETALL: a hashtable's order is its own).
     SortedPairs,
-    /// A random reply (HRANDFIELD): errors exact; arrays of the same
-    /// length; bulk strings both nil or both not.
+    /// A random reply (HRANDFIELD, SRANDMEMBER): errors exact; arrays of
+    /// the same length; bulk strings both nil or both not.
     Shape,
     /// One HSCAN call: errors exact; when both cursors are 0, the same
     /// pairs in any order; otherwise both a cursor and a batch.
     HScan,
-    /// DUMP: exact, or for a hash in the hashtable encoding (whose order
-    /// is its own) a payload of the same type and length.
+    /// DUMP: exact, or for a hash or set in the hashtable encoding (whose
+    /// order is its own) a payload of the same type and length.
     Dump,
 }
 
@@ -88,8 +89,10 @@ fn check_for(args: &Args) -> Check {
         .unwrap_or_default();
     match name.as_slice() {
         b"KEYS" | b"HKEYS" | b"HVALS" => Check::Sorted,
+        // Set replies in an order Redis leaves unspecified (a hashtable's).
+        b"SMEMBERS" | b"SINTER" | b"SUNION" | b"SDIFF" | b"SPOP" => Check::Sorted,
         b"HGETALL" => Check::SortedPairs,
-        b"HRANDFIELD" => Check::Shape,
+        b"HRANDFIELD" | b"SRANDMEMBER" => Check::Shape,
         b"HSCAN" => Check::HScan,
         b"DUMP" => Check::Dump,
         b"TTL" | b"EXPIRETIME" => Check::Approx {
@@ -270,9 +273,16 @@ fn hscan_reply(reply: &[u8]) -> Option<(Vec<u8>, Option<Vec<(Vec<u8>, Vec<u8>)>>
 fn scan_all(conn: &mut RawConn, opts: &[Vec<u8>]) -> Result<BTreeSet<Vec<u8>>, Vec<u8>> {
     let mut cursor = b"0".to_vec();
     let mut keys = BTreeSet::new();
+    // `SSCAN key opts..`: a whole SSCAN iteration of the key.
+    let sscan = opts
+        .first()
+        .is_some_and(|a| a.eq_ignore_ascii_case(b"SSCAN"));
     for _ in 0..100_000 {
-        let mut args = vec![b"SCAN".to_vec(), cursor.clone()];
-        args.extend(opts.iter().cloned());
+        let mut args = match (sscan, opts.get(1)) {
+            (true, Some(key)) => vec![b"SSCAN".to_vec(), key.clone(), cursor.clone()],
+            _ => vec![b"SCAN".to_vec(), cursor.clone()],
+        };
+        args.extend(opts.iter().skip(if sscan { 2 } else { 0 }).cloned());
         conn.send_cmd(&args);
         let reply = read_one(conn);
         let Ok(Some((Frame::Array(Some(items)), _))) = resp::parse(&reply) else {
@@ -334,12 +344,15 @@ fn same_reply(check: Check, theirs: &[u8], ours: &[u8]) -> bool {
             },
             Check::Dump => {
                 // `$<len>\r\n` then the payload: its type byte 4 is
-                // RDB_TYPE_HASH.
+                // RDB_TYPE_HASH, 2 RDB_TYPE_SET (a hashtable's order is its
+                // own).
                 let payload = |r: &[u8]| {
                     let at = r.iter().position(|&b| b == b'\n')? + 1;
                     r.get(at).copied()
                 };
-                theirs.len() == ours.len() && payload(theirs) == Some(4) && payload(ours) == Some(4)
+                theirs.len() == ours.len()
+                    && payload(theirs) == payload(ours)
+                    && matches!(payload(ours), Some(2 | 4))
             }
             Check::Approx { tol, .. } => match (int_of(theirs), int_of(ours)) {
                 (Some(a), Some(b)) => a > 0 && b > 0 && (a - b).abs() <= tol,
@@ -461,6 +474,7 @@ impl Session {
                 self.step(&Step::new(vec![b"GET".to_vec(), key.clone()]))?;
                 self.step(&Step::new(vec![b"TYPE".to_vec(), key.clone()]))?;
                 self.step(&Step::new(vec![b"HGETALL".to_vec(), key.clone()]))?;
+                self.step(&Step::new(vec![b"SMEMBERS".to_vec(), key.clone()]))?;
                 self.step(&Step::new(vec![b"PTTL".to_vec(), key]))?;
             }
         }
@@ -2655,4 +2669,410 @@ fn hashes_match_redis() {
     };
     let failures = run_groups(&mut pair, HASH_CASES);
     assert_no_mismatches("hash groups", failures);
+}
+
+// ------------------------------------------------------------ sets
+
+const SET_CASES: &str = r#"
+## add, remove, read
+SADD s 3 1 2 1
+SMEMBERS s
+SCARD s
+SISMEMBER s 2
+SISMEMBER s 02
+SMISMEMBER s 1 x 3
+SMISMEMBER nope 1
+SADD s a
+SMEMBERS s
+SREM s 1 2 x
+SREM s 3 a
+EXISTS s
+SREM s a
+SCARD s
+SMEMBERS s
+SADD
+SADD s
+SREM s
+SMISMEMBER s
+
+## intset order and widths
+SADD i 5 -3 40000 7 -9223372036854775808 9223372036854775807 0 -70000
+SMEMBERS i
+SREM i 40000
+SMEMBERS i
+SADD i 007 +1 " 1" 1.0
+SMEMBERS i
+SISMEMBER i 7
+SISMEMBER i 007
+
+## wrong types
+SET str v
+SADD set a
+SADD str a
+SREM str a
+SCARD str
+SMEMBERS str
+SISMEMBER str a
+SMISMEMBER str a
+SPOP str
+SPOP str 2
+SRANDMEMBER str
+SRANDMEMBER str 2
+SSCAN str 0
+SINTER set str
+SINTER missing str
+SUNION str set
+SDIFF set str
+SINTERCARD 2 set str
+SINTERSTORE dst set str
+SMOVE str set a
+SMOVE set str a
+SMOVE missing str a
+GET set
+APPEND set x
+INCR set
+INCRBY set 2
+INCRBYFLOAT set 1
+SETRANGE set 0 x
+STRLEN set
+GETRANGE set 0 1
+GETDEL set
+GETEX set
+GETSET set x
+MGET set str missing
+TYPE set
+SET set v
+TYPE set
+GET set
+
+## spop and srandmember
+SPOP none
+SPOP none 3
+SRANDMEMBER none
+SRANDMEMBER none 3
+SRANDMEMBER none -3
+SADD one only
+SRANDMEMBER one
+SRANDMEMBER one 5
+SRANDMEMBER one -3
+SPOP one
+EXISTS one
+SADD s a b c d e
+SPOP s -1
+SPOP s x
+SPOP s 0
+SPOP s 1 2
+SRANDMEMBER s 1 2
+SRANDMEMBER s x
+SRANDMEMBER s -9223372036854775808
+SRANDMEMBER s 0
+SRANDMEMBER s 3
+SRANDMEMBER s -8
+SRANDMEMBER s 100
+SPOP s 5
+EXISTS s
+SADD n 1 2 3
+SPOP n 10
+EXISTS n
+
+## algebra
+SADD a 1 2 3 x
+SADD b 2 3 4 y
+SADD {a}c 3 z
+SINTER a b
+SUNION a b
+SDIFF a b
+SDIFF b a {a}c
+SINTER a b missing
+SUNION a missing
+SDIFF missing a
+SINTERCARD 2 a b
+SINTERCARD 2 a b LIMIT 1
+SINTERCARD 2 a b LIMIT 0
+SINTERCARD 3 a b {a}c
+SINTERCARD 0 a
+SINTERCARD x a
+SINTERCARD 3 a b
+SINTERCARD 1 a LIMIT -1
+SINTERCARD 1 a LIMIT x
+SINTERCARD 1 a LIMIT
+SINTERCARD 1 a b
+SINTERSTORE d a b
+SMEMBERS d
+SUNIONSTORE d a b {a}c
+SMEMBERS d
+SDIFFSTORE d a b
+SMEMBERS d
+SINTERSTORE d a missing
+EXISTS d
+SET d string
+EXPIRE d 10000
+SUNIONSTORE d a
+TTL d
+TYPE d
+SDIFFSTORE a a
+SMEMBERS a
+SINTERSTORE a a b
+SMEMBERS a
+
+## smove
+SMOVE src dst m
+SET dst v
+SMOVE src dst m
+SADD src m n
+SMOVE src dst m
+DEL dst
+SMOVE src dst zz
+SMOVE src dst m
+SMEMBERS dst
+SMOVE src dst n
+EXISTS src
+SMEMBERS dst
+SMOVE dst dst n
+SMOVE dst dst q
+SADD i 1 2
+SMOVE dst i n
+SMEMBERS i
+
+## sscan
+SSCAN none 0
+SSCAN none x
+SADD small 1 2 10
+SSCAN small 0
+SSCAN small 0 MATCH 1*
+SSCAN small 0 COUNT 0
+SSCAN small 0 COUNT x
+SSCAN small 0 TYPE set
+SSCAN small 0 MATCH
+SSCAN small abc
+SSCAN small -1
+SADD lp a b c
+SSCAN lp 0 MATCH a*
+scanall SSCAN lp
+scanall SSCAN small MATCH 1*
+
+## past the thresholds
+SADD big 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 85 86 87 88 89 90 91 92 93 94 95 96 97 98 99 100 101 102 103 104 105 106 107 108 109 110 111 112 113 114 115 116 117 118 119 120 121 122 123 124 125 126 127 128 129 130
+SCARD big
+SADD big xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
+SCARD big
+SMEMBERS big
+scanall SSCAN big COUNT 3
+scanall SSCAN big MATCH 1*
+SPOP big 1000
+EXISTS big
+"#;
+
+#[test]
+fn sets_match_redis() {
+    let Some(mut pair) = Pair::start() else {
+        return;
+    };
+    let failures = run_groups(&mut pair, SET_CASES);
+    assert_no_mismatches("set-command groups", failures);
+}
+
+/// Keys for the set sequences: few, so types and sets collide, spread
+/// over shards, one pair forced onto one shard by its hash tag.
+const SET_KEYS: &[&str] = &["s0", "s1", "s2", "s3", "{s}4", "{s}5", "k0"];
+
+impl Generator {
+    fn member(&mut self) -> String {
+        match self.rng.below(10) {
+            0..=4 => self.rng.range(-5, 20).to_string(),
+            5 => self
+                .rng
+                .pick(&[
+                    "9223372036854775807",
+                    "-9223372036854775808",
+                    "70000",
+                    "007",
+                    "1.5",
+                ])
+                .to_string(),
+            6 => "x".repeat(65),
+            _ => self
+                .rng
+                .pick(&["a", "b", "c", "", "hello world"])
+                .to_string(),
+        }
+    }
+
+    fn set_key(&mut self) -> String {
+        self.rng.pick(SET_KEYS).to_string()
+    }
+
+    fn set_keys(&mut self, max: usize) -> Vec<String> {
+        let n = 1 + self.rng.below(max);
+        (0..n).map(|_| self.set_key()).collect()
+    }
+
+    /// A random command over sets and strings on a few keys: sets grow past
+    /// every threshold (513 integers, 129 members, a 65-byte member).
+    fn set_command(&mut self) -> Step {
+        let k = self.set_key();
+        let mut a: Vec<String> = match self.rng.below(30) {
+            0..=4 => {
+                let mut v = vec!["SADD".to_string(), k];
+                match self.rng.below(20) {
+                    0 => v.extend((0..520).map(|i| (i * 3 - 700).to_string())),
+                    1 => v.extend((0..130).map(|i| format!("m{i}"))),
+                    _ => {
+                        for _ in 0..1 + self.rng.below(5) {
+                            v.push(self.member());
+                        }
+                    }
+                }
+                v
+            }
+            5 | 6 => {
+                let mut v = vec!["SREM".to_string(), k];
+                for _ in 0..1 + self.rng.below(4) {
+                    v.push(self.member());
+                }
+                v
+            }
+            7 => vec!["SISMEMBER".into(), k, self.member()],
+            8 => vec!["SMISMEMBER".into(), k, self.member(), self.member()],
+            9 => vec!["SCARD".into(), k],
+            10 => vec!["SMEMBERS".into(), k],
+            11 => {
+                let mut v = vec!["SRANDMEMBER".into(), k];
+                if self.rng.chance(70) {
+                    v.push(self.rng.range(-8, 8).to_string());
+                }
+                v
+            }
+            // Only the deterministic SPOPs: the whole set, or nothing.
+            12 => vec![
+                "SPOP".into(),
+                k,
+                self.rng.pick(&["1000", "0", "-1", "x"]).to_string(),
+            ],
+            13 => vec!["SMOVE".into(), k, self.set_key(), self.member()],
+            14..=16 => {
+                let mut v = vec![self.rng.pick(&["SINTER", "SUNION", "SDIFF"]).to_string()];
+                v.extend(self.set_keys(4));
+                v
+            }
+            17 | 18 => {
+                let mut v = vec![
+                    self.rng
+                        .pick(&["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"])
+                        .to_string(),
+                    k,
+                ];
+                v.extend(self.set_keys(3));
+                v
+            }
+            19 => {
+                let keys = self.set_keys(3);
+                let n = if self.rng.chance(90) {
+                    keys.len().to_string()
+                } else {
+                    self.rng.pick(&["0", "5", "x"]).to_string()
+                };
+                let mut v = vec!["SINTERCARD".to_string(), n];
+                v.extend(keys);
+                if self.rng.chance(40) {
+                    v.extend(["LIMIT".into(), self.rng.range(-1, 3).to_string()]);
+                }
+                v
+            }
+            20 => {
+                let mut v = vec!["SSCAN".to_string(), k];
+                if self.rng.chance(50) {
+                    v.extend([
+                        "MATCH".into(),
+                        self.rng.pick(&["*", "1*", "m1*", "a"]).to_string(),
+                    ]);
+                }
+                if self.rng.chance(50) {
+                    v.extend(["COUNT".into(), self.rng.range(1, 20).to_string()]);
+                }
+                return Step {
+                    args: v.into_iter().map(String::into_bytes).collect(),
+                    check: Check::ScanAll,
+                };
+            }
+            21 => vec!["SET".into(), k, self.value()],
+            22 => vec![
+                self.rng
+                    .pick(&["GET", "APPEND", "INCR", "STRLEN", "TYPE", "GETDEL"])
+                    .to_string(),
+                k,
+            ],
+            23 => vec!["APPEND".into(), k, "x".into()],
+            24 => vec![
+                self.rng.pick(&["RENAME", "RENAMENX"]).to_string(),
+                k,
+                self.set_key(),
+            ],
+            25 => vec!["DEL".into(), k],
+            26 => vec!["EXPIRE".into(), k, self.rel_secs().to_string()],
+            27 => vec!["MGET".into(), k, self.set_key()],
+            28 => {
+                let mut v = vec!["SCAN".to_string(), "0".into(), "TYPE".into(), "set".into()];
+                v.extend(["COUNT".into(), "1000".into()]);
+                return Step {
+                    args: v.into_iter().skip(2).map(String::into_bytes).collect(),
+                    check: Check::ScanAll,
+                };
+            }
+            _ => vec!["EXISTS".into(), k],
+        };
+        // Sometimes break the arity (not SPOP's: without its count it
+        // pops at random).
+        if self.rng.below(30) == 0 && a.len() > 1 && a[0] != "SPOP" {
+            a.pop();
+        }
+        Step::new(a.into_iter().map(String::into_bytes).collect())
+    }
+}
+
+/// Random set sequences (and some string commands on the same keys), each
+/// command followed by DBSIZE, the whole keyspace compared at the end.
+#[test]
+fn random_set_sequences_match_redis() {
+    let Some(mut pair) = Pair::start() else {
+        return;
+    };
+    let seeds = std::env::var("KV_DIFF_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RANDOM_SEEDS);
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for seed in 1..=seeds {
+        let mut gen = Generator {
+            rng: Rng::new(2_000_000 + seed),
+            used_rel: BTreeSet::new(),
+        };
+        let mut s = pair.session();
+        let mut result = s
+            .step(&Step::new(args(&["FLUSHALL"])))
+            .map(|_| ())
+            .and_then(|_| s.step(&Step::new(args(&["SELECT", "0"]))).map(|_| ()));
+        s.history.clear();
+        let mut at = 0;
+        while result.is_ok() && at < RANDOM_STEPS {
+            let step = gen.set_command();
+            result = s.step(&step).map(|_| ());
+            if result.is_ok() {
+                result = s.step(&Step::new(args(&["DBSIZE"]))).map(|_| ());
+            }
+            at += 1;
+        }
+        total += at;
+        if result.is_ok() {
+            result = s.compare_state();
+            at = RANDOM_STEPS + 1;
+        }
+        if let Err(m) = result {
+            failures.push(m.render(&format!("seed {seed}, step {at}")));
+        }
+        pair.assert_alive();
+    }
+    eprintln!("{seeds} seeds, {total} set commands");
+    assert_no_mismatches("random set sequences", failures);
 }

@@ -57,26 +57,43 @@ fn payload_of(value: &Value) -> Vec<u8> {
             let pairs: Vec<(&[u8], &[u8])> = h.iter().collect();
             rdb::dump_hash(pairs.into_iter(), enc)
         }
+        Value::Set(s) => {
+            // RDB 10 has no set listpack: a listpack set is written as a
+            // plain set (type 2), as a hashtable is.
+            let enc = if s.is_intset() {
+                rdb::SetEncoding::Intset
+            } else {
+                rdb::SetEncoding::Hashtable
+            };
+            let members = s.to_vecs();
+            rdb::dump_set(members.iter().map(Vec::as_slice), enc).unwrap_or_else(|_| {
+                rdb::dump_set(
+                    members.iter().map(Vec::as_slice),
+                    rdb::SetEncoding::Hashtable,
+                )
+                .unwrap_or_default()
+            })
+        }
     }
 }
 
 /// A decoded payload (whose type byte is `ty`) as a value to store, or why
-/// it cannot be stored yet. A hash takes the encoding Redis 7.0 picks for
-/// it on load (by the shard's `hash-max-listpack-*`; a listpack payload by
-/// its count only).
-fn value_of(
-    v: RdbValue,
-    ty: Option<u8>,
-    hash_limits: crate::types::hash::Limits,
-) -> Result<Value, Error> {
+/// it cannot be stored yet, in the encoding Redis 7.0 picks for it on load:
+/// a hash by the shard's `hash-max-listpack-*` (a listpack payload by its
+/// count only), a set by its members and the `set-max-*` thresholds.
+fn value_of(v: RdbValue, ty: Option<u8>, shard: &crate::shard::Shard) -> Result<Value, Error> {
     match v {
         RdbValue::Str(s) => Ok(Value::string(s)),
         RdbValue::Hash(pairs) => Ok(Value::Hash(crate::types::Hash::from_pairs(
             pairs.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
-            hash_limits,
+            shard.hash_limits,
             ty == Some(rdb::types::HASH_LISTPACK),
         ))),
-        RdbValue::Set(_) => Err(unsupported("set")),
+        RdbValue::Set(members) => {
+            crate::types::Set::from_members(members.iter().map(Vec::as_slice), &shard.set_limits)
+                .map(Value::Set)
+                .ok_or_else(|| Error::msg("ERR Bad data format"))
+        }
     }
 }
 
@@ -138,7 +155,7 @@ fn restore(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResul
     }
     let payload = args.get(3);
     let value = match rdb::decode_payload(payload) {
-        Ok(v) => value_of(v, payload.first().copied(), ctx.shard.hash_limits)?,
+        Ok(v) => value_of(v, payload.first().copied(), ctx.shard)?,
         Err(PayloadError::VersionOrChecksum) => {
             return Err(Error::msg("ERR DUMP payload version or checksum are wrong"))
         }
@@ -275,16 +292,59 @@ mod tests {
             b"-ERR Bad data format\r\n"
         );
         let set = rdb::dump_set([&b"a"[..]].into_iter(), rdb::SetEncoding::Hashtable).unwrap();
-        assert_eq!(
-            run(&c, &[b"RESTORE", b"n", b"0", &set]),
-            b"-ERR DUMP payload of a set is not supported yet\r\n"
-        );
+        assert_eq!(run(&c, &[b"RESTORE", b"sset", b"0", &set]), b"+OK\r\n");
+        assert_eq!(c.cmd(0, &["SMEMBERS", "sset"]), "*1\r\n$1\r\na\r\n");
         let list = rdb::finish_payload(vec![rdb::types::LIST_QUICKLIST_2, 0]);
         assert_eq!(
             run(&c, &[b"RESTORE", b"n", b"0", &list]),
             b"-ERR DUMP payload of a list is not supported yet\r\n"
         );
         assert_eq!(c.cmd(0, &["EXISTS", "n"]), ":0\r\n");
+    }
+
+    /// A set's DUMP is RDB type 11 (intset) for an intset and 2 (set) for
+    /// a listpack or hashtable; RESTORE loads the encoding Redis picks.
+    #[test]
+    fn sets_dump_and_restore_in_every_encoding() {
+        let c = TestCluster::new(1);
+        let big: Vec<String> = (0..600).map(|i| i.to_string()).collect();
+        let mut line = vec!["SADD", "ints"];
+        line.extend(big.iter().map(String::as_str));
+        c.cmd(0, &line);
+        c.cmd(0, &["SADD", "small", "3", "1", "2"]);
+        c.cmd(0, &["SADD", "lp", "a", "b", "1"]);
+        for (key, rdb_type, enc) in [
+            ("small", rdb::types::SET_INTSET, "intset"),
+            ("lp", rdb::types::SET, "listpack"),
+            ("ints", rdb::types::SET, "hashtable"),
+        ] {
+            let p = run(&c, &[b"DUMP", key.as_bytes()]);
+            let body = p.splitn(2, |&b| b == b'\n').nth(1).unwrap();
+            let payload = &body[..body.len() - 2];
+            assert_eq!(payload[0], rdb_type, "{key}");
+            let copy = format!("{key}-copy");
+            assert_eq!(
+                run(&c, &[b"RESTORE", copy.as_bytes(), b"0", payload]),
+                b"+OK\r\n"
+            );
+            let sorted = |r: String| {
+                let mut v: Vec<String> = r.split("\r\n").map(str::to_string).collect();
+                v.sort();
+                v
+            };
+            assert!(
+                sorted(c.cmd(0, &["SMEMBERS", &copy])) == sorted(c.cmd(0, &["SMEMBERS", key])),
+                "{key}"
+            );
+            let got = c.with_shard(0, |sh| {
+                sh.ctx(0)
+                    .lookup_write(copy.as_bytes())
+                    .unwrap()
+                    .value
+                    .encoding()
+            });
+            assert_eq!(got, enc, "{key}");
+        }
     }
 
     #[test]

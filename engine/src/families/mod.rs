@@ -9,6 +9,7 @@ pub mod hashes;
 pub mod keys;
 pub mod object;
 pub mod server;
+pub mod sets;
 pub mod strings;
 
 use crate::command::CommandSpec;
@@ -22,6 +23,7 @@ pub static TABLES: &[&[CommandSpec]] = &[
     copy::COMMANDS,
     object::COMMANDS,
     hashes::COMMANDS,
+    sets::COMMANDS,
 ];
 
 /// Logs the records that recreate `key` holding `value` with absolute

@@ -83,6 +83,9 @@ const TYPE_STRING_CHUNKED: u8 = 2;
 /// A hash (version 3): the byte length of its encoding, then
 /// [`crate::types::Hash::write_snapshot`]'s bytes (docs/FORMATS.md).
 const TYPE_HASH: u8 = 4;
+/// A set (version 3): its encoded length, then [`crate::types::Set::encode`]'s
+/// bytes (encoding byte, member count, members), inline in the payload.
+const TYPE_SET: u8 = 3;
 /// The most chunks that may follow one frame (bytes 5..8 of its header).
 const MAX_FOLLOWING: u32 = (1 << 24) - 1;
 /// Bytes of the end frame's payload.
@@ -388,6 +391,11 @@ fn put_entries<'a, E: Into<EntryRef<'a>>>(
                 buf.push(TYPE_HASH);
                 put_varint(buf, h.snapshot_len() as u64);
                 h.write_snapshot(buf);
+            }
+            Value::Set(s) => {
+                buf.push(TYPE_SET);
+                put_varint(buf, s.encoded_len() as u64);
+                s.encode(buf);
             }
         }
         put_varint(buf, e.expire_at);
@@ -887,6 +895,12 @@ impl PageFrame {
                     take(b, &mut pos, len)
                         .and_then(crate::types::Hash::read_snapshot)
                         .ok_or_else(|| bad("bad hash"))?,
+                ),
+                TYPE_SET => Value::Set(
+                    crate::types::Set::decode(
+                        take(b, &mut pos, len).ok_or_else(|| bad("value runs past the page"))?,
+                    )
+                    .ok_or_else(|| bad("malformed set"))?,
                 ),
                 _ => return Err(bad("unknown value type")),
             };

@@ -26,6 +26,52 @@ impl Rng {
 }
 
 const DBS: usize = 3;
+
+/// A change to the set at `key` (made one if it holds anything else):
+/// members added or removed in place, so a running snapshot keeps the
+/// set's barrier state (a clone for a hashtable). The model takes the
+/// result.
+fn random_set_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model, db: usize, key: &[u8]) {
+    use crate::types::set::{Limits, Set};
+    let limits = Limits::default();
+    let mut ctx = shard.ctx(db);
+    let big = rng.below(8) == 0;
+    let n = if big {
+        500 + rng.below(4000)
+    } else {
+        1 + rng.below(5)
+    };
+    let ints = rng.below(2) == 0;
+    let base = rng.below(100_000);
+    let member = |i: u64| {
+        if ints {
+            (base + i).to_string().into_bytes()
+        } else {
+            format!("m{}", base + i).into_bytes()
+        }
+    };
+    if !matches!(ctx.lookup_write(key).map(|e| &e.value), Some(Value::Set(_))) {
+        let first = member(0);
+        let set = Set::from_members(std::iter::once(first.as_slice()), &limits).expect("a member");
+        ctx.set(key, Value::Set(set), 0);
+    }
+    if let Some(Value::Set(s)) = ctx.value_mut(key) {
+        for i in 0..n {
+            if rng.below(5) == 0 {
+                s.remove(&member(i / 2));
+            } else {
+                s.add(&member(i), &limits);
+            }
+        }
+        if s.is_empty() {
+            s.add(b"last", &limits);
+        }
+    }
+    let e = ctx.lookup_write(key).expect("the set");
+    let v = (e.value.clone(), e.expire_at);
+    model.insert((db as u16, key.to_vec()), v);
+}
+
 const KEYS: u64 = 4000;
 
 /// One random write, applied to the shard and the model alike.
@@ -104,7 +150,8 @@ fn random_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model) {
             shard.ctx(db).set(&key, Value::string(v.clone()), exp);
             model.insert(mk, (Value::string(v), exp));
         }
-        600..=849 => {
+        600..=639 => random_set_write(rng, shard, model, db, &key),
+        640..=849 => {
             shard.ctx(db).remove(&key);
             model.remove(&mk);
         }

@@ -6,19 +6,23 @@
 //!
 //! - [`string`]: strings, plain or in shared chunks.
 //! - [`hash`]: hashes, a listpack or a hashtable in shared segments.
+//! - [`set`]: sets: intset, listpack, or a hashtable in shared segments.
 
 pub mod hash;
+pub mod set;
 pub mod string;
 
 pub use hash::Hash;
+pub use set::Set;
 pub use string::Str;
 
-/// A stored value. Only strings exist so far; the other Redis types join as
-/// their command families arrive.
+/// A stored value: strings, hashes and sets so far; the other Redis types
+/// join as their command families arrive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Str(Str),
     Hash(Hash),
+    Set(Set),
 }
 
 impl Value {
@@ -33,6 +37,7 @@ impl Value {
         match self {
             Value::Str(_) => "string",
             Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
         }
     }
 
@@ -41,6 +46,7 @@ impl Value {
         match self {
             Value::Str(s) => s.encoding(),
             Value::Hash(h) => h.encoding(),
+            Value::Set(s) => s.encoding(),
         }
     }
 
@@ -50,6 +56,7 @@ impl Value {
         match self {
             Value::Str(s) => s.heap_size(),
             Value::Hash(h) => h.heap_size(),
+            Value::Set(s) => s.heap_size(),
         }
     }
 
@@ -60,6 +67,7 @@ impl Value {
         match self {
             Value::Str(s) => s.len(),
             Value::Hash(h) => h.snapshot_len(),
+            Value::Set(s) => s.data_len(),
         }
     }
 
@@ -70,6 +78,7 @@ impl Value {
         match self {
             Value::Str(s) => s.free_effort(),
             Value::Hash(h) => h.free_effort(),
+            Value::Set(s) => s.free_effort(),
         }
     }
 
@@ -80,6 +89,7 @@ impl Value {
         match self {
             Value::Str(s) => s.as_chunked().is_some(),
             Value::Hash(h) => h.as_table().is_some(),
+            Value::Set(s) => s.is_chunked(),
         }
     }
 
@@ -90,6 +100,7 @@ impl Value {
         match self {
             Value::Str(s) => s.stamp(epoch),
             Value::Hash(_) => {}
+            Value::Set(_) => {}
         }
     }
 
@@ -99,7 +110,7 @@ impl Value {
     pub fn refcount(&self) -> i64 {
         match self {
             Value::Str(s) => s.refcount(),
-            Value::Hash(_) => 1,
+            Value::Hash(_) | Value::Set(_) => 1,
         }
     }
 
@@ -110,6 +121,7 @@ impl Value {
         match self {
             Value::Str(s) => s.recreate(key, expire_at, f),
             Value::Hash(h) => h.recreate(key, expire_at, f),
+            Value::Set(s) => s.recreate(key, expire_at, f),
         }
     }
 }

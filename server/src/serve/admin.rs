@@ -751,6 +751,17 @@ async fn apply_changes(conn: &Conn, changed: &[&str]) {
             })
             .await;
     }
+    if changed.iter().any(|n| n.starts_with("set-max-")) {
+        let limits = crate::config::set_limits(&shared.config());
+        conn.worker
+            .ask_all(move || {
+                Box::new(move |sh| {
+                    sh.set_limits = limits;
+                    Reply::Ok
+                })
+            })
+            .await;
+    }
     if changed.contains(&"dir") || changed.contains(&"dbfilename") {
         // Snapshots now go elsewhere: the next is a full one with a new
         // manifest there. Nothing is read from or deleted in the new place

@@ -13,7 +13,7 @@ during the snapshot and the extra memory (peak minus before; for a forking
 server, the parent's peak growth plus the child's peak Private_Dirty from
 /proc/CHILD/smaps_rollup), and whether the restarted value is intact.
 
-Usage: bench/scripts/big_value.py BINARY PORT [MiB [server flags...]]
+Usage: [BIGVAL_WRITES=0] bench/scripts/big_value.py BINARY PORT [MiB [server flags...]]
   BINARY: target/release/kv-server or redis-server (started with
   --port PORT --dir TMPDIR --save "" --appendonly no)."""
 import hashlib, os, random, signal, socket, subprocess, sys, tempfile, threading, time
@@ -22,6 +22,8 @@ binary, port = sys.argv[1], int(sys.argv[2])
 mib = int(sys.argv[3]) if len(sys.argv) > 3 else 192
 extra = sys.argv[4:]
 size = mib << 20
+# BIGVAL_WRITES=0: no writes during the snapshot (its fixed memory cost).
+WRITE = os.environ.get("BIGVAL_WRITES", "1") != "0"
 is_redis = os.path.basename(binary).startswith("redis")
 d = tempfile.mkdtemp(prefix="bigval-")
 # A timeout's SIGTERM still stops the server and removes the directory.
@@ -161,13 +163,15 @@ try:
     t0 = time.perf_counter()
     c.cmd("BGSAVE")
     while True:
-        for _ in range(100):
+        for _ in range(100 if WRITE else 0):
             off = rng.randrange(size)
             w0 = time.perf_counter()
             c.cmd("SETRANGE", "big", off, b"!")
             lat.append(time.perf_counter() - w0)
             c.cmd("SET", "seq", len(offsets))
             offsets.append(off)
+        if not WRITE:
+            time.sleep(0.005)
         if info_field(ctl, "rdb_bgsave_in_progress") == "0":
             break
     took = time.perf_counter() - t0
@@ -216,7 +220,7 @@ try:
     intact = not bad and strlen == size
     if not intact:
         print(f"restarted: STRLEN={strlen} MiB pieces that differ: {len(bad)} first={bad[:5]}")
-    lat.sort()
+    lat = sorted(lat) or [0.0]
     extra_bytes = peak["parent"] - base + peak["child"]
     print(f"server={os.path.basename(binary)} value={mib}MiB writes={len(lat)} "
           f"max_ms={lat[-1] * 1e3:.2f} p99_ms={lat[int(len(lat) * 0.99)] * 1e3:.2f} "

@@ -1285,6 +1285,92 @@ mod tests {
         }
     }
 
+    /// Chunks frames name their frame and index, so they may come in any
+    /// order and interleaved with other frames; a chunk for no waiting
+    /// frame, past the frame's count, or given twice, and a frame still
+    /// waiting at the end, are errors.
+    #[test]
+    fn chunks_assemble_in_any_order_and_bad_ones_are_refused() {
+        let big: Vec<u8> = (0..5 * CHUNK + 7).map(|i| (i % 241) as u8).collect();
+        let e = entry("big", &big, 0);
+        let small = entry("small", b"v", 0);
+        let mut enc = Encoder::default();
+        // Frame 0 of db 0: the big value (6 chunks follow it); frame 1:
+        // a small one.
+        let mut frame0 = Vec::new();
+        enc.encode_page(&mut frame0, 0, 0, 0, std::iter::once(&e), false);
+        let (_, Str::Chunked(c)) = enc.take_big().remove(0) else {
+            panic!("not chunked");
+        };
+        let chunks = c.chunks().to_vec();
+        assert_eq!(chunks.len(), 6);
+        let mut frame1 = Vec::new();
+        enc.encode_page(&mut frame1, 0, 0, 0, std::iter::once(&small), false);
+        let chunks_frame = |enc: &mut Encoder, first: usize, n: usize| {
+            let mut out = Vec::new();
+            let run = chunks[first..first + n].iter().map(|c| &**c);
+            enc.encode_chunks(&mut out, 0, 0, first as u32, run, true);
+            out
+        };
+        let parse = |b: &[u8]| match parse_frame(b, 0, b.len() as u64).unwrap() {
+            Parsed::Frame(f, _) => f,
+            Parsed::NeedMore(_) => panic!("not whole"),
+        };
+        // In order of writing: chunk 4 (a write changed it), the small
+        // page, then 0..4 and 5.
+        let mut a = Assembler::default();
+        assert!(a.add(parse(&frame0), 0).unwrap().is_none());
+        assert!(a
+            .add(parse(&chunks_frame(&mut enc, 4, 1)), 0)
+            .unwrap()
+            .is_none());
+        assert!(a.add(parse(&frame1), 0).unwrap().is_some());
+        assert!(a
+            .add(parse(&chunks_frame(&mut enc, 0, 4)), 0)
+            .unwrap()
+            .is_none());
+        assert!(a.finish(0).is_err(), "a frame still waits");
+        let done = a
+            .add(parse(&chunks_frame(&mut enc, 5, 1)), 0)
+            .unwrap()
+            .unwrap();
+        a.finish(0).unwrap();
+        let got = done.decode_entries(0).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((&got[0].key, &got[0].value), (&e.key, &e.value));
+        // A chunk given twice (the count adds up, the indices do not).
+        let mut a = Assembler::default();
+        a.add(parse(&frame0), 0).unwrap();
+        a.add(parse(&chunks_frame(&mut enc, 0, 4)), 0).unwrap();
+        a.add(parse(&chunks_frame(&mut enc, 3, 1)), 0).unwrap();
+        let err = a.add(parse(&chunks_frame(&mut enc, 4, 1)), 0).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+        // An index past the frame's chunks.
+        let mut a = Assembler::default();
+        a.add(parse(&frame0), 0).unwrap();
+        let mut past = Vec::new();
+        enc.encode_chunks(&mut past, 0, 0, 6, chunks[..1].iter().map(|c| &**c), false);
+        assert!(a.add(parse(&past), 0).is_err());
+        // Chunks for a frame that waits for none (frame 1) or that is not
+        // there (frame 0 of another db).
+        let mut a = Assembler::default();
+        a.add(parse(&frame0), 0).unwrap();
+        a.add(parse(&frame1), 0).unwrap();
+        let mut other = Vec::new();
+        enc.encode_chunks(&mut other, 0, 1, 0, chunks[..1].iter().map(|c| &**c), false);
+        assert!(a.add(parse(&other), 0).is_err());
+        let mut other_db = Vec::new();
+        enc.encode_chunks(
+            &mut other_db,
+            2,
+            0,
+            0,
+            chunks[..1].iter().map(|c| &**c),
+            false,
+        );
+        assert!(a.add(parse(&other_db), 0).is_err());
+    }
+
     #[test]
     fn frame_needs_more_until_whole() {
         let (file, _) = sample_file();

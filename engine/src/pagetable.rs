@@ -57,7 +57,7 @@ const RANGES_FRAME: usize = 64 * 1024;
 /// A write writes the chunks it is about to change into the snapshot's
 /// output ([`Capture::spill`]) only while that output holds less than this
 /// (frames not yet taken by the writer); past it, the write copies the
-/// chunk as any shared one, and the walker writes the old one in its turn.
+/// chunk as any shared one, and the walker writes the old one first.
 /// Writes that change chunks faster than the disk takes them would
 /// otherwise grow the output without bound, and with it one buffer copied
 /// on the event loop as it grows (a 53 ms write, measured).
@@ -256,6 +256,11 @@ pub struct Capture {
     /// Page and ranges frames written so far (chunks frames name theirs
     /// by this number).
     frames: u64,
+    /// Chunks a write copied while the output was full ([`SPILL_MAX`]):
+    /// (frame, first, index) of each. The queue alone holds the old ones,
+    /// so [`Capture::drain`] writes them before any other, to let go of
+    /// the memory soonest.
+    copied: Vec<(u64, u32, usize)>,
     /// Next page index for the walker.
     cursor: usize,
     /// Pages of a table emptied during the snapshot that it still needs,
@@ -581,6 +586,28 @@ impl Capture {
     fn drain(&mut self, budget: usize) -> usize {
         let mut work = 0;
         while work < budget.max(1) {
+            if let Some((frame, first, i)) = self.copied.pop() {
+                let chunk = self
+                    .queue
+                    .iter_mut()
+                    .find(|b| b.frame == frame && b.first == first)
+                    .and_then(|b| b.chunks.get_mut(i))
+                    .and_then(Option::take);
+                if let Some(chunk) = chunk {
+                    let t = self.enc.encode_chunks(
+                        &mut self.out,
+                        self.db,
+                        frame,
+                        first + i as u32,
+                        std::iter::once(&*chunk),
+                        self.compress,
+                    );
+                    work += t.bytes as usize;
+                    self.pending.pages += t.pages;
+                    self.pending.bytes += t.bytes;
+                }
+                continue;
+            }
             let Some(big) = self.queue.front_mut() else {
                 break;
             };
@@ -629,10 +656,11 @@ impl Capture {
     /// hash `hash`: writes the chunks of those bytes that the snapshot
     /// still has to write, out of order, and lets go of them, so that the
     /// write changes them in place instead of copying them. The work is
-    /// the chunks the write touches (one for a small write). Not past
-    /// [`SPILL_MAX`] of output waiting.
+    /// the chunks the write touches (one for a small write). Past
+    /// [`SPILL_MAX`] of output waiting, the write copies them instead, and
+    /// they are noted for the walker to write first.
     fn spill(&mut self, hash: u64, from: usize, to: usize) {
-        if to <= from || self.out.len() >= SPILL_MAX {
+        if to <= from {
             return;
         }
         let (first_chunk, last_chunk) = (from / CHUNK, (to - 1) / CHUNK);
@@ -640,7 +668,17 @@ impl Capture {
             let end = big.chunks.len().min(last_chunk.saturating_add(1));
             for i in first_chunk..end {
                 if self.out.len() >= SPILL_MAX {
-                    return;
+                    // Noted once: the first write copies it, and the
+                    // queue holds the old one alone from then on.
+                    let shared = big
+                        .chunks
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|c| Arc::strong_count(c) > 1);
+                    if shared {
+                        self.copied.push((big.frame, big.first, i));
+                    }
+                    continue;
                 }
                 let Some(chunk) = big.chunks.get_mut(i).and_then(Option::take) else {
                     continue;
@@ -787,6 +825,7 @@ impl PageTable {
             pending: Tally::default(),
             queue: VecDeque::new(),
             frames: 0,
+            copied: Vec::new(),
             cursor: 0,
             retired: Vec::new(),
             arenas: (0..KEPT_REGIONS).map(|_| Arena::default()).collect(),
@@ -1386,6 +1425,75 @@ mod tests {
             firsts.contains(&(0, 3)) && firsts.contains(&(4, 4)),
             "{firsts:?}"
         );
+        assert_eq!(found, Some(Value::string(big)));
+    }
+
+    /// Past [`SPILL_MAX`] of output waiting, a write copies the chunk it
+    /// changes (the output stays bounded), and the walker writes the old
+    /// ones first; the snapshot is still the value at the barrier.
+    #[test]
+    fn chunks_copied_past_the_spill_bound_are_written_first() {
+        let n = 2 * (SPILL_MAX / CHUNK) + 40;
+        let big: Vec<u8> = (0..n * CHUNK).map(|i| (i % 249) as u8).collect();
+        let mut t = PageTable::new(1);
+        let h = hash_key(b"big");
+        t.insert(h, b"big", Value::string(big.clone()), 0);
+        t.set_epoch(2);
+        t.begin_capture(1, true, 0, false);
+        // Chunks 0, 2, 4, ...: the first SPILL_MAX are spilled, the rest
+        // copied (each written twice: noted once).
+        for _ in 0..2 {
+            for i in (0..n).step_by(2) {
+                let at = i * CHUNK + 5;
+                let Some(Value::Str(s)) = t.get_value_mut_at(h, b"big", at, at + 1) else {
+                    panic!("no value");
+                };
+                s.set_range(at, b"!");
+            }
+        }
+        let c = t.capture.as_ref().unwrap();
+        assert!(c.out.len() >= SPILL_MAX && c.out.len() < SPILL_MAX + 2 * CHUNK);
+        let copied: Vec<usize> = c.copied.iter().map(|x| x.2).collect();
+        assert!(!copied.is_empty());
+        assert!(copied.iter().all(|i| i % 2 == 0), "{copied:?}");
+        let unique: std::collections::BTreeSet<usize> = copied.iter().copied().collect();
+        assert_eq!(unique.len(), copied.len(), "each noted once");
+        let mut out = Vec::new();
+        loop {
+            let done = t.capture_step(1 << 20, None);
+            t.take_frames(&mut out);
+            if done {
+                break;
+            }
+        }
+        let mut pos = 0;
+        let mut firsts = Vec::new();
+        let mut found = None;
+        let mut assembler = snapformat::Assembler::default();
+        while pos < out.len() {
+            let rest = &out[pos..];
+            let snapformat::Parsed::Frame(frame, len) =
+                snapformat::parse_frame(rest, 0, rest.len() as u64).unwrap()
+            else {
+                panic!("not a whole frame");
+            };
+            if let snapformat::Frame::Chunks { first, .. } = &frame {
+                firsts.push(*first as usize);
+            }
+            if let Some(f) = assembler.add(frame, 0).unwrap() {
+                found = f.decode_entries(0).unwrap().pop().map(|e| e.value);
+            }
+            pos += len;
+        }
+        assembler.finish(0).unwrap();
+        // After the spilled chunks (one frame each, with its 40-byte
+        // header) come the copied ones, the last noted first.
+        let k = SPILL_MAX.div_ceil(CHUNK + 40);
+        assert!(firsts[..k].iter().all(|i| i % 2 == 0));
+        let after: Vec<usize> = firsts[k..k + copied.len()].to_vec();
+        let mut want = copied.clone();
+        want.reverse();
+        assert_eq!(after, want);
         assert_eq!(found, Some(Value::string(big)));
     }
 

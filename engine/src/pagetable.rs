@@ -22,18 +22,25 @@
 //! write of one entry) or writes the page first.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 
 use crate::snapshot::format::{self as snapformat, Encoder, EntryRef, Tally};
 use crate::snapshot::kept::{Arena, Records, Span, RECORD};
-use crate::types::Str;
+use crate::types::string::{Chunk, CHUNK};
 use crate::value::{Entry, Value};
 
 /// A page splits when it holds more entries than this. 112 is what a
 /// 128-bucket hash table holds at its 7/8 load limit, so a page's table
 /// never grows to 256 buckets only to be half emptied by the split.
 pub const PAGE_CAPACITY: usize = 112;
+/// A page also splits when its entries take more than this many bytes
+/// ([`Entry::heap_bytes`]), so that a page of large values is not one
+/// large unit of work for the snapshot (writing it, or copy-before-write
+/// of it); a page that is one huge value cannot split, and the snapshot is
+/// bounded within such a value instead.
+pub const PAGE_BYTES: usize = 1 << 20;
 /// Pages never get deeper than this, so a page boundary is always a multiple
 /// of 2^16 in hash space (SCAN cursors rely on it).
 pub const MAX_DEPTH: u8 = 48;
@@ -47,6 +54,14 @@ pub const SUB_RANGES: u32 = 1 << SUB_BITS;
 const SUB_FRAMES_MAX: u32 = SUB_RANGES / 4;
 /// A ranges frame is written once its parts reach this many bytes.
 const RANGES_FRAME: usize = 64 * 1024;
+/// A write writes the chunks it is about to change into the snapshot's
+/// output ([`Capture::spill`]) only while that output holds less than this
+/// (frames not yet taken by the writer); past it, the write copies the
+/// chunk as any shared one, and the walker writes the old one first.
+/// Writes that change chunks faster than the disk takes them would
+/// otherwise grow the output without bound, and with it one buffer copied
+/// on the event loop as it grows (a 53 ms write, measured).
+const SPILL_MAX: usize = 4 << 20;
 /// Keys a running snapshot keeps aside for one page before it writes the
 /// page whole instead.
 const KEPT_MAX: usize = PAGE_CAPACITY / 4;
@@ -103,6 +118,10 @@ pub struct Page {
     entries: HashTable<Entry>,
     /// Entries with an expiry.
     volatile: u32,
+    /// Bytes its entries take ([`Entry::heap_bytes`]), kept up to date by
+    /// every change (a value changed in place is counted again at the
+    /// table's next change, [`PageTable::settle`]).
+    bytes: usize,
     /// While a snapshot runs and has not written this page: the barrier
     /// state of the keys changed since ([`Capture::keep`]), as a list of
     /// the capture's records (index + 1 of the newest; 0: none). A map of
@@ -122,8 +141,14 @@ impl Page {
             changed_before: 0,
             entries: HashTable::new(),
             volatile: 0,
+            bytes: 0,
             kept: 0,
         }
+    }
+
+    /// Bytes its entries take ([`Entry::heap_bytes`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn prefix(&self) -> u64 {
@@ -195,6 +220,9 @@ pub struct PageTable {
     epoch: u64,
     /// The running snapshot's capture of this table, if one runs.
     capture: Option<Box<Capture>>,
+    /// The value last handed out to change in place: its page's index,
+    /// its key's hash, and the bytes it took then ([`PageTable::settle`]).
+    changing: Option<(usize, u64, usize)>,
 }
 
 /// A running snapshot's work on one table: the pages it still has to
@@ -217,13 +245,22 @@ pub struct Capture {
     /// Encoded frames not yet taken, and their count.
     out: Vec<u8>,
     pending: Tally,
-    /// What goes into `out` after it, in order: the chunks of the chunked
-    /// strings of the frames written so far (each frame's right after it),
-    /// and frames written while chunks were still queued. The walker
-    /// writes them a bounded piece at a time ([`Capture::drain`]), so a
-    /// big value is never one unit of work; the chunks are shared with
-    /// the live value (a later write copies the one it changes).
-    queue: VecDeque<Queued>,
+    /// The chunks of the chunked strings of the frames written so far,
+    /// still to write. The walker writes them a bounded piece at a time
+    /// ([`Capture::drain`]), so a big value is never one unit of work. The
+    /// chunks are shared with the live value, and each is let go of as
+    /// soon as it is written; a write about to change one not written yet
+    /// writes it first, out of order ([`Capture::spill`]), so that no
+    /// chunk is ever copied for the snapshot's sake.
+    queue: VecDeque<Big>,
+    /// Page and ranges frames written so far (chunks frames name theirs
+    /// by this number).
+    frames: u64,
+    /// Chunks a write copied while the output was full ([`SPILL_MAX`]):
+    /// (frame, first, index) of each. The queue alone holds the old ones,
+    /// so [`Capture::drain`] writes them before any other, to let go of
+    /// the memory soonest.
+    copied: Vec<(u64, u32, usize)>,
     /// Next page index for the walker.
     cursor: usize,
     /// Pages of a table emptied during the snapshot that it still needs,
@@ -233,10 +270,6 @@ pub struct Capture {
     /// `arenas[i / region_pages]` (the last one takes the rest).
     arenas: Vec<Arena>,
     region_pages: usize,
-    /// Entries of chunked values kept aside as clones (O(1): the chunks
-    /// are shared, a later write copies only the chunk it changes), one
-    /// list per arena, freed with it.
-    held: Vec<Vec<Entry>>,
     /// The pages' kept lists ([`Kept::to_record`]).
     records: Records,
     /// One page's kept list, decoded for [`Capture::save`] (reused).
@@ -244,35 +277,49 @@ pub struct Capture {
     enc: Encoder,
 }
 
-/// What waits in a capture's queue.
-enum Queued {
-    /// An encoded frame.
-    Bytes(Vec<u8>),
-    /// A chunked string whose chunks from `next` on are still to write.
-    Big { value: Str, next: usize },
+/// A chunked string of a frame written, whose chunks are still to write.
+struct Big {
+    /// The hash of its key (to find it before a write).
+    hash: u64,
+    /// The frame's number, and the index of the string's first chunk among
+    /// those following the frame.
+    frame: u64,
+    first: u32,
+    /// Its chunks at the barrier; None once written.
+    chunks: Vec<Option<Arc<Chunk>>>,
+    /// The walker's next chunk.
+    next: usize,
 }
 
-/// Writes a frame with `f` into `out`, or (chunks being queued before
-/// it) into the queue, then queues its chunked strings' chunks.
+/// Writes a frame with `f` into `out`, then queues its chunked strings'
+/// chunks. `frames` counts the frames written.
 fn emit(
     enc: &mut Encoder,
     out: &mut Vec<u8>,
-    queue: &mut VecDeque<Queued>,
+    queue: &mut VecDeque<Big>,
+    frames: &mut u64,
     f: impl FnOnce(&mut Encoder, &mut Vec<u8>) -> Tally,
 ) -> Tally {
-    let t = if queue.is_empty() {
-        f(enc, out)
-    } else {
-        let mut buf = Vec::new();
-        let t = f(enc, &mut buf);
-        if !buf.is_empty() {
-            queue.push_back(Queued::Bytes(buf));
-        }
-        t
-    };
-    for value in enc.take_big() {
-        queue.push_back(Queued::Big { value, next: 0 });
+    let t = f(enc, out);
+    let mut first = 0u32;
+    for (hash, value) in enc.take_big() {
+        let chunks: Vec<Option<Arc<Chunk>>> = value
+            .as_chunked()
+            .map_or(&[][..], |c| c.chunks())
+            .iter()
+            .map(|c| Some(Arc::clone(c)))
+            .collect();
+        let n = chunks.len() as u32;
+        queue.push_back(Big {
+            hash,
+            frame: *frames,
+            first,
+            chunks,
+            next: 0,
+        });
+        first += n;
     }
+    *frames += t.pages;
     t
 }
 
@@ -293,8 +340,6 @@ pub struct Kept {
 enum Old {
     /// Encoded ([`snapformat::encode_entry`]) in the region's arena.
     Encoded(Span),
-    /// A clone, at this index of the region's `held` list.
-    Held(usize),
 }
 
 impl Kept {
@@ -316,10 +361,6 @@ impl Kept {
             Some(Old::Encoded(old)) => {
                 r[13] = 1;
                 span(&mut r[40..64], old);
-            }
-            Some(Old::Held(i)) => {
-                r[13] = 2;
-                r[40..48].copy_from_slice(&(i as u64).to_le_bytes());
             }
             None => {}
         }
@@ -349,7 +390,6 @@ impl Kept {
             key: span(16),
             old: match r[13] {
                 1 => Some(Old::Encoded(span(40))),
-                2 => Some(Old::Held(u64_at(40) as usize)),
                 _ => None,
             },
         };
@@ -382,7 +422,9 @@ impl Capture {
     /// about to change, unless the page is already written or the key's
     /// state is already kept. A page with many keys kept is written
     /// whole now instead (a bound on the list, and on the work of putting
-    /// them back).
+    /// them back), and so is a page whose key holds a chunked value: its
+    /// chunks are then queued, shared, and [`Capture::spill`] writes the
+    /// one a write is about to change.
     fn keep(&mut self, idx: u32, page: &mut Page, hash: u64, key: &[u8]) {
         if page.serialized_epoch >= self.epoch {
             return;
@@ -400,21 +442,17 @@ impl Capture {
             self.save_page(page);
             return;
         }
+        if page.find(hash, key).is_some_and(|e| e.value.is_chunked()) {
+            self.save_page(page);
+            return;
+        }
         let arena = &mut self.arenas[region];
-        let held = &mut self.held[region];
         let old = page.find(hash, key).map(|e| {
-            if e.value.is_chunked() {
-                // A clone shares the chunks: the write that follows copies
-                // the one it changes, not the value.
-                held.push(e.clone());
-                Old::Held(held.len() - 1)
-            } else {
-                // Encoded in place; the three varints and the type byte
-                // take at most 31 bytes besides the key and value.
-                Old::Encoded(
-                    arena.push_with(e.data_bytes() + 31, |buf| snapformat::encode_entry(buf, e)),
-                )
-            }
+            // Encoded in place; the three varints and the type byte take
+            // at most 31 bytes besides the key and value.
+            Old::Encoded(
+                arena.push_with(e.data_bytes() + 31, |buf| snapformat::encode_entry(buf, e)),
+            )
         });
         let k = Kept {
             hash,
@@ -460,7 +498,6 @@ impl Capture {
             page.changed_mask()
         };
         let arenas = &self.arenas;
-        let held = &self.held;
         let at_barrier = || {
             page.entries
                 .iter()
@@ -471,26 +508,29 @@ impl Capture {
                 })
                 .map(|e| (e.hash, EntryRef::Live(e)))
                 .chain(kept.iter().filter_map(|k| {
-                    let e = match k.old? {
-                        Old::Encoded(old) => EntryRef::Encoded(arenas[k.region].get(old)),
-                        Old::Held(i) => EntryRef::Live(held[k.region].get(i)?),
-                    };
-                    Some((k.hash, e))
+                    let Old::Encoded(old) = k.old?;
+                    Some((k.hash, EntryRef::Encoded(arenas[k.region].get(old))))
                 }))
         };
         if mask.count_ones() > SUB_FRAMES_MAX {
             let (db, compress) = (self.db, self.compress);
             let (prefix, depth) = (page.prefix, page.depth);
-            let t = emit(&mut self.enc, &mut self.out, &mut self.queue, |enc, out| {
-                enc.encode_page(
-                    out,
-                    db,
-                    prefix,
-                    depth,
-                    at_barrier().map(|(_, e)| e),
-                    compress,
-                )
-            });
+            let t = emit(
+                &mut self.enc,
+                &mut self.out,
+                &mut self.queue,
+                &mut self.frames,
+                |enc, out| {
+                    enc.encode_page(
+                        out,
+                        db,
+                        prefix,
+                        depth,
+                        at_barrier().map(|(_, e)| e),
+                        compress,
+                    )
+                },
+            );
             self.count(t);
             self.enc.raw_len()
         } else {
@@ -531,48 +571,130 @@ impl Capture {
     /// Writes the parts gathered so far as one ranges frame.
     fn finish_parts(&mut self) {
         let (db, compress) = (self.db, self.compress);
-        let t = emit(&mut self.enc, &mut self.out, &mut self.queue, |enc, out| {
-            enc.finish_parts(out, db, compress)
-        });
+        let t = emit(
+            &mut self.enc,
+            &mut self.out,
+            &mut self.queue,
+            &mut self.frames,
+            |enc, out| enc.finish_parts(out, db, compress),
+        );
         self.count(t);
     }
 
-    /// Moves queued frames and chunks into `out`, about `budget` bytes
-    /// (one chunks frame at least); returns the bytes moved.
+    /// Writes queued chunks into `out`, about `budget` bytes (one chunks
+    /// frame at least), letting go of each; returns the bytes written.
     fn drain(&mut self, budget: usize) -> usize {
         let mut work = 0;
         while work < budget.max(1) {
-            let Some(front) = self.queue.front_mut() else {
+            if let Some((frame, first, i)) = self.copied.pop() {
+                let chunk = self
+                    .queue
+                    .iter_mut()
+                    .find(|b| b.frame == frame && b.first == first)
+                    .and_then(|b| b.chunks.get_mut(i))
+                    .and_then(Option::take);
+                if let Some(chunk) = chunk {
+                    let t = self.enc.encode_chunks(
+                        &mut self.out,
+                        self.db,
+                        frame,
+                        first + i as u32,
+                        std::iter::once(&*chunk),
+                        self.compress,
+                    );
+                    work += t.bytes as usize;
+                    self.pending.pages += t.pages;
+                    self.pending.bytes += t.bytes;
+                }
+                continue;
+            }
+            let Some(big) = self.queue.front_mut() else {
                 break;
             };
-            match front {
-                Queued::Bytes(b) => {
-                    work += b.len();
-                    self.out.append(b);
-                    self.queue.pop_front();
-                }
-                Queued::Big { value, next } => {
-                    let n = value.as_chunked().map_or(0, |c| c.chunks().len());
-                    if *next < n {
-                        let (t, to) = self.enc.encode_chunks(
-                            &mut self.out,
-                            self.db,
-                            value,
-                            *next,
-                            self.compress,
-                        );
-                        *next = to;
-                        work += t.bytes as usize;
-                        self.pending.pages += t.pages;
-                        self.pending.bytes += t.bytes;
-                    }
-                    if *next >= n {
-                        self.queue.pop_front();
-                    }
-                }
+            // The next run of chunks not written yet (out of order ones
+            // are gone), at most a frame's worth.
+            while big.chunks.get(big.next).is_some_and(Option::is_none) {
+                big.next += 1;
+            }
+            let from = big.next;
+            let mut to = from;
+            while to < big.chunks.len()
+                && to - from < snapformat::FRAME_CHUNKS
+                && big.chunks.get(to).is_some_and(Option::is_some)
+            {
+                to += 1;
+            }
+            if to > from {
+                let run: Vec<Arc<Chunk>> = big
+                    .chunks
+                    .get_mut(from..to)
+                    .unwrap_or_default()
+                    .iter_mut()
+                    .filter_map(Option::take)
+                    .collect();
+                let t = self.enc.encode_chunks(
+                    &mut self.out,
+                    self.db,
+                    big.frame,
+                    big.first + from as u32,
+                    run.iter().map(|c| &**c),
+                    self.compress,
+                );
+                big.next = to;
+                work += t.bytes as usize;
+                self.pending.pages += t.pages;
+                self.pending.bytes += t.bytes;
+            }
+            if big.next >= big.chunks.len() {
+                self.queue.pop_front();
             }
         }
         work
+    }
+
+    /// Before a write to bytes `from..to` of the value of the key with
+    /// hash `hash`: writes the chunks of those bytes that the snapshot
+    /// still has to write, out of order, and lets go of them, so that the
+    /// write changes them in place instead of copying them. The work is
+    /// the chunks the write touches (one for a small write). Past
+    /// [`SPILL_MAX`] of output waiting, the write copies them instead, and
+    /// they are noted for the walker to write first.
+    fn spill(&mut self, hash: u64, from: usize, to: usize) {
+        if to <= from {
+            return;
+        }
+        let (first_chunk, last_chunk) = (from / CHUNK, (to - 1) / CHUNK);
+        for big in self.queue.iter_mut().filter(|b| b.hash == hash) {
+            let end = big.chunks.len().min(last_chunk.saturating_add(1));
+            for i in first_chunk..end {
+                if self.out.len() >= SPILL_MAX {
+                    // Noted once: the first write copies it, and the
+                    // queue holds the old one alone from then on.
+                    let shared = big
+                        .chunks
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|c| Arc::strong_count(c) > 1);
+                    if shared {
+                        self.copied.push((big.frame, big.first, i));
+                    }
+                    continue;
+                }
+                let Some(chunk) = big.chunks.get_mut(i).and_then(Option::take) else {
+                    continue;
+                };
+                let t = self.enc.encode_chunks(
+                    &mut self.out,
+                    self.db,
+                    big.frame,
+                    big.first + i as u32,
+                    std::iter::once(&*chunk),
+                    self.compress,
+                );
+                self.pending.pages += t.pages;
+                self.pending.bytes += t.bytes;
+            }
+        }
     }
 
     fn count(&mut self, t: Tally) {
@@ -592,6 +714,7 @@ impl PageTable {
             volatile: 0,
             epoch,
             capture: None,
+            changing: None,
         }
     }
 
@@ -701,10 +824,11 @@ impl PageTable {
             },
             pending: Tally::default(),
             queue: VecDeque::new(),
+            frames: 0,
+            copied: Vec::new(),
             cursor: 0,
             retired: Vec::new(),
             arenas: (0..KEPT_REGIONS).map(|_| Arena::default()).collect(),
-            held: (0..KEPT_REGIONS).map(|_| Vec::new()).collect(),
             region_pages: self.pages.len().div_ceil(KEPT_REGIONS).max(1),
             records: Records::default(),
             list: Vec::new(),
@@ -747,7 +871,6 @@ impl PageTable {
                     let region = c.cursor / c.region_pages - 1;
                     if region + 1 < c.arenas.len() {
                         c.arenas[region] = Arena::default();
-                        c.held[region] = Vec::new();
                     }
                 }
             }
@@ -767,7 +890,6 @@ impl PageTable {
         if done {
             // Every page is written: nothing kept is needed any more.
             c.arenas.iter_mut().for_each(|a| *a = Arena::default());
-            c.held.iter_mut().for_each(|h| *h = Vec::new());
             c.records = Records::default();
         }
         done
@@ -789,13 +911,6 @@ impl PageTable {
     pub fn pending_bytes(&self) -> usize {
         self.capture.as_ref().map_or(0, |c| {
             c.out.len()
-                + c.queue
-                    .iter()
-                    .map(|q| match q {
-                        Queued::Bytes(b) => b.len(),
-                        Queued::Big { .. } => 0,
-                    })
-                    .sum::<usize>()
                 + c.enc.parts_len()
                 + c.arenas.iter().map(Arena::bytes).sum::<usize>()
                 + c.records.len() * RECORD
@@ -831,21 +946,80 @@ impl PageTable {
     /// Mutable access to a value (not its expiry); marks the page modified.
     /// Use only when the value will change.
     pub fn get_value_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Value> {
+        self.settle();
         let idx = self.page_index(hash);
         self.pages[idx].find(hash, key)?;
         let epoch = self.epoch;
+        let before = self.pages[idx].find(hash, key)?.heap_bytes();
+        self.changing = Some((idx, hash, before));
         let page = self.page_for_key_write(idx, hash, key);
-        page.entries
-            .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key)
-            .map(|e| {
-                e.value.stamp(epoch);
-                &mut e.value
-            })
+        let e = page
+            .entries
+            .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key)?;
+        e.value.stamp(epoch);
+        Some(&mut e.value)
+    }
+
+    /// Counts again the bytes of the value last handed out to change in
+    /// place ([`PageTable::get_value_mut`]), and splits its page if it is
+    /// now over [`PAGE_BYTES`]. Every change of the table calls it first,
+    /// so the pages' bytes are exact but for that one value.
+    fn settle(&mut self) {
+        let Some((idx, hash, before)) = self.changing.take() else {
+            return;
+        };
+        let Some(page) = self.pages.get_mut(idx) else {
+            return;
+        };
+        // (Two keys of one hash in a page would only blur the count.)
+        if let Some(e) = page.entries.find(table_hash(hash), |e| e.hash == hash) {
+            page.bytes = (page.bytes + e.heap_bytes()).saturating_sub(before);
+        }
+        if self.over_bytes(idx) {
+            self.split(idx);
+        }
+    }
+
+    /// Whether page `idx` should split for its bytes: over [`PAGE_BYTES`]
+    /// with two entries at least, unless the split would double a
+    /// directory already 4 times the page count (keys sharing many hash
+    /// bits stay together rather than grow the directory without bound).
+    fn over_bytes(&self, idx: usize) -> bool {
+        self.pages.get(idx).is_some_and(|p| {
+            p.bytes > PAGE_BYTES
+                && p.len() > 1
+                && (p.depth < self.global_depth || self.dir.len() < 4 * self.pages.len())
+        })
+    }
+
+    /// [`PageTable::get_value_mut`] for a change of bytes `from..to` of
+    /// the value (SETRANGE, APPEND): a running snapshot first writes the
+    /// chunks of those bytes that it still has to write, so that the
+    /// change does not copy them ([`Capture::spill`]).
+    pub fn get_value_mut_at(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        from: usize,
+        to: usize,
+    ) -> Option<&mut Value> {
+        self.settle();
+        let idx = self.page_index(hash);
+        self.pages[idx].find(hash, key)?;
+        // The page first (copy-before-write: written whole if the value is
+        // chunked), then the chunks the write touches.
+        self.page_for_key_write(idx, hash, key);
+        if let Some(c) = &mut self.capture {
+            c.spill(hash, from, to);
+        }
+        self.get_value_mut(hash, key)
     }
 
     /// Inserts or replaces `key`; returns the previous entry.
     pub fn insert(&mut self, hash: u64, key: &[u8], value: Value, expire_at: u64) -> Option<Entry> {
+        self.settle();
         let idx = self.page_index(hash);
+        let added = key.len() + value.heap_size();
         let page = self.page_for_key_write(idx, hash, key);
         let th = table_hash(hash);
         let old = match page
@@ -870,6 +1044,7 @@ impl PageTable {
         let was_volatile = old.as_ref().is_some_and(Entry::is_volatile);
         let is_volatile = expire_at != 0;
         let page = &mut self.pages[idx];
+        page.bytes = (page.bytes + added).saturating_sub(old.as_ref().map_or(0, Entry::heap_bytes));
         match (was_volatile, is_volatile) {
             (false, true) => {
                 page.volatile += 1;
@@ -883,9 +1058,9 @@ impl PageTable {
         }
         if old.is_none() {
             self.len += 1;
-            if self.pages[idx].len() > PAGE_CAPACITY {
-                self.split(idx);
-            }
+        }
+        if self.pages[idx].len() > PAGE_CAPACITY || self.over_bytes(idx) {
+            self.split(idx);
         }
         old
     }
@@ -898,6 +1073,7 @@ impl PageTable {
     }
 
     pub fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
+        self.settle();
         let idx = self.page_index(hash);
         self.pages[idx].find(hash, key)?;
         let page = self.page_for_key_write(idx, hash, key);
@@ -907,6 +1083,7 @@ impl PageTable {
             .ok()?
             .remove()
             .0;
+        page.bytes = page.bytes.saturating_sub(entry.heap_bytes());
         if entry.is_volatile() {
             page.volatile -= 1;
             self.volatile -= 1;
@@ -1025,6 +1202,9 @@ impl PageTable {
                 old.volatile -= 1;
                 hi.volatile += 1;
             }
+            let b = e.heap_bytes();
+            old.bytes = old.bytes.saturating_sub(b);
+            hi.bytes += b;
             hi.entries
                 .insert_unique(table_hash(e.hash), e, |x| table_hash(x.hash));
         }
@@ -1038,11 +1218,13 @@ impl PageTable {
         for slot in &mut self.dir[first..first + span] {
             *slot = hi_idx;
         }
-        // A split page may still be over capacity if its keys all went one way.
+        // A split page may still be over capacity (or over its bytes) if
+        // its keys all went one way.
         let hi_idx = hi_idx as usize;
-        if self.pages[idx].len() > PAGE_CAPACITY {
+        if self.pages[idx].len() > PAGE_CAPACITY || self.over_bytes(idx) {
             self.split(idx);
-        } else if self.pages[hi_idx].len() > PAGE_CAPACITY {
+        }
+        if self.pages[hi_idx].len() > PAGE_CAPACITY || self.over_bytes(hi_idx) {
             self.split(hi_idx);
         }
     }
@@ -1145,13 +1327,13 @@ mod tests {
         t.insert(hash_key(k), k, Value::string(k.to_vec()), 0);
     }
 
-    /// Copy-before-write of a chunked value keeps a clone that shares
-    /// every chunk; the write then copies the one chunk it changes (and
-    /// the top vector of chunk pointers), not the value; the snapshot
-    /// still gets the value as it was at the barrier.
+    /// A write to a chunked value while a snapshot runs copies nothing:
+    /// the value's page is written first (its chunks queued, shared), and
+    /// the chunk the write changes is written out of order, then changed
+    /// in place; the snapshot still loads the value as it was at the
+    /// barrier, and nothing the snapshot holds grows with the writes.
     #[test]
-    fn copy_before_write_of_a_big_value_copies_one_chunk() {
-        use crate::types::string::CHUNK;
+    fn a_write_to_a_big_value_during_a_snapshot_copies_no_chunk() {
         let big: Vec<u8> = (0..40 * CHUNK + 9).map(|i| (i % 253) as u8).collect();
         let mut t = PageTable::new(1);
         for i in 0..300 {
@@ -1161,34 +1343,42 @@ mod tests {
         t.insert(h, b"big", Value::string(big.clone()), 0);
         t.set_epoch(2);
         t.begin_capture(1, true, 0, false);
-        let kept_before = t.pending_bytes();
-        for at in [3 * CHUNK + 1, 3 * CHUNK + 2, 3 * CHUNK + 100] {
-            let Some(Value::Str(s)) = t.get_value_mut(h, b"big") else {
+        let chunk_ptr = |t: &PageTable, i: usize| {
+            let Value::Str(s) = &t.get(h, b"big").unwrap().value else {
+                panic!("not a string");
+            };
+            Arc::as_ptr(&s.as_chunked().unwrap().chunks()[i])
+        };
+        let before = [chunk_ptr(&t, 3), chunk_ptr(&t, 20)];
+        for at in [
+            3 * CHUNK + 1,
+            3 * CHUNK + 2,
+            20 * CHUNK + 100,
+            3 * CHUNK + 100,
+        ] {
+            let Some(Value::Str(s)) = t.get_value_mut_at(h, b"big", at, at + 1) else {
                 panic!("no value");
             };
             s.set_range(at, b"!");
         }
-        let c = t.capture.as_ref().unwrap();
-        let held: Vec<&Entry> = c.held.iter().flatten().collect();
-        assert_eq!(held.len(), 1, "the value is kept once, as a clone");
-        let (Value::Str(old), Value::Str(new)) = (&held[0].value, &t.get(h, b"big").unwrap().value)
-        else {
-            panic!("not strings");
+        assert_eq!(
+            [chunk_ptr(&t, 3), chunk_ptr(&t, 20)],
+            before,
+            "the chunks are changed in place, not copied"
+        );
+        // The live value's other chunks are shared with the queue only.
+        let Value::Str(s) = &t.get(h, b"big").unwrap().value else {
+            panic!("not a string");
         };
-        let (old, new) = (old.as_chunked().unwrap(), new.as_chunked().unwrap());
-        let copied = old
+        let counts: Vec<usize> = s
+            .as_chunked()
+            .unwrap()
             .chunks()
             .iter()
-            .zip(new.chunks())
-            .filter(|(a, b)| !std::sync::Arc::ptr_eq(a, b))
-            .count();
-        assert_eq!(copied, 1, "one chunk copied");
-        // Nothing encoded: the arenas hold the key and one record only.
-        assert!(
-            t.pending_bytes() - kept_before < 1024,
-            "{}",
-            t.pending_bytes()
-        );
+            .map(Arc::strong_count)
+            .collect();
+        assert_eq!((counts[3], counts[20]), (1, 1), "{counts:?}");
+        assert!(counts.iter().all(|&n| n <= 2), "{counts:?}");
         // The snapshot holds the value at the barrier.
         let mut out = Vec::new();
         loop {
@@ -1201,7 +1391,7 @@ mod tests {
         let mut pos = 0;
         let mut found = None;
         let mut assembler = snapformat::Assembler::default();
-        let mut frames = 0;
+        let mut firsts = Vec::new();
         while pos < out.len() {
             let rest = &out[pos..];
             let snapformat::Parsed::Frame(frame, n) =
@@ -1209,7 +1399,9 @@ mod tests {
             else {
                 panic!("not a whole frame");
             };
-            frames += usize::from(matches!(frame, snapformat::Frame::Chunks(..)));
+            if let snapformat::Frame::Chunks { first, chunks, .. } = &frame {
+                firsts.push((*first, chunks.len()));
+            }
             if let Some(f) = assembler.add(frame, 0).unwrap() {
                 for e in f.decode_entries(0).unwrap() {
                     if &*e.key == b"big" {
@@ -1220,9 +1412,155 @@ mod tests {
             pos += n;
         }
         assembler.finish(0).unwrap();
-        // The big value, in chunks frames of 4 chunks each.
-        assert_eq!(frames, 41usize.div_ceil(4));
+        // Chunks 3 and 20 first, on their own; then the others in frames
+        // of at most 4, around them.
+        assert_eq!(&firsts[..2], &[(3, 1), (20, 1)]);
+        assert_eq!(firsts.iter().map(|f| f.1).sum::<usize>(), 41);
+        assert!(
+            firsts.contains(&(0, 3)) && firsts.contains(&(4, 4)),
+            "{firsts:?}"
+        );
         assert_eq!(found, Some(Value::string(big)));
+    }
+
+    /// Past [`SPILL_MAX`] of output waiting, a write copies the chunk it
+    /// changes (the output stays bounded), and the walker writes the old
+    /// ones first; the snapshot is still the value at the barrier.
+    #[test]
+    fn chunks_copied_past_the_spill_bound_are_written_first() {
+        let n = 2 * (SPILL_MAX / CHUNK) + 40;
+        let big: Vec<u8> = (0..n * CHUNK).map(|i| (i % 249) as u8).collect();
+        let mut t = PageTable::new(1);
+        let h = hash_key(b"big");
+        t.insert(h, b"big", Value::string(big.clone()), 0);
+        t.set_epoch(2);
+        t.begin_capture(1, true, 0, false);
+        // Chunks 0, 2, 4, ...: the first SPILL_MAX are spilled, the rest
+        // copied (each written twice: noted once).
+        for _ in 0..2 {
+            for i in (0..n).step_by(2) {
+                let at = i * CHUNK + 5;
+                let Some(Value::Str(s)) = t.get_value_mut_at(h, b"big", at, at + 1) else {
+                    panic!("no value");
+                };
+                s.set_range(at, b"!");
+            }
+        }
+        let c = t.capture.as_ref().unwrap();
+        assert!(c.out.len() >= SPILL_MAX && c.out.len() < SPILL_MAX + 2 * CHUNK);
+        let copied: Vec<usize> = c.copied.iter().map(|x| x.2).collect();
+        assert!(!copied.is_empty());
+        assert!(copied.iter().all(|i| i % 2 == 0), "{copied:?}");
+        let unique: std::collections::BTreeSet<usize> = copied.iter().copied().collect();
+        assert_eq!(unique.len(), copied.len(), "each noted once");
+        let mut out = Vec::new();
+        loop {
+            let done = t.capture_step(1 << 20, None);
+            t.take_frames(&mut out);
+            if done {
+                break;
+            }
+        }
+        let mut pos = 0;
+        let mut firsts = Vec::new();
+        let mut found = None;
+        let mut assembler = snapformat::Assembler::default();
+        while pos < out.len() {
+            let rest = &out[pos..];
+            let snapformat::Parsed::Frame(frame, len) =
+                snapformat::parse_frame(rest, 0, rest.len() as u64).unwrap()
+            else {
+                panic!("not a whole frame");
+            };
+            if let snapformat::Frame::Chunks { first, .. } = &frame {
+                firsts.push(*first as usize);
+            }
+            if let Some(f) = assembler.add(frame, 0).unwrap() {
+                found = f.decode_entries(0).unwrap().pop().map(|e| e.value);
+            }
+            pos += len;
+        }
+        assembler.finish(0).unwrap();
+        // After the spilled chunks (one frame each, with its 40-byte
+        // header) come the copied ones, the last noted first.
+        let k = SPILL_MAX.div_ceil(CHUNK + 40);
+        assert!(firsts[..k].iter().all(|i| i % 2 == 0));
+        let after: Vec<usize> = firsts[k..k + copied.len()].to_vec();
+        let mut want = copied.clone();
+        want.reverse();
+        assert_eq!(after, want);
+        assert_eq!(found, Some(Value::string(big)));
+    }
+
+    /// Pages split by bytes as well as entries, and count their bytes
+    /// exactly through inserts, replacements, removals and values changed
+    /// in place.
+    #[test]
+    fn pages_split_by_bytes_and_count_them_exactly() {
+        let mut t = PageTable::new(1);
+        let v = |n: usize| Value::string(vec![7u8; n]);
+        // 40 values of 100 KiB (4 MiB): under 112 entries, over 1 MiB.
+        for i in 0..40 {
+            let k = key(i);
+            t.insert(hash_key(&k), &k, v(100 << 10), 0);
+        }
+        for i in 0..10 {
+            let k = key(i);
+            let Some(Value::Str(s)) = t.get_value_mut(hash_key(&k), &k) else {
+                panic!("no value");
+            };
+            s.append(&vec![1u8; 300 << 10]);
+        }
+        for i in 10..20 {
+            let k = key(i);
+            t.insert(hash_key(&k), &k, v(10), 0);
+        }
+        for i in 20..25 {
+            let k = key(i);
+            t.remove(hash_key(&k), &k);
+        }
+        put(&mut t, b"last");
+        assert!(t.pages().len() > 4, "{} pages", t.pages().len());
+        for p in t.pages() {
+            let sum: usize = p.entries().map(Entry::heap_bytes).sum();
+            assert_eq!(p.bytes(), sum);
+            assert!(
+                p.bytes() <= PAGE_BYTES || p.len() == 1,
+                "page {:x}/{}: {} bytes in {} entries",
+                p.prefix(),
+                p.depth(),
+                p.bytes(),
+                p.len()
+            );
+        }
+        assert_eq!(t.len(), 36);
+        for i in (0..20).chain(25..40) {
+            let k = key(i);
+            assert!(t.get(hash_key(&k), &k).is_some(), "key {i}");
+        }
+        // A page-by-page walk (SCAN's) that splits pages by bytes as it
+        // goes still sees every key that was there throughout.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut pos = Some(0u64);
+        let mut steps = 0;
+        while let Some(p) = pos {
+            pos = t.visit_from(p, |page| {
+                seen.extend(page.entries().map(|e| e.key.to_vec()));
+                false
+            });
+            steps += 1;
+            if steps == 2 {
+                let before = t.pages().len();
+                for i in 100..120 {
+                    let k = key(i);
+                    t.insert(hash_key(&k), &k, v(200 << 10), 0);
+                }
+                assert!(t.pages().len() > before);
+            }
+        }
+        for i in (0..20).chain(25..40) {
+            assert!(seen.contains(&key(i)), "key {i} not seen");
+        }
     }
 
     #[test]
@@ -1434,12 +1772,12 @@ mod tests {
         assert_eq!(t.volatile_len(), 0);
     }
 
-    /// As `copy_before_write_of_a_big_value_copies_one_chunk`, for a big
-    /// hash: the capture keeps a clone (O(1)), the writes that follow copy
-    /// the directory and the one segment they change, and the snapshot
-    /// gets the hash as it was at the barrier.
+    /// A write to a big hash in a page the snapshot has not written yet:
+    /// the snapshot still gets the hash as it was at the barrier (the page
+    /// is written first, the hash encoded whole: not yet bounded), and the
+    /// live hash has the write.
     #[test]
-    fn copy_before_write_of_a_big_hash_copies_one_segment() {
+    fn a_write_to_a_big_hash_during_a_snapshot_keeps_the_barrier_state() {
         use crate::types::hash::{Hash, Limits};
         let mut big = Hash::new();
         for i in 0..50_000 {
@@ -1454,35 +1792,12 @@ mod tests {
         t.insert(h, b"big", Value::Hash(big), 0);
         t.set_epoch(2);
         t.begin_capture(1, true, 0, false);
-        let kept_before = t.pending_bytes();
         for v in [&b"1"[..], b"2", b"3"] {
             let Some(Value::Hash(hash)) = t.get_value_mut(h, b"big") else {
                 panic!("no hash");
             };
             hash.set(b"field:7", v, Limits::default());
         }
-        let c = t.capture.as_ref().unwrap();
-        let held: Vec<&Entry> = c.held.iter().flatten().collect();
-        assert_eq!(held.len(), 1, "the value is kept once, as a clone");
-        let (Value::Hash(old), Value::Hash(new)) =
-            (&held[0].value, &t.get(h, b"big").unwrap().value)
-        else {
-            panic!("not hashes");
-        };
-        let (old, new) = (old.as_table().unwrap(), new.as_table().unwrap());
-        assert!(old.segments().len() > 40, "{}", old.segments().len());
-        let copied = old
-            .segments()
-            .iter()
-            .zip(new.segments())
-            .filter(|(a, b)| !std::sync::Arc::ptr_eq(a, b))
-            .count();
-        assert_eq!(copied, 1, "one segment copied");
-        assert!(
-            t.pending_bytes() - kept_before < 1024,
-            "{}",
-            t.pending_bytes()
-        );
         let mut out = Vec::new();
         loop {
             let done = t.capture_step(1 << 20, None);
@@ -1518,11 +1833,10 @@ mod tests {
         assert_eq!(now.get(b"field:7"), Some(&b"3"[..]));
     }
 
-    /// A big set during a snapshot: its barrier state is kept as a clone
-    /// (no encoding), each write copies one segment, and the snapshot
-    /// still gets the set as it was at the barrier.
+    /// As `a_write_to_a_big_hash_during_a_snapshot_keeps_the_barrier_state`,
+    /// for a big set.
     #[test]
-    fn copy_before_write_of_a_big_set_copies_one_segment() {
+    fn a_write_to_a_big_set_during_a_snapshot_keeps_the_barrier_state() {
         use crate::types::set::{Limits, Set};
         let members: Vec<Vec<u8>> = (0..200_000)
             .map(|i| format!("member:{i}").into_bytes())
@@ -1537,28 +1851,10 @@ mod tests {
         t.insert(h, b"bigset", Value::Set(set), 0);
         t.set_epoch(2);
         t.begin_capture(1, true, 0, false);
-        let kept_before = t.pending_bytes();
         let Some(Value::Set(s)) = t.get_value_mut(h, b"bigset") else {
             panic!("no set");
         };
         assert!(s.add(b"new member", &Limits::default()));
-        let c = t.capture.as_ref().unwrap();
-        let held: Vec<&Entry> = c.held.iter().flatten().collect();
-        assert_eq!(held.len(), 1, "the set is kept once, as a clone");
-        let (Value::Set(old), Value::Set(new)) =
-            (&held[0].value, &t.get(h, b"bigset").unwrap().value)
-        else {
-            panic!("sets")
-        };
-        let (old, new) = (old.segments().unwrap(), new.segments().unwrap());
-        assert!(old.len() > 100, "{} segments", old.len());
-        let copied = old
-            .iter()
-            .zip(new)
-            .filter(|(a, b)| !std::sync::Arc::ptr_eq(a, b))
-            .count();
-        assert_eq!(copied, 1, "one segment copied");
-        assert!(t.pending_bytes() - kept_before < 1024, "nothing encoded");
         // The snapshot holds the set at the barrier.
         let mut out = Vec::new();
         loop {

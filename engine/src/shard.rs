@@ -414,6 +414,16 @@ impl ExecCtx<'_> {
         self.shard.dbs[self.db].get_value_mut(hash, key)
     }
 
+    /// [`ExecCtx::value_mut`] for a change of bytes `from..to` of the
+    /// value: a running snapshot writes the chunks it touches first rather
+    /// than have them copied ([`crate::pagetable::PageTable::get_value_mut_at`]).
+    pub fn value_mut_at(&mut self, key: &[u8], from: usize, to: usize) -> Option<&mut Value> {
+        let hash = hash_key(key);
+        self.expire_if_needed(hash, key);
+        self.shard.log.touch(self.db, hash);
+        self.shard.dbs[self.db].get_value_mut_at(hash, key, from, to)
+    }
+
     /// Sets a key to a value with an absolute expiry (0 = none). Returns
     /// whether it replaced a value, which is freed as an implicit delete
     /// (lazily with `lazyfree-lazy-server-del`, as Redis's dbOverwrite).

@@ -43,6 +43,13 @@ impl Entry {
     pub fn data_bytes(&self) -> usize {
         self.key.len() + self.value.data_len()
     }
+
+    /// Heap bytes of key and value ([`Value::heap_size`]): what a page
+    /// counts against its byte bound.
+    #[inline]
+    pub fn heap_bytes(&self) -> usize {
+        self.key.len() + self.value.heap_size()
+    }
 }
 
 /// The process's access clock, in Unix seconds: set by each shard as its

@@ -141,6 +141,21 @@ fn str_mut<'c>(ctx: &'c mut ExecCtx<'_>, key: &[u8]) -> Option<&'c mut Str> {
     }
 }
 
+/// [`str_mut`] for a change of bytes `from..to` (a running snapshot
+/// writes the chunks they are in first, instead of their being copied).
+fn str_mut_at<'c>(
+    ctx: &'c mut ExecCtx<'_>,
+    key: &[u8],
+    from: usize,
+    to: usize,
+) -> Option<&'c mut Str> {
+    match ctx.value_mut_at(key, from, to) {
+        Some(Value::Str(s)) => Some(s),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
 /// Gives a string key new contents: in place, keeping its TTL, if it holds
 /// a string; as a new key without TTL if it is absent. Callers have checked
 /// the type.
@@ -746,7 +761,7 @@ fn append(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult
                 return Err(Error::StringTooLong);
             }
             if !tail.is_empty() {
-                if let Some(s) = str_mut(ctx, key) {
+                if let Some(s) = str_mut_at(ctx, key, old_len, total) {
                     s.append(tail);
                 }
             }
@@ -826,7 +841,8 @@ fn setrange(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResu
             ctx.set(key, Value::Str(s), 0);
             end
         }
-        Some(_) => match str_mut(ctx, key) {
+        // (Padding past the end changes the last chunk too.)
+        Some(len) => match str_mut_at(ctx, key, offset.min(len), end) {
             Some(s) => {
                 s.set_range(offset, patch);
                 s.len()

@@ -315,8 +315,8 @@ pub struct Encoder {
     parts_entries: u32,
     /// Chunked strings of the last page frame ([`Encoder::take_big`]) and
     /// of the ranges frame being gathered: their chunks follow the frame.
-    big: Vec<Str>,
-    parts_big: Vec<Str>,
+    big: Vec<(u64, Str)>,
+    parts_big: Vec<(u64, Str)>,
 }
 
 /// Counts of what was encoded (frames, entries and bytes).
@@ -348,20 +348,21 @@ pub fn encode_entry(buf: &mut Vec<u8>, e: &Entry) {
 }
 
 /// Chunks in `big` so far.
-fn chunk_count(big: &[Str]) -> usize {
+fn chunk_count(big: &[(u64, Str)]) -> usize {
     big.iter()
-        .map(|s| s.as_chunked().map_or(0, |c| c.chunks().len()))
+        .map(|(_, s)| s.as_chunked().map_or(0, |c| c.chunks().len()))
         .sum()
 }
 
 /// Appends the entries to `buf` in the page payload encoding; returns
 /// their count.
 /// Chunked strings are written as their length and first chunk's index
-/// and added (cloned: O(1)) to `big`, whose chunks follow the frame.
+/// and added (cloned: O(1)) with their key's hash to `big`, whose chunks
+/// follow the frame.
 fn put_entries<'a, E: Into<EntryRef<'a>>>(
     buf: &mut Vec<u8>,
     entries: impl Iterator<Item = E>,
-    big: &mut Vec<Str>,
+    big: &mut Vec<(u64, Str)>,
 ) -> u32 {
     let mut count = 0u32;
     for e in entries {
@@ -380,7 +381,7 @@ fn put_entries<'a, E: Into<EntryRef<'a>>>(
                 buf.push(TYPE_STRING_CHUNKED);
                 put_varint(buf, s.len() as u64);
                 put_varint(buf, chunk_count(big) as u64);
-                big.push(s.clone());
+                big.push((e.hash, s.clone()));
             }
             Value::Str(s) => {
                 buf.push(TYPE_STRING);
@@ -516,41 +517,46 @@ impl Encoder {
     }
 
     /// The chunked strings of the frame last written (page or ranges
-    /// frame), whose chunks must follow it ([`Encoder::encode_chunks`]).
-    pub fn take_big(&mut self) -> Vec<Str> {
+    /// frame), with their keys' hashes, in the order of their chunks
+    /// ([`Encoder::encode_chunks`]).
+    pub fn take_big(&mut self) -> Vec<(u64, Str)> {
         std::mem::take(&mut self.big)
     }
 
-    /// Appends one chunks frame with up to [`FRAME_CHUNKS`] chunks of
-    /// `value` from chunk `from` on; returns its tally and the next chunk
-    /// (the value's chunk count when done).
-    pub fn encode_chunks(
+    /// Appends one chunks frame of database `db` holding `chunks` (one to
+    /// [`FRAME_CHUNKS`]) as the chunks from index `first` on of those
+    /// that follow frame number `frame` of the database in the file (its
+    /// page and ranges frames counted from 0); returns its tally.
+    pub fn encode_chunks<'a>(
         &mut self,
         out: &mut Vec<u8>,
         db: u16,
-        value: &Str,
-        from: usize,
+        frame: u64,
+        first: u32,
+        chunks: impl Iterator<Item = &'a Chunk>,
         compress: bool,
-    ) -> (Tally, usize) {
-        let chunks = value.as_chunked().map_or(&[][..], |c| c.chunks());
-        let to = (from + FRAME_CHUNKS).min(chunks.len());
+    ) -> Tally {
         self.raw.clear();
-        for c in chunks.get(from..to).unwrap_or_default() {
+        let mut n = 0u32;
+        for c in chunks {
             self.raw.extend_from_slice(&c.bytes);
+            n += 1;
         }
-        let t = put_frame(
+        let mut t = put_frame(
             out,
             TAG_CHUNKS,
             db,
-            0,
+            frame,
             0,
             &self.raw,
-            0,
-            (to - from) as u32,
+            first,
+            n,
             &mut self.packed,
             compress,
         );
-        (t, to)
+        // The entries field holds `first`: a chunks frame has no entries.
+        t.keys = 0;
+        t
     }
 
     /// Adds the `entries` of hash range `(prefix, depth)` as one part of
@@ -634,9 +640,16 @@ pub fn encode_end(out: &mut Vec<u8>, tally: Tally, body_crc: u32) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Page(PageFrame),
-    /// A chunks frame's database and chunks (each [`CHUNK`] bytes but
-    /// maybe the last).
-    Chunks(u16, Vec<Vec<u8>>),
+    /// A chunks frame: its database, the number of the frame whose chunks
+    /// it holds (that database's page and ranges frames in the file,
+    /// counted from 0), the index of its first chunk among them, and the
+    /// chunks (each [`CHUNK`] bytes but maybe the last).
+    Chunks {
+        db: u16,
+        frame: u64,
+        first: u32,
+        chunks: Vec<Vec<u8>>,
+    },
     End {
         tally: Tally,
         body_crc: u32,
@@ -737,13 +750,13 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
         ));
     }
     let prefix = u64_at(h, 8);
-    check_range(prefix, depth, offset)?;
     if tag == TAG_CHUNKS {
-        // One to FRAME_CHUNKS chunks, all whole but maybe the last.
+        // One to FRAME_CHUNKS chunks, all whole but maybe the last; the
+        // prefix field names the frame they belong to.
         let n = following as u64;
         let whole = CHUNK as u64;
-        if (prefix, depth) != (0, 0)
-            || entries != 0
+        if depth != 0
+            || u64::from(entries) + n > u64::from(MAX_FOLLOWING)
             || n == 0
             || n > FRAME_CHUNKS as u64
             || raw_len <= (n - 1) * whole
@@ -751,6 +764,8 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
         {
             return Err(err(offset, "malformed chunks frame"));
         }
+    } else {
+        check_range(prefix, depth, offset)?;
     }
     if tag == TAG_RANGES && (prefix, depth) != (0, 0) {
         return Err(err(offset, "ranges frame with a range in its header"));
@@ -774,7 +789,15 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
     };
     if tag == TAG_CHUNKS {
         let chunks = raw.chunks(CHUNK).map(<[u8]>::to_vec).collect();
-        return Ok(Parsed::Frame(Frame::Chunks(u16_at(h, 2), chunks), total));
+        return Ok(Parsed::Frame(
+            Frame::Chunks {
+                db: u16_at(h, 2),
+                frame: prefix,
+                first: entries,
+                chunks,
+            },
+            total,
+        ));
     }
     Ok(Parsed::Frame(
         Frame::Page(PageFrame {
@@ -980,14 +1003,22 @@ pub fn read_all(file: &[u8]) -> Result<(FileHeader, Vec<PageFrame>, Tally), Form
 }
 
 /// Puts page frames together with the chunks that follow them: a page or
-/// ranges frame is complete once as many chunks as it says have come
-/// after it, in chunks frames of its database, before any other frame of
-/// its database.
+/// ranges frame is complete once every chunk it says follows it has come,
+/// in chunks frames of its database that name it (by its number among the
+/// database's page and ranges frames in the file) and the chunks' indices,
+/// in any order and interleaved with other frames (a running snapshot
+/// writes a chunk out of order when a write is about to change it).
 #[derive(Debug, Default)]
 pub struct Assembler {
-    /// At most one frame per database.
-    waiting: Vec<PageFrame>,
+    /// Page and ranges frames seen so far, per database.
+    seen: std::collections::HashMap<u16, u64>,
+    /// Frames waiting for chunks, by database and number, with the chunks
+    /// come so far and their indices.
+    waiting: std::collections::HashMap<(u16, u64), (PageFrame, Vec<IndexedChunk>)>,
 }
+
+/// A chunk read, and its index among those following its frame.
+type IndexedChunk = (u32, Arc<Chunk>);
 
 impl Assembler {
     /// Takes the next frame of a file (at `offset`); returns a page frame
@@ -995,40 +1026,55 @@ impl Assembler {
     pub fn add(&mut self, frame: Frame, offset: u64) -> Result<Option<PageFrame>, FormatError> {
         match frame {
             Frame::Page(p) => {
-                if self.waiting.iter().any(|w| w.db == p.db) {
-                    return Err(err(
-                        offset,
-                        "a frame before the chunks of the one before it",
-                    ));
-                }
+                let n = self.seen.entry(p.db).or_insert(0);
+                let number = *n;
+                *n += 1;
                 if p.following == 0 {
                     return Ok(Some(p));
                 }
                 if p.following > MAX_FOLLOWING {
                     return Err(err(offset, "too many chunks follow"));
                 }
-                self.waiting.push(p);
+                self.waiting.insert((p.db, number), (p, Vec::new()));
                 Ok(None)
             }
-            Frame::Chunks(db, chunks) => {
-                let Some(i) = self.waiting.iter().position(|w| w.db == db) else {
-                    return Err(err(offset, "a chunks frame after no page frame"));
+            Frame::Chunks {
+                db,
+                frame,
+                first,
+                chunks,
+            } => {
+                let Some((p, got)) = self.waiting.get_mut(&(db, frame)) else {
+                    return Err(err(
+                        offset,
+                        "a chunks frame for no frame waiting for chunks before it",
+                    ));
                 };
-                let Some(p) = self.waiting.get_mut(i) else {
-                    return Err(err(offset, "a chunks frame after no page frame"));
-                };
-                p.chunks.extend(
+                let end = u64::from(first) + chunks.len() as u64;
+                if end > u64::from(p.following) {
+                    return Err(err(offset, "a chunk index past those the frame says"));
+                }
+                got.extend(
                     chunks
                         .into_iter()
-                        .map(|bytes| Arc::new(Chunk { bytes, epoch: 0 })),
+                        .zip(first..)
+                        .map(|(bytes, i)| (i, Arc::new(Chunk { bytes, epoch: 0 }))),
                 );
-                if p.chunks.len() > p.following as usize {
+                if got.len() > p.following as usize {
                     return Err(err(offset, "more chunks than the page frame says"));
                 }
-                if p.chunks.len() == p.following as usize {
-                    return Ok(Some(self.waiting.swap_remove(i)));
+                if got.len() < p.following as usize {
+                    return Ok(None);
                 }
-                Ok(None)
+                let Some((mut p, mut got)) = self.waiting.remove(&(db, frame)) else {
+                    return Ok(None);
+                };
+                got.sort_unstable_by_key(|(i, _)| *i);
+                if got.iter().zip(0u32..).any(|((i, _), want)| *i != want) {
+                    return Err(err(offset, "a chunk written twice for one frame"));
+                }
+                p.chunks = got.into_iter().map(|(_, c)| c).collect();
+                Ok(Some(p))
             }
             Frame::End { .. } => Ok(None),
         }
@@ -1259,6 +1305,92 @@ mod tests {
         for cut in (0..file.len()).step_by(7) {
             assert!(read_all(&file[..cut]).is_err(), "cut at {cut} not detected");
         }
+    }
+
+    /// Chunks frames name their frame and index, so they may come in any
+    /// order and interleaved with other frames; a chunk for no waiting
+    /// frame, past the frame's count, or given twice, and a frame still
+    /// waiting at the end, are errors.
+    #[test]
+    fn chunks_assemble_in_any_order_and_bad_ones_are_refused() {
+        let big: Vec<u8> = (0..5 * CHUNK + 7).map(|i| (i % 241) as u8).collect();
+        let e = entry("big", &big, 0);
+        let small = entry("small", b"v", 0);
+        let mut enc = Encoder::default();
+        // Frame 0 of db 0: the big value (6 chunks follow it); frame 1:
+        // a small one.
+        let mut frame0 = Vec::new();
+        enc.encode_page(&mut frame0, 0, 0, 0, std::iter::once(&e), false);
+        let (_, Str::Chunked(c)) = enc.take_big().remove(0) else {
+            panic!("not chunked");
+        };
+        let chunks = c.chunks().to_vec();
+        assert_eq!(chunks.len(), 6);
+        let mut frame1 = Vec::new();
+        enc.encode_page(&mut frame1, 0, 0, 0, std::iter::once(&small), false);
+        let chunks_frame = |enc: &mut Encoder, first: usize, n: usize| {
+            let mut out = Vec::new();
+            let run = chunks[first..first + n].iter().map(|c| &**c);
+            enc.encode_chunks(&mut out, 0, 0, first as u32, run, true);
+            out
+        };
+        let parse = |b: &[u8]| match parse_frame(b, 0, b.len() as u64).unwrap() {
+            Parsed::Frame(f, _) => f,
+            Parsed::NeedMore(_) => panic!("not whole"),
+        };
+        // In order of writing: chunk 4 (a write changed it), the small
+        // page, then 0..4 and 5.
+        let mut a = Assembler::default();
+        assert!(a.add(parse(&frame0), 0).unwrap().is_none());
+        assert!(a
+            .add(parse(&chunks_frame(&mut enc, 4, 1)), 0)
+            .unwrap()
+            .is_none());
+        assert!(a.add(parse(&frame1), 0).unwrap().is_some());
+        assert!(a
+            .add(parse(&chunks_frame(&mut enc, 0, 4)), 0)
+            .unwrap()
+            .is_none());
+        assert!(a.finish(0).is_err(), "a frame still waits");
+        let done = a
+            .add(parse(&chunks_frame(&mut enc, 5, 1)), 0)
+            .unwrap()
+            .unwrap();
+        a.finish(0).unwrap();
+        let got = done.decode_entries(0).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((&got[0].key, &got[0].value), (&e.key, &e.value));
+        // A chunk given twice (the count adds up, the indices do not).
+        let mut a = Assembler::default();
+        a.add(parse(&frame0), 0).unwrap();
+        a.add(parse(&chunks_frame(&mut enc, 0, 4)), 0).unwrap();
+        a.add(parse(&chunks_frame(&mut enc, 3, 1)), 0).unwrap();
+        let err = a.add(parse(&chunks_frame(&mut enc, 4, 1)), 0).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+        // An index past the frame's chunks.
+        let mut a = Assembler::default();
+        a.add(parse(&frame0), 0).unwrap();
+        let mut past = Vec::new();
+        enc.encode_chunks(&mut past, 0, 0, 6, chunks[..1].iter().map(|c| &**c), false);
+        assert!(a.add(parse(&past), 0).is_err());
+        // Chunks for a frame that waits for none (frame 1) or that is not
+        // there (frame 0 of another db).
+        let mut a = Assembler::default();
+        a.add(parse(&frame0), 0).unwrap();
+        a.add(parse(&frame1), 0).unwrap();
+        let mut other = Vec::new();
+        enc.encode_chunks(&mut other, 0, 1, 0, chunks[..1].iter().map(|c| &**c), false);
+        assert!(a.add(parse(&other), 0).is_err());
+        let mut other_db = Vec::new();
+        enc.encode_chunks(
+            &mut other_db,
+            2,
+            0,
+            0,
+            chunks[..1].iter().map(|c| &**c),
+            false,
+        );
+        assert!(a.add(parse(&other_db), 0).is_err());
     }
 
     #[test]

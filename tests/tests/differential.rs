@@ -8,7 +8,15 @@
 //!   within a small tolerance (the two servers run the command at slightly
 //!   different times);
 //! - `SCAN` (lines starting with `scanall`): a whole cursor iteration is run on
-//!   each server and the sets of keys compared.
+//!   each server and the sets of keys compared;
+//! - replies whose order is a hashtable's (HKEYS, HVALS, HGETALL, SMEMBERS,
+//!   SINTER, SUNION, SDIFF, SPOP): compared sorted; random picks
+//!   (HRANDFIELD, SRANDMEMBER) by shape; HSCAN by its pairs when the
+//!   iteration ends in one call; DUMP of a hashtable by type and length;
+//! - `OBJECT`: a string's `int`, `embstr` and `raw`, and REFCOUNT 1 and
+//!   2147483647, against each other (Redis names them by how the value was
+//!   built, ours from its bytes); a small set's `listpack` (Redis 7.2's)
+//!   against 7.0's `hashtable`.
 //!
 //! `glob_patterns_match_redis` compares KEYS and SCAN MATCH over thousands
 //! of random and pathological glob patterns.
@@ -63,6 +71,12 @@ enum Check {
     /// One HSCAN call: errors exact; when both cursors are 0, the same
     /// pairs in any order; otherwise both a cursor and a batch.
     HScan,
+    /// OBJECT: exact, or any of a string's `int`, `embstr` and `raw` and
+    /// REFCOUNT 1 against 2147483647 (Redis decides a string's encoding,
+    /// and whether it is a shared integer, by how the command that made it
+    /// built it; ours names them from the bytes), or a small set's
+    /// `listpack` (Redis 7.2's) against 7.0's `hashtable`.
+    Encoding,
     /// DUMP: exact, or for a hash or set in the hashtable encoding (whose
     /// order is its own) a payload of the same type and length.
     Dump,
@@ -95,6 +109,7 @@ fn check_for(args: &Args) -> Check {
         b"HRANDFIELD" | b"SRANDMEMBER" => Check::Shape,
         b"HSCAN" => Check::HScan,
         b"DUMP" => Check::Dump,
+        b"OBJECT" => Check::Encoding,
         b"TTL" | b"EXPIRETIME" => Check::Approx {
             tol: 2,
             unit_ms: 1000,
@@ -335,6 +350,13 @@ fn same_reply(check: Check, theirs: &[u8], ours: &[u8]) -> bool {
                 (Some(b'$'), Some(b'$')) => theirs.starts_with(b"$-1") == ours.starts_with(b"$-1"),
                 _ => false,
             },
+            Check::Encoding => {
+                let strings = [&b"$3\r\nint\r\n"[..], b"$6\r\nembstr\r\n", b"$3\r\nraw\r\n"];
+                let refcounts = [&b":1\r\n"[..], b":2147483647\r\n"];
+                (strings.contains(&theirs) && strings.contains(&ours))
+                    || (refcounts.contains(&theirs) && refcounts.contains(&ours))
+                    || (theirs == b"$9\r\nhashtable\r\n" && ours == b"$8\r\nlistpack\r\n")
+            }
             Check::HScan => match (hscan_reply(theirs), hscan_reply(ours)) {
                 (Some((c1, p1)), Some((c2, p2))) if c1 == b"0" && c2 == b"0" => {
                     p1.map(sort_pairs) == p2.map(sort_pairs)
@@ -2115,7 +2137,7 @@ impl Generator {
 
     fn command(&mut self) -> Step {
         let k = self.key();
-        let mut a: Vec<String> = match self.rng.below(63) {
+        let mut a: Vec<String> = match self.rng.below(67) {
             0..=3 => {
                 let mut v = vec!["SET".into(), k, self.value()];
                 v.extend(self.set_options());
@@ -2257,6 +2279,31 @@ impl Generator {
             // Our DUMP bytes are redis-server's (tests/tests/dump.rs).
             45 => vec!["DUMP".into(), k],
             47..=62 => self.hash_command(k),
+            63 => {
+                let mut v = vec!["COPY".into(), k, self.key()];
+                if self.rng.chance(30) {
+                    v.extend([
+                        "DB".into(),
+                        self.rng.pick(&["0", "1", "16", "x"]).to_string(),
+                    ]);
+                }
+                if self.rng.chance(40) {
+                    v.push("REPLACE".into());
+                }
+                v
+            }
+            64 => vec![
+                "MOVE".into(),
+                k,
+                self.rng.pick(&["0", "1", "16", "x"]).to_string(),
+            ],
+            65 => vec![
+                "OBJECT".into(),
+                self.rng
+                    .pick(&["ENCODING", "REFCOUNT", "FREQ", "HELP"])
+                    .to_string(),
+                k,
+            ],
             _ => vec!["MGET".into(), k, self.key()],
         };
         // Sometimes break the arity or the spelling.

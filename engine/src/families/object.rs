@@ -1,10 +1,14 @@
 //! OBJECT: a key's internals, as Redis 7.0 answers them (`objectCommand`
 //! in `object.c`). None of its lookups changes the key's access time.
 //!
-//! - ENCODING: the value's encoding, from the type seam.
-//! - REFCOUNT: 1, or 2147483647 for the small integers (0..9999) Redis
-//!   shares among keys when no `maxmemory` is set (it has none here), so
-//!   clients that read it see what Redis would tell them.
+//! - ENCODING: the value's encoding, from the type seam. A string's is
+//!   named from its bytes (`int` for a canonical integer of up to 20
+//!   characters, `embstr` up to 44 bytes, else `raw`); Redis names it by
+//!   how the command built it (APPEND and SETRANGE make `raw`, INCRBYFLOAT
+//!   `embstr` even for "3"), so the two can differ for strings.
+//! - REFCOUNT: 1, or 2147483647 for a string holding one of the small
+//!   integers (0..9999) Redis shares among keys when no `maxmemory` is set
+//!   (it has none here); the same caveat applies.
 //! - IDLETIME: seconds since the key was last read or written
 //!   ([`crate::value::Access`]).
 //! - FREQ: Redis's error, as under every policy that is not LFU (this

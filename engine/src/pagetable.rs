@@ -943,6 +943,17 @@ impl PageTable {
         self.page(hash).find(hash, key)
     }
 
+    /// The entry of `key`, marked accessed now. The access time is not
+    /// data (no snapshot writes it), so the page is not marked changed.
+    pub fn get_touched(&mut self, hash: u64, key: &[u8]) -> Option<&Entry> {
+        let idx = self.page_index(hash);
+        let e = self.pages[idx]
+            .entries
+            .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key)?;
+        e.key.touch();
+        Some(e)
+    }
+
     /// Mutable access to a value (not its expiry); marks the page modified.
     /// Use only when the value will change.
     pub fn get_value_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Value> {
@@ -1029,7 +1040,7 @@ impl PageTable {
             Some(e) => {
                 let old_value = std::mem::replace(&mut e.value, value);
                 let old_expire = std::mem::replace(&mut e.expire_at, expire_at);
-                e.access.touch();
+                e.key.touch();
                 Some(Entry::new(hash, e.key.clone(), old_value, old_expire))
             }
             None => {

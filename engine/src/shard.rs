@@ -367,9 +367,14 @@ impl ExecCtx<'_> {
     /// Looks up a key for reading: expired keys are removed, hits and misses
     /// are counted, the key's access time is set (Redis's lookupKeyRead).
     pub fn lookup_read(&mut self, key: &[u8]) -> Option<&Entry> {
-        let found = self.lookup_read_notouch(key);
-        if let Some(e) = found {
-            e.access.touch();
+        let hash = hash_key(key);
+        self.expire_if_needed(hash, key);
+        let Shard { dbs, stats, .. } = &mut *self.shard;
+        let found = dbs[self.db].get_touched(hash, key);
+        if found.is_some() {
+            stats.keyspace_hits += 1;
+        } else {
+            stats.keyspace_misses += 1;
         }
         found
     }
@@ -394,11 +399,7 @@ impl ExecCtx<'_> {
     pub fn lookup_write(&mut self, key: &[u8]) -> Option<&Entry> {
         let hash = hash_key(key);
         self.expire_if_needed(hash, key);
-        let found = self.shard.dbs[self.db].get(hash, key);
-        if let Some(e) = found {
-            e.access.touch();
-        }
-        found
+        self.shard.dbs[self.db].get_touched(hash, key)
     }
 
     /// Whether a key exists (after lazy expiry), without hit/miss counting.

@@ -10,7 +10,7 @@
 //!   integers (0..9999) Redis shares among keys when no `maxmemory` is set
 //!   (it has none here); the same caveat applies.
 //! - IDLETIME: seconds since the key was last read or written
-//!   ([`crate::value::Access`]).
+//!   ([`crate::value::Key`] carries it).
 //! - FREQ: Redis's error, as under every policy that is not LFU (this
 //!   server has no eviction yet, so no LFU counters).
 
@@ -119,10 +119,7 @@ fn answer(name: &str, entry: &Entry, out: &mut Vec<u8>) -> CmdResult {
     match name {
         "encoding" => resp::write_bulk(out, entry.value.encoding().as_bytes()),
         "refcount" => resp::write_int(out, entry.value.refcount()),
-        "idletime" => resp::write_int(
-            out,
-            i64::try_from(entry.access.idle_secs()).unwrap_or(i64::MAX),
-        ),
+        "idletime" => resp::write_int(out, i64::try_from(entry.idle_secs()).unwrap_or(i64::MAX)),
         _ => {
             return Err(Error::msg(
                 "ERR An LFU maxmemory policy is not selected, access frequency not tracked. \

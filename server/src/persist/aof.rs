@@ -803,7 +803,10 @@ impl Aof {
         plan: &mut FlushPlan,
         mode: AppendFsync,
     ) -> Result<Duration, JournalError> {
-        let dir = self.journal.borrow().config().dir.clone();
+        // The segment's path, for an error only (a path per flush was 0.5%
+        // of a SET's CPU under everysec: BENCHMARKS.md, M2.3).
+        let path_of =
+            |lsn: u64| engine::journal::io::segment_path(&self.journal.borrow().config().dir, lsn);
         let mut fsync = Duration::ZERO;
         let n = plan.writes().len();
         for i in 0..n {
@@ -822,7 +825,6 @@ impl Aof {
                     s
                 }
             };
-            let path = engine::journal::io::segment_path(&dir, lsn);
             // A plan may start in a new segment (the previous plan filled
             // the old one): the old one's page-cache writes are synced
             // before anything goes to the new one, as at a roll-over within
@@ -859,7 +861,7 @@ impl Aof {
                 }
             };
             plan.writes_mut()[i].buf = buf;
-            r.map_err(|e| JournalError::new("write", &path, Some(off), &e))?;
+            r.map_err(|e| JournalError::new("write", &path_of(lsn), Some(off), &e))?;
             if synced {
                 let took = started.elapsed();
                 self.stats().record_fsync(took);
@@ -868,7 +870,7 @@ impl Aof {
                 let started = Instant::now();
                 self.sync(&seg)
                     .await
-                    .map_err(|e| JournalError::new("sync", &path, None, &e))?;
+                    .map_err(|e| JournalError::new("sync", &path_of(lsn), None, &e))?;
                 fsync += started.elapsed();
                 if rolls_over {
                     // The old segment is complete and synced: its pages
@@ -1023,7 +1025,13 @@ pub fn aof_current_size(shared: &crate::shared::Shared) -> u64 {
 pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
     aof.first_segment().await;
     aof.start_spare();
+    let timer = runtime::FineTimer::new();
+    // Records of the last commit, and how long it took.
+    let mut last = (0u64, Duration::ZERO);
     loop {
+        if last.0 > 1 && worker.shared.appendfsync() == AppendFsync::Always {
+            gather(&aof, &timer, last.1).await;
+        }
         let plan = aof.journal.borrow_mut().prepare_flush();
         let Some(mut plan) = plan else {
             if aof.closing.get() {
@@ -1034,7 +1042,9 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
             continue;
         };
         let mode = worker.shared.appendfsync();
+        let started = Instant::now();
         let result = aof.execute(&mut plan, mode).await;
+        last = (plan.records() as u64, started.elapsed());
         aof.start_spare();
         let records = plan.records() as u64;
         let bytes = plan.write_bytes() as u64;
@@ -1088,6 +1098,32 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
         }
     }
 }
+
+/// Under `always`, after a commit of several records: waits while records
+/// keep arriving (a quiet gap of [`GATHER_GAP`]), for at most a quarter of
+/// the last commit's time, so that the clients the commit released join
+/// the next commit instead of the one after it. Without it the clients
+/// split into two groups, one waiting for the commit in flight while the
+/// other's records make the next: half the records per fdatasync (the
+/// measurement is in BENCHMARKS.md, "M2.3").
+async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_commit: Duration) {
+    let deadline = Instant::now() + (last_commit / 4).min(GATHER_MAX);
+    let mut seen = aof.journal.borrow().pending_records();
+    while Instant::now() < deadline && !aof.closing.get() {
+        timer.sleep(GATHER_GAP).await;
+        let now = aof.journal.borrow().pending_records();
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+}
+
+/// The quiet gap that ends [`gather`]: about a client's round trip on
+/// loopback.
+const GATHER_GAP: Duration = Duration::from_micros(60);
+/// The longest [`gather`] waits.
+const GATHER_MAX: Duration = Duration::from_millis(1);
 
 /// `appendfsync everysec`: one fdatasync a second, in its own task, never
 /// waited for by a reply.

@@ -177,7 +177,7 @@ mod tests {
         let (tx, rx) = channel();
         let counters = Arc::new(Counters::default());
         let mut lf = LazyFree::new(tx, Arc::clone(&counters));
-        let v = || Value::Str(vec![7; 1000]);
+        let v = || Value::string(vec![7; 1000]);
         // A string is one allocation: never lazy at Redis's threshold.
         assert!(!lf.free_value(v(), true));
         lf.threshold = 0;
@@ -362,8 +362,8 @@ mod tests {
         let counters = Arc::new(Counters::default());
         let mut lf = LazyFree::new(tx, Arc::clone(&counters));
         lf.threshold = 0;
-        assert!(!lf.free_value(Value::Str(vec![1]), true));
+        assert!(!lf.free_value(Value::string(vec![1]), true));
         assert_eq!(counters.pending(), 0);
-        assert!(!LazyFree::default().free_value(Value::Str(vec![1]), true));
+        assert!(!LazyFree::default().free_value(Value::string(vec![1]), true));
     }
 }

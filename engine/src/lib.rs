@@ -28,9 +28,12 @@
 //!   parsing, addition and formatting, byte-identical to Redis on x86_64).
 //! - [`journal`]: the per-shard append-only log; today its on-disk record
 //!   format (framing, checksum, scanning with torn-tail detection).
+//! - [`rdb`]: Redis's value serialization (RDB version 10) for DUMP/RESTORE.
 //! - [`snapshot`]: fork-less incremental snapshots: the file format and how
 //!   a chain of full and delta snapshots resolves.
 //! - [`testkit`]: an in-process cluster of shards for unit tests.
+//! - [`types`]: the value types, one module each (strings: plain or in
+//!   shared chunks); what every other part asks about a value.
 
 #![deny(unsafe_code)]
 
@@ -47,11 +50,13 @@ mod logged_tests;
 pub mod longdouble;
 pub mod pagetable;
 pub mod propagate;
+pub mod rdb;
 pub mod reply;
 pub mod resp;
 pub mod shard;
 pub mod snapshot;
 pub mod testkit;
+pub mod types;
 pub mod value;
 
 pub use command::{Args, Cluster, CommandSpec, Exec};

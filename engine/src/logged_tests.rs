@@ -173,6 +173,19 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "RENAMENX a a1",
         ],
     ),
+    (
+        "restore",
+        // Payloads of "v" (raw) and "10" (an integer), from DUMP.
+        &[
+            "RESTORE r1 0 \\x00\\x01v\\x0a\\x00\\x91\\x08\\xce\\xb2\\x198\\x8a\\xce",
+            "RESTORE r2 100000 \\x00\\xc0\\x0a\\x0a\\x00n\\x9fWE\\x0e\\xaec\\xbb",
+            "RESTORE s1 0 \\x00\\x01v\\x0a\\x00\\x91\\x08\\xce\\xb2\\x198\\x8a\\xce REPLACE",
+            "RESTORE t 1000 \\x00\\x01v\\x0a\\x00\\x91\\x08\\xce\\xb2\\x198\\x8a\\xce ABSTTL REPLACE",
+            "@1 RESTORE n 2000000000000 \\x00\\xc0\\x0a\\x0a\\x00n\\x9fWE\\x0e\\xaec\\xbb ABSTTL REPLACE IDLETIME 5",
+            "RESTORE s2 0 \\x00\\x01v\\x0a\\x00\\x91\\x08\\xce\\xb2\\x198\\x8a\\xce",
+        ],
+    ),
+    ("dump", &["DUMP s1", "DUMP missing"]),
     ("keys", &["KEYS *", "KEYS s*"]),
     ("scan", &["SCAN 0", "SCAN 0 MATCH s* COUNT 100"]),
     ("randomkey", &["RANDOMKEY"]),
@@ -203,7 +216,7 @@ fn keyspace(c: &TestCluster, now: u64) -> Keyspace {
                         let Value::Str(v) = &e.value;
                         all.entry((s, db))
                             .or_default()
-                            .insert(e.key.to_vec(), (v.clone(), e.expire_at));
+                            .insert(e.key.to_vec(), (v.to_vec(), e.expire_at));
                     }
                 }
             }
@@ -225,11 +238,35 @@ fn run_line(c: &TestCluster, line: &str) -> (Route, String) {
         }
         None => (0, line),
     };
-    let words: Vec<&str> = line.split(' ').collect();
-    let spec = command::lookup(words[0].as_bytes()).unwrap_or_else(|| panic!("{line:?}"));
-    let (src, ranges) = flatten(words.iter().map(|w| w.as_bytes()));
+    let words: Vec<Vec<u8>> = line.split(' ').map(unescape).collect();
+    let spec = command::lookup(&words[0]).unwrap_or_else(|| panic!("{line:?}"));
+    let (src, ranges) = flatten(words.iter().map(Vec::as_slice));
     let route = command::route(spec, Args::new(&src, &ranges), SHARDS, 0);
-    (route, c.cmd(db, &words))
+    let args: Vec<&[u8]> = words.iter().map(Vec::as_slice).collect();
+    (
+        route,
+        String::from_utf8_lossy(&c.exec(db, &args)).into_owned(),
+    )
+}
+
+/// An example word with `\xHH` escapes (binary arguments: DUMP payloads).
+fn unescape(w: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = w.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        match tail {
+            [b'x', h, l, more @ ..] if b == b'\\' => {
+                let hex = std::str::from_utf8(&[*h, *l]).unwrap().to_string();
+                out.push(u8::from_str_radix(&hex, 16).unwrap());
+                rest = more;
+            }
+            _ => {
+                out.push(b);
+                rest = tail;
+            }
+        }
+    }
+    out
 }
 
 fn flatten<'a>(args: impl Iterator<Item = &'a [u8]>) -> (Vec<u8>, Vec<Range<usize>>) {

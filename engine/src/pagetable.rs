@@ -21,10 +21,13 @@
 //! the page yet keeps the key's state at its barrier aside (copy-before-
 //! write of one entry) or writes the page first.
 
+use std::collections::VecDeque;
+
 use hashbrown::HashTable;
 
 use crate::snapshot::format::{self as snapformat, Encoder, EntryRef, Tally};
 use crate::snapshot::kept::{Arena, Records, Span, RECORD};
+use crate::types::Str;
 use crate::value::{Entry, Value};
 
 /// A page splits when it holds more entries than this. 112 is what a
@@ -214,6 +217,13 @@ pub struct Capture {
     /// Encoded frames not yet taken, and their count.
     out: Vec<u8>,
     pending: Tally,
+    /// What goes into `out` after it, in order: the chunks of the chunked
+    /// strings of the frames written so far (each frame's right after it),
+    /// and frames written while chunks were still queued. The walker
+    /// writes them a bounded piece at a time ([`Capture::drain`]), so a
+    /// big value is never one unit of work; the chunks are shared with
+    /// the live value (a later write copies the one it changes).
+    queue: VecDeque<Queued>,
     /// Next page index for the walker.
     cursor: usize,
     /// Pages of a table emptied during the snapshot that it still needs,
@@ -223,11 +233,47 @@ pub struct Capture {
     /// `arenas[i / region_pages]` (the last one takes the rest).
     arenas: Vec<Arena>,
     region_pages: usize,
+    /// Entries of chunked values kept aside as clones (O(1): the chunks
+    /// are shared, a later write copies only the chunk it changes), one
+    /// list per arena, freed with it.
+    held: Vec<Vec<Entry>>,
     /// The pages' kept lists ([`Kept::to_record`]).
     records: Records,
     /// One page's kept list, decoded for [`Capture::save`] (reused).
     list: Vec<Kept>,
     enc: Encoder,
+}
+
+/// What waits in a capture's queue.
+enum Queued {
+    /// An encoded frame.
+    Bytes(Vec<u8>),
+    /// A chunked string whose chunks from `next` on are still to write.
+    Big { value: Str, next: usize },
+}
+
+/// Writes a frame with `f` into `out`, or (chunks being queued before
+/// it) into the queue, then queues its chunked strings' chunks.
+fn emit(
+    enc: &mut Encoder,
+    out: &mut Vec<u8>,
+    queue: &mut VecDeque<Queued>,
+    f: impl FnOnce(&mut Encoder, &mut Vec<u8>) -> Tally,
+) -> Tally {
+    let t = if queue.is_empty() {
+        f(enc, out)
+    } else {
+        let mut buf = Vec::new();
+        let t = f(enc, &mut buf);
+        if !buf.is_empty() {
+            queue.push_back(Queued::Bytes(buf));
+        }
+        t
+    };
+    for value in enc.take_big() {
+        queue.push_back(Queued::Big { value, next: 0 });
+    }
+    t
 }
 
 /// A key's state at the barrier, kept aside because it changed before its
@@ -238,9 +284,17 @@ pub struct Kept {
     /// Which of the capture's arenas holds `key` and `old`.
     region: usize,
     key: Span,
-    /// The entry at the barrier, encoded ([`snapformat::encode_entry`]);
-    /// None if the key did not exist then.
-    old: Option<Span>,
+    /// The entry at the barrier; None if the key did not exist then.
+    old: Option<Old>,
+}
+
+/// Where a kept entry is.
+#[derive(Debug, Clone, Copy)]
+enum Old {
+    /// Encoded ([`snapformat::encode_entry`]) in the region's arena.
+    Encoded(Span),
+    /// A clone, at this index of the region's `held` list.
+    Held(usize),
 }
 
 impl Kept {
@@ -258,9 +312,16 @@ impl Kept {
             r[16..24].copy_from_slice(&(s.len as u64).to_le_bytes());
         };
         span(&mut r[16..40], self.key);
-        if let Some(old) = self.old {
-            r[13] = 1;
-            span(&mut r[40..64], old);
+        match self.old {
+            Some(Old::Encoded(old)) => {
+                r[13] = 1;
+                span(&mut r[40..64], old);
+            }
+            Some(Old::Held(i)) => {
+                r[13] = 2;
+                r[40..48].copy_from_slice(&(i as u64).to_le_bytes());
+            }
+            None => {}
         }
         r
     }
@@ -286,7 +347,11 @@ impl Kept {
             hash: u64_at(0),
             region: usize::from(r[12]),
             key: span(16),
-            old: (r[13] == 1).then(|| span(40)),
+            old: match r[13] {
+                1 => Some(Old::Encoded(span(40))),
+                2 => Some(Old::Held(u64_at(40) as usize)),
+                _ => None,
+            },
         };
         (kept, u32_at(8))
     }
@@ -336,11 +401,21 @@ impl Capture {
             return;
         }
         let arena = &mut self.arenas[region];
-        // Encoded in place; the three varints and the type byte take at
-        // most 31 bytes besides the key and value.
-        let old = page
-            .find(hash, key)
-            .map(|e| arena.push_with(e.data_bytes() + 31, |buf| snapformat::encode_entry(buf, e)));
+        let held = &mut self.held[region];
+        let old = page.find(hash, key).map(|e| {
+            if e.value.is_chunked() {
+                // A clone shares the chunks: the write that follows copies
+                // the one it changes, not the value.
+                held.push(e.clone());
+                Old::Held(held.len() - 1)
+            } else {
+                // Encoded in place; the three varints and the type byte
+                // take at most 31 bytes besides the key and value.
+                Old::Encoded(
+                    arena.push_with(e.data_bytes() + 31, |buf| snapformat::encode_entry(buf, e)),
+                )
+            }
+        });
         let k = Kept {
             hash,
             region,
@@ -385,6 +460,7 @@ impl Capture {
             page.changed_mask()
         };
         let arenas = &self.arenas;
+        let held = &self.held;
         let at_barrier = || {
             page.entries
                 .iter()
@@ -395,19 +471,26 @@ impl Capture {
                 })
                 .map(|e| (e.hash, EntryRef::Live(e)))
                 .chain(kept.iter().filter_map(|k| {
-                    let old = k.old?;
-                    Some((k.hash, EntryRef::Encoded(arenas[k.region].get(old))))
+                    let e = match k.old? {
+                        Old::Encoded(old) => EntryRef::Encoded(arenas[k.region].get(old)),
+                        Old::Held(i) => EntryRef::Live(held[k.region].get(i)?),
+                    };
+                    Some((k.hash, e))
                 }))
         };
         if mask.count_ones() > SUB_FRAMES_MAX {
-            let t = self.enc.encode_page(
-                &mut self.out,
-                self.db,
-                page.prefix,
-                page.depth,
-                at_barrier().map(|(_, e)| e),
-                self.compress,
-            );
+            let (db, compress) = (self.db, self.compress);
+            let (prefix, depth) = (page.prefix, page.depth);
+            let t = emit(&mut self.enc, &mut self.out, &mut self.queue, |enc, out| {
+                enc.encode_page(
+                    out,
+                    db,
+                    prefix,
+                    depth,
+                    at_barrier().map(|(_, e)| e),
+                    compress,
+                )
+            });
             self.count(t);
             self.enc.raw_len()
         } else {
@@ -447,8 +530,49 @@ impl Capture {
 
     /// Writes the parts gathered so far as one ranges frame.
     fn finish_parts(&mut self) {
-        let t = self.enc.finish_parts(&mut self.out, self.db, self.compress);
+        let (db, compress) = (self.db, self.compress);
+        let t = emit(&mut self.enc, &mut self.out, &mut self.queue, |enc, out| {
+            enc.finish_parts(out, db, compress)
+        });
         self.count(t);
+    }
+
+    /// Moves queued frames and chunks into `out`, about `budget` bytes
+    /// (one chunks frame at least); returns the bytes moved.
+    fn drain(&mut self, budget: usize) -> usize {
+        let mut work = 0;
+        while work < budget.max(1) {
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
+            match front {
+                Queued::Bytes(b) => {
+                    work += b.len();
+                    self.out.append(b);
+                    self.queue.pop_front();
+                }
+                Queued::Big { value, next } => {
+                    let n = value.as_chunked().map_or(0, |c| c.chunks().len());
+                    if *next < n {
+                        let (t, to) = self.enc.encode_chunks(
+                            &mut self.out,
+                            self.db,
+                            value,
+                            *next,
+                            self.compress,
+                        );
+                        *next = to;
+                        work += t.bytes as usize;
+                        self.pending.pages += t.pages;
+                        self.pending.bytes += t.bytes;
+                    }
+                    if *next >= n {
+                        self.queue.pop_front();
+                    }
+                }
+            }
+        }
+        work
     }
 
     fn count(&mut self, t: Tally) {
@@ -576,9 +700,11 @@ impl PageTable {
                 Vec::new()
             },
             pending: Tally::default(),
+            queue: VecDeque::new(),
             cursor: 0,
             retired: Vec::new(),
             arenas: (0..KEPT_REGIONS).map(|_| Arena::default()).collect(),
+            held: (0..KEPT_REGIONS).map(|_| Vec::new()).collect(),
             region_pages: self.pages.len().div_ceil(KEPT_REGIONS).max(1),
             records: Records::default(),
             list: Vec::new(),
@@ -604,7 +730,9 @@ impl PageTable {
         let mut work = 0;
         let late = || until.is_some_and(|t| std::time::Instant::now() >= t);
         while work < budget && c.out.len() < budget {
-            if let Some(mut p) = c.retired.pop() {
+            if !c.queue.is_empty() {
+                work += c.drain(budget - work);
+            } else if let Some(mut p) = c.retired.pop() {
                 work += c.save_page(&mut p);
             } else {
                 let Some(p) = self.pages.get_mut(c.cursor) else {
@@ -619,6 +747,7 @@ impl PageTable {
                     let region = c.cursor / c.region_pages - 1;
                     if region + 1 < c.arenas.len() {
                         c.arenas[region] = Arena::default();
+                        c.held[region] = Vec::new();
                     }
                 }
             }
@@ -626,10 +755,19 @@ impl PageTable {
                 break;
             }
         }
-        let done = c.retired.is_empty() && c.cursor >= self.pages.len();
+        let mut done = c.retired.is_empty() && c.cursor >= self.pages.len();
+        if done {
+            // The last ranges frame, and the chunks still queued.
+            c.finish_parts();
+            if work < budget && c.out.len() < budget && !late() {
+                c.drain(budget - work);
+            }
+            done = c.queue.is_empty();
+        }
         if done {
             // Every page is written: nothing kept is needed any more.
             c.arenas.iter_mut().for_each(|a| *a = Arena::default());
+            c.held.iter_mut().for_each(|h| *h = Vec::new());
             c.records = Records::default();
         }
         done
@@ -651,6 +789,13 @@ impl PageTable {
     pub fn pending_bytes(&self) -> usize {
         self.capture.as_ref().map_or(0, |c| {
             c.out.len()
+                + c.queue
+                    .iter()
+                    .map(|q| match q {
+                        Queued::Bytes(b) => b.len(),
+                        Queued::Big { .. } => 0,
+                    })
+                    .sum::<usize>()
                 + c.enc.parts_len()
                 + c.arenas.iter().map(Arena::bytes).sum::<usize>()
                 + c.records.len() * RECORD
@@ -688,10 +833,14 @@ impl PageTable {
     pub fn get_value_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Value> {
         let idx = self.page_index(hash);
         self.pages[idx].find(hash, key)?;
+        let epoch = self.epoch;
         let page = self.page_for_key_write(idx, hash, key);
         page.entries
             .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key)
-            .map(|e| &mut e.value)
+            .map(|e| {
+                e.value.stamp(epoch);
+                &mut e.value
+            })
     }
 
     /// Inserts or replaces `key`; returns the previous entry.
@@ -1002,7 +1151,84 @@ mod tests {
     }
 
     fn put(t: &mut PageTable, k: &[u8]) {
-        t.insert(hash_key(k), k, Value::Str(k.to_vec()), 0);
+        t.insert(hash_key(k), k, Value::string(k.to_vec()), 0);
+    }
+
+    /// Copy-before-write of a chunked value keeps a clone that shares
+    /// every chunk; the write then copies the one chunk it changes (and
+    /// the top vector of chunk pointers), not the value; the snapshot
+    /// still gets the value as it was at the barrier.
+    #[test]
+    fn copy_before_write_of_a_big_value_copies_one_chunk() {
+        use crate::types::string::CHUNK;
+        let big: Vec<u8> = (0..40 * CHUNK + 9).map(|i| (i % 253) as u8).collect();
+        let mut t = PageTable::new(1);
+        for i in 0..300 {
+            put(&mut t, &key(i));
+        }
+        let h = hash_key(b"big");
+        t.insert(h, b"big", Value::string(big.clone()), 0);
+        t.set_epoch(2);
+        t.begin_capture(1, true, 0, false);
+        let kept_before = t.pending_bytes();
+        for at in [3 * CHUNK + 1, 3 * CHUNK + 2, 3 * CHUNK + 100] {
+            let Some(Value::Str(s)) = t.get_value_mut(h, b"big") else {
+                panic!("no value");
+            };
+            s.set_range(at, b"!");
+        }
+        let c = t.capture.as_ref().unwrap();
+        let held: Vec<&Entry> = c.held.iter().flatten().collect();
+        assert_eq!(held.len(), 1, "the value is kept once, as a clone");
+        let (Value::Str(old), Value::Str(new)) = (&held[0].value, &t.get(h, b"big").unwrap().value);
+        let (old, new) = (old.as_chunked().unwrap(), new.as_chunked().unwrap());
+        let copied = old
+            .chunks()
+            .iter()
+            .zip(new.chunks())
+            .filter(|(a, b)| !std::sync::Arc::ptr_eq(a, b))
+            .count();
+        assert_eq!(copied, 1, "one chunk copied");
+        // Nothing encoded: the arenas hold the key and one record only.
+        assert!(
+            t.pending_bytes() - kept_before < 1024,
+            "{}",
+            t.pending_bytes()
+        );
+        // The snapshot holds the value at the barrier.
+        let mut out = Vec::new();
+        loop {
+            let done = t.capture_step(1 << 20, None);
+            t.take_frames(&mut out);
+            if done {
+                break;
+            }
+        }
+        let mut pos = 0;
+        let mut found = None;
+        let mut assembler = snapformat::Assembler::default();
+        let mut frames = 0;
+        while pos < out.len() {
+            let rest = &out[pos..];
+            let snapformat::Parsed::Frame(frame, n) =
+                snapformat::parse_frame(rest, 0, rest.len() as u64).unwrap()
+            else {
+                panic!("not a whole frame");
+            };
+            frames += usize::from(matches!(frame, snapformat::Frame::Chunks(..)));
+            if let Some(f) = assembler.add(frame, 0).unwrap() {
+                for e in f.decode_entries(0).unwrap() {
+                    if &*e.key == b"big" {
+                        found = Some(e.value);
+                    }
+                }
+            }
+            pos += n;
+        }
+        assembler.finish(0).unwrap();
+        // The big value, in chunks frames of 4 chunks each.
+        assert_eq!(frames, 41usize.div_ceil(4));
+        assert_eq!(found, Some(Value::string(big)));
     }
 
     #[test]
@@ -1029,7 +1255,7 @@ mod tests {
             let k = key(i);
             assert_eq!(
                 t.get(hash_key(&k), &k).map(|e| e.value.clone()),
-                Some(Value::Str(k.clone()))
+                Some(Value::string(k.clone()))
             );
         }
         for i in 0..5_000 {
@@ -1057,7 +1283,7 @@ mod tests {
         assert_eq!(page_epoch(&t), 1, "a read must not mark the page");
 
         t.set_epoch(3);
-        t.insert(h, &k, Value::Str(b"x".to_vec()), 0);
+        t.insert(h, &k, Value::string(b"x".to_vec()), 0);
         assert_eq!(page_epoch(&t), 3, "insert marks");
 
         t.set_epoch(4);
@@ -1196,7 +1422,7 @@ mod tests {
         for i in 0..1000 {
             let k = key(i);
             let exp = if i % 2 == 0 { 100 } else { 0 };
-            t.insert(hash_key(&k), &k, Value::Str(vec![]), exp);
+            t.insert(hash_key(&k), &k, Value::string(vec![]), exp);
         }
         t.set_epoch(2);
         let mut removed = Vec::new();

@@ -1,39 +1,6 @@
 //! What a key holds.
 
-/// A stored value. Only strings exist so far; the other Redis types join as
-/// their command families arrive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    Str(Vec<u8>),
-}
-
-impl Value {
-    /// The name `TYPE` replies with.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Value::Str(_) => "string",
-        }
-    }
-
-    /// Approximate heap bytes used, for page size accounting and INFO memory.
-    pub fn heap_size(&self) -> usize {
-        match self {
-            Value::Str(s) => s.capacity(),
-        }
-    }
-
-    /// How many allocations freeing this value takes, as Redis's
-    /// `lazyfreeGetFreeEffort`: a value above
-    /// [`crate::lazyfree::LAZYFREE_THRESHOLD`] is freed on the lazy-free
-    /// thread where Redis would free it lazily. A string is one
-    /// allocation today, however long (as in Redis, which never frees a
-    /// string lazily); a value made of chunks counts its chunks.
-    pub fn free_effort(&self) -> usize {
-        match self {
-            Value::Str(_) => 1,
-        }
-    }
-}
+pub use crate::types::{Str, Value};
 
 /// One key and its value, as stored in a page.
 #[derive(Debug, Clone)]
@@ -59,7 +26,6 @@ impl Entry {
 
     /// Bytes of key and value (not counting the allocator's overhead).
     pub fn data_bytes(&self) -> usize {
-        let Value::Str(v) = &self.value;
-        self.key.len() + v.len()
+        self.key.len() + self.value.data_len()
     }
 }

@@ -2135,7 +2135,11 @@ fn usage(program: &str) -> String {
          options come after the file, so they win):\n",
     );
     let defaults = Config::default();
-    for d in DIRECTIVES {
+    let aliases = ALIASES.iter().filter_map(|(alias, target)| {
+        let d = lookup(target.as_bytes())?;
+        Some((*alias, d, Some(*target)))
+    });
+    for (name, d, alias_of) in DIRECTIVES.iter().map(|d| (d.name, d, None)).chain(aliases) {
         let arg = match &d.kind {
             Kind::Int { .. } => "<n>".to_string(),
             Kind::Memory { .. } => "<bytes>".to_string(),
@@ -2157,10 +2161,12 @@ fn usage(program: &str) -> String {
         } else {
             default
         };
+        let help = match alias_of {
+            Some(target) => format!("another name for --{target}"),
+            None => d.help.to_string(),
+        };
         out.push_str(&format!(
-            "  --{} {arg}   (default: {default})\n        {}{}\n",
-            d.name,
-            d.help,
+            "  --{name} {arg}   (default: {default})\n        {help}{}\n",
             if d.mutable { "" } else { " [fixed at start]" }
         ));
     }

@@ -531,9 +531,12 @@ fn export_state(
                     summary.selects += 1;
                     summary.commands += 1;
                 }
-                let engine::value::Value::Str(value) = &e.value;
-                engine::resp::write_command(&mut buf, [&b"SET"[..], &e.key, value].into_iter());
-                summary.commands += 1;
+                // The value's own bounded commands (SET, then APPENDs for a
+                // big one), then its expiry.
+                e.value.recreate(&e.key, 0, |args| {
+                    engine::resp::write_command(&mut buf, args.iter().copied());
+                    summary.commands += 1;
+                });
                 if e.expire_at != 0 {
                     let at = e.expire_at.to_string();
                     engine::resp::write_command(

@@ -1812,7 +1812,7 @@ impl Generator {
 
     fn command(&mut self) -> Step {
         let k = self.key();
-        let mut a: Vec<String> = match self.rng.below(46) {
+        let mut a: Vec<String> = match self.rng.below(47) {
             0..=3 => {
                 let mut v = vec!["SET".into(), k, self.value()];
                 v.extend(self.set_options());
@@ -1951,6 +1951,8 @@ impl Generator {
             42 => vec!["PING".into()],
             43 => vec!["NOSUCHCMD".into(), k],
             44 => vec!["GETRANGE".into(), k, "0".into(), "-1".into()],
+            // Our DUMP bytes are redis-server's (tests/tests/dump.rs).
+            45 => vec!["DUMP".into(), k],
             _ => vec!["MGET".into(), k, self.key()],
         };
         // Sometimes break the arity or the spelling.

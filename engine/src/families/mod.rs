@@ -3,6 +3,7 @@
 //! family's module.
 
 pub mod connection;
+pub mod dump;
 pub mod keys;
 pub mod server;
 pub mod strings;
@@ -14,18 +15,18 @@ pub static TABLES: &[&[CommandSpec]] = &[
     strings::COMMANDS,
     keys::COMMANDS,
     server::COMMANDS,
+    dump::COMMANDS,
 ];
 
-/// Logs the record that recreates `key` holding `value` with absolute
-/// expiry `expire_at` (0: none): for commands that move a whole value
-/// (RENAME across shards).
+/// Logs the records that recreate `key` holding `value` with absolute
+/// expiry `expire_at` (0: none), each argument bounded (the value's type
+/// says how: [`crate::types::Value::recreate`]): for commands that move a
+/// whole value (RENAME across shards).
 pub fn propagate_entry(
     ctx: &mut crate::shard::ExecCtx<'_>,
     key: &[u8],
     value: &crate::value::Value,
     expire_at: u64,
 ) {
-    match value {
-        crate::value::Value::Str(s) => strings::propagate_set(ctx, key, s, Some(expire_at)),
-    }
+    value.recreate(key, expire_at, |args| ctx.propagate(args.iter().copied()));
 }

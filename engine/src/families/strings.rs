@@ -17,7 +17,7 @@ use crate::longdouble::LongDouble;
 use crate::reply::Reply;
 use crate::resp::{self, parse_i64};
 use crate::shard::ExecCtx;
-use crate::value::Value;
+use crate::value::{Str, Value};
 
 /// Arity, flags and key positions are Redis 7.0's (`src/commands/*.json`).
 pub static COMMANDS: &[CommandSpec] = &[
@@ -110,7 +110,7 @@ pub static COMMANDS: &[CommandSpec] = &[
 // Lookups and argument parsing shared by the commands below.
 
 /// The bytes of a string value, WRONGTYPE for any other type.
-fn str_of(value: &Value) -> Result<&[u8], Error> {
+fn str_of(value: &Value) -> Result<&Str, Error> {
     match value {
         Value::Str(s) => Ok(s),
         #[allow(unreachable_patterns)]
@@ -120,20 +120,20 @@ fn str_of(value: &Value) -> Result<&[u8], Error> {
 
 /// The string value of a key for reading: None if absent, WRONGTYPE if the
 /// key holds another type.
-pub fn read_str<'c>(ctx: &'c mut ExecCtx<'_>, key: &[u8]) -> Result<Option<&'c [u8]>, Error> {
+pub fn read_str<'c>(ctx: &'c mut ExecCtx<'_>, key: &[u8]) -> Result<Option<&'c Str>, Error> {
     ctx.lookup_read(key).map(|e| str_of(&e.value)).transpose()
 }
 
 /// The string value of a key about to be written (Redis's lookupKeyWrite:
 /// no hit/miss counting): None if absent, WRONGTYPE for another type.
-fn write_lookup_str<'c>(ctx: &'c mut ExecCtx<'_>, key: &[u8]) -> Result<Option<&'c [u8]>, Error> {
+fn write_lookup_str<'c>(ctx: &'c mut ExecCtx<'_>, key: &[u8]) -> Result<Option<&'c Str>, Error> {
     ctx.lookup_write(key).map(|e| str_of(&e.value)).transpose()
 }
 
 /// The bytes of a string key, to change in place; marks its page modified.
 /// Call only for a key already known to hold a string, and only when the
 /// value will change.
-fn str_mut<'c>(ctx: &'c mut ExecCtx<'_>, key: &[u8]) -> Option<&'c mut Vec<u8>> {
+fn str_mut<'c>(ctx: &'c mut ExecCtx<'_>, key: &[u8]) -> Option<&'c mut Str> {
     match ctx.value_mut(key) {
         Some(Value::Str(s)) => Some(s),
         #[allow(unreachable_patterns)]
@@ -146,12 +146,9 @@ fn str_mut<'c>(ctx: &'c mut ExecCtx<'_>, key: &[u8]) -> Option<&'c mut Vec<u8>> 
 /// the type.
 fn replace_str(ctx: &mut ExecCtx<'_>, key: &[u8], contents: &[u8]) {
     match str_mut(ctx, key) {
-        Some(s) => {
-            s.clear();
-            s.extend_from_slice(contents);
-        }
+        Some(s) => s.replace(contents),
         None => {
-            ctx.set(key, Value::Str(contents.to_vec()), 0);
+            ctx.set(key, Value::string(contents.to_vec()), 0);
         }
     }
 }
@@ -168,7 +165,7 @@ fn get(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
 /// Replies with a key's string value or nil (Redis's getGenericCommand).
 fn write_value(ctx: &mut ExecCtx<'_>, key: &[u8], out: &mut Vec<u8>) -> CmdResult {
     match read_str(ctx, key)? {
-        Some(v) => resp::write_bulk(out, v),
+        Some(v) => v.write_bulk(out),
         None => resp::write_null(out),
     }
     Ok(())
@@ -339,7 +336,7 @@ fn set(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
         }
         return Ok(());
     }
-    let value = Value::Str(args.get(2).to_vec());
+    let value = Value::string(args.get(2).to_vec());
     match expire {
         ExpireOpt::At(at) => {
             ctx.set(key, value, at);
@@ -369,7 +366,7 @@ fn setnx(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult 
         resp::write_int(out, 0);
         return Ok(());
     }
-    ctx.set(key, Value::Str(args.get(2).to_vec()), 0);
+    ctx.set(key, Value::string(args.get(2).to_vec()), 0);
     ctx.dirty(1);
     resp::write_int(out, 1);
     Ok(())
@@ -393,7 +390,7 @@ fn set_with_ttl(
     cmd: &'static str,
 ) -> CmdResult {
     let at = expire_arg(args.get(2), seconds, true, ctx.now_ms(), cmd)?;
-    ctx.set(args.get(1), Value::Str(args.get(3).to_vec()), at);
+    ctx.set(args.get(1), Value::string(args.get(3).to_vec()), at);
     propagate_set(ctx, args.get(1), args.get(3), Some(at));
     ctx.dirty(1);
     resp::write_ok(out);
@@ -404,7 +401,7 @@ fn set_with_ttl(
 fn getset(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
     let key = args.get(1);
     write_value(ctx, key, out)?;
-    ctx.set(key, Value::Str(args.get(2).to_vec()), 0);
+    ctx.set(key, Value::string(args.get(2).to_vec()), 0);
     ctx.dirty(1);
     Ok(())
 }
@@ -412,9 +409,7 @@ fn getset(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult
 /// GETDEL key: the value (or nil), and the key is gone.
 fn getdel(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
     let key = args.get(1);
-    let found = read_str(ctx, key)?
-        .map(|v| resp::write_bulk(out, v))
-        .is_some();
+    let found = read_str(ctx, key)?.map(|v| v.write_bulk(out)).is_some();
     if !found {
         resp::write_null(out);
         return Ok(());
@@ -445,7 +440,7 @@ fn getex(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult 
         None if x.persist => ExpireOpt::Persist,
         None => ExpireOpt::None,
     };
-    resp::write_bulk(out, value);
+    value.write_bulk(out);
     match expire {
         // Only EXAT/PXAT can name a time already past (EX/PX values are at
         // least 1): the key expires at once.
@@ -478,7 +473,7 @@ fn mget(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
     for key in args.iter().skip(1) {
         // MGET answers nil for a key of another type instead of WRONGTYPE.
         match read_str(ctx, key) {
-            Ok(Some(v)) => resp::write_bulk(out, v),
+            Ok(Some(v)) => v.write_bulk(out),
             _ => resp::write_null(out),
         }
     }
@@ -525,7 +520,7 @@ fn mset(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
         return Err(Error::WrongArity("mset".into()));
     }
     for i in (1..args.len()).step_by(2) {
-        ctx.set(args.get(i), Value::Str(args.get(i + 1).to_vec()), 0);
+        ctx.set(args.get(i), Value::string(args.get(i + 1).to_vec()), 0);
     }
     ctx.dirty(((args.len() - 1) / 2) as u64);
     resp::write_ok(out);
@@ -577,7 +572,7 @@ fn set_pairs(ctx: &mut ExecCtx<'_>, pairs: Pairs) -> Reply {
             .collect()
     });
     for (k, v) in pairs {
-        ctx.set(&k, Value::Str(v), 0);
+        ctx.set(&k, Value::string(v), 0);
     }
     if let Some(args) = record {
         ctx.propagate(args.iter().map(Vec::as_slice));
@@ -609,7 +604,7 @@ fn msetnx(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult
         return Ok(());
     }
     for i in (1..args.len()).step_by(2) {
-        ctx.set(args.get(i), Value::Str(args.get(i + 1).to_vec()), 0);
+        ctx.set(args.get(i), Value::string(args.get(i + 1).to_vec()), 0);
     }
     ctx.dirty(((args.len() - 1) / 2) as u64);
     resp::write_int(out, 1);
@@ -690,7 +685,8 @@ fn decrby(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult
 /// the sum (Redis's incrDecrCommand).
 fn incr_by(ctx: &mut ExecCtx<'_>, key: &[u8], by: i64, out: &mut Vec<u8>) -> CmdResult {
     let old = match write_lookup_str(ctx, key)? {
-        Some(s) => parse_i64(s).ok_or(Error::NotInteger)?,
+        // A chunked string is too long to be an integer.
+        Some(s) => s.as_plain().and_then(parse_i64).ok_or(Error::NotInteger)?,
         None => 0,
     };
     let new = old.checked_add(by).ok_or(Error::Overflow)?;
@@ -708,7 +704,11 @@ fn incrbyfloat(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdR
     let key = args.get(1);
     // Redis checks the stored value before the increment.
     let old = match write_lookup_str(ctx, key)? {
-        Some(s) => LongDouble::parse(s).ok_or(Error::NotFloat)?,
+        // A chunked string is longer than any number Redis parses.
+        Some(s) => s
+            .as_plain()
+            .and_then(LongDouble::parse)
+            .ok_or(Error::NotFloat)?,
         None => LongDouble::ZERO,
     };
     let by = LongDouble::parse(args.get(2)).ok_or(Error::NotFloat)?;
@@ -733,11 +733,11 @@ fn incrbyfloat(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdR
 /// TTL stays) up to `max_string_len`.
 fn append(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
     let (key, tail) = (args.get(1), args.get(2));
-    let len = match write_lookup_str(ctx, key)?.map(<[u8]>::len) {
+    let len = match write_lookup_str(ctx, key)?.map(Str::len) {
         None => {
             // A new key is the argument itself, which the protocol limit
             // already bounds; Redis checks no length here.
-            ctx.set(key, Value::Str(tail.to_vec()), 0);
+            ctx.set(key, Value::string(tail.to_vec()), 0);
             tail.len()
         }
         Some(old_len) => {
@@ -747,7 +747,7 @@ fn append(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult
             }
             if !tail.is_empty() {
                 if let Some(s) = str_mut(ctx, key) {
-                    s.extend_from_slice(tail);
+                    s.append(tail);
                 }
             }
             total
@@ -760,7 +760,7 @@ fn append(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult
 
 /// STRLEN key: the length, 0 for a missing key.
 fn strlen(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
-    let len = read_str(ctx, args.get(1))?.map_or(0, <[u8]>::len);
+    let len = read_str(ctx, args.get(1))?.map_or(0, Str::len);
     resp::write_int(out, len as i64);
     Ok(())
 }
@@ -786,11 +786,13 @@ fn getrange_bounds(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
 fn getrange(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
     let start = arg_i64(args.get(2))?;
     let end = arg_i64(args.get(3))?;
-    let s = read_str(ctx, args.get(1))?.unwrap_or_default();
-    let part = getrange_bounds(start, end, s.len())
-        .and_then(|(from, to)| s.get(from..=to))
-        .unwrap_or_default();
-    resp::write_bulk(out, part);
+    match read_str(ctx, args.get(1))? {
+        Some(s) => match getrange_bounds(start, end, s.len()) {
+            Some((from, to)) => s.write_bulk_range(out, from, to + 1),
+            None => resp::write_bulk(out, b""),
+        },
+        None => resp::write_bulk(out, b""),
+    }
     Ok(())
 }
 
@@ -807,7 +809,7 @@ fn setrange(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResu
     let max = ctx.shard.max_string_len;
     let end = (offset as u64).saturating_add(patch.len() as u64);
     let too_long = end > max as u64;
-    let old_len = write_lookup_str(ctx, key)?.map(<[u8]>::len);
+    let old_len = write_lookup_str(ctx, key)?.map(Str::len);
     if patch.is_empty() {
         resp::write_int(out, old_len.unwrap_or(0) as i64);
         return Ok(());
@@ -819,21 +821,14 @@ fn setrange(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResu
     let (offset, end) = (offset as usize, end as usize);
     let new_len = match old_len {
         None => {
-            let mut s = vec![0u8; end];
-            if let Some(dst) = s.get_mut(offset..end) {
-                dst.copy_from_slice(patch);
-            }
+            let mut s = Str::zeros(end);
+            s.set_range(offset, patch);
             ctx.set(key, Value::Str(s), 0);
             end
         }
         Some(_) => match str_mut(ctx, key) {
             Some(s) => {
-                if s.len() < end {
-                    s.resize(end, 0);
-                }
-                if let Some(dst) = s.get_mut(offset..end) {
-                    dst.copy_from_slice(patch);
-                }
+                s.set_range(offset, patch);
                 s.len()
             }
             None => 0,
@@ -847,6 +842,105 @@ fn setrange(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResu
 #[cfg(test)]
 mod tests {
     use crate::testkit::TestCluster;
+
+    /// Every string command on values past the chunking threshold (and
+    /// growing across it) replies exactly as on the same bytes held plain:
+    /// the replies are checked against a plain `Vec<u8>` model.
+    #[test]
+    fn string_commands_on_chunked_values_reply_as_on_plain_ones() {
+        use crate::types::string::{BIG, CHUNK};
+        let c = TestCluster::new(2);
+        let bulk = |v: &[u8]| {
+            let mut out = Vec::new();
+            crate::resp::write_bulk(&mut out, v);
+            out
+        };
+        let int = |n: usize| format!(":{n}\r\n").into_bytes();
+        let text = |n: usize, seed: u8| -> Vec<u8> {
+            (0..n)
+                .map(|i| b'a' + ((i + seed as usize) % 26) as u8)
+                .collect()
+        };
+        let mut model = text(BIG - 100, 0);
+        assert_eq!(c.exec(0, &[b"SET", b"s", &model]), b"+OK\r\n");
+        // APPEND across the threshold, then within chunks and across them.
+        for (n, seed) in [(300, 1), (CHUNK - 7, 2), (5, 3), (2 * CHUNK + 1, 4)] {
+            let tail = text(n, seed);
+            model.extend_from_slice(&tail);
+            assert_eq!(c.exec(0, &[b"APPEND", b"s", &tail]), int(model.len()));
+        }
+        // SETRANGE inside, across chunk boundaries, and past the end.
+        for (at, n, seed) in [
+            (0, 3, 5),
+            (CHUNK - 2, 5, 6),
+            (3 * CHUNK - 1, 2, 7),
+            (model.len() + 10, 4, 8),
+            (6 * CHUNK + 5, CHUNK + 3, 9),
+        ] {
+            let patch = text(n, seed);
+            if model.len() < at + n {
+                model.resize(at + n, 0);
+            }
+            model[at..at + n].copy_from_slice(&patch);
+            let offset = at.to_string();
+            assert_eq!(
+                c.exec(0, &[b"SETRANGE", b"s", offset.as_bytes(), &patch]),
+                int(model.len())
+            );
+        }
+        let len = model.len() as i64;
+        assert_eq!(c.exec(0, &[b"GET", b"s"]), bulk(&model));
+        assert_eq!(c.exec(0, &[b"STRLEN", b"s"]), int(model.len()));
+        for (from, to) in [
+            (0i64, -1i64),
+            (5, 10),
+            (CHUNK as i64 - 3, CHUNK as i64 + 3),
+            (-(CHUNK as i64) - 1, -2),
+            (len - 1, len + 100),
+            (10, 5),
+            (len + 5, len + 9),
+        ] {
+            let (f, t) = (from.to_string(), to.to_string());
+            let want = {
+                let norm = |x: i64| if x < 0 { (x + len).max(0) } else { x };
+                let (a, b) = (norm(from), norm(to).min(len - 1));
+                if (from < 0 && to < 0 && from > to) || a > b {
+                    Vec::new()
+                } else {
+                    model[a as usize..=b as usize].to_vec()
+                }
+            };
+            assert_eq!(
+                c.exec(0, &[b"GETRANGE", b"s", f.as_bytes(), t.as_bytes()]),
+                bulk(&want),
+                "GETRANGE {from} {to}"
+            );
+        }
+        let mut mget = b"*2\r\n".to_vec();
+        mget.extend_from_slice(&bulk(&model));
+        mget.extend_from_slice(b"$-1\r\n");
+        assert_eq!(c.exec(0, &[b"MGET", b"s", b"nokey"]), mget);
+        assert_eq!(
+            c.exec(0, &[b"INCR", b"s"]),
+            b"-ERR value is not an integer or out of range\r\n"
+        );
+        assert_eq!(
+            c.exec(0, &[b"INCRBYFLOAT", b"s", b"1"]),
+            b"-ERR value is not a valid float\r\n"
+        );
+        assert_eq!(c.exec(0, &[b"GETEX", b"s", b"PX", b"100000"]), bulk(&model));
+        assert_eq!(c.exec(0, &[b"GETSET", b"s", b"short"]), bulk(&model));
+        assert_eq!(c.exec(0, &[b"GET", b"s"]), bulk(b"short"));
+        // A new key by SETRANGE far out is chunked from the start.
+        assert_eq!(
+            c.exec(0, &[b"SETRANGE", b"z", b"200000", b"x"]),
+            int(200_001)
+        );
+        let mut z = vec![0u8; 200_001];
+        z[200_000] = b'x';
+        assert_eq!(c.exec(0, &[b"GETDEL", b"z"]), bulk(&z));
+        assert_eq!(c.exec(0, &[b"EXISTS", b"z"]), int(0));
+    }
 
     #[test]
     fn get_set_basic() {

@@ -36,14 +36,22 @@
 
 use std::fmt;
 
+use std::sync::Arc;
+
 use crate::keyhash::hash_key;
+use crate::types::string::{Chunk, CHUNK};
+use crate::types::Str;
 use crate::value::{Entry, Value};
 
 /// The version of this format; bumped on any incompatible change. Version 2
 /// added frames of page sub-ranges, which a version-1 reader would resolve
 /// wrongly (it hid whole older pages behind any newer frame inside them);
-/// version-1 files read the same under version 2's rules.
-pub const FORMAT_VERSION: u32 = 2;
+/// version-1 files read the same under version 2's rules. Version 3 added
+/// chunked strings: a page frame's big strings are written after it in
+/// chunks frames ([`TAG_CHUNKS`]), each bounded, so that neither writing
+/// nor reading one holds a whole big value in one piece; version-1 and -2
+/// files have none and read the same.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version this code reads.
 pub const OLDEST_VERSION: u32 = 1;
 /// First bytes of every snapshot file.
@@ -58,10 +66,22 @@ pub const TAG_PAGE: u8 = b'P';
 /// each with its entries, behind one header.
 pub const TAG_RANGES: u8 = b'R';
 pub const TAG_END: u8 = b'E';
+/// A chunks frame: up to [`FRAME_CHUNKS`] chunks of one chunked string of
+/// the last page or ranges frame of its database before it (version 3).
+/// Frames of other databases may come between (each database's frames
+/// are in order; databases are written side by side).
+pub const TAG_CHUNKS: u8 = b'C';
+/// Chunks of a string one chunks frame carries at most (256 KiB).
+pub const FRAME_CHUNKS: usize = 4;
 /// Frame flag: the payload is one LZ4 block.
 pub const FLAG_LZ4: u8 = 1;
 /// Value type tags inside a page payload.
 const TYPE_STRING: u8 = 1;
+/// A chunked string (version 3): its length and the index of its first
+/// chunk among the chunks that follow the frame; no bytes in the payload.
+const TYPE_STRING_CHUNKED: u8 = 2;
+/// The most chunks that may follow one frame (bytes 5..8 of its header).
+const MAX_FOLLOWING: u32 = (1 << 24) - 1;
 /// Bytes of the end frame's payload.
 const END_PAYLOAD: usize = 32;
 /// Header byte range covered by the header checksum.
@@ -287,6 +307,10 @@ pub struct Encoder {
     /// The payload of the ranges frame being gathered ([`Encoder::add_part`]).
     parts: Vec<u8>,
     parts_entries: u32,
+    /// Chunked strings of the last page frame ([`Encoder::take_big`]) and
+    /// of the ranges frame being gathered: their chunks follow the frame.
+    big: Vec<Str>,
+    parts_big: Vec<Str>,
 }
 
 /// Counts of what was encoded (frames, entries and bytes).
@@ -311,16 +335,27 @@ impl<'a> From<&'a Entry> for EntryRef<'a> {
     }
 }
 
-/// Appends one entry to `buf` in the page payload encoding.
+/// Appends one entry to `buf` in the page payload encoding (an entry
+/// whose value is not chunked: a chunked one's bytes follow its frame).
 pub fn encode_entry(buf: &mut Vec<u8>, e: &Entry) {
-    put_entries(buf, std::iter::once(e));
+    put_entries(buf, std::iter::once(e), &mut Vec::new());
+}
+
+/// Chunks in `big` so far.
+fn chunk_count(big: &[Str]) -> usize {
+    big.iter()
+        .map(|s| s.as_chunked().map_or(0, |c| c.chunks().len()))
+        .sum()
 }
 
 /// Appends the entries to `buf` in the page payload encoding; returns
 /// their count.
+/// Chunked strings are written as their length and first chunk's index
+/// and added (cloned: O(1)) to `big`, whose chunks follow the frame.
 fn put_entries<'a, E: Into<EntryRef<'a>>>(
     buf: &mut Vec<u8>,
     entries: impl Iterator<Item = E>,
+    big: &mut Vec<Str>,
 ) -> u32 {
     let mut count = 0u32;
     for e in entries {
@@ -335,10 +370,16 @@ fn put_entries<'a, E: Into<EntryRef<'a>>>(
         put_varint(buf, e.key.len() as u64);
         buf.extend_from_slice(&e.key);
         match &e.value {
+            Value::Str(s) if s.as_chunked().is_some() => {
+                buf.push(TYPE_STRING_CHUNKED);
+                put_varint(buf, s.len() as u64);
+                put_varint(buf, chunk_count(big) as u64);
+                big.push(s.clone());
+            }
             Value::Str(s) => {
                 buf.push(TYPE_STRING);
                 put_varint(buf, s.len() as u64);
-                buf.extend_from_slice(s);
+                s.pieces().for_each(|p| buf.extend_from_slice(p));
             }
         }
         put_varint(buf, e.expire_at);
@@ -357,6 +398,7 @@ fn put_frame(
     depth: u8,
     raw: &[u8],
     count: u32,
+    following: u32,
     packed: &mut Vec<u8>,
     compress: bool,
 ) -> Tally {
@@ -377,7 +419,7 @@ fn put_frame(
     out.push(flags);
     out.extend_from_slice(&db.to_le_bytes());
     out.push(depth);
-    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&following.to_le_bytes()[..3]);
     out.extend_from_slice(&prefix.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
@@ -405,6 +447,8 @@ impl Encoder {
             packed: buffer(),
             parts: buffer(),
             parts_entries: 0,
+            big: Vec::new(),
+            parts_big: Vec::new(),
         }
     }
 
@@ -438,7 +482,9 @@ impl Encoder {
         compress: bool,
     ) -> Tally {
         self.raw.clear();
-        let count = put_entries(&mut self.raw, entries);
+        self.big.clear();
+        let count = put_entries(&mut self.raw, entries, &mut self.big);
+        let following = chunk_count(&self.big) as u32;
         put_frame(
             out,
             TAG_PAGE,
@@ -447,9 +493,48 @@ impl Encoder {
             depth,
             &self.raw,
             count,
+            following,
             &mut self.packed,
             compress,
         )
+    }
+
+    /// The chunked strings of the frame last written (page or ranges
+    /// frame), whose chunks must follow it ([`Encoder::encode_chunks`]).
+    pub fn take_big(&mut self) -> Vec<Str> {
+        std::mem::take(&mut self.big)
+    }
+
+    /// Appends one chunks frame with up to [`FRAME_CHUNKS`] chunks of
+    /// `value` from chunk `from` on; returns its tally and the next chunk
+    /// (the value's chunk count when done).
+    pub fn encode_chunks(
+        &mut self,
+        out: &mut Vec<u8>,
+        db: u16,
+        value: &Str,
+        from: usize,
+        compress: bool,
+    ) -> (Tally, usize) {
+        let chunks = value.as_chunked().map_or(&[][..], |c| c.chunks());
+        let to = (from + FRAME_CHUNKS).min(chunks.len());
+        self.raw.clear();
+        for c in chunks.get(from..to).unwrap_or_default() {
+            self.raw.extend_from_slice(&c.bytes);
+        }
+        let t = put_frame(
+            out,
+            TAG_CHUNKS,
+            db,
+            0,
+            0,
+            &self.raw,
+            0,
+            (to - from) as u32,
+            &mut self.packed,
+            compress,
+        );
+        (t, to)
     }
 
     /// Adds the `entries` of hash range `(prefix, depth)` as one part of
@@ -463,7 +548,7 @@ impl Encoder {
         entries: impl Iterator<Item = E>,
     ) -> usize {
         self.raw.clear();
-        let count = put_entries(&mut self.raw, entries);
+        let count = put_entries(&mut self.raw, entries, &mut self.parts_big);
         self.parts.push(depth);
         self.parts.extend_from_slice(&prefix.to_le_bytes());
         put_varint(&mut self.parts, u64::from(count));
@@ -484,6 +569,7 @@ impl Encoder {
         if self.parts.is_empty() {
             return Tally::default();
         }
+        let following = chunk_count(&self.parts_big) as u32;
         let t = put_frame(
             out,
             TAG_RANGES,
@@ -492,11 +578,13 @@ impl Encoder {
             0,
             &self.parts,
             self.parts_entries,
+            following,
             &mut self.packed,
             compress,
         );
         self.parts.clear();
         self.parts_entries = 0;
+        self.big = std::mem::take(&mut self.parts_big);
         t
     }
 }
@@ -530,7 +618,13 @@ pub fn encode_end(out: &mut Vec<u8>, tally: Tally, body_crc: u32) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Page(PageFrame),
-    End { tally: Tally, body_crc: u32 },
+    /// A chunks frame's database and chunks (each [`CHUNK`] bytes but
+    /// maybe the last).
+    Chunks(u16, Vec<Vec<u8>>),
+    End {
+        tally: Tally,
+        body_crc: u32,
+    },
 }
 
 /// A page frame or a ranges frame with its payload decompressed (entries
@@ -547,6 +641,10 @@ pub struct PageFrame {
     pub raw: Vec<u8>,
     /// Bytes the frame took in the file.
     pub stored: u64,
+    /// Chunks of its chunked strings that follow the frame (version 3),
+    /// and those gathered so far ([`Assembler`]).
+    pub following: u32,
+    pub chunks: Vec<Arc<Chunk>>,
 }
 
 /// The result of looking at the bytes where a frame should start.
@@ -577,7 +675,7 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
     let entries = u32_at(h, 32);
     let crc = u32_at(h, 36);
     match tag {
-        TAG_PAGE | TAG_RANGES | TAG_END => {}
+        TAG_PAGE | TAG_RANGES | TAG_END | TAG_CHUNKS => {}
         0 => {
             return Err(err(
                 offset,
@@ -601,7 +699,8 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
     if crc32c::crc32c_append(crc32c::crc32c(head), payload) != crc {
         return Err(err(offset, "frame checksum mismatch"));
     }
-    if h.get(5..8) != Some(&[0, 0, 0][..]) || flags & !FLAG_LZ4 != 0 {
+    let following = u32_at(h, 4) >> 8;
+    if flags & !FLAG_LZ4 != 0 || (following != 0 && tag == TAG_END) {
         return Err(err(offset, "unknown frame flags"));
     }
     if tag == TAG_END {
@@ -623,6 +722,20 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
     }
     let prefix = u64_at(h, 8);
     check_range(prefix, depth, offset)?;
+    if tag == TAG_CHUNKS {
+        // One to FRAME_CHUNKS chunks, all whole but maybe the last.
+        let n = following as u64;
+        let whole = CHUNK as u64;
+        if (prefix, depth) != (0, 0)
+            || entries != 0
+            || n == 0
+            || n > FRAME_CHUNKS as u64
+            || raw_len <= (n - 1) * whole
+            || raw_len > n * whole
+        {
+            return Err(err(offset, "malformed chunks frame"));
+        }
+    }
     if tag == TAG_RANGES && (prefix, depth) != (0, 0) {
         return Err(err(offset, "ranges frame with a range in its header"));
     }
@@ -643,6 +756,10 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
         }
         payload.to_vec()
     };
+    if tag == TAG_CHUNKS {
+        let chunks = raw.chunks(CHUNK).map(<[u8]>::to_vec).collect();
+        return Ok(Parsed::Frame(Frame::Chunks(u16_at(h, 2), chunks), total));
+    }
     Ok(Parsed::Frame(
         Frame::Page(PageFrame {
             db: u16_at(h, 2),
@@ -652,6 +769,8 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
             entries,
             raw,
             stored: total as u64,
+            following,
+            chunks: Vec::new(),
         }),
         total,
     ))
@@ -737,11 +856,27 @@ impl PageFrame {
             let key = take(b, &mut pos, key_len).ok_or_else(|| bad("key runs past the page"))?;
             let ty = *b.get(pos).ok_or_else(|| bad("missing value type"))?;
             pos += 1;
-            if ty != TYPE_STRING {
-                return Err(bad("unknown value type"));
-            }
             let len = get_varint(b, &mut pos).ok_or_else(|| bad("bad value length"))?;
-            let value = take(b, &mut pos, len).ok_or_else(|| bad("value runs past the page"))?;
+            let value = match ty {
+                TYPE_STRING => Value::string(
+                    take(b, &mut pos, len).ok_or_else(|| bad("value runs past the page"))?,
+                ),
+                TYPE_STRING_CHUNKED => {
+                    let first = get_varint(b, &mut pos).ok_or_else(|| bad("bad chunk index"))?;
+                    let n = len.div_ceil(CHUNK as u64);
+                    let chunks = usize::try_from(first)
+                        .ok()
+                        .zip(usize::try_from(first.saturating_add(n)).ok())
+                        .and_then(|(a, z)| self.chunks.get(a..z))
+                        .ok_or_else(|| bad("chunked value past the chunks that follow"))?;
+                    Value::Str(
+                        Str::from_chunks(chunks.to_vec())
+                            .filter(|s| s.len() as u64 == len)
+                            .ok_or_else(|| bad("chunked value's chunks do not add up"))?,
+                    )
+                }
+                _ => return Err(bad("unknown value type")),
+            };
             let expire_at = get_varint(b, &mut pos).ok_or_else(|| bad("bad expiry"))?;
             let hash = hash_key(key);
             if hash < first || hash > last {
@@ -750,7 +885,7 @@ impl PageFrame {
             out.push(Entry {
                 hash,
                 key: key.into(),
-                value: Value::Str(value.to_vec()),
+                value,
                 expire_at,
             });
         }
@@ -792,16 +927,13 @@ pub fn read_all(file: &[u8]) -> Result<(FileHeader, Vec<PageFrame>, Tally), Form
     let mut pos = BLOCK;
     let mut frames = Vec::new();
     let mut body = Body::default();
+    let mut assembler = Assembler::default();
     loop {
         let rest = file.get(pos..).unwrap_or_default();
         match parse_frame(rest, pos as u64, rest.len() as u64)? {
             Parsed::NeedMore(_) => return Err(err(pos as u64, "file ends inside a frame")),
-            Parsed::Frame(Frame::Page(p), n) => {
-                body.add(rest.get(..n).unwrap_or_default(), p.entries);
-                frames.push(p);
-                pos += n;
-            }
             Parsed::Frame(Frame::End { tally, body_crc }, n) => {
+                assembler.finish(pos as u64)?;
                 body.check_end(tally, body_crc, pos as u64)?;
                 pos += n;
                 let tail = file.get(pos..).unwrap_or_default();
@@ -810,6 +942,85 @@ pub fn read_all(file: &[u8]) -> Result<(FileHeader, Vec<PageFrame>, Tally), Form
                 }
                 return Ok((header, frames, tally));
             }
+            Parsed::Frame(frame, n) => {
+                let entries = match &frame {
+                    Frame::Page(p) => p.entries,
+                    _ => 0,
+                };
+                body.add(rest.get(..n).unwrap_or_default(), entries);
+                if let Some(p) = assembler.add(frame, pos as u64)? {
+                    frames.push(p);
+                }
+                pos += n;
+            }
+        }
+    }
+}
+
+/// Puts page frames together with the chunks that follow them: a page or
+/// ranges frame is complete once as many chunks as it says have come
+/// after it, in chunks frames of its database, before any other frame of
+/// its database.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    /// At most one frame per database.
+    waiting: Vec<PageFrame>,
+}
+
+impl Assembler {
+    /// Takes the next frame of a file (at `offset`); returns a page frame
+    /// once it is complete.
+    pub fn add(&mut self, frame: Frame, offset: u64) -> Result<Option<PageFrame>, FormatError> {
+        match frame {
+            Frame::Page(p) => {
+                if self.waiting.iter().any(|w| w.db == p.db) {
+                    return Err(err(
+                        offset,
+                        "a frame before the chunks of the one before it",
+                    ));
+                }
+                if p.following == 0 {
+                    return Ok(Some(p));
+                }
+                if p.following > MAX_FOLLOWING {
+                    return Err(err(offset, "too many chunks follow"));
+                }
+                self.waiting.push(p);
+                Ok(None)
+            }
+            Frame::Chunks(db, chunks) => {
+                let Some(i) = self.waiting.iter().position(|w| w.db == db) else {
+                    return Err(err(offset, "a chunks frame after no page frame"));
+                };
+                let Some(p) = self.waiting.get_mut(i) else {
+                    return Err(err(offset, "a chunks frame after no page frame"));
+                };
+                p.chunks.extend(
+                    chunks
+                        .into_iter()
+                        .map(|bytes| Arc::new(Chunk { bytes, epoch: 0 })),
+                );
+                if p.chunks.len() > p.following as usize {
+                    return Err(err(offset, "more chunks than the page frame says"));
+                }
+                if p.chunks.len() == p.following as usize {
+                    return Ok(Some(self.waiting.swap_remove(i)));
+                }
+                Ok(None)
+            }
+            Frame::End { .. } => Ok(None),
+        }
+    }
+
+    /// The file ended (its end frame is at `offset`): nothing may wait.
+    pub fn finish(&mut self, offset: u64) -> Result<(), FormatError> {
+        if self.waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(err(
+                offset,
+                "the end frame before the chunks of a frame before it",
+            ))
         }
     }
 }
@@ -859,7 +1070,7 @@ mod tests {
         Entry {
             hash: hash_key(k.as_bytes()),
             key: k.as_bytes().into(),
-            value: Value::Str(v.to_vec()),
+            value: Value::string(v.to_vec()),
             expire_at: exp,
         }
     }

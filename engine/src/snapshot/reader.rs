@@ -97,6 +97,7 @@ pub fn stream_file<I: ReadIo>(
     let header = FileHeader::decode(buf.get(..have).unwrap_or(&[])).map_err(|e| e.to_string())?;
     let mut at = BLOCK;
     let mut body = Body::default();
+    let mut assembler = format::Assembler::default();
     loop {
         let offset = pos.saturating_add(at as u64);
         let left = len.saturating_sub(offset);
@@ -119,12 +120,8 @@ pub fn stream_file<I: ReadIo>(
                     return Err(format!("the file ends inside the frame at offset {pos}"));
                 }
             }
-            Parsed::Frame(Frame::Page(p), n) => {
-                body.add(buf.get(at..at.saturating_add(n)).unwrap_or(&[]), p.entries);
-                at = at.saturating_add(n);
-                f(p)?;
-            }
             Parsed::Frame(Frame::End { tally, body_crc }, n) => {
+                assembler.finish(offset).map_err(|e| e.to_string())?;
                 body.check_end(tally, body_crc, offset)
                     .map_err(|e| e.to_string())?;
                 let end = offset.saturating_add(n as u64);
@@ -133,6 +130,18 @@ pub fn stream_file<I: ReadIo>(
                 }
                 io.drop_cache(&file, 0);
                 return Ok(header);
+            }
+            // A page frame, or the chunks of its chunked strings after it.
+            Parsed::Frame(frame, n) => {
+                let entries = match &frame {
+                    Frame::Page(p) => p.entries,
+                    _ => 0,
+                };
+                body.add(buf.get(at..at.saturating_add(n)).unwrap_or(&[]), entries);
+                at = at.saturating_add(n);
+                if let Some(p) = assembler.add(frame, offset).map_err(|e| e.to_string())? {
+                    f(p)?;
+                }
             }
         }
     }
@@ -258,7 +267,7 @@ mod tests {
     fn full_file(id: u64) -> Vec<u8> {
         let mut shard = Shard::new(0, 1, 1);
         for i in 0..KEYS {
-            let v = Value::Str(vec![b'v'; 1 + i % 300]);
+            let v = Value::string(vec![b'v'; 1 + i % 300]);
             shard.ctx(0).set(format!("k{i}").as_bytes(), v, 0);
         }
         let start = shard.begin_snapshot(true, false);

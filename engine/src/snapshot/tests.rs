@@ -34,7 +34,28 @@ fn random_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model) {
     let key = format!("k{}", rng.below(KEYS)).into_bytes();
     let mk = (db as u16, key.clone());
     match rng.below(1000) {
-        0..=599 => {
+        // A chunked string (version 3's chunks frames), or a write inside
+        // one (copy-before-write of one chunk).
+        0..=4 => {
+            let len = crate::types::string::BIG + rng.below(3 * 65536) as usize;
+            let seed = rng.next() as u8;
+            let v: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_add(seed)).collect();
+            shard.ctx(db).set(&key, Value::string(v.clone()), 0);
+            model.insert(mk, (v, 0));
+        }
+        5..=40 => {
+            let at = rng.below(300_000) as usize;
+            let patch = [b'#'; 3];
+            if let Some(Value::Str(s)) = shard.ctx(db).value_mut(&key) {
+                s.set_range(at, &patch);
+                let (v, _) = model.get_mut(&mk).expect("model has the key");
+                if v.len() < at + 3 {
+                    v.resize(at + 3, 0);
+                }
+                v[at..at + 3].copy_from_slice(&patch);
+            }
+        }
+        41..=599 => {
             let len = [3usize, 20, 200, 2000][rng.below(4) as usize];
             let v: Vec<u8> = (0..len)
                 .map(|i| b'a' + ((i as u64 + rng.next()) % 26) as u8)
@@ -44,7 +65,7 @@ fn random_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model) {
             } else {
                 0
             };
-            shard.ctx(db).set(&key, Value::Str(v.clone()), exp);
+            shard.ctx(db).set(&key, Value::string(v.clone()), exp);
             model.insert(mk, (v, exp));
         }
         600..=849 => {
@@ -95,6 +116,7 @@ fn load(chain: &[Vec<u8>]) -> Model {
             coverage
                 .current_entries(&f, 0, |e| {
                     let Value::Str(v) = e.value;
+                    let v = v.to_vec();
                     let old = state.insert((f.db, e.key.to_vec()), (v, e.expire_at));
                     assert!(old.is_none(), "a key in two current pages");
                 })
@@ -209,7 +231,7 @@ fn a_delta_after_few_changes_is_small() {
     for i in 0..100_000 {
         shard.ctx(0).set(
             format!("key:{i}").as_bytes(),
-            Value::Str(vec![b'v'; 100]),
+            Value::string(vec![b'v'; 100]),
             0,
         );
     }
@@ -235,7 +257,7 @@ fn a_delta_after_few_changes_is_small() {
     for i in (0..100_000).step_by(100) {
         shard.ctx(0).set(
             format!("key:{i}").as_bytes(),
-            Value::Str(vec![b'w'; 100]),
+            Value::string(vec![b'w'; 100]),
             0,
         );
     }
@@ -255,7 +277,7 @@ fn capture_speed() {
     for i in 0..300_000u32 {
         shard.ctx(0).set(
             format!("key:{i}").as_bytes(),
-            Value::Str(vec![b'x'; 1024]),
+            Value::string(vec![b'x'; 1024]),
             0,
         );
     }
@@ -294,7 +316,7 @@ fn delta_ratio() {
         for i in 0..n {
             shard.ctx(0).set(
                 format!("key:{i}").as_bytes(),
-                Value::Str(vec![b'v'; 100]),
+                Value::string(vec![b'v'; 100]),
                 0,
             );
         }
@@ -316,7 +338,7 @@ fn delta_ratio() {
             let i = rng.below(n);
             shard.ctx(0).set(
                 format!("key:{i}").as_bytes(),
-                Value::Str(vec![b'w'; 100]),
+                Value::string(vec![b'w'; 100]),
                 0,
             );
         }
@@ -328,4 +350,134 @@ fn delta_ratio() {
         );
         assert!(ratio <= 0.05, "delta is {:.1}% of full", 100.0 * ratio);
     }
+}
+
+/// The writes behind the checked-in fixture files: `base` before the full
+/// snapshot, the rest before the delta. Applied to a model (the expected
+/// state) and, when generating, to a shard.
+fn fixture_writes(shard: &mut Option<&mut Shard>, model: &mut Model, base: bool) {
+    let mut set = |db: usize, k: String, v: Vec<u8>, exp: u64| {
+        if let Some(s) = shard.as_deref_mut() {
+            s.ctx(db).set(k.as_bytes(), Value::string(v.clone()), exp);
+        }
+        model.insert((db as u16, k.into_bytes()), (v, exp));
+    };
+    if base {
+        for i in 0..300u64 {
+            let len = [1usize, 30, 300, 3000][(i % 4) as usize];
+            let v: Vec<u8> = (0..len)
+                .map(|j| b'a' + ((i + j as u64) % 26) as u8)
+                .collect();
+            let exp = if i % 7 == 0 { 4_000_000_000_000 + i } else { 0 };
+            set(0, format!("fx:{i}"), v, exp);
+        }
+        for i in 0..20u64 {
+            set(1, format!("db1:{i}"), format!("value {i}").into_bytes(), 0);
+        }
+    } else {
+        for i in (0..300u64).step_by(50) {
+            set(0, format!("fx:{i}"), format!("changed {i}").into_bytes(), 0);
+        }
+        set(1, "db1:new".into(), b"new".to_vec(), 4_200_000_000_000);
+        for i in [3u64, 4, 5] {
+            let k = format!("fx:{i}");
+            if let Some(s) = shard.as_deref_mut() {
+                s.ctx(0).remove(k.as_bytes());
+            }
+            model.remove(&(0u16, k.into_bytes()));
+        }
+    }
+}
+
+/// The fixtures' state: after the full snapshot, and after the delta.
+fn fixture_models() -> (Model, Model) {
+    let mut m = Model::new();
+    fixture_writes(&mut None, &mut m, true);
+    let full = m.clone();
+    fixture_writes(&mut None, &mut m, false);
+    (full, m)
+}
+
+fn fixture_file(shard: &mut Shard, kind: Kind, compress: bool, version: u32) -> Vec<u8> {
+    let start = shard.begin_snapshot(kind == Kind::Full, compress);
+    let mut body_bytes = Vec::new();
+    let mut body = Body::default();
+    loop {
+        let done = shard.snapshot_step(1 << 20);
+        let mut chunk = Vec::new();
+        let t = shard.take_snapshot_frames(&mut chunk);
+        body.tally.pages += t.pages;
+        body.tally.keys += t.keys;
+        body.tally.bytes += t.bytes;
+        body.crc = crc32c::crc32c_append(body.crc, &chunk);
+        body_bytes.extend_from_slice(&chunk);
+        if done && shard.snapshot_pending_bytes() == 0 {
+            break;
+        }
+    }
+    shard.end_snapshot(true);
+    let id = if kind == Kind::Full { 1 } else { 2 };
+    let header = FileHeader {
+        kind,
+        compression: compress,
+        shard: 0,
+        shards: 1,
+        databases: 2,
+        id,
+        base_id: 1,
+        parent_id: id - 1,
+        epoch: start.epoch,
+        lsn: 1000 * id,
+        created_ms: 1_700_000_000_000,
+    };
+    let mut file = header.encode();
+    // An older version's header: the same fields, its version number.
+    file[8..12].copy_from_slice(&version.to_le_bytes());
+    let crc = crc32c::crc32c(&file[..72]);
+    file[72..76].copy_from_slice(&crc.to_le_bytes());
+    file.extend_from_slice(&body_bytes);
+    format::encode_end(&mut file, body.tally, body.crc);
+    format::pad_to_block(&mut file);
+    file
+}
+
+/// Writes the fixture files (run once, by the code of the version they
+/// pin: `cargo test -p engine write_snapshot_fixtures -- --ignored`).
+#[test]
+#[ignore]
+fn write_snapshot_fixtures() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/snapshot/fixtures");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut shard = Shard::new(0, 1, 2);
+    let mut model = Model::new();
+    fixture_writes(&mut Some(&mut shard), &mut model, true);
+    let full = fixture_file(&mut shard, Kind::Full, true, 2);
+    fixture_writes(&mut Some(&mut shard), &mut model, false);
+    let delta = fixture_file(&mut shard, Kind::Delta, false, 2);
+    std::fs::write(dir.join("v2-full.snap"), &full).unwrap();
+    std::fs::write(dir.join("v2-delta.snap"), &delta).unwrap();
+    // Version 1: whole-page frames only, which a full snapshot is.
+    let mut shard = Shard::new(0, 1, 2);
+    let mut m = Model::new();
+    fixture_writes(&mut Some(&mut shard), &mut m, true);
+    let v1 = fixture_file(&mut shard, Kind::Full, true, 1);
+    std::fs::write(dir.join("v1-full.snap"), &v1).unwrap();
+}
+
+/// Files written by earlier versions still load, to the state they held.
+#[test]
+fn fixtures_of_versions_1_and_2_load() {
+    let (at_full, at_delta) = fixture_models();
+    let v1 = include_bytes!("fixtures/v1-full.snap").to_vec();
+    let v2_full = include_bytes!("fixtures/v2-full.snap").to_vec();
+    let v2_delta = include_bytes!("fixtures/v2-delta.snap").to_vec();
+    for (file, version) in [(&v1, 1u32), (&v2_full, 2), (&v2_delta, 2)] {
+        assert_eq!(u32::from_le_bytes(file[8..12].try_into().unwrap()), version);
+    }
+    // The delta has frames of page sub-ranges (version 2's ranges frames).
+    let (_, frames, _) = format::read_all(&v2_delta).unwrap();
+    assert!(frames.iter().any(|f| f.ranges));
+    assert_eq!(load(std::slice::from_ref(&v1)), at_full);
+    assert_eq!(load(std::slice::from_ref(&v2_full)), at_full);
+    assert_eq!(load(&[v2_full, v2_delta]), at_delta);
 }

@@ -1027,10 +1027,10 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
     aof.start_spare();
     let timer = runtime::FineTimer::new();
     // Records of the last commit, and how long it took.
-    let mut last = (0u64, Duration::ZERO);
+    let mut last = (0usize, Duration::ZERO);
     loop {
         if last.0 > 1 && worker.shared.appendfsync() == AppendFsync::Always {
-            gather(&aof, &timer, last.1).await;
+            gather(&aof, &timer, last.0, last.1).await;
         }
         let plan = aof.journal.borrow_mut().prepare_flush();
         let Some(mut plan) = plan else {
@@ -1044,7 +1044,7 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
         let mode = worker.shared.appendfsync();
         let started = Instant::now();
         let result = aof.execute(&mut plan, mode).await;
-        last = (plan.records() as u64, started.elapsed());
+        last = (plan.records(), started.elapsed());
         aof.start_spare();
         let records = plan.records() as u64;
         let bytes = plan.write_bytes() as u64;
@@ -1099,17 +1099,22 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
     }
 }
 
-/// Under `always`, after a commit of several records: waits while records
-/// keep arriving (a quiet gap of [`GATHER_GAP`]), for at most a quarter of
-/// the last commit's time, so that the clients the commit released join
-/// the next commit instead of the one after it. Without it the clients
-/// split into two groups, one waiting for the commit in flight while the
-/// other's records make the next: half the records per fdatasync (the
-/// measurement is in BENCHMARKS.md, "M2.3").
-async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_commit: Duration) {
-    let deadline = Instant::now() + (last_commit / 4).min(GATHER_MAX);
+/// Under `always`, after a commit of several records: waits until as many
+/// more records are pending as that commit made durable (the clients it
+/// released are back), while records keep arriving (a quiet gap of
+/// [`GATHER_GAP`] ends it), for at most half the last commit's time and
+/// [`GATHER_MAX`], so that the clients the commit released join the next
+/// commit instead of the one after it. Without it the clients split into
+/// groups, one waiting for the commit in flight while the other's records
+/// make the next: fewer records per fdatasync (the measurement is in
+/// BENCHMARKS.md, "M2.3").
+async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_records: usize, last_commit: Duration) {
+    let deadline = Instant::now() + (last_commit / 2).min(GATHER_MAX);
     let mut seen = aof.journal.borrow().pending_records();
-    while Instant::now() < deadline && !aof.closing.get() {
+    // The records pending now came while the last commit ran; the released
+    // clients' come on top.
+    let target = seen + last_records;
+    while seen < target && Instant::now() < deadline && !aof.closing.get() {
         timer.sleep(GATHER_GAP).await;
         let now = aof.journal.borrow().pending_records();
         if now == seen {
@@ -1119,11 +1124,11 @@ async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_commit: Duration) {
     }
 }
 
-/// The quiet gap that ends [`gather`]: about a client's round trip on
+/// The quiet gap that ends [`gather`]: a few client round trips on
 /// loopback.
-const GATHER_GAP: Duration = Duration::from_micros(60);
+const GATHER_GAP: Duration = Duration::from_micros(150);
 /// The longest [`gather`] waits.
-const GATHER_MAX: Duration = Duration::from_millis(1);
+const GATHER_MAX: Duration = Duration::from_millis(2);
 
 /// `appendfsync everysec`: one fdatasync a second, in its own task, never
 /// waited for by a reply.

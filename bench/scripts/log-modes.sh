@@ -9,7 +9,8 @@
 #
 # A config is NAME: ours-default ours-everysec ours-no ours-always
 # ours-always-t1 ours-off redis-default redis-always redis-no redis-everysec,
-# and before-default before-always (the build BEFORE_BIN names).
+# and before-default before-always before-always-t1 (the build BEFORE_BIN
+# names).
 # Each server is started fresh for each run, in a scratch dir under $TMPDIR
 # (the log needs a filesystem with O_DIRECT). Needs redis-server,
 # redis-benchmark and a release build (cargo build --release -p server).
@@ -45,6 +46,7 @@ start() {
         # before a change, in the same rounds.
         before-default) cmd=("${BEFORE_BIN:?set BEFORE_BIN}" --port $port --dir "$d") ;;
         before-always) cmd=("${BEFORE_BIN:?set BEFORE_BIN}" --port $port --dir "$d" --appendonly yes --appendfsync always) ;;
+        before-always-t1) cmd=("${BEFORE_BIN:?set BEFORE_BIN}" --port $port --dir "$d" --threads 1 --appendonly yes --appendfsync always) ;;
         # Debian's defaults: appendonly no and the RDB save rules (Redis 7's
         # built-in defaults are the same save rules).
         redis-default) cmd=(redis-server --port $port --dir "$d") ;;

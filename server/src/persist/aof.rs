@@ -16,8 +16,18 @@
 //!   if the previous one still runs after 2 s, `aof_delayed_fsync` counts it.
 //!   `no`: we never sync (except the old segment at a roll-over, which keeps
 //!   the log free of holes).
-//! - In every mode a reply waits for its record's write (like Redis, which
-//!   writes the AOF before replying); with `always` also for its fdatasync.
+//! - A reply waits for its record's write (like Redis, which writes the AOF
+//!   before replying), and with `always` for its fdatasync too. Under
+//!   `always` the write is O_DIRECT (through an `O_DSYNC` descriptor: one
+//!   operation). Under `everysec` and `no` it is a plain `pwrite` into the
+//!   page cache, on the worker thread, through a second, non-O_DIRECT
+//!   descriptor of the segment ([`Aof::write_cached`]): once it returns the
+//!   records are the kernel's, which a SIGKILL can't take, so the reply
+//!   never waits for the device. The page cache is synced once a second
+//!   (`everysec`), before a later segment is written (roll-over) and before
+//!   an O_DSYNC write (a switch to `always`); what is synced is dropped
+//!   from the page cache, and under `no` the kernel is told once a second
+//!   to write back and drop what is written ([`Aof::drop_cached`]).
 //! - A failed write or sync is remembered: the server refuses writes
 //!   (MISCONF) until a retry, once a second, succeeds. Nothing acknowledged
 //!   is ever dropped: failed records stay pending and are written again.
@@ -168,6 +178,20 @@ struct Seg {
     /// is one operation instead of a write and then an fdatasync.
     dsync: Option<RingFile>,
     buffered: bool,
+    /// The same file opened without `O_DIRECT` (None when `file` is
+    /// buffered already): under `everysec` and `no` a flush writes through
+    /// it into the page cache, synchronously, before the replies leave.
+    plain: Option<std::fs::File>,
+    /// Page-cache writes not yet synced: a durable write (`always`, or a
+    /// roll-over) must fdatasync the whole file, not only its own range.
+    dirty: Cell<bool>,
+}
+
+impl Seg {
+    /// The descriptor for page-cache writes.
+    fn plain(&self) -> &std::fs::File {
+        self.plain.as_ref().unwrap_or(&self.file)
+    }
 }
 
 /// A zero-filled, synced file waiting to become the next segment (made in
@@ -198,6 +222,9 @@ pub struct Aof {
     kick: Notify,
     /// Written since the last fdatasync (everysec).
     unsynced: Cell<bool>,
+    /// Rounds of [`Aof::drop_cached`] still to run (2 after a page-cache
+    /// write).
+    cache_rounds: Cell<u8>,
     sync_started: Cell<Option<Instant>>,
     sync_failed: Cell<bool>,
     failed: Cell<bool>,
@@ -293,6 +320,7 @@ impl Aof {
             spare_busy: Cell::new(false),
             kick: Notify::new(),
             unsynced: Cell::new(false),
+            cache_rounds: Cell::new(0),
             sync_started: Cell::new(None),
             sync_failed: Cell::new(false),
             failed: Cell::new(false),
@@ -512,6 +540,19 @@ impl Aof {
         }
     }
 
+    /// A plain pwrite into the page cache, on this thread: the records are
+    /// the kernel's when it returns (they survive the death of the
+    /// process); the sync comes later (`everysec`) or from the kernel
+    /// (`no`).
+    fn write_cached(&self, seg: &Seg, buf: &AlignedBuf, off: u64) -> io::Result<()> {
+        if let Some(e) = self.stats().take_fault(FaultOp::Write) {
+            return Err(e);
+        }
+        seg.dirty.set(true);
+        self.cache_rounds.set(2);
+        seg.plain().write_all_at(buf.as_slice(), off)
+    }
+
     /// A write through the segment's `O_DSYNC` descriptor: durable when
     /// done. Both fault seams apply (it is a write and a sync).
     async fn durable_write_at(
@@ -535,7 +576,12 @@ impl Aof {
             return Err(e);
         }
         let started = Instant::now();
+        // Writes landing while the sync runs make the segment dirty again.
+        let was_dirty = seg.dirty.replace(false);
         let r = self.sync_raw(seg).await;
+        if r.is_err() && was_dirty {
+            seg.dirty.set(true);
+        }
         if r.is_ok() {
             self.stats().record_fsync(started.elapsed());
             if seg.buffered {
@@ -591,12 +637,19 @@ impl Aof {
             (Some(_), false) => open_dsync(path).ok().map(RingFile::from_std),
             _ => None,
         };
+        let plain = if buffered {
+            None
+        } else {
+            Some(std::fs::OpenOptions::new().write(true).open(path)?)
+        };
         Ok(Seg {
             lsn,
             file: Arc::new(file.try_clone()?),
             ring,
             dsync,
             buffered,
+            plain,
+            dirty: Cell::new(false),
         })
     }
 
@@ -750,7 +803,10 @@ impl Aof {
         plan: &mut FlushPlan,
         mode: AppendFsync,
     ) -> Result<Duration, JournalError> {
-        let dir = self.journal.borrow().config().dir.clone();
+        // The segment's path, for an error only (a path per flush was 0.5%
+        // of a SET's CPU under everysec: BENCHMARKS.md, M2.3).
+        let path_of =
+            |lsn: u64| engine::journal::io::segment_path(&self.journal.borrow().config().dir, lsn);
         let mut fsync = Duration::ZERO;
         let n = plan.writes().len();
         for i in 0..n {
@@ -769,13 +825,32 @@ impl Aof {
                     s
                 }
             };
-            let path = engine::journal::io::segment_path(&dir, lsn);
+            // A plan may start in a new segment (the previous plan filled
+            // the old one): the old one's page-cache writes are synced
+            // before anything goes to the new one, as at a roll-over within
+            // a plan (docs/FORMATS.md: later lsns never without earlier).
+            self.sync_older(lsn).await?;
             let rolls_over = plan.writes().get(i + 1).is_some_and(|w| w.segment != lsn);
             let last = i + 1 == n;
             let durable = rolls_over || (last && mode == AppendFsync::Always);
             let buf = std::mem::replace(&mut plan.writes_mut()[i].buf, AlignedBuf::zeroed(0));
             let started = Instant::now();
+            // Under everysec and no the records go to the page cache with a
+            // plain pwrite, here on the worker thread (as Redis's write()):
+            // it returns once the kernel holds them, which is what a SIGKILL
+            // can't take, so the replies need not wait for the device.
+            let to_cache = mode != AppendFsync::Always;
             let (r, buf, synced) = match (&seg.dsync, durable) {
+                _ if to_cache => {
+                    let r = self.write_cached(&seg, &buf, off);
+                    (r, buf, false)
+                }
+                // Page-cache writes not synced yet: the O_DSYNC write would
+                // make only its own range durable; write and fdatasync all.
+                (Some(_), true) if seg.dirty.get() => {
+                    let (r, buf) = self.write_at(&seg, buf, off).await;
+                    (r, buf, false)
+                }
                 (Some(dsync), true) => {
                     let (r, buf) = self.durable_write_at(dsync, buf, off).await;
                     (r, buf, true)
@@ -786,7 +861,7 @@ impl Aof {
                 }
             };
             plan.writes_mut()[i].buf = buf;
-            r.map_err(|e| JournalError::new("write", &path, Some(off), &e))?;
+            r.map_err(|e| JournalError::new("write", &path_of(lsn), Some(off), &e))?;
             if synced {
                 let took = started.elapsed();
                 self.stats().record_fsync(took);
@@ -795,8 +870,13 @@ impl Aof {
                 let started = Instant::now();
                 self.sync(&seg)
                     .await
-                    .map_err(|e| JournalError::new("sync", &path, None, &e))?;
+                    .map_err(|e| JournalError::new("sync", &path_of(lsn), None, &e))?;
                 fsync += started.elapsed();
+                if rolls_over {
+                    // The old segment is complete and synced: its pages
+                    // need not stay cached.
+                    crate::sys::fadvise_dontneed(seg.plain().as_raw_fd(), 0, 0);
+                }
             } else if last {
                 self.unsynced.set(true);
             }
@@ -834,6 +914,59 @@ impl Aof {
         self.segs.borrow_mut().clear();
         *self.spare.borrow_mut() = None;
         worker.log_durable(last);
+    }
+
+    /// Syncs (and drops from the page cache) every open segment before
+    /// `lsn` that holds page-cache writes not yet synced.
+    async fn sync_older(&self, lsn: u64) -> Result<(), JournalError> {
+        let older: Vec<Rc<Seg>> = self
+            .segs
+            .borrow()
+            .iter()
+            .filter(|s| s.lsn < lsn && s.dirty.get())
+            .cloned()
+            .collect();
+        for seg in older {
+            self.sync(&seg).await.map_err(|e| {
+                let dir = self.journal.borrow().config().dir.clone();
+                JournalError::new(
+                    "sync",
+                    &engine::journal::io::segment_path(&dir, seg.lsn),
+                    None,
+                    &e,
+                )
+            })?;
+            crate::sys::fadvise_dontneed(seg.plain().as_raw_fd(), 0, 0);
+        }
+        Ok(())
+    }
+
+    /// Where the block the next flush rewrites starts in the current
+    /// segment.
+    fn tail_block_start(&self) -> u64 {
+        let pos = self.journal.borrow().current_segment().map_or(0, |c| c.2);
+        pos - pos % engine::journal::io::ALIGN as u64
+    }
+
+    /// `appendfsync no`, once a second: starts the kernel's writeback of
+    /// what was written since the last call and drops what is clean from
+    /// the page cache (POSIX_FADV_DONTNEED does both), so the log holds
+    /// about two seconds of records in the page cache rather than all of
+    /// it. Nothing waits for that writeback.
+    fn drop_cached(&self) {
+        // Two rounds after the last write: the second drops the pages the
+        // first one sent to the device.
+        let rounds = self.cache_rounds.get();
+        if rounds == 0 {
+            return;
+        }
+        self.cache_rounds.set(rounds - 1);
+        let current = self.journal.borrow().current_segment().map(|c| c.0);
+        if let Some(seg) = current.and_then(|l| self.seg(l)) {
+            if let Some(plain) = &seg.plain {
+                crate::sys::fadvise_dontneed(plain.as_raw_fd(), 0, self.tail_block_start());
+            }
+        }
     }
 
     fn set_failed(&self, failed: bool, why: Option<&JournalError>) {
@@ -892,7 +1025,13 @@ pub fn aof_current_size(shared: &crate::shared::Shared) -> u64 {
 pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
     aof.first_segment().await;
     aof.start_spare();
+    let timer = runtime::FineTimer::new();
+    // Records of the last commit, and how long it took.
+    let mut last = (0usize, Duration::ZERO);
     loop {
+        if last.0 > 1 && worker.shared.appendfsync() == AppendFsync::Always {
+            gather(&aof, &timer, last.0, last.1).await;
+        }
         let plan = aof.journal.borrow_mut().prepare_flush();
         let Some(mut plan) = plan else {
             if aof.closing.get() {
@@ -903,7 +1042,9 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
             continue;
         };
         let mode = worker.shared.appendfsync();
+        let started = Instant::now();
         let result = aof.execute(&mut plan, mode).await;
+        last = (plan.records(), started.elapsed());
         aof.start_spare();
         let records = plan.records() as u64;
         let bytes = plan.write_bytes() as u64;
@@ -958,6 +1099,37 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
     }
 }
 
+/// Under `always`, after a commit of several records: waits until as many
+/// more records are pending as that commit made durable (the clients it
+/// released are back), while records keep arriving (a quiet gap of
+/// [`GATHER_GAP`] ends it), for at most half the last commit's time and
+/// [`GATHER_MAX`], so that the clients the commit released join the next
+/// commit instead of the one after it. Without it the clients split into
+/// groups, one waiting for the commit in flight while the other's records
+/// make the next: fewer records per fdatasync (the measurement is in
+/// BENCHMARKS.md, "M2.3").
+async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_records: usize, last_commit: Duration) {
+    let deadline = Instant::now() + (last_commit / 2).min(GATHER_MAX);
+    let mut seen = aof.journal.borrow().pending_records();
+    // The records pending now came while the last commit ran; the released
+    // clients' come on top.
+    let target = seen + last_records;
+    while seen < target && Instant::now() < deadline && !aof.closing.get() {
+        timer.sleep(GATHER_GAP).await;
+        let now = aof.journal.borrow().pending_records();
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+}
+
+/// The quiet gap that ends [`gather`]: a few client round trips on
+/// loopback.
+const GATHER_GAP: Duration = Duration::from_micros(150);
+/// The longest [`gather`] waits.
+const GATHER_MAX: Duration = Duration::from_millis(2);
+
 /// `appendfsync everysec`: one fdatasync a second, in its own task, never
 /// waited for by a reply.
 pub async fn sync_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
@@ -966,8 +1138,13 @@ pub async fn sync_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
         if aof.closing.get() {
             return;
         }
-        if worker.shared.appendfsync() != AppendFsync::Everysec {
-            continue;
+        match worker.shared.appendfsync() {
+            AppendFsync::Everysec => {}
+            AppendFsync::No => {
+                aof.drop_cached();
+                continue;
+            }
+            AppendFsync::Always => continue,
         }
         if let Some(started) = aof.sync_started.get() {
             if started.elapsed() >= Duration::from_secs(2) {
@@ -987,6 +1164,7 @@ pub async fn sync_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
             continue;
         };
         aof.unsynced.set(false);
+        let synced_upto = aof.tail_block_start();
         aof.sync_started.set(Some(Instant::now()));
         aof.stats().fsync_in_progress.store(true, Ordering::Relaxed);
         let a = aof.clone();
@@ -996,6 +1174,12 @@ pub async fn sync_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
             a.stats().fsync_in_progress.store(false, Ordering::Relaxed);
             match r {
                 Ok(()) => {
+                    // Synced: the pages before the tail block need not stay
+                    // in the page cache (the tail block is written again by
+                    // the next flush, so it stays).
+                    if let Some(plain) = &seg.plain {
+                        crate::sys::fadvise_dontneed(plain.as_raw_fd(), 0, synced_upto);
+                    }
                     a.sync_failed.set(false);
                     a.set_failed(a.journal.borrow().is_failed(), None);
                 }

@@ -574,11 +574,22 @@ pub fn read_logs_with(
         logs.push(log);
     }
     // The segments were read through the page cache (the engine reads with
-    // plain reads); drop them from it, as the log's writes never fill it:
-    // a restart must not double a large log in memory.
-    for seg in logs.iter().flat_map(|l| l.segments.iter()) {
-        if let Ok(f) = fs::File::open(&seg.path) {
-            crate::sys::fadvise_dontneed(std::os::fd::AsRawFd::as_raw_fd(&f), 0, 0);
+    // plain reads); drop them from it: a restart must not double a large
+    // log in memory. A segment may hold records that a process killed
+    // under `everysec` or `no` left in the page cache, not yet on the
+    // device (the last one; earlier ones were synced at their roll-over):
+    // they were acknowledged and are loaded now, so they are made durable
+    // first, and a power cut after this start can't take them.
+    for log in &logs {
+        for seg in &log.segments {
+            if let Ok(f) = fs::File::open(&seg.path) {
+                if mutate {
+                    if let Err(e) = f.sync_data() {
+                        return Err(format!("Can't sync {}: {e}", seg.path.display()));
+                    }
+                }
+                crate::sys::fadvise_dontneed(std::os::fd::AsRawFd::as_raw_fd(&f), 0, 0);
+            }
         }
     }
     let resolved = resolve_transactions(&logs).map_err(|e| refusal_text(&e))?;

@@ -954,6 +954,18 @@ impl PageTable {
         Some(e)
     }
 
+    /// Makes `key` look idle for `secs` seconds (its access time only: the
+    /// page is not marked changed).
+    pub fn set_idle(&mut self, hash: u64, key: &[u8], secs: u64) {
+        let idx = self.page_index(hash);
+        if let Some(e) = self.pages[idx]
+            .entries
+            .find_mut(table_hash(hash), |e| e.hash == hash && *e.key == *key)
+        {
+            e.key.set_idle(secs);
+        }
+    }
+
     /// Mutable access to a value (not its expiry); marks the page modified.
     /// Use only when the value will change.
     pub fn get_value_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Value> {

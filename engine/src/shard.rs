@@ -486,6 +486,13 @@ impl ExecCtx<'_> {
         self.shard.dbs[self.db].remove(hash, key)
     }
 
+    /// Makes an existing key look idle for `secs` seconds (RESTORE's
+    /// IDLETIME).
+    pub fn set_idle(&mut self, key: &[u8], secs: u64) {
+        let hash = hash_key(key);
+        self.shard.dbs[self.db].set_idle(hash, key, secs);
+    }
+
     /// Sets the expiry of an existing key (0 clears it).
     pub fn set_expire(&mut self, key: &[u8], expire_at: u64) -> bool {
         let hash = hash_key(key);

@@ -118,7 +118,14 @@ impl Key {
     /// Marks it accessed now.
     #[inline]
     pub fn touch(&mut self) {
-        let now = clock().to_le_bytes();
+        self.set_idle(0);
+    }
+
+    /// Marks it last accessed `secs` seconds ago.
+    #[inline]
+    pub fn set_idle(&mut self, secs: u64) {
+        let secs = u32::try_from(secs).unwrap_or(u32::MAX);
+        let now = clock().saturating_sub(secs).to_le_bytes();
         let at = self.0.len().saturating_sub(ACCESS);
         if let Some(tail) = self.0.get_mut(at..) {
             tail.copy_from_slice(&now);

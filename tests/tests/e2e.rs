@@ -1989,4 +1989,16 @@ fn object_idletime_counts_from_the_last_access() {
     assert!(idle(&mut con, "peeked") >= 2);
     let missing: Option<i64> = cmd(&mut con, &["OBJECT", "IDLETIME", "missing"]);
     assert_eq!(missing, None);
+    // RESTORE ... IDLETIME sets it.
+    let payload: Vec<u8> = redis::cmd("DUMP").arg("read").query(&mut con).unwrap();
+    let _: () = redis::cmd("RESTORE")
+        .arg("restored")
+        .arg(0)
+        .arg(&payload)
+        .arg("IDLETIME")
+        .arg(1000)
+        .query(&mut con)
+        .unwrap();
+    let restored = idle(&mut con, "restored");
+    assert!((1000..=1001).contains(&restored), "{restored}");
 }

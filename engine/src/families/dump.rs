@@ -113,11 +113,12 @@ fn dump(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
 }
 
 /// RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds]
-/// [FREQ frequency]. IDLETIME and FREQ are checked as Redis does; this
-/// server keeps no per-key LRU/LFU data, so their values are not used.
+/// [FREQ frequency]. IDLETIME and FREQ are checked as Redis does; IDLETIME
+/// sets the key's access time (OBJECT IDLETIME), FREQ is not used (there
+/// are no LFU counters, as under Redis's policies that are not LFU).
 fn restore(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
     let (mut replace, mut absttl) = (false, false);
-    let (mut idle, mut freq) = (false, false);
+    let (mut idle, mut freq) = (None, false);
     let mut j = 4;
     while j < args.len() {
         let opt = args.get(j);
@@ -127,12 +128,13 @@ fn restore(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResul
         } else if opt.eq_ignore_ascii_case(b"absttl") {
             absttl = true;
         } else if opt.eq_ignore_ascii_case(b"idletime") && more && !freq {
-            if arg_i64(args.get(j + 1))? < 0 {
+            let secs = arg_i64(args.get(j + 1))?;
+            if secs < 0 {
                 return Err(Error::msg("ERR Invalid IDLETIME value, must be >= 0"));
             }
-            idle = true;
+            idle = Some(secs.unsigned_abs());
             j += 1;
-        } else if opt.eq_ignore_ascii_case(b"freq") && more && !idle {
+        } else if opt.eq_ignore_ascii_case(b"freq") && more && idle.is_none() {
             if !(0..=255).contains(&arg_i64(args.get(j + 1))?) {
                 return Err(Error::msg(
                     "ERR Invalid FREQ value, must be >= 0 and <= 255",
@@ -183,6 +185,9 @@ fn restore(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResul
         return Ok(());
     }
     ctx.set(key, value, at as u64);
+    if let Some(secs) = idle {
+        ctx.set_idle(key, secs);
+    }
     let mut n = itoa::Buffer::new();
     ctx.propagate([
         &b"RESTORE"[..],

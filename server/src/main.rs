@@ -31,7 +31,7 @@ mod workers;
 use persist::{aof, logswitch, recover, snapshot};
 use platform::{alloc, latency, lazyfree, log, runtime, supervise, sys};
 use serve::{admin, conn, info};
-use workers::{clients, shared, tx, worker};
+use workers::{clients, persist_state, shared, tx, worker};
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
@@ -580,7 +580,6 @@ fn run(mut cfg: Config) -> i32 {
                     .log
                     .attach(Box::new(aof::Sink(aof.clone())), durable);
                 worker.log_durable(durable);
-                *worker.aof.borrow_mut() = Some(aof.clone());
                 runtime::spawn(aof::flush_loop(worker.clone(), aof.clone()));
                 runtime::spawn(aof::sync_loop(worker.clone(), aof));
             }

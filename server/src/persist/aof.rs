@@ -38,8 +38,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::journal::io::{AlignedBuf, IoPath, LogIo, StdLogIo};
@@ -53,54 +53,7 @@ use crate::runtime::{self, RingFile};
 use crate::shared::Shared;
 use crate::worker::Worker;
 
-/// An error a test asks the log's I/O to return (DEBUG AOF-FAULT).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultOp {
-    Write,
-    Sync,
-    Any,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct Fault {
-    pub op: FaultOp,
-    pub errno: i32,
-    /// Operations still to fail; 0: until cleared.
-    pub remaining: u64,
-}
-
-/// One worker's log state as INFO and DEBUG see it.
-#[repr(align(128))]
-#[derive(Default)]
-pub struct AofStats {
-    pub enabled: AtomicBool,
-    /// The last write or sync failed and no retry has succeeded yet.
-    pub failed: AtomicBool,
-    /// strerror text of the last failure.
-    pub last_error: Mutex<String>,
-    /// Record bytes in the log.
-    pub current_size: AtomicU64,
-    /// Record bytes in the log at the barrier of the snapshot the log
-    /// continues (0 at start: all of the log read is counted).
-    pub base_size: AtomicU64,
-    /// Flushes (group commits) that succeeded.
-    pub commits: AtomicU64,
-    /// Records they made durable.
-    pub records: AtomicU64,
-    pub fsyncs: AtomicU64,
-    pub bytes_written: AtomicU64,
-    pub delayed_fsync: AtomicU64,
-    /// An everysec fdatasync is running.
-    pub fsync_in_progress: AtomicBool,
-    /// Record bytes appended but not yet written (aof_buffer_length).
-    pub pending_bytes: AtomicU64,
-    /// fdatasync latencies in microseconds.
-    pub fsync_us: Mutex<Option<hdrhistogram::Histogram<u64>>>,
-    /// `io_uring+direct`, `pwrite+buffered`, ...
-    pub io_path: Mutex<String>,
-    pub fault: Mutex<Option<Fault>>,
-    pub fault_armed: AtomicBool,
-}
+pub use crate::persist_state::{AofStats, Fault, FaultOp};
 
 impl AofStats {
     fn record_fsync(&self, d: Duration) {

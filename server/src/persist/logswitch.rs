@@ -85,7 +85,6 @@ pub async fn prepare(worker: &Rc<Worker>) -> Result<u64, String> {
                     .borrow_mut()
                     .log
                     .set_standby(Box::new(crate::aof::Sink(aof.clone())));
-                *w.aof.borrow_mut() = Some(aof.clone());
                 crate::runtime::spawn(crate::aof::flush_loop(w.clone(), aof.clone()));
                 crate::runtime::spawn(crate::aof::sync_loop(w.clone(), aof));
                 Reply::Ok
@@ -134,14 +133,6 @@ pub async fn turn_off(worker: &Rc<Worker>) {
         })
     })
     .await;
-    worker
-        .ask_workers(|| {
-            Box::new(|w: &Rc<Worker>| {
-                w.aof.borrow_mut().take();
-                Reply::Ok
-            })
-        })
-        .await;
     let was = worker.shared.snapshot_status().log_id.take();
     if let Some(id) = was {
         log::notice(&format!(

@@ -68,93 +68,7 @@ pub fn read_manifest(dir: &Path, stem: &str) -> Result<Option<Manifest>, String>
     manifest::read_manifest(&mut read_io(), dir, stem)
 }
 
-/// State of snapshots for INFO, LASTSAVE, the `save` rules and MISCONF.
-#[derive(Debug)]
-pub struct Status {
-    /// When the running snapshot started.
-    pub running_since: Option<Instant>,
-    /// A BGSAVE SCHEDULE waits for the running one (Redis has none to wait
-    /// for other than a rewrite; ours is another snapshot).
-    pub scheduled: bool,
-    pub last_save_unix: u64,
-    /// How the last save (SAVE, BGSAVE, a save rule, the final one) went:
-    /// `rdb_last_bgsave_status` and, with `stop-writes-on-bgsave-error`,
-    /// MISCONF. Log rewrites do not change it, as in Redis.
-    pub last_ok: bool,
-    /// When the last save started (Redis's `lastbgsave_try`).
-    pub last_attempt: Option<Instant>,
-    pub last_time_sec: i64,
-    pub saves: u64,
-    pub last_kind: &'static str,
-    pub last_bytes: u64,
-    pub last_pages: u64,
-    pub last_keys: u64,
-    /// Largest captured-but-unwritten bytes of a shard during the last
-    /// snapshot (the extra memory snapshots cost).
-    pub last_peak_pending: u64,
-    /// Longest time a shard's walker rested during the last snapshot
-    /// (`snapshot-pace`), in microseconds.
-    pub last_rest_usec: u64,
-    /// The snapshots on disk, newest first.
-    pub manifest: Manifest,
-    /// The shards hold the state of the manifest's newest snapshot
-    /// (taken by this process), so the next may be a delta.
-    pub delta_ok: bool,
-    /// Bytes of the snapshot chain the log continues (part of
-    /// `aof_current_size`, as Redis counts its base file).
-    pub log_chain_bytes: u64,
-    /// `aof_base_size`: `aof_current_size` after the last rewrite (or at
-    /// start), the reference of `auto-aof-rewrite-percentage`.
-    pub aof_base_size: u64,
-    /// The running snapshot is a log rewrite (BGREWRITEAOF or automatic).
-    pub rewrite_running: bool,
-    /// A BGREWRITEAOF waits for the running snapshot.
-    pub rewrite_scheduled: bool,
-    pub rewrite_last_ok: bool,
-    /// When the last log rewrite started: a failed one is retried
-    /// [`RETRY_DELAY`] after it.
-    pub rewrite_last_attempt: Option<Instant>,
-    pub rewrite_last_time_sec: i64,
-    pub rewrites: u64,
-    /// Id of the log the shards write (None: the log is off). Once a
-    /// snapshot has been taken with it, the manifest's log line names it.
-    pub log_id: Option<u64>,
-}
-
-impl Status {
-    pub fn new(manifest: Manifest, start_unix: u64) -> Status {
-        let last_save_unix = manifest
-            .snapshots
-            .first()
-            .map_or(start_unix, |m| m.created_ms / 1000);
-        Status {
-            running_since: None,
-            scheduled: false,
-            last_save_unix,
-            last_ok: true,
-            last_attempt: None,
-            last_time_sec: -1,
-            saves: 0,
-            last_kind: "none",
-            last_bytes: 0,
-            last_pages: 0,
-            last_keys: 0,
-            last_peak_pending: 0,
-            last_rest_usec: 0,
-            manifest,
-            delta_ok: false,
-            log_chain_bytes: 0,
-            aof_base_size: 0,
-            rewrite_running: false,
-            rewrite_scheduled: false,
-            rewrite_last_ok: true,
-            rewrite_last_attempt: None,
-            rewrite_last_time_sec: -1,
-            rewrites: 0,
-            log_id: None,
-        }
-    }
-}
+pub use crate::persist_state::Status;
 
 /// What a shard's writer is asked to write.
 pub struct WriteRequest {
@@ -192,6 +106,25 @@ impl Costs {
     }
 }
 
+/// The snapshot writer's state on one worker's thread: the files it is
+/// asked to write, its wake-up, and the thread's memory pool (a worker
+/// runs alone on its thread, so this is the worker's).
+#[derive(Default)]
+struct WriterHere {
+    requests: std::cell::RefCell<Vec<WriteRequest>>,
+    kick: Rc<tokio::sync::Notify>,
+    memory: std::cell::RefCell<Option<Rc<KeptSupply>>>,
+}
+
+thread_local! {
+    static WRITER: WriterHere = WriterHere::default();
+}
+
+/// This thread's snapshot memory pool, once its writer started.
+fn supply_here() -> Option<Rc<KeptSupply>> {
+    WRITER.with(|w| w.memory.borrow().clone())
+}
+
 /// Runs on each worker: writes the snapshot files it is asked to.
 pub async fn writer_loop(worker: Rc<Worker>) {
     // The writer's buffers live as long as the worker, allocated when the
@@ -201,11 +134,13 @@ pub async fn writer_loop(worker: Rc<Worker>) {
     // snapshot of 1 GiB, from realloc'ed buffers).
     let mut buffers: Option<Buffers> = None;
     let supply = Rc::new(KeptSupply::start(worker.id));
-    *worker.snapshot_memory.borrow_mut() = Some(supply.clone());
+    WRITER.with(|w| *w.memory.borrow_mut() = Some(supply.clone()));
     loop {
-        let req = worker.snapshot_requests.borrow_mut().pop();
+        let req = WRITER.with(|w| w.requests.borrow_mut().pop());
         let Some(req) = req else {
-            worker.snapshot_kick.notified().await;
+            // A request queued since leaves a permit: no wake-up is lost.
+            let kick = WRITER.with(|w| w.kick.clone());
+            kick.notified().await;
             continue;
         };
         let bufs = match &mut buffers {
@@ -408,7 +343,7 @@ async fn fill_pools(worker: &Rc<Worker>, warm: bool) {
         .ask_workers(|| {
             let tx = tx.clone();
             Box::new(move |w: &Rc<Worker>| {
-                let supply = w.snapshot_memory.borrow().clone();
+                let supply = supply_here();
                 let part = w.id;
                 crate::runtime::spawn(async move {
                     if let Some(s) = &supply {
@@ -1046,15 +981,21 @@ async fn write_all(
             lsn,
             created_ms,
         };
+        let (dir, name) = (dir.to_path_buf(), file_name(stem, id, kind, s));
         worker.send(
             s,
-            Msg::SnapshotWrite(WriteRequest {
-                dir: dir.to_path_buf(),
-                name: file_name(stem, id, kind, s),
-                header,
-                pace,
-                reply,
-            }),
+            Msg::Run(Box::new(move |_| {
+                WRITER.with(|w| {
+                    w.requests.borrow_mut().push(WriteRequest {
+                        dir,
+                        name,
+                        header,
+                        pace,
+                        reply,
+                    });
+                    w.kick.notify_one();
+                });
+            })),
         );
         waits.push(rx);
     }

@@ -5,14 +5,14 @@
 //! ([`worker`]); commands that span shards take locks or a barrier across
 //! them ([`tx`]); the state every thread shares ([`shared`]) and the client
 //! registry behind CLIENT LIST / KILL and the output-buffer limits
-//! ([`clients`]).
+//! ([`clients`]); the persistence state the shared state holds, as types
+//! ([`persist_state`]: `persist` changes it).
 //!
 //! May import: `platform`, `crate::config` and this layer. Not `persist` or
-//! `serve`, with the exceptions `docs/ARCHITECTURE.md` names (the worker
-//! and the shared state still hold persistence's state); the `layering`
-//! test in `main.rs` lists them.
+//! `serve` (the `layering` test checks it).
 
 pub mod clients;
+pub mod persist_state;
 pub mod shared;
 pub mod tx;
 pub mod worker;

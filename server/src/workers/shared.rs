@@ -28,7 +28,7 @@ pub struct Shared {
     pub clients: Clients,
     pub stats: Vec<WorkerStats>,
     /// Per-worker state of the append-only log, for INFO and DEBUG.
-    pub aof: Vec<crate::aof::AofStats>,
+    pub aof: Vec<crate::persist_state::AofStats>,
     /// Shards whose log is failing: while non-zero, writes are refused.
     aof_failed: AtomicUsize,
     /// `appendfsync` as an index of `AppendFsync::NAMES`.
@@ -62,7 +62,7 @@ pub struct Shared {
     /// Set by SHUTDOWN; the main thread waits on it.
     pub shutdown: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// Snapshots: what is on disk, what runs, how the last one went.
-    snapshot: Mutex<crate::snapshot::Status>,
+    snapshot: Mutex<crate::persist_state::Status>,
     /// The last snapshot failed (MISCONF with stop-writes-on-bgsave-error).
     pub bgsave_failed: std::sync::atomic::AtomicBool,
     /// Held while the log is switched on or off at a barrier (and by each
@@ -98,7 +98,7 @@ impl Shared {
             clients: Clients::default(),
             stats: (0..workers).map(|_| WorkerStats::default()).collect(),
             aof: (0..workers)
-                .map(|_| crate::aof::AofStats::default())
+                .map(|_| crate::persist_state::AofStats::default())
                 .collect(),
             aof_failed: AtomicUsize::new(0),
             appendfsync: AtomicUsize::new(0),
@@ -120,8 +120,8 @@ impl Shared {
             has_password: std::sync::atomic::AtomicBool::new(false),
             shutdown: Mutex::new(Some(shutdown)),
             rates: Mutex::new(Rates::default()),
-            snapshot: Mutex::new(crate::snapshot::Status::new(
-                crate::snapshot::Manifest::default(),
+            snapshot: Mutex::new(crate::persist_state::Status::new(
+                engine::snapshot::manifest::Manifest::default(),
                 crate::worker::now_ms() / 1000,
             )),
             bgsave_failed: std::sync::atomic::AtomicBool::new(false),
@@ -191,7 +191,7 @@ impl Shared {
     }
 
     /// The snapshot status (briefly locked; never across an await).
-    pub fn snapshot_status(&self) -> std::sync::MutexGuard<'_, crate::snapshot::Status> {
+    pub fn snapshot_status(&self) -> std::sync::MutexGuard<'_, crate::persist_state::Status> {
         self.snapshot.lock().unwrap_or_else(|e| e.into_inner())
     }
 

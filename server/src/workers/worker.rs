@@ -88,9 +88,9 @@ pub enum Msg {
     Complete(Box<dyn FnOnce() + Send>),
     /// Several messages sent in one event-loop tick, in order.
     Many(Vec<Msg>),
-    /// Write this shard's file of the running snapshot
-    /// (`snapshot::writer_loop`).
-    SnapshotWrite(crate::snapshot::WriteRequest),
+    /// A job for this worker that wants no reply (a layer above hands its
+    /// own work to the worker's thread: the snapshot writer's requests).
+    Run(RunJob),
     /// One shard's step of a barrier across shards (`tx::barrier`): once
     /// nothing is locked here, run `job` and, unless `release`, keep the
     /// whole shard locked for `tx` until its Unlock.
@@ -109,6 +109,9 @@ pub enum Msg {
         reply: oneshot::Sender<Reply>,
     },
 }
+
+/// A job for [`Msg::Run`].
+pub type RunJob = Box<dyn FnOnce(&std::rc::Rc<Worker>) + Send>;
 
 /// A job for [`Msg::Worker`].
 pub type WorkerJob = Box<dyn FnOnce(&std::rc::Rc<Worker>) -> Reply + Send>;
@@ -315,7 +318,7 @@ impl LockTable {
             | Msg::Resolved { .. }
             | Msg::Complete(_)
             | Msg::Many(_)
-            | Msg::SnapshotWrite(_)
+            | Msg::Run(_)
             | Msg::Worker { .. } => false,
             Msg::Job { tx: None, .. } => self.whole.is_some(),
             Msg::Lock {
@@ -340,7 +343,7 @@ impl LockTable {
                 | Msg::Resolved { .. }
                 | Msg::Complete(_)
                 | Msg::Many(_)
-                | Msg::SnapshotWrite(_)
+                | Msg::Run(_)
                 | Msg::Worker { .. }
         )
     }
@@ -357,8 +360,6 @@ pub struct Worker {
     outbox: RefCell<Vec<Vec<Msg>>>,
     outbox_pending: Cell<bool>,
     outbox_ready: tokio::sync::Notify,
-    /// This shard's append-only log (absent with `appendonly no`).
-    pub aof: RefCell<Option<std::rc::Rc<crate::aof::Aof>>>,
     /// This worker's own `Rc` (for [`Msg::Worker`] jobs).
     me: std::rc::Weak<Worker>,
     /// Every record up to this lsn is durable (mirror of the shard's).
@@ -371,12 +372,6 @@ pub struct Worker {
     /// Multi-shard parts in this log whose transaction is not yet durable
     /// on every participant: txid -> lsn.
     unresolved: RefCell<HashMap<u64, u64>>,
-    /// Snapshot files to write, and the writer's wake-up.
-    pub snapshot_requests: RefCell<Vec<crate::snapshot::WriteRequest>>,
-    pub snapshot_kick: tokio::sync::Notify,
-    /// Keeps this thread's snapshot memory pool filled (set by the
-    /// snapshot writer when it starts).
-    pub snapshot_memory: RefCell<Option<std::rc::Rc<crate::snapshot::KeptSupply>>>,
 }
 
 type Waiter = Box<dyn FnOnce(&Worker)>;
@@ -424,14 +419,10 @@ impl Worker {
             next_tx: Cell::new(0),
             outbox_pending: Cell::new(false),
             outbox_ready: tokio::sync::Notify::new(),
-            aof: RefCell::new(None),
             durable: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
             written_waiters: RefCell::new(Vec::new()),
             unresolved: RefCell::new(HashMap::new()),
-            snapshot_requests: RefCell::new(Vec::new()),
-            snapshot_kick: tokio::sync::Notify::new(),
-            snapshot_memory: RefCell::new(None),
         })
     }
 
@@ -677,9 +668,10 @@ impl Worker {
                     }),
                 );
             }
-            Msg::SnapshotWrite(req) => {
-                self.snapshot_requests.borrow_mut().push(req);
-                self.snapshot_kick.notify_one();
+            Msg::Run(job) => {
+                if let Some(me) = self.me.upgrade() {
+                    job(&me);
+                }
             }
             Msg::Worker { job, from, reply } => {
                 let r = match self.me.upgrade() {

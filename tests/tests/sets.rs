@@ -1,7 +1,8 @@
 //! Sets end to end: random set data (small intsets and listpacks, a set of
-//! hundreds of thousands of members, multi-MB members, TTLs, cross-shard
-//! commands) through the log, full and delta snapshots and SIGKILL,
-//! compared exactly with the state before the kill; `export-aof` of it
+//! two million members, multi-MB members, TTLs, cross-shard commands; with
+//! them a hash of a million fields and one of multi-MB values) through the
+//! log, full and delta snapshots and SIGKILL, compared exactly with the
+//! state before the kill; `export-aof` of it
 //! loaded into redis-server; a Redis AOF of set commands imported; the
 //! `set-max-*` thresholds from flags and CONFIG SET on every shard.
 
@@ -37,6 +38,23 @@ fn sadd(con: &mut redis::Connection, key: &str, members: &[Vec<u8>]) {
     for batch in members.chunks(10_000) {
         let _: i64 = redis::cmd("SADD").arg(key).arg(batch).query(con).unwrap();
     }
+}
+
+/// HSET of `pairs` in batches.
+fn hset(con: &mut redis::Connection, key: &str, pairs: impl Iterator<Item = (Vec<u8>, Vec<u8>)>) {
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs.collect();
+    for batch in pairs.chunks(10_000) {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(key);
+        for (f, v) in batch {
+            cmd.arg(f).arg(v);
+        }
+        let _: i64 = cmd.query(con).unwrap();
+    }
+}
+
+fn hgetall(con: &mut redis::Connection, key: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    redis::cmd("HGETALL").arg(key).query(con).unwrap()
 }
 
 fn wait_bgsave(con: &mut redis::Connection) {
@@ -171,8 +189,9 @@ fn sets_survive_the_log_snapshots_and_sigkill() {
     let server = ServerProc::start_in(scratch.path(), &["--appendfsync", "always", "--save", ""]);
     let mut con = server.conn();
     let mut rng = Rng::new(2202);
-    // Big sets: 300k members, and one of integers past the intset limit.
-    let big: Vec<Vec<u8>> = (0..300_000)
+    // Big sets: 2M members, and one of integers past the intset limit.
+    const BIG: usize = 2_000_000;
+    let big: Vec<Vec<u8>> = (0..BIG)
         .map(|i| format!("member:{i}").into_bytes())
         .collect();
     sadd(&mut con, "big", &big);
@@ -190,6 +209,14 @@ fn sets_survive_the_log_snapshots_and_sigkill() {
         .arg(100_000)
         .query(&mut con)
         .unwrap();
+    // A hash of a million fields, and one of multi-MB values.
+    let field = |i: usize| (format!("f:{i}").into_bytes(), format!("v:{i}").into_bytes());
+    hset(&mut con, "bighash", (0..1_000_000).map(field));
+    hset(
+        &mut con,
+        "hugehash",
+        (0..2u8).map(|i| (vec![b'k', i], vec![b'0' + i; 3 << 20])),
+    );
     random_writes(&mut con, &mut rng, 3000);
     // A full snapshot, then changes (the big set's too) while the next
     // one (a delta) runs and after it, in the log only.
@@ -201,6 +228,11 @@ fn sets_survive_the_log_snapshots_and_sigkill() {
         .map(|i| format!("during:{i}").into_bytes())
         .collect();
     sadd(&mut con, "big", &more);
+    hset(
+        &mut con,
+        "bighash",
+        (0..5000).map(|i| (field(i * 97).0, b"during".to_vec())),
+    );
     let _: i64 = redis::cmd("SREM")
         .arg("big")
         .arg("member:5")
@@ -215,9 +247,17 @@ fn sets_survive_the_log_snapshots_and_sigkill() {
         .arg("ints")
         .query(&mut con)
         .unwrap();
+    let _: i64 = redis::cmd("HDEL")
+        .arg("bighash")
+        .arg("f:3")
+        .arg("f:999999")
+        .query(&mut con)
+        .unwrap();
+    let hashes_before = [hgetall(&mut con, "bighash"), hgetall(&mut con, "hugehash")];
+    assert_eq!(hashes_before[0].len(), 1_000_000 - 2);
     let before = state_of(&mut con);
     assert!(before.len() > 10, "{} sets", before.len());
-    assert_eq!(before[&b"union"[..]].0.len(), 300_000 + 20_000 - 2 + 5000);
+    assert_eq!(before[&b"union"[..]].0.len(), BIG + 20_000 - 2 + 5000);
 
     let server = kill_and_restart(server);
     let mut con = server.conn();
@@ -231,6 +271,11 @@ fn sets_survive_the_log_snapshots_and_sigkill() {
     for (k, v) in &before {
         assert!(after.get(k) == Some(v), "{}", diff(k, &before, &after));
     }
+    let hashes_after = [hgetall(&mut con, "bighash"), hgetall(&mut con, "hugehash")];
+    assert!(
+        hashes_after == hashes_before,
+        "the hashes after the restart"
+    );
 
     // export-aof of it, loaded into redis-server, gives the same sets.
     let dir = server.data_dir();
@@ -252,8 +297,14 @@ fn sets_survive_the_log_snapshots_and_sigkill() {
     let mut rc = redis.conn();
     let cmds = split_resp_commands(&out.stdout);
     for args in &cmds {
-        // Each command bounded: at most 1024 members or 1 MiB plus one.
-        assert!(args.len() <= 1024 + 2, "{} arguments", args.len());
+        // Each command bounded: at most 1024 members (or pairs) or 1 MiB
+        // plus one.
+        let most = if args[0] == b"HSET" {
+            2 * 1024 + 2
+        } else {
+            1024 + 2
+        };
+        assert!(args.len() <= most, "{} arguments", args.len());
         let mut cmd = redis::cmd(std::str::from_utf8(&args[0]).unwrap());
         for a in &args[1..] {
             cmd.arg(a.as_slice());
@@ -262,6 +313,8 @@ fn sets_survive_the_log_snapshots_and_sigkill() {
     }
     let theirs = state_of(&mut rc);
     assert_eq!(theirs.len(), before.len());
+    let their_hashes = [hgetall(&mut rc, "bighash"), hgetall(&mut rc, "hugehash")];
+    assert!(their_hashes == hashes_before, "the hashes in redis-server");
     for (k, v) in &before {
         assert!(theirs.get(k) == Some(v), "{}", diff(k, &before, &theirs));
     }

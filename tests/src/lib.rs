@@ -561,6 +561,19 @@ impl RedisProc {
         RedisProc::start_with(&[])
     }
 
+    /// Like [`RedisProc::start`], writing a plain-RESP AOF (no RDB
+    /// preamble, no save rules): the tests that import Redis's AOF.
+    pub fn start_with_plain_aof() -> Option<RedisProc> {
+        RedisProc::start_with(&[
+            "--appendonly",
+            "yes",
+            "--aof-use-rdb-preamble",
+            "no",
+            "--save",
+            "",
+        ])
+    }
+
     /// Like [`RedisProc::start`], with extra `redis-server` flags.
     pub fn start_with(extra_args: &[&str]) -> Option<RedisProc> {
         let Some(bin) = redis_server_bin() else {

@@ -414,14 +414,7 @@ fn imports_a_redis_aof_when_the_log_is_empty() {
         eprintln!("skipped: no redis-server on PATH");
         return;
     }
-    let Some(redis) = RedisProc::start_with(&[
-        "--appendonly",
-        "yes",
-        "--aof-use-rdb-preamble",
-        "no",
-        "--save",
-        "",
-    ]) else {
+    let Some(redis) = RedisProc::start_with_plain_aof() else {
         return;
     };
     let mut rc = redis.conn();
@@ -740,14 +733,7 @@ fn hashes_import_from_a_redis_aof_and_export_back() {
         eprintln!("skipped: no redis-server on PATH");
         return;
     }
-    let Some(redis) = RedisProc::start_with(&[
-        "--appendonly",
-        "yes",
-        "--aof-use-rdb-preamble",
-        "no",
-        "--save",
-        "",
-    ]) else {
+    let Some(redis) = RedisProc::start_with_plain_aof() else {
         return;
     };
     let mut rc = redis.conn();

@@ -328,14 +328,7 @@ fn a_redis_aof_with_set_commands_imports() {
         eprintln!("skipped: no redis-server on PATH");
         return;
     }
-    let Some(redis) = RedisProc::start_with(&[
-        "--appendonly",
-        "yes",
-        "--aof-use-rdb-preamble",
-        "no",
-        "--save",
-        "",
-    ]) else {
+    let Some(redis) = RedisProc::start_with_plain_aof() else {
         return;
     };
     let mut rc = redis.conn();

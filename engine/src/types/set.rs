@@ -194,6 +194,20 @@ pub struct Segment {
     members: HashTable<Box<[u8]>>,
 }
 
+impl Segment {
+    /// Appends its snapshot piece (a segmented set writes one per
+    /// segment, docs/FORMATS.md): the member count, then each member as
+    /// a varint length and its bytes.
+    pub fn write_piece(&self, out: &mut Vec<u8>) {
+        put_varint(out, self.members.len() as u64);
+        out.reserve(self.bytes + self.members.len());
+        for m in &self.members {
+            put_varint(out, m.len() as u64);
+            out.extend_from_slice(m);
+        }
+    }
+}
+
 #[inline]
 fn mhash(m: &[u8]) -> u64 {
     xxh3_64_with_seed(m, SEED)
@@ -882,6 +896,43 @@ impl Set {
         } else {
             c
         }
+    }
+
+    /// The number of the segment of a hashtable that holds (or would
+    /// hold) member `m` (None for a compact set): adding or removing `m`
+    /// changes that segment alone (and, if it splits it, a new one past
+    /// the others).
+    pub fn segment_of(&self, m: &[u8]) -> Option<usize> {
+        match self {
+            Set::Table(t) => t.dir.get(t.slot(mhash(m))).map(|&s| s as usize),
+            Set::Small(_) | Set::Compact(_) => None,
+        }
+    }
+
+    /// A hashtable set from its snapshot pieces ([`Segment::write_piece`],
+    /// in any order), checked: None if a piece is malformed, a member
+    /// repeats, or the members are not `count` (at least one).
+    pub fn from_pieces<'a>(pieces: impl Iterator<Item = &'a [u8]>, count: u64) -> Option<Set> {
+        if count == 0 {
+            return None;
+        }
+        let mut t = Table::new();
+        for b in pieces {
+            let mut pos = 0usize;
+            let n = get_varint(b, &mut pos)?;
+            for _ in 0..n {
+                let len = usize::try_from(get_varint(b, &mut pos)?).ok()?;
+                let m = b.get(pos..pos.checked_add(len)?)?;
+                pos += len;
+                if !t.insert(m) || t.len as u64 > count {
+                    return None;
+                }
+            }
+            if pos != b.len() {
+                return None;
+            }
+        }
+        (t.len as u64 == count).then_some(Set::Table(Arc::new(t)))
     }
 
     /// A hashtable's segments (None for a compact set).

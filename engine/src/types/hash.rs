@@ -13,10 +13,12 @@
 //!   low bits of the field's hash; a full segment splits in two (the
 //!   directory doubles when needed: it holds 4 bytes per slot). A segment
 //!   holds its pairs back to back in one byte vector, indexed by a hash
-//!   table of offsets (no allocation per pair). Cloning is O(1), so a
-//!   running snapshot keeps the value at its barrier by cloning it, and
-//!   the write that follows copies the directory (4 + 8 bytes per segment)
-//!   and the one segment it changes (`Arc::make_mut`), never the hash.
+//!   table of offsets (no allocation per pair). A running snapshot holds
+//!   the segments of a hash at its barrier, shared, and writes them one
+//!   piece each (docs/FORMATS.md, type 5); a write writes the segment it
+//!   is about to change first ([`Table::segment_of`],
+//!   `PageTable::get_value_mut_for`), or copies that one segment
+//!   (`Arc::make_mut`), never the hash.
 //!
 //! As Redis, a listpack becomes a hashtable when it grows past a limit and
 //! never goes back, except when a whole hash is loaded (RESTORE).

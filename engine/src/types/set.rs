@@ -13,11 +13,12 @@
 //! - **hashtable**: segments of at most [`SEG_MAX`] members or
 //!   [`SEG_BYTES`] bytes, `Arc<Table>` holding `Arc<Segment>`s chosen by
 //!   the low bits of the member's hash (extendible hashing: a full segment
-//!   splits in two, doubling the directory when it must). Cloning a set is
-//!   O(1), so a running snapshot keeps the value at its barrier by cloning
-//!   it; a later write copies the directory (4 bytes per slot, 8 per
-//!   segment) and the one segment it changes (`Arc::make_mut`), never the
-//!   whole set.
+//!   splits in two, doubling the directory when it must). A running
+//!   snapshot holds the segments of a set at its barrier, shared, and
+//!   writes them one piece each (docs/FORMATS.md, type 6); a write writes
+//!   the segment it is about to change first ([`Set::segment_of`],
+//!   `PageTable::get_value_mut_for`), or copies that one segment
+//!   (`Arc::make_mut`), never the whole set.
 //!
 //! As Redis: a set grows intset -> listpack -> hashtable (or straight to
 //! hashtable) and never converts back while it lives; only a new set

@@ -1998,4 +1998,64 @@ mod tests {
         assert!(now.contains(b"new member") && !now.contains(b"member:0"));
         assert_eq!(now.len(), 200_000 + 1 + 200_000 - 100_000);
     }
+
+    /// Past [`SPILL_MAX`] of output waiting, a write to a big set copies
+    /// the segment it changes instead of writing it first (noted once),
+    /// and the walker writes the old ones before any other; the snapshot
+    /// still loads the set at the barrier.
+    #[test]
+    fn segments_copied_past_the_spill_bound_are_written_first() {
+        use crate::types::set::{Limits, Set};
+        let members: Vec<Vec<u8>> = (0..1_000_000)
+            .map(|i| format!("member:{i}").into_bytes())
+            .collect();
+        let make = || Set::from_members(members.iter().map(Vec::as_slice), &Limits::default());
+        let (set, at_barrier) = (make().unwrap(), make().unwrap());
+        let mut t = PageTable::new(1);
+        let h = hash_key(b"bigset");
+        t.insert(h, b"bigset", Value::Set(set), 0);
+        t.set_epoch(2);
+        t.begin_capture(1, true, 0, false);
+        for i in 0..50_000 {
+            let m = format!("new:{i}").into_bytes();
+            let Some(Value::Set(s)) =
+                t.get_value_mut_for(h, b"bigset", std::iter::once(m.as_slice()))
+            else {
+                panic!("no set");
+            };
+            assert!(s.add(&m, &Limits::default()));
+        }
+        let c = t.capture.as_ref().unwrap();
+        assert!(c.out.len() >= SPILL_MAX, "{} bytes out", c.out.len());
+        let copied: Vec<usize> = c.copied.iter().map(|x| x.2).collect();
+        assert!(!copied.is_empty());
+        let unique: std::collections::BTreeSet<usize> = copied.iter().copied().collect();
+        assert_eq!(unique.len(), copied.len(), "each noted once");
+        let spilled = t
+            .capture
+            .as_ref()
+            .unwrap()
+            .queue
+            .iter()
+            .flat_map(|b| &b.chunks)
+            .filter(|p| p.is_none())
+            .count();
+        let (firsts, entries) = capture_to_end(&mut t);
+        // The spilled segments first, then the copied ones, last noted
+        // first, one a frame.
+        let after: Vec<usize> = firsts[spilled..spilled + copied.len()]
+            .iter()
+            .map(|f| f.0 as usize)
+            .collect();
+        let mut want = copied.clone();
+        want.reverse();
+        assert_eq!(after, want);
+        let found: Vec<&Entry> = entries.iter().filter(|e| &*e.key == b"bigset").collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].value, Value::Set(at_barrier));
+        let Value::Set(now) = &t.get(h, b"bigset").unwrap().value else {
+            panic!("no set");
+        };
+        assert_eq!(now.len(), 1_050_000);
+    }
 }

@@ -22,13 +22,12 @@
 //! write of one entry) or writes the page first.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::snapshot::format::{self as snapformat, Encoder, EntryRef, Tally};
+use crate::snapshot::format::{self as snapformat, Encoder, EntryRef, Piece, Tally};
 use crate::snapshot::kept::{Arena, Records, Span, RECORD};
-use crate::types::string::{Chunk, CHUNK};
+use crate::types::string::CHUNK;
 use crate::value::{Entry, Value};
 
 /// A page splits when it holds more entries than this. 112 is what a
@@ -245,13 +244,14 @@ pub struct Capture {
     /// Encoded frames not yet taken, and their count.
     out: Vec<u8>,
     pending: Tally,
-    /// The chunks of the chunked strings of the frames written so far,
-    /// still to write. The walker writes them a bounded piece at a time
+    /// The chunks of the chunked strings, and the segments of the
+    /// segmented hashes and sets, of the frames written so far, still to
+    /// write. The walker writes them a bounded piece at a time
     /// ([`Capture::drain`]), so a big value is never one unit of work. The
-    /// chunks are shared with the live value, and each is let go of as
+    /// pieces are shared with the live value, and each is let go of as
     /// soon as it is written; a write about to change one not written yet
     /// writes it first, out of order ([`Capture::spill`]), so that no
-    /// chunk is ever copied for the snapshot's sake.
+    /// piece is ever copied for the snapshot's sake.
     queue: VecDeque<Big>,
     /// Page and ranges frames written so far (chunks frames name theirs
     /// by this number).
@@ -277,17 +277,18 @@ pub struct Capture {
     enc: Encoder,
 }
 
-/// A chunked string of a frame written, whose chunks are still to write.
+/// A chunked string or a segmented hash or set of a frame written, whose
+/// pieces (chunks, segments) are still to write.
 struct Big {
     /// The hash of its key (to find it before a write).
     hash: u64,
-    /// The frame's number, and the index of the string's first chunk among
+    /// The frame's number, and the index of the value's first piece among
     /// those following the frame.
     frame: u64,
     first: u32,
-    /// Its chunks at the barrier; None once written.
-    chunks: Vec<Option<Arc<Chunk>>>,
-    /// The walker's next chunk.
+    /// Its pieces at the barrier; None once written.
+    chunks: Vec<Option<Piece>>,
+    /// The walker's next piece.
     next: usize,
 }
 
@@ -302,13 +303,8 @@ fn emit(
 ) -> Tally {
     let t = f(enc, out);
     let mut first = 0u32;
-    for (hash, value) in enc.take_big() {
-        let chunks: Vec<Option<Arc<Chunk>>> = value
-            .as_chunked()
-            .map_or(&[][..], |c| c.chunks())
-            .iter()
-            .map(|c| Some(Arc::clone(c)))
-            .collect();
+    for (hash, pieces) in enc.take_big() {
+        let chunks: Vec<Option<Piece>> = pieces.into_iter().map(Some).collect();
         let n = chunks.len() as u32;
         queue.push_back(Big {
             hash,
@@ -594,12 +590,12 @@ impl Capture {
                     .and_then(|b| b.chunks.get_mut(i))
                     .and_then(Option::take);
                 if let Some(chunk) = chunk {
-                    let t = self.enc.encode_chunks(
+                    let t = self.enc.encode_pieces(
                         &mut self.out,
                         self.db,
                         frame,
                         first + i as u32,
-                        std::iter::once(&*chunk),
+                        std::slice::from_ref(&chunk),
                         self.compress,
                     );
                     work += t.bytes as usize;
@@ -625,19 +621,19 @@ impl Capture {
                 to += 1;
             }
             if to > from {
-                let run: Vec<Arc<Chunk>> = big
+                let run: Vec<Piece> = big
                     .chunks
                     .get_mut(from..to)
                     .unwrap_or_default()
                     .iter_mut()
                     .filter_map(Option::take)
                     .collect();
-                let t = self.enc.encode_chunks(
+                let t = self.enc.encode_pieces(
                     &mut self.out,
                     self.db,
                     big.frame,
                     big.first + from as u32,
-                    run.iter().map(|c| &**c),
+                    &run,
                     self.compress,
                 );
                 big.next = to;
@@ -663,10 +659,18 @@ impl Capture {
         if to <= from {
             return;
         }
-        let (first_chunk, last_chunk) = (from / CHUNK, (to - 1) / CHUNK);
+        self.spill_pieces(hash, from / CHUNK..=(to - 1) / CHUNK);
+    }
+
+    /// [`Capture::spill`] by the pieces' indices: chunks of a string,
+    /// segments of a hash or set (a write of an element changes its
+    /// segment, [`Value::segment_of`]).
+    fn spill_pieces(&mut self, hash: u64, pieces: impl Iterator<Item = usize> + Clone) {
         for big in self.queue.iter_mut().filter(|b| b.hash == hash) {
-            let end = big.chunks.len().min(last_chunk.saturating_add(1));
-            for i in first_chunk..end {
+            for i in pieces.clone() {
+                if i >= big.chunks.len() {
+                    continue;
+                }
                 if self.out.len() >= SPILL_MAX {
                     // Noted once: the first write copies it, and the
                     // queue holds the old one alone from then on.
@@ -674,7 +678,7 @@ impl Capture {
                         .chunks
                         .get(i)
                         .and_then(Option::as_ref)
-                        .is_some_and(|c| Arc::strong_count(c) > 1);
+                        .is_some_and(Piece::is_shared);
                     if shared {
                         self.copied.push((big.frame, big.first, i));
                     }
@@ -683,12 +687,12 @@ impl Capture {
                 let Some(chunk) = big.chunks.get_mut(i).and_then(Option::take) else {
                     continue;
                 };
-                let t = self.enc.encode_chunks(
+                let t = self.enc.encode_pieces(
                     &mut self.out,
                     self.db,
                     big.frame,
                     big.first + i as u32,
-                    std::iter::once(&*chunk),
+                    std::slice::from_ref(&chunk),
                     self.compress,
                 );
                 self.pending.pages += t.pages;
@@ -1038,6 +1042,38 @@ impl PageTable {
         self.get_value_mut(hash, key)
     }
 
+    /// [`PageTable::get_value_mut`] for a change of `elements` (fields,
+    /// members) of a hash or set: a running snapshot first writes the
+    /// segments they are in that it still has to write, so that the
+    /// change does not copy them ([`Capture::spill_pieces`]). A segment
+    /// split by the change is written before it: its halves are new
+    /// segments, the snapshot's pieces are not touched.
+    pub fn get_value_mut_for<'a>(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        elements: impl Iterator<Item = &'a [u8]>,
+    ) -> Option<&mut Value> {
+        self.settle();
+        let idx = self.page_index(hash);
+        self.pages[idx].find(hash, key)?;
+        // The page first (written whole if the value is segmented), then
+        // the segments the write touches.
+        self.page_for_key_write(idx, hash, key);
+        if let Some(c) = &mut self.capture {
+            if c.queue.iter().any(|b| b.hash == hash) {
+                if let Some(e) = self.pages[idx].find(hash, key) {
+                    let mut segs: Vec<usize> =
+                        elements.filter_map(|m| e.value.segment_of(m)).collect();
+                    segs.sort_unstable();
+                    segs.dedup();
+                    c.spill_pieces(hash, segs.into_iter());
+                }
+            }
+        }
+        self.get_value_mut(hash, key)
+    }
+
     /// Inserts or replaces `key`; returns the previous entry.
     pub fn insert(&mut self, hash: u64, key: &[u8], value: Value, expire_at: u64) -> Option<Entry> {
         self.settle();
@@ -1341,6 +1377,7 @@ impl PageTable {
 mod tests {
     use super::*;
     use crate::keyhash::hash_key;
+    use std::sync::Arc;
 
     fn key(i: usize) -> Vec<u8> {
         format!("key:{i}").into_bytes()
@@ -1795,18 +1832,60 @@ mod tests {
         assert_eq!(t.volatile_len(), 0);
     }
 
-    /// A write to a big hash in a page the snapshot has not written yet:
-    /// the snapshot still gets the hash as it was at the barrier (the page
-    /// is written first, the hash encoded whole: not yet bounded), and the
-    /// live hash has the write.
-    #[test]
-    fn a_write_to_a_big_hash_during_a_snapshot_keeps_the_barrier_state() {
-        use crate::types::hash::{Hash, Limits};
-        let mut big = Hash::new();
-        for i in 0..50_000 {
-            big.set(format!("field:{i}").as_bytes(), b"value", Limits::default());
+    /// Runs a capture to its end: the chunks frames (their first index
+    /// and piece count) in the order written, and every entry the
+    /// snapshot holds.
+    fn capture_to_end(t: &mut PageTable) -> (Vec<(u32, usize)>, Vec<Entry>) {
+        let mut out = Vec::new();
+        loop {
+            let done = t.capture_step(1 << 20, None);
+            t.take_frames(&mut out);
+            if done {
+                break;
+            }
         }
-        let at_barrier = big.clone();
+        let mut pos = 0;
+        let mut firsts = Vec::new();
+        let mut entries = Vec::new();
+        let mut assembler = snapformat::Assembler::default();
+        while pos < out.len() {
+            let rest = &out[pos..];
+            let snapformat::Parsed::Frame(frame, n) =
+                snapformat::parse_frame(rest, 0, rest.len() as u64).unwrap()
+            else {
+                panic!("not a whole frame");
+            };
+            if let snapformat::Frame::Chunks { first, chunks, .. } = &frame {
+                firsts.push((*first, chunks.len()));
+            }
+            if let Some(f) = assembler.add(frame, 0).unwrap() {
+                entries.extend(f.decode_entries(0).unwrap());
+            }
+            pos += n;
+        }
+        assembler.finish(0).unwrap();
+        (firsts, entries)
+    }
+
+    /// A write to a big hash during a snapshot copies nothing: the hash's
+    /// page is written first (the hash as a segmented entry, its segments
+    /// queued, shared), the segment a write is about to change is written
+    /// out of order and then changed in place; writes that split segments
+    /// leave the queued ones alone; the snapshot loads the hash as it was
+    /// at the barrier, and the live hash has every write.
+    #[test]
+    fn a_write_to_a_big_hash_during_a_snapshot_writes_its_segment_first() {
+        use crate::types::hash::{Hash, Limits};
+        let make = || {
+            let mut big = Hash::new();
+            for i in 0..50_000 {
+                big.set(format!("field:{i}").as_bytes(), b"value", Limits::default());
+            }
+            big
+        };
+        // (Built again: a clone would share the segments, and the writes
+        // would copy them.)
+        let (big, at_barrier) = (make(), make());
         let mut t = PageTable::new(1);
         for i in 0..300 {
             put(&mut t, &key(i));
@@ -1815,57 +1894,77 @@ mod tests {
         t.insert(h, b"big", Value::Hash(big), 0);
         t.set_epoch(2);
         t.begin_capture(1, true, 0, false);
+        let table = |t: &PageTable| {
+            let Value::Hash(Hash::Table(tb)) = &t.get(h, b"big").unwrap().value else {
+                panic!("not a hashtable");
+            };
+            tb.clone()
+        };
+        let nsegs = table(&t).segments().len();
+        assert!(nsegs > 40, "{nsegs} segments");
+        let seg7 = table(&t).segment_of(b"field:7");
+        let before = Arc::as_ptr(&table(&t).segments()[seg7]);
         for v in [&b"1"[..], b"2", b"3"] {
-            let Some(Value::Hash(hash)) = t.get_value_mut(h, b"big") else {
+            let f = &b"field:7"[..];
+            let Some(Value::Hash(hash)) = t.get_value_mut_for(h, b"big", std::iter::once(f)) else {
                 panic!("no hash");
             };
-            hash.set(b"field:7", v, Limits::default());
+            hash.set(f, v, Limits::default());
         }
-        let mut out = Vec::new();
-        loop {
-            let done = t.capture_step(1 << 20, None);
-            t.take_frames(&mut out);
-            if done {
-                break;
-            }
-        }
-        let mut pos = 0;
-        let mut found = None;
-        let mut assembler = snapformat::Assembler::default();
-        while pos < out.len() {
-            let rest = &out[pos..];
-            let snapformat::Parsed::Frame(frame, n) =
-                snapformat::parse_frame(rest, 0, rest.len() as u64).unwrap()
+        assert_eq!(
+            Arc::as_ptr(&table(&t).segments()[seg7]),
+            before,
+            "the segment is changed in place, not copied"
+        );
+        // New fields, enough to split segments (each written before).
+        for i in 50_000..110_000 {
+            let f = format!("field:{i}").into_bytes();
+            let Some(Value::Hash(hash)) =
+                t.get_value_mut_for(h, b"big", std::iter::once(f.as_slice()))
             else {
-                panic!("not a whole frame");
+                panic!("no hash");
             };
-            if let Some(f) = assembler.add(frame, 0).unwrap() {
-                for e in f.decode_entries(0).unwrap() {
-                    if &*e.key == b"big" {
-                        found = Some(e.value);
-                    }
-                }
-            }
-            pos += n;
+            hash.set(&f, b"new", Limits::default());
         }
-        assembler.finish(0).unwrap();
-        assert_eq!(found, Some(Value::Hash(at_barrier)));
-        let Some(Value::Hash(now)) = t.get(h, b"big").map(|e| e.value.clone()) else {
+        let live = table(&t);
+        assert!(live.segments().len() > nsegs, "segments split");
+        // Nothing the live hash holds is shared with the snapshot any more
+        // but the segments not written yet (none was copied).
+        let shared = live
+            .segments()
+            .iter()
+            .filter(|s| Arc::strong_count(s) > 1)
+            .count();
+        assert!(shared < nsegs, "{shared} of {nsegs} shared");
+        let c = t.capture.as_ref().unwrap();
+        assert!(c.copied.is_empty());
+        let (firsts, entries) = capture_to_end(&mut t);
+        assert_eq!(firsts[0], (seg7 as u32, 1), "the changed segment first");
+        assert_eq!(
+            firsts.iter().map(|f| f.1).sum::<usize>(),
+            nsegs,
+            "each segment once"
+        );
+        let found: Vec<&Entry> = entries.iter().filter(|e| &*e.key == b"big").collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].value, Value::Hash(at_barrier));
+        let Value::Hash(now) = &t.get(h, b"big").unwrap().value else {
             panic!("no hash");
         };
         assert_eq!(now.get(b"field:7"), Some(&b"3"[..]));
+        assert_eq!(now.len(), 110_000);
     }
 
-    /// As `a_write_to_a_big_hash_during_a_snapshot_keeps_the_barrier_state`,
-    /// for a big set.
+    /// As `a_write_to_a_big_hash_during_a_snapshot_writes_its_segment_first`,
+    /// for a big set (members added and removed).
     #[test]
-    fn a_write_to_a_big_set_during_a_snapshot_keeps_the_barrier_state() {
+    fn a_write_to_a_big_set_during_a_snapshot_writes_its_segment_first() {
         use crate::types::set::{Limits, Set};
         let members: Vec<Vec<u8>> = (0..200_000)
             .map(|i| format!("member:{i}").into_bytes())
             .collect();
-        let set = Set::from_members(members.iter().map(Vec::as_slice), &Limits::default()).unwrap();
-        let before = set.clone();
+        let make = || Set::from_members(members.iter().map(Vec::as_slice), &Limits::default());
+        let (set, at_barrier) = (make().unwrap(), make().unwrap());
         let mut t = PageTable::new(1);
         for i in 0..300 {
             put(&mut t, &key(i));
@@ -1874,39 +1973,112 @@ mod tests {
         t.insert(h, b"bigset", Value::Set(set), 0);
         t.set_epoch(2);
         t.begin_capture(1, true, 0, false);
-        let Some(Value::Set(s)) = t.get_value_mut(h, b"bigset") else {
+        let segs = |t: &PageTable| {
+            let Value::Set(s) = &t.get(h, b"bigset").unwrap().value else {
+                panic!("not a set");
+            };
+            s.segments().unwrap().to_vec()
+        };
+        let nsegs = segs(&t).len();
+        assert!(nsegs > 100, "{nsegs} segments");
+        let seg_of = |t: &PageTable, m: &[u8]| t.get(h, b"bigset").unwrap().value.segment_of(m);
+        let first = seg_of(&t, b"new member").unwrap();
+        let before = Arc::as_ptr(&segs(&t)[first]);
+        let m = &b"new member"[..];
+        let Some(Value::Set(s)) = t.get_value_mut_for(h, b"bigset", std::iter::once(m)) else {
             panic!("no set");
         };
-        assert!(s.add(b"new member", &Limits::default()));
-        // The snapshot holds the set at the barrier.
-        let mut out = Vec::new();
-        loop {
-            let done = t.capture_step(1 << 20, None);
-            t.take_frames(&mut out);
-            if done {
-                break;
-            }
-        }
-        let mut pos = 0;
-        let mut found = None;
-        let mut assembler = snapformat::Assembler::default();
-        while pos < out.len() {
-            let rest = &out[pos..];
-            let snapformat::Parsed::Frame(frame, n) =
-                snapformat::parse_frame(rest, 0, rest.len() as u64).unwrap()
-            else {
-                panic!("not a whole frame");
+        assert!(s.add(m, &Limits::default()));
+        assert_eq!(Arc::as_ptr(&segs(&t)[first]), before, "changed in place");
+        for i in 0..300_000 {
+            let m = if i % 3 == 0 {
+                format!("member:{}", i / 3).into_bytes()
+            } else {
+                format!("more:{i}").into_bytes()
             };
-            if let Some(f) = assembler.add(frame, 0).unwrap() {
-                for e in f.decode_entries(0).unwrap() {
-                    if &*e.key == b"bigset" {
-                        found = Some(e.value);
-                    }
-                }
+            let Some(Value::Set(s)) =
+                t.get_value_mut_for(h, b"bigset", std::iter::once(m.as_slice()))
+            else {
+                panic!("no set");
+            };
+            if i % 3 == 0 {
+                assert!(s.remove(&m));
+            } else {
+                assert!(s.add(&m, &Limits::default()));
             }
-            pos += n;
         }
-        assembler.finish(0).unwrap();
-        assert_eq!(found, Some(Value::Set(before)));
+        assert!(segs(&t).len() > nsegs, "segments split");
+        assert!(t.capture.as_ref().unwrap().copied.is_empty());
+        let (firsts, entries) = capture_to_end(&mut t);
+        assert_eq!(firsts[0], (first as u32, 1), "the changed segment first");
+        assert_eq!(firsts.iter().map(|f| f.1).sum::<usize>(), nsegs);
+        let found: Vec<&Entry> = entries.iter().filter(|e| &*e.key == b"bigset").collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].value, Value::Set(at_barrier));
+        let Value::Set(now) = &t.get(h, b"bigset").unwrap().value else {
+            panic!("no set");
+        };
+        assert!(now.contains(b"new member") && !now.contains(b"member:0"));
+        assert_eq!(now.len(), 200_000 + 1 + 200_000 - 100_000);
+    }
+
+    /// Past [`SPILL_MAX`] of output waiting, a write to a big set copies
+    /// the segment it changes instead of writing it first (noted once),
+    /// and the walker writes the old ones before any other; the snapshot
+    /// still loads the set at the barrier.
+    #[test]
+    fn segments_copied_past_the_spill_bound_are_written_first() {
+        use crate::types::set::{Limits, Set};
+        let members: Vec<Vec<u8>> = (0..1_000_000)
+            .map(|i| format!("member:{i}").into_bytes())
+            .collect();
+        let make = || Set::from_members(members.iter().map(Vec::as_slice), &Limits::default());
+        let (set, at_barrier) = (make().unwrap(), make().unwrap());
+        let mut t = PageTable::new(1);
+        let h = hash_key(b"bigset");
+        t.insert(h, b"bigset", Value::Set(set), 0);
+        t.set_epoch(2);
+        t.begin_capture(1, true, 0, false);
+        for i in 0..50_000 {
+            let m = format!("new:{i}").into_bytes();
+            let Some(Value::Set(s)) =
+                t.get_value_mut_for(h, b"bigset", std::iter::once(m.as_slice()))
+            else {
+                panic!("no set");
+            };
+            assert!(s.add(&m, &Limits::default()));
+        }
+        let c = t.capture.as_ref().unwrap();
+        assert!(c.out.len() >= SPILL_MAX, "{} bytes out", c.out.len());
+        let copied: Vec<usize> = c.copied.iter().map(|x| x.2).collect();
+        assert!(!copied.is_empty());
+        let unique: std::collections::BTreeSet<usize> = copied.iter().copied().collect();
+        assert_eq!(unique.len(), copied.len(), "each noted once");
+        let spilled = t
+            .capture
+            .as_ref()
+            .unwrap()
+            .queue
+            .iter()
+            .flat_map(|b| &b.chunks)
+            .filter(|p| p.is_none())
+            .count();
+        let (firsts, entries) = capture_to_end(&mut t);
+        // The spilled segments first, then the copied ones, last noted
+        // first, one a frame.
+        let after: Vec<usize> = firsts[spilled..spilled + copied.len()]
+            .iter()
+            .map(|f| f.0 as usize)
+            .collect();
+        let mut want = copied.clone();
+        want.reverse();
+        assert_eq!(after, want);
+        let found: Vec<&Entry> = entries.iter().filter(|e| &*e.key == b"bigset").collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].value, Value::Set(at_barrier));
+        let Value::Set(now) = &t.get(h, b"bigset").unwrap().value else {
+            panic!("no set");
+        };
+        assert_eq!(now.len(), 1_050_000);
     }
 }

@@ -425,6 +425,21 @@ impl ExecCtx<'_> {
         self.shard.dbs[self.db].get_value_mut_at(hash, key, from, to)
     }
 
+    /// [`ExecCtx::value_mut`] for a change of `elements` (fields, members)
+    /// of a hash or set: a running snapshot writes the segments they are
+    /// in first rather than have them copied
+    /// ([`crate::pagetable::PageTable::get_value_mut_for`]).
+    pub fn value_mut_for<'a>(
+        &mut self,
+        key: &[u8],
+        elements: impl Iterator<Item = &'a [u8]>,
+    ) -> Option<&mut Value> {
+        let hash = hash_key(key);
+        self.expire_if_needed(hash, key);
+        self.shard.log.touch(self.db, hash);
+        self.shard.dbs[self.db].get_value_mut_for(hash, key, elements)
+    }
+
     /// Sets a key to a value with an absolute expiry (0 = none). Returns
     /// whether it replaced a value, which is freed as an implicit delete
     /// (lazily with `lazyfree-lazy-server-del`, as Redis's dbOverwrite).

@@ -108,11 +108,18 @@ fn limits(ctx: &ExecCtx<'_>) -> Limits {
     ctx.shard.hash_limits
 }
 
-/// Changes the hash at `key` (checked a hash or absent by the caller),
-/// creating it when absent; a hash left empty is deleted.
-fn change<R>(ctx: &mut ExecCtx<'_>, key: &[u8], f: impl FnOnce(&mut Hash, Limits) -> R) -> R {
+/// Changes `fields` of the hash at `key` (checked a hash or absent by the
+/// caller), creating it when absent; a hash left empty is deleted. A
+/// running snapshot writes the segments of `fields` first
+/// ([`ExecCtx::value_mut_for`]).
+fn change<'a, R>(
+    ctx: &mut ExecCtx<'_>,
+    key: &[u8],
+    fields: impl Iterator<Item = &'a [u8]>,
+    f: impl FnOnce(&mut Hash, Limits) -> R,
+) -> R {
     let limits = limits(ctx);
-    let (r, empty) = match ctx.value_mut(key) {
+    let (r, empty) = match ctx.value_mut_for(key, fields) {
         Some(Value::Hash(h)) => {
             let r = f(h, limits);
             (r, h.is_empty())
@@ -141,7 +148,8 @@ fn set_pairs(ctx: &mut ExecCtx<'_>, args: Args<'_>, name: &str) -> Result<i64, E
     }
     let key = args.get(1);
     write_lookup(ctx, key)?;
-    let added = change(ctx, key, |h, limits| {
+    let fields = (2..args.len()).step_by(2).map(|i| args.get(i));
+    let added = change(ctx, key, fields, |h, limits| {
         let mut added = 0;
         for i in (2..args.len()).step_by(2) {
             added += i64::from(h.set(args.get(i), args.get(i + 1), limits));
@@ -173,7 +181,9 @@ fn hsetnx(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult
         resp::write_int(out, 0);
         return Ok(());
     }
-    change(ctx, key, |h, limits| h.set(field, args.get(3), limits));
+    change(ctx, key, std::iter::once(field), |h, limits| {
+        h.set(field, args.get(3), limits)
+    });
     ctx.dirty(1);
     resp::write_int(out, 1);
     Ok(())
@@ -191,7 +201,8 @@ fn hdel(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
         resp::write_int(out, 0);
         return Ok(());
     }
-    let removed = change(ctx, key, |h, _| {
+    let fields = (2..args.len()).map(|i| args.get(i));
+    let removed = change(ctx, key, fields, |h, _| {
         let mut n = 0i64;
         for i in 2..args.len() {
             n += i64::from(h.remove(args.get(i)));
@@ -216,7 +227,9 @@ fn hincrby(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResul
     };
     let new = old.checked_add(by).ok_or(Error::Overflow)?;
     let text = itoa::Buffer::new().format(new).to_owned();
-    change(ctx, key, |h, limits| h.set(field, text.as_bytes(), limits));
+    change(ctx, key, std::iter::once(field), |h, limits| {
+        h.set(field, text.as_bytes(), limits)
+    });
     ctx.dirty(1);
     resp::write_int(out, new);
     Ok(())
@@ -241,7 +254,9 @@ fn hincrbyfloat(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> Cmd
         return Err(Error::NanOrInfinity);
     }
     let text = new.to_human();
-    change(ctx, key, |h, limits| h.set(field, text.as_bytes(), limits));
+    change(ctx, key, std::iter::once(field), |h, limits| {
+        h.set(field, text.as_bytes(), limits)
+    });
     ctx.propagate([&b"HSET"[..], key, field, text.as_bytes()]);
     ctx.dirty(1);
     resp::write_bulk(out, text.as_bytes());

@@ -113,6 +113,19 @@ fn set_mut<'c>(ctx: &'c mut ExecCtx<'_>, key: &[u8]) -> Option<&'c mut Set> {
     }
 }
 
+/// [`set_mut`] for a change of `members`: a running snapshot writes the
+/// segments they are in first ([`ExecCtx::value_mut_for`]).
+fn set_mut_for<'c, 'm>(
+    ctx: &'c mut ExecCtx<'_>,
+    key: &[u8],
+    members: impl Iterator<Item = &'m [u8]>,
+) -> Option<&'c mut Set> {
+    match ctx.value_mut_for(key, members) {
+        Some(Value::Set(s)) => Some(s),
+        _ => None,
+    }
+}
+
 /// Deletes `key` if its set became empty (an empty set never exists).
 fn drop_if_empty(ctx: &mut ExecCtx<'_>, key: &[u8]) {
     if ctx
@@ -145,14 +158,15 @@ fn write_members(out: &mut Vec<u8>, s: &Set) {
 fn add_members<'m>(
     ctx: &mut ExecCtx<'_>,
     key: &[u8],
-    members: impl ExactSizeIterator<Item = &'m [u8]>,
+    members: impl ExactSizeIterator<Item = &'m [u8]> + Clone,
 ) -> usize {
     let limits = ctx.shard.set_limits;
+    let all = members.clone();
     let mut members = members.peekable();
     let Some(first) = members.peek().copied() else {
         return 0;
     };
-    match set_mut(ctx, key) {
+    match set_mut_for(ctx, key, all) {
         Some(s) => members.filter(|m| s.add(m, &limits)).count(),
         None => {
             let mut s = Set::create(first, members.len(), &limits);
@@ -169,7 +183,7 @@ fn add_members<'m>(
 fn sadd(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
     let key = args.get(1);
     write_set(ctx, key)?;
-    let n = add_members(ctx, key, args.iter().skip(2));
+    let n = add_members(ctx, key, (2..args.len()).map(|i| args.get(i)));
     ctx.dirty(n as u64);
     resp::write_int(out, n as i64);
     Ok(())
@@ -182,7 +196,7 @@ fn srem(ctx: &mut ExecCtx<'_>, args: Args<'_>, out: &mut Vec<u8>) -> CmdResult {
         return Ok(());
     }
     let mut n = 0;
-    if let Some(s) = set_mut(ctx, key) {
+    if let Some(s) = set_mut_for(ctx, key, args.iter().skip(2)) {
         for m in args.iter().skip(2) {
             if s.remove(m) {
                 n += 1;

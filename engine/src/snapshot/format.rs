@@ -40,7 +40,7 @@ use std::sync::Arc;
 
 use crate::keyhash::hash_key;
 use crate::types::string::{Chunk, CHUNK};
-use crate::types::Str;
+use crate::types::{hash, set, Str};
 use crate::value::{Entry, Value};
 
 /// The version of this format; bumped on any incompatible change. Version 2
@@ -49,8 +49,10 @@ use crate::value::{Entry, Value};
 /// version-1 files read the same under version 2's rules. Version 3 added
 /// chunked strings: a page frame's big strings are written after it in
 /// chunks frames ([`TAG_CHUNKS`]), each bounded, so that neither writing
-/// nor reading one holds a whole big value in one piece; version-1 and -2
-/// files have none and read the same.
+/// nor reading one holds a whole big value in one piece, and hashes and
+/// sets, a big one written as a segmented entry whose segments follow in
+/// chunks frames with [`FLAG_PIECES`]; version-1 and -2 files have none
+/// and read the same.
 pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version this code reads.
 pub const OLDEST_VERSION: u32 = 1;
@@ -75,6 +77,9 @@ pub const TAG_CHUNKS: u8 = b'C';
 pub const FRAME_CHUNKS: usize = 4;
 /// Frame flag: the payload is one LZ4 block.
 pub const FLAG_LZ4: u8 = 1;
+/// Chunks frame flag: its pieces are segments of a segmented hash or set,
+/// each a varint length and its bytes (not whole chunks of a string).
+pub const FLAG_PIECES: u8 = 2;
 /// Value type tags inside a page payload.
 const TYPE_STRING: u8 = 1;
 /// A chunked string (version 3): its length and the index of its first
@@ -86,6 +91,14 @@ const TYPE_HASH: u8 = 4;
 /// A set (version 3): its encoded length, then [`crate::types::Set::encode`]'s
 /// bytes (encoding byte, member count, members), inline in the payload.
 const TYPE_SET: u8 = 3;
+/// A hashtable hash of more than one segment (version 3): its segment
+/// count, the index of its first piece among those that follow the frame,
+/// and its pair count; each segment's pairs follow as one piece
+/// ([`crate::types::hash::Segment::write_piece`]) in chunks frames.
+const TYPE_HASH_SEGMENTED: u8 = 5;
+/// A hashtable set of more than one segment, as [`TYPE_HASH_SEGMENTED`]
+/// ([`crate::types::set::Segment::write_piece`]).
+const TYPE_SET_SEGMENTED: u8 = 6;
 /// The most chunks that may follow one frame (bytes 5..8 of its header).
 const MAX_FOLLOWING: u32 = (1 << 24) - 1;
 /// Bytes of the end frame's payload.
@@ -313,10 +326,59 @@ pub struct Encoder {
     /// The payload of the ranges frame being gathered ([`Encoder::add_part`]).
     parts: Vec<u8>,
     parts_entries: u32,
-    /// Chunked strings of the last page frame ([`Encoder::take_big`]) and
-    /// of the ranges frame being gathered: their chunks follow the frame.
-    big: Vec<(u64, Str)>,
-    parts_big: Vec<(u64, Str)>,
+    /// Chunked strings and segmented collections of the last page frame
+    /// ([`Encoder::take_big`]) and of the ranges frame being gathered:
+    /// their pieces follow the frame.
+    big: Vec<(u64, Vec<Piece>)>,
+    parts_big: Vec<(u64, Vec<Piece>)>,
+    /// One segment's piece, before its length is known.
+    piece: Vec<u8>,
+}
+
+/// One piece of a big value that follows its frame, shared with the live
+/// value: a chunk of a chunked string, or a segment of a segmented hash
+/// or set.
+#[derive(Debug, Clone)]
+pub enum Piece {
+    Chunk(Arc<Chunk>),
+    HashSegment(Arc<hash::Segment>),
+    SetSegment(Arc<set::Segment>),
+}
+
+impl Piece {
+    /// Whether the live value still shares it (a write would copy it).
+    pub fn is_shared(&self) -> bool {
+        match self {
+            Piece::Chunk(c) => Arc::strong_count(c) > 1,
+            Piece::HashSegment(s) => Arc::strong_count(s) > 1,
+            Piece::SetSegment(s) => Arc::strong_count(s) > 1,
+        }
+    }
+}
+
+/// The pieces of a value that follow its frame instead of being in it
+/// (empty for one written inline): a chunked string's chunks, or a
+/// hashtable hash or set's segments when it has more than one.
+fn pieces_of(v: &Value) -> Vec<Piece> {
+    match v {
+        Value::Str(s) => s
+            .as_chunked()
+            .map(|c| c.chunks().iter().cloned().map(Piece::Chunk).collect())
+            .unwrap_or_default(),
+        Value::Hash(h) => match h.as_table() {
+            Some(t) if t.segments().len() > 1 => t
+                .segments()
+                .iter()
+                .cloned()
+                .map(Piece::HashSegment)
+                .collect(),
+            _ => Vec::new(),
+        },
+        Value::Set(s) => match s.segments() {
+            Some(segs) if segs.len() > 1 => segs.iter().cloned().map(Piece::SetSegment).collect(),
+            _ => Vec::new(),
+        },
+    }
 }
 
 /// Counts of what was encoded (frames, entries and bytes).
@@ -347,22 +409,21 @@ pub fn encode_entry(buf: &mut Vec<u8>, e: &Entry) {
     put_entries(buf, std::iter::once(e), &mut Vec::new());
 }
 
-/// Chunks in `big` so far.
-fn chunk_count(big: &[(u64, Str)]) -> usize {
-    big.iter()
-        .map(|(_, s)| s.as_chunked().map_or(0, |c| c.chunks().len()))
-        .sum()
+/// Pieces in `big` so far.
+fn chunk_count(big: &[(u64, Vec<Piece>)]) -> usize {
+    big.iter().map(|(_, p)| p.len()).sum()
 }
 
 /// Appends the entries to `buf` in the page payload encoding; returns
 /// their count.
-/// Chunked strings are written as their length and first chunk's index
-/// and added (cloned: O(1)) with their key's hash to `big`, whose chunks
-/// follow the frame.
+/// Chunked strings are written as their length and first chunk's index,
+/// segmented hashes and sets as their segment count, first piece's index
+/// and element count, and their pieces (shared: no bytes copied) are
+/// added with their key's hash to `big`, to follow the frame.
 fn put_entries<'a, E: Into<EntryRef<'a>>>(
     buf: &mut Vec<u8>,
     entries: impl Iterator<Item = E>,
-    big: &mut Vec<(u64, Str)>,
+    big: &mut Vec<(u64, Vec<Piece>)>,
 ) -> u32 {
     let mut count = 0u32;
     for e in entries {
@@ -376,12 +437,27 @@ fn put_entries<'a, E: Into<EntryRef<'a>>>(
         };
         put_varint(buf, e.key.len() as u64);
         buf.extend_from_slice(&e.key);
+        let pieces = pieces_of(&e.value);
         match &e.value {
-            Value::Str(s) if s.as_chunked().is_some() => {
+            Value::Str(s) if !pieces.is_empty() => {
                 buf.push(TYPE_STRING_CHUNKED);
                 put_varint(buf, s.len() as u64);
                 put_varint(buf, chunk_count(big) as u64);
-                big.push((e.hash, s.clone()));
+                big.push((e.hash, pieces));
+            }
+            Value::Hash(h) if !pieces.is_empty() => {
+                buf.push(TYPE_HASH_SEGMENTED);
+                put_varint(buf, pieces.len() as u64);
+                put_varint(buf, chunk_count(big) as u64);
+                put_varint(buf, h.len() as u64);
+                big.push((e.hash, pieces));
+            }
+            Value::Set(s) if !pieces.is_empty() => {
+                buf.push(TYPE_SET_SEGMENTED);
+                put_varint(buf, pieces.len() as u64);
+                put_varint(buf, chunk_count(big) as u64);
+                put_varint(buf, s.len() as u64);
+                big.push((e.hash, pieces));
             }
             Value::Str(s) => {
                 buf.push(TYPE_STRING);
@@ -418,8 +494,8 @@ fn put_frame(
     following: u32,
     packed: &mut Vec<u8>,
     compress: bool,
+    mut flags: u8,
 ) -> Tally {
-    let mut flags = 0u8;
     let mut payload: &[u8] = raw;
     if compress && raw.len() > 64 {
         packed.resize(lz4_flex::block::get_maximum_output_size(raw.len()), 0);
@@ -466,6 +542,7 @@ impl Encoder {
             parts_entries: 0,
             big: Vec::new(),
             parts_big: Vec::new(),
+            piece: Vec::new(),
         }
     }
 
@@ -513,14 +590,64 @@ impl Encoder {
             following,
             &mut self.packed,
             compress,
+            0,
         )
     }
 
-    /// The chunked strings of the frame last written (page or ranges
-    /// frame), with their keys' hashes, in the order of their chunks
-    /// ([`Encoder::encode_chunks`]).
-    pub fn take_big(&mut self) -> Vec<(u64, Str)> {
+    /// The pieces of the chunked strings and segmented collections of
+    /// the frame last written (page or ranges frame), value by value with
+    /// their keys' hashes, in the order of their indices
+    /// ([`Encoder::encode_pieces`]).
+    pub fn take_big(&mut self) -> Vec<(u64, Vec<Piece>)> {
         std::mem::take(&mut self.big)
+    }
+
+    /// [`Encoder::encode_chunks`] for pieces of one value: a chunks frame
+    /// of a string's chunks, or of a collection's segments (flag
+    /// [`FLAG_PIECES`]: each segment's piece as a varint length and its
+    /// bytes).
+    pub fn encode_pieces(
+        &mut self,
+        out: &mut Vec<u8>,
+        db: u16,
+        frame: u64,
+        first: u32,
+        pieces: &[Piece],
+        compress: bool,
+    ) -> Tally {
+        if pieces.iter().all(|p| matches!(p, Piece::Chunk(_))) {
+            let chunks = pieces.iter().filter_map(|p| match p {
+                Piece::Chunk(c) => Some(&**c),
+                _ => None,
+            });
+            return self.encode_chunks(out, db, frame, first, chunks, compress);
+        }
+        self.raw.clear();
+        for p in pieces {
+            self.piece.clear();
+            match p {
+                Piece::Chunk(c) => self.piece.extend_from_slice(&c.bytes),
+                Piece::HashSegment(s) => s.write_piece(&mut self.piece),
+                Piece::SetSegment(s) => s.write_piece(&mut self.piece),
+            }
+            put_varint(&mut self.raw, self.piece.len() as u64);
+            self.raw.extend_from_slice(&self.piece);
+        }
+        let mut t = put_frame(
+            out,
+            TAG_CHUNKS,
+            db,
+            frame,
+            0,
+            &self.raw,
+            first,
+            pieces.len() as u32,
+            &mut self.packed,
+            compress,
+            FLAG_PIECES,
+        );
+        t.keys = 0;
+        t
     }
 
     /// Appends one chunks frame of database `db` holding `chunks` (one to
@@ -553,6 +680,7 @@ impl Encoder {
             n,
             &mut self.packed,
             compress,
+            0,
         );
         // The entries field holds `first`: a chunks frame has no entries.
         t.keys = 0;
@@ -603,6 +731,7 @@ impl Encoder {
             following,
             &mut self.packed,
             compress,
+            0,
         );
         self.parts.clear();
         self.parts_entries = 0;
@@ -729,7 +858,11 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
         return Err(err(offset, "frame checksum mismatch"));
     }
     let following = u32_at(h, 4) >> 8;
-    if flags & !FLAG_LZ4 != 0 || (following != 0 && tag == TAG_END) {
+    let pieces = flags & FLAG_PIECES != 0;
+    if flags & !(FLAG_LZ4 | FLAG_PIECES) != 0
+        || (pieces && tag != TAG_CHUNKS)
+        || (following != 0 && tag == TAG_END)
+    {
         return Err(err(offset, "unknown frame flags"));
     }
     if tag == TAG_END {
@@ -755,12 +888,12 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
         // prefix field names the frame they belong to.
         let n = following as u64;
         let whole = CHUNK as u64;
+        // Segments' pieces (FLAG_PIECES) have their own lengths.
         if depth != 0
             || u64::from(entries) + n > u64::from(MAX_FOLLOWING)
             || n == 0
             || n > FRAME_CHUNKS as u64
-            || raw_len <= (n - 1) * whole
-            || raw_len > n * whole
+            || (!pieces && (raw_len <= (n - 1) * whole || raw_len > n * whole))
         {
             return Err(err(offset, "malformed chunks frame"));
         }
@@ -788,7 +921,11 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
         payload.to_vec()
     };
     if tag == TAG_CHUNKS {
-        let chunks = raw.chunks(CHUNK).map(<[u8]>::to_vec).collect();
+        let chunks = if pieces {
+            split_pieces(&raw, following).ok_or_else(|| err(offset, "malformed pieces frame"))?
+        } else {
+            raw.chunks(CHUNK).map(<[u8]>::to_vec).collect()
+        };
         return Ok(Parsed::Frame(
             Frame::Chunks {
                 db: u16_at(h, 2),
@@ -813,6 +950,18 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
         }),
         total,
     ))
+}
+
+/// The `n` pieces of a pieces frame's payload (each a varint length and
+/// its bytes, nothing after the last); None if they are not exactly that.
+fn split_pieces(raw: &[u8], n: u32) -> Option<Vec<Vec<u8>>> {
+    let mut pos = 0usize;
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let len = get_varint(raw, &mut pos)?;
+        out.push(take(raw, &mut pos, len)?.to_vec());
+    }
+    (pos == raw.len()).then_some(out)
 }
 
 /// Checks that `(prefix, depth)` is a hash range a frame can hold.
@@ -913,6 +1062,27 @@ impl PageFrame {
                             .filter(|s| s.len() as u64 == len)
                             .ok_or_else(|| bad("chunked value's chunks do not add up"))?,
                     )
+                }
+                TYPE_HASH_SEGMENTED | TYPE_SET_SEGMENTED => {
+                    let first = get_varint(b, &mut pos).ok_or_else(|| bad("bad piece index"))?;
+                    let count = get_varint(b, &mut pos).ok_or_else(|| bad("bad element count"))?;
+                    let pieces = usize::try_from(first)
+                        .ok()
+                        .zip(usize::try_from(first.saturating_add(len)).ok())
+                        .and_then(|(a, z)| self.chunks.get(a..z))
+                        .ok_or_else(|| bad("segmented value past the pieces that follow"))?;
+                    let pieces = pieces.iter().map(|c| c.bytes.as_slice());
+                    if ty == TYPE_HASH_SEGMENTED {
+                        Value::Hash(
+                            crate::types::Hash::from_pieces(pieces, count)
+                                .ok_or_else(|| bad("bad segmented hash"))?,
+                        )
+                    } else {
+                        Value::Set(
+                            crate::types::Set::from_pieces(pieces, count)
+                                .ok_or_else(|| bad("bad segmented set"))?,
+                        )
+                    }
                 }
                 TYPE_HASH => Value::Hash(
                     take(b, &mut pos, len)
@@ -1321,10 +1491,16 @@ mod tests {
         // a small one.
         let mut frame0 = Vec::new();
         enc.encode_page(&mut frame0, 0, 0, 0, std::iter::once(&e), false);
-        let (_, Str::Chunked(c)) = enc.take_big().remove(0) else {
-            panic!("not chunked");
-        };
-        let chunks = c.chunks().to_vec();
+        let chunks: Vec<Arc<Chunk>> = enc
+            .take_big()
+            .remove(0)
+            .1
+            .into_iter()
+            .map(|p| match p {
+                Piece::Chunk(c) => c,
+                _ => panic!("not a chunk"),
+            })
+            .collect();
         assert_eq!(chunks.len(), 6);
         let mut frame1 = Vec::new();
         enc.encode_page(&mut frame1, 0, 0, 0, std::iter::once(&small), false);
@@ -1391,6 +1567,165 @@ mod tests {
             false,
         );
         assert!(a.add(parse(&other_db), 0).is_err());
+    }
+
+    /// A hashtable hash and set of many segments are written as
+    /// segmented entries whose segments follow in pieces frames; the
+    /// pieces assemble in any order, interleaved with other frames, into
+    /// the same hash and set. A piece twice, a pieces frame whose lengths
+    /// do not add up, pieces of another value (counts that do not add up,
+    /// or a repeated element) are refused.
+    #[test]
+    fn segmented_collections_assemble_in_any_order_and_bad_ones_are_refused() {
+        use crate::types::hash::{Hash, Limits};
+        use crate::types::Set;
+        let mut h = Hash::new();
+        for i in 0..5000 {
+            h.set(
+                format!("f{i}").as_bytes(),
+                format!("v{i}").as_bytes(),
+                Limits::default(),
+            );
+        }
+        let members: Vec<Vec<u8>> = (0..7000).map(|i| format!("m{i}").into_bytes()).collect();
+        let set = Set::table_of(members.iter().map(Vec::as_slice));
+        let with =
+            |k: &str, v: Value| Entry::new(hash_key(k.as_bytes()), k.as_bytes().into(), v, 7);
+        let (eh, es) = (
+            with("h", Value::Hash(h.clone())),
+            with("s", Value::Set(set.clone())),
+        );
+        let small = entry("small", b"v", 0);
+        let mut enc = Encoder::default();
+        let mut frame0 = Vec::new();
+        enc.encode_page(&mut frame0, 0, 0, 0, [&eh, &small, &es].into_iter(), true);
+        let big = enc.take_big();
+        assert_eq!(big.len(), 2);
+        let (hn, sn) = (big[0].1.len(), big[1].1.len());
+        assert!(hn > 4 && sn > 6, "{hn} and {sn} segments");
+        assert!(
+            big[0].1.iter().all(|p| matches!(p, Piece::HashSegment(_)))
+                && big[1].1.iter().all(|p| matches!(p, Piece::SetSegment(_)))
+        );
+        // The page frame holds no element: each segment is a piece.
+        assert!(frame0.len() < 200, "{} bytes", frame0.len());
+        let pieces: Vec<Piece> = big.into_iter().flat_map(|(_, p)| p).collect();
+        let mut frame1 = Vec::new();
+        enc.encode_page(&mut frame1, 0, 0, 0, std::iter::once(&small), false);
+        let parse = |b: &[u8]| match parse_frame(b, 0, b.len() as u64).unwrap() {
+            Parsed::Frame(f, _) => f,
+            Parsed::NeedMore(_) => panic!("not whole"),
+        };
+        let pieces_frame = |enc: &mut Encoder, first: usize, n: usize| {
+            let mut out = Vec::new();
+            enc.encode_pieces(
+                &mut out,
+                0,
+                0,
+                first as u32,
+                &pieces[first..first + n],
+                true,
+            );
+            out
+        };
+        // Backwards, two at a time, with the other page in between.
+        let mut a = Assembler::default();
+        assert!(a.add(parse(&frame0), 0).unwrap().is_none());
+        let total = pieces.len();
+        let mut at = total;
+        let mut done = None;
+        while at > 0 {
+            let n = at.min(2);
+            at -= n;
+            let f = pieces_frame(&mut enc, at, n);
+            assert_eq!(f[1] & FLAG_PIECES, FLAG_PIECES);
+            if at == total - 2 {
+                assert!(a.add(parse(&frame1), 0).unwrap().is_some());
+            }
+            if let Some(p) = a.add(parse(&f), 0).unwrap() {
+                done = Some(p);
+            }
+        }
+        a.finish(0).unwrap();
+        let got = done.unwrap().decode_entries(0).unwrap();
+        assert_eq!(got.len(), 3);
+        let find = |k: &[u8]| got.iter().find(|e| &*e.key == k).unwrap();
+        assert_eq!((&find(b"h").value, find(b"h").expire_at), (&eh.value, 7));
+        assert_eq!((&find(b"s").value, find(b"s").expire_at), (&es.value, 7));
+        assert_eq!(find(b"h").value.encoding(), "hashtable");
+        assert_eq!(find(b"s").value.encoding(), "hashtable");
+        // Every piece but a repeated one: the indices do not add up.
+        let mut a = Assembler::default();
+        a.add(parse(&frame0), 0).unwrap();
+        for i in 0..total - 1 {
+            a.add(parse(&pieces_frame(&mut enc, i, 1)), 0).unwrap();
+        }
+        let e = a.add(parse(&pieces_frame(&mut enc, 0, 1)), 0).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        // The hash's pieces where the set's should be (and the reverse):
+        // the counts differ, or a member repeats.
+        let swapped: Vec<Piece> = pieces[hn..].iter().chain(&pieces[..hn]).cloned().collect();
+        let mut a = Assembler::default();
+        a.add(parse(&frame0), 0).unwrap();
+        let mut last = None;
+        for i in 0..total {
+            let mut out = Vec::new();
+            enc.encode_pieces(&mut out, 0, 0, i as u32, &swapped[i..=i], false);
+            last = a.add(parse(&out), 0).unwrap();
+        }
+        assert!(last.unwrap().decode_entries(0).is_err());
+        // A segment of the hash given twice in place of another.
+        let mut twice = pieces.clone();
+        twice[1] = twice[0].clone();
+        let mut a = Assembler::default();
+        a.add(parse(&frame0), 0).unwrap();
+        let mut out = Vec::new();
+        enc.encode_pieces(&mut out, 0, 0, 0, &twice[..4], false);
+        a.add(parse(&out), 0).unwrap();
+        let mut last = None;
+        for i in 4..total {
+            let mut out = Vec::new();
+            enc.encode_pieces(&mut out, 0, 0, i as u32, &twice[i..=i], false);
+            last = a.add(parse(&out), 0).unwrap();
+        }
+        let e = last.unwrap().decode_entries(0).unwrap_err();
+        assert!(e.to_string().contains("bad segmented hash"), "{e}");
+        // A pieces frame whose lengths run past its payload, or leave
+        // bytes after the last piece.
+        for raw in [&[5u8, 1, 2][..], &[1u8, 9, 0]] {
+            let mut out = Vec::new();
+            put_frame(
+                &mut out,
+                TAG_CHUNKS,
+                0,
+                0,
+                0,
+                raw,
+                0,
+                1,
+                &mut Vec::new(),
+                false,
+                FLAG_PIECES,
+            );
+            let e = parse_frame(&out, 0, out.len() as u64).unwrap_err();
+            assert!(e.to_string().contains("malformed pieces frame"), "{e}");
+        }
+        // The flag is for chunks frames only.
+        let mut out = Vec::new();
+        put_frame(
+            &mut out,
+            TAG_PAGE,
+            0,
+            0,
+            0,
+            &[],
+            0,
+            0,
+            &mut Vec::new(),
+            false,
+            FLAG_PIECES,
+        );
+        assert!(parse_frame(&out, 0, out.len() as u64).is_err());
     }
 
     #[test]

@@ -55,7 +55,15 @@ fn random_set_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model, db: usi
         let set = Set::from_members(std::iter::once(first.as_slice()), &limits).expect("a member");
         ctx.set(key, Value::Set(set), 0);
     }
-    if let Some(Value::Set(s)) = ctx.value_mut(key) {
+    // Half the time saying the members (a running snapshot writes their
+    // segments first), half not (the segments are copied).
+    let all: Vec<Vec<u8>> = (0..n).flat_map(|i| [member(i), member(i / 2)]).collect();
+    let value = if rng.below(2) == 0 {
+        ctx.value_mut_for(key, all.iter().map(Vec::as_slice))
+    } else {
+        ctx.value_mut(key)
+    };
+    if let Some(Value::Set(s)) = value {
         for i in 0..n {
             if rng.below(5) == 0 {
                 s.remove(&member(i / 2));
@@ -108,7 +116,13 @@ fn random_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model) {
             let is_hash = matches!(model.get(&mk), Some((Value::Hash(_), _)));
             if is_hash && rng.below(4) != 0 {
                 let remove = rng.below(3) == 0;
-                if let Some(Value::Hash(h)) = shard.ctx(db).value_mut(&key) {
+                let mut ctx = shard.ctx(db);
+                let found = if rng.below(2) == 0 {
+                    ctx.value_mut_for(&key, std::iter::once(field.as_slice()))
+                } else {
+                    ctx.value_mut(&key)
+                };
+                if let Some(Value::Hash(h)) = found {
                     if remove && h.len() > 1 {
                         h.remove(&field);
                     } else {
@@ -221,6 +235,8 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
         let mut chain: Vec<Vec<u8>> = Vec::new();
         let mut delta_bytes = 0u64;
         let mut full_bytes = 0u64;
+        // Chunks frames of segments of big hashes and sets written.
+        let mut pieces_frames = 0;
         for round in 0..30u64 {
             lazy_freed.try_iter().for_each(drop);
             for _ in 0..rng.below(3000) {
@@ -259,6 +275,14 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
                 body.tally.keys += t.keys;
                 body.tally.bytes += t.bytes;
                 body.crc = crc32c::crc32c_append(body.crc, &chunk);
+                let mut at = 0;
+                while at + format::FRAME_HEADER <= chunk.len() {
+                    if chunk[at] == format::TAG_CHUNKS && chunk[at + 1] & format::FLAG_PIECES != 0 {
+                        pieces_frames += 1;
+                    }
+                    let stored = u64::from_le_bytes(chunk[at + 16..at + 24].try_into().unwrap());
+                    at += format::FRAME_HEADER + stored as usize;
+                }
                 body_bytes.extend_from_slice(&chunk);
                 if done && shard.snapshot_pending_bytes() == 0 {
                     break;
@@ -303,6 +327,7 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
             );
         }
         assert!(full_bytes > 0 && delta_bytes > 0);
+        assert!(pieces_frames > 0, "big hashes and sets are segmented");
     }
 }
 

@@ -13,10 +13,12 @@
 //!   low bits of the field's hash; a full segment splits in two (the
 //!   directory doubles when needed: it holds 4 bytes per slot). A segment
 //!   holds its pairs back to back in one byte vector, indexed by a hash
-//!   table of offsets (no allocation per pair). Cloning is O(1), so a
-//!   running snapshot keeps the value at its barrier by cloning it, and
-//!   the write that follows copies the directory (4 + 8 bytes per segment)
-//!   and the one segment it changes (`Arc::make_mut`), never the hash.
+//!   table of offsets (no allocation per pair). A running snapshot holds
+//!   the segments of a hash at its barrier, shared, and writes them one
+//!   piece each (docs/FORMATS.md, type 5); a write writes the segment it
+//!   is about to change first ([`Table::segment_of`],
+//!   `PageTable::get_value_mut_for`), or copies that one segment
+//!   (`Arc::make_mut`), never the hash.
 //!
 //! As Redis, a listpack becomes a hashtable when it grows past a limit and
 //! never goes back, except when a whole hash is loaded (RESTORE).
@@ -340,6 +342,17 @@ impl Segment {
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
+
+    /// Appends its snapshot piece (a segmented hash writes one per
+    /// segment, docs/FORMATS.md): the pair count, then each pair as
+    /// `varint len, field, varint len, value`.
+    pub fn write_piece(&self, out: &mut Vec<u8>) {
+        put_varint(out, self.len() as u64);
+        out.reserve(self.live());
+        for (f, v) in self.pairs() {
+            put_pair(out, f, v);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -394,6 +407,13 @@ impl Table {
     /// The segments (for tests and the snapshot).
     pub fn segments(&self) -> &[Arc<Segment>] {
         &self.dir.segs
+    }
+
+    /// The number of the segment that holds (or would hold) field `f`:
+    /// a write of `f` changes that segment alone (and, if it splits it,
+    /// a new one past the others).
+    pub fn segment_of(&self, f: &[u8]) -> usize {
+        Self::seg_of(&self.dir, field_hash(f))
     }
 
     fn seg_of(dir: &Dir, h: u64) -> usize {
@@ -837,6 +857,33 @@ impl Hash {
             n += 1;
         }
         (n == count).then_some(h)
+    }
+
+    /// A hashtable hash from its snapshot pieces ([`Segment::write_piece`],
+    /// in any order), checked: None if a piece is malformed, a field
+    /// repeats, or the pairs are not `count` (at least one).
+    pub fn from_pieces<'a>(pieces: impl Iterator<Item = &'a [u8]>, count: u64) -> Option<Hash> {
+        if count == 0 {
+            return None;
+        }
+        let mut t = Table::new();
+        for b in pieces {
+            let mut pos = 0;
+            let n = get_varint(b, &mut pos)?;
+            for _ in 0..n {
+                let flen = get_varint(b, &mut pos)?;
+                let f = take(b, &mut pos, flen)?;
+                let vlen = get_varint(b, &mut pos)?;
+                let v = take(b, &mut pos, vlen)?;
+                if !t.set(f, v) || t.len() as u64 > count {
+                    return None;
+                }
+            }
+            if pos != b.len() {
+                return None;
+            }
+        }
+        (t.len() as u64 == count).then_some(Hash::Table(t))
     }
 
     /// The commands that recreate the hash at `key` with absolute expiry

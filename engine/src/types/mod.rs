@@ -93,6 +93,16 @@ impl Value {
         }
     }
 
+    /// The segment of a hashtable hash or set that a write of `element`
+    /// (a field, a member) changes; None for other values.
+    pub fn segment_of(&self, element: &[u8]) -> Option<usize> {
+        match self {
+            Value::Str(_) => None,
+            Value::Hash(h) => h.as_table().map(|t| t.segment_of(element)),
+            Value::Set(s) => s.segment_of(element),
+        }
+    }
+
     /// Stamps the epoch that the parts the next change touches are marked
     /// with (the page table's, before it hands the value out to change).
     #[inline]

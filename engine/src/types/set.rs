@@ -13,11 +13,12 @@
 //! - **hashtable**: segments of at most [`SEG_MAX`] members or
 //!   [`SEG_BYTES`] bytes, `Arc<Table>` holding `Arc<Segment>`s chosen by
 //!   the low bits of the member's hash (extendible hashing: a full segment
-//!   splits in two, doubling the directory when it must). Cloning a set is
-//!   O(1), so a running snapshot keeps the value at its barrier by cloning
-//!   it; a later write copies the directory (4 bytes per slot, 8 per
-//!   segment) and the one segment it changes (`Arc::make_mut`), never the
-//!   whole set.
+//!   splits in two, doubling the directory when it must). A running
+//!   snapshot holds the segments of a set at its barrier, shared, and
+//!   writes them one piece each (docs/FORMATS.md, type 6); a write writes
+//!   the segment it is about to change first ([`Set::segment_of`],
+//!   `PageTable::get_value_mut_for`), or copies that one segment
+//!   (`Arc::make_mut`), never the whole set.
 //!
 //! As Redis: a set grows intset -> listpack -> hashtable (or straight to
 //! hashtable) and never converts back while it lives; only a new set
@@ -192,6 +193,20 @@ pub struct Segment {
     depth: u32,
     bytes: usize,
     members: HashTable<Box<[u8]>>,
+}
+
+impl Segment {
+    /// Appends its snapshot piece (a segmented set writes one per
+    /// segment, docs/FORMATS.md): the member count, then each member as
+    /// a varint length and its bytes.
+    pub fn write_piece(&self, out: &mut Vec<u8>) {
+        put_varint(out, self.members.len() as u64);
+        out.reserve(self.bytes + self.members.len());
+        for m in &self.members {
+            put_varint(out, m.len() as u64);
+            out.extend_from_slice(m);
+        }
+    }
 }
 
 #[inline]
@@ -882,6 +897,43 @@ impl Set {
         } else {
             c
         }
+    }
+
+    /// The number of the segment of a hashtable that holds (or would
+    /// hold) member `m` (None for a compact set): adding or removing `m`
+    /// changes that segment alone (and, if it splits it, a new one past
+    /// the others).
+    pub fn segment_of(&self, m: &[u8]) -> Option<usize> {
+        match self {
+            Set::Table(t) => t.dir.get(t.slot(mhash(m))).map(|&s| s as usize),
+            Set::Small(_) | Set::Compact(_) => None,
+        }
+    }
+
+    /// A hashtable set from its snapshot pieces ([`Segment::write_piece`],
+    /// in any order), checked: None if a piece is malformed, a member
+    /// repeats, or the members are not `count` (at least one).
+    pub fn from_pieces<'a>(pieces: impl Iterator<Item = &'a [u8]>, count: u64) -> Option<Set> {
+        if count == 0 {
+            return None;
+        }
+        let mut t = Table::new();
+        for b in pieces {
+            let mut pos = 0usize;
+            let n = get_varint(b, &mut pos)?;
+            for _ in 0..n {
+                let len = usize::try_from(get_varint(b, &mut pos)?).ok()?;
+                let m = b.get(pos..pos.checked_add(len)?)?;
+                pos += len;
+                if !t.insert(m) || t.len as u64 > count {
+                    return None;
+                }
+            }
+            if pos != b.len() {
+                return None;
+            }
+        }
+        (t.len as u64 == count).then_some(Set::Table(Arc::new(t)))
     }
 
     /// A hashtable's segments (None for a compact set).

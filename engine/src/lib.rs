@@ -58,6 +58,7 @@ pub mod snapshot;
 pub mod testkit;
 pub mod types;
 pub mod value;
+pub mod varint;
 
 pub use command::{Args, Cluster, CommandSpec, Exec};
 pub use error::Error;

@@ -42,6 +42,7 @@ use crate::keyhash::hash_key;
 use crate::types::string::{Chunk, CHUNK};
 use crate::types::{hash, set, Str};
 use crate::value::{Entry, Value};
+use crate::varint::{get as get_varint, put as put_varint};
 
 /// The version of this format; bumped on any incompatible change. Version 2
 /// added frames of page sub-ranges, which a version-1 reader would resolve
@@ -286,27 +287,6 @@ impl FileHeader {
         }
         Ok(h)
     }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 /// The hash range of a page: its first hash and its last (inclusive).

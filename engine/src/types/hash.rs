@@ -35,6 +35,8 @@ use std::sync::{Arc, OnceLock};
 
 use hashbrown::HashTable;
 
+use crate::varint::{get as get_varint, len as varint_len, put as put_varint};
+
 /// Most pairs in one segment of a hashtable before it splits.
 pub const SEG_MAX_ITEMS: usize = 1024;
 /// Most bytes of pairs in one segment before it splits.
@@ -65,33 +67,8 @@ impl Default for Limits {
 }
 
 // ---------------------------------------------------------------------------
-// Varints (LEB128), the pair encoding of both representations and of the
-// snapshot entry.
-
-pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-pub fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
+// The pair encoding of both representations and of the snapshot entry
+// (lengths as varints: `crate::varint`).
 
 fn take<'a>(b: &'a [u8], pos: &mut usize, n: u64) -> Option<&'a [u8]> {
     let n = usize::try_from(n).ok()?;

@@ -35,6 +35,8 @@
 use std::sync::Arc;
 
 use hashbrown::HashTable;
+
+use crate::varint::{get as get_varint, len as varint_len, put as put_varint};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// The bound on one command of [`Set::recreate`]: SADD of at most this
@@ -229,28 +231,7 @@ fn scan_pos(h: u64) -> u64 {
 }
 
 // ---------------------------------------------------------------------------
-// Varints and the compact encodings.
-
-fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
+// The compact encodings (lengths as varints: `crate::varint`).
 
 /// The width an intset needs for `v`.
 fn width_of(v: i64) -> u8 {
@@ -1047,15 +1028,6 @@ impl Set {
         }
         (pos == b.len()).then_some(s)
     }
-}
-
-fn varint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
 }
 
 #[cfg(test)]

@@ -509,10 +509,11 @@ async fn write_file(
             offset = write_blocks(&ring, io_buf, pending, whole, offset)
                 .await
                 .map_err(|e| what("write", &e))?;
-        } else {
-            // Let client requests run between slices.
-            pacer.rest(started.elapsed(), held).await;
         }
+        // Let client requests run between slices (after a write too: a
+        // small shard's writer, with pieces of one slice, writes after
+        // nearly every slice).
+        pacer.rest(started.elapsed(), held).await;
     }
     format::encode_end(pending, body.tally, body.crc);
     format::pad_to_block(pending);

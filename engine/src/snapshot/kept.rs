@@ -26,8 +26,9 @@ use std::cell::{Cell, RefCell};
 
 /// Bytes of one chunk the pool hands out.
 pub const CHUNK: usize = 512 * 1024;
-/// The pool's size: what the server keeps ready, and what a finished
-/// snapshot leaves in it for the next. A capture's own buffers take four
+/// The pool's largest target (a shard of `POOL_SHARE * POOL_BYTES` bytes
+/// or more): what the server keeps ready, and what a finished snapshot
+/// leaves in it for the next. A capture's own buffers take four
 /// chunks ([`buffer`]), its arenas one each to start with, and the rest is
 /// runway while the server refills the pool.
 pub const POOL_BYTES: usize = 16 * CHUNK;

@@ -749,6 +749,12 @@ impl PageTable {
         &self.pages
     }
 
+    /// Bytes its entries take: the sum of its pages' counts
+    /// ([`Page::bytes`]), one add per page.
+    pub fn bytes(&self) -> usize {
+        self.pages.iter().map(Page::bytes).sum()
+    }
+
     #[inline]
     fn slot(&self, hash: u64) -> usize {
         if self.global_depth == 0 {

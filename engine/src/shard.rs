@@ -124,6 +124,13 @@ impl Shard {
         self.epoch
     }
 
+    /// Bytes the shard's entries take, over its databases
+    /// ([`PageTable::bytes`]): what sizes its snapshot's memory pool and
+    /// buffers. O(pages), no entry is read.
+    pub fn data_bytes(&self) -> usize {
+        self.dbs.iter().map(PageTable::bytes).sum()
+    }
+
     pub fn db(&self, db: usize) -> &PageTable {
         &self.dbs[db]
     }

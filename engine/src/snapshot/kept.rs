@@ -17,20 +17,58 @@
 //! chunk is allocated here as before.
 //!
 //! The pool is per thread because a shard lives on one thread; chunks of a
-//! finished snapshot go back to it, up to [`POOL_BYTES`].
+//! finished snapshot go back to it, up to its target ([`set_pool_target`]):
+//! [`POOL_BYTES`] for a shard of [`POOL_SHARE`] times that or more, less
+//! for a smaller one ([`pool_target_for`]), so that a small or empty shard
+//! does not keep 8 MiB ready for copies it will never make.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// Bytes of one chunk the pool hands out.
 pub const CHUNK: usize = 512 * 1024;
-/// The pool's size: what the server keeps ready, and what a finished
-/// snapshot leaves in it for the next. A capture's own buffers take four
+/// The pool's largest target (a shard of `POOL_SHARE * POOL_BYTES` bytes
+/// or more): what the server keeps ready, and what a finished snapshot
+/// leaves in it for the next. A capture's own buffers take four
 /// chunks ([`buffer`]), its arenas one each to start with, and the rest is
 /// runway while the server refills the pool.
 pub const POOL_BYTES: usize = 16 * CHUNK;
+/// A shard's pool target is its data's bytes over this (1/32: ~3% of the
+/// shard), between one chunk and [`POOL_BYTES`] (reached at 256 MiB).
+pub const POOL_SHARE: usize = 32;
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static TARGET: Cell<usize> = const { Cell::new(POOL_BYTES) };
+}
+
+/// The pool a shard of `data_bytes` (its entries' bytes,
+/// `Shard::data_bytes`) keeps ready: `data_bytes / POOL_SHARE`, rounded up
+/// to whole chunks, between one chunk and [`POOL_BYTES`].
+pub fn pool_target_for(data_bytes: usize) -> usize {
+    (data_bytes / POOL_SHARE)
+        .div_ceil(CHUNK)
+        .clamp(1, POOL_BYTES / CHUNK)
+        * CHUNK
+}
+
+/// Sets this thread's pool target (what the server fills it to and what
+/// finished snapshots give back, [`recycle`]) to `bytes` rounded up to
+/// whole chunks, at most [`POOL_BYTES`]; frees the chunks over it.
+pub fn set_pool_target(bytes: usize) {
+    let target = bytes.div_ceil(CHUNK).min(POOL_BYTES / CHUNK) * CHUNK;
+    TARGET.with(|t| t.set(target));
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        while p.iter().map(Vec::capacity).sum::<usize>() > target {
+            p.pop();
+        }
+    });
+}
+
+/// This thread's pool target ([`set_pool_target`]; [`POOL_BYTES`] until
+/// set).
+pub fn pool_target() -> usize {
+    TARGET.with(Cell::get)
 }
 
 /// Adds a chunk (its memory already touched) to this thread's pool,
@@ -53,9 +91,9 @@ pub fn buffer() -> Vec<u8> {
 }
 
 /// Returns a buffer to the pool (emptied) if it is a chunk and the pool
-/// is short; frees it otherwise.
+/// is short of its target; frees it otherwise.
 pub fn recycle(buf: Vec<u8>) {
-    if buf.capacity() == CHUNK && pool_bytes() + CHUNK <= POOL_BYTES {
+    if buf.capacity() == CHUNK && pool_bytes() + CHUNK <= pool_target() {
         give(buf);
     }
 }
@@ -237,6 +275,57 @@ mod tests {
             recycle(b);
             recycle(Vec::with_capacity(CHUNK + 1));
             assert_eq!(pool_bytes(), 16 * CHUNK, "only chunks are pooled");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_shards_data_bytes_count_its_entries() {
+        let c = crate::testkit::TestCluster::new(1);
+        assert_eq!(c.with_shard(0, |s| s.data_bytes()), 0);
+        let big = "x".repeat(3 << 20);
+        c.cmd(0, &["SET", "big", &big]);
+        c.cmd(2, &["SADD", "s", "a", "b"]);
+        let bytes = c.with_shard(0, |s| s.data_bytes());
+        assert!((3 << 20..(3 << 20) + 4096).contains(&bytes), "{bytes}");
+        c.cmd(0, &["DEL", "big"]);
+        let bytes = c.with_shard(0, |s| s.data_bytes());
+        assert!(
+            (1..4096).contains(&bytes),
+            "databases other than 0: {bytes}"
+        );
+    }
+
+    #[test]
+    fn the_pool_target_follows_the_shards_data() {
+        // An empty or small shard: one chunk; a big one: POOL_BYTES, as
+        // before; in between, 1/POOL_SHARE of its bytes in whole chunks.
+        assert_eq!(pool_target_for(0), CHUNK);
+        assert_eq!(pool_target_for(4 << 20), CHUNK);
+        assert_eq!(pool_target_for(96 << 20), 6 * CHUNK);
+        assert_eq!(pool_target_for((96 << 20) + POOL_SHARE), 7 * CHUNK);
+        assert_eq!(pool_target_for(POOL_SHARE * POOL_BYTES), POOL_BYTES);
+        assert_eq!(pool_target_for(3 << 30), POOL_BYTES);
+        assert_eq!(pool_target_for(usize::MAX), POOL_BYTES);
+        std::thread::spawn(|| {
+            assert_eq!(pool_target(), POOL_BYTES, "POOL_BYTES until set");
+            for _ in 0..10 {
+                give(Vec::with_capacity(CHUNK));
+            }
+            // Lowering the target frees what is over it...
+            set_pool_target(pool_target_for(0));
+            assert_eq!(pool_bytes(), CHUNK);
+            // ... and a finished snapshot's chunks go back up to it only.
+            let (a, b) = (take(CHUNK), take(CHUNK));
+            assert_eq!(pool_bytes(), 0);
+            recycle(a);
+            recycle(b);
+            assert_eq!(pool_bytes(), CHUNK);
+            set_pool_target(3 * CHUNK - 1);
+            assert_eq!(pool_target(), 3 * CHUNK, "whole chunks");
+            set_pool_target(usize::MAX);
+            assert_eq!(pool_target(), POOL_BYTES, "never over POOL_BYTES");
         })
         .join()
         .unwrap();

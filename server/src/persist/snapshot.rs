@@ -53,8 +53,25 @@ const SLICE: usize = 256 * 1024;
 /// ... and a slice stops after this long, once it has written a page (a
 /// slice takes ~0.15 ms; slow memory made single slices of 3-40 ms).
 const SLICE_TIME: Duration = Duration::from_millis(1);
-/// A shard writes its file in pieces of about this size.
+/// A shard writes its file in pieces of about this size at most (the
+/// writer's buffers, [`Buffers`], are sized by the shard's data:
+/// [`writer_chunk`]).
 const CHUNK: usize = 4 << 20;
+/// ... and at least this size.
+const MIN_CHUNK: usize = 256 * 1024;
+/// The writer's piece is the shard's data's bytes over this (1/64), so its
+/// two buffers (the piece twice, plus two slices) stay near 3% of the shard.
+const CHUNK_SHARE: usize = 64;
+
+/// The size of the pieces a shard of `data_bytes` (`Shard::data_bytes`)
+/// writes its file in, which sizes the writer's [`Buffers`]:
+/// `data_bytes / CHUNK_SHARE` between [`MIN_CHUNK`] and [`CHUNK`] (reached
+/// at 256 MiB: a big shard keeps M1.4's sizes), rounded down to a power of
+/// two (a whole number of blocks, and few distinct sizes).
+fn writer_chunk(data_bytes: usize) -> usize {
+    let c = (data_bytes / CHUNK_SHARE).clamp(MIN_CHUNK, CHUNK);
+    1 << c.ilog2()
+}
 /// Bytes copied into the write buffer between client requests.
 const COPY_PIECE: usize = 256 * 1024;
 
@@ -143,9 +160,16 @@ pub async fn writer_loop(worker: Rc<Worker>) {
             kick.notified().await;
             continue;
         };
+        // Sized by the shard's data at this snapshot's start: made anew
+        // (off the loop) when the shard grew past what they were made for,
+        // or shrank to a quarter of it.
+        let want = writer_chunk(worker.shard.borrow().data_bytes());
         let bufs = match &mut buffers {
-            Some(b) => b,
-            None => buffers.insert(Buffers::off_loop(&supply).await),
+            Some(b) if b.chunk >= want && b.chunk < 4 * want => b,
+            _ => {
+                buffers = None;
+                buffers.insert(Buffers::off_loop(&supply, want).await)
+            }
         };
         let r = write_file(&worker, &req, bufs, &supply).await;
         supply.top_up();
@@ -162,6 +186,8 @@ pub async fn writer_loop(worker: Rc<Worker>) {
 /// A writer's reusable buffers: frames waiting to be written, and the
 /// aligned buffer writes go through.
 struct Buffers {
+    /// The piece the file is written in ([`writer_chunk`]).
+    chunk: usize,
     pending: Vec<u8>,
     io: Option<AlignedBuf>,
 }
@@ -171,26 +197,28 @@ impl Buffers {
     /// in ~8.5 MiB (huge pages on this VM) held the loop 20-160 ms at the
     /// start of a process's first snapshot (BENCHMARKS.md, durability
     /// oddity 6).
-    async fn off_loop(supply: &KeptSupply) -> Buffers {
+    async fn off_loop(supply: &KeptSupply, chunk: usize) -> Buffers {
         match &supply.thread {
             Some(t) => t
-                .run(|| Buffers::new(true))
+                .run(move || Buffers::new(chunk, true))
                 .await
-                .unwrap_or_else(|| Buffers::new(false)),
-            None => Buffers::new(false),
+                .unwrap_or_else(|| Buffers::new(chunk, false)),
+            None => Buffers::new(chunk, false),
         }
     }
 
-    /// `paced`: on a helper thread ([`touch`]).
-    fn new(paced: bool) -> Buffers {
+    /// Buffers for pieces of `chunk` bytes; `paced`: on a helper thread
+    /// ([`touch`]).
+    fn new(chunk: usize, paced: bool) -> Buffers {
         // Both zeroed by the allocator (fresh pages, not written yet), and
         // touched now, not in the middle of a snapshot.
-        let mut pending = vec![0u8; CHUNK + 2 * SLICE];
+        let mut pending = vec![0u8; chunk + 2 * SLICE];
         touch(&mut pending, paced);
         pending.clear();
-        let mut io = AlignedBuf::zeroed(CHUNK);
+        let mut io = AlignedBuf::zeroed(chunk);
         touch(io.as_mut_slice(), paced);
         Buffers {
+            chunk,
             pending,
             io: Some(io),
         }
@@ -300,7 +328,7 @@ impl KeptSupply {
             return;
         };
         let have = kept::pool_bytes() + self.asked.get() * kept::CHUNK;
-        let lack = kept::POOL_BYTES.saturating_sub(have) / kept::CHUNK;
+        let lack = kept::pool_target().saturating_sub(have) / kept::CHUNK;
         let give = self.give.clone();
         let made = move || {
             for i in 0..lack {
@@ -345,6 +373,9 @@ async fn fill_pools(worker: &Rc<Worker>, warm: bool) {
             Box::new(move |w: &Rc<Worker>| {
                 let supply = supply_here();
                 let part = w.id;
+                // The pool is sized by the shard's data now (a shard grown
+                // since the last snapshot gets more, an emptied one less).
+                kept::set_pool_target(kept::pool_target_for(w.shard.borrow().data_bytes()));
                 crate::runtime::spawn(async move {
                     if let Some(s) = &supply {
                         s.fill().await;
@@ -440,6 +471,7 @@ async fn write_file(
     crate::latency::mark("created");
     let ring = RingFile::from_std(file.try_clone().map_err(|e| what("open", &e))?);
     // Frames accumulate in `pending`; whole blocks of it are written.
+    let chunk = bufs.chunk;
     let pending = &mut bufs.pending;
     pending.clear();
     pending.extend_from_slice(&req.header.encode());
@@ -448,6 +480,7 @@ async fn write_file(
     let mut peak = 0u64;
     let io_buf = &mut bufs.io;
     let mut pacer = Pacer::new(worker, req.pace);
+    let mut rested_last = false;
     loop {
         supply.top_up();
         let started = Instant::now();
@@ -472,14 +505,25 @@ async fn write_file(
         if done {
             break;
         }
-        if pending.len() >= CHUNK {
+        let wrote = pending.len() >= chunk;
+        if wrote {
             let whole = pending.len() / BLOCK * BLOCK;
             offset = write_blocks(&ring, io_buf, pending, whole, offset)
                 .await
                 .map_err(|e| what("write", &e))?;
+        }
+        // Let client requests run between slices: after every slice but
+        // one that wrote right after a rest. A small shard's writer, with
+        // pieces of one slice, writes after nearly every slice and would
+        // otherwise never rest; a big one's writes every 8-16 slices and
+        // rests as it did with fixed 4 MiB pieces (resting after those
+        // writes too doubled a 192 MiB snapshot's time under SETRANGE,
+        // and its extra memory with it: 0.33 -> 0.77 s, +21 -> +48 MiB).
+        if wrote && rested_last {
+            rested_last = false;
         } else {
-            // Let client requests run between slices.
             pacer.rest(started.elapsed(), held).await;
+            rested_last = true;
         }
     }
     format::encode_end(pending, body.tally, body.crc);
@@ -511,8 +555,9 @@ const BUSY_WINDOW: Duration = Duration::from_millis(20);
 /// [`Pacer`] stops resting once the shards' snapshots hold this fraction
 /// (1/40 = 2.5%) of `used_memory` in entries kept aside. M1.4 allows a
 /// snapshot 5% of the dataset in all; besides the kept entries it has its
-/// pools and buffers (~35 MiB for two shards), and once the rests stop the
-/// walker finishes flat out and keeps 20-30 MiB more at 3 GiB under a
+/// pools and buffers (sized by each shard's data: ~35 MiB for two shards
+/// of 256 MiB or more), and once the rests stop the walker finishes flat
+/// out and keeps 20-30 MiB more at 3 GiB under a
 /// full-speed overwrite load (BENCHMARKS.md). At 1/25, one run of 23 on
 /// 2026-11-21 reached +160 MiB over its RSS before the snapshot, where 5%
 /// is 153.
@@ -1421,6 +1466,27 @@ mod tests {
             log: None,
         });
         (keep.snapshots.iter().map(|s| s.id).collect(), drop.len())
+    }
+
+    #[test]
+    fn writer_buffers_follow_the_shards_data() {
+        // An empty shard's writer holds about 1 MiB, not 8.5.
+        assert_eq!(writer_chunk(0), MIN_CHUNK);
+        let small = Buffers::new(writer_chunk(0), false);
+        let held = small.pending.capacity() + small.io.as_ref().map_or(0, |b| b.len());
+        assert!(held <= 1 << 20, "{held}");
+        assert!(small.pending.is_empty());
+        // In between: 1/CHUNK_SHARE of the data, a power of two.
+        assert_eq!(writer_chunk(64 << 20), 1 << 20);
+        assert_eq!(writer_chunk(192 << 20), 2 << 20);
+        assert_eq!(writer_chunk(200 << 20) % BLOCK, 0);
+        // A big shard's as in M1.4.
+        assert_eq!(writer_chunk(256 << 20), CHUNK);
+        assert_eq!(writer_chunk(3 << 30), CHUNK);
+        assert_eq!(writer_chunk(usize::MAX), CHUNK);
+        let big = Buffers::new(writer_chunk(3 << 30), false);
+        assert_eq!(big.pending.capacity(), CHUNK + 2 * SLICE);
+        assert_eq!(big.io.as_ref().map(|b| b.len()), Some(CHUNK));
     }
 
     #[test]

@@ -487,6 +487,39 @@ impl Session {
         Ok(theirs)
     }
 
+    /// One random sequence on an empty keyspace: `RANDOM_STEPS` steps from
+    /// `next` (each reply also handed to `on_reply`), each followed by
+    /// DBSIZE so that a keyspace divergence shows at the step that made
+    /// it, then the whole keyspace compared. Returns the steps run and the
+    /// first mismatch with the step it came at (`RANDOM_STEPS + 1`: the
+    /// final comparison).
+    fn random_sequence(
+        &mut self,
+        mut next: impl FnMut() -> Step,
+        mut on_reply: impl FnMut(&[u8]),
+    ) -> (usize, Result<(), (usize, Mismatch)>) {
+        let mut result = self
+            .step(&Step::new(args(&["FLUSHALL"])))
+            .and_then(|_| self.step(&Step::new(args(&["SELECT", "0"]))))
+            .map(|_| ());
+        self.history.clear();
+        let mut at = 0;
+        while result.is_ok() && at < RANDOM_STEPS {
+            let step = next();
+            result = self.step(&step).map(|reply| on_reply(&reply));
+            if result.is_ok() {
+                result = self.step(&Step::new(args(&["DBSIZE"]))).map(|_| ());
+            }
+            at += 1;
+        }
+        let ran = at;
+        if result.is_ok() {
+            result = self.compare_state();
+            at = RANDOM_STEPS + 1;
+        }
+        (ran, result.map_err(|m| (at, m)))
+    }
+
     /// Compares the whole keyspace of databases 0 and 1: names, values, TTLs.
     fn compare_state(&mut self) -> Result<(), Mismatch> {
         for db in ["1", "0"] {
@@ -2321,6 +2354,15 @@ impl Generator {
 
 /// `KV_DIFF_SKIP=INCRBYFLOAT,SETRANGE` leaves those commands out of the
 /// random sequences: a way to look past a known mismatch while it is fixed.
+/// `KV_DIFF_SEEDS=N`: run N seeds of each random test instead of the
+/// default.
+fn random_seeds() -> u64 {
+    std::env::var("KV_DIFF_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RANDOM_SEEDS)
+}
+
 fn skipped_commands() -> Vec<Vec<u8>> {
     std::env::var("KV_DIFF_SKIP")
         .unwrap_or_default()
@@ -2414,48 +2456,27 @@ fn random_sequences_match_redis() {
     let mut total = 0;
     let mut errors = 0;
     let skip = skipped_commands();
-    // `KV_DIFF_SEEDS=N`: run N seeds instead of the default.
-    let seeds = std::env::var("KV_DIFF_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(RANDOM_SEEDS);
+    let seeds = random_seeds();
     for seed in 1..=seeds {
         let mut gen = Generator {
             rng: Rng::new(seed),
             used_rel: BTreeSet::new(),
         };
-        let mut s = pair.session();
-        let mut result = s
-            .step(&Step::new(args(&["FLUSHALL"])))
-            .map(|_| ())
-            .and_then(|_| s.step(&Step::new(args(&["SELECT", "0"]))).map(|_| ()));
-        s.history.clear();
-        let mut at = 0;
-        while result.is_ok() && at < RANDOM_STEPS {
-            let step = loop {
-                let step = gen.command();
-                let name = step.args.first().map(|n| n.to_ascii_uppercase());
-                if !name.is_some_and(|n| skip.contains(&n)) {
-                    break step;
-                }
-            };
-            result = s.step(&step).map(|reply| {
-                if reply.starts_with(b"-") {
-                    errors += 1;
-                }
-            });
-            // A divergence in the keyspace shows up at the step that made it.
-            if result.is_ok() {
-                result = s.step(&Step::new(args(&["DBSIZE"]))).map(|_| ());
+        let next = || loop {
+            let step = gen.command();
+            let name = step.args.first().map(|n| n.to_ascii_uppercase());
+            if !name.is_some_and(|n| skip.contains(&n)) {
+                break step;
             }
-            at += 1;
-        }
-        total += at;
-        if result.is_ok() {
-            result = s.compare_state();
-            at = RANDOM_STEPS + 1;
-        }
-        if let Err(m) = result {
+        };
+        let count_errors = |reply: &[u8]| {
+            if reply.starts_with(b"-") {
+                errors += 1;
+            }
+        };
+        let (ran, result) = pair.session().random_sequence(next, count_errors);
+        total += ran;
+        if let Err((at, m)) = result {
             failures.push(m.render(&format!("seed {seed}, step {at}")));
         }
         pair.assert_alive();
@@ -2477,10 +2498,7 @@ fn random_pipelines_match_redis() {
         return;
     };
     let skip = skipped_commands();
-    let seeds = std::env::var("KV_DIFF_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(RANDOM_SEEDS);
+    let seeds = random_seeds();
     let mut failures = Vec::new();
     for seed in 1..=seeds {
         let mut gen = Generator {
@@ -3084,10 +3102,7 @@ fn random_set_sequences_match_redis() {
     let Some(mut pair) = Pair::start() else {
         return;
     };
-    let seeds = std::env::var("KV_DIFF_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(RANDOM_SEEDS);
+    let seeds = random_seeds();
     let mut failures = Vec::new();
     let mut total = 0;
     for seed in 1..=seeds {
@@ -3095,27 +3110,9 @@ fn random_set_sequences_match_redis() {
             rng: Rng::new(2_000_000 + seed),
             used_rel: BTreeSet::new(),
         };
-        let mut s = pair.session();
-        let mut result = s
-            .step(&Step::new(args(&["FLUSHALL"])))
-            .map(|_| ())
-            .and_then(|_| s.step(&Step::new(args(&["SELECT", "0"]))).map(|_| ()));
-        s.history.clear();
-        let mut at = 0;
-        while result.is_ok() && at < RANDOM_STEPS {
-            let step = gen.set_command();
-            result = s.step(&step).map(|_| ());
-            if result.is_ok() {
-                result = s.step(&Step::new(args(&["DBSIZE"]))).map(|_| ());
-            }
-            at += 1;
-        }
-        total += at;
-        if result.is_ok() {
-            result = s.compare_state();
-            at = RANDOM_STEPS + 1;
-        }
-        if let Err(m) = result {
+        let (ran, result) = pair.session().random_sequence(|| gen.set_command(), |_| {});
+        total += ran;
+        if let Err((at, m)) = result {
             failures.push(m.render(&format!("seed {seed}, step {at}")));
         }
         pair.assert_alive();

@@ -1446,38 +1446,11 @@ mod tests {
         assert_eq!((counts[3], counts[20]), (1, 1), "{counts:?}");
         assert!(counts.iter().all(|&n| n <= 2), "{counts:?}");
         // The snapshot holds the value at the barrier.
-        let mut out = Vec::new();
-        loop {
-            let done = t.capture_step(1 << 20, None);
-            t.take_frames(&mut out);
-            if done {
-                break;
-            }
-        }
-        let mut pos = 0;
-        let mut found = None;
-        let mut assembler = snapformat::Assembler::default();
-        let mut firsts = Vec::new();
-        while pos < out.len() {
-            let rest = &out[pos..];
-            let snapformat::Parsed::Frame(frame, n) =
-                snapformat::parse_frame(rest, 0, rest.len() as u64).unwrap()
-            else {
-                panic!("not a whole frame");
-            };
-            if let snapformat::Frame::Chunks { first, chunks, .. } = &frame {
-                firsts.push((*first, chunks.len()));
-            }
-            if let Some(f) = assembler.add(frame, 0).unwrap() {
-                for e in f.decode_entries(0).unwrap() {
-                    if &*e.key == b"big" {
-                        found = Some(e.value);
-                    }
-                }
-            }
-            pos += n;
-        }
-        assembler.finish(0).unwrap();
+        let (firsts, entries) = capture_to_end(&mut t);
+        let found = entries
+            .into_iter()
+            .find(|e| &*e.key == b"big")
+            .map(|e| e.value);
         // Chunks 3 and 20 first, on their own; then the others in frames
         // of at most 4, around them.
         assert_eq!(&firsts[..2], &[(3, 1), (20, 1)]);
@@ -1519,34 +1492,12 @@ mod tests {
         assert!(copied.iter().all(|i| i % 2 == 0), "{copied:?}");
         let unique: std::collections::BTreeSet<usize> = copied.iter().copied().collect();
         assert_eq!(unique.len(), copied.len(), "each noted once");
-        let mut out = Vec::new();
-        loop {
-            let done = t.capture_step(1 << 20, None);
-            t.take_frames(&mut out);
-            if done {
-                break;
-            }
-        }
-        let mut pos = 0;
-        let mut firsts = Vec::new();
-        let mut found = None;
-        let mut assembler = snapformat::Assembler::default();
-        while pos < out.len() {
-            let rest = &out[pos..];
-            let snapformat::Parsed::Frame(frame, len) =
-                snapformat::parse_frame(rest, 0, rest.len() as u64).unwrap()
-            else {
-                panic!("not a whole frame");
-            };
-            if let snapformat::Frame::Chunks { first, .. } = &frame {
-                firsts.push(*first as usize);
-            }
-            if let Some(f) = assembler.add(frame, 0).unwrap() {
-                found = f.decode_entries(0).unwrap().pop().map(|e| e.value);
-            }
-            pos += len;
-        }
-        assembler.finish(0).unwrap();
+        let (frames, entries) = capture_to_end(&mut t);
+        let firsts: Vec<usize> = frames.iter().map(|&(first, _)| first as usize).collect();
+        let found = entries
+            .into_iter()
+            .find(|e| &*e.key == b"big")
+            .map(|e| e.value);
         // After the spilled chunks (one frame each, with its 40-byte
         // header) come the copied ones, the last noted first.
         let k = SPILL_MAX.div_ceil(CHUNK + 40);

@@ -374,25 +374,25 @@ impl ExecCtx<'_> {
     /// Looks up a key for reading: expired keys are removed, hits and misses
     /// are counted, the key's access time is set (Redis's lookupKeyRead).
     pub fn lookup_read(&mut self, key: &[u8]) -> Option<&Entry> {
-        let hash = hash_key(key);
-        self.expire_if_needed(hash, key);
-        let Shard { dbs, stats, .. } = &mut *self.shard;
-        let found = dbs[self.db].get_touched(hash, key);
-        if found.is_some() {
-            stats.keyspace_hits += 1;
-        } else {
-            stats.keyspace_misses += 1;
-        }
-        found
+        self.lookup_counted(key, true)
     }
 
     /// [`ExecCtx::lookup_read`] that leaves the access time as it is
     /// (Redis's LOOKUP_NOTOUCH: EXISTS, TYPE, TTL, OBJECT).
     pub fn lookup_read_notouch(&mut self, key: &[u8]) -> Option<&Entry> {
+        self.lookup_counted(key, false)
+    }
+
+    fn lookup_counted(&mut self, key: &[u8], touch: bool) -> Option<&Entry> {
         let hash = hash_key(key);
         self.expire_if_needed(hash, key);
         let Shard { dbs, stats, .. } = &mut *self.shard;
-        let found = dbs[self.db].get(hash, key);
+        let table = &mut dbs[self.db];
+        let found = if touch {
+            table.get_touched(hash, key)
+        } else {
+            table.get(hash, key)
+        };
         if found.is_some() {
             stats.keyspace_hits += 1;
         } else {

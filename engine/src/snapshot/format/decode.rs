@@ -1,0 +1,548 @@
+//! Reading frames back: parsing and checking one frame, decoding a page
+//! frame's entries, and assembling a big value from the chunks frames
+//! that follow its page frame.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::sync::Arc;
+
+use super::*;
+use crate::keyhash::hash_key;
+use crate::types::string::{Chunk, CHUNK};
+use crate::types::Str;
+use crate::value::{Entry, Value};
+use crate::varint::get as get_varint;
+
+/// One frame as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Page(PageFrame),
+    /// A chunks frame: its database, the number of the frame whose chunks
+    /// it holds (that database's page and ranges frames in the file,
+    /// counted from 0), the index of its first chunk among them, and the
+    /// chunks (each [`CHUNK`] bytes but maybe the last).
+    Chunks {
+        db: u16,
+        frame: u64,
+        first: u32,
+        chunks: Vec<Vec<u8>>,
+    },
+    End {
+        tally: Tally,
+        body_crc: u32,
+    },
+}
+
+/// A page frame or a ranges frame with its payload decompressed (entries
+/// still encoded): [`PageFrame::parts`] are its hash ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageFrame {
+    pub db: u16,
+    /// A ranges frame (`prefix` and `depth` are then 0).
+    pub ranges: bool,
+    pub prefix: u64,
+    pub depth: u8,
+    pub entries: u32,
+    /// The payload ([`PageFrame::parts`], [`PageFrame::decode_part`]).
+    pub raw: Vec<u8>,
+    /// Bytes the frame took in the file.
+    pub stored: u64,
+    /// Chunks of its chunked strings that follow the frame (version 3),
+    /// and those gathered so far ([`Assembler`]).
+    pub following: u32,
+    pub chunks: Vec<Arc<Chunk>>,
+}
+
+/// The result of looking at the bytes where a frame should start.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A whole, valid frame and the bytes it took.
+    Frame(Frame, usize),
+    /// The frame is longer than the bytes given: at least this many are needed.
+    NeedMore(usize),
+}
+
+/// Parses the frame at the start of `b`, which sits at file offset
+/// `offset` (for error messages). `left_in_file`: bytes of the file from
+/// this frame on, so that a damaged length is caught before anything
+/// that large is read or allocated.
+pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, FormatError> {
+    let Some(h) = b.get(..FRAME_HEADER) else {
+        if (b.len() as u64) >= left_in_file {
+            return Err(err(offset, "file ends inside a frame header (truncated)"));
+        }
+        return Ok(Parsed::NeedMore(FRAME_HEADER));
+    };
+    let tag = h.first().copied().unwrap_or(0);
+    let flags = h.get(1).copied().unwrap_or(0);
+    let depth = h.get(4).copied().unwrap_or(0);
+    let stored_len = u64_at(h, 16);
+    let raw_len = u64_at(h, 24);
+    let entries = u32_at(h, 32);
+    let crc = u32_at(h, 36);
+    match tag {
+        TAG_PAGE | TAG_RANGES | TAG_END | TAG_CHUNKS => {}
+        0 => {
+            return Err(err(
+                offset,
+                "zeros where a frame should be (file cut short?)",
+            ))
+        }
+        _ => return Err(err(offset, "bad frame tag")),
+    }
+    let total = (FRAME_HEADER as u64).saturating_add(stored_len);
+    if total > left_in_file {
+        return Err(err(
+            offset,
+            "frame runs past the end of the file (truncated?)",
+        ));
+    }
+    let total = total as usize;
+    let Some(payload) = b.get(FRAME_HEADER..total) else {
+        return Ok(Parsed::NeedMore(total));
+    };
+    let head = h.get(..36).unwrap_or_default();
+    if crc32c::crc32c_append(crc32c::crc32c(head), payload) != crc {
+        return Err(err(offset, "frame checksum mismatch"));
+    }
+    let following = u32_at(h, 4) >> 8;
+    let pieces = flags & FLAG_PIECES != 0;
+    if flags & !(FLAG_LZ4 | FLAG_PIECES) != 0
+        || (pieces && tag != TAG_CHUNKS)
+        || (following != 0 && tag == TAG_END)
+    {
+        return Err(err(offset, "unknown frame flags"));
+    }
+    if tag == TAG_END {
+        if flags != 0 || stored_len != END_PAYLOAD as u64 || raw_len != stored_len {
+            return Err(err(offset, "malformed end frame"));
+        }
+        let tally = Tally {
+            pages: u64_at(payload, 0),
+            keys: u64_at(payload, 8),
+            bytes: u64_at(payload, 16),
+        };
+        return Ok(Parsed::Frame(
+            Frame::End {
+                tally,
+                body_crc: u32_at(payload, 24),
+            },
+            total,
+        ));
+    }
+    let prefix = u64_at(h, 8);
+    if tag == TAG_CHUNKS {
+        // One to FRAME_CHUNKS chunks, all whole but maybe the last; the
+        // prefix field names the frame they belong to.
+        let n = following as u64;
+        let whole = CHUNK as u64;
+        // Segments' pieces (FLAG_PIECES) have their own lengths.
+        if depth != 0
+            || u64::from(entries) + n > u64::from(MAX_FOLLOWING)
+            || n == 0
+            || n > FRAME_CHUNKS as u64
+            || (!pieces && (raw_len <= (n - 1) * whole || raw_len > n * whole))
+        {
+            return Err(err(offset, "malformed chunks frame"));
+        }
+    } else {
+        check_range(prefix, depth, offset)?;
+    }
+    if tag == TAG_RANGES && (prefix, depth) != (0, 0) {
+        return Err(err(offset, "ranges frame with a range in its header"));
+    }
+    let raw = if flags & FLAG_LZ4 != 0 {
+        // A page's payload is at most what its entries hold; LZ4 expands
+        // at most 255x, which bounds a damaged length before allocating.
+        if raw_len > stored_len.saturating_mul(255) {
+            return Err(err(offset, "page payload length out of range"));
+        }
+        let mut raw = vec![0u8; raw_len as usize];
+        match lz4_flex::block::decompress_into(payload, &mut raw) {
+            Ok(n) if n as u64 == raw_len => raw,
+            _ => return Err(err(offset, "page payload does not decompress")),
+        }
+    } else {
+        if raw_len != stored_len {
+            return Err(err(offset, "page payload lengths disagree"));
+        }
+        payload.to_vec()
+    };
+    if tag == TAG_CHUNKS {
+        let chunks = if pieces {
+            split_pieces(&raw, following).ok_or_else(|| err(offset, "malformed pieces frame"))?
+        } else {
+            raw.chunks(CHUNK).map(<[u8]>::to_vec).collect()
+        };
+        return Ok(Parsed::Frame(
+            Frame::Chunks {
+                db: u16_at(h, 2),
+                frame: prefix,
+                first: entries,
+                chunks,
+            },
+            total,
+        ));
+    }
+    Ok(Parsed::Frame(
+        Frame::Page(PageFrame {
+            db: u16_at(h, 2),
+            ranges: tag == TAG_RANGES,
+            prefix,
+            depth,
+            entries,
+            raw,
+            stored: total as u64,
+            following,
+            chunks: Vec::new(),
+        }),
+        total,
+    ))
+}
+
+/// The `n` pieces of a pieces frame's payload (each a varint length and
+/// its bytes, nothing after the last); None if they are not exactly that.
+fn split_pieces(raw: &[u8], n: u32) -> Option<Vec<Vec<u8>>> {
+    let mut pos = 0usize;
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let len = get_varint(raw, &mut pos)?;
+        out.push(take(raw, &mut pos, len)?.to_vec());
+    }
+    (pos == raw.len()).then_some(out)
+}
+
+/// Checks that `(prefix, depth)` is a hash range a frame can hold.
+fn check_range(prefix: u64, depth: u8, offset: u64) -> Result<(), FormatError> {
+    if depth > MAX_DEPTH {
+        return Err(err(offset, "page depth out of range"));
+    }
+    if page_range(prefix, depth).0 != prefix {
+        return Err(err(offset, "page prefix has bits below its depth"));
+    }
+    Ok(())
+}
+
+/// One hash range of a frame and where its entries are in the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub prefix: u64,
+    pub depth: u8,
+    pub entries: u32,
+    start: usize,
+    end: usize,
+}
+
+impl PageFrame {
+    /// The frame's hash ranges, checked: each well formed, and the counts
+    /// add up to the header's. A page frame has one, its own. (The writer
+    /// never puts overlapping ranges in one file.)
+    pub fn parts(&self, offset: u64) -> Result<Vec<Part>, FormatError> {
+        if !self.ranges {
+            return Ok(vec![Part {
+                prefix: self.prefix,
+                depth: self.depth,
+                entries: self.entries,
+                start: 0,
+                end: self.raw.len(),
+            }]);
+        }
+        let b = &self.raw;
+        let bad = |what: &str| err(offset, format!("ranges frame: {what}"));
+        let mut out = Vec::new();
+        let mut pos = 0usize;
+        let mut entries = 0u64;
+        while pos < b.len() {
+            let head = b.get(pos..pos + 9).ok_or_else(|| bad("truncated part"))?;
+            let depth = head.first().copied().unwrap_or(0);
+            let prefix = u64_at(head, 1);
+            pos = pos.saturating_add(9);
+            check_range(prefix, depth, offset)?;
+            let count = get_varint(b, &mut pos).ok_or_else(|| bad("bad entry count"))?;
+            let len = get_varint(b, &mut pos).ok_or_else(|| bad("bad part length"))?;
+            let start = pos;
+            take(b, &mut pos, len).ok_or_else(|| bad("part runs past the frame"))?;
+            let count = u32::try_from(count).map_err(|_| bad("bad entry count"))?;
+            entries += u64::from(count);
+            out.push(Part {
+                prefix,
+                depth,
+                entries: count,
+                start,
+                end: pos,
+            });
+        }
+        if entries != u64::from(self.entries) {
+            return Err(bad("entry counts differ from the header"));
+        }
+        Ok(out)
+    }
+
+    /// The entries of one of [`PageFrame::parts`], checked: every one is
+    /// well formed, belongs to the part's hash range, and their count is
+    /// the part's.
+    pub fn decode_part(&self, part: &Part, offset: u64) -> Result<Vec<Entry>, FormatError> {
+        let b = self.raw.get(part.start..part.end).unwrap_or_default();
+        let mut pos = 0usize;
+        let (first, last) = page_range(part.prefix, part.depth);
+        let mut out = Vec::with_capacity((part.entries as usize).min(4096));
+        let bad = |what: &str| err(offset, format!("page entries: {what}"));
+        while pos < b.len() {
+            let key_len = get_varint(b, &mut pos).ok_or_else(|| bad("bad key length"))?;
+            let key = take(b, &mut pos, key_len).ok_or_else(|| bad("key runs past the page"))?;
+            let ty = *b.get(pos).ok_or_else(|| bad("missing value type"))?;
+            pos += 1;
+            let len = get_varint(b, &mut pos).ok_or_else(|| bad("bad value length"))?;
+            let value = match ty {
+                TYPE_STRING => Value::string(
+                    take(b, &mut pos, len).ok_or_else(|| bad("value runs past the page"))?,
+                ),
+                TYPE_STRING_CHUNKED => {
+                    let first = get_varint(b, &mut pos).ok_or_else(|| bad("bad chunk index"))?;
+                    let n = len.div_ceil(CHUNK as u64);
+                    let chunks = usize::try_from(first)
+                        .ok()
+                        .zip(usize::try_from(first.saturating_add(n)).ok())
+                        .and_then(|(a, z)| self.chunks.get(a..z))
+                        .ok_or_else(|| bad("chunked value past the chunks that follow"))?;
+                    Value::Str(
+                        Str::from_chunks(chunks.to_vec())
+                            .filter(|s| s.len() as u64 == len)
+                            .ok_or_else(|| bad("chunked value's chunks do not add up"))?,
+                    )
+                }
+                TYPE_HASH_SEGMENTED | TYPE_SET_SEGMENTED => {
+                    let first = get_varint(b, &mut pos).ok_or_else(|| bad("bad piece index"))?;
+                    let count = get_varint(b, &mut pos).ok_or_else(|| bad("bad element count"))?;
+                    let pieces = usize::try_from(first)
+                        .ok()
+                        .zip(usize::try_from(first.saturating_add(len)).ok())
+                        .and_then(|(a, z)| self.chunks.get(a..z))
+                        .ok_or_else(|| bad("segmented value past the pieces that follow"))?;
+                    let pieces = pieces.iter().map(|c| c.bytes.as_slice());
+                    if ty == TYPE_HASH_SEGMENTED {
+                        Value::Hash(
+                            crate::types::Hash::from_pieces(pieces, count)
+                                .ok_or_else(|| bad("bad segmented hash"))?,
+                        )
+                    } else {
+                        Value::Set(
+                            crate::types::Set::from_pieces(pieces, count)
+                                .ok_or_else(|| bad("bad segmented set"))?,
+                        )
+                    }
+                }
+                TYPE_HASH => Value::Hash(
+                    take(b, &mut pos, len)
+                        .and_then(crate::types::Hash::read_snapshot)
+                        .ok_or_else(|| bad("bad hash"))?,
+                ),
+                TYPE_SET => Value::Set(
+                    crate::types::Set::decode(
+                        take(b, &mut pos, len).ok_or_else(|| bad("value runs past the page"))?,
+                    )
+                    .ok_or_else(|| bad("malformed set"))?,
+                ),
+                _ => return Err(bad("unknown value type")),
+            };
+            let expire_at = get_varint(b, &mut pos).ok_or_else(|| bad("bad expiry"))?;
+            let hash = hash_key(key);
+            if hash < first || hash > last {
+                return Err(bad("key outside the page's hash range"));
+            }
+            out.push(Entry::new(hash, key.into(), value, expire_at));
+        }
+        if out.len() != part.entries as usize {
+            return Err(bad("entry count differs from the header"));
+        }
+        Ok(out)
+    }
+
+    /// Every entry of every part, checked.
+    pub fn decode_entries(&self, offset: u64) -> Result<Vec<Entry>, FormatError> {
+        let mut out = Vec::new();
+        for part in self.parts(offset)? {
+            out.extend(self.decode_part(&part, offset)?);
+        }
+        Ok(out)
+    }
+}
+
+fn take<'a>(b: &'a [u8], pos: &mut usize, len: u64) -> Option<&'a [u8]> {
+    let end = pos.checked_add(usize::try_from(len).ok()?)?;
+    let s = b.get(*pos..end)?;
+    *pos = end;
+    Some(s)
+}
+
+/// Pads `out` with zeros to a multiple of [`BLOCK`].
+pub fn pad_to_block(out: &mut Vec<u8>) {
+    let rem = out.len() % BLOCK;
+    if rem != 0 {
+        out.resize(out.len() + BLOCK - rem, 0);
+    }
+}
+
+/// Everything in a snapshot file, read from memory and fully checked
+/// (tests and `check-snapshot` on small files; the loader streams).
+pub fn read_all(file: &[u8]) -> Result<(FileHeader, Vec<PageFrame>, Tally), FormatError> {
+    let header = FileHeader::decode(file)?;
+    let mut pos = BLOCK;
+    let mut frames = Vec::new();
+    let mut body = Body::default();
+    let mut assembler = Assembler::default();
+    loop {
+        let rest = file.get(pos..).unwrap_or_default();
+        match parse_frame(rest, pos as u64, rest.len() as u64)? {
+            Parsed::NeedMore(_) => return Err(err(pos as u64, "file ends inside a frame")),
+            Parsed::Frame(Frame::End { tally, body_crc }, n) => {
+                assembler.finish(pos as u64)?;
+                body.check_end(tally, body_crc, pos as u64)?;
+                pos += n;
+                let tail = file.get(pos..).unwrap_or_default();
+                if tail.iter().any(|&x| x != 0) || !file.len().is_multiple_of(BLOCK) {
+                    return Err(err(pos as u64, "bytes after the end frame"));
+                }
+                return Ok((header, frames, tally));
+            }
+            Parsed::Frame(frame, n) => {
+                let entries = match &frame {
+                    Frame::Page(p) => p.entries,
+                    _ => 0,
+                };
+                body.add(rest.get(..n).unwrap_or_default(), entries);
+                if let Some(p) = assembler.add(frame, pos as u64)? {
+                    frames.push(p);
+                }
+                pos += n;
+            }
+        }
+    }
+}
+
+/// Puts page frames together with the chunks that follow them: a page or
+/// ranges frame is complete once every chunk it says follows it has come,
+/// in chunks frames of its database that name it (by its number among the
+/// database's page and ranges frames in the file) and the chunks' indices,
+/// in any order and interleaved with other frames (a running snapshot
+/// writes a chunk out of order when a write is about to change it).
+#[derive(Debug, Default)]
+pub struct Assembler {
+    /// Page and ranges frames seen so far, per database.
+    seen: std::collections::HashMap<u16, u64>,
+    /// Frames waiting for chunks, by database and number, with the chunks
+    /// come so far and their indices.
+    waiting: std::collections::HashMap<(u16, u64), (PageFrame, Vec<IndexedChunk>)>,
+}
+
+/// A chunk read, and its index among those following its frame.
+type IndexedChunk = (u32, Arc<Chunk>);
+
+impl Assembler {
+    /// Takes the next frame of a file (at `offset`); returns a page frame
+    /// once it is complete.
+    pub fn add(&mut self, frame: Frame, offset: u64) -> Result<Option<PageFrame>, FormatError> {
+        match frame {
+            Frame::Page(p) => {
+                let n = self.seen.entry(p.db).or_insert(0);
+                let number = *n;
+                *n += 1;
+                if p.following == 0 {
+                    return Ok(Some(p));
+                }
+                if p.following > MAX_FOLLOWING {
+                    return Err(err(offset, "too many chunks follow"));
+                }
+                self.waiting.insert((p.db, number), (p, Vec::new()));
+                Ok(None)
+            }
+            Frame::Chunks {
+                db,
+                frame,
+                first,
+                chunks,
+            } => {
+                let Some((p, got)) = self.waiting.get_mut(&(db, frame)) else {
+                    return Err(err(
+                        offset,
+                        "a chunks frame for no frame waiting for chunks before it",
+                    ));
+                };
+                let end = u64::from(first) + chunks.len() as u64;
+                if end > u64::from(p.following) {
+                    return Err(err(offset, "a chunk index past those the frame says"));
+                }
+                got.extend(
+                    chunks
+                        .into_iter()
+                        .zip(first..)
+                        .map(|(bytes, i)| (i, Arc::new(Chunk { bytes, epoch: 0 }))),
+                );
+                if got.len() > p.following as usize {
+                    return Err(err(offset, "more chunks than the page frame says"));
+                }
+                if got.len() < p.following as usize {
+                    return Ok(None);
+                }
+                let Some((mut p, mut got)) = self.waiting.remove(&(db, frame)) else {
+                    return Ok(None);
+                };
+                got.sort_unstable_by_key(|(i, _)| *i);
+                if got.iter().zip(0u32..).any(|((i, _), want)| *i != want) {
+                    return Err(err(offset, "a chunk written twice for one frame"));
+                }
+                p.chunks = got.into_iter().map(|(_, c)| c).collect();
+                Ok(Some(p))
+            }
+            Frame::End { .. } => Ok(None),
+        }
+    }
+
+    /// The file ended (its end frame is at `offset`): nothing may wait.
+    pub fn finish(&mut self, offset: u64) -> Result<(), FormatError> {
+        if self.waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(err(
+                offset,
+                "the end frame before the chunks of a frame before it",
+            ))
+        }
+    }
+}
+
+/// Running totals of a file's frames, to check against its end frame.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Body {
+    pub tally: Tally,
+    pub crc: u32,
+}
+
+impl Body {
+    /// Adds one page frame's bytes.
+    pub fn add(&mut self, frame_bytes: &[u8], entries: u32) {
+        self.tally.pages += 1;
+        self.tally.keys += u64::from(entries);
+        self.tally.bytes += frame_bytes.len() as u64;
+        self.crc = crc32c::crc32c_append(self.crc, frame_bytes);
+    }
+
+    /// Compares with the end frame found at `offset`.
+    pub fn check_end(&self, tally: Tally, body_crc: u32, offset: u64) -> Result<(), FormatError> {
+        if tally != self.tally || body_crc != self.crc {
+            return Err(err(
+                offset,
+                format!(
+                    "end frame says {} pages, {} keys, {} bytes, but the file has {} pages, {} keys, {} bytes (or their checksum differs)",
+                    tally.pages, tally.keys, tally.bytes, self.tally.pages, self.tally.keys, self.tally.bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,464 @@
+//! Writing frames: the page, ranges, chunks and end frames, from live
+//! entries or ones kept aside by copy-before-write.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::sync::Arc;
+
+use super::*;
+use crate::types::string::Chunk;
+use crate::types::{hash, set};
+use crate::value::{Entry, Value};
+use crate::varint::put as put_varint;
+
+/// Reusable buffers for encoding page frames.
+#[derive(Default)]
+pub struct Encoder {
+    raw: Vec<u8>,
+    packed: Vec<u8>,
+    /// The payload of the ranges frame being gathered ([`Encoder::add_part`]).
+    parts: Vec<u8>,
+    parts_entries: u32,
+    /// Chunked strings and segmented collections of the last page frame
+    /// ([`Encoder::take_big`]) and of the ranges frame being gathered:
+    /// their pieces follow the frame.
+    big: Vec<(u64, Vec<Piece>)>,
+    parts_big: Vec<(u64, Vec<Piece>)>,
+    /// One segment's piece, before its length is known.
+    piece: Vec<u8>,
+}
+
+/// One piece of a big value that follows its frame, shared with the live
+/// value: a chunk of a chunked string, or a segment of a segmented hash
+/// or set.
+#[derive(Debug, Clone)]
+pub enum Piece {
+    Chunk(Arc<Chunk>),
+    HashSegment(Arc<hash::Segment>),
+    SetSegment(Arc<set::Segment>),
+}
+
+impl Piece {
+    /// Whether the live value still shares it (a write would copy it).
+    pub fn is_shared(&self) -> bool {
+        match self {
+            Piece::Chunk(c) => Arc::strong_count(c) > 1,
+            Piece::HashSegment(s) => Arc::strong_count(s) > 1,
+            Piece::SetSegment(s) => Arc::strong_count(s) > 1,
+        }
+    }
+}
+
+/// The pieces of a value that follow its frame instead of being in it
+/// (empty for one written inline): a chunked string's chunks, or a
+/// hashtable hash or set's segments when it has more than one.
+fn pieces_of(v: &Value) -> Vec<Piece> {
+    match v {
+        Value::Str(s) => s
+            .as_chunked()
+            .map(|c| c.chunks().iter().cloned().map(Piece::Chunk).collect())
+            .unwrap_or_default(),
+        Value::Hash(h) => match h.as_table() {
+            Some(t) if t.segments().len() > 1 => t
+                .segments()
+                .iter()
+                .cloned()
+                .map(Piece::HashSegment)
+                .collect(),
+            _ => Vec::new(),
+        },
+        Value::Set(s) => match s.segments() {
+            Some(segs) if segs.len() > 1 => segs.iter().cloned().map(Piece::SetSegment).collect(),
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// Counts of what was encoded (frames, entries and bytes).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub pages: u64,
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// An entry to encode: a live one, or one encoded already by
+/// [`encode_entry`] (copy-before-write keeps entries that way).
+#[derive(Clone, Copy)]
+pub enum EntryRef<'a> {
+    Live(&'a Entry),
+    Encoded(&'a [u8]),
+}
+
+impl<'a> From<&'a Entry> for EntryRef<'a> {
+    fn from(e: &'a Entry) -> Self {
+        EntryRef::Live(e)
+    }
+}
+
+/// Appends one entry to `buf` in the page payload encoding (an entry
+/// whose value is not chunked: a chunked one's bytes follow its frame).
+pub fn encode_entry(buf: &mut Vec<u8>, e: &Entry) {
+    put_entries(buf, std::iter::once(e), &mut Vec::new());
+}
+
+/// Pieces in `big` so far.
+fn chunk_count(big: &[(u64, Vec<Piece>)]) -> usize {
+    big.iter().map(|(_, p)| p.len()).sum()
+}
+
+/// Appends the entries to `buf` in the page payload encoding; returns
+/// their count.
+/// Chunked strings are written as their length and first chunk's index,
+/// segmented hashes and sets as their segment count, first piece's index
+/// and element count, and their pieces (shared: no bytes copied) are
+/// added with their key's hash to `big`, to follow the frame.
+fn put_entries<'a, E: Into<EntryRef<'a>>>(
+    buf: &mut Vec<u8>,
+    entries: impl Iterator<Item = E>,
+    big: &mut Vec<(u64, Vec<Piece>)>,
+) -> u32 {
+    let mut count = 0u32;
+    for e in entries {
+        count += 1;
+        let e = match e.into() {
+            EntryRef::Live(e) => e,
+            EntryRef::Encoded(bytes) => {
+                buf.extend_from_slice(bytes);
+                continue;
+            }
+        };
+        put_varint(buf, e.key.len() as u64);
+        buf.extend_from_slice(&e.key);
+        let pieces = pieces_of(&e.value);
+        match &e.value {
+            Value::Str(s) if !pieces.is_empty() => {
+                buf.push(TYPE_STRING_CHUNKED);
+                put_varint(buf, s.len() as u64);
+                put_varint(buf, chunk_count(big) as u64);
+                big.push((e.hash, pieces));
+            }
+            Value::Hash(h) if !pieces.is_empty() => {
+                buf.push(TYPE_HASH_SEGMENTED);
+                put_varint(buf, pieces.len() as u64);
+                put_varint(buf, chunk_count(big) as u64);
+                put_varint(buf, h.len() as u64);
+                big.push((e.hash, pieces));
+            }
+            Value::Set(s) if !pieces.is_empty() => {
+                buf.push(TYPE_SET_SEGMENTED);
+                put_varint(buf, pieces.len() as u64);
+                put_varint(buf, chunk_count(big) as u64);
+                put_varint(buf, s.len() as u64);
+                big.push((e.hash, pieces));
+            }
+            Value::Str(s) => {
+                buf.push(TYPE_STRING);
+                put_varint(buf, s.len() as u64);
+                s.pieces().for_each(|p| buf.extend_from_slice(p));
+            }
+            Value::Hash(h) => {
+                buf.push(TYPE_HASH);
+                put_varint(buf, h.snapshot_len() as u64);
+                h.write_snapshot(buf);
+            }
+            Value::Set(s) => {
+                buf.push(TYPE_SET);
+                put_varint(buf, s.encoded_len() as u64);
+                s.encode(buf);
+            }
+        }
+        put_varint(buf, e.expire_at);
+    }
+    count
+}
+
+/// Appends one frame with payload `raw` (LZ4-compressed into `packed` when
+/// `compress` and that is smaller) to `out`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn put_frame(
+    out: &mut Vec<u8>,
+    tag: u8,
+    db: u16,
+    prefix: u64,
+    depth: u8,
+    raw: &[u8],
+    count: u32,
+    following: u32,
+    packed: &mut Vec<u8>,
+    compress: bool,
+    mut flags: u8,
+) -> Tally {
+    let mut payload: &[u8] = raw;
+    if compress && raw.len() > 64 {
+        packed.resize(lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+        if let Ok(n) = lz4_flex::block::compress_into(raw, packed) {
+            if n < raw.len() {
+                packed.truncate(n);
+                payload = packed;
+                flags |= FLAG_LZ4;
+            }
+        }
+    }
+    let start = out.len();
+    out.push(tag);
+    out.push(flags);
+    out.extend_from_slice(&db.to_le_bytes());
+    out.push(depth);
+    out.extend_from_slice(&following.to_le_bytes()[..3]);
+    out.extend_from_slice(&prefix.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(out.get(start..).unwrap_or_default()),
+        payload,
+    );
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(payload);
+    Tally {
+        pages: 1,
+        keys: u64::from(count),
+        bytes: (out.len() - start) as u64,
+    }
+}
+
+impl Encoder {
+    /// An encoder whose buffers come from this thread's snapshot memory
+    /// pool ([`super::kept::buffer`]); [`Encoder::recycle`] gives them back.
+    pub fn pooled() -> Encoder {
+        use crate::snapshot::kept::buffer;
+        Encoder {
+            raw: buffer(),
+            packed: buffer(),
+            parts: buffer(),
+            parts_entries: 0,
+            big: Vec::new(),
+            parts_big: Vec::new(),
+            piece: Vec::new(),
+        }
+    }
+
+    /// Returns the buffers to the pool (see [`Encoder::pooled`]).
+    pub fn recycle(self) {
+        use crate::snapshot::kept::recycle;
+        let Encoder {
+            raw, packed, parts, ..
+        } = self;
+        for b in [raw, packed, parts] {
+            recycle(b);
+        }
+    }
+
+    /// Bytes of entries the last [`Encoder::encode_page`] encoded (before
+    /// compression).
+    pub fn raw_len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Appends one page frame holding `entries` of hash range
+    /// `(prefix, depth)` of database `db` to `out`; with `compress`, the
+    /// payload is stored LZ4-compressed when that is smaller.
+    pub fn encode_page<'a, E: Into<EntryRef<'a>>>(
+        &mut self,
+        out: &mut Vec<u8>,
+        db: u16,
+        prefix: u64,
+        depth: u8,
+        entries: impl Iterator<Item = E>,
+        compress: bool,
+    ) -> Tally {
+        self.raw.clear();
+        self.big.clear();
+        let count = put_entries(&mut self.raw, entries, &mut self.big);
+        let following = chunk_count(&self.big) as u32;
+        put_frame(
+            out,
+            TAG_PAGE,
+            db,
+            prefix,
+            depth,
+            &self.raw,
+            count,
+            following,
+            &mut self.packed,
+            compress,
+            0,
+        )
+    }
+
+    /// The pieces of the chunked strings and segmented collections of
+    /// the frame last written (page or ranges frame), value by value with
+    /// their keys' hashes, in the order of their indices
+    /// ([`Encoder::encode_pieces`]).
+    pub fn take_big(&mut self) -> Vec<(u64, Vec<Piece>)> {
+        std::mem::take(&mut self.big)
+    }
+
+    /// [`Encoder::encode_chunks`] for pieces of one value: a chunks frame
+    /// of a string's chunks, or of a collection's segments (flag
+    /// [`FLAG_PIECES`]: each segment's piece as a varint length and its
+    /// bytes).
+    pub fn encode_pieces(
+        &mut self,
+        out: &mut Vec<u8>,
+        db: u16,
+        frame: u64,
+        first: u32,
+        pieces: &[Piece],
+        compress: bool,
+    ) -> Tally {
+        if pieces.iter().all(|p| matches!(p, Piece::Chunk(_))) {
+            let chunks = pieces.iter().filter_map(|p| match p {
+                Piece::Chunk(c) => Some(&**c),
+                _ => None,
+            });
+            return self.encode_chunks(out, db, frame, first, chunks, compress);
+        }
+        self.raw.clear();
+        for p in pieces {
+            self.piece.clear();
+            match p {
+                Piece::Chunk(c) => self.piece.extend_from_slice(&c.bytes),
+                Piece::HashSegment(s) => s.write_piece(&mut self.piece),
+                Piece::SetSegment(s) => s.write_piece(&mut self.piece),
+            }
+            put_varint(&mut self.raw, self.piece.len() as u64);
+            self.raw.extend_from_slice(&self.piece);
+        }
+        let mut t = put_frame(
+            out,
+            TAG_CHUNKS,
+            db,
+            frame,
+            0,
+            &self.raw,
+            first,
+            pieces.len() as u32,
+            &mut self.packed,
+            compress,
+            FLAG_PIECES,
+        );
+        t.keys = 0;
+        t
+    }
+
+    /// Appends one chunks frame of database `db` holding `chunks` (one to
+    /// [`FRAME_CHUNKS`]) as the chunks from index `first` on of those
+    /// that follow frame number `frame` of the database in the file (its
+    /// page and ranges frames counted from 0); returns its tally.
+    pub fn encode_chunks<'a>(
+        &mut self,
+        out: &mut Vec<u8>,
+        db: u16,
+        frame: u64,
+        first: u32,
+        chunks: impl Iterator<Item = &'a Chunk>,
+        compress: bool,
+    ) -> Tally {
+        self.raw.clear();
+        let mut n = 0u32;
+        for c in chunks {
+            self.raw.extend_from_slice(&c.bytes);
+            n += 1;
+        }
+        let mut t = put_frame(
+            out,
+            TAG_CHUNKS,
+            db,
+            frame,
+            0,
+            &self.raw,
+            first,
+            n,
+            &mut self.packed,
+            compress,
+            0,
+        );
+        // The entries field holds `first`: a chunks frame has no entries.
+        t.keys = 0;
+        t
+    }
+
+    /// Adds the `entries` of hash range `(prefix, depth)` as one part of
+    /// the ranges frame being gathered (many small ranges share one frame
+    /// header and compress together); returns the bytes of entries added.
+    /// Parts must not overlap; [`Encoder::finish_parts`] writes the frame.
+    pub fn add_part<'a, E: Into<EntryRef<'a>>>(
+        &mut self,
+        prefix: u64,
+        depth: u8,
+        entries: impl Iterator<Item = E>,
+    ) -> usize {
+        self.raw.clear();
+        let count = put_entries(&mut self.raw, entries, &mut self.parts_big);
+        self.parts.push(depth);
+        self.parts.extend_from_slice(&prefix.to_le_bytes());
+        put_varint(&mut self.parts, u64::from(count));
+        put_varint(&mut self.parts, self.raw.len() as u64);
+        self.parts.extend_from_slice(&self.raw);
+        self.parts_entries += count;
+        self.raw.len()
+    }
+
+    /// Bytes of parts gathered and not yet written.
+    pub fn parts_len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Appends the gathered parts to `out` as one ranges frame of database
+    /// `db` (nothing if there are none).
+    pub fn finish_parts(&mut self, out: &mut Vec<u8>, db: u16, compress: bool) -> Tally {
+        if self.parts.is_empty() {
+            return Tally::default();
+        }
+        let following = chunk_count(&self.parts_big) as u32;
+        let t = put_frame(
+            out,
+            TAG_RANGES,
+            db,
+            0,
+            0,
+            &self.parts,
+            self.parts_entries,
+            following,
+            &mut self.packed,
+            compress,
+            0,
+        );
+        self.parts.clear();
+        self.parts_entries = 0;
+        self.big = std::mem::take(&mut self.parts_big);
+        t
+    }
+}
+
+/// The end frame: the totals of the frames before it and the crc32c of
+/// all their bytes (`body_crc`, chained with `crc32c_append` from 0).
+pub fn encode_end(out: &mut Vec<u8>, tally: Tally, body_crc: u32) {
+    let start = out.len();
+    out.push(TAG_END);
+    out.push(0);
+    out.extend_from_slice(&[0; 6]);
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&(END_PAYLOAD as u64).to_le_bytes());
+    out.extend_from_slice(&(END_PAYLOAD as u64).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut payload = Vec::with_capacity(END_PAYLOAD);
+    payload.extend_from_slice(&tally.pages.to_le_bytes());
+    payload.extend_from_slice(&tally.keys.to_le_bytes());
+    payload.extend_from_slice(&tally.bytes.to_le_bytes());
+    payload.extend_from_slice(&body_crc.to_le_bytes());
+    payload.extend_from_slice(&0u32.to_le_bytes());
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(out.get(start..).unwrap_or_default()),
+        &payload,
+    );
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&payload);
+}

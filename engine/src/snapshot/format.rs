@@ -1,4 +1,5 @@
-//! The on-disk format of a snapshot file, format version 3 (see [`FORMAT_VERSION`] for what each version added).
+//! The on-disk format of a snapshot file, format version 3 (see
+//! [`FORMAT_VERSION`] for what each version added).
 //!
 //! One file holds one shard's part of one snapshot: a 4 KiB header block,
 //! then page frames back to back, then an end frame, then zeros up to a

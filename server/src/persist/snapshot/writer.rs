@@ -1,0 +1,420 @@
+//! Each shard's snapshot writer: the task on the worker's loop that
+//! walks the shard's pages a slice at a time ([`writer_loop`]), gives way
+//! to busy clients ([`Pacer`]) and writes the file with aligned O_DIRECT
+//! writes on the worker's ring.
+
+use super::*;
+
+/// Bytes of frames a shard captures per slice between client requests.
+pub(super) const SLICE: usize = 256 * 1024;
+/// ... and a slice stops after this long, once it has written a page (a
+/// slice takes ~0.15 ms; slow memory made single slices of 3-40 ms).
+pub(super) const SLICE_TIME: Duration = Duration::from_millis(1);
+/// A shard writes its file in pieces of about this size at most (the
+/// writer's buffers, [`Buffers`], are sized by the shard's data:
+/// [`writer_chunk`]).
+pub(super) const CHUNK: usize = 4 << 20;
+/// ... and at least this size.
+pub(super) const MIN_CHUNK: usize = 256 * 1024;
+/// The writer's piece is the shard's data's bytes over this (1/64), so its
+/// two buffers (the piece twice, plus two slices) stay near 3% of the shard.
+pub(super) const CHUNK_SHARE: usize = 64;
+
+/// The size of the pieces a shard of `data_bytes` (`Shard::data_bytes`)
+/// writes its file in, which sizes the writer's [`Buffers`]:
+/// `data_bytes / CHUNK_SHARE` between [`MIN_CHUNK`] and [`CHUNK`] (reached
+/// at 256 MiB: a big shard keeps M1.4's sizes), rounded down to a power of
+/// two (a whole number of blocks, and few distinct sizes).
+pub(super) fn writer_chunk(data_bytes: usize) -> usize {
+    let c = (data_bytes / CHUNK_SHARE).clamp(MIN_CHUNK, CHUNK);
+    1 << c.ilog2()
+}
+/// Bytes copied into the write buffer between client requests.
+pub(super) const COPY_PIECE: usize = 256 * 1024;
+
+/// What a shard's writer is asked to write.
+pub struct WriteRequest {
+    pub dir: PathBuf,
+    pub name: String,
+    pub header: FileHeader,
+    /// `snapshot-pace` when the snapshot started.
+    pub pace: u32,
+    pub reply: oneshot::Sender<Result<Written, String>>,
+}
+
+/// A shard's file, written, synced and renamed.
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    pub size: u64,
+    pub tally: Tally,
+    pub costs: Costs,
+}
+
+/// What a snapshot cost besides its files: the largest captured-but-unwritten
+/// bytes of a shard, and the longest time a shard's walker rested.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Costs {
+    pub peak_pending: u64,
+    pub rested: Duration,
+}
+
+impl Costs {
+    /// The larger of each figure.
+    pub(super) fn max(self, other: Costs) -> Costs {
+        Costs {
+            peak_pending: self.peak_pending.max(other.peak_pending),
+            rested: self.rested.max(other.rested),
+        }
+    }
+}
+
+/// The snapshot writer's state on one worker's thread: the files it is
+/// asked to write, its wake-up, and the thread's memory pool (a worker
+/// runs alone on its thread, so this is the worker's).
+#[derive(Default)]
+pub(super) struct WriterHere {
+    pub(super) requests: std::cell::RefCell<Vec<WriteRequest>>,
+    pub(super) kick: Rc<tokio::sync::Notify>,
+    memory: std::cell::RefCell<Option<Rc<KeptSupply>>>,
+}
+
+thread_local! {
+    pub(super) static WRITER: WriterHere = WriterHere::default();
+}
+
+/// This thread's snapshot memory pool, once its writer started.
+pub(super) fn supply_here() -> Option<Rc<KeptSupply>> {
+    WRITER.with(|w| w.memory.borrow().clone())
+}
+
+/// Runs on each worker: writes the snapshot files it is asked to.
+pub async fn writer_loop(worker: Rc<Worker>) {
+    // The writer's buffers live as long as the worker, allocated when the
+    // first snapshot starts and touched once: growing them during a
+    // snapshot faults in fresh memory on the loop, which on this VM cost
+    // ~5 ms per huge page (measured: 5-15 ms slices during the first
+    // snapshot of 1 GiB, from realloc'ed buffers).
+    let mut buffers: Option<Buffers> = None;
+    let supply = Rc::new(KeptSupply::start(worker.id));
+    WRITER.with(|w| *w.memory.borrow_mut() = Some(supply.clone()));
+    loop {
+        let req = WRITER.with(|w| w.requests.borrow_mut().pop());
+        let Some(req) = req else {
+            // A request queued since leaves a permit: no wake-up is lost.
+            let kick = WRITER.with(|w| w.kick.clone());
+            kick.notified().await;
+            continue;
+        };
+        // Sized by the shard's data at this snapshot's start: made anew
+        // (off the loop) when the shard grew past what they were made for,
+        // or shrank to a quarter of it.
+        let want = writer_chunk(worker.shard.borrow().data_bytes());
+        let bufs = match &mut buffers {
+            Some(b) if b.chunk >= want && b.chunk < 4 * want => b,
+            _ => {
+                buffers = None;
+                buffers.insert(Buffers::off_loop(&supply, want).await)
+            }
+        };
+        let r = write_file(&worker, &req, bufs, &supply).await;
+        supply.top_up();
+        if r.is_err() {
+            // Stop capturing now: copy-before-write would otherwise keep
+            // filling memory until the coordinator ends the snapshot.
+            worker.shard.borrow_mut().end_snapshot(false);
+            let _ = std::fs::remove_file(req.dir.join(format!("{}.tmp", req.name)));
+        }
+        let _ = req.reply.send(r);
+    }
+}
+
+/// A writer's reusable buffers: frames waiting to be written, and the
+/// aligned buffer writes go through.
+pub(super) struct Buffers {
+    /// The piece the file is written in ([`writer_chunk`]).
+    chunk: usize,
+    pending: Vec<u8>,
+    io: Option<AlignedBuf>,
+}
+
+impl Buffers {
+    /// [`Buffers::new`] on the worker's snapshot memory thread: faulting
+    /// in ~8.5 MiB (huge pages on this VM) held the loop 20-160 ms at the
+    /// start of a process's first snapshot (BENCHMARKS.md, durability
+    /// oddity 6).
+    async fn off_loop(supply: &KeptSupply, chunk: usize) -> Buffers {
+        match &supply.thread {
+            Some(t) => t
+                .run(move || Buffers::new(chunk, true))
+                .await
+                .unwrap_or_else(|| Buffers::new(chunk, false)),
+            None => Buffers::new(chunk, false),
+        }
+    }
+
+    /// Buffers for pieces of `chunk` bytes; `paced`: on a helper thread
+    /// ([`touch`]).
+    fn new(chunk: usize, paced: bool) -> Buffers {
+        // Both zeroed by the allocator (fresh pages, not written yet), and
+        // touched now, not in the middle of a snapshot.
+        let mut pending = vec![0u8; chunk + 2 * SLICE];
+        touch(&mut pending, paced);
+        pending.clear();
+        let mut io = AlignedBuf::zeroed(chunk);
+        touch(io.as_mut_slice(), paced);
+        Buffers {
+            chunk,
+            pending,
+            io: Some(io),
+        }
+    }
+}
+
+pub(super) async fn write_file(
+    worker: &Worker,
+    req: &WriteRequest,
+    bufs: &mut Buffers,
+    supply: &KeptSupply,
+) -> Result<Written, String> {
+    let tmp = req.dir.join(format!("{}.tmp", req.name));
+    let what = |op: &str, e: &dyn std::fmt::Display| format!("{op} {}: {e}", tmp.display());
+    let file = StdLogIo::new()
+        .create_file(&tmp)
+        .map_err(|e| what("create", &e))?;
+    crate::latency::mark("created");
+    let ring = RingFile::from_std(file.try_clone().map_err(|e| what("open", &e))?);
+    // Frames accumulate in `pending`; whole blocks of it are written.
+    let chunk = bufs.chunk;
+    let pending = &mut bufs.pending;
+    pending.clear();
+    pending.extend_from_slice(&req.header.encode());
+    let mut body = Body::default();
+    let mut offset = 0u64;
+    let mut peak = 0u64;
+    let io_buf = &mut bufs.io;
+    let mut pacer = Pacer::new(worker, req.pace);
+    let mut rested_last = false;
+    loop {
+        supply.top_up();
+        let started = Instant::now();
+        let (done, tally, held) = {
+            crate::latency::mark("slice");
+            let mut shard = worker.shard.borrow_mut();
+            let done = shard.snapshot_step_until(SLICE, Some(started + SLICE_TIME));
+            crate::latency::mark("stepped");
+            peak = peak.max(shard.snapshot_pending_bytes() as u64);
+            let start = pending.len();
+            let t = shard.take_snapshot_frames(pending);
+            body.crc = crc32c::crc32c_append(body.crc, &pending[start..]);
+            crate::latency::mark("taken");
+            // What stays held after this slice's frames are taken: what
+            // a longer snapshot would keep growing (the pacer's bound).
+            let held = shard.snapshot_pending_bytes() as u64;
+            (done, t, held)
+        };
+        body.tally.pages += tally.pages;
+        body.tally.keys += tally.keys;
+        body.tally.bytes += tally.bytes;
+        if done {
+            break;
+        }
+        let wrote = pending.len() >= chunk;
+        if wrote {
+            let whole = pending.len() / BLOCK * BLOCK;
+            offset = write_blocks(&ring, io_buf, pending, whole, offset)
+                .await
+                .map_err(|e| what("write", &e))?;
+        }
+        // Let client requests run between slices: after every slice but
+        // one that wrote right after a rest. A small shard's writer, with
+        // pieces of one slice, writes after nearly every slice and would
+        // otherwise never rest; a big one's writes every 8-16 slices and
+        // rests as it did with fixed 4 MiB pieces (resting after those
+        // writes too doubled a 192 MiB snapshot's time under SETRANGE,
+        // and its extra memory with it: 0.33 -> 0.77 s, +21 -> +48 MiB).
+        if wrote && rested_last {
+            rested_last = false;
+        } else {
+            pacer.rest(started.elapsed(), held).await;
+            rested_last = true;
+        }
+    }
+    format::encode_end(pending, body.tally, body.crc);
+    format::pad_to_block(pending);
+    let len = pending.len();
+    let size = write_blocks(&ring, io_buf, pending, len, offset)
+        .await
+        .map_err(|e| what("write", &e))?;
+    ring.sync_data().await.map_err(|e| what("sync", &e))?;
+    crate::sys::fadvise_dontneed(file.as_raw_fd(), 0, 0);
+    let path = req.dir.join(&req.name);
+    crate::runtime::rename(&tmp, &path)
+        .await
+        .map_err(|e| what("rename", &e))?;
+    Ok(Written {
+        size,
+        tally: body.tally,
+        costs: Costs {
+            peak_pending: peak,
+            rested: pacer.rested,
+        },
+    })
+}
+
+/// How long after the last command it saw counted [`Pacer`] still takes
+/// the clients as busy.
+pub(super) const BUSY_WINDOW: Duration = Duration::from_millis(20);
+
+/// [`Pacer`] stops resting once the shards' snapshots hold this fraction
+/// (1/40 = 2.5%) of `used_memory` in entries kept aside. M1.4 allows a
+/// snapshot 5% of the dataset in all; besides the kept entries it has its
+/// pools and buffers (sized by each shard's data: ~35 MiB for two shards
+/// of 256 MiB or more), and once the rests stop the walker finishes flat
+/// out and keeps 20-30 MiB more at 3 GiB under a
+/// full-speed overwrite load (BENCHMARKS.md). At 1/25, one run of 23 on
+/// 2026-11-21 reached +160 MiB over its RSS before the snapshot, where 5%
+/// is 153.
+pub(super) const REST_HELD_SHARE: u64 = 40;
+
+/// The longest single rest of [`Pacer`].
+pub(super) const MAX_REST: Duration = Duration::from_millis(10);
+
+/// Gives way to client requests between the walker's slices: a plain
+/// yield to the loop when no client's command was counted in the last
+/// [`BUSY_WINDOW`] (the snapshot runs at full speed on an otherwise idle
+/// server), else a rest of `pace` times the slice's own time
+/// (`snapshot-pace` for a [`Speed::Background`] snapshot, 0 for
+/// [`Speed::Now`]).
+///
+/// Why rest at all: a walker that only yields keeps its worker thread
+/// runnable from the barrier to the end. Where the machine's cores are all
+/// busy (measured: 2 vCPUs shared by two workers and the load generator),
+/// the scheduler then takes the thread off its core for 4-15 ms at a time,
+/// and the connections it serves wait that long; short rests keep the
+/// thread a short-burst one that gets its core back as soon as it wakes.
+/// The rests are timerfd sleeps on the ring (a slice takes ~0.15 ms, far
+/// below the millisecond timer).
+pub(super) struct Pacer<'a> {
+    worker: &'a Worker,
+    pace: u32,
+    timer: Option<crate::runtime::FineTimer>,
+    commands: u64,
+    /// When the count of commands was last seen to change.
+    busy_at: Option<Instant>,
+    /// Time spent resting so far.
+    rested: Duration,
+}
+
+impl<'a> Pacer<'a> {
+    fn new(worker: &'a Worker, pace: u32) -> Self {
+        Pacer {
+            worker,
+            pace,
+            timer: (pace > 0).then(crate::runtime::FineTimer::new),
+            commands: Self::commands(worker),
+            busy_at: None,
+            rested: Duration::ZERO,
+        }
+    }
+
+    /// Commands the server's clients have sent so far (all workers': a
+    /// shard also runs commands for other workers' connections).
+    fn commands(worker: &Worker) -> u64 {
+        crate::shared::sum(&worker.shared.stats, |s| &s.commands)
+    }
+
+    /// Gives way after a slice that took `worked`, the shard's snapshot
+    /// still holding `held` bytes once the slice's frames were taken (the
+    /// entries kept aside, mostly).
+    async fn rest(&mut self, worked: Duration, held: u64) {
+        let now = Self::commands(self.worker);
+        if now != self.commands {
+            self.commands = now;
+            self.busy_at = Some(Instant::now());
+        }
+        // Busy: commands were counted within the last BUSY_WINDOW. Not
+        // "since the last slice": a command is counted once its batch is
+        // done, a slice takes ~0.15 ms, and where the cores are short the
+        // worker serving a client can be off its core for several slices
+        // of this one (measured: 26 slices in a row with no count moving
+        // while a client sent SETs in a loop).
+        let busy = self.busy_at.is_some_and(|t| t.elapsed() < BUSY_WINDOW);
+        // A longer snapshot keeps more overwritten entries: no rests once
+        // the shards hold 1/REST_HELD_SHARE of the data (see there).
+        let shards = self.worker.shard_count() as u64;
+        let roomy = held.saturating_mul(shards).saturating_mul(REST_HELD_SHARE)
+            < crate::alloc::used_memory();
+        match &self.timer {
+            Some(timer) if busy && roomy => {
+                let from = Instant::now();
+                // A slice the scheduler interrupted took far longer than
+                // its work: rest no more than MAX_REST after it.
+                timer.sleep((worked * self.pace).min(MAX_REST)).await;
+                self.rested += from.elapsed();
+            }
+            _ => crate::runtime::yield_to_loop().await,
+        }
+    }
+}
+
+/// Writes the first `n` bytes of `pending` (a multiple of the block size)
+/// at `offset` through the aligned buffer `io` (kept for the next write:
+/// a fresh multi-MiB buffer per write costs page faults and zeroing on the
+/// loop) and removes them; returns the offset after them.
+pub(super) async fn write_blocks(
+    ring: &RingFile,
+    io: &mut Option<AlignedBuf>,
+    pending: &mut Vec<u8>,
+    n: usize,
+    offset: u64,
+) -> io::Result<u64> {
+    let mut written = offset;
+    let mut at = 0;
+    while at < n {
+        let mut buf = io.take().unwrap_or_else(|| AlignedBuf::zeroed(CHUNK));
+        let len = (n - at).min(buf.len());
+        // Copied a piece at a time with client requests in between: 4 MiB
+        // in one go holds the loop for ~0.5 ms, which a client sending a
+        // request every millisecond sees in its p99.
+        for piece in (0..len).step_by(COPY_PIECE) {
+            let end = (piece + COPY_PIECE).min(len);
+            buf.as_mut_slice()[piece..end].copy_from_slice(&pending[at + piece..at + end]);
+            if end < len {
+                crate::runtime::yield_to_loop().await;
+            }
+        }
+        let (r, buf) = ring.write_prefix_at(buf, len, written).await;
+        *io = Some(buf);
+        r?;
+        at += len;
+        written += len as u64;
+    }
+    pending.drain(..n);
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_buffers_follow_the_shards_data() {
+        // An empty shard's writer holds about 1 MiB, not 8.5.
+        assert_eq!(writer_chunk(0), MIN_CHUNK);
+        let small = Buffers::new(writer_chunk(0), false);
+        let held = small.pending.capacity() + small.io.as_ref().map_or(0, |b| b.len());
+        assert!(held <= 1 << 20, "{held}");
+        assert!(small.pending.is_empty());
+        // In between: 1/CHUNK_SHARE of the data, a power of two.
+        assert_eq!(writer_chunk(64 << 20), 1 << 20);
+        assert_eq!(writer_chunk(192 << 20), 2 << 20);
+        assert_eq!(writer_chunk(200 << 20) % BLOCK, 0);
+        // A big shard's as in M1.4.
+        assert_eq!(writer_chunk(256 << 20), CHUNK);
+        assert_eq!(writer_chunk(3 << 30), CHUNK);
+        assert_eq!(writer_chunk(usize::MAX), CHUNK);
+        let big = Buffers::new(writer_chunk(3 << 30), false);
+        assert_eq!(big.pending.capacity(), CHUNK + 2 * SLICE);
+        assert_eq!(big.io.as_ref().map(|b| b.len()), Some(CHUNK));
+    }
+}

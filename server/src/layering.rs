@@ -3,7 +3,7 @@
 //! inline, outside comments and test modules) from a file of a lower layer
 //! to a module of a higher one. The layers, lowest first:
 //!
-//! 0. `config.rs` (the ground: imports no module of the crate)
+//! 0. `config.rs` and `config/` (the ground: imports no module of the crate)
 //! 1. `platform/`  2. `workers/`  3. `persist/`  4. `serve/`
 //! 5. `main.rs`, `tools.rs` (the binary's entry points)
 //!
@@ -26,6 +26,7 @@ fn layer_of_file(rel: &str) -> Option<usize> {
         "config.rs" => return Some(0),
         "main.rs" | "tools.rs" => return Some(5),
         "layering.rs" => return None,
+        _ if rel.starts_with("config/") => return Some(0),
         _ => {}
     }
     let folder = rel.split('/').next()?;

@@ -1,0 +1,189 @@
+pub(crate) const SET_CASES: &str = r#"
+## add, remove, read
+SADD s 3 1 2 1
+SMEMBERS s
+SCARD s
+SISMEMBER s 2
+SISMEMBER s 02
+SMISMEMBER s 1 x 3
+SMISMEMBER nope 1
+SADD s a
+SMEMBERS s
+SREM s 1 2 x
+SREM s 3 a
+EXISTS s
+SREM s a
+SCARD s
+SMEMBERS s
+SADD
+SADD s
+SREM s
+SMISMEMBER s
+
+## intset order and widths
+SADD i 5 -3 40000 7 -9223372036854775808 9223372036854775807 0 -70000
+SMEMBERS i
+SREM i 40000
+SMEMBERS i
+SADD i 007 +1 " 1" 1.0
+SMEMBERS i
+SISMEMBER i 7
+SISMEMBER i 007
+
+## wrong types
+SET str v
+SADD set a
+SADD str a
+SREM str a
+SCARD str
+SMEMBERS str
+SISMEMBER str a
+SMISMEMBER str a
+SPOP str
+SPOP str 2
+SRANDMEMBER str
+SRANDMEMBER str 2
+SSCAN str 0
+SINTER set str
+SINTER missing str
+SUNION str set
+SDIFF set str
+SINTERCARD 2 set str
+SINTERSTORE dst set str
+SMOVE str set a
+SMOVE set str a
+SMOVE missing str a
+GET set
+APPEND set x
+INCR set
+INCRBY set 2
+INCRBYFLOAT set 1
+SETRANGE set 0 x
+STRLEN set
+GETRANGE set 0 1
+GETDEL set
+GETEX set
+GETSET set x
+MGET set str missing
+TYPE set
+SET set v
+TYPE set
+GET set
+
+## spop and srandmember
+SPOP none
+SPOP none 3
+SRANDMEMBER none
+SRANDMEMBER none 3
+SRANDMEMBER none -3
+SADD one only
+SRANDMEMBER one
+SRANDMEMBER one 5
+SRANDMEMBER one -3
+SPOP one
+EXISTS one
+SADD s a b c d e
+SPOP s -1
+SPOP s x
+SPOP s 0
+SPOP s 1 2
+SRANDMEMBER s 1 2
+SRANDMEMBER s x
+SRANDMEMBER s -9223372036854775808
+SRANDMEMBER s 0
+SRANDMEMBER s 3
+SRANDMEMBER s -8
+SRANDMEMBER s 100
+SPOP s 5
+EXISTS s
+SADD n 1 2 3
+SPOP n 10
+EXISTS n
+
+## algebra
+SADD a 1 2 3 x
+SADD b 2 3 4 y
+SADD {a}c 3 z
+SINTER a b
+SUNION a b
+SDIFF a b
+SDIFF b a {a}c
+SINTER a b missing
+SUNION a missing
+SDIFF missing a
+SINTERCARD 2 a b
+SINTERCARD 2 a b LIMIT 1
+SINTERCARD 2 a b LIMIT 0
+SINTERCARD 3 a b {a}c
+SINTERCARD 0 a
+SINTERCARD x a
+SINTERCARD 3 a b
+SINTERCARD 1 a LIMIT -1
+SINTERCARD 1 a LIMIT x
+SINTERCARD 1 a LIMIT
+SINTERCARD 1 a b
+SINTERSTORE d a b
+SMEMBERS d
+SUNIONSTORE d a b {a}c
+SMEMBERS d
+SDIFFSTORE d a b
+SMEMBERS d
+SINTERSTORE d a missing
+EXISTS d
+SET d string
+EXPIRE d 10000
+SUNIONSTORE d a
+TTL d
+TYPE d
+SDIFFSTORE a a
+SMEMBERS a
+SINTERSTORE a a b
+SMEMBERS a
+
+## smove
+SMOVE src dst m
+SET dst v
+SMOVE src dst m
+SADD src m n
+SMOVE src dst m
+DEL dst
+SMOVE src dst zz
+SMOVE src dst m
+SMEMBERS dst
+SMOVE src dst n
+EXISTS src
+SMEMBERS dst
+SMOVE dst dst n
+SMOVE dst dst q
+SADD i 1 2
+SMOVE dst i n
+SMEMBERS i
+
+## sscan
+SSCAN none 0
+SSCAN none x
+SADD small 1 2 10
+SSCAN small 0
+SSCAN small 0 MATCH 1*
+SSCAN small 0 COUNT 0
+SSCAN small 0 COUNT x
+SSCAN small 0 TYPE set
+SSCAN small 0 MATCH
+SSCAN small abc
+SSCAN small -1
+SADD lp a b c
+SSCAN lp 0 MATCH a*
+scanall SSCAN lp
+scanall SSCAN small MATCH 1*
+
+## past the thresholds
+SADD big 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 85 86 87 88 89 90 91 92 93 94 95 96 97 98 99 100 101 102 103 104 105 106 107 108 109 110 111 112 113 114 115 116 117 118 119 120 121 122 123 124 125 126 127 128 129 130
+SCARD big
+SADD big xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
+SCARD big
+SMEMBERS big
+scanall SSCAN big COUNT 3
+scanall SSCAN big MATCH 1*
+SPOP big 1000
+EXISTS big
+"#;

@@ -322,56 +322,6 @@ fn aof_io_path_follows_appendfsync() {
     }
 }
 
-/// Under `always` on io_uring, a commit after a fast one is written inline
-/// (a blocking O_DSYNC pwrite on the worker thread): INFO
-/// `aof_inline_commits` counts them, and the first commit of a log always
-/// is one. The test seam `KV_AOF_INLINE_MAX_US=0` (no commit is fast
-/// enough) keeps every commit on the ring. Either way what was
-/// acknowledged is there after a SIGKILL. On epoll (no O_DSYNC descriptor:
-/// the helper thread's pwrite and fdatasync) nothing is inline.
-#[test]
-fn always_commits_inline_after_a_fast_commit() {
-    for (wrapper, inline) in [
-        (&[][..], !tests::epoll_forced()),
-        (&["env", "KV_AOF_INLINE_MAX_US=0"][..], false),
-    ] {
-        let dir = ScratchDir::new("aof-inline");
-        let args = ["--appendfsync", "always", "--threads", "2"];
-        let dir_str = dir.path().to_str().unwrap();
-        let with_dir = [&args[..], &["--dir", dir_str]].concat();
-        // The later --dir wins over the one start_custom passes.
-        let server = ServerProc::start_custom(wrapper, None, &with_dir);
-        let mut con = server.conn();
-        for i in 0..100 {
-            let _: () = redis::cmd("SET")
-                .arg(format!("key:{i}"))
-                .arg(format!("value:{i}"))
-                .query(&mut con)
-                .unwrap();
-        }
-        let commits: u64 = info_field(&mut con, "aof_group_commits").parse().unwrap();
-        let inlined: u64 = info_field(&mut con, "aof_inline_commits").parse().unwrap();
-        assert!(commits >= 2, "{wrapper:?}: {commits} commits");
-        if inline {
-            assert!(inlined >= 1, "{wrapper:?}: {inlined} of {commits} inline");
-        } else {
-            assert_eq!(inlined, 0, "{wrapper:?}: {inlined} of {commits} inline");
-        }
-        drop(con);
-        server.signal("KILL");
-        drop(server);
-        let server = ServerProc::start_in(dir.path(), &args);
-        let mut con = server.conn();
-        for i in 0..100 {
-            assert_eq!(
-                get(&mut con, &format!("key:{i}")),
-                Some(format!("value:{i}")),
-                "{wrapper:?}"
-            );
-        }
-    }
-}
-
 /// Writes, SIGKILL, restart: the data is back, for every fsync policy and
 /// I/O path (io_uring + O_DIRECT, pwrite on a helper thread, buffered).
 #[test]

@@ -11,11 +11,6 @@
 //!   `fdatasync`. Records appended while a flush is in flight go into the
 //!   next one (group commit). When the flush completes, the worker releases
 //!   the replies that waited for it.
-//!   Under `always` the commit is one write through an `O_DSYNC`
-//!   descriptor: on the ring, or, after a commit faster than
-//!   [`INLINE_MAX`], inline as a blocking pwrite on the worker thread (as
-//!   Redis blocks in fdatasync), which saves the wake-ups of a thread that
-//!   would only sleep until the commit completes.
 //! - `everysec`: the flush does not sync; [`sync_loop`] issues one
 //!   `fdatasync` a second in its own task, so nothing ever waits for it;
 //!   if the previous one still runs after 2 s, `aof_delayed_fsync` counts it.
@@ -135,9 +130,6 @@ struct Seg {
     /// through it is durable when it completes, so a commit under `always`
     /// is one operation instead of a write and then an fdatasync.
     dsync: Option<RingFile>,
-    /// That descriptor as a plain file, for the inline commit
-    /// ([`INLINE_MAX`]).
-    dsync_file: Option<std::fs::File>,
     buffered: bool,
     /// The same file opened without `O_DIRECT` (None when `file` is
     /// buffered already): under `everysec` and `no` a flush writes through
@@ -532,25 +524,6 @@ impl Aof {
         dsync.write_all_at(buf, off).await
     }
 
-    /// [`Aof::durable_write_at`] as a blocking pwrite on this thread,
-    /// through the same `O_DSYNC` descriptor: durable when it returns.
-    fn durable_write_inline(&self, seg: &Seg, buf: &AlignedBuf, off: u64) -> io::Result<()> {
-        let stats = self.stats();
-        if let Some(e) = stats
-            .take_fault(FaultOp::Write)
-            .or_else(|| stats.take_fault(FaultOp::Sync))
-        {
-            return Err(e);
-        }
-        let file = seg
-            .dsync_file
-            .as_ref()
-            .ok_or_else(|| io::Error::other("the segment has no O_DSYNC descriptor"))?;
-        file.write_all_at(buf.as_slice(), off)?;
-        stats.inline_commits.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
     async fn sync(&self, seg: &Seg) -> io::Result<()> {
         if let Some(e) = self.stats().take_fault(FaultOp::Sync) {
             return Err(e);
@@ -613,14 +586,10 @@ impl Aof {
             Exec::Ring => Some(RingFile::from_std(file.try_clone()?)),
             Exec::Thread(_) => None,
         };
-        let dsync_file = match (&ring, buffered) {
-            (Some(_), false) => open_dsync(path).ok(),
+        let dsync = match (&ring, buffered) {
+            (Some(_), false) => open_dsync(path).ok().map(RingFile::from_std),
             _ => None,
         };
-        let dsync = dsync_file
-            .as_ref()
-            .and_then(|f| f.try_clone().ok())
-            .map(RingFile::from_std);
         let plain = if buffered {
             None
         } else {
@@ -631,7 +600,6 @@ impl Aof {
             file: Arc::new(file.try_clone()?),
             ring,
             dsync,
-            dsync_file,
             buffered,
             plain,
             dirty: Cell::new(false),
@@ -787,7 +755,6 @@ impl Aof {
         &self,
         plan: &mut FlushPlan,
         mode: AppendFsync,
-        inline: bool,
     ) -> Result<Duration, JournalError> {
         // The segment's path, for an error only (a path per flush was 0.5%
         // of a SET's CPU under everysec: BENCHMARKS.md, M2.3).
@@ -836,12 +803,6 @@ impl Aof {
                 (Some(_), true) if seg.dirty.get() => {
                     let (r, buf) = self.write_at(&seg, buf, off).await;
                     (r, buf, false)
-                }
-                // The device was fast at the last commit: block this
-                // thread in the write, as Redis does in its fdatasync.
-                (Some(_), true) if inline => {
-                    let r = self.durable_write_inline(&seg, &buf, off);
-                    (r, buf, true)
                 }
                 (Some(dsync), true) => {
                     let (r, buf) = self.durable_write_at(dsync, buf, off).await;
@@ -1055,8 +1016,7 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
         };
         let mode = worker.shared.appendfsync();
         let started = Instant::now();
-        let inline = last.1 < inline_max();
-        let result = aof.execute(&mut plan, mode, inline).await;
+        let result = aof.execute(&mut plan, mode).await;
         last = (plan.records(), started.elapsed());
         aof.start_spare();
         let records = plan.records() as u64;
@@ -1142,31 +1102,6 @@ async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_records: usize, last
 const GATHER_GAP: Duration = Duration::from_micros(150);
 /// The longest [`gather`] waits.
 const GATHER_MAX: Duration = Duration::from_millis(2);
-
-/// Under `always`, a commit after one that took less than this is written
-/// inline: a blocking pwrite through the segment's `O_DSYNC` descriptor on
-/// the worker thread, as Redis blocks its thread in fdatasync, instead of
-/// the same write on the ring. While the thread is blocked, requests from
-/// clients and from the other shards queue up without waking it (on the
-/// ring each of them is a wake-up of a thread that sleeps until the commit
-/// completes); when it returns they run in one go and join the next
-/// commit. After a slower commit the next one goes through the ring, so
-/// that a slow or stalled device holds the event loop for one commit at
-/// most, not for every one (the measurements are in BENCHMARKS.md, "M2.3",
-/// "always, the default shard count").
-pub const INLINE_MAX: Duration = Duration::from_millis(2);
-
-/// [`INLINE_MAX`], or the test seam `KV_AOF_INLINE_MAX_US` (0: never
-/// inline).
-fn inline_max() -> Duration {
-    static MAX: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| {
-        std::env::var("KV_AOF_INLINE_MAX_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map_or(INLINE_MAX, Duration::from_micros)
-    })
-}
 
 /// `appendfsync everysec`: one fdatasync a second, in its own task, never
 /// waited for by a reply.

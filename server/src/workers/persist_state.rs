@@ -42,9 +42,6 @@ pub struct AofStats {
     pub base_size: AtomicU64,
     /// Flushes (group commits) that succeeded.
     pub commits: AtomicU64,
-    /// `always` commits written inline: a blocking O_DSYNC pwrite on the
-    /// worker thread (`aof::INLINE_MAX`).
-    pub inline_commits: AtomicU64,
     /// Records they made durable.
     pub records: AtomicU64,
     pub fsyncs: AtomicU64,

@@ -3,7 +3,8 @@
 # as a new user runs it (redis-benchmark, both servers' defaults) and with
 # each appendfsync mode. Rounds alternate between the servers; prints every
 # run with the server's CPU per request (utime+stime from /proc/PID/stat)
-# and the medians.
+# and the medians. For our servers each run's line also has INFO's
+# aof_fsync_p99_usec and aof_records_per_commit (0,0 for Redis).
 #
 #   bash bench/scripts/log-modes.sh [rounds] [requests] [configs...]
 #
@@ -73,10 +74,13 @@ for round in $(seq "$rounds"); do
                 line=$(redis-benchmark -p $port -t "$t" -c 50 -n "$requests" -r 1000000 -d 64 \
                     -P "$p" --csv 2>/dev/null | tail -n 1 | tr -d '"')
                 after=$(cpu)
+                info=$(redis-cli -p $port info persistence 2>/dev/null | tr -d '\r')
+                fp99=$(sed -n 's/^aof_fsync_p99_usec://p' <<<"$info"); fp99=${fp99:-0}
+                rpc=$(sed -n 's/^aof_records_per_commit://p' <<<"$info"); rpc=${rpc:-0}
                 stop
                 IFS=, read -r test rps _ _ p50 _ p99 _ <<<"$line"
                 us=$(python3 -c "print(f'{($after-$before)/$hz*1e6/$requests:.2f}')")
-                echo "$round,$c,$test,$p,$rps,$p50,$p99,$us" | tee -a "$results"
+                echo "$round,$c,$test,$p,$rps,$p50,$p99,$us,$fp99,$rpc" | tee -a "$results"
             done
         done
     done
@@ -91,10 +95,10 @@ for r in rows:
     k = (r[1], r[2], r[3])
     if k not in keys:
         keys.append(k)
-print("| config | test | pipeline | req/s | p50 ms | CPU us/req |")
-print("| --- | --- | --- | --- | --- | --- |")
+print("| config | test | pipeline | req/s | p50 ms | CPU us/req | fsync p99 us | records/commit |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for c, t, p in keys:
     sel = [r for r in rows if (r[1], r[2], r[3]) == (c, t, p)]
     m = lambda i: statistics.median(float(r[i]) for r in sel)
-    print(f"| {c} | {t} | {p} | {m(4):,.0f} | {m(5):.3f} | {m(7):.2f} |")
+    print(f"| {c} | {t} | {p} | {m(4):,.0f} | {m(5):.3f} | {m(7):.2f} | {m(8):,.0f} | {m(9):.1f} |")
 PY

@@ -286,6 +286,42 @@ fn a_read_never_reveals_a_write_that_is_not_durable() {
     assert_eq!(got.as_deref(), Some("new"));
 }
 
+/// INFO's `aof_io_path` tells how the log writes under the policy in force
+/// now: O_DIRECT (O_DSYNC, on the ring) only under `always`, a pwrite into
+/// the page cache under `everysec` and `no`, following CONFIG SET.
+#[test]
+fn aof_io_path_follows_appendfsync() {
+    let dir = ScratchDir::new("aof-io-path");
+    let server = ServerProc::start_in(dir.path(), &["--appendfsync", "everysec"]);
+    let mut con = server.conn();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();
+    let always = if tests::epoll_forced() {
+        "pwrite+direct"
+    } else {
+        "io_uring+direct"
+    };
+    assert_eq!(info_field(&mut con, "aof_io_path"), "pwrite+buffered");
+    for (mode, expected) in [
+        ("always", always),
+        ("no", "pwrite+buffered"),
+        ("always", always),
+        ("everysec", "pwrite+buffered"),
+    ] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("appendfsync")
+            .arg(mode)
+            .query(&mut con)
+            .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg(mode)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(info_field(&mut con, "aof_io_path"), expected, "{mode}");
+    }
+}
+
 /// Writes, SIGKILL, restart: the data is back, for every fsync policy and
 /// I/O path (io_uring + O_DIRECT, pwrite on a helper thread, buffered).
 #[test]
@@ -332,6 +368,8 @@ fn every_mode_and_io_path_survives_sigkill() {
             .unwrap();
         let io_path = info_field(&mut con, "aof_io_path");
         let expected = match io {
+            // everysec and no: a pwrite into the page cache.
+            _ if fsync != "always" => "pwrite+buffered",
             // On epoll, the log takes the helper thread's pwrite path.
             "auto" if tests::epoll_forced() => "pwrite+direct",
             "auto" => "io_uring+direct",

@@ -956,6 +956,26 @@ fn io_thread_gone() -> io::Error {
     io::Error::other("log I/O thread is gone")
 }
 
+/// INFO's `aof_io_path`: how a flush under the current `appendfsync`
+/// writes. Under `always` the durable path the segments were opened with
+/// (`io_uring+direct`: an O_DSYNC O_DIRECT write on the ring;
+/// `pwrite+direct`/`pwrite+buffered`: a helper thread's pwrite and
+/// fdatasync). Under `everysec` and `no` every flush is a plain pwrite into
+/// the page cache on the worker thread, whatever the segment supports:
+/// `pwrite+buffered`. `none` before a segment is open.
+pub fn io_path(shared: &Shared) -> String {
+    let durable = shared
+        .aof
+        .first()
+        .map(|a| a.io_path.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        .filter(|p| !p.is_empty());
+    match durable {
+        None => "none".to_string(),
+        Some(_) if shared.appendfsync() != AppendFsync::Always => "pwrite+buffered".to_string(),
+        Some(p) => p,
+    }
+}
+
 /// `aof_current_size`: the snapshot chain the log continues plus the log's
 /// record bytes since it (Redis: base file plus incremental files).
 pub fn aof_current_size(shared: &crate::shared::Shared) -> u64 {

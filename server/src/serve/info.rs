@@ -343,11 +343,7 @@ fn aof_fields(out: &mut String, shared: &crate::shared::Shared) {
         .map(|a| a.fsync_quantile(0.99))
         .max()
         .unwrap_or(0);
-    let path = aof
-        .first()
-        .map(|a| a.io_path.lock().unwrap_or_else(|e| e.into_inner()).clone())
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "none".to_string());
+    let path = crate::aof::io_path(shared);
     let _ = write!(
         out,
         "aof_current_size:{}\r\naof_base_size:{}\r\naof_pending_rewrite:0\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:{pending_fsync}\r\naof_delayed_fsync:{}\r\naof_appendfsync:{}\r\naof_io_path:{path}\r\naof_fsyncs:{}\r\naof_group_commits:{commits}\r\naof_records:{records}\r\naof_records_per_commit:{:.2}\r\naof_fsync_p99_usec:{p99}\r\naof_bytes_written:{}\r\n",

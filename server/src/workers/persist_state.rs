@@ -53,7 +53,8 @@ pub struct AofStats {
     pub pending_bytes: AtomicU64,
     /// fdatasync latencies in microseconds.
     pub fsync_us: Mutex<Option<hdrhistogram::Histogram<u64>>>,
-    /// `io_uring+direct`, `pwrite+buffered`, ...
+    /// The durable (`always`) write path of the open segments:
+    /// `io_uring+direct`, `pwrite+buffered`, ... (INFO: `aof::io_path`).
     pub io_path: Mutex<String>,
     pub fault: Mutex<Option<Fault>>,
     pub fault_armed: AtomicBool,

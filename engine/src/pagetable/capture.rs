@@ -291,6 +291,20 @@ impl Capture {
             return 0;
         }
         page.serialized_epoch = self.epoch;
+        // A big string made inside a change (APPEND growing a plain one)
+        // is in this snapshot as it is: placed at its barrier from now on,
+        // so the next delta writes only its chunks changed since. (A kept
+        // key's live value is not the one this snapshot holds.)
+        for e in page.entries.iter_mut() {
+            let hash = e.hash;
+            let arenas = &self.arenas;
+            if !kept
+                .iter()
+                .any(|k| k.hash == hash && arenas[k.region].get(k.key) == &*e.key)
+            {
+                e.value.place_if_new(self.epoch);
+            }
+        }
         // The sub-ranges changed at the barrier: a change since then moved
         // them all to `changed_before` (see `Page::mark`).
         let mask = if self.full {
@@ -506,6 +520,13 @@ impl Capture {
                 self.pending.bytes += t.bytes;
             }
         }
+    }
+
+    /// See [`PageTable::set_patch_base`]: the encoder writes a chunked
+    /// string placed at or before `base` as a patch of the chunks changed
+    /// since ([`Encoder::set_patch_base`]).
+    pub(super) fn set_patch_base(&mut self, base: Option<u64>) {
+        self.enc.set_patch_base(if self.full { None } else { base });
     }
 
     /// Whether pieces of the value of `hash` are still queued.

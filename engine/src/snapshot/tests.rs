@@ -85,9 +85,16 @@ const KEYS: u64 = 4000;
 /// One random write, applied to the shard and the model alike.
 fn random_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model) {
     let db = rng.below(DBS as u64) as usize;
-    let key = format!("k{}", rng.below(KEYS)).into_bytes();
+    let what = rng.below(1000);
+    // Big strings, and writes inside them, go to a few keys half the
+    // time, so that deltas patch them (version 4).
+    let key = if what <= 40 && rng.below(2) == 0 {
+        format!("big{}", rng.below(8)).into_bytes()
+    } else {
+        format!("k{}", rng.below(KEYS)).into_bytes()
+    };
     let mk = (db as u16, key.clone());
-    match rng.below(1000) {
+    match what {
         // A chunked string (version 3's chunks frames), or a write inside
         // one (copy-before-write of one chunk).
         0..=4 => {
@@ -181,6 +188,9 @@ fn random_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model) {
             shard.flush_db(db, rng.below(2) == 0);
             model.retain(|(d, _), _| *d != db as u16);
         }
+        // (SWAPDB once in 20: it makes every value of both databases
+        // new to the next delta, which then patches none of them.)
+        _ if rng.below(20) != 0 => {}
         _ => {
             let other = (db + 1) % DBS;
             shard.swap_dbs(db, other);
@@ -219,6 +229,7 @@ fn load(chain: &[Vec<u8>]) -> Model {
         }
         coverage.end_file();
     }
+    coverage.finish().expect("every patch has its base");
     state
 }
 
@@ -237,6 +248,8 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
         let mut full_bytes = 0u64;
         // Chunks frames of segments of big hashes and sets written.
         let mut pieces_frames = 0;
+        // Patches of big strings written by deltas (version 4).
+        let mut patches = 0;
         for round in 0..30u64 {
             lazy_freed.try_iter().for_each(drop);
             for _ in 0..rng.below(3000) {
@@ -313,6 +326,14 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
             file.extend_from_slice(&body_bytes);
             format::encode_end(&mut file, body.tally, body.crc);
             format::pad_to_block(&mut file);
+            let (_, frames, _) = format::read_all(&file).expect("valid file");
+            for f in &frames {
+                let items = f.decode_items(0).expect("valid entries");
+                patches += items
+                    .iter()
+                    .filter(|i| matches!(i, format::Item::Patch(p) if !p.chunks.is_empty()))
+                    .count();
+            }
             if kind == Kind::Full {
                 chain.clear();
                 full_bytes = body.tally.bytes;
@@ -328,6 +349,7 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
         }
         assert!(full_bytes > 0 && delta_bytes > 0);
         assert!(pieces_frames > 0, "big hashes and sets are segmented");
+        assert!(patches > 0, "big strings changed in place are patched");
     }
 }
 

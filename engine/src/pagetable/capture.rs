@@ -291,20 +291,6 @@ impl Capture {
             return 0;
         }
         page.serialized_epoch = self.epoch;
-        // A big string made inside a change (APPEND growing a plain one)
-        // is in this snapshot as it is: placed at its barrier from now on,
-        // so the next delta writes only its chunks changed since. (A kept
-        // key's live value is not the one this snapshot holds.)
-        for e in page.entries.iter_mut() {
-            let hash = e.hash;
-            let arenas = &self.arenas;
-            if !kept
-                .iter()
-                .any(|k| k.hash == hash && arenas[k.region].get(k.key) == &*e.key)
-            {
-                e.value.place_if_new(self.epoch);
-            }
-        }
         // The sub-ranges changed at the barrier: a change since then moved
         // them all to `changed_before` (see `Page::mark`).
         let mask = if self.full {

@@ -254,6 +254,9 @@ impl PageTable {
     /// Moves the table to a new snapshot epoch (called by the shard at a
     /// snapshot barrier).
     pub fn set_epoch(&mut self, epoch: u64) {
+        // (A big value the last change made is placed in the epoch it
+        // was made in: see `settle`.)
+        self.settle();
         self.epoch = epoch;
     }
 
@@ -383,8 +386,12 @@ impl PageTable {
             return;
         };
         // (Two keys of one hash in a page would only blur the count.)
-        if let Some(e) = page.entries.find(table_hash(hash), |e| e.hash == hash) {
+        if let Some(e) = page.entries.find_mut(table_hash(hash), |e| e.hash == hash) {
             page.bytes = (page.bytes + e.heap_bytes()).saturating_sub(before);
+            // A big string the change made (APPEND growing a plain one)
+            // is placed now: it is at its key, and later changes are
+            // stamped on its chunks (a delta then patches it).
+            e.value.place_if_new(self.epoch);
         }
         if self.over_bytes(idx) {
             self.split(idx);

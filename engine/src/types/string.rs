@@ -61,9 +61,9 @@ pub struct Chunked {
     /// The epoch this value was placed whole in at its key (SET, RENAME,
     /// RESTORE, load...: [`Str::place`]), or [`UNPLACED`] for one made
     /// inside a change (APPEND converting a plain string, a replace) until
-    /// its next change stamps it ([`Str::stamp`]). A delta writes only the
-    /// chunks changed since its base of a value placed at or before the
-    /// base.
+    /// the page table settles that change ([`Str::place_if_new`]). A delta
+    /// writes only the chunks changed since its base of a value placed at
+    /// or before the base.
     born: u64,
 }
 
@@ -416,12 +416,6 @@ impl Str {
     pub fn stamp(&mut self, epoch: u64) {
         if let Str::Chunked(c) = self {
             c.stamp = epoch;
-            // Made inside an earlier change (APPEND growing a plain
-            // string): placed now, later than it was, which at most makes
-            // one more delta write it whole.
-            if c.born == UNPLACED {
-                c.born = epoch;
-            }
         }
     }
 
@@ -432,6 +426,17 @@ impl Str {
     pub fn place(&mut self, epoch: u64) {
         if let Str::Chunked(c) = self {
             c.born = epoch;
+        }
+    }
+
+    /// [`Str::place`] for a value made inside a change and not placed yet
+    /// (the page table's, once the change is done, in its epoch or later).
+    #[inline]
+    pub fn place_if_new(&mut self, epoch: u64) {
+        if let Str::Chunked(c) = self {
+            if c.born == UNPLACED {
+                c.born = epoch;
+            }
         }
     }
 

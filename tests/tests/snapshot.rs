@@ -14,6 +14,10 @@
 //!   continuing from the state the previous one loaded.
 //! - `deltas_chain_loads_to_the_last_snapshot`: a full snapshot and deltas on
 //!   top of it (FLUSHDB and other databases included) load back to the last.
+//! - `a_delta_after_setrange_on_a_big_value_writes_its_changed_chunks`: a
+//!   delta after SETRANGEs and an APPEND on a 4 MiB value holds its changed
+//!   chunks (< 300 KiB, not 4 MiB), `check-snapshot` reads it, and a
+//!   restart on the chain brings back the exact value.
 //! - `sigkill_during_a_snapshot_keeps_the_previous_one`: SIGKILL in the middle
 //!   of a snapshot; the restart loads the previous snapshot whole, or the new
 //!   one whole if it was complete.

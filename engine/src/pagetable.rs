@@ -201,6 +201,11 @@ pub struct PageTable {
     /// The value last handed out to change in place: its page's index,
     /// its key's hash, and the bytes it took then ([`PageTable::settle`]).
     changing: Option<(usize, u64, usize)>,
+    /// The epoch the table's contents were last exchanged wholesale in
+    /// (SWAPDB, [`PageTable::mark_all_modified`]): every value counts as
+    /// placed then, whatever its own epoch says (it was another
+    /// database's at older snapshots).
+    placed_floor: u64,
 }
 
 impl PageTable {
@@ -214,6 +219,7 @@ impl PageTable {
             epoch,
             capture: None,
             changing: None,
+            placed_floor: 0,
         }
     }
 
@@ -234,9 +240,23 @@ impl PageTable {
         self.epoch
     }
 
+    /// Lets the running delta write a big value placed at or before
+    /// `base` (the epoch of the snapshot it builds on) as a patch of the
+    /// chunks changed since (docs/FORMATS.md, type 7), unless the table's
+    /// contents were exchanged since `base` (SWAPDB).
+    pub fn set_patch_base(&mut self, base: Option<u64>) {
+        let floor = self.placed_floor;
+        if let Some(c) = &mut self.capture {
+            c.set_patch_base(base.filter(|&b| floor <= b));
+        }
+    }
+
     /// Moves the table to a new snapshot epoch (called by the shard at a
     /// snapshot barrier).
     pub fn set_epoch(&mut self, epoch: u64) {
+        // (A big value the last change made is placed in the epoch it
+        // was made in: see `settle`.)
+        self.settle();
         self.epoch = epoch;
     }
 
@@ -366,8 +386,12 @@ impl PageTable {
             return;
         };
         // (Two keys of one hash in a page would only blur the count.)
-        if let Some(e) = page.entries.find(table_hash(hash), |e| e.hash == hash) {
+        if let Some(e) = page.entries.find_mut(table_hash(hash), |e| e.hash == hash) {
             page.bytes = (page.bytes + e.heap_bytes()).saturating_sub(before);
+            // A big string the change made (APPEND growing a plain one)
+            // is placed now: it is at its key, and later changes are
+            // stamped on its chunks (a delta then patches it).
+            e.value.place_if_new(self.epoch);
         }
         if self.over_bytes(idx) {
             self.split(idx);
@@ -442,8 +466,16 @@ impl PageTable {
     }
 
     /// Inserts or replaces `key`; returns the previous entry.
-    pub fn insert(&mut self, hash: u64, key: &[u8], value: Value, expire_at: u64) -> Option<Entry> {
+    pub fn insert(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        mut value: Value,
+        expire_at: u64,
+    ) -> Option<Entry> {
         self.settle();
+        // A new value at this key: a delta writes it whole.
+        value.place(self.epoch);
         let idx = self.page_index(hash);
         let added = key.len() + value.heap_size();
         let page = self.page_for_key_write(idx, hash, key);
@@ -553,6 +585,7 @@ impl PageTable {
     /// were exchanged wholesale, e.g. by SWAPDB).
     pub fn mark_all_modified(&mut self) {
         let epoch = self.epoch;
+        self.placed_floor = epoch;
         for p in &mut self.pages {
             p.mark(epoch, u64::MAX);
         }

@@ -217,6 +217,7 @@ impl Shard {
         for (db, t) in self.dbs.iter_mut().enumerate() {
             t.end_capture();
             t.begin_capture(epoch, since.is_none(), db as u16, compress);
+            t.set_patch_base(since);
         }
         self.snapshot_running = Some(epoch);
         SnapshotStart { epoch, since }

@@ -1058,10 +1058,12 @@ fn summarize_file(
         sum.pages += 1;
         sum.stored += p.stored;
         sum.raw += p.raw.len() as u64;
-        for e in p.decode_entries(0).map_err(|e| e.to_string())? {
+        // (A patch of a big string counts as its key: its other chunks
+        // are in an older file of the chain.)
+        for e in p.decode_items(p.offset).map_err(|e| e.to_string())? {
             sum.keys += 1;
             sum.strings += 1;
-            sum.volatile += u64::from(e.expire_at != 0);
+            sum.volatile += u64::from(e.expire_at() != 0);
             *sum.per_db.entry(p.db).or_default() += 1;
         }
         Ok(())

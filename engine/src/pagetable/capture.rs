@@ -508,6 +508,13 @@ impl Capture {
         }
     }
 
+    /// See [`PageTable::set_patch_base`]: the encoder writes a chunked
+    /// string placed at or before `base` as a patch of the chunks changed
+    /// since ([`Encoder::set_patch_base`]).
+    pub(super) fn set_patch_base(&mut self, base: Option<u64>) {
+        self.enc.set_patch_base(if self.full { None } else { base });
+    }
+
     /// Whether pieces of the value of `hash` are still queued.
     pub(super) fn holds(&self, hash: u64) -> bool {
         self.queue.iter().any(|b| b.hash == hash)

@@ -46,8 +46,14 @@ use std::fmt;
 /// nor reading one holds a whole big value in one piece, and hashes and
 /// sets, a big one written as a segmented entry whose segments follow in
 /// chunks frames with [`FLAG_PIECES`]; version-1 and -2 files have none
-/// and read the same.
-pub const FORMAT_VERSION: u32 = 3;
+/// and read the same. Version 4 added patch entries ([`TYPE_STRING_PATCH`]):
+/// a delta writes a big string placed before its base as the chunks
+/// changed since, and the value's other chunks come from an older file of
+/// the chain, so a patched key is not hidden by the patch's range. A
+/// version-3 reader would refuse the entry type, but with a misleading
+/// message; the version says what a reader must know. Version-1 to -3
+/// files have no patches and read the same.
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version this code reads.
 pub const OLDEST_VERSION: u32 = 1;
 /// First bytes of every snapshot file.
@@ -93,6 +99,12 @@ const TYPE_HASH_SEGMENTED: u8 = 5;
 /// A hashtable set of more than one segment, as [`TYPE_HASH_SEGMENTED`]
 /// ([`crate::types::set::Segment::write_piece`]).
 const TYPE_SET_SEGMENTED: u8 = 6;
+/// A patch of a chunked string (version 4): the value's new length, the
+/// index of its first piece among those that follow the frame, and the
+/// ascending indices of its chunks changed since the delta's base, whose
+/// bytes follow as those pieces; its other chunks are the value's in the
+/// chain's older files ([`super::chain`]).
+const TYPE_STRING_PATCH: u8 = 7;
 /// The most chunks that may follow one frame (bytes 5..8 of its header).
 const MAX_FOLLOWING: u32 = (1 << 24) - 1;
 /// Bytes of the end frame's payload.

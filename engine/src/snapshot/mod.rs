@@ -26,4 +26,6 @@ pub mod manifest;
 pub mod reader;
 
 #[cfg(test)]
+mod patch_tests;
+#[cfg(test)]
 mod tests;

@@ -150,7 +150,9 @@ pub fn stream_file<I: ReadIo>(
 /// Loads the chain of snapshot `id` into `shard` (this worker's shard of
 /// `shards`): files newest first, entries hidden by newer frames skipped, keys
 /// of other shards skipped (the shard count changed), expired keys
-/// dropped. Returns the keys loaded.
+/// dropped, patches of big strings applied to their base from an older
+/// file ([`Coverage`]; a patch without one is an error naming its file and
+/// offset). Returns the keys loaded.
 pub fn load_chain(
     io: &mut impl ReadIo,
     dir: &Path,
@@ -182,6 +184,7 @@ pub fn load_chain(
                     top.shards
                 )
             })?;
+            cov.start_file(&path.display().to_string());
             stream_file(io, &path, |p| {
                 // Databases this server does not have are not loaded.
                 if (p.db as usize) < shard.databases() {
@@ -202,6 +205,9 @@ pub fn load_chain(
             .map_err(|e| format!("{}: {e}", path.display()))?;
             cov.end_file();
         }
+    }
+    for cov in &coverage {
+        cov.finish()?;
     }
     Ok(loaded)
 }

@@ -85,9 +85,16 @@ const KEYS: u64 = 4000;
 /// One random write, applied to the shard and the model alike.
 fn random_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model) {
     let db = rng.below(DBS as u64) as usize;
-    let key = format!("k{}", rng.below(KEYS)).into_bytes();
+    let what = rng.below(1000);
+    // Big strings, and writes inside them, go to a few keys half the
+    // time, so that deltas patch them (version 4).
+    let key = if what <= 40 && rng.below(2) == 0 {
+        format!("big{}", rng.below(8)).into_bytes()
+    } else {
+        format!("k{}", rng.below(KEYS)).into_bytes()
+    };
     let mk = (db as u16, key.clone());
-    match rng.below(1000) {
+    match what {
         // A chunked string (version 3's chunks frames), or a write inside
         // one (copy-before-write of one chunk).
         0..=4 => {
@@ -181,6 +188,9 @@ fn random_write(rng: &mut Rng, shard: &mut Shard, model: &mut Model) {
             shard.flush_db(db, rng.below(2) == 0);
             model.retain(|(d, _), _| *d != db as u16);
         }
+        // (SWAPDB once in 20: it makes every value of both databases
+        // new to the next delta, which then patches none of them.)
+        _ if rng.below(20) != 0 => {}
         _ => {
             let other = (db + 1) % DBS;
             shard.swap_dbs(db, other);
@@ -219,6 +229,7 @@ fn load(chain: &[Vec<u8>]) -> Model {
         }
         coverage.end_file();
     }
+    coverage.finish().expect("every patch has its base");
     state
 }
 
@@ -237,6 +248,8 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
         let mut full_bytes = 0u64;
         // Chunks frames of segments of big hashes and sets written.
         let mut pieces_frames = 0;
+        // Patches of big strings written by deltas (version 4).
+        let mut patches = 0;
         for round in 0..30u64 {
             lazy_freed.try_iter().for_each(drop);
             for _ in 0..rng.below(3000) {
@@ -313,6 +326,14 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
             file.extend_from_slice(&body_bytes);
             format::encode_end(&mut file, body.tally, body.crc);
             format::pad_to_block(&mut file);
+            let (_, frames, _) = format::read_all(&file).expect("valid file");
+            for f in &frames {
+                let items = f.decode_items(0).expect("valid entries");
+                patches += items
+                    .iter()
+                    .filter(|i| matches!(i, format::Item::Patch(p) if !p.chunks.is_empty()))
+                    .count();
+            }
             if kind == Kind::Full {
                 chain.clear();
                 full_bytes = body.tally.bytes;
@@ -328,6 +349,7 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
         }
         assert!(full_bytes > 0 && delta_bytes > 0);
         assert!(pieces_frames > 0, "big hashes and sets are segmented");
+        assert!(patches > 0, "big strings changed in place are patched");
     }
 }
 
@@ -578,6 +600,86 @@ fn write_snapshot_fixtures() {
     fixture_writes(&mut Some(&mut shard), &mut m, true);
     let v1 = fixture_file(&mut shard, Kind::Full, true, 1);
     std::fs::write(dir.join("v1-full.snap"), &v1).unwrap();
+}
+
+/// The writes behind the version-3 fixtures: those of versions 1 and 2,
+/// plus what version 3 added: a chunked string (changed by SETRANGE
+/// before the delta, which version 3 writes whole) and a hashtable hash
+/// and set of many segments.
+fn fixture_writes_v3(shard: &mut Option<&mut Shard>, model: &mut Model, base: bool) {
+    fixture_writes(shard, model, base);
+    let big: Vec<u8> = (0..5 * 65536 + 77).map(|i| (i % 251) as u8).collect();
+    if base {
+        let mut h = crate::types::Hash::new();
+        for i in 0..5000 {
+            h.set(
+                format!("f{i}").as_bytes(),
+                format!("v{i}").as_bytes(),
+                Default::default(),
+            );
+        }
+        let members: Vec<Vec<u8>> = (0..7000).map(|i| format!("m{i}").into_bytes()).collect();
+        let set = crate::types::Set::table_of(members.iter().map(Vec::as_slice));
+        let values = [
+            (0usize, "fx:big", Value::string(big), 0u64),
+            (1, "fx:hash", Value::Hash(h), 4_000_000_000_007),
+            (1, "fx:set", Value::Set(set), 0),
+        ];
+        for (db, k, v, exp) in values {
+            if let Some(s) = shard.as_deref_mut() {
+                s.ctx(db).set(k.as_bytes(), v.clone(), exp);
+            }
+            model.insert((db as u16, k.as_bytes().to_vec()), (v, exp));
+        }
+    } else {
+        let at = 2 * 65536 + 5;
+        if let Some(s) = shard.as_deref_mut() {
+            if let Some(Value::Str(v)) = s.ctx(0).value_mut(b"fx:big") {
+                v.set_range(at, b"changed");
+            }
+        }
+        if let Some((Value::Str(v), _)) = model.get_mut(&(0u16, b"fx:big".to_vec())) {
+            v.set_range(at, b"changed");
+        }
+    }
+}
+
+/// Writes the version-3 fixture files (run once, by version 3's code:
+/// `cargo test -p engine write_snapshot_fixtures_v3 -- --ignored`).
+#[test]
+#[ignore]
+fn write_snapshot_fixtures_v3() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/snapshot/fixtures");
+    let mut shard = Shard::new(0, 1, 2);
+    let mut model = Model::new();
+    fixture_writes_v3(&mut Some(&mut shard), &mut model, true);
+    let full = fixture_file(&mut shard, Kind::Full, true, 3);
+    fixture_writes_v3(&mut Some(&mut shard), &mut model, false);
+    let delta = fixture_file(&mut shard, Kind::Delta, false, 3);
+    std::fs::write(dir.join("v3-full.snap"), &full).unwrap();
+    std::fs::write(dir.join("v3-delta.snap"), &delta).unwrap();
+}
+
+/// Version-3 files (chunked strings, segmented hashes and sets, a big
+/// value changed before the delta written whole) still load.
+#[test]
+fn fixtures_of_version_3_load() {
+    let (mut at_full, mut at_delta) = (Model::new(), Model::new());
+    fixture_writes_v3(&mut None, &mut at_full, true);
+    fixture_writes_v3(&mut None, &mut at_delta, true);
+    fixture_writes_v3(&mut None, &mut at_delta, false);
+    let full = include_bytes!("fixtures/v3-full.snap").to_vec();
+    let delta = include_bytes!("fixtures/v3-delta.snap").to_vec();
+    for file in [&full, &delta] {
+        assert_eq!(u32::from_le_bytes(file[8..12].try_into().unwrap()), 3);
+    }
+    let (_, frames, _) = format::read_all(&delta).unwrap();
+    assert!(
+        frames.iter().any(|f| f.following > 0),
+        "the big value whole"
+    );
+    assert_eq!(load(std::slice::from_ref(&full)), at_full);
+    assert_eq!(load(&[full, delta]), at_delta);
 }
 
 /// The fixture writer refuses to label a body with chunked strings as an

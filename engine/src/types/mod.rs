@@ -114,6 +114,23 @@ impl Value {
         }
     }
 
+    /// Notes that the value is placed whole at a key in `epoch`
+    /// ([`Str::place`]; hashes and sets keep no such epoch).
+    #[inline]
+    pub fn place(&mut self, epoch: u64) {
+        if let Value::Str(s) = self {
+            s.place(epoch);
+        }
+    }
+
+    /// [`Value::place`] for a value not placed yet ([`Str::place_if_new`]).
+    #[inline]
+    pub fn place_if_new(&mut self, epoch: u64) {
+        if let Value::Str(s) = self {
+            s.place_if_new(epoch);
+        }
+    }
+
     /// What OBJECT REFCOUNT says of it: Redis shares the integers 0..9999
     /// among keys (when no `maxmemory` is set) and names their count
     /// 2147483647; every other value has one reference.

@@ -58,7 +58,17 @@ pub struct Chunked {
     /// The epoch stamped on chunks this value's next change touches (set by
     /// the page table before it hands the value out for writing).
     stamp: u64,
+    /// The epoch this value was placed whole in at its key (SET, RENAME,
+    /// RESTORE, load...: [`Str::place`]), or [`UNPLACED`] for one made
+    /// inside a change (APPEND converting a plain string, a replace) until
+    /// the page table settles that change ([`Str::place_if_new`]). A delta
+    /// writes only the chunks changed since its base of a value placed at
+    /// or before the base.
+    born: u64,
 }
+
+/// [`Chunked::born`] of a value not placed yet: never at or before a base.
+const UNPLACED: u64 = u64::MAX;
 
 impl PartialEq for Str {
     fn eq(&self, other: &Str) -> bool {
@@ -103,12 +113,21 @@ impl Chunked {
             chunks: Arc::new(chunks),
             len: v.len(),
             stamp: epoch,
+            born: UNPLACED,
         }
     }
 
     /// The chunks (the last one may be shorter than [`CHUNK`]).
     pub fn chunks(&self) -> &[Arc<Chunk>] {
         &self.chunks
+    }
+
+    /// The epoch this value was placed whole in at its key, if it was
+    /// ([`Str::place`]): every change since is stamped on the chunks it
+    /// touched, so a chunk whose `epoch` is at or before a snapshot's
+    /// (and this epoch too) holds the bytes that snapshot holds.
+    pub fn placed(&self) -> Option<u64> {
+        (self.born != UNPLACED).then_some(self.born)
     }
 
     /// The chunk at `i`, to change: unshared first (the top vector and
@@ -174,6 +193,7 @@ impl Str {
                 chunks: Arc::new(Vec::with_capacity(len.div_ceil(CHUNK))),
                 len: 0,
                 stamp: 0,
+                born: UNPLACED,
             };
             c.grow_zeros(len);
             Str::Chunked(c)
@@ -197,6 +217,7 @@ impl Str {
             chunks: Arc::new(chunks),
             len,
             stamp: 0,
+            born: UNPLACED,
         }))
     }
 
@@ -395,6 +416,27 @@ impl Str {
     pub fn stamp(&mut self, epoch: u64) {
         if let Str::Chunked(c) = self {
             c.stamp = epoch;
+        }
+    }
+
+    /// Notes that this value is placed whole at a key in `epoch` (the page
+    /// table's insert: SET, RENAME's destination, RESTORE, COPY, a load):
+    /// a delta whose base is older writes it whole.
+    #[inline]
+    pub fn place(&mut self, epoch: u64) {
+        if let Str::Chunked(c) = self {
+            c.born = epoch;
+        }
+    }
+
+    /// [`Str::place`] for a value made inside a change and not placed yet
+    /// (the page table's, once the change is done, in its epoch or later).
+    #[inline]
+    pub fn place_if_new(&mut self, epoch: u64) {
+        if let Str::Chunked(c) = self {
+            if c.born == UNPLACED {
+                c.born = epoch;
+            }
         }
     }
 

@@ -56,6 +56,110 @@ pub struct PageFrame {
     /// and those gathered so far ([`Assembler`]).
     pub following: u32,
     pub chunks: Vec<Arc<Chunk>>,
+    /// Its offset in the file (for error messages).
+    pub offset: u64,
+}
+
+/// One entry of a page frame as read back: a whole one, or (version 4)
+/// a patch of a big string whose other chunks are in an older file of
+/// the chain ([`super::super::chain`] puts them together).
+#[derive(Debug, Clone)]
+pub enum Item {
+    Whole(Entry),
+    Patch(Patch),
+}
+
+impl Item {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Item::Whole(e) => &e.key,
+            Item::Patch(p) => &p.key,
+        }
+    }
+
+    pub fn hash(&self) -> u64 {
+        match self {
+            Item::Whole(e) => e.hash,
+            Item::Patch(p) => p.hash,
+        }
+    }
+
+    pub fn expire_at(&self) -> u64 {
+        match self {
+            Item::Whole(e) => e.expire_at,
+            Item::Patch(p) => p.expire_at,
+        }
+    }
+}
+
+/// A patch entry (type 7): the string at `key` is now `len` bytes long,
+/// and its chunks `chunks` (index, bytes) changed since the value an older
+/// file of the chain holds for the key; the others are that value's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patch {
+    pub hash: u64,
+    pub key: Vec<u8>,
+    pub expire_at: u64,
+    pub len: u64,
+    pub chunks: Vec<(u64, Arc<Chunk>)>,
+    /// Offset of its frame in its file (for error messages).
+    pub offset: u64,
+}
+
+impl Patch {
+    /// The bytes (in chunks) of the value this patch makes of `base`, the
+    /// value an older file holds for the key: `base`'s chunks, grown to
+    /// the patch's length, with the patch's chunks put in. An error if
+    /// `base` is not a string, is longer, or leaves a chunk the patch
+    /// does not give partial or missing (the file is not the chain it
+    /// says).
+    pub fn apply(&self, base: &Value) -> Result<Value, String> {
+        let Value::Str(s) = base else {
+            return Err(format!(
+                "its base (the key's value in an older file) is a {}, not a string",
+                base.type_name()
+            ));
+        };
+        if s.len() as u64 > self.len {
+            return Err(format!(
+                "its base is {} bytes, longer than the {} it patches to",
+                s.len(),
+                self.len
+            ));
+        }
+        let n = usize::try_from(self.len.div_ceil(CHUNK as u64))
+            .map_err(|_| "its length is out of range".to_owned())?;
+        let mut out: Vec<Option<Arc<Chunk>>> = Vec::with_capacity(n);
+        match s.as_chunked() {
+            Some(c) => out.extend(c.chunks().iter().cloned().map(Some)),
+            None => out.extend(s.pieces().flat_map(|p| p.chunks(CHUNK)).map(|b| {
+                Some(Arc::new(Chunk {
+                    bytes: b.to_vec(),
+                    epoch: 0,
+                }))
+            })),
+        }
+        out.resize(n, None);
+        for (i, c) in &self.chunks {
+            let slot = usize::try_from(*i)
+                .ok()
+                .and_then(|i| out.get_mut(i))
+                .ok_or_else(|| "a chunk index past its length".to_owned())?;
+            *slot = Some(Arc::clone(c));
+        }
+        let chunks: Option<Vec<Arc<Chunk>>> = out.into_iter().collect();
+        chunks
+            .and_then(Str::from_chunks)
+            .filter(|v| v.len() as u64 == self.len)
+            .map(Value::Str)
+            .ok_or_else(|| {
+                format!(
+                    "its chunks and its base's ({} bytes) do not make the {} bytes it says",
+                    s.len(),
+                    self.len
+                )
+            })
+    }
 }
 
 /// The result of looking at the bytes where a frame should start.
@@ -200,6 +304,7 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
             stored: total as u64,
             following,
             chunks: Vec::new(),
+            offset,
         }),
         total,
     ))
@@ -285,8 +390,23 @@ impl PageFrame {
 
     /// The entries of one of [`PageFrame::parts`], checked: every one is
     /// well formed, belongs to the part's hash range, and their count is
-    /// the part's.
+    /// the part's. A patch entry (version 4) is an error here: it is not a
+    /// value without its chain ([`PageFrame::decode_part_items`]).
     pub fn decode_part(&self, part: &Part, offset: u64) -> Result<Vec<Entry>, FormatError> {
+        self.decode_part_items(part, offset)?
+            .into_iter()
+            .map(|item| match item {
+                Item::Whole(e) => Ok(e),
+                Item::Patch(_) => Err(err(
+                    offset,
+                    "page entries: a patch entry, which needs the older files of its chain",
+                )),
+            })
+            .collect()
+    }
+
+    /// [`PageFrame::decode_part`], patches included.
+    pub fn decode_part_items(&self, part: &Part, offset: u64) -> Result<Vec<Item>, FormatError> {
         let b = self.raw.get(part.start..part.end).unwrap_or_default();
         let mut pos = 0usize;
         let (first, last) = page_range(part.prefix, part.depth);
@@ -298,7 +418,12 @@ impl PageFrame {
             let ty = *b.get(pos).ok_or_else(|| bad("missing value type"))?;
             pos += 1;
             let len = get_varint(b, &mut pos).ok_or_else(|| bad("bad value length"))?;
+            let mut patch = None;
             let value = match ty {
+                TYPE_STRING_PATCH => {
+                    patch = Some(self.read_patch(b, &mut pos, len).map_err(bad)?);
+                    Value::string(Vec::new())
+                }
                 TYPE_STRING => Value::string(
                     take(b, &mut pos, len).ok_or_else(|| bad("value runs past the page"))?,
                 ),
@@ -355,10 +480,63 @@ impl PageFrame {
             if hash < first || hash > last {
                 return Err(bad("key outside the page's hash range"));
             }
-            out.push(Entry::new(hash, key.into(), value, expire_at));
+            out.push(match patch {
+                Some((len, chunks)) => Item::Patch(Patch {
+                    hash,
+                    key: key.to_vec(),
+                    expire_at,
+                    len,
+                    chunks,
+                    offset: self.offset,
+                }),
+                None => Item::Whole(Entry::new(hash, key.into(), value, expire_at)),
+            });
         }
         if out.len() != part.entries as usize {
             return Err(bad("entry count differs from the header"));
+        }
+        Ok(out)
+    }
+
+    /// A patch entry's body after its type and length `len`: its first
+    /// piece, its count of chunks and their indices, checked: ascending,
+    /// inside the length, each chunk whole but the value's last one, and
+    /// among the pieces that follow the frame.
+    fn read_patch(&self, b: &[u8], pos: &mut usize, len: u64) -> Result<PatchBody, &'static str> {
+        let first = get_varint(b, pos).ok_or("bad piece index")?;
+        let count = get_varint(b, pos).ok_or("bad chunk count")?;
+        if len < crate::types::string::BIG as u64 {
+            return Err("a patch of a string too short to be chunked");
+        }
+        let n = len.div_ceil(CHUNK as u64);
+        let last_len = len - (n - 1) * CHUNK as u64;
+        let pieces = usize::try_from(first)
+            .ok()
+            .zip(usize::try_from(first.saturating_add(count)).ok())
+            .and_then(|(a, z)| self.chunks.get(a..z))
+            .ok_or("a patch past the chunks that follow")?;
+        let mut out = Vec::with_capacity(pieces.len());
+        let mut next = 0u64;
+        for c in pieces {
+            let i = get_varint(b, pos).ok_or("bad chunk index")?;
+            if i < next || i >= n {
+                return Err("patch chunk indices not ascending inside its length");
+            }
+            let want = if i == n - 1 { last_len } else { CHUNK as u64 };
+            if c.bytes.len() as u64 != want {
+                return Err("a patch chunk of the wrong size");
+            }
+            out.push((i, Arc::clone(c)));
+            next = i + 1;
+        }
+        Ok((len, out))
+    }
+
+    /// Every entry of every part, checked, patches included.
+    pub fn decode_items(&self, offset: u64) -> Result<Vec<Item>, FormatError> {
+        let mut out = Vec::new();
+        for part in self.parts(offset)? {
+            out.extend(self.decode_part_items(&part, offset)?);
         }
         Ok(out)
     }
@@ -372,6 +550,9 @@ impl PageFrame {
         Ok(out)
     }
 }
+
+/// A patch's length and its chunks with their indices.
+type PatchBody = (u64, Vec<(u64, Arc<Chunk>)>);
 
 fn take<'a>(b: &'a [u8], pos: &mut usize, len: u64) -> Option<&'a [u8]> {
     let end = pos.checked_add(usize::try_from(len).ok()?)?;

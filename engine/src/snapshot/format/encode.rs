@@ -31,6 +31,9 @@ pub struct Encoder {
     parts_big: Vec<(u64, Vec<Piece>)>,
     /// One segment's piece, before its length is known.
     piece: Vec<u8>,
+    /// A delta's base epoch ([`Encoder::set_patch_base`]): chunked strings
+    /// placed at or before it are written as patches.
+    patch_base: Option<u64>,
 }
 
 /// One piece of a big value that follows its frame, shared with the live
@@ -104,7 +107,7 @@ impl<'a> From<&'a Entry> for EntryRef<'a> {
 /// Appends one entry to `buf` in the page payload encoding (an entry
 /// whose value is not chunked: a chunked one's bytes follow its frame).
 pub fn encode_entry(buf: &mut Vec<u8>, e: &Entry) {
-    put_entries(buf, std::iter::once(e), &mut Vec::new());
+    put_entries(buf, std::iter::once(e), &mut Vec::new(), None);
 }
 
 /// Pieces in `big` so far.
@@ -117,11 +120,14 @@ fn chunk_count(big: &[(u64, Vec<Piece>)]) -> usize {
 /// Chunked strings are written as their length and first chunk's index,
 /// segmented hashes and sets as their segment count, first piece's index
 /// and element count, and their pieces (shared: no bytes copied) are
-/// added with their key's hash to `big`, to follow the frame.
+/// added with their key's hash to `big`, to follow the frame. With
+/// `patch_base`, a chunked string placed at or before it is a patch: its
+/// length, first piece, and the indices of its chunks changed since.
 fn put_entries<'a, E: Into<EntryRef<'a>>>(
     buf: &mut Vec<u8>,
     entries: impl Iterator<Item = E>,
     big: &mut Vec<(u64, Vec<Piece>)>,
+    patch_base: Option<u64>,
 ) -> u32 {
     let mut count = 0u32;
     for e in entries {
@@ -135,6 +141,12 @@ fn put_entries<'a, E: Into<EntryRef<'a>>>(
         };
         put_varint(buf, e.key.len() as u64);
         buf.extend_from_slice(&e.key);
+        if let Some(base) = patch_base {
+            if put_patch(buf, e, base, big) {
+                put_varint(buf, e.expire_at);
+                continue;
+            }
+        }
         let pieces = pieces_of(&e.value);
         match &e.value {
             Value::Str(s) if !pieces.is_empty() => {
@@ -176,6 +188,44 @@ fn put_entries<'a, E: Into<EntryRef<'a>>>(
         put_varint(buf, e.expire_at);
     }
     count
+}
+
+/// Writes the value of `e` as a patch entry (type 7, after its key) if it
+/// is a chunked string placed at or before `base`: its length, the index
+/// of its first piece among those following the frame, the count and the
+/// ascending indices of its chunks changed since `base`, which are added
+/// to `big`. Returns false (nothing written) for any other value.
+fn put_patch(buf: &mut Vec<u8>, e: &Entry, base: u64, big: &mut Vec<(u64, Vec<Piece>)>) -> bool {
+    let Value::Str(s) = &e.value else {
+        return false;
+    };
+    let Some(c) = s.as_chunked() else {
+        return false;
+    };
+    if c.placed().is_none_or(|born| born > base) {
+        return false;
+    }
+    let changed: Vec<(usize, &Arc<Chunk>)> = c
+        .chunks()
+        .iter()
+        .enumerate()
+        .filter(|(_, ch)| ch.epoch > base)
+        .collect();
+    buf.push(TYPE_STRING_PATCH);
+    put_varint(buf, s.len() as u64);
+    put_varint(buf, chunk_count(big) as u64);
+    put_varint(buf, changed.len() as u64);
+    for (i, _) in &changed {
+        put_varint(buf, *i as u64);
+    }
+    if !changed.is_empty() {
+        let pieces = changed
+            .into_iter()
+            .map(|(_, ch)| Piece::Chunk(Arc::clone(ch)))
+            .collect();
+        big.push((e.hash, pieces));
+    }
+    true
 }
 
 /// Appends one frame with payload `raw` (LZ4-compressed into `packed` when
@@ -241,7 +291,19 @@ impl Encoder {
             big: Vec::new(),
             parts_big: Vec::new(),
             piece: Vec::new(),
+            patch_base: None,
         }
+    }
+
+    /// In a delta built on the snapshot that closed epoch `base`: a
+    /// chunked string placed whole at or before `base`
+    /// ([`crate::types::string::Chunked::placed`]) is written as a patch
+    /// entry (type 7) with only its chunks changed since `base` (their
+    /// `epoch` is later) following the frame; its other chunks are those
+    /// the chain's older files hold. None (a full snapshot): every value
+    /// whole.
+    pub fn set_patch_base(&mut self, base: Option<u64>) {
+        self.patch_base = base;
     }
 
     /// Returns the buffers to the pool (see [`Encoder::pooled`]).
@@ -275,7 +337,7 @@ impl Encoder {
     ) -> Tally {
         self.raw.clear();
         self.big.clear();
-        let count = put_entries(&mut self.raw, entries, &mut self.big);
+        let count = put_entries(&mut self.raw, entries, &mut self.big, self.patch_base);
         let following = chunk_count(&self.big) as u32;
         put_frame(
             out,
@@ -396,7 +458,7 @@ impl Encoder {
         entries: impl Iterator<Item = E>,
     ) -> usize {
         self.raw.clear();
-        let count = put_entries(&mut self.raw, entries, &mut self.parts_big);
+        let count = put_entries(&mut self.raw, entries, &mut self.parts_big, self.patch_base);
         self.parts.push(depth);
         self.parts.extend_from_slice(&prefix.to_le_bytes());
         put_varint(&mut self.parts, u64::from(count));

@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 /// Bytes of one chunk of a chunked string.
-pub const CHUNK: usize = 64 * 1024;
+pub const CHUNK: usize = 16 * 1024;
 /// Strings of this many bytes or more are chunked.
 pub const BIG: usize = 64 * 1024;
 /// The bound on one argument of the commands that recreate a string
@@ -185,16 +185,53 @@ impl Str {
     /// A chunked string of these chunks (as read from a snapshot): None
     /// unless there is one at least and every one but the last is whole.
     pub fn from_chunks(chunks: Vec<Arc<Chunk>>) -> Option<Str> {
+        Str::from_chunks_of(chunks, CHUNK)
+    }
+
+    /// [`Str::from_chunks`] of chunks of `size` bytes (a snapshot file's
+    /// chunk size): None unless every one but the last is `size` bytes and
+    /// the last 1 to `size`. Chunks of another size than [`CHUNK`] are
+    /// copied into chunks of [`CHUNK`] (a file written by code of another
+    /// chunk size; the value is then held twice until the copy is done).
+    pub fn from_chunks_of(chunks: Vec<Arc<Chunk>>, size: usize) -> Option<Str> {
         let (last, whole) = chunks.split_last()?;
-        if whole.iter().any(|c| c.bytes.len() != CHUNK)
+        if whole.iter().any(|c| c.bytes.len() != size)
             || last.bytes.is_empty()
-            || last.bytes.len() > CHUNK
+            || last.bytes.len() > size
         {
             return None;
         }
-        let len = whole.len() * CHUNK + last.bytes.len();
+        let len = whole.len() * size + last.bytes.len();
+        if size == CHUNK {
+            return Some(Str::Chunked(Chunked {
+                chunks: Arc::new(chunks),
+                len,
+                stamp: 0,
+            }));
+        }
+        let mut out: Vec<Arc<Chunk>> = Vec::with_capacity(len.div_ceil(CHUNK));
+        let mut cur: Vec<u8> = Vec::with_capacity(CHUNK.min(len));
+        for c in chunks {
+            let mut rest = c.bytes.as_slice();
+            while !rest.is_empty() {
+                let n = (CHUNK - cur.len()).min(rest.len());
+                let (now, later) = rest.split_at(n);
+                cur.extend_from_slice(now);
+                rest = later;
+                if cur.len() == CHUNK {
+                    let bytes = std::mem::replace(&mut cur, Vec::with_capacity(CHUNK));
+                    out.push(Arc::new(Chunk { bytes, epoch: 0 }));
+                }
+            }
+        }
+        if !cur.is_empty() {
+            out.push(Arc::new(Chunk {
+                bytes: cur,
+                epoch: 0,
+            }));
+        }
         Some(Str::Chunked(Chunked {
-            chunks: Arc::new(chunks),
+            chunks: Arc::new(out),
             len,
             stamp: 0,
         }))
@@ -455,15 +492,19 @@ mod tests {
         let big = Str::from(pattern(BIG));
         assert!(big.as_plain().is_none());
         assert_eq!(big.to_vec(), pattern(BIG));
-        let three = Str::from(pattern(2 * CHUNK + 5));
+        // (BIG is a whole number of chunks, 4 of 16 KiB.)
+        let n = BIG.div_ceil(CHUNK);
+        let three = Str::from(pattern(n * CHUNK + 5));
         let c = three.as_chunked().unwrap();
+        let mut want = vec![CHUNK; n];
+        want.push(5);
         assert_eq!(
             c.chunks().iter().map(|c| c.bytes.len()).collect::<Vec<_>>(),
-            vec![CHUNK, CHUNK, 5]
+            want
         );
-        assert_eq!(three.free_effort(), 4);
+        assert_eq!(three.free_effort(), n + 2);
         assert_eq!(Str::from(b"x".to_vec()).free_effort(), 1);
-        assert!(three.heap_size() >= 3 * CHUNK);
+        assert!(three.heap_size() >= (n + 1) * CHUNK);
         assert_eq!(Str::zeros(BIG + 3).to_vec(), vec![0; BIG + 3]);
         assert_eq!(Str::zeros(3).to_vec(), vec![0; 3]);
     }

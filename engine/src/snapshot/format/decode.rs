@@ -25,7 +25,8 @@ pub enum Frame {
     /// A chunks frame: its database, the number of the frame whose chunks
     /// it holds (that database's page and ranges frames in the file,
     /// counted from 0), the index of its first chunk among them, and the
-    /// chunks (each [`CHUNK`] bytes but maybe the last).
+    /// chunks (each the file's chunk size, [`FileHeader::chunk_bytes`],
+    /// but maybe the last).
     Chunks {
         db: u16,
         frame: u64,
@@ -56,6 +57,9 @@ pub struct PageFrame {
     /// and those gathered so far ([`Assembler`]).
     pub following: u32,
     pub chunks: Vec<Arc<Chunk>>,
+    /// The file's chunk size ([`FileHeader::chunk_bytes`]): its chunked
+    /// strings' chunk counts are in this unit.
+    pub chunk: usize,
 }
 
 /// The result of looking at the bytes where a frame should start.
@@ -70,8 +74,21 @@ pub enum Parsed {
 /// Parses the frame at the start of `b`, which sits at file offset
 /// `offset` (for error messages). `left_in_file`: bytes of the file from
 /// this frame on, so that a damaged length is caught before anything
-/// that large is read or allocated.
+/// that large is read or allocated. Chunked strings are read in this
+/// code's chunk size: for frames it wrote ([`parse_frame_in`] reads a file
+/// in the chunk size its header says).
 pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, FormatError> {
+    parse_frame_in(b, offset, left_in_file, CHUNK)
+}
+
+/// [`parse_frame`] of a file whose chunked strings are in chunks of
+/// `chunk` bytes ([`FileHeader::chunk_bytes`]).
+pub fn parse_frame_in(
+    b: &[u8],
+    offset: u64,
+    left_in_file: u64,
+    chunk: usize,
+) -> Result<Parsed, FormatError> {
     let Some(h) = b.get(..FRAME_HEADER) else {
         if (b.len() as u64) >= left_in_file {
             return Err(err(offset, "file ends inside a frame header (truncated)"));
@@ -140,7 +157,7 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
         // One to FRAME_CHUNKS chunks, all whole but maybe the last; the
         // prefix field names the frame they belong to.
         let n = following as u64;
-        let whole = CHUNK as u64;
+        let whole = chunk as u64;
         // Segments' pieces (FLAG_PIECES) have their own lengths.
         if depth != 0
             || u64::from(entries) + n > u64::from(MAX_FOLLOWING)
@@ -177,7 +194,7 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
         let chunks = if pieces {
             split_pieces(&raw, following).ok_or_else(|| err(offset, "malformed pieces frame"))?
         } else {
-            raw.chunks(CHUNK).map(<[u8]>::to_vec).collect()
+            raw.chunks(chunk.max(1)).map(<[u8]>::to_vec).collect()
         };
         return Ok(Parsed::Frame(
             Frame::Chunks {
@@ -200,6 +217,7 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
             stored: total as u64,
             following,
             chunks: Vec::new(),
+            chunk,
         }),
         total,
     ))
@@ -304,14 +322,14 @@ impl PageFrame {
                 ),
                 TYPE_STRING_CHUNKED => {
                     let first = get_varint(b, &mut pos).ok_or_else(|| bad("bad chunk index"))?;
-                    let n = len.div_ceil(CHUNK as u64);
+                    let n = len.div_ceil(self.chunk.max(1) as u64);
                     let chunks = usize::try_from(first)
                         .ok()
                         .zip(usize::try_from(first.saturating_add(n)).ok())
                         .and_then(|(a, z)| self.chunks.get(a..z))
                         .ok_or_else(|| bad("chunked value past the chunks that follow"))?;
                     Value::Str(
-                        Str::from_chunks(chunks.to_vec())
+                        Str::from_chunks_of(chunks.to_vec(), self.chunk)
                             .filter(|s| s.len() as u64 == len)
                             .ok_or_else(|| bad("chunked value's chunks do not add up"))?,
                     )
@@ -392,13 +410,14 @@ pub fn pad_to_block(out: &mut Vec<u8>) {
 /// (tests and `check-snapshot` on small files; the loader streams).
 pub fn read_all(file: &[u8]) -> Result<(FileHeader, Vec<PageFrame>, Tally), FormatError> {
     let header = FileHeader::decode(file)?;
+    let chunk = FileHeader::chunk_bytes(file)?;
     let mut pos = BLOCK;
     let mut frames = Vec::new();
     let mut body = Body::default();
     let mut assembler = Assembler::default();
     loop {
         let rest = file.get(pos..).unwrap_or_default();
-        match parse_frame(rest, pos as u64, rest.len() as u64)? {
+        match parse_frame_in(rest, pos as u64, rest.len() as u64, chunk)? {
             Parsed::NeedMore(_) => return Err(err(pos as u64, "file ends inside a frame")),
             Parsed::Frame(Frame::End { tally, body_crc }, n) => {
                 assembler.finish(pos as u64)?;

@@ -509,6 +509,43 @@ mod tests {
         assert_eq!(Str::zeros(3).to_vec(), vec![0; 3]);
     }
 
+    /// Chunks of another size (a file written with 64 KiB chunks) are cut
+    /// again into [`CHUNK`]s with the same bytes; chunks that are not all
+    /// whole but the last are refused, in either size.
+    #[test]
+    fn chunks_of_another_size_are_cut_again() {
+        let size = 64 * 1024;
+        let want = pattern(2 * size + 1000);
+        let theirs: Vec<Arc<Chunk>> = want
+            .chunks(size)
+            .map(|c| {
+                Arc::new(Chunk {
+                    bytes: c.to_vec(),
+                    epoch: 0,
+                })
+            })
+            .collect();
+        let s = Str::from_chunks_of(theirs.clone(), size).unwrap();
+        assert_eq!(s.to_vec(), want);
+        let lens: Vec<usize> = s
+            .as_chunked()
+            .unwrap()
+            .chunks()
+            .iter()
+            .map(|c| c.bytes.len())
+            .collect();
+        assert!(
+            lens[..lens.len() - 1].iter().all(|&n| n == CHUNK),
+            "{lens:?}"
+        );
+        assert_eq!(lens.iter().sum::<usize>(), want.len());
+        // Read in the wrong size, or with a short chunk inside: refused.
+        assert!(Str::from_chunks_of(theirs.clone(), CHUNK / 2).is_none());
+        let mut bad = theirs;
+        bad.swap(1, 2);
+        assert!(Str::from_chunks_of(bad, size).is_none());
+    }
+
     #[test]
     fn append_and_set_range_match_a_plain_vector() {
         // The same edits on a Vec and on a Str, across the threshold and

@@ -100,12 +100,29 @@ pub struct Page {
     /// every change (a value changed in place is counted again at the
     /// table's next change, [`PageTable::settle`]).
     bytes: usize,
+    /// Of `bytes`, those of entries whose values are shared pieces
+    /// ([`shared_bytes`]), kept up to date the same way.
+    shared: usize,
     /// While a snapshot runs and has not written this page: the barrier
     /// state of the keys changed since ([`Capture::keep`]), as a list of
     /// the capture's records (index + 1 of the newest; 0: none). A map of
     /// the capture, or a Vec per page, grew into fresh memory on the event
     /// loop (5-8 ms each time, measured); the records are in pooled chunks.
     kept: u32,
+}
+
+/// The bytes of `e` ([`Entry::heap_bytes`]) if its value is held in
+/// pieces shared with a running snapshot (a chunked string, a segmented
+/// hash or set: [`Value::is_chunked`]), else 0. Copy-before-write never
+/// keeps such a value aside: a write to it writes the pieces it changes
+/// first (or copies one), so these bytes need no room in the snapshot's
+/// kept arenas.
+pub fn shared_bytes(e: &Entry) -> usize {
+    if e.value.is_chunked() {
+        e.heap_bytes()
+    } else {
+        0
+    }
 }
 
 impl Page {
@@ -120,6 +137,7 @@ impl Page {
             entries: HashTable::new(),
             volatile: 0,
             bytes: 0,
+            shared: 0,
             kept: 0,
         }
     }
@@ -127,6 +145,12 @@ impl Page {
     /// Bytes its entries take ([`Entry::heap_bytes`]).
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Of [`Page::bytes`], those of entries held in shared pieces
+    /// ([`shared_bytes`]).
+    pub fn shared_bytes(&self) -> usize {
+        self.shared
     }
 
     pub fn prefix(&self) -> u64 {
@@ -199,8 +223,9 @@ pub struct PageTable {
     /// The running snapshot's capture of this table, if one runs.
     capture: Option<Box<Capture>>,
     /// The value last handed out to change in place: its page's index,
-    /// its key's hash, and the bytes it took then ([`PageTable::settle`]).
-    changing: Option<(usize, u64, usize)>,
+    /// its key's hash, and the bytes it took then, all and shared
+    /// ([`PageTable::settle`]).
+    changing: Option<(usize, u64, usize, usize)>,
     /// The epoch the table's contents were last exchanged wholesale in
     /// (SWAPDB, [`PageTable::mark_all_modified`]): every value counts as
     /// placed then, whatever its own epoch says (it was another
@@ -268,6 +293,12 @@ impl PageTable {
     /// ([`Page::bytes`]), one add per page.
     pub fn bytes(&self) -> usize {
         self.pages.iter().map(Page::bytes).sum()
+    }
+
+    /// Of [`PageTable::bytes`], those of entries held in shared pieces
+    /// ([`shared_bytes`]), one add per page.
+    pub fn shared_bytes(&self) -> usize {
+        self.pages.iter().map(Page::shared_bytes).sum()
     }
 
     #[inline]
@@ -364,8 +395,9 @@ impl PageTable {
         let idx = self.page_index(hash);
         self.pages[idx].find(hash, key)?;
         let epoch = self.epoch;
-        let before = self.pages[idx].find(hash, key)?.heap_bytes();
-        self.changing = Some((idx, hash, before));
+        let e = self.pages[idx].find(hash, key)?;
+        let (before, shared) = (e.heap_bytes(), shared_bytes(e));
+        self.changing = Some((idx, hash, before, shared));
         let page = self.page_for_key_write(idx, hash, key);
         let e = page
             .entries
@@ -379,7 +411,7 @@ impl PageTable {
     /// now over [`PAGE_BYTES`]. Every change of the table calls it first,
     /// so the pages' bytes are exact but for that one value.
     fn settle(&mut self) {
-        let Some((idx, hash, before)) = self.changing.take() else {
+        let Some((idx, hash, before, shared)) = self.changing.take() else {
             return;
         };
         let Some(page) = self.pages.get_mut(idx) else {
@@ -388,6 +420,7 @@ impl PageTable {
         // (Two keys of one hash in a page would only blur the count.)
         if let Some(e) = page.entries.find_mut(table_hash(hash), |e| e.hash == hash) {
             page.bytes = (page.bytes + e.heap_bytes()).saturating_sub(before);
+            page.shared = (page.shared + shared_bytes(e)).saturating_sub(shared);
             // A big string the change made (APPEND growing a plain one)
             // is placed now: it is at its key, and later changes are
             // stamped on its chunks (a delta then patches it).
@@ -478,6 +511,7 @@ impl PageTable {
         value.place(self.epoch);
         let idx = self.page_index(hash);
         let added = key.len() + value.heap_size();
+        let added_shared = if value.is_chunked() { added } else { 0 };
         let page = self.page_for_key_write(idx, hash, key);
         let th = table_hash(hash);
         let old = match page
@@ -503,6 +537,8 @@ impl PageTable {
         let is_volatile = expire_at != 0;
         let page = &mut self.pages[idx];
         page.bytes = (page.bytes + added).saturating_sub(old.as_ref().map_or(0, Entry::heap_bytes));
+        page.shared =
+            (page.shared + added_shared).saturating_sub(old.as_ref().map_or(0, shared_bytes));
         match (was_volatile, is_volatile) {
             (false, true) => {
                 page.volatile += 1;
@@ -542,6 +578,7 @@ impl PageTable {
             .remove()
             .0;
         page.bytes = page.bytes.saturating_sub(entry.heap_bytes());
+        page.shared = page.shared.saturating_sub(shared_bytes(&entry));
         if entry.is_volatile() {
             page.volatile -= 1;
             self.volatile -= 1;
@@ -664,6 +701,9 @@ impl PageTable {
             let b = e.heap_bytes();
             old.bytes = old.bytes.saturating_sub(b);
             hi.bytes += b;
+            let sb = shared_bytes(&e);
+            old.shared = old.shared.saturating_sub(sb);
+            hi.shared += sb;
             hi.entries
                 .insert_unique(table_hash(e.hash), e, |x| table_hash(x.hash));
         }

@@ -125,10 +125,22 @@ impl Shard {
     }
 
     /// Bytes the shard's entries take, over its databases
-    /// ([`PageTable::bytes`]): what sizes its snapshot's memory pool and
-    /// buffers. O(pages), no entry is read.
+    /// ([`PageTable::bytes`]): what sizes its snapshot writer's buffers
+    /// (its memory pool: [`Shard::keepable_bytes`]). O(pages), no entry
+    /// is read.
     pub fn data_bytes(&self) -> usize {
         self.dbs.iter().map(PageTable::bytes).sum()
+    }
+
+    /// Of [`Shard::data_bytes`], those copy-before-write may keep aside
+    /// in a snapshot's arenas: all but the values held in shared pieces
+    /// (chunked strings, segmented hashes and sets:
+    /// [`crate::pagetable::shared_bytes`]).
+    pub fn keepable_bytes(&self) -> usize {
+        self.dbs
+            .iter()
+            .map(|t| t.bytes().saturating_sub(t.shared_bytes()))
+            .sum()
     }
 
     pub fn db(&self, db: usize) -> &PageTable {

@@ -37,6 +37,8 @@
 
 use std::fmt;
 
+use crate::types::string::CHUNK;
+
 /// The version of this format; bumped on any incompatible change. Version 2
 /// added frames of page sub-ranges, which a version-1 reader would resolve
 /// wrongly (it hid whole older pages behind any newer frame inside them);
@@ -215,7 +217,8 @@ impl FileHeader {
             Kind::Delta => 2,
         });
         b.push(u8::from(self.compression));
-        b.extend_from_slice(&0u16.to_le_bytes());
+        // The chunk size of this code's chunked strings, in KiB.
+        b.extend_from_slice(&((CHUNK / 1024) as u16).to_le_bytes());
         b.extend_from_slice(&self.shard.to_le_bytes());
         b.extend_from_slice(&self.shards.to_le_bytes());
         b.extend_from_slice(&self.databases.to_le_bytes());
@@ -267,9 +270,10 @@ impl FileHeader {
             _ => return Err(err(0, "unknown snapshot kind")),
         };
         let flags = block.get(13).copied().unwrap_or(0);
-        if flags & !1 != 0 || u16_at(block, 14) != 0 || u16_at(block, 22) != 0 {
+        if flags & !1 != 0 || u16_at(block, 22) != 0 {
             return Err(err(0, "unknown header flags"));
         }
+        FileHeader::chunk_bytes(block)?;
         let h = FileHeader {
             kind,
             compression: flags & 1 != 0,
@@ -291,6 +295,23 @@ impl FileHeader {
             return Err(err(0, "header fields are inconsistent"));
         }
         Ok(h)
+    }
+}
+
+impl FileHeader {
+    /// The size of the chunks of the chunked strings in the file whose
+    /// header block is `b` (bytes 14..16, in KiB): 64 KiB when 0 (files
+    /// written before the field, all in 64 KiB chunks), else a power of
+    /// two from 4 KiB to 1 MiB. Chunks frames and chunked strings' chunk
+    /// counts are read in this unit, whatever this code's [`CHUNK`].
+    pub fn chunk_bytes(b: &[u8]) -> Result<usize, FormatError> {
+        match u16_at(b, 14) {
+            0 => Ok(64 * 1024),
+            kib if kib.is_power_of_two() && (4..=1024).contains(&kib) => {
+                Ok(usize::from(kib) * 1024)
+            }
+            kib => Err(err(0, format!("chunk size of {kib} KiB in the header"))),
+        }
     }
 }
 
@@ -415,6 +436,28 @@ mod tests {
         b[0] = b'X';
         assert!(FileHeader::decode(&b).unwrap_err().what.contains("magic"));
         assert!(FileHeader::decode(&b[..100]).is_err());
+    }
+
+    /// The header says the chunk size its chunked strings were written in:
+    /// this code's, or 64 KiB in files from before the field (0); sizes no
+    /// writer uses are refused.
+    #[test]
+    fn the_header_names_the_chunk_size() {
+        let b = header(Kind::Full).encode();
+        assert_eq!(FileHeader::chunk_bytes(&b).unwrap(), CHUNK);
+        let with_kib = |kib: u16| {
+            let mut b = header(Kind::Full).encode();
+            b[14..16].copy_from_slice(&kib.to_le_bytes());
+            let crc = crc32c::crc32c(&b[..HEADER_CRC_AT]);
+            b[HEADER_CRC_AT..HEADER_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+            b
+        };
+        assert_eq!(FileHeader::chunk_bytes(&with_kib(0)).unwrap(), 64 * 1024);
+        assert_eq!(FileHeader::chunk_bytes(&with_kib(64)).unwrap(), 64 * 1024);
+        for bad in [2, 3, 48, 2048] {
+            let e = FileHeader::decode(&with_kib(bad)).unwrap_err();
+            assert!(e.what.contains("chunk size"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -259,7 +259,11 @@ fn patches_of_two_deltas_apply_in_order() {
         .ctx(0)
         .set(b"grows", Value::string(vec![b'g'; 1000]), 0);
     setrange(&mut shard, b"big", 3 * CHUNK, b"one");
-    append(&mut shard, b"grows", &vec![b'h'; 2 * CHUNK]);
+    // Past the threshold, so that APPEND makes it chunked; its last chunk
+    // is where the appends below land.
+    let grown = 1000 + crate::types::string::BIG + CHUNK;
+    let last = (grown - 1) as u64 / CHUNK as u64;
+    append(&mut shard, b"grows", &vec![b'h'; grown - 1000]);
     let at_d1 = state_of(&shard);
     let d1 = snapshot(&mut shard, false, 2, |_| {});
     assert_eq!(patches_of(&d1).0, vec![(b"big".to_vec(), vec![3])]);
@@ -272,12 +276,12 @@ fn patches_of_two_deltas_apply_in_order() {
     got.sort();
     assert_eq!(
         got,
-        vec![(b"big".to_vec(), vec![3, 10]), (b"grows".to_vec(), vec![2])]
+        vec![(b"big".to_vec(), vec![3, 10]), (b"grows".to_vec(), vec![last])]
     );
     append(&mut shard, b"grows", b"and more");
     let at_d3 = state_of(&shard);
     let d3 = snapshot(&mut shard, false, 4, |_| {});
-    assert_eq!(patches_of(&d3).0, vec![(b"grows".to_vec(), vec![2])]);
+    assert_eq!(patches_of(&d3).0, vec![(b"grows".to_vec(), vec![last])]);
     // (The first delta wrote "grows" whole: APPEND made it after the
     // base.)
     assert!(!patches_of(&d1).0.iter().any(|(k, _)| k == b"grows"));
@@ -388,4 +392,47 @@ fn damaged_patch_entries_never_panic() {
         f.decode_items(0).is_err(),
         "the last chunk in a whole one's place"
     );
+}
+
+/// A patch from a file of another chunk size (a build whose chunks were
+/// 64 KiB) counts its chunk indices in that size: applied byte-wise, it
+/// makes the same value, and a chunk past the base it lacks is an error.
+#[test]
+fn a_patch_of_another_chunk_size_applies_in_its_own_unit() {
+    use crate::types::string::Chunk;
+    use std::sync::Arc;
+    let size = 4 * CHUNK;
+    let base_len = 3 * size + 100;
+    let base = Value::string(pattern(base_len, 3));
+    let len = base_len + 5000;
+    let mut want = pattern(base_len, 3);
+    want.resize(len, 0);
+    // Chunk 1 changed; chunk 3 (the base's partial last one) grew.
+    let one: Vec<u8> = vec![b'1'; size];
+    want[size..2 * size].copy_from_slice(&one);
+    let three: Vec<u8> = (0..len - 3 * size).map(|i| (i % 7) as u8).collect();
+    want[3 * size..].copy_from_slice(&three);
+    let chunk = |b: Vec<u8>| Arc::new(Chunk { bytes: b, epoch: 0 });
+    let patch = format::Patch {
+        hash: 0,
+        key: b"k".to_vec(),
+        expire_at: 0,
+        len: len as u64,
+        chunks: vec![(1, chunk(one)), (3, chunk(three))],
+        chunk: size,
+        offset: 0,
+    };
+    assert_eq!(patch.apply(&base).unwrap(), Value::string(want));
+    // Without the grown chunk the bytes past the base are missing.
+    let lacking = format::Patch {
+        chunks: patch.chunks[..1].to_vec(),
+        ..patch.clone()
+    };
+    assert!(lacking.apply(&base).is_err());
+    // A chunk of the wrong size for its unit.
+    let wrong = format::Patch {
+        chunks: vec![(1, chunk(vec![0; CHUNK]))],
+        ..patch
+    };
+    assert!(wrong.apply(&base).is_err());
 }

@@ -95,6 +95,7 @@ pub fn stream_file<I: ReadIo>(
     };
     fill(io, &mut buf, &mut have, &mut eof, pos)?;
     let header = FileHeader::decode(buf.get(..have).unwrap_or(&[])).map_err(|e| e.to_string())?;
+    let chunk = FileHeader::chunk_bytes(&buf).map_err(|e| e.to_string())?;
     let mut at = BLOCK;
     let mut body = Body::default();
     let mut assembler = format::Assembler::default();
@@ -102,7 +103,7 @@ pub fn stream_file<I: ReadIo>(
         let offset = pos.saturating_add(at as u64);
         let left = len.saturating_sub(offset);
         let unread = buf.get(at..have).unwrap_or(&[]);
-        match format::parse_frame(unread, offset, left).map_err(|e| e.to_string())? {
+        match format::parse_frame_in(unread, offset, left, chunk).map_err(|e| e.to_string())? {
             Parsed::NeedMore(need) => {
                 // Move the unread part to the front and read more.
                 buf.copy_within(at.min(have)..have, 0);

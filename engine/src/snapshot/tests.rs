@@ -711,3 +711,75 @@ fn fixtures_of_versions_1_and_2_load() {
     assert_eq!(load(std::slice::from_ref(&v2_full)), at_full);
     assert_eq!(load(&[v2_full, v2_delta]), at_delta);
 }
+
+/// The writes behind the version-3 fixture of chunked strings written
+/// with 64 KiB chunks (M2.1's chunk size): the small keys of
+/// [`fixture_writes`] and three chunked strings, one whose last chunk is
+/// whole, one whose last chunk is short, one in database 1.
+fn fixture_v3_writes(shard: &mut Option<&mut Shard>, model: &mut Model) {
+    fixture_writes(shard, model, true);
+    let bytes = |len: usize, salt: usize| -> Vec<u8> {
+        (0..len)
+            .map(|i| ((i + salt + i / 65_536) % 251) as u8)
+            .collect()
+    };
+    for (db, key, v) in [
+        (0usize, "big:whole", bytes(2 * 65_536, 1)),
+        (0, "big:short", bytes(3 * 65_536 + 1000, 2)),
+        (1, "big:db1", bytes(65_536 + 1, 3)),
+    ] {
+        if let Some(s) = shard.as_deref_mut() {
+            s.ctx(db).set(key.as_bytes(), Value::string(v.clone()), 0);
+        }
+        model.insert((db as u16, key.as_bytes().to_vec()), (Value::string(v), 0));
+    }
+}
+
+/// Writes the version-3 fixture of 64 KiB chunks (run once, by the code
+/// whose chunk size was 64 KiB: `cargo test -p engine
+/// write_v3_chunks_fixture -- --ignored`).
+#[test]
+#[ignore]
+fn write_v3_chunks_fixture() {
+    assert_eq!(
+        crate::types::string::CHUNK,
+        64 * 1024,
+        "not the code it pins"
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/snapshot/fixtures");
+    let mut shard = Shard::new(0, 1, 2);
+    let mut model = Model::new();
+    fixture_v3_writes(&mut Some(&mut shard), &mut model);
+    let compressed = fixture_file(&mut shard, Kind::Full, true, 3);
+    std::fs::write(dir.join("v3-full-64k-chunks.snap"), &compressed).unwrap();
+}
+
+/// A version-3 file whose chunked strings were written in 64 KiB chunks
+/// loads to the state it held, whatever the chunk size of the code that
+/// reads it: by [`format::read_all`] and by the server's streaming reader.
+#[test]
+fn a_version_3_fixture_of_64_kib_chunks_loads() {
+    let file = include_bytes!("fixtures/v3-full-64k-chunks.snap").to_vec();
+    let mut want = Model::new();
+    fixture_v3_writes(&mut None, &mut want);
+    // Its chunks frames hold 64 KiB chunks: 2, 4 and 2 of them.
+    let (_, frames, _) = format::read_all(&file).unwrap();
+    assert_eq!(frames.iter().map(|f| f.following).sum::<u32>(), 8);
+    assert_eq!(load(std::slice::from_ref(&file)), want);
+
+    use crate::journal::io::MemIo;
+    let path = std::path::Path::new("/snap/fixture.snap");
+    let mut io = MemIo::new();
+    io.insert_file(path, file);
+    let mut got = Model::new();
+    let mut coverage = Coverage::default();
+    super::reader::stream_file(&mut io, path, |f| {
+        coverage
+            .current_entries(&f, 0, |e| {
+                got.insert((f.db, e.key.to_vec()), (e.value, e.expire_at));
+            })
+            .map_err(|e| e.to_string())
+    })
+    .unwrap();
+    assert_eq!(got, want);
+}

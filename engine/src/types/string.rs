@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 /// Bytes of one chunk of a chunked string.
-pub const CHUNK: usize = 64 * 1024;
+pub const CHUNK: usize = 16 * 1024;
 /// Strings of this many bytes or more are chunked.
 pub const BIG: usize = 64 * 1024;
 /// The bound on one argument of the commands that recreate a string
@@ -56,19 +56,31 @@ pub struct Chunked {
     chunks: Arc<Vec<Arc<Chunk>>>,
     len: usize,
     /// The epoch stamped on chunks this value's next change touches (set by
-    /// the page table before it hands the value out for writing).
-    stamp: u64,
+    /// the page table before it hands the value out for writing). Epochs
+    /// are kept in 32 bits here so that a [`crate::Value`] stays 32 bytes
+    /// and an entry 64 ([`small_epoch`]).
+    stamp: u32,
     /// The epoch this value was placed whole in at its key (SET, RENAME,
     /// RESTORE, load...: [`Str::place`]), or [`UNPLACED`] for one made
     /// inside a change (APPEND converting a plain string, a replace) until
     /// the page table settles that change ([`Str::place_if_new`]). A delta
     /// writes only the chunks changed since its base of a value placed at
     /// or before the base.
-    born: u64,
+    born: u32,
 }
 
 /// [`Chunked::born`] of a value not placed yet: never at or before a base.
-const UNPLACED: u64 = u64::MAX;
+const UNPLACED: u32 = u32::MAX;
+
+/// The largest epoch [`Chunked`] keeps exactly; from it on (after some 4
+/// billion snapshots) a value touched counts as placed anew, so a delta
+/// writes it whole rather than trust a saturated stamp.
+const EPOCH_SATURATED: u32 = u32::MAX - 1;
+
+/// `epoch` in [`Chunked`]'s 32 bits, saturated at [`EPOCH_SATURATED`].
+fn small_epoch(epoch: u64) -> u32 {
+    u32::try_from(epoch).map_or(EPOCH_SATURATED, |e| e.min(EPOCH_SATURATED))
+}
 
 impl PartialEq for Str {
     fn eq(&self, other: &Str) -> bool {
@@ -112,7 +124,7 @@ impl Chunked {
         Chunked {
             chunks: Arc::new(chunks),
             len: v.len(),
-            stamp: epoch,
+            stamp: small_epoch(epoch),
             born: UNPLACED,
         }
     }
@@ -127,13 +139,14 @@ impl Chunked {
     /// touched, so a chunk whose `epoch` is at or before a snapshot's
     /// (and this epoch too) holds the bytes that snapshot holds.
     pub fn placed(&self) -> Option<u64> {
-        (self.born != UNPLACED).then_some(self.born)
+        (self.born < EPOCH_SATURATED && self.stamp < EPOCH_SATURATED)
+            .then_some(u64::from(self.born))
     }
 
     /// The chunk at `i`, to change: unshared first (the top vector and
     /// that chunk only), and stamped with the current epoch.
     fn chunk_mut(&mut self, i: usize) -> Option<&mut Vec<u8>> {
-        let stamp = self.stamp;
+        let stamp = u64::from(self.stamp);
         let c = Arc::make_mut(Arc::make_mut(&mut self.chunks).get_mut(i)?);
         c.epoch = stamp;
         Some(&mut c.bytes)
@@ -158,7 +171,7 @@ impl Chunked {
                 let add = CHUNK.min(need);
                 Arc::make_mut(&mut self.chunks).push(Arc::new(Chunk {
                     bytes: vec![0; add],
-                    epoch: self.stamp,
+                    epoch: u64::from(self.stamp),
                 }));
                 self.len += add;
             }
@@ -205,16 +218,54 @@ impl Str {
     /// A chunked string of these chunks (as read from a snapshot): None
     /// unless there is one at least and every one but the last is whole.
     pub fn from_chunks(chunks: Vec<Arc<Chunk>>) -> Option<Str> {
+        Str::from_chunks_of(chunks, CHUNK)
+    }
+
+    /// [`Str::from_chunks`] of chunks of `size` bytes (a snapshot file's
+    /// chunk size): None unless every one but the last is `size` bytes and
+    /// the last 1 to `size`. Chunks of another size than [`CHUNK`] are
+    /// copied into chunks of [`CHUNK`] (a file written by code of another
+    /// chunk size; the value is then held twice until the copy is done).
+    pub fn from_chunks_of(chunks: Vec<Arc<Chunk>>, size: usize) -> Option<Str> {
         let (last, whole) = chunks.split_last()?;
-        if whole.iter().any(|c| c.bytes.len() != CHUNK)
+        if whole.iter().any(|c| c.bytes.len() != size)
             || last.bytes.is_empty()
-            || last.bytes.len() > CHUNK
+            || last.bytes.len() > size
         {
             return None;
         }
-        let len = whole.len() * CHUNK + last.bytes.len();
+        let len = whole.len() * size + last.bytes.len();
+        if size == CHUNK {
+            return Some(Str::Chunked(Chunked {
+                chunks: Arc::new(chunks),
+                len,
+                stamp: 0,
+                born: UNPLACED,
+            }));
+        }
+        let mut out: Vec<Arc<Chunk>> = Vec::with_capacity(len.div_ceil(CHUNK));
+        let mut cur: Vec<u8> = Vec::with_capacity(CHUNK.min(len));
+        for c in chunks {
+            let mut rest = c.bytes.as_slice();
+            while !rest.is_empty() {
+                let n = (CHUNK - cur.len()).min(rest.len());
+                let (now, later) = rest.split_at(n);
+                cur.extend_from_slice(now);
+                rest = later;
+                if cur.len() == CHUNK {
+                    let bytes = std::mem::replace(&mut cur, Vec::with_capacity(CHUNK));
+                    out.push(Arc::new(Chunk { bytes, epoch: 0 }));
+                }
+            }
+        }
+        if !cur.is_empty() {
+            out.push(Arc::new(Chunk {
+                bytes: cur,
+                epoch: 0,
+            }));
+        }
         Some(Str::Chunked(Chunked {
-            chunks: Arc::new(chunks),
+            chunks: Arc::new(out),
             len,
             stamp: 0,
             born: UNPLACED,
@@ -415,7 +466,7 @@ impl Str {
     #[inline]
     pub fn stamp(&mut self, epoch: u64) {
         if let Str::Chunked(c) = self {
-            c.stamp = epoch;
+            c.stamp = small_epoch(epoch);
         }
     }
 
@@ -425,7 +476,7 @@ impl Str {
     #[inline]
     pub fn place(&mut self, epoch: u64) {
         if let Str::Chunked(c) = self {
-            c.born = epoch;
+            c.born = small_epoch(epoch);
         }
     }
 
@@ -435,7 +486,7 @@ impl Str {
     pub fn place_if_new(&mut self, epoch: u64) {
         if let Str::Chunked(c) = self {
             if c.born == UNPLACED {
-                c.born = epoch;
+                c.born = small_epoch(epoch);
             }
         }
     }
@@ -497,17 +548,58 @@ mod tests {
         let big = Str::from(pattern(BIG));
         assert!(big.as_plain().is_none());
         assert_eq!(big.to_vec(), pattern(BIG));
-        let three = Str::from(pattern(2 * CHUNK + 5));
+        // (BIG is a whole number of chunks, 4 of 16 KiB.)
+        let n = BIG.div_ceil(CHUNK);
+        let three = Str::from(pattern(n * CHUNK + 5));
         let c = three.as_chunked().unwrap();
+        let mut want = vec![CHUNK; n];
+        want.push(5);
         assert_eq!(
             c.chunks().iter().map(|c| c.bytes.len()).collect::<Vec<_>>(),
-            vec![CHUNK, CHUNK, 5]
+            want
         );
-        assert_eq!(three.free_effort(), 4);
+        assert_eq!(three.free_effort(), n + 2);
         assert_eq!(Str::from(b"x".to_vec()).free_effort(), 1);
-        assert!(three.heap_size() >= 3 * CHUNK);
+        assert!(three.heap_size() >= (n + 1) * CHUNK);
         assert_eq!(Str::zeros(BIG + 3).to_vec(), vec![0; BIG + 3]);
         assert_eq!(Str::zeros(3).to_vec(), vec![0; 3]);
+    }
+
+    /// Chunks of another size (a file written with 64 KiB chunks) are cut
+    /// again into [`CHUNK`]s with the same bytes; chunks that are not all
+    /// whole but the last are refused, in either size.
+    #[test]
+    fn chunks_of_another_size_are_cut_again() {
+        let size = 64 * 1024;
+        let want = pattern(2 * size + 1000);
+        let theirs: Vec<Arc<Chunk>> = want
+            .chunks(size)
+            .map(|c| {
+                Arc::new(Chunk {
+                    bytes: c.to_vec(),
+                    epoch: 0,
+                })
+            })
+            .collect();
+        let s = Str::from_chunks_of(theirs.clone(), size).unwrap();
+        assert_eq!(s.to_vec(), want);
+        let lens: Vec<usize> = s
+            .as_chunked()
+            .unwrap()
+            .chunks()
+            .iter()
+            .map(|c| c.bytes.len())
+            .collect();
+        assert!(
+            lens[..lens.len() - 1].iter().all(|&n| n == CHUNK),
+            "{lens:?}"
+        );
+        assert_eq!(lens.iter().sum::<usize>(), want.len());
+        // Read in the wrong size, or with a short chunk inside: refused.
+        assert!(Str::from_chunks_of(theirs.clone(), CHUNK / 2).is_none());
+        let mut bad = theirs;
+        bad.swap(1, 2);
+        assert!(Str::from_chunks_of(bad, size).is_none());
     }
 
     #[test]
@@ -576,6 +668,21 @@ mod tests {
         assert_eq!(a.chunks()[4].epoch, 7);
         assert_eq!(b.chunks()[4].epoch, 0);
         assert_eq!(kept.to_vec(), pattern(10 * CHUNK));
+    }
+
+    /// Epochs are kept in 32 bits: a value placed, or changed, at an
+    /// epoch past them is never patched by a delta (written whole).
+    #[test]
+    fn epochs_past_32_bits_are_never_trusted_for_a_patch() {
+        let mut s = Str::from(vec![1u8; BIG + CHUNK]);
+        s.place(5);
+        s.stamp(6);
+        assert_eq!(s.as_chunked().and_then(Chunked::placed), Some(5));
+        s.stamp(u64::from(u32::MAX) + 10);
+        assert_eq!(s.as_chunked().and_then(Chunked::placed), None);
+        let mut t = Str::from(vec![1u8; BIG + CHUNK]);
+        t.place(u64::MAX);
+        assert_eq!(t.as_chunked().and_then(Chunked::placed), None);
     }
 
     #[test]

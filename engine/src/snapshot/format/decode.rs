@@ -25,7 +25,8 @@ pub enum Frame {
     /// A chunks frame: its database, the number of the frame whose chunks
     /// it holds (that database's page and ranges frames in the file,
     /// counted from 0), the index of its first chunk among them, and the
-    /// chunks (each [`CHUNK`] bytes but maybe the last).
+    /// chunks (each the file's chunk size, [`FileHeader::chunk_bytes`],
+    /// but maybe the last).
     Chunks {
         db: u16,
         frame: u64,
@@ -58,6 +59,9 @@ pub struct PageFrame {
     pub chunks: Vec<Arc<Chunk>>,
     /// Its offset in the file (for error messages).
     pub offset: u64,
+    /// The file's chunk size ([`FileHeader::chunk_bytes`]): its chunked
+    /// strings' chunk counts are in this unit.
+    pub chunk: usize,
 }
 
 /// One entry of a page frame as read back: a whole one, or (version 4)
@@ -102,6 +106,9 @@ pub struct Patch {
     pub expire_at: u64,
     pub len: u64,
     pub chunks: Vec<(u64, Arc<Chunk>)>,
+    /// The chunk size of its file ([`FileHeader::chunk_bytes`]): `chunks`'
+    /// indices count in it.
+    pub chunk: usize,
     /// Offset of its frame in its file (for error messages).
     pub offset: u64,
 }
@@ -126,6 +133,9 @@ impl Patch {
                 s.len(),
                 self.len
             ));
+        }
+        if self.chunk != CHUNK {
+            return self.apply_bytes(s);
         }
         let n = usize::try_from(self.len.div_ceil(CHUNK as u64))
             .map_err(|_| "its length is out of range".to_owned())?;
@@ -160,6 +170,46 @@ impl Patch {
                 )
             })
     }
+
+    /// [`Patch::apply`] for a file whose chunk size is not ours (written
+    /// by a build of another chunk size): the bytes put together, then cut
+    /// into our chunks. Every chunk of the file's size that reaches past
+    /// the base must be in the patch.
+    fn apply_bytes(&self, base: &Str) -> Result<Value, String> {
+        let len = usize::try_from(self.len).map_err(|_| "its length is out of range".to_owned())?;
+        let size = self.chunk.max(1);
+        let mut bytes = Vec::with_capacity(len);
+        for p in base.pieces() {
+            bytes.extend_from_slice(p);
+        }
+        bytes.resize(len, 0);
+        let mut given = vec![false; len.div_ceil(size)];
+        for (i, c) in &self.chunks {
+            let i = usize::try_from(*i).map_err(|_| "a chunk index past its length".to_owned())?;
+            let start = i.checked_mul(size).filter(|&a| a < len);
+            let (Some(start), Some(slot)) = (start, given.get_mut(i)) else {
+                return Err("a chunk index past its length".to_owned());
+            };
+            let end = start + c.bytes.len();
+            if end != (start + size).min(len) {
+                return Err("a patch chunk of the wrong size".to_owned());
+            }
+            bytes
+                .get_mut(start..end)
+                .ok_or_else(|| "a chunk index past its length".to_owned())?
+                .copy_from_slice(&c.bytes);
+            *slot = true;
+        }
+        let base_len = base.len();
+        for (i, given) in given.iter().enumerate() {
+            if !given && (i + 1) * size > base_len && i * size < len {
+                return Err(format!(
+                    "its chunks and its base's ({base_len} bytes) do not make the {len} bytes it says"
+                ));
+            }
+        }
+        Ok(Value::string(bytes))
+    }
 }
 
 /// The result of looking at the bytes where a frame should start.
@@ -174,8 +224,21 @@ pub enum Parsed {
 /// Parses the frame at the start of `b`, which sits at file offset
 /// `offset` (for error messages). `left_in_file`: bytes of the file from
 /// this frame on, so that a damaged length is caught before anything
-/// that large is read or allocated.
+/// that large is read or allocated. Chunked strings are read in this
+/// code's chunk size: for frames it wrote ([`parse_frame_in`] reads a file
+/// in the chunk size its header says).
 pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, FormatError> {
+    parse_frame_in(b, offset, left_in_file, CHUNK)
+}
+
+/// [`parse_frame`] of a file whose chunked strings are in chunks of
+/// `chunk` bytes ([`FileHeader::chunk_bytes`]).
+pub fn parse_frame_in(
+    b: &[u8],
+    offset: u64,
+    left_in_file: u64,
+    chunk: usize,
+) -> Result<Parsed, FormatError> {
     let Some(h) = b.get(..FRAME_HEADER) else {
         if (b.len() as u64) >= left_in_file {
             return Err(err(offset, "file ends inside a frame header (truncated)"));
@@ -244,7 +307,7 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
         // One to FRAME_CHUNKS chunks, all whole but maybe the last; the
         // prefix field names the frame they belong to.
         let n = following as u64;
-        let whole = CHUNK as u64;
+        let whole = chunk as u64;
         // Segments' pieces (FLAG_PIECES) have their own lengths.
         if depth != 0
             || u64::from(entries) + n > u64::from(MAX_FOLLOWING)
@@ -281,7 +344,7 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
         let chunks = if pieces {
             split_pieces(&raw, following).ok_or_else(|| err(offset, "malformed pieces frame"))?
         } else {
-            raw.chunks(CHUNK).map(<[u8]>::to_vec).collect()
+            raw.chunks(chunk.max(1)).map(<[u8]>::to_vec).collect()
         };
         return Ok(Parsed::Frame(
             Frame::Chunks {
@@ -305,6 +368,7 @@ pub fn parse_frame(b: &[u8], offset: u64, left_in_file: u64) -> Result<Parsed, F
             following,
             chunks: Vec::new(),
             offset,
+            chunk,
         }),
         total,
     ))
@@ -429,14 +493,14 @@ impl PageFrame {
                 ),
                 TYPE_STRING_CHUNKED => {
                     let first = get_varint(b, &mut pos).ok_or_else(|| bad("bad chunk index"))?;
-                    let n = len.div_ceil(CHUNK as u64);
+                    let n = len.div_ceil(self.chunk.max(1) as u64);
                     let chunks = usize::try_from(first)
                         .ok()
                         .zip(usize::try_from(first.saturating_add(n)).ok())
                         .and_then(|(a, z)| self.chunks.get(a..z))
                         .ok_or_else(|| bad("chunked value past the chunks that follow"))?;
                     Value::Str(
-                        Str::from_chunks(chunks.to_vec())
+                        Str::from_chunks_of(chunks.to_vec(), self.chunk)
                             .filter(|s| s.len() as u64 == len)
                             .ok_or_else(|| bad("chunked value's chunks do not add up"))?,
                     )
@@ -487,6 +551,7 @@ impl PageFrame {
                     expire_at,
                     len,
                     chunks,
+                    chunk: self.chunk,
                     offset: self.offset,
                 }),
                 None => Item::Whole(Entry::new(hash, key.into(), value, expire_at)),
@@ -508,8 +573,9 @@ impl PageFrame {
         if len < crate::types::string::BIG as u64 {
             return Err("a patch of a string too short to be chunked");
         }
-        let n = len.div_ceil(CHUNK as u64);
-        let last_len = len - (n - 1) * CHUNK as u64;
+        let size = self.chunk.max(1) as u64;
+        let n = len.div_ceil(size);
+        let last_len = len - (n - 1) * size;
         let pieces = usize::try_from(first)
             .ok()
             .zip(usize::try_from(first.saturating_add(count)).ok())
@@ -522,7 +588,7 @@ impl PageFrame {
             if i < next || i >= n {
                 return Err("patch chunk indices not ascending inside its length");
             }
-            let want = if i == n - 1 { last_len } else { CHUNK as u64 };
+            let want = if i == n - 1 { last_len } else { size };
             if c.bytes.len() as u64 != want {
                 return Err("a patch chunk of the wrong size");
             }
@@ -573,13 +639,14 @@ pub fn pad_to_block(out: &mut Vec<u8>) {
 /// (tests and `check-snapshot` on small files; the loader streams).
 pub fn read_all(file: &[u8]) -> Result<(FileHeader, Vec<PageFrame>, Tally), FormatError> {
     let header = FileHeader::decode(file)?;
+    let chunk = FileHeader::chunk_bytes(file)?;
     let mut pos = BLOCK;
     let mut frames = Vec::new();
     let mut body = Body::default();
     let mut assembler = Assembler::default();
     loop {
         let rest = file.get(pos..).unwrap_or_default();
-        match parse_frame(rest, pos as u64, rest.len() as u64)? {
+        match parse_frame_in(rest, pos as u64, rest.len() as u64, chunk)? {
             Parsed::NeedMore(_) => return Err(err(pos as u64, "file ends inside a frame")),
             Parsed::Frame(Frame::End { tally, body_crc }, n) => {
                 assembler.finish(pos as u64)?;

@@ -154,8 +154,10 @@ pub(super) async fn fill_pools(worker: &Rc<Worker>, warm: bool) {
                 let supply = supply_here();
                 let part = w.id;
                 // The pool is sized by the shard's data now (a shard grown
-                // since the last snapshot gets more, an emptied one less).
-                kept::set_pool_target(kept::pool_target_for(w.shard.borrow().data_bytes()));
+                // since the last snapshot gets more, an emptied one less):
+                // the data copy-before-write may keep, not big values'
+                // shared pieces, which it never keeps.
+                kept::set_pool_target(kept::pool_target_for(w.shard.borrow().keepable_bytes()));
                 crate::runtime::spawn(async move {
                     if let Some(s) = &supply {
                         s.fill().await;

@@ -549,6 +549,85 @@ async fn write_some(
 mod tests {
     use super::*;
 
+    /// The file body the stage writes is the walker's frames, encoded in
+    /// order, in whole blocks, with their crc32c and count, whether it is
+    /// filled in one go (the job thread) or a little at a time (on the
+    /// loop, without one), and with a write buffer smaller than a chunks
+    /// frame or not.
+    #[test]
+    fn the_stage_writes_the_walkers_frames_in_one_go_or_a_piece_at_a_time() {
+        use engine::types::hash::{Hash, Limits};
+        use engine::value::Value;
+        let set = |shard: &mut engine::Shard, key: &[u8], v: Value| {
+            let h = engine::keyhash::hash_key(key);
+            shard.db_mut(0).insert(h, key, v, 0);
+        };
+        let make = || {
+            let mut shard = engine::Shard::new(0, 1, 1);
+            for i in 0..3000 {
+                let v = vec![b'a' + (i % 26) as u8; 50 + i % 400];
+                set(&mut shard, format!("key:{i}").as_bytes(), Value::string(v));
+            }
+            let big: Vec<u8> = (0..(3 << 20) + 7).map(|i| (i * 7 % 251) as u8).collect();
+            set(&mut shard, b"big", Value::string(big));
+            let mut hash = Hash::new();
+            for i in 0..20_000 {
+                hash.set(format!("field:{i}").as_bytes(), b"value", Limits::default());
+            }
+            set(&mut shard, b"hash", Value::Hash(hash));
+            shard.begin_snapshot(true, true);
+            shard
+        };
+        let mut shard = make();
+        let (mut want, mut want_tally) = (Vec::new(), Tally::default());
+        loop {
+            let done = shard.snapshot_step(SLICE);
+            let t = shard.take_snapshot_frames(&mut want);
+            want_tally.pages += t.pages;
+            want_tally.bytes += t.bytes;
+            if done {
+                break;
+            }
+        }
+        for budget in [usize::MAX, COPY_PIECE, 1000] {
+            for io_len in [MIN_CHUNK, 8 * BLOCK] {
+                let context = format!("budget {budget}, buffer {io_len}");
+                let mut stage = Buffers::new(io_len, false).stage.expect("stage");
+                let mut shard = make();
+                let (mut file, mut tally) = (Vec::new(), Tally::default());
+                let drive = |stage: &mut Stage, file: &mut Vec<u8>| {
+                    while !stage.fill(budget) {}
+                    file.extend_from_slice(&stage.io.as_slice()[..stage.ready]);
+                    assert_eq!(file.len() % BLOCK, 0, "{context}");
+                    stage.ready = 0;
+                };
+                loop {
+                    let done = shard.snapshot_step(SLICE);
+                    let t = shard.take_snapshot_output(&mut stage.batch);
+                    tally.pages += t.pages;
+                    tally.bytes += t.bytes;
+                    if done {
+                        break;
+                    }
+                    while stage.waiting() >= io_len {
+                        drive(&mut stage, &mut file);
+                    }
+                }
+                while !stage.batch.is_empty() || stage.carry.len() >= BLOCK {
+                    drive(&mut stage, &mut file);
+                }
+                assert!(stage.carry.len() < BLOCK, "{context}");
+                file.extend_from_slice(&stage.carry);
+                tally.pages += stage.tally.pages;
+                tally.bytes += stage.tally.bytes;
+                assert_eq!(file.len(), want.len(), "{context}");
+                assert!(file == want, "{context}: the same bytes");
+                assert_eq!(stage.crc, crc32c::crc32c(&want), "{context}");
+                assert_eq!(tally, want_tally, "{context}");
+            }
+        }
+    }
+
     #[test]
     fn writer_buffers_follow_the_shards_data() {
         // An empty shard's writer holds about 1 MiB, not 8.5.

@@ -161,6 +161,21 @@ impl Output {
         self.bytes.capacity()
     }
 
+    /// Drops the bytes already moved out, so that an output that is
+    /// appended to while it is being moved out stays as small as what
+    /// waits in it (a memmove of what is left).
+    pub fn compact(&mut self) {
+        if self.at == 0 {
+            return;
+        }
+        let at = self.at.min(self.bytes.len());
+        self.bytes.drain(..at);
+        for (off, _) in &mut self.runs {
+            *off = off.saturating_sub(at);
+        }
+        self.at = 0;
+    }
+
     /// Moves all of `other` to the end of this one.
     pub fn append(&mut self, other: &mut Output) {
         let base = self.bytes.len();

@@ -515,21 +515,26 @@ async fn write_some(
         return Err(("write", "the writer's buffers were lost".into()));
     };
     s = match encoder {
-        Some(thread) => {
+        Some(thread) => loop {
+            // A COPY_PIECE per job: the thread holds a core a fraction of
+            // a millisecond at a time, not the whole buffer's encoding
+            // (a few ms of a big hash's segments), which on a machine with
+            // its cores busy the worker waits for.
             let filled = thread
                 .run(move || {
-                    s.fill(usize::MAX);
-                    s
+                    let done = s.fill(COPY_PIECE);
+                    (s, done)
                 })
                 .await;
             match filled {
-                Some(s) => s,
+                Some((back, true)) => break back,
+                Some((back, false)) => s = back,
                 None => {
                     *encoder = None;
                     return Err(("encode", "the snapshot's encoding thread stopped".into()));
                 }
             }
-        }
+        },
         None => {
             // 4 MiB in one go holds the loop for ~0.5 ms, which a client
             // sending a request every millisecond sees in its p99.

@@ -635,6 +635,7 @@ impl PageTable {
                 c.finish_parts();
                 let mut t = std::mem::take(&mut c.pending);
                 let (runs, _) = c.out.encode_some(&mut c.enc, out, &mut 0, usize::MAX);
+                c.out.drop_spent();
                 t.pages += runs.pages;
                 t.bytes += runs.bytes;
                 t

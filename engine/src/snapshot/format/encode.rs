@@ -112,6 +112,11 @@ pub struct Output {
     runs_len: usize,
     /// Bytes of `bytes` already moved out by [`Output::encode_some`].
     at: usize,
+    /// The runs encoded, kept for [`Output::drop_spent`]: their pieces
+    /// are let go of on the thread that made them (a piece only the
+    /// snapshot still held is freed there, where the allocator reuses
+    /// it, rather than on the thread that encoded it).
+    spent: Vec<PieceRun>,
 }
 
 impl Output {
@@ -159,6 +164,11 @@ impl Output {
     /// The bytes' buffer's capacity.
     pub fn capacity(&self) -> usize {
         self.bytes.capacity()
+    }
+
+    /// Lets go of the runs encoded so far (see `spent`).
+    pub fn drop_spent(&mut self) {
+        self.spent.clear();
     }
 
     /// Drops the bytes already moved out, so that an output that is
@@ -226,6 +236,7 @@ impl Output {
                 self.runs_len -= run.raw_len();
                 let start = out.len();
                 let t = run.encode(enc, out);
+                self.spent.push(run);
                 *crc = crc32c::crc32c_append(*crc, out.get(start..).unwrap_or_default());
                 tally.pages += t.pages;
                 tally.keys += t.keys;

@@ -284,6 +284,7 @@ pub(super) async fn write_file(
         // A failed snapshot leaves frames behind: they hold pieces of
         // big values (and must not hold them past the snapshot).
         stage.batch.clear();
+        stage.batch.drop_spent();
         stage.carry.clear();
         bufs.stage = Some(stage);
     }
@@ -544,6 +545,8 @@ async fn write_some(
             s
         }
     };
+    // The pieces encoded are let go of here, on the loop that made them.
+    s.batch.drop_spent();
     let (n, io) = (s.ready, std::mem::replace(&mut s.io, AlignedBuf::zeroed(0)));
     let (r, io) = ring.write_prefix_at(io, n, offset).await;
     s.io = io;

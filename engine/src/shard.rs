@@ -274,6 +274,24 @@ impl Shard {
         total
     }
 
+    /// [`Shard::take_snapshot_frames`] with the big values' pieces left
+    /// as references in `out`, to encode off the event loop
+    /// ([`crate::snapshot::format::Output::encode_some`]); returns the
+    /// count of the frames already encoded.
+    pub fn take_snapshot_output(
+        &mut self,
+        out: &mut crate::snapshot::format::Output,
+    ) -> crate::snapshot::format::Tally {
+        let mut total = crate::snapshot::format::Tally::default();
+        for t in &mut self.dbs {
+            let n = t.take_output(out);
+            total.pages += n.pages;
+            total.keys += n.keys;
+            total.bytes += n.bytes;
+        }
+        total
+    }
+
     /// Bytes the running snapshot holds: frames not yet taken and entries
     /// kept aside by copy-before-write.
     pub fn snapshot_pending_bytes(&self) -> usize {

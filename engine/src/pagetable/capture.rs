@@ -6,7 +6,9 @@
 use std::collections::VecDeque;
 
 use super::{Page, PageTable, PAGE_CAPACITY, SUB_BITS, SUB_RANGES};
-use crate::snapshot::format::{self as snapformat, Encoder, EntryRef, Piece, Tally};
+use crate::snapshot::format::{
+    self as snapformat, Encoder, EntryRef, Output, Piece, PieceRun, Tally,
+};
 use crate::snapshot::kept::{Arena, Records, Span, RECORD};
 use crate::types::string::CHUNK;
 
@@ -48,8 +50,12 @@ pub struct Capture {
     /// the barrier (a SWAPDB moves the capture with the table).
     db: u16,
     compress: bool,
-    /// Encoded frames not yet taken, and their count.
-    out: Vec<u8>,
+    /// Frames not yet taken: page and ranges frames encoded, chunks
+    /// frames as references to their pieces (encoded by whoever takes
+    /// them: [`PageTable::take_output`] hands them over as they are, so
+    /// that the writer encodes them off the event loop); and the count of
+    /// the encoded ones.
+    out: Output,
     pending: Tally,
     /// The chunks of the chunked strings, and the segments of the
     /// segmented hashes and sets, of the frames written so far, still to
@@ -103,12 +109,12 @@ struct Big {
 /// chunks. `frames` counts the frames written.
 fn emit(
     enc: &mut Encoder,
-    out: &mut Vec<u8>,
+    out: &mut Output,
     queue: &mut VecDeque<Big>,
     frames: &mut u64,
     f: impl FnOnce(&mut Encoder, &mut Vec<u8>) -> Tally,
 ) -> Tally {
-    let t = f(enc, out);
+    let t = f(enc, out.bytes_mut());
     let mut first = 0u32;
     for (hash, pieces) in enc.take_big() {
         let chunks: Vec<Option<Piece>> = pieces.into_iter().map(Some).collect();
@@ -215,7 +221,7 @@ impl std::fmt::Debug for Capture {
 impl Drop for Capture {
     /// The capture's buffers go back to the thread's pool for the next one.
     fn drop(&mut self) {
-        crate::snapshot::kept::recycle(std::mem::take(&mut self.out));
+        crate::snapshot::kept::recycle(self.out.take_buffer());
         std::mem::take(&mut self.enc).recycle();
     }
 }
@@ -384,8 +390,23 @@ impl Capture {
         self.count(t);
     }
 
-    /// Writes queued chunks into `out`, about `budget` bytes (one chunks
-    /// frame at least), letting go of each; returns the bytes written.
+    /// Adds a chunks frame of `pieces` to the output, by reference (not
+    /// encoded here: see [`Capture::out`]); returns its bytes.
+    fn push_run(&mut self, frame: u64, first: u32, pieces: Vec<Piece>) -> usize {
+        let run = PieceRun {
+            db: self.db,
+            frame,
+            first,
+            pieces,
+            compress: self.compress,
+        };
+        let n = run.raw_len();
+        self.out.push_run(run);
+        n
+    }
+
+    /// Moves queued chunks into the output, about `budget` bytes (one
+    /// chunks frame at least), by reference; returns their bytes.
     fn drain(&mut self, budget: usize) -> usize {
         let mut work = 0;
         while work < budget.max(1) {
@@ -397,17 +418,7 @@ impl Capture {
                     .and_then(|b| b.chunks.get_mut(i))
                     .and_then(Option::take);
                 if let Some(chunk) = chunk {
-                    let t = self.enc.encode_pieces(
-                        &mut self.out,
-                        self.db,
-                        frame,
-                        first + i as u32,
-                        std::slice::from_ref(&chunk),
-                        self.compress,
-                    );
-                    work += t.bytes as usize;
-                    self.pending.pages += t.pages;
-                    self.pending.bytes += t.bytes;
+                    work += self.push_run(frame, first + i as u32, vec![chunk]);
                 }
                 continue;
             }
@@ -435,20 +446,13 @@ impl Capture {
                     .iter_mut()
                     .filter_map(Option::take)
                     .collect();
-                let t = self.enc.encode_pieces(
-                    &mut self.out,
-                    self.db,
-                    big.frame,
-                    big.first + from as u32,
-                    &run,
-                    self.compress,
-                );
                 big.next = to;
-                work += t.bytes as usize;
-                self.pending.pages += t.pages;
-                self.pending.bytes += t.bytes;
-            }
-            if big.next >= big.chunks.len() {
+                let (frame, first) = (big.frame, big.first + from as u32);
+                if big.next >= big.chunks.len() {
+                    self.queue.pop_front();
+                }
+                work += self.push_run(frame, first, run);
+            } else if big.next >= big.chunks.len() {
                 self.queue.pop_front();
             }
         }
@@ -495,7 +499,7 @@ impl Capture {
                     continue;
                 };
                 let t = self.enc.encode_pieces(
-                    &mut self.out,
+                    self.out.bytes_mut(),
                     self.db,
                     big.frame,
                     big.first + i as u32,
@@ -551,11 +555,11 @@ impl PageTable {
             full,
             db,
             compress,
-            out: if pooled {
+            out: Output::with_buffer(if pooled {
                 crate::snapshot::kept::buffer()
             } else {
                 Vec::new()
-            },
+            }),
             pending: Tally::default(),
             queue: VecDeque::new(),
             frames: 0,
@@ -629,8 +633,29 @@ impl PageTable {
         done
     }
 
-    /// Moves the frames encoded so far to the end of `out`; returns their count.
+    /// Moves the frames captured so far to the end of `out`, encoding
+    /// the big values' pieces here (on the caller's thread); returns their
+    /// count.
     pub fn take_frames(&mut self, out: &mut Vec<u8>) -> Tally {
+        match &mut self.capture {
+            Some(c) => {
+                c.finish_parts();
+                let mut t = std::mem::take(&mut c.pending);
+                let (runs, _) = c.out.encode_some(&mut c.enc, out, &mut 0, usize::MAX);
+                c.out.drop_spent();
+                t.pages += runs.pages;
+                t.bytes += runs.bytes;
+                t
+            }
+            None => Tally::default(),
+        }
+    }
+
+    /// Moves the frames captured so far to the end of `out` as they are:
+    /// the big values' pieces as references, to encode where the caller
+    /// chooses ([`Output::encode_some`]); returns the count of the frames
+    /// encoded already (the runs' is [`Output::encode_some`]'s).
+    pub fn take_output(&mut self, out: &mut Output) -> Tally {
         match &mut self.capture {
             Some(c) => {
                 c.finish_parts();
@@ -785,6 +810,103 @@ mod tests {
         want.reverse();
         assert_eq!(after, want);
         assert_eq!(found, Some(Value::string(big)));
+    }
+
+    /// The walker encodes no piece of a big value: its output holds the
+    /// chunks frames as references to the live value's chunks and
+    /// segments (the writer encodes them off the event loop), and
+    /// encoding that output in small steps gives the same bytes as
+    /// [`PageTable::take_frames`], with their crc32c.
+    #[test]
+    fn the_walker_hands_big_values_pieces_by_reference() {
+        use crate::snapshot::format::Output;
+        use crate::types::hash::{Hash, Limits};
+        let big: Vec<u8> = (0..40 * CHUNK + 9).map(|i| (i % 251) as u8).collect();
+        let make = || {
+            let mut t = PageTable::new(1);
+            for i in 0..300 {
+                put(&mut t, &key(i));
+            }
+            t.insert(hash_key(b"big"), b"big", Value::string(big.clone()), 0);
+            let mut hash = Hash::new();
+            for i in 0..20_000 {
+                hash.set(format!("field:{i}").as_bytes(), b"value", Limits::default());
+            }
+            t.insert(hash_key(b"hash"), b"hash", Value::Hash(hash), 0);
+            t.set_epoch(2);
+            t.begin_capture(1, true, 0, true);
+            t
+        };
+        let (mut t, mut reference) = (make(), make());
+        let mut output = Output::default();
+        let mut tally = Tally::default();
+        loop {
+            let done = t.capture_step(1 << 20, None);
+            let n = t.take_output(&mut output);
+            tally.pages += n.pages;
+            tally.bytes += n.bytes;
+            if done {
+                break;
+            }
+        }
+        let Value::Str(s) = &t.get(hash_key(b"big"), b"big").unwrap().value else {
+            panic!("not a string");
+        };
+        let live = s.as_chunked().unwrap().chunks().to_vec();
+        let Value::Hash(Hash::Table(tb)) = &t.get(hash_key(b"hash"), b"hash").unwrap().value else {
+            panic!("not a hashtable");
+        };
+        let segs = tb.segments().to_vec();
+        let (mut chunks, mut segments) = (0, 0);
+        for run in output.runs() {
+            for (i, p) in run.pieces.iter().enumerate() {
+                let at = run.first as usize + i;
+                match p {
+                    Piece::Chunk(c) => {
+                        assert!(Arc::ptr_eq(c, &live[at]), "chunk {at} is the live one");
+                        chunks += 1;
+                    }
+                    Piece::HashSegment(g) => {
+                        assert!(segs.iter().any(|x| Arc::ptr_eq(g, x)));
+                        segments += 1;
+                    }
+                    Piece::SetSegment(_) => panic!("no set here"),
+                }
+            }
+        }
+        assert_eq!((chunks, segments), (live.len(), segs.len()));
+        assert!(segs.len() > 10, "{} segments", segs.len());
+        // Only the pages' frames are bytes.
+        let raw: usize = output.runs().map(|r| r.raw_len()).sum();
+        assert!(output.len() - raw < 1 << 20, "{} bytes", output.len() - raw);
+        // Encoded a bit at a time, as the writer's job does.
+        let (mut bytes, mut crc) = (Vec::new(), 0u32);
+        let mut enc = Encoder::default();
+        loop {
+            let (t, done) = output.encode_some(&mut enc, &mut bytes, &mut crc, 10_000);
+            tally.pages += t.pages;
+            tally.bytes += t.bytes;
+            if done {
+                break;
+            }
+        }
+        assert!(output.is_empty());
+        let mut want = Vec::new();
+        let mut want_tally = Tally::default();
+        loop {
+            let done = reference.capture_step(1 << 20, None);
+            let n = reference.take_frames(&mut want);
+            want_tally.pages += n.pages;
+            want_tally.bytes += n.bytes;
+            if done {
+                break;
+            }
+        }
+        assert_eq!(bytes.len(), want.len());
+        assert!(bytes == want, "the same bytes");
+        assert_eq!(crc, crc32c::crc32c(&want));
+        assert_eq!(tally, want_tally);
+        assert_eq!(tally.bytes, want.len() as u64);
     }
 
     /// Runs a capture to its end: the chunks frames (their first index

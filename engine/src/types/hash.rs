@@ -320,6 +320,12 @@ impl Segment {
         self.index.is_empty()
     }
 
+    /// About the bytes of its piece ([`Segment::write_piece`]): its live
+    /// pairs and the count.
+    pub fn piece_len(&self) -> usize {
+        self.live() + 10
+    }
+
     /// Appends its snapshot piece (a segmented hash writes one per
     /// segment, docs/FORMATS.md): the pair count, then each pair as
     /// `varint len, field, varint len, value`.

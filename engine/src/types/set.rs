@@ -198,6 +198,11 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// About the bytes of its piece ([`Segment::write_piece`]).
+    pub fn piece_len(&self) -> usize {
+        self.bytes + self.members.len() + 10
+    }
+
     /// Appends its snapshot piece (a segmented set writes one per
     /// segment, docs/FORMATS.md): the member count, then each member as
     /// a varint length and its bytes.

@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use engine::journal::io::{AlignedBuf, StdLogIo};
-use engine::snapshot::format::{self, Body, FileHeader, Kind, Tally, BLOCK};
+use engine::snapshot::format::{self, FileHeader, Kind, Tally, BLOCK};
 use engine::snapshot::kept;
 pub use engine::snapshot::manifest::{
     self, file_name, manifest_path, LogLine, Manifest, SnapshotMeta,

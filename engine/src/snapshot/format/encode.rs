@@ -57,6 +57,209 @@ impl Piece {
     }
 }
 
+impl Piece {
+    /// About the bytes it takes in a chunks frame before compression: what
+    /// an [`Output`] holding it counts as waiting.
+    pub fn raw_len(&self) -> usize {
+        match self {
+            Piece::Chunk(c) => c.bytes.len(),
+            Piece::HashSegment(s) => s.piece_len(),
+            Piece::SetSegment(s) => s.piece_len(),
+        }
+    }
+}
+
+/// One chunks frame not encoded yet: pieces of one big value, held by
+/// reference (immutable while shared: a write to a shared piece copies it
+/// or writes it first, [`crate::pagetable`]), so that a writer can encode
+/// them on another thread ([`Output::encode_some`]).
+#[derive(Debug, Clone)]
+pub struct PieceRun {
+    pub db: u16,
+    /// The frame the pieces follow, and the first one's index.
+    pub frame: u64,
+    pub first: u32,
+    pub pieces: Vec<Piece>,
+    pub compress: bool,
+}
+
+impl PieceRun {
+    /// About its bytes before compression ([`Piece::raw_len`]).
+    pub fn raw_len(&self) -> usize {
+        self.pieces.iter().map(Piece::raw_len).sum()
+    }
+
+    /// Appends its chunks frame to `out` ([`Encoder::encode_pieces`]).
+    pub fn encode(&self, enc: &mut Encoder, out: &mut Vec<u8>) -> Tally {
+        enc.encode_pieces(
+            out,
+            self.db,
+            self.frame,
+            self.first,
+            &self.pieces,
+            self.compress,
+        )
+    }
+}
+
+/// Frames in file order, some encoded (`bytes`) and some still to encode
+/// (chunks frames of pieces held by reference, each at the offset of
+/// `bytes` it goes before). A running snapshot's walker produces one; the
+/// writer encodes its runs and copies it all into its write buffer, off
+/// the event loop where it can ([`Output::encode_some`]).
+#[derive(Debug, Default)]
+pub struct Output {
+    bytes: Vec<u8>,
+    runs: std::collections::VecDeque<(usize, PieceRun)>,
+    /// [`PieceRun::raw_len`] of `runs`.
+    runs_len: usize,
+    /// Bytes of `bytes` already moved out by [`Output::encode_some`].
+    at: usize,
+    /// The runs encoded, kept for [`Output::drop_spent`]: their pieces
+    /// are let go of on the thread that made them (a piece only the
+    /// snapshot still held is freed there, where the allocator reuses
+    /// it, rather than on the thread that encoded it).
+    spent: Vec<PieceRun>,
+}
+
+impl Output {
+    /// An empty output that encodes its frames into `buf` (cleared).
+    pub fn with_buffer(mut buf: Vec<u8>) -> Output {
+        buf.clear();
+        Output {
+            bytes: buf,
+            ..Output::default()
+        }
+    }
+
+    /// The encoded bytes' buffer, for appending whole frames to.
+    pub fn bytes_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// Takes the bytes' buffer (for reuse), leaving the output empty.
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        self.clear();
+        std::mem::take(&mut self.bytes)
+    }
+
+    /// Adds a chunks frame to encode after the bytes so far.
+    pub fn push_run(&mut self, run: PieceRun) {
+        self.runs_len += run.raw_len();
+        self.runs.push_back((self.bytes.len(), run));
+    }
+
+    /// The chunks frames still to encode.
+    pub fn runs(&self) -> impl Iterator<Item = &PieceRun> {
+        self.runs.iter().map(|(_, r)| r)
+    }
+
+    /// Bytes waiting: encoded ones not moved out yet, and the runs' before
+    /// compression.
+    pub fn len(&self) -> usize {
+        self.bytes.len() - self.at + self.runs_len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at >= self.bytes.len() && self.runs.is_empty()
+    }
+
+    /// The bytes' buffer's capacity.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// Lets go of the runs encoded so far (see `spent`).
+    pub fn drop_spent(&mut self) {
+        self.spent.clear();
+    }
+
+    /// Drops the bytes already moved out, so that an output that is
+    /// appended to while it is being moved out stays as small as what
+    /// waits in it (a memmove of what is left).
+    pub fn compact(&mut self) {
+        if self.at == 0 {
+            return;
+        }
+        let at = self.at.min(self.bytes.len());
+        self.bytes.drain(..at);
+        for (off, _) in &mut self.runs {
+            *off = off.saturating_sub(at);
+        }
+        self.at = 0;
+    }
+
+    /// Moves all of `other` to the end of this one.
+    pub fn append(&mut self, other: &mut Output) {
+        let base = self.bytes.len();
+        self.bytes
+            .extend_from_slice(other.bytes.get(other.at..).unwrap_or_default());
+        self.runs.extend(
+            other
+                .runs
+                .drain(..)
+                .map(|(at, r)| (base + at.saturating_sub(other.at), r)),
+        );
+        self.runs_len += other.runs_len;
+        other.clear();
+    }
+
+    /// Empties it, keeping its buffer.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.runs.clear();
+        self.runs_len = 0;
+        self.at = 0;
+    }
+
+    /// Appends its frames to `out` in order, encoding the runs with `enc`,
+    /// about `budget` bytes of them (at least one frame or piece of bytes),
+    /// and chains their crc32c onto `crc`; returns the runs' tally (the
+    /// encoded bytes were counted when encoded) and whether it is all out
+    /// (it is then empty).
+    pub fn encode_some(
+        &mut self,
+        enc: &mut Encoder,
+        out: &mut Vec<u8>,
+        crc: &mut u32,
+        budget: usize,
+    ) -> (Tally, bool) {
+        let mut tally = Tally::default();
+        let mut work = 0usize;
+        loop {
+            let boundary = self.runs.front().map_or(self.bytes.len(), |(at, _)| *at);
+            if self.at < boundary {
+                let end = boundary.min(self.at.saturating_add(budget.saturating_sub(work).max(1)));
+                let piece = self.bytes.get(self.at..end).unwrap_or_default();
+                *crc = crc32c::crc32c_append(*crc, piece);
+                out.extend_from_slice(piece);
+                work += end - self.at;
+                self.at = end;
+            } else if let Some((_, run)) = self.runs.pop_front() {
+                self.runs_len -= run.raw_len();
+                let start = out.len();
+                let t = run.encode(enc, out);
+                self.spent.push(run);
+                *crc = crc32c::crc32c_append(*crc, out.get(start..).unwrap_or_default());
+                tally.pages += t.pages;
+                tally.keys += t.keys;
+                tally.bytes += t.bytes;
+                work += t.bytes as usize;
+            } else {
+                self.clear();
+                return (tally, true);
+            }
+            if work >= budget {
+                let done = self.is_empty();
+                if done {
+                    self.clear();
+                }
+                return (tally, done);
+            }
+        }
+    }
+}
+
 /// The pieces of a value that follow its frame instead of being in it
 /// (empty for one written inline): a chunked string's chunks, or a
 /// hashtable hash or set's segments when it has more than one.

@@ -276,7 +276,10 @@ fn patches_of_two_deltas_apply_in_order() {
     got.sort();
     assert_eq!(
         got,
-        vec![(b"big".to_vec(), vec![3, 10]), (b"grows".to_vec(), vec![last])]
+        vec![
+            (b"big".to_vec(), vec![3, 10]),
+            (b"grows".to_vec(), vec![last])
+        ]
     );
     append(&mut shard, b"grows", b"and more");
     let at_d3 = state_of(&shard);

@@ -267,9 +267,7 @@ impl Shard {
         let mut total = crate::snapshot::format::Tally::default();
         for t in &mut self.dbs {
             let n = t.take_frames(out);
-            total.pages += n.pages;
-            total.keys += n.keys;
-            total.bytes += n.bytes;
+            total += n;
         }
         total
     }
@@ -285,9 +283,7 @@ impl Shard {
         let mut total = crate::snapshot::format::Tally::default();
         for t in &mut self.dbs {
             let n = t.take_output(out);
-            total.pages += n.pages;
-            total.keys += n.keys;
-            total.bytes += n.bytes;
+            total += n;
         }
         total
     }

@@ -525,9 +525,7 @@ impl Capture {
     }
 
     fn count(&mut self, t: Tally) {
-        self.pending.pages += t.pages;
-        self.pending.keys += t.keys;
-        self.pending.bytes += t.bytes;
+        self.pending += t;
     }
 }
 

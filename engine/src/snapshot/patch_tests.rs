@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::chain::Coverage;
-use super::format::{self, Body, FileHeader, Item, Kind, PageFrame};
+use super::format::{self, FileHeader, Item, Kind, PageFrame};
 use crate::types::string::CHUNK;
 use crate::value::Value;
 use crate::Shard;
@@ -24,30 +24,14 @@ fn pattern(n: usize, seed: u8) -> Vec<u8> {
 
 /// Takes a snapshot of `shard` (full or delta, `id`) as a file; `during`
 /// runs between the capture's steps (writes after the barrier).
-fn snapshot(shard: &mut Shard, full: bool, id: u64, mut during: impl FnMut(&mut Shard)) -> Vec<u8> {
+fn snapshot(shard: &mut Shard, full: bool, id: u64, during: impl FnMut(&mut Shard)) -> Vec<u8> {
     let start = shard.begin_snapshot(full, false);
     let kind = if start.since.is_none() {
         Kind::Full
     } else {
         Kind::Delta
     };
-    let mut bytes = Vec::new();
-    let mut body = Body::default();
-    loop {
-        let done = shard.snapshot_step(64 * 1024);
-        during(shard);
-        let mut chunk = Vec::new();
-        let t = shard.take_snapshot_frames(&mut chunk);
-        body.tally.pages += t.pages;
-        body.tally.keys += t.keys;
-        body.tally.bytes += t.bytes;
-        body.crc = crc32c::crc32c_append(body.crc, &chunk);
-        bytes.extend_from_slice(&chunk);
-        if done && shard.snapshot_pending_bytes() == 0 {
-            break;
-        }
-    }
-    shard.end_snapshot(true);
+    let (bytes, body) = super::tests::capture_body(shard, 64 * 1024, during);
     let header = FileHeader {
         kind,
         compression: false,

@@ -283,9 +283,7 @@ mod tests {
         loop {
             let done = shard.snapshot_step_until(usize::MAX, None);
             let t = shard.take_snapshot_frames(&mut body);
-            tally.pages += t.pages;
-            tally.keys += t.keys;
-            tally.bytes += t.bytes;
+            tally += t;
             if done && shard.snapshot_pending_bytes() == 0 {
                 break;
             }

@@ -284,9 +284,7 @@ fn chains_load_to_the_state_at_each_barrier_under_writes() {
                 let done = shard.snapshot_step_until(1 + rng.below(20_000) as usize, until);
                 let mut chunk = Vec::new();
                 let t = shard.take_snapshot_frames(&mut chunk);
-                body.tally.pages += t.pages;
-                body.tally.keys += t.keys;
-                body.tally.bytes += t.bytes;
+                body.tally += t;
                 body.crc = crc32c::crc32c_append(body.crc, &chunk);
                 let mut at = 0;
                 while at + format::FRAME_HEADER <= chunk.len() {
@@ -369,9 +367,7 @@ fn a_delta_after_few_changes_is_small() {
         loop {
             let done = shard.snapshot_step(1 << 20);
             let t = shard.take_snapshot_frames(&mut Vec::new());
-            total.pages += t.pages;
-            total.keys += t.keys;
-            total.bytes += t.bytes;
+            total += t;
             if done {
                 break;
             }
@@ -526,24 +522,34 @@ fn fixture_models() -> (Model, Model) {
     (full, m)
 }
 
-fn fixture_file(shard: &mut Shard, kind: Kind, compress: bool, version: u32) -> Vec<u8> {
-    let start = shard.begin_snapshot(kind == Kind::Full, compress);
-    let mut body_bytes = Vec::new();
+/// Runs a capture begun on `shard` to its end, `step` bytes of entries a
+/// step, `during` after each step (writes after the barrier): the body's
+/// bytes, and its count and crc. Ends the snapshot as saved.
+pub(super) fn capture_body(
+    shard: &mut Shard,
+    step: usize,
+    mut during: impl FnMut(&mut Shard),
+) -> (Vec<u8>, Body) {
+    let mut bytes = Vec::new();
     let mut body = Body::default();
     loop {
-        let done = shard.snapshot_step(1 << 20);
+        let done = shard.snapshot_step(step);
+        during(shard);
         let mut chunk = Vec::new();
-        let t = shard.take_snapshot_frames(&mut chunk);
-        body.tally.pages += t.pages;
-        body.tally.keys += t.keys;
-        body.tally.bytes += t.bytes;
+        body.tally += shard.take_snapshot_frames(&mut chunk);
         body.crc = crc32c::crc32c_append(body.crc, &chunk);
-        body_bytes.extend_from_slice(&chunk);
+        bytes.extend_from_slice(&chunk);
         if done && shard.snapshot_pending_bytes() == 0 {
             break;
         }
     }
     shard.end_snapshot(true);
+    (bytes, body)
+}
+
+fn fixture_file(shard: &mut Shard, kind: Kind, compress: bool, version: u32) -> Vec<u8> {
+    let start = shard.begin_snapshot(kind == Kind::Full, compress);
+    let (body_bytes, body) = capture_body(shard, 1 << 20, |_| {});
     let id = if kind == Kind::Full { 1 } else { 2 };
     let header = FileHeader {
         kind,

@@ -241,9 +241,7 @@ impl Output {
                 let t = run.encode(enc, out);
                 self.spent.push(run);
                 *crc = crc32c::crc32c_append(*crc, out.get(start..).unwrap_or_default());
-                tally.pages += t.pages;
-                tally.keys += t.keys;
-                tally.bytes += t.bytes;
+                tally += t;
                 work += t.bytes as usize;
             } else {
                 self.clear();
@@ -291,6 +289,14 @@ pub struct Tally {
     pub pages: u64,
     pub keys: u64,
     pub bytes: u64,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, t: Tally) {
+        self.pages += t.pages;
+        self.keys += t.keys;
+        self.bytes += t.bytes;
+    }
 }
 
 /// An entry to encode: a live one, or one encoded already by

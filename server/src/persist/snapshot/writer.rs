@@ -196,9 +196,7 @@ impl Stage {
                     &mut self.crc,
                     room.min(COPY_PIECE),
                 );
-                self.tally.pages += t.pages;
-                self.tally.keys += t.keys;
-                self.tally.bytes += t.bytes;
+                self.tally += t;
                 std::mem::swap(&mut self.carry, &mut self.scratch);
             } else {
                 break;
@@ -340,9 +338,7 @@ async fn write_stage(
             let held = shard.snapshot_pending_bytes() as u64;
             (done, t, held)
         };
-        tally.pages += t.pages;
-        tally.keys += t.keys;
-        tally.bytes += t.bytes;
+        tally += t;
         if done {
             break;
         }
@@ -377,9 +373,7 @@ async fn write_stage(
     let Some(s) = stage.as_mut() else {
         return Err(("write", "the writer's buffers were lost".into()));
     };
-    tally.pages += s.tally.pages;
-    tally.keys += s.tally.keys;
-    tally.bytes += s.tally.bytes;
+    tally += s.tally;
     format::encode_end(&mut s.carry, tally, s.crc);
     format::pad_to_block(&mut s.carry);
     while stage.as_ref().is_some_and(|s| !s.carry.is_empty()) {

@@ -107,6 +107,15 @@ const TYPE_SET_SEGMENTED: u8 = 6;
 /// bytes follow as those pieces; its other chunks are the value's in the
 /// chain's older files ([`super::chain`]).
 const TYPE_STRING_PATCH: u8 = 7;
+/// A patch of a segmented hash (version 4): its new pair count, the seed
+/// its field hashes were laid out with (u64), the index of its first
+/// piece among those that follow the frame, and the ranges (depth, low
+/// bits of the field hash) of its segments changed since the delta's
+/// base, whose pairs follow as those pieces; the rest of its pairs are
+/// the value's in the chain's older files ([`super::chain`]).
+const TYPE_HASH_PATCH: u8 = 8;
+/// A patch of a segmented set, as [`TYPE_HASH_PATCH`] with members.
+const TYPE_SET_PATCH: u8 = 9;
 /// The most chunks that may follow one frame (bytes 5..8 of its header).
 const MAX_FOLLOWING: u32 = (1 << 24) - 1;
 /// Bytes of the end frame's payload.

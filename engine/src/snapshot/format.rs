@@ -53,8 +53,10 @@ use crate::types::string::CHUNK;
 /// changed since, and the value's other chunks come from an older file of
 /// the chain, so a patched key is not hidden by the patch's range. A
 /// version-3 reader would refuse the entry type, but with a misleading
-/// message; the version says what a reader must know. Version-1 to -3
-/// files have no patches and read the same.
+/// message; the version says what a reader must know. Patches of big
+/// hashes and sets ([`TYPE_HASH_PATCH`], [`TYPE_SET_PATCH`]: the changed
+/// segments' hash ranges and elements) joined version 4 before any
+/// release of it. Version-1 to -3 files have no patches and read the same.
 pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version this code reads.
 pub const OLDEST_VERSION: u32 = 1;

@@ -19,6 +19,10 @@
 //!   is about to change first ([`Table::segment_of`],
 //!   `PageTable::get_value_mut_for`), or copies that one segment
 //!   (`Arc::make_mut`), never the hash.
+//!   Each segment knows its range of field hashes (depth, low bits) and
+//!   the epoch it last changed in, and the table the epoch it was placed
+//!   whole in ([`crate::types::Epochs`]), so a delta writes only the
+//!   segments changed since its base (docs/FORMATS.md, type 8).
 //!
 //! As Redis, a listpack becomes a hashtable when it grows past a limit and
 //! never goes back, except when a whole hash is loaded (RESTORE).

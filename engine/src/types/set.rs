@@ -19,6 +19,9 @@
 //!   the segment it is about to change first ([`Set::segment_of`],
 //!   `PageTable::get_value_mut_for`), or copies that one segment
 //!   (`Arc::make_mut`), never the whole set.
+//!   Segments know their hash range and the epoch they last changed in,
+//!   the table the epoch it was placed in, so a delta writes only the
+//!   segments changed since its base (docs/FORMATS.md, type 9).
 //!
 //! As Redis: a set grows intset -> listpack -> hashtable (or straight to
 //! hashtable) and never converts back while it lives; only a new set

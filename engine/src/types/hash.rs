@@ -1242,6 +1242,64 @@ mod tests {
         assert_eq!(cmds, ["DEL", "HSET", "HSET", "HSET", "PEXPIREAT"]);
         assert_eq!(pairs, 2500);
     }
+
+    /// Each segment holds exactly the fields of its range (depth, low
+    /// bits), the ranges never overlap, and a write stamps the segment it
+    /// changes (a split both halves) with the epoch set before it, and no
+    /// other: what a delta's patch relies on.
+    #[test]
+    fn segments_know_their_range_and_the_epoch_they_changed_in() {
+        let mut h = Hash::Table(Table::new());
+        for i in 0..20_000 {
+            let (f, v) = kv(i);
+            h.set(&f, &v, Limits::default());
+        }
+        let segs = |h: &Hash| h.as_table().unwrap().segments().to_vec();
+        let check = |h: &Hash| {
+            for s in segs(h) {
+                let (d, low) = s.range();
+                for (f, _) in s.pairs() {
+                    assert_eq!(field_hash(f) & ((1u64 << d) - 1), u64::from(low));
+                }
+            }
+            let mut seen = std::collections::HashSet::new();
+            for s in segs(h) {
+                let (d, low) = s.range();
+                assert!(seen.insert((d, low)), "one range twice");
+            }
+        };
+        check(&h);
+        assert!(segs(&h).iter().all(|s| s.epoch() == 0));
+        h.place(3);
+        h.stamp(5);
+        let (f, _) = kv(7);
+        h.set(&f, b"x", Limits::default());
+        let before = segs(&h).len();
+        let t = h.as_table().unwrap().clone();
+        let target = t.segment_of(&f);
+        let mut i = 0;
+        while segs(&h).len() == before {
+            let g = format!("more:{i}").into_bytes();
+            i += 1;
+            if h.as_table().unwrap().segment_of(&g) == target {
+                h.set(&g, b"y", Limits::default());
+            }
+        }
+        check(&h);
+        let stamped: Vec<(u32, u32)> = segs(&h)
+            .iter()
+            .filter(|s| s.epoch() == 5)
+            .map(|s| s.range())
+            .collect();
+        assert_eq!(stamped.len(), 2, "the two halves of the split: {stamped:?}");
+        assert_eq!(h.as_table().unwrap().epochs().placed(), Some(3));
+        // The clone taken before (a snapshot's) kept its segments and epochs.
+        assert!(t.segments().iter().filter(|s| s.epoch() == 5).count() == 1);
+        // A removal stamps too.
+        h.stamp(6);
+        assert!(h.remove(&kv(100).0));
+        assert_eq!(segs(&h).iter().filter(|s| s.epoch() == 6).count(), 1);
+    }
 }
 
 #[cfg(test)]

@@ -53,8 +53,10 @@ use crate::types::string::CHUNK;
 /// changed since, and the value's other chunks come from an older file of
 /// the chain, so a patched key is not hidden by the patch's range. A
 /// version-3 reader would refuse the entry type, but with a misleading
-/// message; the version says what a reader must know. Version-1 to -3
-/// files have no patches and read the same.
+/// message; the version says what a reader must know. Patches of big
+/// hashes and sets ([`TYPE_HASH_PATCH`], [`TYPE_SET_PATCH`]: the changed
+/// segments' hash ranges and elements) joined version 4 before any
+/// release of it. Version-1 to -3 files have no patches and read the same.
 pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version this code reads.
 pub const OLDEST_VERSION: u32 = 1;
@@ -107,6 +109,15 @@ const TYPE_SET_SEGMENTED: u8 = 6;
 /// bytes follow as those pieces; its other chunks are the value's in the
 /// chain's older files ([`super::chain`]).
 const TYPE_STRING_PATCH: u8 = 7;
+/// A patch of a segmented hash (version 4): its new pair count, the seed
+/// its field hashes were laid out with (u64), the index of its first
+/// piece among those that follow the frame, and the ranges (depth, low
+/// bits of the field hash) of its segments changed since the delta's
+/// base, whose pairs follow as those pieces; the rest of its pairs are
+/// the value's in the chain's older files ([`super::chain`]).
+const TYPE_HASH_PATCH: u8 = 8;
+/// A patch of a segmented set, as [`TYPE_HASH_PATCH`] with members.
+const TYPE_SET_PATCH: u8 = 9;
 /// The most chunks that may follow one frame (bytes 5..8 of its header).
 const MAX_FOLLOWING: u32 = (1 << 24) - 1;
 /// Bytes of the end frame's payload.

@@ -28,4 +28,6 @@ pub mod reader;
 #[cfg(test)]
 mod patch_tests;
 #[cfg(test)]
+mod segments_patch_tests;
+#[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ use crate::types::string::CHUNK;
 use crate::value::Value;
 use crate::Shard;
 
-type State = BTreeMap<(u16, Vec<u8>), (Value, u64)>;
+pub(super) type State = BTreeMap<(u16, Vec<u8>), (Value, u64)>;
 
 /// 4 MiB: 64 chunks.
 const BIG_LEN: usize = 64 * CHUNK;
@@ -24,7 +24,12 @@ fn pattern(n: usize, seed: u8) -> Vec<u8> {
 
 /// Takes a snapshot of `shard` (full or delta, `id`) as a file; `during`
 /// runs between the capture's steps (writes after the barrier).
-fn snapshot(shard: &mut Shard, full: bool, id: u64, during: impl FnMut(&mut Shard)) -> Vec<u8> {
+pub(super) fn snapshot(
+    shard: &mut Shard,
+    full: bool,
+    id: u64,
+    during: impl FnMut(&mut Shard),
+) -> Vec<u8> {
     let start = shard.begin_snapshot(full, false);
     let kind = if start.since.is_none() {
         Kind::Full
@@ -53,7 +58,7 @@ fn snapshot(shard: &mut Shard, full: bool, id: u64, during: impl FnMut(&mut Shar
 }
 
 /// Loads a chain (oldest file first) as the server does.
-fn try_load(chain: &[Vec<u8>]) -> Result<State, String> {
+pub(super) fn try_load(chain: &[Vec<u8>]) -> Result<State, String> {
     let mut coverage = Coverage::default();
     let mut state = State::new();
     for (n, file) in chain.iter().enumerate().rev() {
@@ -74,7 +79,7 @@ fn try_load(chain: &[Vec<u8>]) -> Result<State, String> {
 }
 
 /// The state of a shard's database 0.
-fn state_of(shard: &Shard) -> State {
+pub(super) fn state_of(shard: &Shard) -> State {
     shard
         .db(0)
         .iter()
@@ -83,11 +88,11 @@ fn state_of(shard: &Shard) -> State {
 }
 
 /// A patch's key and the indices of its chunks.
-type KeyChunks = (Vec<u8>, Vec<u64>);
+pub(super) type KeyChunks = (Vec<u8>, Vec<u64>);
 
 /// The patches and chunks frames of a file: (key, chunk indices) of each
 /// patch, and the payload bytes of its chunks frames.
-fn patches_of(file: &[u8]) -> (Vec<KeyChunks>, usize) {
+pub(super) fn patches_of(file: &[u8]) -> (Vec<KeyChunks>, usize) {
     let (_, frames, _) = format::read_all(file).unwrap();
     let mut patches = Vec::new();
     for f in &frames {
@@ -408,6 +413,7 @@ fn a_patch_of_another_chunk_size_applies_in_its_own_unit() {
         chunks: vec![(1, chunk(one)), (3, chunk(three))],
         chunk: size,
         offset: 0,
+        segments: None,
     };
     assert_eq!(patch.apply(&base).unwrap(), Value::string(want));
     // Without the grown chunk the bytes past the base are missing.

@@ -19,6 +19,10 @@
 //!   is about to change first ([`Table::segment_of`],
 //!   `PageTable::get_value_mut_for`), or copies that one segment
 //!   (`Arc::make_mut`), never the hash.
+//!   Each segment knows its range of field hashes (depth, low bits) and
+//!   the epoch it last changed in, and the table the epoch it was placed
+//!   whole in ([`crate::types::Epochs`]), so a delta writes only the
+//!   segments changed since its base (docs/FORMATS.md, type 8).
 //!
 //! As Redis, a listpack becomes a hashtable when it grows past a limit and
 //! never goes back, except when a whole hash is loaded (RESTORE).
@@ -35,6 +39,7 @@ use std::sync::{Arc, OnceLock};
 
 use hashbrown::HashTable;
 
+use crate::types::Epochs;
 use crate::varint::{get as get_varint, len as varint_len, put as put_varint};
 
 /// Most pairs in one segment of a hashtable before it splits.
@@ -187,8 +192,15 @@ fn field_at(data: &[u8], o: usize) -> &[u8] {
 /// segment is at most [`SEG_MAX_BYTES`] of live pairs (or one pair).
 #[derive(Debug, Clone)]
 pub struct Segment {
-    /// How many low bits of the hash all its fields share.
+    /// How many low bits of the hash all its fields share...
     depth: u32,
+    /// ...and what they are: the segment holds the fields whose hash's
+    /// low `depth` bits are `low` (its range, which a delta's patch
+    /// names).
+    low: u32,
+    /// The epoch it last changed in ([`crate::types::Epochs::stamp`] of
+    /// its hash at the time; a split stamps both halves).
+    epoch: u32,
     data: Vec<u8>,
     /// Bytes of `data` that no live pair uses.
     garbage: usize,
@@ -196,9 +208,11 @@ pub struct Segment {
 }
 
 impl Segment {
-    fn new(depth: u32) -> Segment {
+    fn new(depth: u32, low: u32, epoch: u32) -> Segment {
         Segment {
             depth,
+            low,
+            epoch,
             data: Vec::new(),
             garbage: 0,
             index: HashTable::new(),
@@ -316,6 +330,16 @@ impl Segment {
         self.index.len()
     }
 
+    /// Its range of field hashes: (depth, low bits).
+    pub fn range(&self) -> (u32, u32) {
+        (self.depth, self.low)
+    }
+
+    /// The epoch it last changed in.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
@@ -350,6 +374,8 @@ struct Dir {
     seg_heap: usize,
     /// Sum of the pairs' bytes in the pair encoding.
     data: usize,
+    /// For delta snapshots ([`crate::types::Epochs`]).
+    epochs: Epochs,
 }
 
 /// A hash in the hashtable encoding (see the module docs).
@@ -366,7 +392,7 @@ impl Default for Table {
 
 impl Table {
     pub fn new() -> Table {
-        let seg = Segment::new(0);
+        let seg = Segment::new(0, 0, 0);
         Table {
             dir: Arc::new(Dir {
                 depth: 0,
@@ -375,6 +401,7 @@ impl Table {
                 segs: vec![Arc::new(seg)],
                 len: 0,
                 data: 0,
+                epochs: Epochs::default(),
             }),
         }
     }
@@ -390,6 +417,26 @@ impl Table {
     /// The segments (for tests and the snapshot).
     pub fn segments(&self) -> &[Arc<Segment>] {
         &self.dir.segs
+    }
+
+    /// Its epochs for delta snapshots.
+    pub fn epochs(&self) -> Epochs {
+        self.dir.epochs
+    }
+
+    /// Changes its epochs (copying the directory only if they change and
+    /// a snapshot shares it).
+    fn set_epochs(&mut self, f: impl FnOnce(&mut Epochs)) {
+        let mut e = self.dir.epochs;
+        f(&mut e);
+        if e != self.dir.epochs {
+            Arc::make_mut(&mut self.dir).epochs = e;
+        }
+    }
+
+    /// The seed its fields are placed in segments by (this process's).
+    pub fn seed(&self) -> u64 {
+        seed()
     }
 
     /// The number of the segment that holds (or would hold) field `f`:
@@ -415,10 +462,12 @@ impl Table {
         let h = field_hash(f);
         let dir = Arc::make_mut(&mut self.dir);
         let si = Self::seg_of(dir, h);
+        let stamp = dir.epochs.stamp;
         let Some(arc) = dir.segs.get_mut(si) else {
             return false;
         };
         let seg = Arc::make_mut(arc);
+        seg.epoch = stamp;
         let before = seg.heap();
         let added = match seg.set(h, f, v) {
             Some(old_len) => {
@@ -447,10 +496,12 @@ impl Table {
         let h = field_hash(f);
         let dir = Arc::make_mut(&mut self.dir);
         let si = Self::seg_of(dir, h);
+        let stamp = dir.epochs.stamp;
         let Some(arc) = dir.segs.get_mut(si) else {
             return false;
         };
         let seg = Arc::make_mut(arc);
+        seg.epoch = stamp;
         let before = seg.heap();
         let Some(len) = seg.remove(h, f) else {
             return false;
@@ -529,12 +580,12 @@ impl Dir {
             return;
         }
         let bit = 1u64 << depth;
-        let mut a = Segment::new(depth + 1);
-        let mut b = Segment::new(depth + 1);
-        let mut low = None;
+        let low = old.low;
+        let stamp = self.epochs.stamp;
+        let mut a = Segment::new(depth + 1, low, stamp);
+        let mut b = Segment::new(depth + 1, low | (1 << depth), stamp);
         for (f, v) in old.pairs() {
             let h = field_hash(f);
-            low.get_or_insert(h & (bit - 1));
             if h & bit != 0 {
                 b.insert_new(h, f, v);
             } else {
@@ -553,7 +604,7 @@ impl Dir {
         }
         self.segs.push(Arc::new(b));
         // The slots of the old segment with the new bit set go to `b`.
-        let low = low.unwrap_or(0) as usize;
+        let low = low as usize;
         let step = 1usize << depth;
         let mut j = low | step;
         while j < self.slots.len() {
@@ -740,6 +791,104 @@ impl Hash {
             Hash::Pack(_) => None,
             Hash::Table(t) => Some(t),
         }
+    }
+
+    /// Stamps the epoch the segments the next change touches are marked
+    /// with ([`crate::types::Epochs`]; a listpack keeps none).
+    pub fn stamp(&mut self, epoch: u64) {
+        if let Hash::Table(t) = self {
+            if t.dir.epochs.stamp_differs(epoch) {
+                t.set_epochs(|e| e.stamp(epoch));
+            }
+        }
+    }
+
+    /// Notes that it is placed whole at a key in `epoch`.
+    pub fn place(&mut self, epoch: u64) {
+        if let Hash::Table(t) = self {
+            t.set_epochs(|e| e.place(epoch));
+        }
+    }
+
+    /// [`Hash::place`] for one not placed yet (a listpack converted by a
+    /// change).
+    pub fn place_if_new(&mut self, epoch: u64) {
+        if let Hash::Table(t) = self {
+            t.set_epochs(|e| e.place_if_new(epoch));
+        }
+    }
+
+    /// The hash a delta's patch (docs/FORMATS.md, type 8) makes of `base`
+    /// (the key's value in an older file, in any encoding): `base`
+    /// without its fields whose hash under `seed` falls in one of
+    /// `ranges` (the segments that changed), plus the pairs of `pieces`
+    /// (one per range, [`Segment::write_piece`]'s encoding, each pair
+    /// inside its piece's range), checked: `count` pairs in all, no field
+    /// twice. An error says what does not fit.
+    pub fn patched(
+        base: &Hash,
+        seed: u64,
+        ranges: &[(u8, u64)],
+        pieces: &[&[u8]],
+        count: u64,
+    ) -> Result<Hash, String> {
+        let changed = crate::types::Ranges::new(ranges);
+        let hit = |f: &[u8]| changed.holds(xxhash_rust::xxh3::xxh3_64_with_seed(f, seed));
+        let mut t = match base {
+            Hash::Table(t) => {
+                let mut t = t.clone();
+                let gone: Vec<Vec<u8>> = t
+                    .iter()
+                    .filter(|(f, _)| hit(f))
+                    .map(|(f, _)| f.to_vec())
+                    .collect();
+                for f in gone {
+                    t.remove(&f);
+                }
+                t
+            }
+            Hash::Pack(_) => {
+                let mut t = Table::new();
+                for (f, v) in base.iter().filter(|(f, _)| !hit(f)) {
+                    t.set(f, v);
+                }
+                t
+            }
+        };
+        if ranges.len() != pieces.len() {
+            return Err("its ranges and its pieces differ in number".to_owned());
+        }
+        for (&(depth, low), b) in ranges.iter().zip(pieces) {
+            let bad = || "a malformed segment".to_owned();
+            let mut pos = 0;
+            let n = get_varint(b, &mut pos).ok_or_else(bad)?;
+            for _ in 0..n {
+                let flen = get_varint(b, &mut pos).ok_or_else(bad)?;
+                let f = take(b, &mut pos, flen).ok_or_else(bad)?;
+                let vlen = get_varint(b, &mut pos).ok_or_else(bad)?;
+                let v = take(b, &mut pos, vlen).ok_or_else(bad)?;
+                let h = xxhash_rust::xxh3::xxh3_64_with_seed(f, seed);
+                if crate::types::low_bits(h, depth) != low {
+                    return Err("a field outside its segment's range".to_owned());
+                }
+                if !t.set(f, v) {
+                    return Err("a field twice".to_owned());
+                }
+                if t.len() as u64 > count {
+                    return Err(format!("more fields than the {count} it says"));
+                }
+            }
+            if pos != b.len() {
+                return Err(bad());
+            }
+        }
+        if t.len() as u64 != count {
+            return Err(format!(
+                "its base and its segments make {} fields, not the {count} it says",
+                t.len()
+            ));
+        }
+        Ok(Hash::Table(t))
     }
 
     /// OBJECT ENCODING's name.
@@ -1098,6 +1247,64 @@ mod tests {
         });
         assert_eq!(cmds, ["DEL", "HSET", "HSET", "HSET", "PEXPIREAT"]);
         assert_eq!(pairs, 2500);
+    }
+
+    /// Each segment holds exactly the fields of its range (depth, low
+    /// bits), the ranges never overlap, and a write stamps the segment it
+    /// changes (a split both halves) with the epoch set before it, and no
+    /// other: what a delta's patch relies on.
+    #[test]
+    fn segments_know_their_range_and_the_epoch_they_changed_in() {
+        let mut h = Hash::Table(Table::new());
+        for i in 0..20_000 {
+            let (f, v) = kv(i);
+            h.set(&f, &v, Limits::default());
+        }
+        let segs = |h: &Hash| h.as_table().unwrap().segments().to_vec();
+        let check = |h: &Hash| {
+            for s in segs(h) {
+                let (d, low) = s.range();
+                for (f, _) in s.pairs() {
+                    assert_eq!(field_hash(f) & ((1u64 << d) - 1), u64::from(low));
+                }
+            }
+            let mut seen = std::collections::HashSet::new();
+            for s in segs(h) {
+                let (d, low) = s.range();
+                assert!(seen.insert((d, low)), "one range twice");
+            }
+        };
+        check(&h);
+        assert!(segs(&h).iter().all(|s| s.epoch() == 0));
+        h.place(3);
+        h.stamp(5);
+        let (f, _) = kv(7);
+        h.set(&f, b"x", Limits::default());
+        let before = segs(&h).len();
+        let t = h.as_table().unwrap().clone();
+        let target = t.segment_of(&f);
+        let mut i = 0;
+        while segs(&h).len() == before {
+            let g = format!("more:{i}").into_bytes();
+            i += 1;
+            if h.as_table().unwrap().segment_of(&g) == target {
+                h.set(&g, b"y", Limits::default());
+            }
+        }
+        check(&h);
+        let stamped: Vec<(u32, u32)> = segs(&h)
+            .iter()
+            .filter(|s| s.epoch() == 5)
+            .map(|s| s.range())
+            .collect();
+        assert_eq!(stamped.len(), 2, "the two halves of the split: {stamped:?}");
+        assert_eq!(h.as_table().unwrap().epochs().placed(), Some(3));
+        // The clone taken before (a snapshot's) kept its segments and epochs.
+        assert!(t.segments().iter().filter(|s| s.epoch() == 5).count() == 1);
+        // A removal stamps too.
+        h.stamp(6);
+        assert!(h.remove(&kv(100).0));
+        assert_eq!(segs(&h).iter().filter(|s| s.epoch() == 6).count(), 1);
     }
 }
 

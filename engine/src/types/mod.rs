@@ -16,6 +16,94 @@ pub use hash::Hash;
 pub use set::Set;
 pub use string::Str;
 
+/// The epochs a hashtable hash or set keeps for delta snapshots (as a
+/// chunked string's, [`string::Chunked`], in 32 bits each, saturating):
+/// `stamp` is the epoch the segments the next change touches are marked
+/// with (set by the page table before it hands the value out), `born` the
+/// epoch the value was placed whole at its key in
+/// ([`string::UNPLACED`] until it is). A delta whose base is at or after
+/// `born` writes only the segments whose epoch is later than the base
+/// (docs/FORMATS.md, "Patches").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epochs {
+    pub stamp: u32,
+    pub born: u32,
+}
+
+impl Default for Epochs {
+    fn default() -> Epochs {
+        Epochs {
+            stamp: 0,
+            born: string::UNPLACED,
+        }
+    }
+}
+
+impl Epochs {
+    /// The epoch the value was placed whole in, if it was and neither
+    /// epoch saturated ([`string::Chunked::placed`]).
+    pub fn placed(&self) -> Option<u64> {
+        (self.born < string::EPOCH_SATURATED && self.stamp < string::EPOCH_SATURATED)
+            .then_some(u64::from(self.born))
+    }
+
+    /// Whether [`Epochs::stamp`] would change them (so a shared value is
+    /// copied only when it must).
+    pub fn stamp_differs(&self, epoch: u64) -> bool {
+        self.stamp != string::small_epoch(epoch)
+    }
+
+    pub fn stamp(&mut self, epoch: u64) {
+        self.stamp = string::small_epoch(epoch);
+    }
+
+    pub fn place(&mut self, epoch: u64) {
+        self.born = string::small_epoch(epoch);
+    }
+
+    pub fn place_if_new(&mut self, epoch: u64) {
+        if self.born == string::UNPLACED {
+            self.born = string::small_epoch(epoch);
+        }
+    }
+}
+
+/// The low `depth` bits of `h` (all of it from 64 on).
+#[inline]
+pub fn low_bits(h: u64, depth: u8) -> u64 {
+    if depth >= 64 {
+        h
+    } else {
+        h & ((1u64 << depth) - 1)
+    }
+}
+
+/// The segment ranges a delta's patch of a hash or set names (each a
+/// depth and the low bits of the element hashes it holds), grouped by
+/// depth so that [`Ranges::holds`] is a lookup per distinct depth.
+#[derive(Debug, Default)]
+pub struct Ranges(Vec<(u8, hashbrown::HashSet<u64>)>);
+
+impl Ranges {
+    pub fn new(ranges: &[(u8, u64)]) -> Ranges {
+        let mut r = Ranges::default();
+        for &(d, low) in ranges {
+            match r.0.iter_mut().find(|(x, _)| *x == d) {
+                Some((_, set)) => {
+                    set.insert(low);
+                }
+                None => r.0.push((d, std::iter::once(low).collect())),
+            }
+        }
+        r
+    }
+
+    /// Whether an element of hash `h` is in one of the ranges.
+    pub fn holds(&self, h: u64) -> bool {
+        self.0.iter().any(|(d, set)| set.contains(&low_bits(h, *d)))
+    }
+}
+
 /// A stored value: strings, hashes and sets so far; the other Redis types
 /// join as their command families arrive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,25 +197,29 @@ impl Value {
     pub fn stamp(&mut self, epoch: u64) {
         match self {
             Value::Str(s) => s.stamp(epoch),
-            Value::Hash(_) => {}
-            Value::Set(_) => {}
+            Value::Hash(h) => h.stamp(epoch),
+            Value::Set(s) => s.stamp(epoch),
         }
     }
 
     /// Notes that the value is placed whole at a key in `epoch`
-    /// ([`Str::place`]; hashes and sets keep no such epoch).
+    /// ([`Str::place`]; a hashtable hash or set keeps it too).
     #[inline]
     pub fn place(&mut self, epoch: u64) {
-        if let Value::Str(s) = self {
-            s.place(epoch);
+        match self {
+            Value::Str(s) => s.place(epoch),
+            Value::Hash(h) => h.place(epoch),
+            Value::Set(s) => s.place(epoch),
         }
     }
 
     /// [`Value::place`] for a value not placed yet ([`Str::place_if_new`]).
     #[inline]
     pub fn place_if_new(&mut self, epoch: u64) {
-        if let Value::Str(s) = self {
-            s.place_if_new(epoch);
+        match self {
+            Value::Str(s) => s.place_if_new(epoch),
+            Value::Hash(h) => h.place_if_new(epoch),
+            Value::Set(s) => s.place_if_new(epoch),
         }
     }
 

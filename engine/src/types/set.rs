@@ -19,6 +19,9 @@
 //!   the segment it is about to change first ([`Set::segment_of`],
 //!   `PageTable::get_value_mut_for`), or copies that one segment
 //!   (`Arc::make_mut`), never the whole set.
+//!   Segments know their hash range and the epoch they last changed in,
+//!   the table the epoch it was placed in, so a delta writes only the
+//!   segments changed since its base (docs/FORMATS.md, type 9).
 //!
 //! As Redis: a set grows intset -> listpack -> hashtable (or straight to
 //! hashtable) and never converts back while it lives; only a new set
@@ -36,6 +39,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
+use crate::types::Epochs;
 use crate::varint::{get as get_varint, len as varint_len, put as put_varint};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -187,12 +191,19 @@ pub struct Table {
     len: usize,
     /// Bytes of members.
     bytes: usize,
+    /// For delta snapshots ([`crate::types::Epochs`]).
+    epochs: Epochs,
 }
 
 /// One segment: the members whose hash's low `depth` bits are its own.
 #[derive(Debug, Clone, Default)]
 pub struct Segment {
     depth: u32,
+    /// The low `depth` bits of its members' hashes (its range, which a
+    /// delta's patch names).
+    low: u32,
+    /// The epoch it last changed in (a split stamps both halves).
+    epoch: u32,
     bytes: usize,
     members: HashTable<Box<[u8]>>,
 }
@@ -201,6 +212,16 @@ impl Segment {
     /// About the bytes of its piece ([`Segment::write_piece`]).
     pub fn piece_len(&self) -> usize {
         self.bytes + self.members.len() + 10
+    }
+
+    /// Its range of member hashes: (depth, low bits).
+    pub fn range(&self) -> (u32, u32) {
+        (self.depth, self.low)
+    }
+
+    /// The epoch it last changed in.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
     }
 
     /// Appends its snapshot piece (a segmented set writes one per
@@ -344,6 +365,7 @@ impl Table {
             segs: vec![Arc::new(Segment::default())],
             len: 0,
             bytes: 0,
+            epochs: Epochs::default(),
         }
     }
 
@@ -367,9 +389,10 @@ impl Table {
     /// Splits segment `s` in two by the next hash bit (copying it first
     /// if a snapshot shares it: at most one segment's members).
     fn split(&mut self, s: usize) {
-        let Some(d) = self.segs.get(s).map(|x| x.depth) else {
+        let Some((d, low)) = self.segs.get(s).map(|x| (x.depth, x.low)) else {
             return;
         };
+        let epoch = self.epochs.stamp;
         if d == self.depth {
             self.dir.extend_from_within(..);
             self.depth += 1;
@@ -382,10 +405,14 @@ impl Table {
         let (mut a, mut b) = (
             Segment {
                 depth: d + 1,
+                low,
+                epoch,
                 ..Segment::default()
             },
             Segment {
                 depth: d + 1,
+                low: low | (1 << d),
+                epoch,
                 ..Segment::default()
             },
         );
@@ -429,6 +456,7 @@ impl Table {
                 return false;
             };
             let seg = Arc::make_mut(seg);
+            seg.epoch = self.epochs.stamp;
             seg.bytes += m.len();
             seg.members
                 .insert_unique(inner(h), m.into(), |x| inner(mhash(x)));
@@ -451,6 +479,7 @@ impl Table {
             return false;
         }
         let seg = Arc::make_mut(seg);
+        seg.epoch = self.epochs.stamp;
         if let Ok(e) = seg.members.find_entry(inner(h), |x| **x == *m) {
             e.remove();
         }
@@ -920,6 +949,123 @@ impl Set {
             }
         }
         (t.len as u64 == count).then_some(Set::Table(Arc::new(t)))
+    }
+
+    /// Its epochs for delta snapshots (None for a compact set).
+    pub fn epochs(&self) -> Option<Epochs> {
+        match self {
+            Set::Table(t) => Some(t.epochs),
+            Set::Small(_) | Set::Compact(_) => None,
+        }
+    }
+
+    /// The seed its members are placed in segments by.
+    pub fn seed() -> u64 {
+        SEED
+    }
+
+    fn set_epochs(&mut self, f: impl FnOnce(&mut Epochs)) {
+        if let Set::Table(t) = self {
+            let mut e = t.epochs;
+            f(&mut e);
+            if e != t.epochs {
+                Arc::make_mut(t).epochs = e;
+            }
+        }
+    }
+
+    /// Stamps the epoch the segments the next change touches are marked
+    /// with ([`crate::types::Epochs`]; a compact set keeps none).
+    pub fn stamp(&mut self, epoch: u64) {
+        self.set_epochs(|e| e.stamp(epoch));
+    }
+
+    /// Notes that it is placed whole at a key in `epoch`.
+    pub fn place(&mut self, epoch: u64) {
+        self.set_epochs(|e| e.place(epoch));
+    }
+
+    /// [`Set::place`] for one not placed yet (converted by a change).
+    pub fn place_if_new(&mut self, epoch: u64) {
+        self.set_epochs(|e| e.place_if_new(epoch));
+    }
+
+    /// The set a delta's patch (docs/FORMATS.md, type 9) makes of `base`
+    /// (the key's value in an older file, in any encoding), as
+    /// [`crate::types::Hash::patched`]: `base` without its members whose
+    /// hash under `seed` falls in one of `ranges`, plus the members of
+    /// `pieces` (one per range, each inside it), `count` in all.
+    pub fn patched(
+        base: &Set,
+        seed: u64,
+        ranges: &[(u8, u64)],
+        pieces: &[&[u8]],
+        count: u64,
+    ) -> Result<Set, String> {
+        let changed = crate::types::Ranges::new(ranges);
+        let hit = |m: &[u8]| changed.holds(xxh3_64_with_seed(m, seed));
+        let mut t = match base {
+            Set::Table(t) => {
+                let mut t = Arc::clone(t);
+                let gone: Vec<Vec<u8>> = t.iter().filter(|m| hit(m)).map(<[u8]>::to_vec).collect();
+                if !gone.is_empty() {
+                    let tm = Arc::make_mut(&mut t);
+                    for m in gone {
+                        tm.remove(&m);
+                    }
+                }
+                t
+            }
+            _ => {
+                let mut t = Table::new();
+                for m in base.members() {
+                    m.with(|b| {
+                        if !hit(b) {
+                            t.insert(b);
+                        }
+                    });
+                }
+                Arc::new(t)
+            }
+        };
+        if ranges.len() != pieces.len() {
+            return Err("its ranges and its pieces differ in number".to_owned());
+        }
+        let tm = Arc::make_mut(&mut t);
+        for (&(depth, low), b) in ranges.iter().zip(pieces) {
+            let bad = || "a malformed segment".to_owned();
+            let mut pos = 0usize;
+            let n = get_varint(b, &mut pos).ok_or_else(bad)?;
+            for _ in 0..n {
+                let len = get_varint(b, &mut pos)
+                    .and_then(|l| usize::try_from(l).ok())
+                    .ok_or_else(bad)?;
+                let m = pos
+                    .checked_add(len)
+                    .and_then(|end| b.get(pos..end))
+                    .ok_or_else(bad)?;
+                pos += len;
+                if crate::types::low_bits(xxh3_64_with_seed(m, seed), depth) != low {
+                    return Err("a member outside its segment's range".to_owned());
+                }
+                if !tm.insert(m) {
+                    return Err("a member twice".to_owned());
+                }
+                if tm.len as u64 > count {
+                    return Err(format!("more members than the {count} it says"));
+                }
+            }
+            if pos != b.len() {
+                return Err(bad());
+            }
+        }
+        if tm.len as u64 != count {
+            return Err(format!(
+                "its base and its segments make {} members, not the {count} it says",
+                tm.len
+            ));
+        }
+        Ok(Set::Table(t))
     }
 
     /// A hashtable's segments (None for a compact set).

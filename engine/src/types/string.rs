@@ -70,15 +70,15 @@ pub struct Chunked {
 }
 
 /// [`Chunked::born`] of a value not placed yet: never at or before a base.
-const UNPLACED: u32 = u32::MAX;
+pub(crate) const UNPLACED: u32 = u32::MAX;
 
 /// The largest epoch [`Chunked`] keeps exactly; from it on (after some 4
 /// billion snapshots) a value touched counts as placed anew, so a delta
 /// writes it whole rather than trust a saturated stamp.
-const EPOCH_SATURATED: u32 = u32::MAX - 1;
+pub(crate) const EPOCH_SATURATED: u32 = u32::MAX - 1;
 
 /// `epoch` in [`Chunked`]'s 32 bits, saturated at [`EPOCH_SATURATED`].
-fn small_epoch(epoch: u64) -> u32 {
+pub(crate) fn small_epoch(epoch: u64) -> u32 {
     u32::try_from(epoch).map_or(EPOCH_SATURATED, |e| e.min(EPOCH_SATURATED))
 }
 

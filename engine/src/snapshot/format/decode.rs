@@ -111,6 +111,21 @@ pub struct Patch {
     pub chunk: usize,
     /// Offset of its frame in its file (for error messages).
     pub offset: u64,
+    /// A patch of a segmented hash or set (types 8 and 9): `len` is then
+    /// its element count and `chunks` its changed segments' pieces, one
+    /// per range, in order. None: a string's.
+    pub segments: Option<SegmentsPatch>,
+}
+
+/// What a patch of a hash or set says besides its pieces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentsPatch {
+    /// A set's (else a hash's).
+    pub set: bool,
+    /// The seed its element hashes were laid out with.
+    pub seed: u64,
+    /// The changed segments' ranges: (depth, low bits of the hash).
+    pub ranges: Vec<(u8, u64)>,
 }
 
 impl Patch {
@@ -121,6 +136,28 @@ impl Patch {
     /// does not give partial or missing (the file is not the chain it
     /// says).
     pub fn apply(&self, base: &Value) -> Result<Value, String> {
+        if let Some(sp) = &self.segments {
+            let pieces: Vec<&[u8]> = self
+                .chunks
+                .iter()
+                .map(|(_, c)| c.bytes.as_slice())
+                .collect();
+            return match (sp.set, base) {
+                (false, Value::Hash(h)) => {
+                    crate::types::Hash::patched(h, sp.seed, &sp.ranges, &pieces, self.len)
+                        .map(Value::Hash)
+                }
+                (true, Value::Set(s)) => {
+                    crate::types::Set::patched(s, sp.seed, &sp.ranges, &pieces, self.len)
+                        .map(Value::Set)
+                }
+                _ => Err(format!(
+                    "its base (the key's value in an older file) is a {}, not a {}",
+                    base.type_name(),
+                    if sp.set { "set" } else { "hash" }
+                )),
+            };
+        }
         let Value::Str(s) = base else {
             return Err(format!(
                 "its base (the key's value in an older file) is a {}, not a string",
@@ -485,7 +522,18 @@ impl PageFrame {
             let mut patch = None;
             let value = match ty {
                 TYPE_STRING_PATCH => {
-                    patch = Some(self.read_patch(b, &mut pos, len).map_err(bad)?);
+                    let (len, chunks) = self.read_patch(b, &mut pos, len).map_err(bad)?;
+                    patch = Some((len, chunks, None));
+                    Value::string(Vec::new())
+                }
+                TYPE_HASH_PATCH | TYPE_SET_PATCH => {
+                    let (pieces, sp) = self
+                        .read_segments_patch(b, &mut pos, ty == TYPE_SET_PATCH)
+                        .map_err(bad)?;
+                    if len == 0 {
+                        return Err(bad("a patch of no element"));
+                    }
+                    patch = Some((len, pieces, Some(sp)));
                     Value::string(Vec::new())
                 }
                 TYPE_STRING => Value::string(
@@ -545,7 +593,7 @@ impl PageFrame {
                 return Err(bad("key outside the page's hash range"));
             }
             out.push(match patch {
-                Some((len, chunks)) => Item::Patch(Patch {
+                Some((len, chunks, segments)) => Item::Patch(Patch {
                     hash,
                     key: key.to_vec(),
                     expire_at,
@@ -553,6 +601,7 @@ impl PageFrame {
                     chunks,
                     chunk: self.chunk,
                     offset: self.offset,
+                    segments,
                 }),
                 None => Item::Whole(Entry::new(hash, key.into(), value, expire_at)),
             });
@@ -598,6 +647,46 @@ impl PageFrame {
         Ok((len, out))
     }
 
+    /// A hash or set patch's body after its type and element count: the
+    /// seed, its first piece, its count of segments and their ranges,
+    /// checked: each range a depth of at most 32 bits and low bits inside
+    /// it, its pieces among those that follow the frame. (The pieces
+    /// themselves are checked when the patch is applied.)
+    fn read_segments_patch(
+        &self,
+        b: &[u8],
+        pos: &mut usize,
+        set: bool,
+    ) -> Result<(Pieces, SegmentsPatch), &'static str> {
+        let seed = pos
+            .checked_add(8)
+            .and_then(|end| b.get(*pos..end))
+            .and_then(|s| <[u8; 8]>::try_from(s).ok())
+            .map(u64::from_le_bytes)
+            .ok_or("bad seed")?;
+        *pos += 8;
+        let first = get_varint(b, pos).ok_or("bad piece index")?;
+        let count = get_varint(b, pos).ok_or("bad segment count")?;
+        let pieces = usize::try_from(first)
+            .ok()
+            .zip(usize::try_from(first.saturating_add(count)).ok())
+            .and_then(|(a, z)| self.chunks.get(a..z))
+            .ok_or("a patch past the pieces that follow")?;
+        let mut ranges = Vec::with_capacity(pieces.len());
+        let mut out = Vec::with_capacity(pieces.len());
+        for (i, c) in pieces.iter().enumerate() {
+            let depth = *b.get(*pos).ok_or("bad segment depth")?;
+            *pos += 1;
+            let low = get_varint(b, pos).ok_or("bad segment range")?;
+            if depth > 32 || low >> depth != 0 {
+                return Err("a segment range out of bounds");
+            }
+            ranges.push((depth, low));
+            out.push((i as u64, Arc::clone(c)));
+        }
+        Ok((out, SegmentsPatch { set, seed, ranges }))
+    }
+
     /// Every entry of every part, checked, patches included.
     pub fn decode_items(&self, offset: u64) -> Result<Vec<Item>, FormatError> {
         let mut out = Vec::new();
@@ -617,8 +706,11 @@ impl PageFrame {
     }
 }
 
+/// A patch's pieces (chunks or segments) with their indices.
+type Pieces = Vec<(u64, Arc<Chunk>)>;
+
 /// A patch's length and its chunks with their indices.
-type PatchBody = (u64, Vec<(u64, Arc<Chunk>)>);
+type PatchBody = (u64, Pieces);
 
 fn take<'a>(b: &'a [u8], pos: &mut usize, len: u64) -> Option<&'a [u8]> {
     let end = pos.checked_add(usize::try_from(len).ok()?)?;

@@ -405,8 +405,48 @@ fn put_entries<'a, E: Into<EntryRef<'a>>>(
 /// ascending indices of its chunks changed since `base`, which are added
 /// to `big`. Returns false (nothing written) for any other value.
 fn put_patch(buf: &mut Vec<u8>, e: &Entry, base: u64, big: &mut Vec<(u64, Vec<Piece>)>) -> bool {
-    let Value::Str(s) = &e.value else {
-        return false;
+    let s = match &e.value {
+        Value::Str(s) => s,
+        Value::Hash(h) => {
+            let Some(t) = h.as_table() else {
+                return false;
+            };
+            let segs = t.segments();
+            let changed = segs
+                .iter()
+                .filter(|s| u64::from(s.epoch()) > base)
+                .map(|s| (s.range(), Piece::HashSegment(Arc::clone(s))));
+            let placed = t.epochs().placed();
+            return put_segments_patch(
+                buf,
+                e.hash,
+                TYPE_HASH_PATCH,
+                (h.len(), t.seed()),
+                (segs.len(), placed),
+                base,
+                changed,
+                big,
+            );
+        }
+        Value::Set(s) => {
+            let (Some(segs), Some(epochs)) = (s.segments(), s.epochs()) else {
+                return false;
+            };
+            let changed = segs
+                .iter()
+                .filter(|s| u64::from(s.epoch()) > base)
+                .map(|s| (s.range(), Piece::SetSegment(Arc::clone(s))));
+            return put_segments_patch(
+                buf,
+                e.hash,
+                TYPE_SET_PATCH,
+                (s.len(), set::Set::seed()),
+                (segs.len(), epochs.placed()),
+                base,
+                changed,
+                big,
+            );
+        }
     };
     let Some(c) = s.as_chunked() else {
         return false;
@@ -433,6 +473,43 @@ fn put_patch(buf: &mut Vec<u8>, e: &Entry, base: u64, big: &mut Vec<(u64, Vec<Pi
             .map(|(_, ch)| Piece::Chunk(Arc::clone(ch)))
             .collect();
         big.push((e.hash, pieces));
+    }
+    true
+}
+
+/// Writes a segmented hash or set (more than one segment, placed at or
+/// before `base`) as a patch entry (type 8 or 9, after its key): its
+/// element count, the seed its element hashes were laid out with, the
+/// index of its first piece among those following the frame, the count
+/// and the ranges (depth, low bits) of its segments changed since `base`,
+/// which are added to `big` (one piece each, as a segmented entry's).
+/// Returns false (nothing written) if it is not such a value.
+#[allow(clippy::too_many_arguments)]
+fn put_segments_patch(
+    buf: &mut Vec<u8>,
+    hash: u64,
+    ty: u8,
+    (count, seed): (usize, u64),
+    (segments, placed): (usize, Option<u64>),
+    base: u64,
+    changed: impl Iterator<Item = ((u32, u32), Piece)>,
+    big: &mut Vec<(u64, Vec<Piece>)>,
+) -> bool {
+    if segments < 2 || placed.is_none_or(|born| born > base) {
+        return false;
+    }
+    let (ranges, pieces): (Vec<(u32, u32)>, Vec<Piece>) = changed.unzip();
+    buf.push(ty);
+    put_varint(buf, count as u64);
+    buf.extend_from_slice(&seed.to_le_bytes());
+    put_varint(buf, chunk_count(big) as u64);
+    put_varint(buf, ranges.len() as u64);
+    for (depth, low) in ranges {
+        buf.push(depth as u8);
+        put_varint(buf, u64::from(low));
+    }
+    if !pieces.is_empty() {
+        big.push((hash, pieces));
     }
     true
 }

@@ -335,6 +335,9 @@ impl Str {
             crate::resp::write_bulk(out, p.get(from..to).unwrap_or_default());
             return;
         }
+        // Room for the whole reply at once: appending chunk by chunk would
+        // otherwise grow (and copy) the buffer several times.
+        out.reserve(to.saturating_sub(from) + 32);
         out.push(b'$');
         out.extend_from_slice(itoa::Buffer::new().format(to - from).as_bytes());
         out.extend_from_slice(b"\r\n");

@@ -333,6 +333,29 @@ fn a_patch_without_its_base_is_an_error() {
     assert!(frames.iter().any(|f| f.decode_entries(0).is_err()));
 }
 
+/// Every byte of `frame`'s entries changed three ways (past its crc, as a
+/// bug or an attack would), and every cut of them: some flips and every
+/// cut must fail to decode; `load` (the chain loaded with the damaged
+/// frame) runs on each, and must not panic.
+pub(super) fn flips_and_cuts(frame: &PageFrame, load: impl Fn(&PageFrame)) {
+    let mut errors = 0;
+    for i in 0..frame.raw.len() {
+        for x in [0x01u8, 0x80, 0xFF] {
+            let mut f = frame.clone();
+            f.raw[i] ^= x;
+            errors += usize::from(f.decode_items(0).is_err());
+            load(&f);
+        }
+    }
+    assert!(errors > 0);
+    for cut in 0..frame.raw.len() {
+        let mut f = frame.clone();
+        f.raw.truncate(cut);
+        assert!(f.decode_items(0).is_err());
+        load(&f);
+    }
+}
+
 /// Every byte of a frame holding a patch entry, changed (past its crc,
 /// as a bug or an attack would), and every cut of it: decoding and
 /// loading the chain give an error or a value, and never panic.
@@ -355,22 +378,7 @@ fn damaged_patch_entries_never_panic() {
         c.end_file();
         let _ = c.finish();
     };
-    let mut errors = 0;
-    for i in 0..with_patch.raw.len() {
-        for x in [0x01u8, 0x80, 0xFF] {
-            let mut f = with_patch.clone();
-            f.raw[i] ^= x;
-            errors += usize::from(f.decode_items(0).is_err());
-            try_frame(&f);
-        }
-    }
-    assert!(errors > 0);
-    for cut in 0..with_patch.raw.len() {
-        let mut f = with_patch.clone();
-        f.raw.truncate(cut);
-        assert!(f.decode_items(0).is_err());
-        try_frame(&f);
-    }
+    flips_and_cuts(&with_patch, try_frame);
     // The patch's chunks of other sizes, or missing.
     for keep in [0, 1] {
         let mut f = with_patch.clone();

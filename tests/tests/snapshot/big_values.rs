@@ -439,14 +439,7 @@ fn a_delta_after_setrange_on_a_big_value_writes_its_changed_chunks() {
     drop(con);
     shutdown(server, &["SHUTDOWN", "NOSAVE"]);
     // check-snapshot reads the patches (as keys of their files).
-    let out = Command::new(server_bin())
-        .arg("check-snapshot")
-        .arg(&snapdir)
-        .output()
-        .expect("kv-server check-snapshot");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "check-snapshot: {text}");
-    assert!(!text.contains("ERROR"), "check-snapshot: {text}");
+    check_snapshot_is_clean(&snapdir);
     let server = start(dir, &args);
     assert_state(&server, &model, "after a restart on full + 2 deltas");
     let mut con = server.conn();
@@ -537,14 +530,7 @@ fn a_delta_after_hset_and_srem_on_big_collections_writes_their_changed_segments(
     );
     drop(con);
     shutdown(server, &["SHUTDOWN", "NOSAVE"]);
-    let out = Command::new(server_bin())
-        .arg("check-snapshot")
-        .arg(&snapdir)
-        .output()
-        .expect("kv-server check-snapshot");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "check-snapshot: {text}");
-    assert!(!text.contains("ERROR"), "check-snapshot: {text}");
+    check_snapshot_is_clean(&snapdir);
     let server = start(dir, &args);
     let mut con = server.conn();
     let got: HashMap<Vec<u8>, Vec<u8>> = query(&mut con, &["HGETALL", "bighash"]);
@@ -559,4 +545,17 @@ fn a_delta_after_hset_and_srem_on_big_collections_writes_their_changed_segments(
     assert_eq!(n, 102);
     drop(con);
     shutdown(server, &["SHUTDOWN", "NOSAVE"]);
+}
+
+/// `kv-server check-snapshot DIR` reads every file of the chain (patches
+/// included) and reports no error.
+fn check_snapshot_is_clean(snapdir: &Path) {
+    let out = Command::new(server_bin())
+        .arg("check-snapshot")
+        .arg(snapdir)
+        .output()
+        .expect("kv-server check-snapshot");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "check-snapshot: {text}");
+    assert!(!text.contains("ERROR"), "check-snapshot: {text}");
 }

@@ -11,6 +11,13 @@
 //!   `fdatasync`. Records appended while a flush is in flight go into the
 //!   next one (group commit). When the flush completes, the worker releases
 //!   the replies that waited for it.
+//!   Under `always` the commit is one write through an `O_DSYNC`
+//!   descriptor: on the ring, or, with one shard and after a commit faster
+//!   than [`INLINE_MAX`], inline as a blocking pwrite on the worker thread
+//!   (as Redis blocks in fdatasync), which saves the wake-ups of a thread
+//!   that would only sleep until the commit completes. With several
+//!   shards, other shards' batches of writes wait while a commit is in
+//!   flight instead of waking the thread (`worker::Held`).
 //! - `everysec`: the flush does not sync; [`sync_loop`] issues one
 //!   `fdatasync` a second in its own task, so nothing ever waits for it;
 //!   if the previous one still runs after 2 s, `aof_delayed_fsync` counts it.
@@ -130,6 +137,9 @@ struct Seg {
     /// through it is durable when it completes, so a commit under `always`
     /// is one operation instead of a write and then an fdatasync.
     dsync: Option<RingFile>,
+    /// That descriptor as a plain file, for the inline commit
+    /// ([`INLINE_MAX`]).
+    dsync_file: Option<std::fs::File>,
     buffered: bool,
     /// The same file opened without `O_DIRECT` (None when `file` is
     /// buffered already): under `everysec` and `no` a flush writes through
@@ -524,6 +534,25 @@ impl Aof {
         dsync.write_all_at(buf, off).await
     }
 
+    /// [`Aof::durable_write_at`] as a blocking pwrite on this thread,
+    /// through the same `O_DSYNC` descriptor: durable when it returns.
+    fn durable_write_inline(&self, seg: &Seg, buf: &AlignedBuf, off: u64) -> io::Result<()> {
+        let stats = self.stats();
+        if let Some(e) = stats
+            .take_fault(FaultOp::Write)
+            .or_else(|| stats.take_fault(FaultOp::Sync))
+        {
+            return Err(e);
+        }
+        let file = seg
+            .dsync_file
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the segment has no O_DSYNC descriptor"))?;
+        file.write_all_at(buf.as_slice(), off)?;
+        stats.inline_commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn sync(&self, seg: &Seg) -> io::Result<()> {
         if let Some(e) = self.stats().take_fault(FaultOp::Sync) {
             return Err(e);
@@ -586,10 +615,14 @@ impl Aof {
             Exec::Ring => Some(RingFile::from_std(file.try_clone()?)),
             Exec::Thread(_) => None,
         };
-        let dsync = match (&ring, buffered) {
-            (Some(_), false) => open_dsync(path).ok().map(RingFile::from_std),
+        let dsync_file = match (&ring, buffered) {
+            (Some(_), false) => open_dsync(path).ok(),
             _ => None,
         };
+        let dsync = dsync_file
+            .as_ref()
+            .and_then(|f| f.try_clone().ok())
+            .map(RingFile::from_std);
         let plain = if buffered {
             None
         } else {
@@ -600,6 +633,7 @@ impl Aof {
             file: Arc::new(file.try_clone()?),
             ring,
             dsync,
+            dsync_file,
             buffered,
             plain,
             dirty: Cell::new(false),
@@ -755,6 +789,7 @@ impl Aof {
         &self,
         plan: &mut FlushPlan,
         mode: AppendFsync,
+        inline: bool,
     ) -> Result<Duration, JournalError> {
         // The segment's path, for an error only (a path per flush was 0.5%
         // of a SET's CPU under everysec: BENCHMARKS.md, M2.3).
@@ -803,6 +838,12 @@ impl Aof {
                 (Some(_), true) if seg.dirty.get() => {
                     let (r, buf) = self.write_at(&seg, buf, off).await;
                     (r, buf, false)
+                }
+                // The device was fast at the last commit: block this
+                // thread in the write, as Redis does in its fdatasync.
+                (Some(_), true) if inline => {
+                    let r = self.durable_write_inline(&seg, &buf, off);
+                    (r, buf, true)
                 }
                 (Some(dsync), true) => {
                     let (r, buf) = self.durable_write_at(dsync, buf, off).await;
@@ -1001,8 +1042,17 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
     let timer = runtime::FineTimer::new();
     // Records of the last commit, and how long it took.
     let mut last = (0usize, Duration::ZERO);
+    // One shard: the commit after a fast one blocks the thread
+    // ([`INLINE_MAX`]). With more, other shards' requests pass through this
+    // thread too, and blocking it would hold them up: commits stay on the
+    // ring.
+    let may_inline = worker.shard_count() == 1;
     loop {
-        if last.0 > 1 && worker.shared.appendfsync() == AppendFsync::Always {
+        let always = worker.shared.appendfsync() == AppendFsync::Always;
+        let inline = always && may_inline && last.1 < inline_max();
+        // A blocked thread gathers by itself: what arrives meanwhile waits
+        // for it to return.
+        if always && !inline && last.0 > 1 {
             gather(&aof, &timer, last.0, last.1).await;
         }
         let plan = aof.journal.borrow_mut().prepare_flush();
@@ -1016,7 +1066,11 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
         };
         let mode = worker.shared.appendfsync();
         let started = Instant::now();
-        let result = aof.execute(&mut plan, mode).await;
+        let held = mode == AppendFsync::Always && !inline;
+        if held {
+            worker.commit_in_flight(true);
+        }
+        let result = aof.execute(&mut plan, mode, inline).await;
         last = (plan.records(), started.elapsed());
         aof.start_spare();
         let records = plan.records() as u64;
@@ -1043,8 +1097,12 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
                 stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
                 aof.set_failed(false, None);
                 worker.log_durable(durable);
+                if held {
+                    worker.commit_in_flight(false);
+                }
             }
             Err(e) if aof.closing.get() => {
+                worker.commit_in_flight(false);
                 log::warning(&format!(
                     "Error writing to the AOF file (shard {}): {e}. The log was turned off: \
                      its unwritten records are dropped.",
@@ -1054,6 +1112,7 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
                 return;
             }
             Err(e) => {
+                worker.commit_in_flight(false);
                 if !aof.failed.get() {
                     log::warning(&format!(
                         "Error writing to the AOF file (shard {}): {e}. Writes are refused \
@@ -1087,8 +1146,14 @@ async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_records: usize, last
     // The records pending now came while the last commit ran; the released
     // clients' come on top.
     let target = seen + last_records;
-    while seen < target && Instant::now() < deadline && !aof.closing.get() {
-        timer.sleep(GATHER_GAP).await;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if seen >= target || left.is_zero() || aof.closing.get() {
+            return;
+        }
+        // Never past the deadline: after a fast commit the gap alone would
+        // be longer than the whole wait may be.
+        timer.sleep(GATHER_GAP.min(left)).await;
         let now = aof.journal.borrow().pending_records();
         if now == seen {
             return;
@@ -1102,6 +1167,34 @@ async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_records: usize, last
 const GATHER_GAP: Duration = Duration::from_micros(150);
 /// The longest [`gather`] waits.
 const GATHER_MAX: Duration = Duration::from_millis(2);
+
+/// Under `always` with one shard, a commit after one that took less than
+/// this is written inline: a blocking pwrite through the segment's
+/// `O_DSYNC` descriptor on the worker thread, as Redis blocks its thread in
+/// fdatasync, instead of the same write on the ring. While the thread is
+/// blocked, requests queue up without waking it (on the ring each of them
+/// is a wake-up of a thread that sleeps until the commit completes, and
+/// the loop turned about 10 times per commit); when it returns they run in
+/// one go and join the next commit, so no [`gather`] is needed. After a
+/// slower commit the next one goes through the ring, so that a slow or
+/// stalled device holds the event loop for one commit at most, not for
+/// every one. With several shards the thread also carries the other
+/// shards' requests and replies, and blocking it held them up (measured
+/// 0.74-0.84x of the ring): their commits stay on the ring. The
+/// measurements are in BENCHMARKS.md, "M2.3", "always".
+pub const INLINE_MAX: Duration = Duration::from_millis(2);
+
+/// [`INLINE_MAX`], or the test seam `KV_AOF_INLINE_MAX_US` (0: never
+/// inline).
+fn inline_max() -> Duration {
+    static MAX: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("KV_AOF_INLINE_MAX_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(INLINE_MAX, Duration::from_micros)
+    })
+}
 
 /// `appendfsync everysec`: one fdatasync a second, in its own task, never
 /// waited for by a reply.

@@ -346,13 +346,15 @@ fn aof_fields(out: &mut String, shared: &crate::shared::Shared) {
     let path = crate::aof::io_path(shared);
     let _ = write!(
         out,
-        "aof_current_size:{}\r\naof_base_size:{}\r\naof_pending_rewrite:0\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:{pending_fsync}\r\naof_delayed_fsync:{}\r\naof_appendfsync:{}\r\naof_io_path:{path}\r\naof_fsyncs:{}\r\naof_group_commits:{commits}\r\naof_records:{records}\r\naof_records_per_commit:{:.2}\r\naof_fsync_p99_usec:{p99}\r\naof_bytes_written:{}\r\n",
+        "aof_current_size:{}\r\naof_base_size:{}\r\naof_pending_rewrite:0\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:{pending_fsync}\r\naof_delayed_fsync:{}\r\naof_appendfsync:{}\r\naof_io_path:{path}\r\naof_fsyncs:{}\r\naof_group_commits:{commits}\r\naof_inline_commits:{}\r\naof_held_batches:{}\r\naof_records:{records}\r\naof_records_per_commit:{:.2}\r\naof_fsync_p99_usec:{p99}\r\naof_bytes_written:{}\r\n",
         aof_current_size(shared),
         base_size,
         total(|a| &a.pending_bytes),
         total(|a| &a.delayed_fsync),
         shared.appendfsync().name(),
         total(|a| &a.fsyncs),
+        total(|a| &a.inline_commits),
+        total(|a| &a.held),
         if commits == 0 { 0.0 } else { records as f64 / commits as f64 },
         total(|a| &a.bytes_written),
     );

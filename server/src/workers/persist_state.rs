@@ -42,6 +42,12 @@ pub struct AofStats {
     pub base_size: AtomicU64,
     /// Flushes (group commits) that succeeded.
     pub commits: AtomicU64,
+    /// `always` commits written inline: a blocking O_DSYNC pwrite on the
+    /// worker thread (`aof::INLINE_MAX`).
+    pub inline_commits: AtomicU64,
+    /// Messages other shards left for this one while its `always` commit
+    /// was in flight, rather than waking it (`worker::Held`).
+    pub held: AtomicU64,
     /// Records they made durable.
     pub records: AtomicU64,
     pub fsyncs: AtomicU64,

@@ -25,6 +25,8 @@ pub struct WorkerStats {
 pub struct Shared {
     pub config: RwLock<Config>,
     pub mailboxes: Vec<Mailbox>,
+    /// Per shard: batches left for it while its commit is in flight.
+    pub held: Vec<crate::worker::Held>,
     pub clients: Clients,
     pub stats: Vec<WorkerStats>,
     /// Per-worker state of the append-only log, for INFO and DEBUG.
@@ -94,6 +96,7 @@ impl Shared {
         let workers = mailboxes.len();
         let shared = Shared {
             config: RwLock::new(config),
+            held: (0..workers).map(|_| Default::default()).collect(),
             mailboxes,
             clients: Clients::default(),
             stats: (0..workers).map(|_| WorkerStats::default()).collect(),

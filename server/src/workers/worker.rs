@@ -15,6 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::os::fd::RawFd;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,6 +157,12 @@ struct BatchCmd {
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.cmds.is_empty()
+    }
+
+    /// Every command is a write: under `always` none of the replies can
+    /// leave before the shard's next commit.
+    fn only_writes(&self) -> bool {
+        !self.cmds.is_empty() && self.cmds.iter().all(|c| c.spec.is_write())
     }
 
     pub fn len(&self) -> usize {
@@ -545,6 +552,28 @@ impl Worker {
         }
     }
 
+    /// This shard's commit on the ring starts (`busy`) or ended (under
+    /// `always` with several shards): while it is in flight, batches of
+    /// writes for this shard wait in its [`Held`] queue, taken when it ends.
+    pub fn commit_in_flight(&self, busy: bool) {
+        let held = &self.shared.held[self.id];
+        held.busy.store(busy, Ordering::SeqCst);
+        if !busy {
+            fence(Ordering::SeqCst);
+            self.take_held();
+        }
+    }
+
+    /// Runs what other workers left in this shard's [`Held`] queue.
+    fn take_held(&self) {
+        while let Ok(msg) = self.shared.held[self.id].rx.try_recv() {
+            self.shared.aof[self.id]
+                .held
+                .fetch_add(1, Ordering::Relaxed);
+            self.deliver(msg);
+        }
+    }
+
     /// Sends the collected messages; runs in its own task, which the loop
     /// polls after the tasks that were already ready in this tick.
     fn flush_outbox(&self) {
@@ -552,6 +581,14 @@ impl Worker {
         let mut outbox = self.outbox.borrow_mut();
         for (to, msgs) in outbox.iter_mut().enumerate() {
             if msgs.is_empty() {
+                continue;
+            }
+            let held = &self.shared.held[to];
+            if held.busy() && msgs.iter().all(Msg::holdable) {
+                if !held.hold(Msg::Many(std::mem::take(msgs))) {
+                    // Its commit ended meanwhile: wake it to take them.
+                    let _ = self.shared.mailboxes[to].send(Msg::Many(Vec::new()));
+                }
                 continue;
             }
             let msg = if msgs.len() == 1 {
@@ -834,10 +871,65 @@ impl Worker {
 /// The loop that takes messages for this shard from other threads.
 pub async fn mailbox_loop(worker: std::rc::Rc<Worker>, mut rx: mpsc::UnboundedReceiver<Msg>) {
     while let Some(msg) = rx.recv().await {
+        // What was held was sent before anything the mailbox has now.
+        worker.take_held();
         worker.deliver(msg);
         // Drain what else arrived meanwhile before yielding to the loop.
         while let Ok(msg) = rx.try_recv() {
             worker.deliver(msg);
+        }
+    }
+}
+
+/// Messages for a shard whose commit is in flight under `appendfsync
+/// always` that could not be answered before it ends anyway: batches of
+/// writes, whose records go into the next commit. Other workers leave them
+/// here without waking the shard; it takes them when the commit completes
+/// (which wakes it), or before the next message its mailbox brings. A
+/// wake-up between two threads is an eventfd write, a context switch and
+/// often an idle vCPU's wake (BENCHMARKS.md, "M2.3", "always").
+#[repr(align(128))]
+pub struct Held {
+    busy: AtomicBool,
+    tx: crossbeam_channel::Sender<Msg>,
+    rx: crossbeam_channel::Receiver<Msg>,
+}
+
+impl Default for Held {
+    fn default() -> Held {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Held {
+            busy: AtomicBool::new(false),
+            tx,
+            rx,
+        }
+    }
+}
+
+impl Held {
+    fn busy(&self) -> bool {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Leaves `msg` for the shard. False if its commit ended meanwhile, so
+    /// that it may not look again: the sender must wake it. (The shard
+    /// clears `busy` before it takes what is held; a sender that still sees
+    /// it set after its send knows the shard will find the message.)
+    fn hold(&self, msg: Msg) -> bool {
+        // Only a receiver dropped at shutdown refuses it.
+        let _ = self.tx.send(msg);
+        fence(Ordering::SeqCst);
+        self.busy.load(Ordering::SeqCst)
+    }
+}
+
+impl Msg {
+    /// May wait in a [`Held`] queue.
+    fn holdable(&self) -> bool {
+        match self {
+            Msg::Batch { batch, .. } => batch.only_writes(),
+            Msg::Many(m) => m.iter().all(Msg::holdable),
+            _ => false,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The persistence state the threads share (`Shared` holds it for INFO,
 //! LASTSAVE, MISCONF and DEBUG): each shard's log counters and the
 //! snapshot status. Types only, here below the workers' shared state; what
-//! changes them is `persist/aof.rs` and `persist/snapshot.rs`, which
+//! changes them is `persist/aof/` and `persist/snapshot.rs`, which
 //! re-export them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -43,7 +43,7 @@ pub struct AofStats {
     /// Flushes (group commits) that succeeded.
     pub commits: AtomicU64,
     /// `always` commits written inline: a blocking O_DSYNC pwrite on the
-    /// worker thread (`aof::INLINE_MAX`).
+    /// worker thread (`aof::commit::INLINE_MAX`).
     pub inline_commits: AtomicU64,
     /// Messages other shards left for this one while its `always` commit
     /// was in flight, rather than waking it (`worker::Held`).

@@ -1,0 +1,286 @@
+//! Group commit: the flush loop that writes whatever is pending as one
+//! plan and releases the replies it makes durable, the gathering of the
+//! next commit under `always`, the rule that writes a commit inline
+//! ([`INLINE_MAX`]), the end of a log the shard detached, and the
+//! `everysec` sync loop.
+
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use engine::journal::JournalError;
+
+use super::Aof;
+use crate::config::AppendFsync;
+use crate::log;
+use crate::runtime;
+use crate::worker::Worker;
+
+impl Aof {
+    /// The end of a log the shard detached: everything written is synced
+    /// (as Redis's stopAppendOnly does), the failure state is cleared, and
+    /// the replies still waiting are released (`abandon`: the pending
+    /// records could not be written and are dropped; with the log off,
+    /// nothing waits for it any more).
+    async fn close(&self, worker: &Worker, abandon: bool) {
+        if !abandon && self.unsynced.get() {
+            let current = self.journal.borrow().current_segment().map(|c| c.0);
+            if let Some(seg) = current.and_then(|l| self.seg(l)) {
+                if let Err(e) = self.sync(&seg).await {
+                    log::warning(&format!(
+                        "Error syncing the AOF file (shard {}) as the log was turned off: {e}",
+                        self.id
+                    ));
+                }
+            }
+        }
+        let last = self.journal.borrow().next_lsn().saturating_sub(1);
+        self.sync_failed.set(false);
+        let stats = self.stats();
+        if self.failed.replace(false) {
+            // The log is off: nothing to refuse writes for any more.
+            stats.failed.store(false, Ordering::Relaxed);
+            self.shared.set_aof_failed(false);
+        }
+        stats.enabled.store(false, Ordering::Relaxed);
+        stats.pending_bytes.store(0, Ordering::Relaxed);
+        self.segs.borrow_mut().clear();
+        *self.spare.borrow_mut() = None;
+        worker.log_durable(last);
+    }
+}
+
+/// Group commit: flushes whatever is pending, one plan at a time, and
+/// releases the replies each flush makes durable.
+pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
+    aof.first_segment().await;
+    aof.start_spare();
+    let timer = runtime::FineTimer::new();
+    // Records of the last commit, and how long it took.
+    let mut last = (0usize, Duration::ZERO);
+    // One shard: the commit after a fast one blocks the thread
+    // ([`INLINE_MAX`]). With more, other shards' requests pass through this
+    // thread too, and blocking it would hold them up: commits stay on the
+    // ring.
+    let may_inline = worker.shard_count() == 1;
+    loop {
+        let always = worker.shared.appendfsync() == AppendFsync::Always;
+        let inline = always && may_inline && last.1 < inline_max();
+        // A blocked thread gathers by itself: what arrives meanwhile waits
+        // for it to return.
+        if always && !inline && last.0 > 1 {
+            gather(&aof, &timer, last.0, last.1).await;
+        }
+        let plan = aof.journal.borrow_mut().prepare_flush();
+        let Some(mut plan) = plan else {
+            if aof.closing.get() {
+                aof.close(&worker, false).await;
+                return;
+            }
+            aof.kick.notified().await;
+            continue;
+        };
+        let mode = worker.shared.appendfsync();
+        let started = Instant::now();
+        let held = mode == AppendFsync::Always && !inline;
+        if held {
+            worker.commit_in_flight(true);
+        }
+        let result = aof.execute(&mut plan, mode, inline).await;
+        last = (plan.records(), started.elapsed());
+        aof.start_spare();
+        let records = plan.records() as u64;
+        let bytes = plan.write_bytes() as u64;
+        let outcome = aof.journal.borrow_mut().complete_flush(plan, result);
+        let stats = aof.stats();
+        {
+            let journal = aof.journal.borrow();
+            stats
+                .pending_bytes
+                .store(journal.pending_bytes() as u64, Ordering::Relaxed);
+            if outcome.is_ok() {
+                let current = journal.current_segment().map(|c| c.0);
+                aof.segs.borrow_mut().retain(|s| Some(s.lsn) == current);
+                stats
+                    .current_size
+                    .store(journal.stats().current_size, Ordering::Relaxed);
+            }
+        }
+        match outcome {
+            Ok(durable) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.records.fetch_add(records, Ordering::Relaxed);
+                stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+                aof.set_failed(false, None);
+                worker.log_durable(durable);
+                if held {
+                    worker.commit_in_flight(false);
+                }
+            }
+            Err(e) if aof.closing.get() => {
+                worker.commit_in_flight(false);
+                log::warning(&format!(
+                    "Error writing to the AOF file (shard {}): {e}. The log was turned off: \
+                     its unwritten records are dropped.",
+                    aof.id
+                ));
+                aof.close(&worker, true).await;
+                return;
+            }
+            Err(e) => {
+                worker.commit_in_flight(false);
+                if !aof.failed.get() {
+                    log::warning(&format!(
+                        "Error writing to the AOF file (shard {}): {e}. Writes are refused \
+                         until a retry succeeds; retrying every second.",
+                        aof.id
+                    ));
+                }
+                aof.set_failed(true, Some(&e));
+                // Redis retries a failed AOF write from serverCron, once a
+                // second. A segment that could not be made (ENOSPC) is
+                // tried again at the size the free space allows now.
+                runtime::sleep(Duration::from_secs(1)).await;
+                aof.adapt_segment_size();
+            }
+        }
+    }
+}
+
+/// Under `always`, after a commit of several records: waits until as many
+/// more records are pending as that commit made durable (the clients it
+/// released are back), while records keep arriving (a quiet gap of
+/// [`GATHER_GAP`] ends it), for at most half the last commit's time and
+/// [`GATHER_MAX`], so that the clients the commit released join the next
+/// commit instead of the one after it. Without it the clients split into
+/// groups, one waiting for the commit in flight while the other's records
+/// make the next: fewer records per fdatasync (the measurement is in
+/// BENCHMARKS.md, "M2.3").
+async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_records: usize, last_commit: Duration) {
+    let deadline = Instant::now() + (last_commit / 2).min(GATHER_MAX);
+    let mut seen = aof.journal.borrow().pending_records();
+    // The records pending now came while the last commit ran; the released
+    // clients' come on top.
+    let target = seen + last_records;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if seen >= target || left.is_zero() || aof.closing.get() {
+            return;
+        }
+        // Never past the deadline: after a fast commit the gap alone would
+        // be longer than the whole wait may be.
+        timer.sleep(GATHER_GAP.min(left)).await;
+        let now = aof.journal.borrow().pending_records();
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+}
+
+/// The quiet gap that ends [`gather`]: a few client round trips on
+/// loopback.
+const GATHER_GAP: Duration = Duration::from_micros(150);
+/// The longest [`gather`] waits.
+const GATHER_MAX: Duration = Duration::from_millis(2);
+
+/// Under `always` with one shard, a commit after one that took less than
+/// this is written inline: a blocking pwrite through the segment's
+/// `O_DSYNC` descriptor on the worker thread, as Redis blocks its thread in
+/// fdatasync, instead of the same write on the ring. While the thread is
+/// blocked, requests queue up without waking it (on the ring each of them
+/// is a wake-up of a thread that sleeps until the commit completes, and
+/// the loop turned about 10 times per commit); when it returns they run in
+/// one go and join the next commit, so no [`gather`] is needed. After a
+/// slower commit the next one goes through the ring, so that a slow or
+/// stalled device holds the event loop for one commit at most, not for
+/// every one. With several shards the thread also carries the other
+/// shards' requests and replies, and blocking it held them up (measured
+/// 0.74-0.84x of the ring): their commits stay on the ring. The
+/// measurements are in BENCHMARKS.md, "M2.3", "always".
+pub const INLINE_MAX: Duration = Duration::from_millis(2);
+
+/// [`INLINE_MAX`], or the test seam `KV_AOF_INLINE_MAX_US` (0: never
+/// inline).
+fn inline_max() -> Duration {
+    static MAX: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("KV_AOF_INLINE_MAX_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(INLINE_MAX, Duration::from_micros)
+    })
+}
+
+/// `appendfsync everysec`: one fdatasync a second, in its own task, never
+/// waited for by a reply.
+pub async fn sync_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
+    loop {
+        runtime::sleep(Duration::from_secs(1)).await;
+        if aof.closing.get() {
+            return;
+        }
+        match worker.shared.appendfsync() {
+            AppendFsync::Everysec => {}
+            AppendFsync::No => {
+                aof.drop_cached();
+                continue;
+            }
+            AppendFsync::Always => continue,
+        }
+        if let Some(started) = aof.sync_started.get() {
+            if started.elapsed() >= Duration::from_secs(2) {
+                aof.stats().delayed_fsync.fetch_add(1, Ordering::Relaxed);
+                log::notice(
+                    "Asynchronous AOF fsync is taking too long (disk is busy?). Writing the AOF \
+                     buffer without waiting for fsync to complete, this may slow down the server.",
+                );
+            }
+            continue;
+        }
+        if !aof.unsynced.get() {
+            continue;
+        }
+        let current = aof.journal.borrow().current_segment().map(|c| c.0);
+        let Some(seg) = current.and_then(|l| aof.seg(l)) else {
+            continue;
+        };
+        aof.unsynced.set(false);
+        let synced_upto = aof.tail_block_start();
+        aof.sync_started.set(Some(Instant::now()));
+        aof.stats().fsync_in_progress.store(true, Ordering::Relaxed);
+        let a = aof.clone();
+        runtime::spawn(async move {
+            let r = a.sync(&seg).await;
+            a.sync_started.set(None);
+            a.stats().fsync_in_progress.store(false, Ordering::Relaxed);
+            match r {
+                Ok(()) => {
+                    // Synced: the pages before the tail block need not stay
+                    // in the page cache (the tail block is written again by
+                    // the next flush, so it stays).
+                    if let Some(plain) = &seg.plain {
+                        crate::sys::fadvise_dontneed(plain.as_raw_fd(), 0, synced_upto);
+                    }
+                    a.sync_failed.set(false);
+                    a.set_failed(a.journal.borrow().is_failed(), None);
+                }
+                Err(e) => {
+                    let path = engine::journal::io::segment_path(
+                        &a.journal.borrow().config().dir,
+                        seg.lsn,
+                    );
+                    let je = JournalError::new("sync", &path, None, &e);
+                    log::warning(&format!(
+                        "Error syncing the AOF file (shard {}): {je}",
+                        a.id
+                    ));
+                    a.unsynced.set(true);
+                    a.sync_failed.set(true);
+                    a.set_failed(true, Some(&je));
+                }
+            }
+        });
+    }
+}

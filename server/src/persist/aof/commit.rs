@@ -69,7 +69,7 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
         let inline = always && may_inline && last.1 < inline_max();
         // A blocked thread gathers by itself: what arrives meanwhile waits
         // for it to return.
-        if always && !inline && last.0 > 1 {
+        if always && !inline && last.0 > 1 && last.1 >= GATHER_FROM {
             gather(&aof, &timer, last.0, last.1).await;
         }
         let plan = aof.journal.borrow_mut().prepare_flush();
@@ -148,7 +148,8 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
     }
 }
 
-/// Under `always`, after a commit of several records: waits until as many
+/// Under `always`, after a ring commit of several records that took at
+/// least [`GATHER_FROM`]: waits until as many
 /// more records are pending as that commit made durable (the clients it
 /// released are back), while records keep arriving (a quiet gap of
 /// [`GATHER_GAP`] ends it), for at most half the last commit's time and
@@ -184,6 +185,14 @@ async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_records: usize, last
 const GATHER_GAP: Duration = Duration::from_micros(150);
 /// The longest [`gather`] waits.
 const GATHER_MAX: Duration = Duration::from_millis(2);
+/// [`gather`] runs only after a commit that took at least this long. After
+/// a faster one it could wait at most half of it, less than the released
+/// clients take to come back here (100-300 us on a loaded machine), so it
+/// only added timer wake-ups: on a fast disk 2 shards did 0.89x Redis's
+/// `always` without it and 0.83x with it (BENCHMARKS.md, M2.3 "always").
+/// On a slow disk (commits of several ms) it is what lets one commit take
+/// the clients the last one released.
+const GATHER_FROM: Duration = Duration::from_millis(1);
 
 /// Under `always` with one shard, a commit after one that took less than
 /// this is written inline: a blocking pwrite through the segment's

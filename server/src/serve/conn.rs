@@ -97,6 +97,11 @@ pub async fn serve(worker: Rc<Worker>, stream: Stream, peer: SocketAddr, local: 
     conn.stream = Some(stream.clone());
     conn.budget = REPLY_BUDGET;
     conn.run(&stream).await;
+    // A read may still be in flight (the idle timeout ended the connection
+    // while it waited): on io_uring it holds the socket open past the close
+    // below, so the client would never see the connection end. Shutting it
+    // down completes that read and sends the FIN.
+    crate::sys::shutdown_socket(stream.raw_fd());
     conn.release();
     shared.clients.unregister(id);
     shared.connected.fetch_sub(1, Ordering::AcqRel);

@@ -315,3 +315,85 @@ fn client_id_setname_getname_list_kill() {
     );
     assert_serves(&mut server);
 }
+
+/// With two threads, a command on the other thread's shard is answered by
+/// that shard on the client's socket (direct replies, conn.rs). Going on
+/// after an idle pause, the idle timeout (`timeout`), CLIENT KILL, and
+/// connections that close right after their reply must all work after
+/// such replies, and every reply must reach its own client. The idle
+/// timeout part failed before the socket was shut down at the end of a
+/// connection: on io_uring the read still in flight kept it open, so the
+/// client never saw it close.
+#[test]
+fn replies_from_the_other_shard_survive_idling_timeouts_kills_and_closes() {
+    let server = ServerProc::start(&["--threads", "2", "--timeout", "1"]);
+    let keys: Vec<String> = (0..64).map(|i| format!("k{i}")).collect();
+    // About half of these keys are on the other thread's shard.
+    let mut a = server.conn();
+    for k in &keys {
+        cmd::<()>(&mut a, &["SET", k, &format!("v-{k}")]);
+    }
+    thread::sleep(Duration::from_millis(400));
+    for k in &keys {
+        assert_eq!(cmd::<String>(&mut a, &["GET", k]), format!("v-{k}"));
+    }
+
+    // The idle timeout closes a connection whose last replies came from
+    // the other shard.
+    let mut idle = server.raw();
+    for k in &keys {
+        let v = format!("v-{k}");
+        assert_eq!(
+            idle.cmd(&["GET", k]),
+            format!("${}\r\n{v}\r\n", v.len()).into_bytes()
+        );
+    }
+    match idle.try_read_reply(Duration::from_secs(5)) {
+        tests::ReadOutcome::Closed(rest) => assert!(rest.is_empty()),
+        other => panic!("the idle timeout did not close the connection: {other:?}"),
+    }
+
+    // CLIENT KILL of such a connection.
+    let mut victim = server.conn();
+    let id: i64 = cmd(&mut victim, &["CLIENT", "ID"]);
+    for k in &keys {
+        cmd::<()>(&mut victim, &["SET", k, "x"]);
+    }
+    let mut killer = server.conn();
+    assert_eq!(
+        cmd::<i64>(&mut killer, &["CLIENT", "KILL", "ID", &id.to_string()]),
+        1
+    );
+    assert!(redis::cmd("PING").query::<String>(&mut victim).is_err());
+
+    // Connections that close as soon as they have their reply, from
+    // several threads at once: the descriptors are reused at once, so a
+    // shard sending on a closed one would hand a reply to a stranger.
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], server.port()).into();
+    let workers: Vec<_> = (0..6)
+        .map(|t| {
+            thread::spawn(move || {
+                for i in 0..150 {
+                    let mut c = RawConn::connect(addr);
+                    let key = format!("c{t}:{}", i % 16);
+                    let val = format!("{t}-{i}");
+                    assert_eq!(c.cmd(&["SET", &key, &val]), b"+OK\r\n");
+                    let got = c.cmd(&["GET", &key]);
+                    assert_eq!(got, format!("${}\r\n{val}\r\n", val.len()).into_bytes());
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    // They are all gone (the ones above too, or soon by the timeout).
+    let mut b = server.conn();
+    wait_until(Duration::from_secs(5), "the closed clients to go", || {
+        let info: String = cmd(&mut b, &["INFO", "clients"]);
+        info.lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .is_some_and(|n| n <= 3)
+    });
+}

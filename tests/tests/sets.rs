@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
-use tests::{redis_server_bin, server_bin, wait_until, RedisProc, Rng, ScratchDir, ServerProc};
+use tests::{server_bin, wait_until, RedisProc, Rng, ScratchDir, ServerProc};
 
 type State = BTreeMap<Vec<u8>, (BTreeSet<Vec<u8>>, bool)>;
 
@@ -288,9 +288,6 @@ fn sets_survive_the_log_snapshots_and_sigkill() {
         .expect("run kv-server export-aof");
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "export-aof: {text}");
-    if redis_server_bin().is_none() {
-        return;
-    }
     let Some(redis) = RedisProc::start() else {
         return;
     };
@@ -324,10 +321,6 @@ fn sets_survive_the_log_snapshots_and_sigkill() {
 /// themselves) is imported into our log and survives a restart.
 #[test]
 fn a_redis_aof_with_set_commands_imports() {
-    if redis_server_bin().is_none() {
-        eprintln!("skipped: no redis-server on PATH");
-        return;
-    }
     let Some(redis) = RedisProc::start_with_plain_aof() else {
         return;
     };

@@ -6,10 +6,6 @@ use super::*;
 
 #[test]
 fn imports_a_redis_aof_when_the_log_is_empty() {
-    if redis_server_bin().is_none() {
-        eprintln!("skipped: no redis-server on PATH");
-        return;
-    }
     let Some(redis) = RedisProc::start_with_plain_aof() else {
         return;
     };
@@ -61,10 +57,6 @@ fn imports_a_redis_aof_when_the_log_is_empty() {
 #[test]
 fn hashes_import_from_a_redis_aof_and_export_back() {
     use std::collections::BTreeMap;
-    if redis_server_bin().is_none() {
-        eprintln!("skipped: no redis-server on PATH");
-        return;
-    }
     let Some(redis) = RedisProc::start_with_plain_aof() else {
         return;
     };

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tests::{redis_server_bin, self_check_against_redis, RedisProc, ScratchDir, ServerProc, Tmpfs};
+use tests::{self_check_against_redis, RedisProc, ScratchDir, ServerProc, Tmpfs};
 
 /// `DEBUG AOF-FAULT <args>`: the I/O fault seam of every shard's log.
 fn aof_fault(con: &mut redis::Connection, args: &[&str]) {

@@ -59,6 +59,8 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
     let timer = runtime::FineTimer::new();
     // Records of the last commit, and how long it took.
     let mut last = (0usize, Duration::ZERO);
+    // How long commits take lately: what `gather` is decided and sized by.
+    let mut typical = CommitTime::default();
     // One shard: the commit after a fast one blocks the thread
     // ([`INLINE_MAX`]). With more, other shards' requests pass through this
     // thread too, and blocking it would hold them up: commits stay on the
@@ -69,8 +71,8 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
         let inline = always && may_inline && last.1 < inline_max();
         // A blocked thread gathers by itself: what arrives meanwhile waits
         // for it to return.
-        if always && !inline && last.0 > 1 && last.1 >= GATHER_FROM {
-            gather(&aof, &timer, last.0, last.1).await;
+        if always && !inline && last.0 > 1 && typical.get() >= GATHER_FROM {
+            gather(&aof, &timer, last.0, typical.get()).await;
         }
         let plan = aof.journal.borrow_mut().prepare_flush();
         let Some(mut plan) = plan else {
@@ -89,6 +91,7 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
         }
         let result = aof.execute(&mut plan, mode, inline).await;
         last = (plan.records(), started.elapsed());
+        typical.add(last.1);
         aof.start_spare();
         let records = plan.records() as u64;
         let bytes = plan.write_bytes() as u64;
@@ -148,18 +151,18 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
     }
 }
 
-/// Under `always`, after a ring commit of several records that took at
-/// least [`GATHER_FROM`]: waits until as many
-/// more records are pending as that commit made durable (the clients it
-/// released are back), while records keep arriving (a quiet gap of
-/// [`GATHER_GAP`] ends it), for at most half the last commit's time and
+/// Under `always`, after a ring commit of several records, when commits
+/// take [`GATHER_FROM`] or more lately ([`CommitTime`]): waits until as
+/// many more records are pending as that commit made durable (the clients
+/// it released are back), while records keep arriving (a quiet gap of
+/// [`GATHER_GAP`] ends it), for at most half the typical commit's time and
 /// [`GATHER_MAX`], so that the clients the commit released join the next
 /// commit instead of the one after it. Without it the clients split into
 /// groups, one waiting for the commit in flight while the other's records
 /// make the next: fewer records per fdatasync (the measurement is in
 /// BENCHMARKS.md, "M2.3").
-async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_records: usize, last_commit: Duration) {
-    let deadline = Instant::now() + (last_commit / 2).min(GATHER_MAX);
+async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_records: usize, typical: Duration) {
+    let deadline = Instant::now() + (typical / 2).min(GATHER_MAX);
     let mut seen = aof.journal.borrow().pending_records();
     // The records pending now came while the last commit ran; the released
     // clients' come on top.
@@ -185,14 +188,34 @@ async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_records: usize, last
 const GATHER_GAP: Duration = Duration::from_micros(150);
 /// The longest [`gather`] waits.
 const GATHER_MAX: Duration = Duration::from_millis(2);
-/// [`gather`] runs only after a commit that took at least this long. After
-/// a faster one it could wait at most half of it, less than the released
-/// clients take to come back here (100-300 us on a loaded machine), so it
-/// only added timer wake-ups: on a fast disk 2 shards did 0.89x Redis's
-/// `always` without it and 0.83x with it (BENCHMARKS.md, M2.3 "always").
-/// On a slow disk (commits of several ms) it is what lets one commit take
-/// the clients the last one released.
+/// [`gather`] runs only while commits take at least this long
+/// ([`CommitTime`]). With faster ones it could wait at most half a commit,
+/// less than the released clients take to come back here (100-300 us on a
+/// loaded machine), so it only added timer wake-ups: on a fast disk 2
+/// shards did 0.89x Redis's `always` without it and 0.83x with it
+/// (BENCHMARKS.md, M2.3 "always"). On a slow disk (commits of several ms)
+/// it is what lets one commit take the clients the last one released.
 const GATHER_FROM: Duration = Duration::from_millis(1);
+
+/// How long commits take lately: a moving average over about the last 8
+/// (each new one weighs 1/8). [`gather`] goes by this, not by the last
+/// commit alone: on a disk with an IOPS limit (a throttled cloud volume)
+/// commits alternate between fast ones (the limit had room) and slow ones
+/// (they queued), and going by the last one skipped `gather` after every
+/// fast one, halving the records per commit where each commit costs the
+/// most (BENCHMARKS.md, M2.3 "always on a disk with an IOPS limit").
+#[derive(Debug, Default, Clone, Copy)]
+struct CommitTime(Duration);
+
+impl CommitTime {
+    fn add(&mut self, took: Duration) {
+        self.0 = (self.0 * 7 + took) / 8;
+    }
+
+    fn get(&self) -> Duration {
+        self.0
+    }
+}
 
 /// Under `always` with one shard, a commit after one that took less than
 /// this is written inline: a blocking pwrite through the segment's
@@ -291,5 +314,41 @@ pub async fn sync_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(commits: impl IntoIterator<Item = u64>) -> Duration {
+        let mut t = CommitTime::default();
+        for us in commits {
+            t.add(Duration::from_micros(us));
+        }
+        t.get()
+    }
+
+    #[test]
+    fn gather_goes_by_the_typical_commit_not_the_last() {
+        // A fast disk: commits of 150-550 us, one 3 ms hiccup. Gather stays
+        // off, and is off again a few commits after the hiccup.
+        let fast = [150, 300, 550, 200, 400, 250, 180, 500];
+        assert!(after(fast.iter().cycle().take(64).copied()) < GATHER_FROM);
+        let hiccup = fast
+            .iter()
+            .copied()
+            .chain([3_000])
+            .chain(fast.iter().copied().take(5));
+        assert!(after(hiccup) < GATHER_FROM);
+        // An IOPS-limited disk: fast commits between queued ones. The last
+        // commit is fast half of the time; the typical one is not.
+        let throttled = [200, 5_000, 150, 4_000, 300, 6_000];
+        let t = after(throttled.iter().cycle().take(60).copied());
+        assert!(t >= GATHER_FROM, "{t:?}");
+        // A slow disk: every commit takes milliseconds.
+        assert!(after([4_000; 20]) >= GATHER_FROM);
+        // From a cold start the first slow commits are enough.
+        assert!(after([8_000, 8_000]) >= GATHER_FROM);
     }
 }

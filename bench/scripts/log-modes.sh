@@ -15,6 +15,13 @@
 # Each server is started fresh for each run, in a scratch dir under $TMPDIR
 # (the log needs a filesystem with O_DIRECT). Needs redis-server,
 # redis-benchmark and a release build (cargo build --release -p server).
+#
+# IOPS_LIMIT=N runs every server in a cgroup (v1 blkio) whose writes to the
+# scratch dir's disk are throttled to N a second: a slow disk, as a cloud
+# volume with an IOPS cap (needs root and /sys/fs/cgroup/blkio). The
+# throttle counts the I/O a thread issues itself; a cache flush the kernel
+# issues for an O_DSYNC write on io_uring is not counted (BENCHMARKS.md,
+# M2.3 "always on a disk with an IOPS limit").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -30,7 +37,19 @@ bin=${KV_SERVER_BIN:-${CARGO_TARGET_DIR:-target}/release/kv-server}
 port=7431
 scratch=$(mktemp -d)
 pid=
-trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$scratch"' EXIT
+cgroup=
+trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$scratch"; [ -n "$cgroup" ] && rmdir "$cgroup"' EXIT
+if [ -n "${IOPS_LIMIT:-}" ]; then
+    majmin=$(stat -c '%Hd:%Ld' "$scratch")
+    # A partition's writes are throttled at its disk.
+    disk=$(basename "$(readlink -f "/sys/dev/block/$majmin")")
+    [ -e "/sys/class/block/$disk/partition" ] &&
+        majmin=$(cat "$(dirname "$(readlink -f "/sys/class/block/$disk")")/dev")
+    cgroup=/sys/fs/cgroup/blkio/kv-log-modes-$$
+    mkdir "$cgroup"
+    echo "$majmin $IOPS_LIMIT" >"$cgroup/blkio.throttle.write_iops_device"
+    echo "writes to $majmin limited to $IOPS_LIMIT IOPS" >&2
+fi
 hz=$(getconf CLK_TCK)
 
 start() {
@@ -56,9 +75,21 @@ start() {
         redis-no) cmd=(redis-server --port $port --dir "$d" --appendonly yes --appendfsync no) ;;
         *) echo "unknown config $1" >&2; exit 1 ;;
     esac
-    { exec "${cmd[@]}"; } >"$scratch/server.log" 2>&1 &
+    if [ -n "$cgroup" ]; then
+        { exec sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cgroup" "${cmd[@]}"; } >"$scratch/server.log" 2>&1 &
+    else
+        { exec "${cmd[@]}"; } >"$scratch/server.log" 2>&1 &
+    fi
     pid=$!
-    for _ in $(seq 200); do redis-cli -p $port ping >/dev/null 2>&1 && return; sleep 0.05; done
+    for _ in $(seq 200); do
+        if redis-cli -p $port ping >/dev/null 2>&1; then
+            # Under a limit, the start's own writes (a new log segment) use
+            # the first second's budget.
+            [ -z "$cgroup" ] || sleep 1
+            return
+        fi
+        sleep 0.05
+    done
     echo "server $1 did not start" >&2; exit 1
 }
 cpu() { awk '{print $14 + $15}' /proc/$pid/stat; }

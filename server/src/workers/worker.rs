@@ -576,7 +576,7 @@ impl Worker {
 
     /// Sends the collected messages; runs in its own task, which the loop
     /// polls after the tasks that were already ready in this tick.
-    fn flush_outbox(&self) {
+    pub fn flush_outbox(&self) {
         self.outbox_pending.set(false);
         let mut outbox = self.outbox.borrow_mut();
         for (to, msgs) in outbox.iter_mut().enumerate() {

@@ -1,7 +1,7 @@
 //! Group commit: the flush loop that writes whatever is pending as one
 //! plan and releases the replies it makes durable, the gathering of the
-//! next commit under `always`, the rule that writes a commit inline
-//! ([`INLINE_MAX`]), the end of a log the shard detached, and the
+//! next commit under `always` ([`gather`], [`take_in_arrived`]), the rule
+//! that writes a commit inline ([`INLINE_MAX`], [`INLINE_CALM`]), the end of a log the shard detached, and the
 //! `everysec` sync loop.
 
 use std::os::fd::AsRawFd;
@@ -61,20 +61,17 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
     let mut last = (0usize, Duration::ZERO);
     // How long commits take lately: what `gather` is decided and sized by.
     let mut typical = CommitTime::default();
-    // One shard: the commit after a fast one blocks the thread
-    // ([`INLINE_MAX`]). With more, other shards' requests pass through this
-    // thread too, and blocking it would hold them up: commits stay on the
-    // ring.
-    let may_inline = worker.shard_count() == 1;
+    // Whether the next commit may block the thread.
+    let mut rule = InlineRule::new(worker.shard_count(), inline_max());
     loop {
         let always = worker.shared.appendfsync() == AppendFsync::Always;
-        let inline = always && may_inline && last.1 < inline_max();
+        let inline = always && rule.inline();
         // A blocked thread gathers by itself: what arrives meanwhile waits
         // for it to return.
         if always && !inline && last.0 > 1 && typical.get() >= GATHER_FROM {
             gather(&aof, &timer, last.0, typical.get()).await;
         }
-        if always && !inline {
+        if always {
             take_in_arrived(&aof).await;
         }
         let plan = aof.journal.borrow_mut().prepare_flush();
@@ -88,13 +85,19 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
         };
         let mode = worker.shared.appendfsync();
         let started = Instant::now();
-        let held = mode == AppendFsync::Always && !inline;
+        let held = mode == AppendFsync::Always;
         if held {
             worker.commit_in_flight(true);
+        }
+        if inline {
+            // What other shards wait for (requests for them, their
+            // replies) leaves before this thread blocks.
+            worker.flush_outbox();
         }
         let result = aof.execute(&mut plan, mode, inline).await;
         last = (plan.records(), started.elapsed());
         typical.add(last.1);
+        rule.add(last.1);
         aof.start_spare();
         let records = plan.records() as u64;
         let bytes = plan.write_bytes() as u64;
@@ -186,17 +189,23 @@ async fn gather(aof: &Aof, timer: &runtime::FineTimer, last_records: usize, typi
     }
 }
 
-/// Under `always`, before a commit on the ring: lets the loop take in the
-/// requests that already arrived (a turn of the loop, no sleep), again
-/// while a turn brought new records, at most [`TAKE_IN_TURNS`] times, so
-/// that they join this commit rather than wait for the next. Without it
-/// the commit starts as soon as the first record of a tick is logged, and
-/// the requests whose completions were already on the ring each wait a
-/// whole commit more. 2 shards, SET P1: 9.5 -> 10.7-11.2 records per
-/// commit, 0.86x -> 0.91x Redis's `always` (BENCHMARKS.md, M2.3).
+/// Under `always`, before a commit: lets the loop take in the requests and
+/// the other shards' batches that already arrived (a turn of the loop, no
+/// sleep), again while a turn brought new records, at most
+/// [`TAKE_IN_TURNS`] times, so that they join this commit rather than wait
+/// for the next. Without it the commit starts as soon as the first record
+/// of a tick is logged, and what was already on the ring or in the mailbox
+/// waits a whole commit more; with several shards and inline commits, a
+/// batch the other shard sent just before would wait out this thread's
+/// blocked commit too. 2 shards, SET P1: ring commits 0.86x -> 0.91x
+/// Redis's `always`; inline commits without it no faster than the ring,
+/// with it 1.03-1.07x (BENCHMARKS.md, M2.3).
 async fn take_in_arrived(aof: &Aof) {
     for _ in 0..TAKE_IN_TURNS {
         let before = aof.journal.borrow().pending_records();
+        if before == 0 {
+            return;
+        }
         runtime::yield_to_loop().await;
         if aof.journal.borrow().pending_records() == before {
             return;
@@ -241,22 +250,74 @@ impl CommitTime {
     }
 }
 
-/// Under `always` with one shard, a commit after one that took less than
-/// this is written inline: a blocking pwrite through the segment's
-/// `O_DSYNC` descriptor on the worker thread, as Redis blocks its thread in
-/// fdatasync, instead of the same write on the ring. While the thread is
-/// blocked, requests queue up without waking it (on the ring each of them
-/// is a wake-up of a thread that sleeps until the commit completes, and
-/// the loop turned about 10 times per commit); when it returns they run in
-/// one go and join the next commit, so no [`gather`] is needed. After a
-/// slower commit the next one goes through the ring, so that a slow or
-/// stalled device holds the event loop for one commit at most, not for
-/// every one. With several shards the thread also carries the other
-/// shards' requests and replies, and blocking it held them up (measured
-/// 0.74-0.84x of the ring, and with held batches no better than the
-/// ring): their commits stay on the ring. The
-/// measurements are in BENCHMARKS.md, "M2.3", "always".
+/// Under `always`, a commit after one that took less than this is written
+/// inline: a blocking pwrite through the segment's `O_DSYNC` descriptor on
+/// the worker thread, as Redis blocks its thread in fdatasync, instead of
+/// the same write on the ring. While the thread is blocked, requests queue
+/// up without waking it (on the ring each of them is a wake-up of a thread
+/// that sleeps until the commit completes, and the loop turned about 10
+/// times per commit), and on a disk with a write-back cache and no FUA
+/// the flush is issued by the blocked thread rather than by a kernel
+/// worker on the interrupt CPU, woken twice per ring commit; when it
+/// returns the requests run in one go and join the next commit, so no [`gather`] is needed.
+/// After a slower commit the next one goes through the ring, so that a
+/// slow or stalled device holds the event loop for one commit at most,
+/// not for every one. With several shards a blocked thread also holds up
+/// the other shards' requests and replies passing through it: before it
+/// blocks it sends what its outbox holds, the other shards leave their
+/// writes for it in its held queue meanwhile, and it commits inline only
+/// after a run of fast commits ([`INLINE_CALM`]). The measurements are in
+/// BENCHMARKS.md, "M2.3", "always".
 pub const INLINE_MAX: Duration = Duration::from_millis(2);
+
+/// With several shards a commit is inline only after this many commits in
+/// a row took less than [`GATHER_FROM`]: one slower commit sends the next
+/// [`INLINE_CALM`] to the ring. A blocked thread holds up the other
+/// shards' requests passing through it, so it should block only where
+/// commits are reliably fast. On a disk with an IOPS limit fast and queued
+/// commits alternate, and inline commits there did worse than the ring with
+/// [`gather`] (2 shards at 2,000 IOPS: after runs of 64, 19.6k req/s
+/// against 22.7k on the ring; after runs of 128, 22.5-23.5k, as the
+/// ring). On the fast disk about 90% of commits stay inline (the rest
+/// follow a scheduling hiccup).
+const INLINE_CALM: u32 = 128;
+
+/// Whether the next commit under `always` is written inline: after a commit
+/// faster than [`INLINE_MAX`], and with several shards only at the end of
+/// a run of [`INLINE_CALM`] commits faster than [`GATHER_FROM`].
+#[derive(Debug, Clone, Copy)]
+struct InlineRule {
+    shards: usize,
+    max: Duration,
+    last: Duration,
+    /// Commits in a row faster than [`GATHER_FROM`] (and `max`).
+    calm: u32,
+}
+
+impl InlineRule {
+    /// The rule at start: the first commit is inline (when `max` allows).
+    fn new(shards: usize, max: Duration) -> InlineRule {
+        InlineRule {
+            shards,
+            max,
+            last: Duration::ZERO,
+            calm: INLINE_CALM,
+        }
+    }
+
+    fn add(&mut self, took: Duration) {
+        self.last = took;
+        self.calm = if took < GATHER_FROM.min(self.max) {
+            self.calm.saturating_add(1)
+        } else {
+            0
+        };
+    }
+
+    fn inline(&self) -> bool {
+        self.last < self.max && (self.shards == 1 || self.calm >= INLINE_CALM)
+    }
+}
 
 /// [`INLINE_MAX`], or the test seam `KV_AOF_INLINE_MAX_US` (0: never
 /// inline).
@@ -352,6 +413,33 @@ mod tests {
             t.add(Duration::from_micros(us));
         }
         t.get()
+    }
+
+    #[test]
+    fn several_shards_commit_inline_only_after_a_run_of_fast_commits() {
+        let us = Duration::from_micros;
+        for shards in [1, 2] {
+            let mut r = InlineRule::new(shards, INLINE_MAX);
+            assert!(r.inline(), "{shards}: the first commit");
+            r.add(us(150));
+            assert!(r.inline(), "{shards}: after a fast one");
+            // A commit of 3 ms: the next goes to the ring either way.
+            r.add(us(3_000));
+            assert!(!r.inline(), "{shards}: after a slow one");
+            // 1.5 ms: one shard blocks again, several wait for a calm run.
+            r.add(us(1_500));
+            assert_eq!(r.inline(), shards == 1, "{shards}: after 1.5 ms");
+            for i in 1..INLINE_CALM {
+                r.add(us(150));
+                assert_eq!(r.inline(), shards == 1, "{shards}: {i} fast ones");
+            }
+            r.add(us(150));
+            assert!(r.inline(), "{shards}: after a calm run");
+        }
+        // The test seam: no commit is fast enough.
+        let mut r = InlineRule::new(1, Duration::ZERO);
+        r.add(Duration::ZERO);
+        assert!(!r.inline());
     }
 
     #[test]

@@ -12,12 +12,13 @@
 //!   next one (group commit). When the flush completes, the worker releases
 //!   the replies that waited for it.
 //!   Under `always` the commit is one write through an `O_DSYNC`
-//!   descriptor: on the ring, or, with one shard and after a commit faster
-//!   than [`INLINE_MAX`], inline as a blocking pwrite on the worker thread
-//!   (as Redis blocks in fdatasync), which saves the wake-ups of a thread
-//!   that would only sleep until the commit completes. With several
-//!   shards, other shards' batches of writes wait while a commit is in
-//!   flight instead of waking the thread (`worker::Held`).
+//!   descriptor: on the ring, or, after a commit faster than
+//!   [`INLINE_MAX`] (with several shards: after a run of them), inline as
+//!   a blocking pwrite on the worker thread (as Redis blocks in
+//!   fdatasync), which saves the wake-ups of a thread that would only
+//!   sleep until the commit completes. With several shards, other shards'
+//!   batches of writes wait while a commit is in flight instead of waking
+//!   the thread (`worker::Held`).
 //! - `everysec`: the flush does not sync; [`sync_loop`] issues one
 //!   `fdatasync` a second in its own task, so nothing ever waits for it;
 //!   if the previous one still runs after 2 s, `aof_delayed_fsync` counts it.

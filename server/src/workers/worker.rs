@@ -575,7 +575,8 @@ impl Worker {
     }
 
     /// Sends the collected messages; runs in its own task, which the loop
-    /// polls after the tasks that were already ready in this tick.
+    /// polls after the tasks that were already ready in this tick, and
+    /// before this thread blocks in an inline commit (`aof::INLINE_MAX`).
     pub fn flush_outbox(&self) {
         self.outbox_pending.set(false);
         let mut outbox = self.outbox.borrow_mut();

@@ -1,8 +1,8 @@
 //! Group commit: the flush loop that writes whatever is pending as one
 //! plan and releases the replies it makes durable, the gathering of the
 //! next commit under `always` ([`gather`], [`take_in_arrived`]), the rule
-//! that writes a commit inline ([`INLINE_MAX`], [`INLINE_CALM`]), the end of a log the shard detached, and the
-//! `everysec` sync loop.
+//! that writes a commit inline ([`INLINE_MAX`], [`INLINE_CALM`]), the end
+//! of a log the shard detached, and the `everysec` sync loop.
 
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -259,10 +259,10 @@ impl CommitTime {
 /// times per commit), and on a disk with a write-back cache and no FUA
 /// the flush is issued by the blocked thread rather than by a kernel
 /// worker on the interrupt CPU, woken twice per ring commit; when it
-/// returns the requests run in one go and join the next commit, so no [`gather`] is needed.
-/// After a slower commit the next one goes through the ring, so that a
-/// slow or stalled device holds the event loop for one commit at most,
-/// not for every one. With several shards a blocked thread also holds up
+/// returns the requests run in one go and join the next commit, so no
+/// [`gather`] is needed. After a slower commit the next one goes through
+/// the ring, so that a slow or stalled device holds the event loop for one
+/// commit at most, not for every one. With several shards a blocked thread also holds up
 /// the other shards' requests and replies passing through it: before it
 /// blocks it sends what its outbox holds, the other shards leave their
 /// writes for it in its held queue meanwhile, and it commits inline only

@@ -552,9 +552,10 @@ impl Worker {
         }
     }
 
-    /// This shard's commit on the ring starts (`busy`) or ended (under
-    /// `always` with several shards): while it is in flight, batches of
-    /// writes for this shard wait in its [`Held`] queue, taken when it ends.
+    /// This shard's commit under `always` (on the ring or inline) starts
+    /// (`busy`) or ended: while it is in flight, batches of writes for this
+    /// shard from other shards wait in its [`Held`] queue, taken when it
+    /// ends.
     pub fn commit_in_flight(&self, busy: bool) {
         let held = &self.shared.held[self.id];
         held.busy.store(busy, Ordering::SeqCst);

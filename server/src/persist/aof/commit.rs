@@ -57,8 +57,8 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
     aof.first_segment().await;
     aof.start_spare();
     let timer = runtime::FineTimer::new();
-    // Records of the last commit, and how long it took.
-    let mut last = (0usize, Duration::ZERO);
+    // Records of the last commit.
+    let mut last_records = 0usize;
     // How long commits take lately: what `gather` is decided and sized by.
     let mut typical = CommitTime::default();
     // Whether the next commit may block the thread.
@@ -68,8 +68,8 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
         let inline = always && rule.inline();
         // A blocked thread gathers by itself: what arrives meanwhile waits
         // for it to return.
-        if always && !inline && last.0 > 1 && typical.get() >= GATHER_FROM {
-            gather(&aof, &timer, last.0, typical.get()).await;
+        if always && !inline && last_records > 1 && typical.get() >= GATHER_FROM {
+            gather(&aof, &timer, last_records, typical.get()).await;
         }
         if always {
             take_in_arrived(&aof).await;
@@ -95,11 +95,12 @@ pub async fn flush_loop(worker: Rc<Worker>, aof: Rc<Aof>) {
             worker.flush_outbox();
         }
         let result = aof.execute(&mut plan, mode, inline).await;
-        last = (plan.records(), started.elapsed());
-        typical.add(last.1);
-        rule.add(last.1);
+        last_records = plan.records();
+        let took = started.elapsed();
+        typical.add(took);
+        rule.add(took);
         aof.start_spare();
-        let records = plan.records() as u64;
+        let records = last_records as u64;
         let bytes = plan.write_bytes() as u64;
         let outcome = aof.journal.borrow_mut().complete_flush(plan, result);
         let stats = aof.stats();
@@ -262,12 +263,12 @@ impl CommitTime {
 /// returns the requests run in one go and join the next commit, so no
 /// [`gather`] is needed. After a slower commit the next one goes through
 /// the ring, so that a slow or stalled device holds the event loop for one
-/// commit at most, not for every one. With several shards a blocked thread also holds up
-/// the other shards' requests and replies passing through it: before it
-/// blocks it sends what its outbox holds, the other shards leave their
-/// writes for it in its held queue meanwhile, and it commits inline only
-/// after a run of fast commits ([`INLINE_CALM`]). The measurements are in
-/// BENCHMARKS.md, "M2.3", "always".
+/// commit at most, not for every one. With several shards a blocked thread
+/// also holds up the other shards' requests and replies passing through
+/// it: before it blocks it sends what its outbox holds, the other shards
+/// leave their writes for it in its held queue meanwhile, and it commits
+/// inline only after a run of fast commits ([`INLINE_CALM`]). The
+/// measurements are in BENCHMARKS.md, "M2.3", "always".
 pub const INLINE_MAX: Duration = Duration::from_millis(2);
 
 /// With several shards a commit is inline only after this many commits in
